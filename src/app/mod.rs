@@ -1,0 +1,168 @@
+//! Application queries and commands shared by the CLI (and later the HTTP API): they
+//! turn raw input into domain types and engine results into views.
+
+use serde::Serialize;
+
+use crate::domain::{AppealInput, AppealRequest, FieldError, TicketNumber};
+use crate::engine::{Engine, EngineError};
+use crate::store::{AppealFilter, AppealRecord, EventRecord, TimerRecord};
+
+/// Parses appeal JSON into a checked request; every problem names its field.
+pub fn parse_appeal_json(text: &str) -> Result<AppealRequest, EngineError> {
+    let input: AppealInput = serde_json::from_str(text).map_err(|e| {
+        EngineError::Invalid(vec![FieldError::new(
+            format!("json (line {}, column {})", e.line(), e.column()),
+            e.to_string(),
+        )])
+    })?;
+    AppealRequest::try_from(input).map_err(EngineError::Invalid)
+}
+
+pub fn parse_ticket(raw: &str) -> Result<TicketNumber, EngineError> {
+    TicketNumber::parse(raw)
+        .map_err(|e| EngineError::Invalid(vec![FieldError::new("ticket", e.to_string())]))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryView {
+    pub seq: i64,
+    pub transition: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub outcome: Option<String>,
+    pub actor: String,
+    pub role: String,
+    pub reasons: Vec<String>,
+    pub at: String,
+}
+
+impl From<&EventRecord> for HistoryView {
+    fn from(e: &EventRecord) -> Self {
+        HistoryView {
+            seq: e.seq,
+            transition: e.transition.clone(),
+            from: e.from.clone(),
+            to: e.to.clone(),
+            outcome: e.outcome.clone(),
+            actor: e.actor.clone(),
+            role: e.role.to_string(),
+            reasons: e.reasons.clone(),
+            at: e.at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimerView {
+    pub name: String,
+    pub generation: i64,
+    pub due_at: String,
+    pub status: String,
+}
+
+impl From<&TimerRecord> for TimerView {
+    fn from(t: &TimerRecord) -> Self {
+        TimerView {
+            name: t.name.clone(),
+            generation: t.generation,
+            due_at: t.due_at.to_rfc3339(),
+            status: t.status.as_str().to_string(),
+        }
+    }
+}
+
+/// What `appeal show` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppealView {
+    pub ticket: String,
+    pub account: String,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub version: i64,
+    pub assignee: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// When the review SLA falls due, while it runs.
+    pub review_due_at: Option<String>,
+    pub timers: Vec<TimerView>,
+    pub history: Vec<HistoryView>,
+}
+
+pub async fn show(engine: &Engine, ticket: &TicketNumber) -> Result<AppealView, EngineError> {
+    let record = engine
+        .store()
+        .appeal_by_ticket(ticket)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(ticket.to_string()))?;
+    let history = engine.store().history(&record.id).await?;
+    let timers = engine.store().timers(Some(&record.id)).await?;
+    Ok(view(&record, &history, &timers))
+}
+
+fn view(record: &AppealRecord, history: &[EventRecord], timers: &[TimerRecord]) -> AppealView {
+    let review_due_at = timers
+        .iter()
+        .find(|t| t.name == "review_sla" && t.status == crate::store::TimerStatus::Armed)
+        .map(|t| t.due_at.to_rfc3339());
+    AppealView {
+        ticket: record.ticket.to_string(),
+        account: record.account.clone(),
+        state: record.state.clone(),
+        outcome: record.outcome.clone(),
+        version: record.version,
+        assignee: record.assignee.clone(),
+        created_at: record.created_at.to_rfc3339(),
+        updated_at: record.updated_at.to_rfc3339(),
+        review_due_at,
+        timers: timers.iter().map(TimerView::from).collect(),
+        history: history.iter().map(HistoryView::from).collect(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppealSummary {
+    pub ticket: String,
+    pub account: String,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub version: i64,
+    pub assignee: Option<String>,
+    pub updated_at: String,
+}
+
+pub async fn list(
+    engine: &Engine,
+    state: Option<String>,
+) -> Result<Vec<AppealSummary>, EngineError> {
+    if let Some(s) = &state {
+        if engine.workflow().state(s).is_none() {
+            let known: Vec<&str> = engine
+                .workflow()
+                .def
+                .states
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            return Err(EngineError::Invalid(vec![FieldError::new(
+                "state",
+                format!("unknown state {s:?} (known: {})", known.join(", ")),
+            )]));
+        }
+    }
+    let records = engine
+        .store()
+        .list_appeals(&AppealFilter { state, limit: None })
+        .await?;
+    Ok(records
+        .iter()
+        .map(|r| AppealSummary {
+            ticket: r.ticket.to_string(),
+            account: r.account.clone(),
+            state: r.state.clone(),
+            outcome: r.outcome.clone(),
+            version: r.version,
+            assignee: r.assignee.clone(),
+            updated_at: r.updated_at.to_rfc3339(),
+        })
+        .collect())
+}

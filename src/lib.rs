@@ -1,0 +1,11 @@
+//! appealflow: a durable workflow engine for account appeals. See README.md for the
+//! lifecycle and DESIGN notes; each module's first lines say what it owns.
+
+pub mod app;
+pub mod calendar;
+pub mod cli;
+pub mod domain;
+pub mod engine;
+pub mod startup;
+pub mod store;
+pub mod workflow;

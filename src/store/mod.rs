@@ -1,0 +1,320 @@
+//! Persistence behind one narrow seam. [`Store`] is shaped around whole units of work:
+//! [`Store::commit`] writes an appeal's new state, its event, its timers, its outbox
+//! rows and its idempotency record in ONE database transaction, or nothing at all.
+//! Each backend owns its SQL and its migrations (`migrations/sqlite`,
+//! `migrations/postgres`); `tests/store_conformance.rs` runs the same suite on both.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Role, TicketNumber};
+use crate::workflow::decide::TimerArm;
+use crate::workflow::definition::EffectDef;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppealRecord {
+    pub id: String,
+    pub ticket: TicketNumber,
+    pub workflow: String,
+    pub workflow_version: i64,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub version: i64,
+    pub assignee: Option<String>,
+    /// The account the appeal is about (its name in the account directory).
+    pub account: String,
+    /// The appeal's record as submitted (validated at the edge).
+    pub data: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One row of an appeal's append-only history. `seq` equals the appeal's version after
+/// the commit that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub transition: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub outcome: Option<String>,
+    pub actor: String,
+    pub role: Role,
+    pub reasons: Vec<String>,
+    pub payload: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerStatus {
+    Armed,
+    Fired,
+    Cancelled,
+}
+
+impl TimerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerStatus::Armed => "armed",
+            TimerStatus::Fired => "fired",
+            TimerStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "armed" => TimerStatus::Armed,
+            "fired" => TimerStatus::Fired,
+            "cancelled" => TimerStatus::Cancelled,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown timer status {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerRecord {
+    pub id: i64,
+    pub appeal_id: String,
+    pub ticket: TicketNumber,
+    pub name: String,
+    /// Increases each time the same timer is armed again on the same appeal.
+    pub generation: i64,
+    pub due_at: DateTime<Utc>,
+    pub status: TimerStatus,
+    pub armed_at: DateTime<Utc>,
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+/// An effect waiting in (or delivered from) the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectRecord {
+    pub id: i64,
+    pub appeal_id: String,
+    pub event_seq: i64,
+    pub effect: String,
+    pub template: Option<String>,
+    pub recipient: Option<String>,
+    /// Derived from (appeal, event, position): a redelivered effect carries the same key.
+    pub idempotency_key: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    /// A hash of the command the key was first used with.
+    pub fingerprint: String,
+    /// What the first execution answered, replayed to repeats.
+    pub response: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The appeal row a unit of work writes.
+#[derive(Debug, Clone)]
+pub struct AppealWrite {
+    pub id: String,
+    pub ticket: TicketNumber,
+    pub workflow: String,
+    pub workflow_version: i64,
+    pub account: String,
+    pub data: serde_json::Value,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub assignee: Option<String>,
+    /// `None` inserts a new appeal (version 1); `Some(v)` updates only if the stored
+    /// version is still `v`, and writes `v + 1`.
+    pub expected_version: Option<i64>,
+}
+
+impl AppealWrite {
+    pub fn new_version(&self) -> i64 {
+        self.expected_version.map_or(1, |v| v + 1)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub transition: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub outcome: Option<String>,
+    pub actor: String,
+    pub role: Role,
+    pub reasons: Vec<String>,
+    pub payload: serde_json::Value,
+}
+
+/// Everything one decision changes, committed atomically by [`Store::commit`].
+#[derive(Debug, Clone)]
+pub struct UnitOfWork {
+    pub appeal: AppealWrite,
+    pub event: NewEvent,
+    pub arm: Vec<TimerArm>,
+    /// Timer names whose armed rows on this appeal are cancelled.
+    pub cancel: Vec<String>,
+    /// A due timer this unit of work settles as fired; the commit fails with
+    /// [`CommitError::TimerNotArmed`] if another worker settled it first.
+    pub fire_timer: Option<i64>,
+    pub effects: Vec<EffectDef>,
+    pub idempotency: Option<IdempotencyRecord>,
+    pub at: DateTime<Utc>,
+}
+
+impl UnitOfWork {
+    /// The outbox key of the `index`th effect: stable across retries of delivery.
+    pub fn effect_key(appeal_id: &str, seq: i64, index: usize, effect: &EffectDef) -> String {
+        let mut key = format!("{appeal_id}:{seq}:{index}:{}", effect.effect);
+        if let Some(t) = &effect.template {
+            key.push(':');
+            key.push_str(t);
+        }
+        key
+    }
+}
+
+/// Places a test can make a commit fail, to prove nothing partial is left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    /// After the appeal row and the event row are written, before timers and outbox.
+    AfterEvent,
+    /// After every write, just before COMMIT.
+    BeforeCommit,
+}
+
+/// A shared switch a test flips; production code never sets it.
+#[derive(Debug, Clone, Default)]
+pub struct FailPoints(Arc<Mutex<Option<FailPoint>>>);
+
+impl FailPoints {
+    pub fn set(&self, fp: Option<FailPoint>) {
+        *self.0.lock().expect("fail-point lock is never poisoned") = fp;
+    }
+
+    pub(crate) fn check(&self, here: FailPoint) -> Result<(), StoreError> {
+        if *self.0.lock().expect("fail-point lock is never poisoned") == Some(here) {
+            return Err(StoreError::Injected(here));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not what appealflow wrote: {0}")]
+    Corrupt(String),
+    #[error("injected failure at {0:?}")]
+    Injected(FailPoint),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(
+        "conflict: the appeal changed concurrently; it is now in state {state:?} at version {version}"
+    )]
+    Conflict { state: String, version: i64 },
+    #[error("the timer was already settled by another worker")]
+    TimerNotArmed,
+    #[error("the idempotency key was used by a concurrent command")]
+    IdempotencyKeyTaken,
+    #[error("ticket number collision")]
+    TicketTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for CommitError {
+    fn from(e: sqlx::Error) -> Self {
+        CommitError::Store(StoreError::Database(e))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppealFilter {
+    pub state: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies this backend's migrations (idempotent).
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Commits one unit of work atomically; returns the appeal's new version.
+    async fn commit(&self, uow: &UnitOfWork) -> Result<i64, CommitError>;
+
+    async fn appeal_by_ticket(
+        &self,
+        ticket: &TicketNumber,
+    ) -> Result<Option<AppealRecord>, StoreError>;
+
+    async fn appeal_by_id(&self, id: &str) -> Result<Option<AppealRecord>, StoreError>;
+
+    /// Appeals, oldest first, optionally in one state.
+    async fn list_appeals(&self, filter: &AppealFilter) -> Result<Vec<AppealRecord>, StoreError>;
+
+    async fn history(&self, appeal_id: &str) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Timers of one appeal (or all), by due time.
+    async fn timers(&self, appeal_id: Option<&str>) -> Result<Vec<TimerRecord>, StoreError>;
+
+    /// Armed timers due at or before `now`, earliest first.
+    async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<TimerRecord>, StoreError>;
+
+    /// Settles an armed timer that no longer applies (its appeal left the timer's
+    /// states under an older definition) without touching the appeal.
+    async fn settle_stale_timer(&self, timer_id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    async fn effects(&self, appeal_id: &str) -> Result<Vec<EffectRecord>, StoreError>;
+
+    async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Counts of rows per table, for tests and diagnostics.
+    async fn row_counts(&self) -> Result<RowCounts, StoreError>;
+
+    fn fail_points(&self) -> &FailPoints;
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RowCounts {
+    pub appeals: i64,
+    pub events: i64,
+    pub timers: i64,
+    pub outbox: i64,
+    pub idempotency: i64,
+}
+
+/// Opens the store a URL names: `sqlite://...` (created if missing) or `postgres://...`.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}

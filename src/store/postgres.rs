@@ -1,0 +1,416 @@
+//! The PostgreSQL backend: for many API and worker processes on many machines. Same
+//! unit-of-work contract as SQLite; row locks from the optimistic `UPDATE ... WHERE
+//! version = $n` serialise concurrent commands on one appeal.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{PgPool, Row};
+
+use super::{
+    AppealFilter, AppealRecord, CommitError, EffectRecord, EventRecord, FailPoint, FailPoints,
+    IdempotencyRecord, RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork,
+};
+use crate::domain::TicketNumber;
+
+fn ticket(s: String) -> Result<TicketNumber, StoreError> {
+    TicketNumber::parse(&s).map_err(|e| StoreError::Corrupt(format!("ticket {s:?}: {e}")))
+}
+
+pub struct PgStore {
+    pool: PgPool,
+    fail: FailPoints,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(PgStore {
+            pool,
+            fail: FailPoints::default(),
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn appeal(row: &PgRow) -> Result<AppealRecord, StoreError> {
+        let data: Json<serde_json::Value> = row.try_get("data")?;
+        Ok(AppealRecord {
+            id: row.try_get("id")?,
+            ticket: ticket(row.try_get("ticket")?)?,
+            workflow: row.try_get("workflow")?,
+            workflow_version: row.try_get("workflow_version")?,
+            state: row.try_get("state")?,
+            outcome: row.try_get("outcome")?,
+            version: row.try_get("version")?,
+            assignee: row.try_get("assignee")?,
+            account: row.try_get("account")?,
+            data: data.0,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    fn timer(row: &PgRow) -> Result<TimerRecord, StoreError> {
+        Ok(TimerRecord {
+            id: row.try_get("id")?,
+            appeal_id: row.try_get("appeal_id")?,
+            ticket: ticket(row.try_get("ticket")?)?,
+            name: row.try_get("name")?,
+            generation: row.try_get("generation")?,
+            due_at: row.try_get("due_at")?,
+            status: TimerStatus::parse(row.try_get("status")?)?,
+            armed_at: row.try_get("armed_at")?,
+            settled_at: row.try_get("settled_at")?,
+        })
+    }
+}
+
+const TIMER_COLUMNS: &str = "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut migrator = sqlx::migrate!("migrations/postgres");
+        // Our own bookkeeping table, so the job queue's migrations never collide with ours.
+        migrator.dangerous_set_table_name("appealflow_migrations");
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn commit(&self, uow: &UnitOfWork) -> Result<i64, CommitError> {
+        let at = uow.at;
+        let a = &uow.appeal;
+        let version = a.new_version();
+        let mut tx = self.pool.begin().await?;
+
+        if let Some(idem) = &uow.idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(&idem.key)
+            .bind(&idem.fingerprint)
+            .bind(Json(&idem.response))
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(CommitError::IdempotencyKeyTaken);
+            }
+        }
+
+        match a.expected_version {
+            None => {
+                let inserted = sqlx::query(
+                    "INSERT INTO appeals (id, ticket, workflow, workflow_version, account, state, outcome, version,
+                                          assignee, data, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $10)
+                     ON CONFLICT (ticket) DO NOTHING",
+                )
+                .bind(&a.id)
+                .bind(a.ticket.as_str())
+                .bind(&a.workflow)
+                .bind(a.workflow_version)
+                .bind(&a.account)
+                .bind(&a.state)
+                .bind(&a.outcome)
+                .bind(&a.assignee)
+                .bind(Json(&a.data))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Err(CommitError::TicketTaken);
+                }
+            }
+            Some(expected) => {
+                let updated = sqlx::query(
+                    "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, data = $5, updated_at = $6
+                     WHERE id = $7 AND version = $8",
+                )
+                .bind(&a.state)
+                .bind(&a.outcome)
+                .bind(version)
+                .bind(&a.assignee)
+                .bind(Json(&a.data))
+                .bind(at)
+                .bind(&a.id)
+                .bind(expected)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    let current = sqlx::query("SELECT state, version FROM appeals WHERE id = $1")
+                        .bind(&a.id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    return Err(CommitError::Conflict {
+                        state: current.try_get("state")?,
+                        version: current.try_get("version")?,
+                    });
+                }
+            }
+        }
+
+        let e = &uow.event;
+        sqlx::query(
+            "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
+                                        reasons, payload, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&a.id)
+        .bind(version)
+        .bind(&e.transition)
+        .bind(&e.from)
+        .bind(&e.to)
+        .bind(&e.outcome)
+        .bind(&e.actor)
+        .bind(e.role.as_str())
+        .bind(Json(&e.reasons))
+        .bind(Json(&e.payload))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+
+        self.fail.check(FailPoint::AfterEvent)?;
+
+        if !uow.cancel.is_empty() {
+            sqlx::query(
+                "UPDATE timers SET status = 'cancelled', settled_at = $1
+                 WHERE appeal_id = $2 AND name = ANY($3) AND status = 'armed'",
+            )
+            .bind(at)
+            .bind(&a.id)
+            .bind(&uow.cancel)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(timer_id) = uow.fire_timer {
+            let fired = sqlx::query(
+                "UPDATE timers SET status = 'fired', settled_at = $1
+                 WHERE id = $2 AND appeal_id = $3 AND status = 'armed'",
+            )
+            .bind(at)
+            .bind(timer_id)
+            .bind(&a.id)
+            .execute(&mut *tx)
+            .await?;
+            if fired.rows_affected() == 0 {
+                return Err(CommitError::TimerNotArmed);
+            }
+        }
+        for arm in &uow.arm {
+            sqlx::query(
+                "INSERT INTO timers (appeal_id, name, generation, due_at, status, armed_at)
+                 VALUES ($1, $2, (SELECT COALESCE(MAX(generation), 0) + 1 FROM timers WHERE appeal_id = $1 AND name = $2),
+                         $3, 'armed', $4)",
+            )
+            .bind(&a.id)
+            .bind(&arm.name)
+            .bind(arm.due_at)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (i, effect) in uow.effects.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO outbox (appeal_id, event_seq, effect, template, recipient, idempotency_key, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&a.id)
+            .bind(version)
+            .bind(&effect.effect)
+            .bind(&effect.template)
+            .bind(&effect.to)
+            .bind(UnitOfWork::effect_key(&a.id, version, i, effect))
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        self.fail.check(FailPoint::BeforeCommit)?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn appeal_by_ticket(
+        &self,
+        ticket: &TicketNumber,
+    ) -> Result<Option<AppealRecord>, StoreError> {
+        sqlx::query("SELECT * FROM appeals WHERE ticket = $1")
+            .bind(ticket.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::appeal)
+            .transpose()
+    }
+
+    async fn appeal_by_id(&self, id: &str) -> Result<Option<AppealRecord>, StoreError> {
+        sqlx::query("SELECT * FROM appeals WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::appeal)
+            .transpose()
+    }
+
+    async fn list_appeals(&self, filter: &AppealFilter) -> Result<Vec<AppealRecord>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM appeals WHERE ($1::text IS NULL OR state = $1) ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(&filter.state)
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::appeal)
+        .collect()
+    }
+
+    async fn history(&self, appeal_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM appeal_events WHERE appeal_id = $1 ORDER BY seq")
+            .bind(appeal_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let role: String = row.try_get("role")?;
+                let reasons: Json<Vec<String>> = row.try_get("reasons")?;
+                let payload: Json<serde_json::Value> = row.try_get("payload")?;
+                Ok(EventRecord {
+                    seq: row.try_get("seq")?,
+                    transition: row.try_get("transition")?,
+                    from: row.try_get("from_state")?,
+                    to: row.try_get("to_state")?,
+                    outcome: row.try_get("outcome")?,
+                    actor: row.try_get("actor")?,
+                    role: role
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+                    reasons: reasons.0,
+                    payload: payload.0,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn timers(&self, appeal_id: Option<&str>) -> Result<Vec<TimerRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
+             WHERE ($1::text IS NULL OR t.appeal_id = $1) ORDER BY t.due_at, t.id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(appeal_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::timer)
+            .collect()
+    }
+
+    async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<TimerRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
+             WHERE t.status = 'armed' AND t.due_at <= $1 ORDER BY t.due_at, t.id LIMIT $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::timer)
+            .collect()
+    }
+
+    async fn settle_stale_timer(&self, timer_id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE timers SET status = 'cancelled', settled_at = $1 WHERE id = $2 AND status = 'armed'")
+            .bind(at)
+            .bind(timer_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn effects(&self, appeal_id: &str) -> Result<Vec<EffectRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE appeal_id = $1 ORDER BY id")
+            .bind(appeal_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EffectRecord {
+                    id: row.try_get("id")?,
+                    appeal_id: row.try_get("appeal_id")?,
+                    event_seq: row.try_get("event_seq")?,
+                    effect: row.try_get("effect")?,
+                    template: row.try_get("template")?,
+                    recipient: row.try_get("recipient")?,
+                    idempotency_key: row.try_get("idempotency_key")?,
+                    status: row.try_get("status")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM idempotency_keys WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let response: Json<serde_json::Value> = row.try_get("response")?;
+            Ok(IdempotencyRecord {
+                key: row.try_get("key")?,
+                fingerprint: row.try_get("fingerprint")?,
+                response: response.0,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM appeals) AS appeals, (SELECT COUNT(*) FROM appeal_events) AS events,
+                    (SELECT COUNT(*) FROM timers) AS timers, (SELECT COUNT(*) FROM outbox) AS outbox,
+                    (SELECT COUNT(*) FROM idempotency_keys) AS idempotency",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RowCounts {
+            appeals: row.try_get("appeals")?,
+            events: row.try_get("events")?,
+            timers: row.try_get("timers")?,
+            outbox: row.try_get("outbox")?,
+            idempotency: row.try_get("idempotency")?,
+        })
+    }
+
+    fn fail_points(&self) -> &FailPoints {
+        &self.fail
+    }
+}

@@ -1,0 +1,444 @@
+//! The embedded default backend: one SQLite file in WAL mode with `synchronous=FULL`.
+//! Writers are serialised (`BEGIN IMMEDIATE` plus a busy timeout), so concurrent
+//! commands wait for each other instead of failing with "database is locked".
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use super::{
+    AppealFilter, AppealRecord, CommitError, EffectRecord, EventRecord, FailPoint, FailPoints,
+    IdempotencyRecord, RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork,
+};
+use crate::domain::TicketNumber;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Fixed-width UTC text: orders correctly as a string.
+pub(crate) fn ts(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+fn parse_json(s: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("json column: {e}")))
+}
+
+fn ticket(s: String) -> Result<TicketNumber, StoreError> {
+    TicketNumber::parse(&s).map_err(|e| StoreError::Corrupt(format!("ticket {s:?}: {e}")))
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    fail: FailPoints,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            pool,
+            fail: FailPoints::default(),
+        })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn appeal(row: &SqliteRow) -> Result<AppealRecord, StoreError> {
+        Ok(AppealRecord {
+            id: row.try_get("id")?,
+            ticket: ticket(row.try_get("ticket")?)?,
+            workflow: row.try_get("workflow")?,
+            workflow_version: row.try_get("workflow_version")?,
+            state: row.try_get("state")?,
+            outcome: row.try_get("outcome")?,
+            version: row.try_get("version")?,
+            assignee: row.try_get("assignee")?,
+            account: row.try_get("account")?,
+            data: parse_json(row.try_get("data")?)?,
+            created_at: parse_ts(row.try_get("created_at")?)?,
+            updated_at: parse_ts(row.try_get("updated_at")?)?,
+        })
+    }
+
+    fn timer(row: &SqliteRow) -> Result<TimerRecord, StoreError> {
+        let settled: Option<String> = row.try_get("settled_at")?;
+        Ok(TimerRecord {
+            id: row.try_get("id")?,
+            appeal_id: row.try_get("appeal_id")?,
+            ticket: ticket(row.try_get("ticket")?)?,
+            name: row.try_get("name")?,
+            generation: row.try_get("generation")?,
+            due_at: parse_ts(row.try_get("due_at")?)?,
+            status: TimerStatus::parse(row.try_get("status")?)?,
+            armed_at: parse_ts(row.try_get("armed_at")?)?,
+            settled_at: settled.as_deref().map(parse_ts).transpose()?,
+        })
+    }
+
+    async fn commit_inner(&self, uow: &UnitOfWork) -> Result<i64, CommitError> {
+        let at = ts(uow.at);
+        let a = &uow.appeal;
+        let version = a.new_version();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+
+        if let Some(idem) = &uow.idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(&idem.key)
+            .bind(&idem.fingerprint)
+            .bind(idem.response.to_string())
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(CommitError::IdempotencyKeyTaken);
+            }
+        }
+
+        let data = a.data.to_string();
+        match a.expected_version {
+            None => {
+                let inserted = sqlx::query(
+                    "INSERT INTO appeals (id, ticket, workflow, workflow_version, account, state, outcome, version,
+                                          assignee, data, created_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
+                     ON CONFLICT (ticket) DO NOTHING",
+                )
+                .bind(&a.id)
+                .bind(a.ticket.as_str())
+                .bind(&a.workflow)
+                .bind(a.workflow_version)
+                .bind(&a.account)
+                .bind(&a.state)
+                .bind(&a.outcome)
+                .bind(&a.assignee)
+                .bind(&data)
+                .bind(&at)
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Err(CommitError::TicketTaken);
+                }
+            }
+            Some(expected) => {
+                let updated = sqlx::query(
+                    "UPDATE appeals SET state = ?, outcome = ?, version = ?, assignee = ?, data = ?, updated_at = ?
+                     WHERE id = ? AND version = ?",
+                )
+                .bind(&a.state)
+                .bind(&a.outcome)
+                .bind(version)
+                .bind(&a.assignee)
+                .bind(&data)
+                .bind(&at)
+                .bind(&a.id)
+                .bind(expected)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    let current = sqlx::query("SELECT state, version FROM appeals WHERE id = ?")
+                        .bind(&a.id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    return Err(CommitError::Conflict {
+                        state: current.try_get("state")?,
+                        version: current.try_get("version")?,
+                    });
+                }
+            }
+        }
+
+        let e = &uow.event;
+        sqlx::query(
+            "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
+                                        reasons, payload, at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.id)
+        .bind(version)
+        .bind(&e.transition)
+        .bind(&e.from)
+        .bind(&e.to)
+        .bind(&e.outcome)
+        .bind(&e.actor)
+        .bind(e.role.as_str())
+        .bind(serde_json::to_string(&e.reasons).expect("strings serialise"))
+        .bind(e.payload.to_string())
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+
+        self.fail.check(FailPoint::AfterEvent)?;
+
+        for name in &uow.cancel {
+            sqlx::query(
+                "UPDATE timers SET status = 'cancelled', settled_at = ?
+                 WHERE appeal_id = ? AND name = ? AND status = 'armed'",
+            )
+            .bind(&at)
+            .bind(&a.id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(timer_id) = uow.fire_timer {
+            let fired = sqlx::query(
+                "UPDATE timers SET status = 'fired', settled_at = ? WHERE id = ? AND appeal_id = ? AND status = 'armed'",
+            )
+            .bind(&at)
+            .bind(timer_id)
+            .bind(&a.id)
+            .execute(&mut *tx)
+            .await?;
+            if fired.rows_affected() == 0 {
+                return Err(CommitError::TimerNotArmed);
+            }
+        }
+        for arm in &uow.arm {
+            sqlx::query(
+                "INSERT INTO timers (appeal_id, name, generation, due_at, status, armed_at)
+                 VALUES (?, ?, (SELECT COALESCE(MAX(generation), 0) + 1 FROM timers WHERE appeal_id = ? AND name = ?),
+                         ?, 'armed', ?)",
+            )
+            .bind(&a.id)
+            .bind(&arm.name)
+            .bind(&a.id)
+            .bind(&arm.name)
+            .bind(ts(arm.due_at))
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (i, effect) in uow.effects.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO outbox (appeal_id, event_seq, effect, template, recipient, idempotency_key, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&a.id)
+            .bind(version)
+            .bind(&effect.effect)
+            .bind(&effect.template)
+            .bind(&effect.to)
+            .bind(UnitOfWork::effect_key(&a.id, version, i, effect))
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        self.fail.check(FailPoint::BeforeCommit)?;
+        tx.commit().await?;
+        Ok(version)
+    }
+}
+
+const TIMER_COLUMNS: &str = "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut migrator = sqlx::migrate!("migrations/sqlite");
+        // Our own bookkeeping table, so the job queue's migrations never collide with ours.
+        migrator.dangerous_set_table_name("appealflow_migrations");
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn commit(&self, uow: &UnitOfWork) -> Result<i64, CommitError> {
+        self.commit_inner(uow).await
+    }
+
+    async fn appeal_by_ticket(
+        &self,
+        ticket: &TicketNumber,
+    ) -> Result<Option<AppealRecord>, StoreError> {
+        sqlx::query("SELECT * FROM appeals WHERE ticket = ?")
+            .bind(ticket.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::appeal)
+            .transpose()
+    }
+
+    async fn appeal_by_id(&self, id: &str) -> Result<Option<AppealRecord>, StoreError> {
+        sqlx::query("SELECT * FROM appeals WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::appeal)
+            .transpose()
+    }
+
+    async fn list_appeals(&self, filter: &AppealFilter) -> Result<Vec<AppealRecord>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM appeals WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at, id LIMIT ?2",
+        )
+        .bind(&filter.state)
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::appeal)
+        .collect()
+    }
+
+    async fn history(&self, appeal_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM appeal_events WHERE appeal_id = ? ORDER BY seq")
+            .bind(appeal_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let role: String = row.try_get("role")?;
+                let reasons: String = row.try_get("reasons")?;
+                Ok(EventRecord {
+                    seq: row.try_get("seq")?,
+                    transition: row.try_get("transition")?,
+                    from: row.try_get("from_state")?,
+                    to: row.try_get("to_state")?,
+                    outcome: row.try_get("outcome")?,
+                    actor: row.try_get("actor")?,
+                    role: role
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+                    reasons: serde_json::from_str(&reasons)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    payload: parse_json(row.try_get("payload")?)?,
+                    at: parse_ts(row.try_get("at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn timers(&self, appeal_id: Option<&str>) -> Result<Vec<TimerRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
+             WHERE (?1 IS NULL OR t.appeal_id = ?1) ORDER BY t.due_at, t.id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(appeal_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::timer)
+            .collect()
+    }
+
+    async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<TimerRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
+             WHERE t.status = 'armed' AND t.due_at <= ? ORDER BY t.due_at, t.id LIMIT ?"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ts(now))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::timer)
+            .collect()
+    }
+
+    async fn settle_stale_timer(&self, timer_id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE timers SET status = 'cancelled', settled_at = ? WHERE id = ? AND status = 'armed'")
+            .bind(ts(at))
+            .bind(timer_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn effects(&self, appeal_id: &str) -> Result<Vec<EffectRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE appeal_id = ? ORDER BY id")
+            .bind(appeal_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EffectRecord {
+                    id: row.try_get("id")?,
+                    appeal_id: row.try_get("appeal_id")?,
+                    event_seq: row.try_get("event_seq")?,
+                    effect: row.try_get("effect")?,
+                    template: row.try_get("template")?,
+                    recipient: row.try_get("recipient")?,
+                    idempotency_key: row.try_get("idempotency_key")?,
+                    status: row.try_get("status")?,
+                    created_at: parse_ts(row.try_get("created_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM idempotency_keys WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(IdempotencyRecord {
+                key: row.try_get("key")?,
+                fingerprint: row.try_get("fingerprint")?,
+                response: parse_json(row.try_get("response")?)?,
+                created_at: parse_ts(row.try_get("created_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM appeals) AS appeals, (SELECT COUNT(*) FROM appeal_events) AS events,
+                    (SELECT COUNT(*) FROM timers) AS timers, (SELECT COUNT(*) FROM outbox) AS outbox,
+                    (SELECT COUNT(*) FROM idempotency_keys) AS idempotency",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RowCounts {
+            appeals: row.try_get("appeals")?,
+            events: row.try_get("events")?,
+            timers: row.try_get("timers")?,
+            outbox: row.try_get("outbox")?,
+            idempotency: row.try_get("idempotency")?,
+        })
+    }
+
+    fn fail_points(&self) -> &FailPoints {
+        &self.fail
+    }
+}

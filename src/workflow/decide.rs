@@ -1,0 +1,405 @@
+//! The pure decision: given a workflow, an appeal's current snapshot, a command, who
+//! issues it and when, say what happens — or refuse, with a typed reason. No I/O here:
+//! the engine loads the snapshot, calls `decide`, and commits the [`Decision`] in one
+//! unit of work.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::{BusinessDays, CalendarDays, CalendarError};
+use crate::domain::{Actor, Role};
+use crate::workflow::definition::{EffectDef, Span, TimerDef, WarnAt, Workflow};
+
+/// What `decide` needs to know about an appeal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub state: String,
+    pub outcome: Option<String>,
+    pub version: i64,
+    /// Who holds the claim while the appeal is in a held state.
+    pub assignee: Option<String>,
+    /// Facts the guards consult, computed by the engine from the appeal's record.
+    pub facts: Facts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    /// A deregistered-enterprise appeal must have the new company's entity-change
+    /// ticket linked before it may be approved.
+    pub entity_change_required: bool,
+    pub entity_change_linked: bool,
+}
+
+/// A request to fire a named transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fire {
+    pub transition: String,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// Optimistic concurrency: refuse unless the appeal is still at this version.
+    #[serde(default)]
+    pub expect_version: Option<i64>,
+}
+
+impl Fire {
+    pub fn new(transition: impl Into<String>) -> Self {
+        Fire {
+            transition: transition.into(),
+            reasons: vec![],
+            payload: serde_json::Value::Null,
+            expect_version: None,
+        }
+    }
+}
+
+/// A timer to arm: `kind` says whether it is the timer itself or its warning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerArm {
+    pub name: String,
+    pub due_at: DateTime<Utc>,
+}
+
+/// What a committed decision changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The transition fired, or for a timer event the event's name.
+    pub transition: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub outcome: Option<String>,
+    pub assignee: Option<String>,
+    pub reasons: Vec<String>,
+    pub payload: serde_json::Value,
+    /// Timers (by name) to arm, with their due instants.
+    pub arm: Vec<TimerArm>,
+    /// Timer names whose armed rows are cancelled.
+    pub cancel: Vec<String>,
+    /// Effects to enqueue, in order.
+    pub effects: Vec<EffectDef>,
+}
+
+impl Decision {
+    pub fn changes_state(&self) -> bool {
+        self.from.as_deref() != Some(self.to.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "refusal", rename_all = "snake_case")]
+pub enum Refusal {
+    #[error("unknown transition {transition:?} (known: {known})")]
+    UnknownTransition { transition: String, known: String },
+    #[error("{transition:?} cannot fire from state {state:?} (it fires from: {allowed})")]
+    WrongState {
+        transition: String,
+        state: String,
+        allowed: String,
+    },
+    #[error("role {role} may not fire {transition:?} (allowed: {allowed})")]
+    WrongRole {
+        transition: String,
+        role: Role,
+        allowed: String,
+    },
+    #[error("{transition:?} refused by guard {guard:?}: {reason}")]
+    GuardFailed {
+        transition: String,
+        guard: String,
+        reason: String,
+    },
+    #[error(
+        "stale version: expected {expected}, but the appeal is at version {current} in state {state:?}"
+    )]
+    StaleVersion {
+        expected: i64,
+        current: i64,
+        state: String,
+    },
+    #[error("{0}")]
+    Calendar(String),
+}
+
+impl From<CalendarError> for Refusal {
+    fn from(e: CalendarError) -> Self {
+        Refusal::Calendar(e.to_string())
+    }
+}
+
+fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_guard(
+    guard: &str,
+    snapshot: Option<&Snapshot>,
+    cmd: &Fire,
+    actor: &Actor,
+) -> Result<(), String> {
+    match guard {
+        "has_reasons" => {
+            if cmd.reasons.iter().any(|r| !r.trim().is_empty()) {
+                Ok(())
+            } else {
+                Err("at least one reason is required".into())
+            }
+        }
+        "holds_claim" => {
+            if matches!(actor.role, Role::Lead | Role::Admin | Role::System) {
+                return Ok(());
+            }
+            match snapshot.and_then(|s| s.assignee.as_deref()) {
+                Some(holder) if holder == actor.name => Ok(()),
+                Some(holder) => Err(format!(
+                    "the appeal is held by {holder:?}, not {:?}",
+                    actor.name
+                )),
+                None => Err("nobody holds a claim on the appeal".into()),
+            }
+        }
+        "entity_change_linked" => {
+            let facts = snapshot.map(|s| &s.facts);
+            match facts {
+                Some(f) if f.entity_change_required && !f.entity_change_linked => Err(
+                    "link the entity-change ticket from an account verified as the new company before approving"
+                        .into(),
+                ),
+                _ => Ok(()),
+            }
+        }
+        other => Err(format!("guard {other:?} is not implemented")),
+    }
+}
+
+/// When a timer starting at `now` falls due, and when its warning (if any) does.
+pub fn timer_due(
+    wf: &Workflow,
+    timer: &TimerDef,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, Option<DateTime<Utc>>), CalendarError> {
+    let cal = &wf.calendar;
+    let due = match timer.after {
+        Span::BusinessDays(n) => cal.business_deadline(now, BusinessDays(n))?,
+        Span::CalendarDays(n) => cal.calendar_deadline(now, CalendarDays(n))?,
+        Span::Hours(h) => now + Duration::hours(i64::from(h)),
+        Span::Minutes(m) => now + Duration::minutes(i64::from(m)),
+    };
+    let warning = match (&timer.warning, timer.after) {
+        (None, _) => None,
+        (Some(w), Span::BusinessDays(n)) if w.at == WarnAt::StartOfLastBusinessDay => {
+            Some(cal.start_of_nth_business_day(now, BusinessDays(n))?)
+        }
+        (Some(w), _) => match w.at {
+            WarnAt::HoursBefore(h) => Some(due - Duration::hours(i64::from(h))),
+            // Refused by validation for non-business-day timers.
+            WarnAt::StartOfLastBusinessDay => None,
+        },
+    };
+    // A warning that would land at or before the start is pointless; skip it.
+    Ok((due, warning.filter(|w| *w > now)))
+}
+
+/// Decides a transition. `snapshot` is `None` when the command creates the appeal.
+pub fn decide(
+    wf: &Workflow,
+    snapshot: Option<&Snapshot>,
+    cmd: &Fire,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Decision, Refusal> {
+    let t = wf
+        .transition(&cmd.transition)
+        .ok_or_else(|| Refusal::UnknownTransition {
+            transition: cmd.transition.clone(),
+            known: join(wf.def.transitions.iter().map(|t| &t.name)),
+        })?;
+    let from = snapshot.map(|s| s.state.as_str());
+    match snapshot {
+        None if !t.from.is_empty() => {
+            return Err(Refusal::WrongState {
+                transition: t.name.clone(),
+                state: "(no appeal yet)".into(),
+                allowed: join(&t.from),
+            });
+        }
+        Some(s) => {
+            if let Some(expected) = cmd.expect_version {
+                if expected != s.version {
+                    return Err(Refusal::StaleVersion {
+                        expected,
+                        current: s.version,
+                        state: s.state.clone(),
+                    });
+                }
+            }
+            if !t.from.contains(&s.state) {
+                return Err(Refusal::WrongState {
+                    transition: t.name.clone(),
+                    state: s.state.clone(),
+                    allowed: if t.from.is_empty() {
+                        "(creates an appeal)".into()
+                    } else {
+                        join(&t.from)
+                    },
+                });
+            }
+        }
+        None => {}
+    }
+    if !t.roles.contains(&actor.role) {
+        return Err(Refusal::WrongRole {
+            transition: t.name.clone(),
+            role: actor.role,
+            allowed: join(&t.roles),
+        });
+    }
+    for g in &t.guards {
+        check_guard(g, snapshot, cmd, actor).map_err(|reason| Refusal::GuardFailed {
+            transition: t.name.clone(),
+            guard: g.clone(),
+            reason,
+        })?;
+    }
+
+    let target = wf
+        .state(&t.to)
+        .expect("validated: transitions name known states");
+    let assignee = if target.held {
+        Some(actor.name.clone())
+    } else {
+        None
+    };
+
+    let runs_in = |timer: &TimerDef, state: Option<&str>| {
+        state.is_some_and(|s| timer.states.iter().any(|x| x == s))
+    };
+    let mut arm = Vec::new();
+    let mut cancel = Vec::new();
+    for timer in &wf.def.timers {
+        let before = runs_in(timer, from);
+        let after = runs_in(timer, Some(&t.to));
+        if before && !after {
+            cancel.push(timer.name.clone());
+            if timer.warning.is_some() {
+                cancel.push(timer.warning_name());
+            }
+        } else if after && !before {
+            let (due_at, warning) = timer_due(wf, timer, now)?;
+            arm.push(TimerArm {
+                name: timer.name.clone(),
+                due_at,
+            });
+            if let Some(w) = warning {
+                arm.push(TimerArm {
+                    name: timer.warning_name(),
+                    due_at: w,
+                });
+            }
+        }
+    }
+
+    Ok(Decision {
+        transition: t.name.clone(),
+        from: from.map(str::to_string),
+        to: t.to.clone(),
+        outcome: t.outcome.clone(),
+        assignee,
+        reasons: cmd
+            .reasons
+            .iter()
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect(),
+        payload: cmd.payload.clone(),
+        arm,
+        cancel,
+        effects: target.on_enter.clone(),
+    })
+}
+
+/// Where a due timer row came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerPart {
+    Main,
+    Warning,
+}
+
+/// Splits a stored timer name into its definition and part.
+pub fn timer_part<'w>(wf: &'w Workflow, name: &str) -> Option<(&'w TimerDef, TimerPart)> {
+    match name.strip_suffix(".warning") {
+        Some(base) => wf
+            .timer(base)
+            .filter(|t| t.warning.is_some())
+            .map(|t| (t, TimerPart::Warning)),
+        None => wf.timer(name).map(|t| (t, TimerPart::Main)),
+    }
+}
+
+/// Why a due timer does nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimerSkip {
+    #[error("timer {0:?} is not in this workflow's definition")]
+    Unknown(String),
+    #[error("the appeal is in {state:?}, where timer {timer:?} does not run")]
+    NotRunning { timer: String, state: String },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+/// Decides what a due timer does: a transition fired as `system`, or an event that
+/// leaves the state unchanged. Re-checks that the timer still runs in the appeal's
+/// state, so a timer that outlived its state never acts.
+pub fn decide_timer(
+    wf: &Workflow,
+    snapshot: &Snapshot,
+    timer_name: &str,
+    now: DateTime<Utc>,
+) -> Result<Decision, TimerSkip> {
+    let (def, part) =
+        timer_part(wf, timer_name).ok_or_else(|| TimerSkip::Unknown(timer_name.to_string()))?;
+    if !def.states.contains(&snapshot.state) {
+        return Err(TimerSkip::NotRunning {
+            timer: timer_name.to_string(),
+            state: snapshot.state.clone(),
+        });
+    }
+    let event_only = |event: &str, effects: &[EffectDef]| Decision {
+        transition: event.to_string(),
+        from: Some(snapshot.state.clone()),
+        to: snapshot.state.clone(),
+        outcome: snapshot.outcome.clone(),
+        assignee: snapshot.assignee.clone(),
+        reasons: vec![],
+        payload: serde_json::json!({ "timer": timer_name }),
+        arm: vec![],
+        cancel: vec![],
+        effects: effects.to_vec(),
+    };
+    match part {
+        TimerPart::Warning => {
+            let w = def
+                .warning
+                .as_ref()
+                .expect("timer_part checked the warning exists");
+            Ok(event_only(&w.event, &w.effects))
+        }
+        TimerPart::Main => match (&def.fires.transition, &def.fires.event) {
+            (Some(transition), _) => {
+                let mut fire = Fire::new(transition.clone());
+                fire.payload = serde_json::json!({ "timer": timer_name });
+                let mut d = decide(wf, Some(snapshot), &fire, &Actor::system(), now)?;
+                d.effects.extend(def.fires.effects.iter().cloned());
+                // The firing timer itself is marked fired, not cancelled.
+                d.cancel.retain(|n| n != timer_name);
+                Ok(d)
+            }
+            (None, Some(event)) => Ok(event_only(event, &def.fires.effects)),
+            (None, None) => unreachable!("validation requires a transition or an event"),
+        },
+    }
+}

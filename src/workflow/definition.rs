@@ -1,0 +1,564 @@
+//! Workflow definitions as data: the types `workflows/<name>/workflow.toml` deserialises
+//! into, and the loader that validates a definition before anything runs on it. Every
+//! problem names the file and the entry at fault, and all problems are reported at once.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::{BusinessDays, Calendar, CalendarDays};
+use crate::domain::Role;
+
+/// Guards the engine knows how to evaluate (see `workflow::decide`).
+pub const KNOWN_GUARDS: &[&str] = &["holds_claim", "has_reasons", "entity_change_linked"];
+
+/// Effects the engine knows how to enqueue.
+pub const KNOWN_EFFECTS: &[&str] = &["notify", "post_approval_actions"];
+
+/// Who a `notify` effect is addressed to.
+pub const KNOWN_RECIPIENTS: &[&str] = &["applicant", "leads", "security_contacts"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowFile {
+    pub workflow: WorkflowHeader,
+    #[serde(default)]
+    pub states: Vec<StateDef>,
+    #[serde(default)]
+    pub transitions: Vec<TransitionDef>,
+    #[serde(default)]
+    pub timers: Vec<TimerDef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowHeader {
+    pub name: String,
+    pub version: u32,
+    #[serde(default)]
+    pub description: String,
+    /// Business calendar (a file in `workflows/calendars/`) the timers count on; its
+    /// time zone is the workflow's time zone.
+    pub calendar: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// A terminal state ends the appeal; it must list the outcomes it may close with.
+    #[serde(default)]
+    pub terminal: bool,
+    #[serde(default)]
+    pub outcomes: Vec<String>,
+    /// Entering a held state gives the firing actor a claim on the appeal; leaving it
+    /// drops the claim.
+    #[serde(default)]
+    pub held: bool,
+    #[serde(default)]
+    pub on_enter: Vec<EffectDef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EffectDef {
+    pub effect: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionDef {
+    pub name: String,
+    /// States it may fire from; empty for the transition that creates an appeal.
+    #[serde(default)]
+    pub from: Vec<String>,
+    pub to: String,
+    pub roles: Vec<Role>,
+    #[serde(default)]
+    pub guards: Vec<String>,
+    /// Required when `to` is terminal: the outcome the appeal closes with.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Span {
+    /// Ends at the end of the Nth working day after the day the timer starts.
+    BusinessDays(u32),
+    /// Ends at the end of the Nth calendar day after the day the timer starts.
+    CalendarDays(u32),
+    /// A plain duration.
+    Hours(u32),
+    Minutes(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum WarnAt {
+    /// Local midnight that starts the last business day (business-day timers only).
+    StartOfLastBusinessDay,
+    HoursBefore(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerWarning {
+    pub at: WarnAt,
+    /// Name of the event recorded on the appeal when the warning fires.
+    pub event: String,
+    #[serde(default)]
+    pub effects: Vec<EffectDef>,
+}
+
+/// What a timer does when it falls due: fire a transition (as `system`), or record an
+/// event and run effects without changing state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerFires {
+    #[serde(default)]
+    pub transition: Option<String>,
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub effects: Vec<EffectDef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerDef {
+    pub name: String,
+    /// The timer runs while the appeal is in any of these states: it is armed when the
+    /// appeal enters the set from outside and cancelled when it leaves the set.
+    pub states: Vec<String>,
+    pub after: Span,
+    pub fires: TimerFires,
+    #[serde(default)]
+    pub warning: Option<TimerWarning>,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl TimerDef {
+    pub fn warning_name(&self) -> String {
+        format!("{}.warning", self.name)
+    }
+}
+
+/// One problem found in a definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionProblem {
+    pub file: PathBuf,
+    pub entry: String,
+    pub problem: String,
+}
+
+impl fmt::Display for DefinitionProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.file.display(),
+            self.entry,
+            self.problem
+        )
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("workflow definition refused ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" },
+    .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct DefinitionError(pub Vec<DefinitionProblem>);
+
+/// A validated workflow with its calendar resolved: what the engine runs on.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub def: WorkflowFile,
+    pub calendar: Calendar,
+    pub dir: PathBuf,
+    /// Template names found in `templates/` (file stems before the first '.').
+    pub templates: BTreeSet<String>,
+}
+
+impl Workflow {
+    pub fn name(&self) -> &str {
+        &self.def.workflow.name
+    }
+
+    pub fn state(&self, name: &str) -> Option<&StateDef> {
+        self.def.states.iter().find(|s| s.name == name)
+    }
+
+    pub fn transition(&self, name: &str) -> Option<&TransitionDef> {
+        self.def.transitions.iter().find(|t| t.name == name)
+    }
+
+    pub fn timer(&self, name: &str) -> Option<&TimerDef> {
+        self.def.timers.iter().find(|t| t.name == name)
+    }
+
+    /// The transition that creates an appeal (the one with no `from`).
+    pub fn creation(&self) -> &TransitionDef {
+        self.def
+            .transitions
+            .iter()
+            .find(|t| t.from.is_empty())
+            .expect("validation guarantees exactly one creation transition")
+    }
+
+    /// Loads `dir/workflow.toml`, its templates, and its calendar from `calendars_dir`.
+    pub fn load(dir: &Path, calendars_dir: &Path) -> Result<Workflow, DefinitionError> {
+        let file = dir.join("workflow.toml");
+        let single = |entry: &str, problem: String| {
+            DefinitionError(vec![DefinitionProblem {
+                file: file.clone(),
+                entry: entry.to_string(),
+                problem,
+            }])
+        };
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| single("file", format!("cannot read: {e}")))?;
+        let def: WorkflowFile = toml::from_str(&text).map_err(|e| {
+            let entry = match e.span() {
+                Some(span) => {
+                    let line = text[..span.start].lines().count().max(1);
+                    format!("line {line}")
+                }
+                None => "file".to_string(),
+            };
+            single(&entry, e.message().to_string())
+        })?;
+        let templates = template_names(&dir.join("templates"));
+        let calendar = Calendar::load(calendars_dir, &def.workflow.calendar);
+        let mut problems = validate(&def, &templates);
+        if let Err(e) = &calendar {
+            problems.push(DefinitionProblem {
+                file: file.clone(),
+                entry: "workflow.calendar".into(),
+                problem: e.to_string(),
+            });
+        }
+        if !problems.is_empty() {
+            for p in &mut problems {
+                p.file = file.clone();
+            }
+            return Err(DefinitionError(problems));
+        }
+        Ok(Workflow {
+            def,
+            calendar: calendar.expect("checked above"),
+            dir: dir.to_path_buf(),
+            templates,
+        })
+    }
+
+    pub fn business_days(n: u32) -> BusinessDays {
+        BusinessDays(n)
+    }
+
+    pub fn calendar_days(n: u32) -> CalendarDays {
+        CalendarDays(n)
+    }
+}
+
+/// Template names present in a templates directory: `appeal_received.sms.en.hbs`
+/// provides the template `appeal_received`.
+pub fn template_names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.ends_with(".hbs")
+                .then(|| name.split('.').next().map(str::to_string))?
+        })
+        .collect()
+}
+
+/// Checks a parsed definition; returns every problem found (empty when valid).
+pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<DefinitionProblem> {
+    let mut out = Vec::new();
+    let mut push = |entry: String, problem: String| {
+        out.push(DefinitionProblem {
+            file: PathBuf::new(),
+            entry,
+            problem,
+        });
+    };
+    let state_entry = |s: &StateDef| format!("states.{}", s.name);
+    let transition_entry = |t: &TransitionDef| format!("transitions.{}", t.name);
+    let timer_entry = |t: &TimerDef| format!("timers.{}", t.name);
+
+    // Duplicate names.
+    let mut seen = BTreeSet::new();
+    for s in &def.states {
+        if !seen.insert(s.name.as_str()) {
+            push(state_entry(s), "duplicate state name".into());
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for t in &def.transitions {
+        if !seen.insert(t.name.as_str()) {
+            push(transition_entry(t), "duplicate transition name".into());
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for t in &def.timers {
+        if !seen.insert(t.name.as_str()) {
+            push(timer_entry(t), "duplicate timer name".into());
+        }
+    }
+
+    let states: BTreeMap<&str, &StateDef> =
+        def.states.iter().map(|s| (s.name.as_str(), s)).collect();
+    let transitions: BTreeMap<&str, &TransitionDef> = def
+        .transitions
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let known_states = || states.keys().copied().collect::<Vec<_>>().join(", ");
+
+    let check_effects =
+        |entry: String, effects: &[EffectDef], push: &mut dyn FnMut(String, String)| {
+            for e in effects {
+                if !KNOWN_EFFECTS.contains(&e.effect.as_str()) {
+                    push(
+                        entry.clone(),
+                        format!(
+                            "unknown effect {:?} (known: {})",
+                            e.effect,
+                            KNOWN_EFFECTS.join(", ")
+                        ),
+                    );
+                }
+                if e.effect == "notify" {
+                    match &e.template {
+                        None => push(entry.clone(), "effect \"notify\" needs a template".into()),
+                        Some(t) if !templates.contains(t) => push(
+                            entry.clone(),
+                            format!("unknown template {t:?}: no templates/{t}.*.hbs file"),
+                        ),
+                        Some(_) => {}
+                    }
+                    match &e.to {
+                        None => push(
+                            entry.clone(),
+                            "effect \"notify\" needs a recipient `to`".into(),
+                        ),
+                        Some(to) if !KNOWN_RECIPIENTS.contains(&to.as_str()) => push(
+                            entry.clone(),
+                            format!(
+                                "unknown recipient {to:?} (known: {})",
+                                KNOWN_RECIPIENTS.join(", ")
+                            ),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+            }
+        };
+
+    for s in &def.states {
+        if s.terminal && s.outcomes.is_empty() {
+            push(
+                state_entry(s),
+                "a terminal state must list its outcomes".into(),
+            );
+        }
+        if !s.terminal && !s.outcomes.is_empty() {
+            push(state_entry(s), "only a terminal state has outcomes".into());
+        }
+        check_effects(state_entry(s), &s.on_enter, &mut push);
+    }
+
+    let creations: Vec<&TransitionDef> = def
+        .transitions
+        .iter()
+        .filter(|t| t.from.is_empty())
+        .collect();
+    if creations.len() != 1 {
+        push(
+            "transitions".into(),
+            format!(
+                "exactly one transition must create the appeal (have no `from`); found {}",
+                creations.len()
+            ),
+        );
+    }
+
+    for t in &def.transitions {
+        for f in &t.from {
+            match states.get(f.as_str()) {
+                None => push(
+                    transition_entry(t),
+                    format!("unknown state {f:?} in `from` (known: {})", known_states()),
+                ),
+                Some(s) if s.terminal => push(
+                    transition_entry(t),
+                    format!("leaves terminal state {f:?}, which has no way out by definition"),
+                ),
+                Some(_) => {}
+            }
+        }
+        match states.get(t.to.as_str()) {
+            None => push(
+                transition_entry(t),
+                format!(
+                    "unknown state {:?} in `to` (known: {})",
+                    t.to,
+                    known_states()
+                ),
+            ),
+            Some(target) => match (&t.outcome, target.terminal) {
+                (None, true) => push(
+                    transition_entry(t),
+                    format!(
+                        "enters terminal state {:?} and must name an `outcome`",
+                        t.to
+                    ),
+                ),
+                (Some(o), true) if !target.outcomes.contains(o) => push(
+                    transition_entry(t),
+                    format!(
+                        "outcome {o:?} is not one of {:?}'s outcomes ({})",
+                        t.to,
+                        target.outcomes.join(", ")
+                    ),
+                ),
+                (Some(_), false) => push(
+                    transition_entry(t),
+                    format!("has an outcome but {:?} is not terminal", t.to),
+                ),
+                _ => {}
+            },
+        }
+        if t.roles.is_empty() {
+            push(
+                transition_entry(t),
+                "no role may fire it: list at least one role".into(),
+            );
+        }
+        for g in &t.guards {
+            if !KNOWN_GUARDS.contains(&g.as_str()) {
+                push(
+                    transition_entry(t),
+                    format!("unknown guard {g:?} (known: {})", KNOWN_GUARDS.join(", ")),
+                );
+            }
+        }
+    }
+
+    for timer in &def.timers {
+        if timer.states.is_empty() {
+            push(
+                timer_entry(timer),
+                "a timer must run in at least one state".into(),
+            );
+        }
+        for s in &timer.states {
+            match states.get(s.as_str()) {
+                None => push(
+                    timer_entry(timer),
+                    format!("unknown state {s:?} (known: {})", known_states()),
+                ),
+                Some(st) if st.terminal => push(
+                    timer_entry(timer),
+                    format!("cannot run in terminal state {s:?}"),
+                ),
+                Some(_) => {}
+            }
+        }
+        match (&timer.fires.transition, &timer.fires.event) {
+            (Some(_), Some(_)) | (None, None) => push(
+                timer_entry(timer),
+                "`fires` needs exactly one of `transition` or `event`".into(),
+            ),
+            (Some(name), None) => match transitions.get(name.as_str()) {
+                None => push(timer_entry(timer), format!("unknown transition {name:?}")),
+                Some(tr) => {
+                    for s in &timer.states {
+                        if !tr.from.contains(s) {
+                            push(
+                                timer_entry(timer),
+                                format!(
+                                    "fires {name:?}, which does not leave {s:?}, a state the timer runs in"
+                                ),
+                            );
+                        }
+                    }
+                    if timer.states.iter().any(|s| *s == tr.to) {
+                        push(
+                            timer_entry(timer),
+                            format!("fires {name:?}, which stays among the timer's own states"),
+                        );
+                    }
+                    if !tr.roles.contains(&Role::System) {
+                        push(
+                            timer_entry(timer),
+                            format!("fires {name:?}, which the `system` role may not fire"),
+                        );
+                    }
+                }
+            },
+            (None, Some(_)) => {}
+        }
+        check_effects(timer_entry(timer), &timer.fires.effects, &mut push);
+        if let Some(w) = &timer.warning {
+            if w.at == WarnAt::StartOfLastBusinessDay
+                && !matches!(timer.after, Span::BusinessDays(_))
+            {
+                push(
+                    timer_entry(timer),
+                    "warning.at = start_of_last_business_day needs a business_days timer".into(),
+                );
+            }
+            check_effects(timer_entry(timer), &w.effects, &mut push);
+        }
+    }
+
+    // Reachability from the creation transition's target.
+    if let Some(start) = creations.first() {
+        let mut reached = BTreeSet::new();
+        let mut queue = VecDeque::from([start.to.as_str()]);
+        while let Some(s) = queue.pop_front() {
+            if !reached.insert(s) {
+                continue;
+            }
+            for t in &def.transitions {
+                if t.from.iter().any(|f| f == s) {
+                    queue.push_back(t.to.as_str());
+                }
+            }
+        }
+        for s in &def.states {
+            if !reached.contains(s.name.as_str()) {
+                push(
+                    state_entry(s),
+                    "cannot be reached from the state appeals are created in".into(),
+                );
+            }
+        }
+    }
+
+    // A way out of every non-terminal state.
+    for s in &def.states {
+        if !s.terminal && !def.transitions.iter().any(|t| t.from.contains(&s.name)) {
+            push(
+                state_entry(s),
+                "not terminal, yet no transition leaves it".into(),
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,9 @@
+//! Workflow definitions (data in `workflows/`), their validation, graph export and the
+//! pure `decide` function. Nothing here does I/O at decide time.
+
+pub mod decide;
+pub mod definition;
+pub mod graph;
+
+pub use decide::{Decision, Facts, Fire, Refusal, Snapshot, TimerArm, decide, decide_timer};
+pub use definition::{DefinitionError, DefinitionProblem, Workflow, WorkflowFile};
