@@ -281,6 +281,35 @@ impl Engine {
                 return Ok(done);
             }
         }
+        match self
+            .fire_once(
+                ticket,
+                cmd,
+                actor,
+                idempotency_key.map(|k| (k, print.as_str())),
+            )
+            .await
+        {
+            // A repeat of a keyed command can lose the race to its own first attempt
+            // (it loaded the appeal before that commit): it is still a repeat, so it
+            // answers with the first result rather than a refusal or a conflict.
+            Err(e @ (EngineError::Refused(_) | EngineError::Conflict { .. })) => {
+                match idempotency_key {
+                    Some(key) => self.replay(key, &print).await?.map_or(Err(e), Ok),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn fire_once(
+        &self,
+        ticket: &TicketNumber,
+        cmd: &Fire,
+        actor: &Actor,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<CommandOutcome, EngineError> {
         let record = self
             .store
             .appeal_by_ticket(ticket)
@@ -295,7 +324,7 @@ impl Engine {
             now,
         )?;
         let write = write_for(&record, &decision);
-        let idem = idempotency_key.map(|k| (k.to_string(), print.clone()));
+        let idem = idempotency.map(|(k, p)| (k.to_string(), p.to_string()));
         let (uow, outcome) = self.unit_of_work(write, decision, actor, idem, None, now);
         match self.store.commit(&uow).await {
             Ok(_) => {
@@ -304,8 +333,8 @@ impl Engine {
                 Ok(outcome)
             }
             Err(CommitError::IdempotencyKeyTaken) => {
-                let key = idempotency_key.expect("only keyed commands insert a key");
-                self.replay(key, &print).await?.ok_or_else(|| {
+                let (key, print) = idempotency.expect("only keyed commands insert a key");
+                self.replay(key, print).await?.ok_or_else(|| {
                     EngineError::Store(StoreError::Corrupt(format!(
                         "idempotency key {key:?} vanished"
                     )))
