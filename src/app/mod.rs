@@ -134,20 +134,20 @@ pub async fn list(
     engine: &Engine,
     state: Option<String>,
 ) -> Result<Vec<AppealSummary>, EngineError> {
-    if let Some(s) = &state {
-        if engine.workflow().state(s).is_none() {
-            let known: Vec<&str> = engine
-                .workflow()
-                .def
-                .states
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect();
-            return Err(EngineError::Invalid(vec![FieldError::new(
-                "state",
-                format!("unknown state {s:?} (known: {})", known.join(", ")),
-            )]));
-        }
+    if let Some(s) = &state
+        && engine.workflow().state(s).is_none()
+    {
+        let known: Vec<&str> = engine
+            .workflow()
+            .def
+            .states
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        return Err(EngineError::Invalid(vec![FieldError::new(
+            "state",
+            format!("unknown state {s:?} (known: {})", known.join(", ")),
+        )]));
     }
     let records = engine
         .store()

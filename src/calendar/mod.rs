@@ -161,6 +161,11 @@ impl Calendar {
                     .ok_or_else(|| invalid(format!("weekend: {w:?} is not a day of the week")))?,
             );
         }
+        if weekend.len() == 7 {
+            return Err(invalid(
+                "weekend: lists every day of the week, leaving no working day".into(),
+            ));
+        }
         let mut holidays = BTreeMap::new();
         for h in &raw.holidays {
             let to = h.to.unwrap_or(h.from);
@@ -208,7 +213,18 @@ impl Calendar {
                     m.date
                 )));
             }
-            makeup.insert(m.date, m.for_holiday.clone());
+            if !raw.holidays.iter().any(|h| h.name == m.for_holiday) {
+                return Err(invalid(format!(
+                    "make-up working day {}: `for` names {:?}, which is not a holiday in this file",
+                    m.date, m.for_holiday
+                )));
+            }
+            if makeup.insert(m.date, m.for_holiday.clone()).is_some() {
+                return Err(invalid(format!(
+                    "make-up working day {} is listed twice",
+                    m.date
+                )));
+            }
         }
         Ok(Calendar {
             name: raw.name,
@@ -318,6 +334,18 @@ impl Calendar {
         })?;
         if count == 0 {
             return Ok(start);
+        }
+        // More business days than the published range has calendar days left cannot end
+        // inside it; refuse before walking (the walk past the range would be a guess).
+        let range_end =
+            NaiveDate::from_ymd_opt(self.published.last_year, 12, 31).expect("a valid date");
+        if i64::from(count) > (range_end - start).num_days() {
+            return Err(CalendarError::OutOfRange {
+                calendar: self.name.clone(),
+                date: range_end + Days::new(1),
+                first: self.published.first_year,
+                last: self.published.last_year,
+            });
         }
         // `advance_bdays` first rolls a non-working day forward to the next working day,
         // which then is already the first day counted.

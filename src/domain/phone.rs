@@ -31,10 +31,11 @@ impl PhoneNumber {
             if !ok {
                 return Err(invalid());
             }
-            if let Some(national) = rest.strip_prefix("86") {
-                if national.starts_with('1') && national.len() != 11 {
-                    return Err(invalid());
-                }
+            if let Some(national) = rest.strip_prefix("86")
+                && national.starts_with('1')
+                && national.len() != 11
+            {
+                return Err(invalid());
             }
             return Ok(PhoneNumber(compact));
         }
@@ -56,10 +57,10 @@ impl PhoneNumber {
     /// mobiles, the carrier prefix) are shown.
     pub fn masked(&self) -> String {
         let s = &self.0;
-        if let Some(national) = s.strip_prefix("+86") {
-            if national.len() == 11 {
-                return format!("+86 {}****{}", &national[..3], &national[7..]);
-            }
+        if let Some(national) = s.strip_prefix("+86")
+            && national.len() == 11
+        {
+            return format!("+86 {}****{}", &national[..3], &national[7..]);
         }
         let keep = &s[s.len() - 4..];
         format!("+{}{}", "*".repeat(s.len() - 5), keep)

@@ -220,10 +220,10 @@ impl Engine {
         let data = serde_json::to_value(request).expect("appeal requests serialise");
         let print =
             fingerprint(&serde_json::json!({ "op": "create", "request": data, "actor": actor }));
-        if let Some(key) = idempotency_key {
-            if let Some(done) = self.replay(key, &print).await? {
-                return Ok(done);
-            }
+        if let Some(key) = idempotency_key
+            && let Some(done) = self.replay(key, &print).await?
+        {
+            return Ok(done);
         }
         let now = self.clock.now();
         let decision = decide(&self.workflow, None, &Fire::new(creation), actor, now)?;
@@ -276,10 +276,10 @@ impl Engine {
         let print = fingerprint(
             &serde_json::json!({ "op": "fire", "ticket": ticket, "cmd": cmd, "actor": actor }),
         );
-        if let Some(key) = idempotency_key {
-            if let Some(done) = self.replay(key, &print).await? {
-                return Ok(done);
-            }
+        if let Some(key) = idempotency_key
+            && let Some(done) = self.replay(key, &print).await?
+        {
+            return Ok(done);
         }
         match self
             .fire_once(
@@ -295,7 +295,7 @@ impl Engine {
             // answers with the first result rather than a refusal or a conflict.
             Err(e @ (EngineError::Refused(_) | EngineError::Conflict { .. })) => {
                 match idempotency_key {
-                    Some(key) => self.replay(key, &print).await?.map_or(Err(e), Ok),
+                    Some(key) => self.replay(key, &print).await?.ok_or(e),
                     None => Err(e),
                 }
             }

@@ -228,14 +228,14 @@ pub fn decide(
             });
         }
         Some(s) => {
-            if let Some(expected) = cmd.expect_version {
-                if expected != s.version {
-                    return Err(Refusal::StaleVersion {
-                        expected,
-                        current: s.version,
-                        state: s.state.clone(),
-                    });
-                }
+            if let Some(expected) = cmd.expect_version
+                && expected != s.version
+            {
+                return Err(Refusal::StaleVersion {
+                    expected,
+                    current: s.version,
+                    state: s.state.clone(),
+                });
             }
             if !t.from.contains(&s.state) {
                 return Err(Refusal::WrongState {

@@ -231,7 +231,7 @@ impl Workflow {
         let def: WorkflowFile = toml::from_str(&text).map_err(|e| {
             let entry = match e.span() {
                 Some(span) => {
-                    let line = text[..span.start].lines().count().max(1);
+                    let line = text[..span.start].matches('\n').count() + 1;
                     format!("line {line}")
                 }
                 None => "file".to_string(),
@@ -497,10 +497,18 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
                             );
                         }
                     }
-                    if timer.states.iter().any(|s| *s == tr.to) {
+                    if timer.states.contains(&tr.to) {
                         push(
                             timer_entry(timer),
                             format!("fires {name:?}, which stays among the timer's own states"),
+                        );
+                    }
+                    if tr.guards.iter().any(|g| g == "has_reasons") {
+                        push(
+                            timer_entry(timer),
+                            format!(
+                                "fires {name:?}, whose guard \"has_reasons\" a timer (which gives no reasons) can never pass"
+                            ),
                         );
                     }
                     if !tr.roles.contains(&Role::System) {
@@ -548,6 +556,39 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
                     "cannot be reached from the state appeals are created in".into(),
                 );
             }
+        }
+    }
+
+    // Every state can still reach an end: no cycle of states that never closes.
+    let terminals: BTreeSet<&str> = def
+        .states
+        .iter()
+        .filter(|s| s.terminal)
+        .map(|s| s.name.as_str())
+        .collect();
+    let mut can_end = terminals.clone();
+    loop {
+        let before = can_end.len();
+        for t in &def.transitions {
+            if can_end.contains(t.to.as_str()) {
+                can_end.extend(t.from.iter().map(String::as_str));
+            }
+        }
+        if can_end.len() == before {
+            break;
+        }
+    }
+    for s in &def.states {
+        let has_exit = def.transitions.iter().any(|t| t.from.contains(&s.name));
+        if !s.terminal
+            && has_exit
+            && !can_end.contains(s.name.as_str())
+            && states.contains_key(s.name.as_str())
+        {
+            push(
+                state_entry(s),
+                "no sequence of transitions from it reaches a terminal state".into(),
+            );
         }
     }
 

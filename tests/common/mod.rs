@@ -135,7 +135,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(crate::common::sqlite().await).await;
+                    super::$name($crate::common::sqlite().await).await;
                 }
             )*
         }
@@ -143,7 +143,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    if let Some(db) = crate::common::postgres(stringify!($name)).await {
+                    if let Some(db) = $crate::common::postgres(stringify!($name)).await {
                         super::$name(db).await;
                     }
                 }
