@@ -17,32 +17,18 @@ use appealflow::workflow::Fire;
 
 async fn baseline_sqlite(url: &str, n: usize) -> f64 {
     let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-    sqlx::query("PRAGMA journal_mode = WAL")
+    sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS bench_baseline (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query("INSERT OR REPLACE INTO bench_baseline VALUES (1, 0)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query("INSERT OR REPLACE INTO bench_baseline VALUES (1, 0)").execute(&pool).await.unwrap();
     let start = Instant::now();
     for _ in 0..n {
         let mut conn = pool.acquire().await.unwrap();
-        sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
+        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.unwrap();
         let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-        sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = 1").execute(&mut *tx).await.unwrap();
         tx.commit().await.unwrap();
     }
     n as f64 / start.elapsed().as_secs_f64()
@@ -50,23 +36,15 @@ async fn baseline_sqlite(url: &str, n: usize) -> f64 {
 
 async fn baseline_postgres(url: &str, n: usize) -> f64 {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS bench_baseline (id INT PRIMARY KEY, v BIGINT NOT NULL)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query("INSERT INTO bench_baseline VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INT PRIMARY KEY, v BIGINT NOT NULL)")
         .execute(&pool)
         .await
         .unwrap();
+    sqlx::query("INSERT INTO bench_baseline VALUES (1, 0) ON CONFLICT (id) DO NOTHING").execute(&pool).await.unwrap();
     let start = Instant::now();
     for _ in 0..n {
         let mut tx = pool.begin().await.unwrap();
-        sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = 1").execute(&mut *tx).await.unwrap();
         tx.commit().await.unwrap();
     }
     n as f64 / start.elapsed().as_secs_f64()
@@ -80,15 +58,7 @@ async fn engine_transitions(db: &common::TestDb, n: usize) -> f64 {
     let mut tickets = Vec::new();
     for i in 0..appeals {
         tickets.push(
-            engine
-                .create(
-                    &common::request(&format!("bench{i}")),
-                    &common::applicant(),
-                    None,
-                )
-                .await
-                .unwrap()
-                .ticket,
+            engine.create(&common::request(&format!("bench{i}")), &common::applicant(), None).await.unwrap().ticket,
         );
     }
     let reviewer = common::reviewer("bench");
@@ -96,58 +66,28 @@ async fn engine_transitions(db: &common::TestDb, n: usize) -> f64 {
     for i in 0..n {
         let ticket = &tickets[i % appeals];
         let round = i / appeals;
-        let name = if round.is_multiple_of(2) {
-            "claim"
-        } else {
-            "release"
-        };
-        engine
-            .fire(
-                ticket,
-                &Fire::new(name),
-                &reviewer,
-                Some(&format!("bench-{i}")),
-            )
-            .await
-            .unwrap();
+        let name = if round.is_multiple_of(2) { "claim" } else { "release" };
+        engine.fire(ticket, &Fire::new(name), &reviewer, Some(&format!("bench-{i}"))).await.unwrap();
     }
     n as f64 / start.elapsed().as_secs_f64()
 }
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("APPEALFLOW_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let n: usize = std::env::var("APPEALFLOW_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     println!("transitions bench: {n} sequential commits per measurement");
-    println!(
-        "{:<10} {:>18} {:>20} {:>8}",
-        "backend", "baseline commits/s", "engine transitions/s", "ratio"
-    );
+    println!("{:<10} {:>18} {:>20} {:>8}", "backend", "baseline commits/s", "engine transitions/s", "ratio");
 
     let db = common::sqlite().await;
     let base = baseline_sqlite(&db.url, n).await;
     let eng = engine_transitions(&db, n).await;
-    println!(
-        "{:<10} {:>18.0} {:>20.0} {:>8.2}",
-        "sqlite",
-        base,
-        eng,
-        eng / base
-    );
+    println!("{:<10} {:>18.0} {:>20.0} {:>8.2}", "sqlite", base, eng, eng / base);
 
     match common::postgres("transitions bench").await {
         Some(db) => {
             let base = baseline_postgres(&db.url, n).await;
             let eng = engine_transitions(&db, n).await;
-            println!(
-                "{:<10} {:>18.0} {:>20.0} {:>8.2}",
-                "postgres",
-                base,
-                eng,
-                eng / base
-            );
+            println!("{:<10} {:>18.0} {:>20.0} {:>8.2}", "postgres", base, eng, eng / base);
         }
         None => println!("postgres   skipped (set APPEALFLOW_TEST_POSTGRES_URL)"),
     }

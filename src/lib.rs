@@ -1,6 +1,7 @@
 //! appealflow: a durable workflow engine for account appeals. See README.md for the
 //! lifecycle and DESIGN notes; each module's first lines say what it owns.
 
+pub mod adapters;
 pub mod app;
 pub mod calendar;
 pub mod cli;

@@ -4,6 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::adapters::accounts::StoreDirectory;
+use crate::adapters::blobs::{BlobError, LocalBlobStore};
+use crate::app::intake::Intake;
+use crate::domain::IdHasher;
+use crate::domain::document::DocumentLimits;
+use crate::domain::identity::WeakKey;
+use crate::domain::rules::{Rules, RulesError};
 use crate::engine::{Clock, Engine};
 use crate::store::{self, Store, StoreError};
 use crate::workflow::{DefinitionError, Workflow};
@@ -40,6 +47,42 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Workflow(#[from] DefinitionError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("document store: {0}")]
+    Blobs(#[from] BlobError),
+    #[error(
+        "APPEALFLOW_ID_HASH_KEY is not set: identity numbers are stored only as keyed hashes, so set it to a long random secret (and keep it: changing it makes stored hashes unmatchable)"
+    )]
+    MissingIdKey,
+    #[error(transparent)]
+    WeakIdKey(#[from] WeakKey),
+}
+
+/// Settings of the intake side: where documents go, how ID numbers are hashed.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    pub blob_dir: PathBuf,
+    pub id_hash_key: Option<String>,
+    pub limits: DocumentLimits,
+}
+
+/// The account-appeal rules (`rules.toml` beside the workflow).
+pub fn load_rules(workflows_dir: &Path) -> Result<Rules, RulesError> {
+    Rules::load(&workflows_dir.join(DEFAULT_WORKFLOW).join("rules.toml"))
+}
+
+pub fn id_hasher(key: Option<&str>) -> Result<IdHasher, StartupError> {
+    let key = key.filter(|k| !k.is_empty()).ok_or(StartupError::MissingIdKey)?;
+    Ok(IdHasher::new(key.as_bytes())?)
+}
+
+pub fn build_intake(engine: Arc<Engine>, workflows_dir: &Path, config: &IntakeConfig) -> Result<Intake, StartupError> {
+    let rules = load_rules(workflows_dir)?;
+    let hasher = id_hasher(config.id_hash_key.as_deref())?;
+    let blobs = LocalBlobStore::open(&config.blob_dir)?;
+    let directory = StoreDirectory::new(engine.store().clone());
+    Ok(Intake::new(engine, Arc::new(directory), Arc::new(rules), Arc::new(blobs), hasher, config.limits.clone()))
 }
 
 pub async fn build_engine(

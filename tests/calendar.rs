@@ -25,9 +25,7 @@ fn weekdays() -> Calendar {
 
 /// An instant written as RFC 3339.
 fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .unwrap_or_else(|e| panic!("bad RFC 3339 {s:?}: {e}"))
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("bad RFC 3339 {s:?}: {e}")).with_timezone(&Utc)
 }
 
 fn day(s: &str) -> NaiveDate {
@@ -36,25 +34,16 @@ fn day(s: &str) -> NaiveDate {
 
 /// Checks the three business-day computations against hand-worked answers.
 #[track_caller]
-fn golden(
-    cal: &Calendar,
-    receipt: &str,
-    n: u32,
-    nth_day: &str,
-    start_of_nth: &str,
-    deadline: &str,
-) {
+fn golden(cal: &Calendar, receipt: &str, n: u32, nth_day: &str, start_of_nth: &str, deadline: &str) {
     let receipt_at = at(receipt);
     assert_eq!(
-        cal.nth_business_day_after(receipt_at, BusinessDays(n))
-            .unwrap(),
+        cal.nth_business_day_after(receipt_at, BusinessDays(n)).unwrap(),
         day(nth_day),
         "{}: business day {n} after receipt {receipt}",
         cal.name
     );
     assert_eq!(
-        cal.start_of_nth_business_day(receipt_at, BusinessDays(n))
-            .unwrap(),
+        cal.start_of_nth_business_day(receipt_at, BusinessDays(n)).unwrap(),
         at(start_of_nth),
         "{}: start of business day {n} after receipt {receipt}",
         cal.name
@@ -70,12 +59,7 @@ fn golden(
 #[track_caller]
 fn assert_out_of_range(result: Result<impl std::fmt::Debug, CalendarError>, date: &str) {
     match result {
-        Err(CalendarError::OutOfRange {
-            calendar,
-            date: d,
-            first,
-            last,
-        }) => {
+        Err(CalendarError::OutOfRange { calendar, date: d, first, last }) => {
             assert_eq!(calendar, "cn-mainland");
             assert_eq!(d, day(date));
             assert_eq!((first, last), (2025, 2026));
@@ -91,20 +75,11 @@ fn shipped_calendars_load_with_their_zones_and_ranges() {
     let cn = cn();
     assert_eq!(cn.name, "cn-mainland");
     assert_eq!(cn.time_zone, chrono_tz::Asia::Shanghai);
-    assert_eq!(
-        (cn.published.first_year, cn.published.last_year),
-        (2025, 2026)
-    );
+    assert_eq!((cn.published.first_year, cn.published.last_year), (2025, 2026));
     let wd = weekdays();
     assert_eq!(wd.time_zone, chrono_tz::UTC);
-    assert_eq!(
-        (wd.published.first_year, wd.published.last_year),
-        (2000, 2099)
-    );
-    assert_eq!(
-        Calendar::names(&calendars_dir()),
-        vec!["cn-mainland".to_string(), "weekdays".to_string()]
-    );
+    assert_eq!((wd.published.first_year, wd.published.last_year), (2000, 2099));
+    assert_eq!(Calendar::names(&calendars_dir()), vec!["cn-mainland".to_string(), "weekdays".to_string()]);
 }
 
 #[test]
@@ -148,78 +123,23 @@ fn day_kinds_of_cn_mainland_2026() {
         ("2026-03-08", DayKind::Weekend), // Sunday
         // Spring Festival: Sun 02-15 ..= Mon 02-23, make-up Saturdays 02-14 and 02-28.
         ("2026-02-13", DayKind::Working), // Friday before
-        (
-            "2026-02-14",
-            DayKind::MakeupWorkingDay {
-                for_holiday: spring.clone(),
-            },
-        ),
-        (
-            "2026-02-15",
-            DayKind::Holiday {
-                name: spring.clone(),
-            },
-        ),
-        (
-            "2026-02-21",
-            DayKind::Holiday {
-                name: spring.clone(),
-            },
-        ), // a Saturday inside the block is a holiday, not a weekend
-        (
-            "2026-02-23",
-            DayKind::Holiday {
-                name: spring.clone(),
-            },
-        ),
+        ("2026-02-14", DayKind::MakeupWorkingDay { for_holiday: spring.clone() }),
+        ("2026-02-15", DayKind::Holiday { name: spring.clone() }),
+        ("2026-02-21", DayKind::Holiday { name: spring.clone() }), // a Saturday inside the block is a holiday, not a weekend
+        ("2026-02-23", DayKind::Holiday { name: spring.clone() }),
         ("2026-02-24", DayKind::Working),
-        (
-            "2026-02-28",
-            DayKind::MakeupWorkingDay {
-                for_holiday: spring.clone(),
-            },
-        ),
+        ("2026-02-28", DayKind::MakeupWorkingDay { for_holiday: spring.clone() }),
         ("2026-03-01", DayKind::Weekend),
         // National Day: Thu 10-01 ..= Wed 10-07; make-up Sun 09-20 and Sat 10-10;
         // Mid-Autumn Fri 09-25 ..= Sun 09-27.
-        (
-            "2026-09-20",
-            DayKind::MakeupWorkingDay {
-                for_holiday: national.clone(),
-            },
-        ),
-        (
-            "2026-09-25",
-            DayKind::Holiday {
-                name: "Mid-Autumn Festival 2026".into(),
-            },
-        ),
-        (
-            "2026-09-27",
-            DayKind::Holiday {
-                name: "Mid-Autumn Festival 2026".into(),
-            },
-        ),
+        ("2026-09-20", DayKind::MakeupWorkingDay { for_holiday: national.clone() }),
+        ("2026-09-25", DayKind::Holiday { name: "Mid-Autumn Festival 2026".into() }),
+        ("2026-09-27", DayKind::Holiday { name: "Mid-Autumn Festival 2026".into() }),
         ("2026-09-30", DayKind::Working),
-        (
-            "2026-10-01",
-            DayKind::Holiday {
-                name: national.clone(),
-            },
-        ),
-        (
-            "2026-10-07",
-            DayKind::Holiday {
-                name: national.clone(),
-            },
-        ),
+        ("2026-10-01", DayKind::Holiday { name: national.clone() }),
+        ("2026-10-07", DayKind::Holiday { name: national.clone() }),
         ("2026-10-08", DayKind::Working),
-        (
-            "2026-10-10",
-            DayKind::MakeupWorkingDay {
-                for_holiday: national.clone(),
-            },
-        ),
+        ("2026-10-10", DayKind::MakeupWorkingDay { for_holiday: national.clone() }),
         ("2026-10-11", DayKind::Weekend),
     ];
     for (date, kind) in cases {
@@ -249,14 +169,7 @@ fn friday_receipt_is_due_at_the_end_of_wednesday() {
         "2026-03-11T00:00:00+08:00",
         "2026-03-12T00:00:00+08:00",
     );
-    golden(
-        &weekdays(),
-        "2026-03-06T10:00:00Z",
-        3,
-        "2026-03-11",
-        "2026-03-11T00:00:00Z",
-        "2026-03-12T00:00:00Z",
-    );
+    golden(&weekdays(), "2026-03-06T10:00:00Z", 3, "2026-03-11", "2026-03-11T00:00:00Z", "2026-03-12T00:00:00Z");
 }
 
 #[test]
@@ -290,14 +203,7 @@ fn spring_festival_2026_block_is_skipped_and_make_up_saturday_counts() {
         "2026-02-25T00:00:00+08:00",
     );
     // The weekday calendar knows no festival: Fri 02-13 → Mon, Tue, Wed 02-18.
-    golden(
-        &weekdays(),
-        "2026-02-13T10:00:00Z",
-        3,
-        "2026-02-18",
-        "2026-02-18T00:00:00Z",
-        "2026-02-19T00:00:00Z",
-    );
+    golden(&weekdays(), "2026-02-13T10:00:00Z", 3, "2026-02-18", "2026-02-18T00:00:00Z", "2026-02-19T00:00:00Z");
 }
 
 #[test]
@@ -364,53 +270,18 @@ fn national_day_2026_with_mid_autumn_and_two_make_up_days() {
     let cn = cn();
     // Fri 09-18: Sat 09-19 weekend; day 1 Sun 09-20 (make-up), day 2 Mon 09-21, day 3
     // Tue 09-22.
-    golden(
-        &cn,
-        "2026-09-18T10:00:00+08:00",
-        3,
-        "2026-09-22",
-        "2026-09-22T00:00:00+08:00",
-        "2026-09-23T00:00:00+08:00",
-    );
+    golden(&cn, "2026-09-18T10:00:00+08:00", 3, "2026-09-22", "2026-09-22T00:00:00+08:00", "2026-09-23T00:00:00+08:00");
     // Thu 09-24: Mid-Autumn 09-25..=09-27; day 1 Mon 09-28, day 2 Tue 09-29, day 3 Wed
     // 09-30.
-    golden(
-        &cn,
-        "2026-09-24T10:00:00+08:00",
-        3,
-        "2026-09-30",
-        "2026-09-30T00:00:00+08:00",
-        "2026-10-01T00:00:00+08:00",
-    );
+    golden(&cn, "2026-09-24T10:00:00+08:00", 3, "2026-09-30", "2026-09-30T00:00:00+08:00", "2026-10-01T00:00:00+08:00");
     // Wed 09-30: National Day 10-01..=10-07; day 1 Thu 10-08, day 2 Fri 10-09, day 3
     // Sat 10-10 (make-up).
-    golden(
-        &cn,
-        "2026-09-30T10:00:00+08:00",
-        3,
-        "2026-10-10",
-        "2026-10-10T00:00:00+08:00",
-        "2026-10-11T00:00:00+08:00",
-    );
+    golden(&cn, "2026-09-30T10:00:00+08:00", 3, "2026-10-10", "2026-10-10T00:00:00+08:00", "2026-10-11T00:00:00+08:00");
     // Tue 09-29, five days: Wed 09-30, Thu 10-08, Fri 10-09, Sat 10-10, Mon 10-12.
-    golden(
-        &cn,
-        "2026-09-29T10:00:00+08:00",
-        5,
-        "2026-10-12",
-        "2026-10-12T00:00:00+08:00",
-        "2026-10-13T00:00:00+08:00",
-    );
+    golden(&cn, "2026-09-29T10:00:00+08:00", 5, "2026-10-12", "2026-10-12T00:00:00+08:00", "2026-10-13T00:00:00+08:00");
     // Receipt inside the block, Sat 10-03: day 1 Thu 10-08, day 2 Fri 10-09, day 3 Sat
     // 10-10 (make-up).
-    golden(
-        &cn,
-        "2026-10-03T10:00:00+08:00",
-        3,
-        "2026-10-10",
-        "2026-10-10T00:00:00+08:00",
-        "2026-10-11T00:00:00+08:00",
-    );
+    golden(&cn, "2026-10-03T10:00:00+08:00", 3, "2026-10-10", "2026-10-10T00:00:00+08:00", "2026-10-11T00:00:00+08:00");
 }
 
 #[test]
@@ -425,14 +296,7 @@ fn receipt_at_23_30_local_counts_the_next_day_as_day_one() {
         "2026-03-13T00:00:00+08:00",
     );
     // The same instant spelled in UTC gives the same answer.
-    golden(
-        &cn(),
-        "2026-03-09T15:30:00Z",
-        3,
-        "2026-03-12",
-        "2026-03-12T00:00:00+08:00",
-        "2026-03-13T00:00:00+08:00",
-    );
+    golden(&cn(), "2026-03-09T15:30:00Z", 3, "2026-03-12", "2026-03-12T00:00:00+08:00", "2026-03-13T00:00:00+08:00");
 }
 
 #[test]
@@ -448,83 +312,42 @@ fn receipt_at_00_05_local_is_on_the_local_day_not_the_utc_day() {
         "2026-03-14T00:00:00+08:00",
     );
     // Friday 00:05 local (Thursday in UTC): the following Wednesday, as for any Friday.
-    golden(
-        &cn(),
-        "2026-03-05T16:05:00Z",
-        3,
-        "2026-03-11",
-        "2026-03-11T00:00:00+08:00",
-        "2026-03-12T00:00:00+08:00",
-    );
+    golden(&cn(), "2026-03-05T16:05:00Z", 3, "2026-03-11", "2026-03-11T00:00:00+08:00", "2026-03-12T00:00:00+08:00");
 }
 
 #[test]
 fn receipt_near_the_end_of_the_published_range() {
     let cn = cn();
     // Mon 12-28: Tue 12-29, Wed 12-30, Thu 12-31: the last day is still in 2026.
-    golden(
-        &cn,
-        "2026-12-28T10:00:00+08:00",
-        3,
-        "2026-12-31",
-        "2026-12-31T00:00:00+08:00",
-        "2027-01-01T00:00:00+08:00",
-    );
+    golden(&cn, "2026-12-28T10:00:00+08:00", 3, "2026-12-31", "2026-12-31T00:00:00+08:00", "2027-01-01T00:00:00+08:00");
     // Tue 12-29: Wed 12-30, Thu 12-31, then a day in 2027, which is not published.
     let receipt = at("2026-12-29T10:00:00+08:00");
     assert_out_of_range(cn.business_deadline(receipt, BusinessDays(3)), "2027-01-01");
-    assert_out_of_range(
-        cn.nth_business_day_after(receipt, BusinessDays(3)),
-        "2027-01-01",
-    );
-    assert_out_of_range(
-        cn.start_of_nth_business_day(receipt, BusinessDays(3)),
-        "2027-01-01",
-    );
+    assert_out_of_range(cn.nth_business_day_after(receipt, BusinessDays(3)), "2027-01-01");
+    assert_out_of_range(cn.start_of_nth_business_day(receipt, BusinessDays(3)), "2027-01-01");
     // 16:30Z on 12-31 is already 2027-01-01 in Shanghai: the receipt itself is out.
-    assert_out_of_range(
-        cn.business_deadline(at("2026-12-31T16:30:00Z"), BusinessDays(1)),
-        "2027-01-01",
-    );
+    assert_out_of_range(cn.business_deadline(at("2026-12-31T16:30:00Z"), BusinessDays(1)), "2027-01-01");
 }
 
 #[test]
 fn receipt_before_the_published_range_is_refused() {
     let cn = cn();
-    assert_out_of_range(
-        cn.business_deadline(at("2024-12-31T10:00:00+08:00"), BusinessDays(3)),
-        "2024-12-31",
-    );
-    assert_out_of_range(
-        cn.start_of_nth_business_day(at("2024-06-03T10:00:00+08:00"), BusinessDays(1)),
-        "2024-06-03",
-    );
+    assert_out_of_range(cn.business_deadline(at("2024-12-31T10:00:00+08:00"), BusinessDays(3)), "2024-12-31");
+    assert_out_of_range(cn.start_of_nth_business_day(at("2024-06-03T10:00:00+08:00"), BusinessDays(1)), "2024-06-03");
     // 20:00Z on 2024-12-31 is 04:00 on 2025-01-01 in Shanghai: inside the range.
     // New Year's Day (Wed) is a holiday: day 1 Thu 01-02, day 2 Fri 01-03, day 3 Mon
     // 01-06.
-    golden(
-        &cn,
-        "2024-12-31T20:00:00Z",
-        3,
-        "2025-01-06",
-        "2025-01-06T00:00:00+08:00",
-        "2025-01-07T00:00:00+08:00",
-    );
+    golden(&cn, "2024-12-31T20:00:00Z", 3, "2025-01-06", "2025-01-06T00:00:00+08:00", "2025-01-07T00:00:00+08:00");
 }
 
 #[test]
 fn out_of_range_error_says_how_to_fix_it() {
-    let err = cn()
-        .business_deadline(at("2026-12-29T10:00:00+08:00"), BusinessDays(3))
-        .unwrap_err();
+    let err = cn().business_deadline(at("2026-12-29T10:00:00+08:00"), BusinessDays(3)).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("\"cn-mainland\""), "{msg}");
     assert!(msg.contains("2025..=2026"), "{msg}");
     assert!(msg.contains("2027-01-01"), "{msg}");
-    assert!(
-        msg.contains("workflows/calendars/cn-mainland.toml"),
-        "{msg}"
-    );
+    assert!(msg.contains("workflows/calendars/cn-mainland.toml"), "{msg}");
 }
 
 // ------------------------------------------------------------ calendar days
@@ -535,21 +358,17 @@ fn calendar_day_deadline_uses_the_local_date() {
     // 16:05Z on Mon 03-09 is 00:05 on Tue 03-10 in Shanghai: 3 calendar days after Tue
     // 03-10 is Fri 03-13, due at its end.
     assert_eq!(
-        cn.calendar_deadline(at("2026-03-09T16:05:00Z"), CalendarDays(3))
-            .unwrap(),
+        cn.calendar_deadline(at("2026-03-09T16:05:00Z"), CalendarDays(3)).unwrap(),
         at("2026-03-14T00:00:00+08:00")
     );
     // 15:30Z on the same Monday is still 23:30 Monday locally: due at the end of Thu.
     assert_eq!(
-        cn.calendar_deadline(at("2026-03-09T15:30:00Z"), CalendarDays(3))
-            .unwrap(),
+        cn.calendar_deadline(at("2026-03-09T15:30:00Z"), CalendarDays(3)).unwrap(),
         at("2026-03-13T00:00:00+08:00")
     );
     // The weekday calendar is in UTC: 16:05Z Monday is Monday.
     assert_eq!(
-        weekdays()
-            .calendar_deadline(at("2026-03-09T16:05:00Z"), CalendarDays(3))
-            .unwrap(),
+        weekdays().calendar_deadline(at("2026-03-09T16:05:00Z"), CalendarDays(3)).unwrap(),
         at("2026-03-13T00:00:00Z")
     );
 }
@@ -559,14 +378,12 @@ fn calendar_days_count_holidays_and_weekends() {
     let cn = cn();
     // Fri 02-13: Sat, Sun, Mon — every day counts; due at the end of Mon 02-16.
     assert_eq!(
-        cn.calendar_deadline(at("2026-02-13T10:00:00+08:00"), CalendarDays(3))
-            .unwrap(),
+        cn.calendar_deadline(at("2026-02-13T10:00:00+08:00"), CalendarDays(3)).unwrap(),
         at("2026-02-17T00:00:00+08:00")
     );
     // Calendar days need no holiday data, so they may run past the published range.
     assert_eq!(
-        cn.calendar_deadline(at("2026-12-30T10:00:00+08:00"), CalendarDays(3))
-            .unwrap(),
+        cn.calendar_deadline(at("2026-12-30T10:00:00+08:00"), CalendarDays(3)).unwrap(),
         at("2027-01-03T00:00:00+08:00")
     );
 }
@@ -576,10 +393,7 @@ fn local_date_and_start_of_day_in_shanghai() {
     let cn = cn();
     assert_eq!(cn.local_date(at("2026-03-09T16:05:00Z")), day("2026-03-10"));
     assert_eq!(cn.local_date(at("2026-03-09T15:59:59Z")), day("2026-03-09"));
-    assert_eq!(
-        cn.start_of(day("2026-03-10")).unwrap(),
-        at("2026-03-09T16:00:00Z")
-    );
+    assert_eq!(cn.start_of(day("2026-03-10")).unwrap(), at("2026-03-09T16:00:00Z"));
 }
 
 // ------------------------------------------------------------ from_toml refusals
@@ -615,9 +429,7 @@ fn from_toml_accepts_the_base_calendar() {
 #[test]
 fn from_toml_refuses_a_make_up_day_that_is_not_a_weekend_day() {
     // 2026-03-10 is a Tuesday.
-    let problem = refused(&format!(
-        "{BASE}\n[[makeup_working_days]]\ndate = \"2026-03-10\"\nfor = \"X\"\n"
-    ));
+    let problem = refused(&format!("{BASE}\n[[makeup_working_days]]\ndate = \"2026-03-10\"\nfor = \"X\"\n"));
     assert!(problem.contains("2026-03-10"), "{problem}");
     assert!(problem.contains("already a working day"), "{problem}");
 }
@@ -627,9 +439,7 @@ fn from_toml_refuses_a_make_up_day_on_a_weekday_the_file_marks_as_weekend() {
     // With a Friday/Saturday weekend, a Sunday make-up day is refused and a Friday one
     // is accepted.
     let base = BASE.replace(r#"["sat", "sun"]"#, r#"["friday", "Saturday"]"#);
-    let problem = refused(&format!(
-        "{base}\n[[makeup_working_days]]\ndate = \"2026-03-08\"\nfor = \"X\"\n"
-    ));
+    let problem = refused(&format!("{base}\n[[makeup_working_days]]\ndate = \"2026-03-08\"\nfor = \"X\"\n"));
     assert!(problem.contains("2026-03-08"), "{problem}");
     let cal = Calendar::from_toml(
         Path::new("test.toml"),
@@ -638,35 +448,25 @@ fn from_toml_refuses_a_make_up_day_on_a_weekday_the_file_marks_as_weekend() {
         ),
     )
     .unwrap();
-    assert_eq!(
-        cal.day_kind(day("2026-03-06")),
-        DayKind::MakeupWorkingDay {
-            for_holiday: "X".into()
-        }
-    );
+    assert_eq!(cal.day_kind(day("2026-03-06")), DayKind::MakeupWorkingDay { for_holiday: "X".into() });
     assert_eq!(cal.day_kind(day("2026-03-08")), DayKind::Working);
 }
 
 #[test]
 fn from_toml_refuses_a_holiday_outside_the_published_years() {
-    let problem = refused(&format!(
-        "{BASE}\n[[holidays]]\nname = \"New Year 2027\"\nfrom = \"2027-01-01\"\n"
-    ));
+    let problem = refused(&format!("{BASE}\n[[holidays]]\nname = \"New Year 2027\"\nfrom = \"2027-01-01\"\n"));
     assert!(problem.contains("\"New Year 2027\""), "{problem}");
     assert!(problem.contains("outside the published years"), "{problem}");
     // A block that starts inside the range and runs out of it is refused too.
-    let problem = refused(&format!(
-        "{BASE}\n[[holidays]]\nname = \"Year end\"\nfrom = \"2026-12-31\"\nto = \"2027-01-02\"\n"
-    ));
+    let problem =
+        refused(&format!("{BASE}\n[[holidays]]\nname = \"Year end\"\nfrom = \"2026-12-31\"\nto = \"2027-01-02\"\n"));
     assert!(problem.contains("2027-01-01"), "{problem}");
 }
 
 #[test]
 fn from_toml_refuses_a_make_up_day_outside_the_published_years() {
     // Sat 2027-01-02.
-    let problem = refused(&format!(
-        "{BASE}\n[[makeup_working_days]]\ndate = \"2027-01-02\"\nfor = \"X\"\n"
-    ));
+    let problem = refused(&format!("{BASE}\n[[makeup_working_days]]\ndate = \"2027-01-02\"\nfor = \"X\"\n"));
     assert!(problem.contains("outside the published years"), "{problem}");
 }
 
@@ -678,10 +478,7 @@ fn from_toml_refuses_a_day_both_holiday_and_make_up() {
          \n[[makeup_working_days]]\ndate = \"2026-02-15\"\nfor = \"Spring\"\n"
     ));
     assert!(problem.contains("2026-02-15"), "{problem}");
-    assert!(
-        problem.contains("both a holiday and a make-up working day"),
-        "{problem}"
-    );
+    assert!(problem.contains("both a holiday and a make-up working day"), "{problem}");
 }
 
 #[test]
@@ -691,13 +488,8 @@ fn from_toml_refuses_overlapping_holidays_and_reversed_ranges() {
          \n[[holidays]]\nname = \"B\"\nfrom = \"2026-05-03\"\n"
     ));
     assert!(problem.contains("2026-05-03"), "{problem}");
-    assert!(
-        problem.contains("\"A\"") && problem.contains("\"B\""),
-        "{problem}"
-    );
-    let problem = refused(&format!(
-        "{BASE}\n[[holidays]]\nname = \"A\"\nfrom = \"2026-05-03\"\nto = \"2026-05-01\"\n"
-    ));
+    assert!(problem.contains("\"A\"") && problem.contains("\"B\""), "{problem}");
+    let problem = refused(&format!("{BASE}\n[[holidays]]\nname = \"A\"\nfrom = \"2026-05-03\"\nto = \"2026-05-01\"\n"));
     assert!(problem.contains("before"), "{problem}");
 }
 
@@ -710,10 +502,7 @@ fn from_toml_refuses_an_unknown_weekday_name() {
 
 #[test]
 fn from_toml_refuses_first_year_after_last_year() {
-    let problem = refused(&BASE.replace(
-        "first_year = 2026, last_year = 2026",
-        "first_year = 2027, last_year = 2026",
-    ));
+    let problem = refused(&BASE.replace("first_year = 2026, last_year = 2026", "first_year = 2027, last_year = 2026"));
     assert!(problem.contains("2027"), "{problem}");
     assert!(problem.contains("after last_year 2026"), "{problem}");
 }
@@ -728,10 +517,7 @@ fn from_toml_refuses_unknown_fields_and_bad_zones() {
 
 #[test]
 fn from_toml_refuses_a_weekend_of_every_day() {
-    let base = BASE.replace(
-        r#"["sat", "sun"]"#,
-        r#"["mon", "tue", "wed", "thu", "fri", "sat", "sun"]"#,
-    );
+    let base = BASE.replace(r#"["sat", "sun"]"#, r#"["mon", "tue", "wed", "thu", "fri", "sat", "sun"]"#);
     assert!(refused(&base).contains("no working day"));
 }
 
@@ -747,9 +533,8 @@ fn from_toml_refuses_a_make_up_day_listed_twice() {
 
 #[test]
 fn from_toml_refuses_a_make_up_day_for_an_unknown_holiday() {
-    let problem = refused(&format!(
-        "{BASE}\n[[makeup_working_days]]\ndate = \"2026-03-07\"\nfor = \"Nonexistent Festival\"\n"
-    ));
+    let problem =
+        refused(&format!("{BASE}\n[[makeup_working_days]]\ndate = \"2026-03-07\"\nfor = \"Nonexistent Festival\"\n"));
     assert!(problem.contains("\"Nonexistent Festival\""), "{problem}");
     assert!(problem.contains("not a holiday in this file"), "{problem}");
 }
@@ -757,8 +542,5 @@ fn from_toml_refuses_a_make_up_day_for_an_unknown_holiday() {
 #[test]
 fn a_count_longer_than_the_published_range_is_refused_without_walking() {
     let result = cn().business_deadline(at("2026-03-02T10:00:00+08:00"), BusinessDays(u32::MAX));
-    assert!(
-        matches!(result, Err(CalendarError::OutOfRange { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(CalendarError::OutOfRange { .. })), "{result:?}");
 }

@@ -29,19 +29,10 @@ fn run_with(url: &str, args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]
     }
     let mut child = cmd.spawn().expect("binary runs");
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     }
     drop(child.stdin.take());
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().unwrap();
+    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
     Run {
         code: status.code().expect("exited normally"),
         stdout: String::from_utf8(stdout).unwrap(),
@@ -56,21 +47,11 @@ fn run(url: &str, args: &[&str]) -> Run {
 /// An error is one line on stderr and a distinct exit code.
 fn assert_error(r: &Run, code: i32, needle: &str) {
     assert_eq!(r.code, code, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
-    assert_eq!(
-        r.stderr.trim_end().lines().count(),
-        1,
-        "one line: {:?}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains(needle),
-        "{needle:?} not in {:?}",
-        r.stderr
-    );
+    assert_eq!(r.stderr.trim_end().lines().count(), 1, "one line: {:?}", r.stderr);
+    assert!(r.stderr.contains(needle), "{needle:?} not in {:?}", r.stderr);
 }
 
-const APPEAL: &str =
-    r#"{"account": "acme", "items": ["reset_password"], "contact_phone": "13812345678"}"#;
+const APPEAL: &str = r#"{"account": "acme", "items": ["reset_password"], "contact_phone": "13812345678"}"#;
 
 fn lifecycle_through_the_cli(url: &str) {
     let created = run_with(url, &["appeal", "create", "--json", "-"], Some(APPEAL), &[]);
@@ -85,52 +66,18 @@ fn lifecycle_through_the_cli(url: &str) {
     };
     let claimed = fire(&["claim", "--actor", "ann", "--role", "reviewer"]);
     assert_eq!(claimed.code, 0, "{}", claimed.stderr);
-    assert!(
-        claimed
-            .stdout
-            .contains("submitted -> under_review (version 2)"),
-        "{}",
-        claimed.stdout
-    );
+    assert!(claimed.stdout.contains("submitted -> under_review (version 2)"), "{}", claimed.stdout);
 
-    assert_error(
-        &fire(&["approve", "--actor", "bob", "--role", "reviewer"]),
-        3,
-        "holds_claim",
-    );
-    assert_error(
-        &fire(&["reject", "--actor", "ann", "--role", "reviewer"]),
-        3,
-        "at least one reason",
-    );
-    assert_error(
-        &fire(&[
-            "release",
-            "--actor",
-            "ann",
-            "--role",
-            "reviewer",
-            "--expect-version",
-            "1",
-        ]),
-        3,
-        "version 2",
-    );
+    assert_error(&fire(&["approve", "--actor", "bob", "--role", "reviewer"]), 3, "holds_claim");
+    assert_error(&fire(&["reject", "--actor", "ann", "--role", "reviewer"]), 3, "at least one reason");
+    assert_error(&fire(&["release", "--actor", "ann", "--role", "reviewer", "--expect-version", "1"]), 3, "version 2");
     assert_error(
         &fire(&["claim", "--actor", "ann", "--role", "reviewer"]),
         3,
         "cannot fire from state \"under_review\"",
     );
-    assert_error(
-        &fire(&["claim", "--actor", "ann", "--role", "wizard"]),
-        2,
-        "wizard",
-    );
-    assert_error(
-        &fire(&["teleport", "--actor", "ann", "--role", "reviewer"]),
-        2,
-        "unknown transition",
-    );
+    assert_error(&fire(&["claim", "--actor", "ann", "--role", "wizard"]), 2, "wizard");
+    assert_error(&fire(&["teleport", "--actor", "ann", "--role", "reviewer"]), 2, "unknown transition");
 
     let rejected = fire(&[
         "reject",
@@ -157,19 +104,7 @@ fn lifecycle_through_the_cli(url: &str) {
     ]);
     assert_eq!(replay.code, 0, "{}", replay.stderr);
     assert!(replay.stdout.contains("[replayed]"), "{}", replay.stdout);
-    assert_error(
-        &fire(&[
-            "withdraw",
-            "--actor",
-            "x",
-            "--role",
-            "applicant",
-            "--idempotency-key",
-            "r1",
-        ]),
-        3,
-        "r1",
-    );
+    assert_error(&fire(&["withdraw", "--actor", "x", "--role", "applicant", "--idempotency-key", "r1"]), 3, "r1");
 
     let shown = run(url, &["appeal", "show", &ticket, "--json"]);
     assert_eq!(shown.code, 0, "{}", shown.stderr);
@@ -207,11 +142,7 @@ fn lifecycle_through_the_cli(url: &str) {
     assert_eq!(rows[0]["ticket"], ticket.as_str());
     let none = run(url, &["appeal", "list", "--state", "approved", "--json"]);
     assert_eq!(none.stdout.trim(), "[]");
-    assert_error(
-        &run(url, &["appeal", "list", "--state", "limbo"]),
-        2,
-        "unknown state \"limbo\"",
-    );
+    assert_error(&run(url, &["appeal", "list", "--state", "limbo"]), 2, "unknown state \"limbo\"");
 }
 
 #[test]
@@ -224,9 +155,7 @@ fn lifecycle_through_the_cli_on_sqlite() {
 async fn lifecycle_through_the_cli_on_postgres() {
     if let Some(db) = common::postgres("lifecycle_through_the_cli_on_postgres").await {
         let url = db.url.clone();
-        tokio::task::spawn_blocking(move || lifecycle_through_the_cli(&url))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || lifecycle_through_the_cli(&url)).await.unwrap();
     }
 }
 
@@ -245,40 +174,15 @@ fn bad_appeal_input_names_each_field_and_stores_nothing() {
         &[],
     );
     assert_error(&r, 2, "account: required");
-    assert!(
-        r.stderr.contains("items[0]: unknown appeal item \"fly\""),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("items[0]: unknown appeal item \"fly\""), "{}", r.stderr);
     assert!(r.stderr.contains("contact_phone:"), "{}", r.stderr);
+    assert_error(&run_with(&url, &["appeal", "create", "--json", "-"], Some("{not json"), &[]), 2, "line 1");
     assert_error(
-        &run_with(
-            &url,
-            &["appeal", "create", "--json", "-"],
-            Some("{not json"),
-            &[],
-        ),
-        2,
-        "line 1",
-    );
-    assert_error(
-        &run_with(
-            &url,
-            &["appeal", "create", "--json", "-"],
-            Some(r#"{"acount": "x"}"#),
-            &[],
-        ),
+        &run_with(&url, &["appeal", "create", "--json", "-"], Some(r#"{"acount": "x"}"#), &[]),
         2,
         "unknown field `acount`",
     );
-    assert_error(
-        &run(
-            &url,
-            &["appeal", "create", "--json", "/nonexistent/appeal.json"],
-        ),
-        2,
-        "cannot read",
-    );
+    assert_error(&run(&url, &["appeal", "create", "--json", "/nonexistent/appeal.json"]), 2, "cannot read");
     let listed = run(&url, &["appeal", "list", "--json"]);
     assert_eq!(listed.stdout.trim(), "[]", "nothing stored");
 }
@@ -287,58 +191,27 @@ fn bad_appeal_input_names_each_field_and_stores_nothing() {
 fn unknown_and_mistyped_tickets_are_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
-    let created = run_with(
-        &url,
-        &["appeal", "create", "--json", "-"],
-        Some(APPEAL),
-        &[],
-    );
+    let created = run_with(&url, &["appeal", "create", "--json", "-"], Some(APPEAL), &[]);
     let ticket = created.stdout.trim().to_string();
     // Change one digit: the check digit catches it.
     let mut typo: Vec<char> = ticket.chars().collect();
-    typo[0] = if typo[0] == '9' {
-        '8'
-    } else {
-        char::from(typo[0] as u8 + 1)
-    };
+    typo[0] = if typo[0] == '9' { '8' } else { char::from(typo[0] as u8 + 1) };
     let typo: String = typo.into_iter().collect();
     assert_error(&run(&url, &["appeal", "show", &typo]), 2, "check digit");
     assert_error(&run(&url, &["appeal", "show", "12"]), 2, "20 digits");
-    assert_error(
-        &run(&url, &["appeal", "show", "0000-0000-0000-0000-0000"]),
-        2,
-        "no appeal with ticket",
-    );
+    assert_error(&run(&url, &["appeal", "show", "0000-0000-0000-0000-0000"]), 2, "no appeal with ticket");
 }
 
 #[test]
 fn now_override_needs_explicit_permission() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
-    let refused = run_with(
-        &url,
-        &[
-            "--now",
-            "2026-03-09T10:00:00+08:00",
-            "appeal",
-            "create",
-            "--json",
-            "-",
-        ],
-        Some(APPEAL),
-        &[],
-    );
+    let refused =
+        run_with(&url, &["--now", "2026-03-09T10:00:00+08:00", "appeal", "create", "--json", "-"], Some(APPEAL), &[]);
     assert_error(&refused, 2, "APPEALFLOW_ALLOW_CLOCK_OVERRIDE=1");
     let allowed = run_with(
         &url,
-        &[
-            "--now",
-            "2026-03-09T10:00:00+08:00",
-            "appeal",
-            "create",
-            "--json",
-            "-",
-        ],
+        &["--now", "2026-03-09T10:00:00+08:00", "appeal", "create", "--json", "-"],
         Some(APPEAL),
         &[("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")],
     );
@@ -348,12 +221,7 @@ fn now_override_needs_explicit_permission() {
     assert_eq!(v["history"][0]["at"], "2026-03-09T02:00:00+00:00");
     assert_eq!(v["review_due_at"], "2026-03-12T16:00:00+00:00");
     assert_error(
-        &run_with(
-            &url,
-            &["--now", "yesterday", "appeal", "list"],
-            None,
-            &[("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")],
-        ),
+        &run_with(&url, &["--now", "yesterday", "appeal", "list"], None, &[("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")]),
         2,
         "RFC 3339",
     );
@@ -366,36 +234,18 @@ fn timers_fire_on_a_simulated_clock() {
     let allow = [("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")];
     let created = run_with(
         &url,
-        &[
-            "--now",
-            "2026-03-09T10:00:00+08:00",
-            "appeal",
-            "create",
-            "--json",
-            "-",
-        ],
+        &["--now", "2026-03-09T10:00:00+08:00", "appeal", "create", "--json", "-"],
         Some(APPEAL),
         &allow,
     );
     let ticket = created.stdout.trim().to_string();
     let listed = run(&url, &["timers", "list", "--appeal", &ticket]);
     assert_eq!(listed.stdout.lines().count(), 2, "{}", listed.stdout);
-    let fired = run_with(
-        &url,
-        &["--now", "2026-03-13T00:00:00+08:00", "timers", "run"],
-        None,
-        &allow,
-    );
+    let fired = run_with(&url, &["--now", "2026-03-13T00:00:00+08:00", "timers", "run"], None, &allow);
     assert_eq!(fired.code, 0, "{}", fired.stderr);
     assert!(fired.stdout.contains("2 timer(s) due"), "{}", fired.stdout);
-    let v: serde_json::Value =
-        serde_json::from_str(&run(&url, &["appeal", "show", &ticket, "--json"]).stdout).unwrap();
-    let names: Vec<&str> = v["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["transition"].as_str().unwrap())
-        .collect();
+    let v: serde_json::Value = serde_json::from_str(&run(&url, &["appeal", "show", &ticket, "--json"]).stdout).unwrap();
+    let names: Vec<&str> = v["history"].as_array().unwrap().iter().map(|h| h["transition"].as_str().unwrap()).collect();
     assert_eq!(names, ["submit", "sla_warning", "sla_breached"]);
 }
 
@@ -404,10 +254,7 @@ fn workflow_check_and_graph() {
     let ok = run("sqlite::memory:", &["workflow", "check"]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     assert!(ok.stdout.contains("is valid"));
-    let graph = run(
-        "sqlite::memory:",
-        &["workflow", "graph", "--format", "mermaid"],
-    );
+    let graph = run("sqlite::memory:", &["workflow", "graph", "--format", "mermaid"]);
     assert!(graph.stdout.starts_with("stateDiagram-v2\n"));
     assert!(graph.stdout.contains("under_review --> approved: approve"));
     let dot = run("sqlite::memory:", &["workflow", "graph", "--format", "dot"]);
@@ -420,11 +267,7 @@ fn workflow_check_and_graph() {
     let src = common::workflows_dir().join("account-appeal");
     for entry in std::fs::read_dir(src.join("templates")).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(
-            entry.path(),
-            wf_dir.join("templates").join(entry.file_name()),
-        )
-        .unwrap();
+        std::fs::copy(entry.path(), wf_dir.join("templates").join(entry.file_name())).unwrap();
     }
     let text = std::fs::read_to_string(src.join("workflow.toml")).unwrap();
     std::fs::write(
@@ -435,15 +278,10 @@ fn workflow_check_and_graph() {
         ),
     )
     .unwrap();
-    let refused = run(
-        "sqlite::memory:",
-        &["workflow", "check", wf_dir.to_str().unwrap()],
-    );
+    let refused = run("sqlite::memory:", &["workflow", "check", wf_dir.to_str().unwrap()]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(
-        refused
-            .stderr
-            .contains("workflow.toml: transitions.approve: unknown guard \"is_full_moon\""),
+        refused.stderr.contains("workflow.toml: transitions.approve: unknown guard \"is_full_moon\""),
         "{}",
         refused.stderr
     );
@@ -459,15 +297,7 @@ fn demo_walks_an_appeal_to_closed() {
         .unwrap();
     let stdout = String::from_utf8(r.stdout).unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    for needle in [
-        "timer review_sla.warning",
-        "resubmission_window",
-        "closed (completed)",
-        "history of",
-    ] {
-        assert!(
-            stdout.contains(needle),
-            "{needle:?} missing from demo output:\n{stdout}"
-        );
+    for needle in ["timer review_sla.warning", "resubmission_window", "closed (completed)", "history of"] {
+        assert!(stdout.contains(needle), "{needle:?} missing from demo output:\n{stdout}");
     }
 }

@@ -1,26 +1,51 @@
 //! Application queries and commands shared by the CLI (and later the HTTP API): they
 //! turn raw input into domain types and engine results into views.
 
+pub mod intake;
+
 use serde::Serialize;
 
-use crate::domain::{AppealInput, AppealRequest, FieldError, TicketNumber};
+use crate::domain::{FieldError, TicketNumber};
 use crate::engine::{Engine, EngineError};
 use crate::store::{AppealFilter, AppealRecord, EventRecord, TimerRecord};
 
-/// Parses appeal JSON into a checked request; every problem names its field.
-pub fn parse_appeal_json(text: &str) -> Result<AppealRequest, EngineError> {
-    let input: AppealInput = serde_json::from_str(text).map_err(|e| {
+/// Parses JSON input, reporting where it is wrong without repeating the offending value
+/// (it may be a phone or an identity number, which never go into an error message).
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, EngineError> {
+    serde_json::from_str(text).map_err(|e| {
         EngineError::Invalid(vec![FieldError::new(
             format!("json (line {}, column {})", e.line(), e.column()),
-            e.to_string(),
+            redact_json_error(&e),
         )])
-    })?;
-    AppealRequest::try_from(input).map_err(EngineError::Invalid)
+    })
+}
+
+/// serde_json quotes a wrong value between backticks ("invalid type: integer `138...`,
+/// expected a string"); field names (`unknown field`, `missing field`) are kept.
+fn redact_json_error(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+    let hides_value =
+        ["invalid type:", "invalid value:", "unknown variant", "invalid length"].iter().any(|p| message.starts_with(p));
+    if !hides_value {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    // Only the first backticked segment is the value; later ones are expected names.
+    if let Some(start) = rest.find('`') {
+        if let Some(len) = rest[start + 1..].find('`') {
+            out.push_str(&rest[..start]);
+            out.push_str("(value not shown)");
+            rest = &rest[start + 1 + len + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 pub fn parse_ticket(raw: &str) -> Result<TicketNumber, EngineError> {
-    TicketNumber::parse(raw)
-        .map_err(|e| EngineError::Invalid(vec![FieldError::new("ticket", e.to_string())]))
+    TicketNumber::parse(raw).map_err(|e| EngineError::Invalid(vec![FieldError::new("ticket", e.to_string())]))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,11 +114,8 @@ pub struct AppealView {
 }
 
 pub async fn show(engine: &Engine, ticket: &TicketNumber) -> Result<AppealView, EngineError> {
-    let record = engine
-        .store()
-        .appeal_by_ticket(ticket)
-        .await?
-        .ok_or_else(|| EngineError::NotFound(ticket.to_string()))?;
+    let record =
+        engine.store().appeal_by_ticket(ticket).await?.ok_or_else(|| EngineError::NotFound(ticket.to_string()))?;
     let history = engine.store().history(&record.id).await?;
     let timers = engine.store().timers(Some(&record.id)).await?;
     Ok(view(&record, &history, &timers))
@@ -130,29 +152,17 @@ pub struct AppealSummary {
     pub updated_at: String,
 }
 
-pub async fn list(
-    engine: &Engine,
-    state: Option<String>,
-) -> Result<Vec<AppealSummary>, EngineError> {
+pub async fn list(engine: &Engine, state: Option<String>) -> Result<Vec<AppealSummary>, EngineError> {
     if let Some(s) = &state
         && engine.workflow().state(s).is_none()
     {
-        let known: Vec<&str> = engine
-            .workflow()
-            .def
-            .states
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
+        let known: Vec<&str> = engine.workflow().def.states.iter().map(|s| s.name.as_str()).collect();
         return Err(EngineError::Invalid(vec![FieldError::new(
             "state",
             format!("unknown state {s:?} (known: {})", known.join(", ")),
         )]));
     }
-    let records = engine
-        .store()
-        .list_appeals(&AppealFilter { state, limit: None })
-        .await?;
+    let records = engine.store().list_appeals(&AppealFilter { state, limit: None }).await?;
     Ok(records
         .iter()
         .map(|r| AppealSummary {
@@ -165,4 +175,25 @@ pub async fn list(
             updated_at: r.updated_at.to_rfc3339(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Phone {
+        phone: String,
+    }
+
+    #[test]
+    fn json_errors_never_repeat_the_offending_value() {
+        let err = parse_json::<Phone>(r#"{"phone": 13812345678}"#).unwrap_err().to_string();
+        assert!(!err.contains("13812345678"), "{err}");
+        assert!(err.contains("invalid type: integer (value not shown), expected a string"), "{err}");
+        let err = parse_json::<Phone>(r#"{"phnoe": "x"}"#).unwrap_err().to_string();
+        assert!(err.contains("unknown field `phnoe`"), "{err}");
+    }
 }

@@ -30,20 +30,11 @@ pub enum CalendarError {
         "calendar {calendar:?} is published for {first}..={last}; {date} is outside that range \
          (add the next year's calendar to workflows/calendars/{calendar}.toml)"
     )]
-    OutOfRange {
-        calendar: String,
-        date: NaiveDate,
-        first: i32,
-        last: i32,
-    },
+    OutOfRange { calendar: String, date: NaiveDate, first: i32, last: i32 },
     #[error("{file}: {problem}")]
     Invalid { file: PathBuf, problem: String },
     #[error("no calendar named {name:?} in {dir} (known: {known})")]
-    Unknown {
-        name: String,
-        dir: PathBuf,
-        known: String,
-    },
+    Unknown { name: String, dir: PathBuf, known: String },
     #[error("{0}: local midnight does not exist in the calendar's time zone")]
     NoMidnight(NaiveDate),
 }
@@ -115,10 +106,7 @@ impl HolidayCalendar<NaiveDate> for Calendar {
     }
 
     fn is_bday(&self, date: NaiveDate) -> bool {
-        matches!(
-            self.day_kind(date),
-            DayKind::Working | DayKind::MakeupWorkingDay { .. }
-        )
+        matches!(self.day_kind(date), DayKind::Working | DayKind::MakeupWorkingDay { .. })
     }
 }
 
@@ -138,56 +126,34 @@ fn parse_weekday(s: &str) -> Option<Weekday> {
 impl Calendar {
     /// Parses and validates one calendar file.
     pub fn from_toml(file: &Path, text: &str) -> Result<Calendar, CalendarError> {
-        let invalid = |problem: String| CalendarError::Invalid {
-            file: file.to_path_buf(),
-            problem,
-        };
-        let raw: CalendarFile =
-            toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
-        let Published {
-            first_year,
-            last_year,
-        } = raw.published;
+        let invalid = |problem: String| CalendarError::Invalid { file: file.to_path_buf(), problem };
+        let raw: CalendarFile = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        let Published { first_year, last_year } = raw.published;
         if first_year > last_year {
-            return Err(invalid(format!(
-                "published.first_year {first_year} is after last_year {last_year}"
-            )));
+            return Err(invalid(format!("published.first_year {first_year} is after last_year {last_year}")));
         }
         let in_range = |d: NaiveDate| (first_year..=last_year).contains(&d.year());
         let mut weekend = HashSet::new();
         for w in &raw.weekend {
-            weekend.insert(
-                parse_weekday(w)
-                    .ok_or_else(|| invalid(format!("weekend: {w:?} is not a day of the week")))?,
-            );
+            weekend
+                .insert(parse_weekday(w).ok_or_else(|| invalid(format!("weekend: {w:?} is not a day of the week")))?);
         }
         if weekend.len() == 7 {
-            return Err(invalid(
-                "weekend: lists every day of the week, leaving no working day".into(),
-            ));
+            return Err(invalid("weekend: lists every day of the week, leaving no working day".into()));
         }
         let mut holidays = BTreeMap::new();
         for h in &raw.holidays {
             let to = h.to.unwrap_or(h.from);
             if to < h.from {
-                return Err(invalid(format!(
-                    "holiday {:?}: `to` {to} is before `from` {}",
-                    h.name, h.from
-                )));
+                return Err(invalid(format!("holiday {:?}: `to` {to} is before `from` {}", h.name, h.from)));
             }
             let mut d = h.from;
             while d <= to {
                 if !in_range(d) {
-                    return Err(invalid(format!(
-                        "holiday {:?}: {d} is outside the published years",
-                        h.name
-                    )));
+                    return Err(invalid(format!("holiday {:?}: {d} is outside the published years", h.name)));
                 }
                 if let Some(prev) = holidays.insert(d, h.name.clone()) {
-                    return Err(invalid(format!(
-                        "{d} is listed as both {prev:?} and {:?}",
-                        h.name
-                    )));
+                    return Err(invalid(format!("{d} is listed as both {prev:?} and {:?}", h.name)));
                 }
                 d = d + Days::new(1);
             }
@@ -202,16 +168,10 @@ impl Calendar {
                 )));
             }
             if holidays.contains_key(&m.date) {
-                return Err(invalid(format!(
-                    "{} is both a holiday and a make-up working day",
-                    m.date
-                )));
+                return Err(invalid(format!("{} is both a holiday and a make-up working day", m.date)));
             }
             if !in_range(m.date) {
-                return Err(invalid(format!(
-                    "make-up working day {} is outside the published years",
-                    m.date
-                )));
+                return Err(invalid(format!("make-up working day {} is outside the published years", m.date)));
             }
             if !raw.holidays.iter().any(|h| h.name == m.for_holiday) {
                 return Err(invalid(format!(
@@ -220,10 +180,7 @@ impl Calendar {
                 )));
             }
             if makeup.insert(m.date, m.for_holiday.clone()).is_some() {
-                return Err(invalid(format!(
-                    "make-up working day {} is listed twice",
-                    m.date
-                )));
+                return Err(invalid(format!("make-up working day {} is listed twice", m.date)));
             }
         }
         Ok(Calendar {
@@ -275,31 +232,17 @@ impl Calendar {
             return DayKind::Holiday { name: name.clone() };
         }
         if let Some(for_holiday) = self.makeup.get(&date) {
-            return DayKind::MakeupWorkingDay {
-                for_holiday: for_holiday.clone(),
-            };
+            return DayKind::MakeupWorkingDay { for_holiday: for_holiday.clone() };
         }
-        if self.weekend.contains(&date.weekday()) {
-            DayKind::Weekend
-        } else {
-            DayKind::Working
-        }
+        if self.weekend.contains(&date.weekday()) { DayKind::Weekend } else { DayKind::Working }
     }
 
     fn check_range(&self, date: NaiveDate) -> Result<(), CalendarError> {
-        let Published {
-            first_year,
-            last_year,
-        } = self.published;
+        let Published { first_year, last_year } = self.published;
         if (first_year..=last_year).contains(&date.year()) {
             Ok(())
         } else {
-            Err(CalendarError::OutOfRange {
-                calendar: self.name.clone(),
-                date,
-                first: first_year,
-                last: last_year,
-            })
+            Err(CalendarError::OutOfRange { calendar: self.name.clone(), date, first: first_year, last: last_year })
         }
     }
 
@@ -319,11 +262,7 @@ impl Calendar {
     }
 
     /// The `n`th business day after the day `at` falls on (the day itself never counts).
-    pub fn nth_business_day_after(
-        &self,
-        at: DateTime<Utc>,
-        n: BusinessDays,
-    ) -> Result<NaiveDate, CalendarError> {
+    pub fn nth_business_day_after(&self, at: DateTime<Utc>, n: BusinessDays) -> Result<NaiveDate, CalendarError> {
         let start = self.local_date(at);
         self.check_range(start)?;
         let count = i32::try_from(n.0).map_err(|_| CalendarError::OutOfRange {
@@ -337,8 +276,7 @@ impl Calendar {
         }
         // More business days than the published range has calendar days left cannot end
         // inside it; refuse before walking (the walk past the range would be a guess).
-        let range_end =
-            NaiveDate::from_ymd_opt(self.published.last_year, 12, 31).expect("a valid date");
+        let range_end = NaiveDate::from_ymd_opt(self.published.last_year, 12, 31).expect("a valid date");
         if i64::from(count) > (range_end - start).num_days() {
             return Err(CalendarError::OutOfRange {
                 calendar: self.name.clone(),
@@ -349,11 +287,8 @@ impl Calendar {
         }
         // `advance_bdays` first rolls a non-working day forward to the next working day,
         // which then is already the first day counted.
-        let day = if self.is_bday(start) {
-            self.advance_bdays(start, count)
-        } else {
-            self.advance_bdays(start, count - 1)
-        };
+        let day =
+            if self.is_bday(start) { self.advance_bdays(start, count) } else { self.advance_bdays(start, count - 1) };
         // The walk is monotonic: if its end is inside the published range, so is every
         // day it looked at. Past the range, `day_kind` knows no holidays, so the answer
         // would be a guess and is refused.
@@ -363,11 +298,7 @@ impl Calendar {
 
     /// Deadline for `n` business days from `at`: the end (local midnight that follows)
     /// of the `n`th business day after the day of `at`.
-    pub fn business_deadline(
-        &self,
-        at: DateTime<Utc>,
-        n: BusinessDays,
-    ) -> Result<DateTime<Utc>, CalendarError> {
+    pub fn business_deadline(&self, at: DateTime<Utc>, n: BusinessDays) -> Result<DateTime<Utc>, CalendarError> {
         let last = self.nth_business_day_after(at, n)?;
         self.start_of(last + Days::new(1))
     }
@@ -385,11 +316,7 @@ impl Calendar {
     /// Deadline for `n` calendar days from `at`: the end of the `n`th calendar day
     /// after the day of `at`, in the calendar's zone. Calendar days need no published
     /// holiday data, so no range applies.
-    pub fn calendar_deadline(
-        &self,
-        at: DateTime<Utc>,
-        n: CalendarDays,
-    ) -> Result<DateTime<Utc>, CalendarError> {
+    pub fn calendar_deadline(&self, at: DateTime<Utc>, n: CalendarDays) -> Result<DateTime<Utc>, CalendarError> {
         self.start_of(self.local_date(at) + Days::new(u64::from(n.0) + 1))
     }
 }

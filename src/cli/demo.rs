@@ -1,7 +1,8 @@
-//! `appealflow demo`: a guided tour. On a fresh SQLite database (temporary unless
-//! `--database-url` is given) and a simulated clock, one appeal goes from submission
-//! through a rejection, the resubmission window and approval to closed, with the review
-//! SLA timer firing on the statutory calendar. Each step prints its time and state.
+//! `appealflow demo`: a guided tour. On a fresh SQLite database and document store
+//! (temporary unless `--database-url` is given) and a simulated clock: an account
+//! directory is loaded, an incomplete appeal is refused with its checklist, a complete
+//! one is submitted, the review SLA warning fires on the statutory calendar, the appeal
+//! is rejected, resubmitted within its window, approved and closed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,42 +11,68 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
 use super::CliError;
-use crate::app;
-use crate::domain::{Actor, AppealInput, AppealRequest, Role, TicketNumber};
+use crate::app::intake::{Intake, IntakeError, LocalFiles};
+use crate::domain::draft::DraftInput;
+use crate::domain::{AccountInput, Actor, Role, TicketNumber};
 use crate::engine::{Clock, CommandOutcome, Engine, ManualClock};
-use crate::startup::{self, DEFAULT_WORKFLOW};
+use crate::startup::{self, IntakeConfig};
 use crate::workflow::Fire;
 
 struct Tour {
-    engine: Engine,
+    intake: Intake,
     clock: Arc<ManualClock>,
     tz: Tz,
 }
 
+const ACCOUNTS: &str = r#"[
+  {"name": "acme-ops", "verification": "enterprise", "enterprise_name": "Acme Trading Co., Ltd.",
+   "enterprise_status": "active",
+   "legal_representative": {"name": "Zhang San", "id_number": "110101199003071233"},
+   "associations": {"domains": ["acme.example"], "issued_invoices": true},
+   "security": {"secure_phone": "13900001111", "security_email": "it@acme.example", "mfa_attached": true}}
+]"#;
+
+/// The demo's draft: an enterprise asking to reset its password and detach MFA.
+fn draft(with_letter: bool, with_payment: bool) -> String {
+    let mut docs = vec![r#"{"kind": "business_license", "file": "licence.jpg"}"#];
+    if with_letter {
+        docs.push(r#"{"kind": "enterprise_appeal_letter", "file": "letter.pdf", "stamped": true}"#);
+    }
+    if with_payment {
+        docs.push(r#"{"kind": "proof_of_payment", "file": "receipt.png"}"#);
+    }
+    format!(
+        r#"{{
+  "entry_point": {{"kind": "forgot_username", "lookup": "domain", "value": "acme.example"}},
+  "items": ["reset_password", "detach_mfa"],
+  "scenario": "active",
+  "operator": {{"name": "Li Si", "id_number": "440304198506152416",
+               "facial_recognition": {{"result": "passed", "provider": "demo-face", "reference": "fr-0001"}}}},
+  "contact_phone": "13812345678",
+  "contact_email": "ops@acme.example",
+  "documents": [{}]
+}}"#,
+        docs.join(", ")
+    )
+}
+
 impl Tour {
+    fn engine(&self) -> &Engine {
+        self.intake.engine()
+    }
+
     fn local(&self, at: DateTime<Utc>) -> String {
-        at.with_timezone(&self.tz)
-            .format("%a %Y-%m-%d %H:%M %:z")
-            .to_string()
+        at.with_timezone(&self.tz).format("%a %Y-%m-%d %H:%M %:z").to_string()
+    }
+
+    fn line(&self, what: &str, state: &str, note: &str) {
+        println!("{}  {:<28} -> {:<20} {}", self.local(self.clock.now()), what, state, note);
     }
 
     fn step(&self, what: &str, outcome: &CommandOutcome, note: &str) {
-        println!(
-            "{}  {:<28} -> {:<20} v{}  {}",
-            self.local(self.clock.now()),
-            what,
-            format!(
-                "{}{}",
-                outcome.state,
-                outcome
-                    .outcome
-                    .as_deref()
-                    .map(|o| format!(" ({o})"))
-                    .unwrap_or_default()
-            ),
-            outcome.version,
-            note
-        );
+        let state =
+            format!("{}{}", outcome.state, outcome.outcome.as_deref().map(|o| format!(" ({o})")).unwrap_or_default());
+        self.line(what, &state, &format!("v{}  {note}", outcome.version));
     }
 
     async fn fire(
@@ -54,39 +81,28 @@ impl Tour {
         transition: &str,
         actor: &Actor,
         reasons: &[&str],
-    ) -> Result<CommandOutcome, CliError> {
+    ) -> Result<(), CliError> {
         let mut cmd = Fire::new(transition);
         cmd.reasons = reasons.iter().map(|r| r.to_string()).collect();
-        let outcome = self.engine.fire(ticket, &cmd, actor, None).await?;
+        let outcome = self.engine().fire(ticket, &cmd, actor, None).await?;
         let by = format!("by {} ({})", actor.name, actor.role);
-        let note = if reasons.is_empty() {
-            by
-        } else {
-            format!("{by}: {}", reasons.join("; "))
-        };
+        let note = if reasons.is_empty() { by } else { format!("{by}: {}", reasons.join("; ")) };
         self.step(transition, &outcome, &note);
-        Ok(outcome)
+        Ok(())
     }
 
-    /// Moves the clock to `at` and fires whatever timers fell due on the way.
+    /// Moves the clock to `at`, firing each timer that falls due on the way at its own
+    /// due instant.
     async fn advance_to(&self, at: DateTime<Utc>) -> Result<(), CliError> {
-        loop {
-            let next = self
-                .engine
-                .store()
-                .due_timers(at, 1)
-                .await?
-                .into_iter()
-                .next();
-            let Some(timer) = next else { break };
+        while let Some(timer) = self.engine().store().due_timers(at, 1).await?.into_iter().next() {
             self.clock.set(timer.due_at.max(self.clock.now()));
-            for run in self.engine.run_due_timers(100).await? {
+            let runs = self.engine().run_due_timers(100).await?;
+            if runs.iter().all(|r| r.result.is_none()) {
+                break;
+            }
+            for run in runs {
                 if let Some(o) = &run.result {
-                    self.step(
-                        &format!("timer {}", run.timer.name),
-                        o,
-                        &format!("fired: {}", o.transition),
-                    );
+                    self.step(&format!("timer {}", run.timer.name), o, &format!("fired: {}", o.transition));
                 }
             }
         }
@@ -94,112 +110,133 @@ impl Tour {
         Ok(())
     }
 
-    async fn timers_note(&self, ticket: &TicketNumber) -> Result<String, CliError> {
-        let view = app::show(&self.engine, ticket).await?;
-        let armed: Vec<String> = view
-            .timers
-            .iter()
-            .filter(|t| t.status == "armed")
-            .map(|t| {
-                let due = DateTime::parse_from_rfc3339(&t.due_at)
-                    .map(|d| self.local(d.with_timezone(&Utc)));
-                format!(
-                    "{} due {}",
-                    t.name,
-                    due.unwrap_or_else(|_| t.due_at.clone())
-                )
-            })
-            .collect();
-        Ok(armed.join("; "))
+    async fn timers_note(&self, ticket: &TicketNumber) -> Result<(), CliError> {
+        let record =
+            self.engine().store().appeal_by_ticket(ticket).await?.ok_or_else(|| CliError::usage("vanished"))?;
+        for t in self.engine().store().timers(Some(&record.id)).await? {
+            if t.status == crate::store::TimerStatus::Armed {
+                println!("{:>30}timer {} due {}", "", t.name, self.local(t.due_at));
+            }
+        }
+        Ok(())
     }
 }
 
+fn write_documents(dir: &Path) -> Result<(), CliError> {
+    let files: [(&str, &[u8]); 3] = [
+        ("licence.jpg", b"\xFF\xD8\xFF\xE0 demo business licence scan"),
+        ("letter.pdf", b"%PDF-1.7 demo appeal letter"),
+        ("receipt.png", b"\x89PNG\r\n\x1a\n demo payment receipt"),
+    ];
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).map_err(|e| CliError::usage(format!("cannot write demo file: {e}")))?;
+    }
+    Ok(())
+}
+
 pub async fn run(database_url: Option<&str>, workflows: &Path) -> Result<(), CliError> {
-    let tmp = tempfile::tempdir()
-        .map_err(|e| CliError::usage(format!("cannot create a temporary directory: {e}")))?;
+    let tmp = tempfile::tempdir().map_err(|e| CliError::usage(format!("cannot create a temporary directory: {e}")))?;
     let url = database_url
         .map(str::to_string)
         .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("demo.db").display()));
-    let workflow = startup::load_workflow(workflows, DEFAULT_WORKFLOW)
-        .map_err(|e| CliError::usage(e.to_string()))?;
-    let tz = workflow.calendar.time_zone;
+    write_documents(tmp.path())?;
     // Thursday before the 2026 Mid-Autumn Festival holiday (Fri 25 - Sun 27 Sep).
-    let start = DateTime::parse_from_rfc3339("2026-09-24T10:00:00+08:00")
-        .expect("a valid instant")
-        .with_timezone(&Utc);
+    let start = DateTime::parse_from_rfc3339("2026-09-24T10:00:00+08:00").expect("a valid instant").with_timezone(&Utc);
     let clock = Arc::new(ManualClock::new(start));
-    let store = startup::open_store(&url).await?;
-    let tour = Tour {
-        engine: Engine::new(store, Arc::new(workflow), clock.clone()),
-        clock,
-        tz,
+    let engine = Arc::new(startup::build_engine(&url, workflows, clock.clone()).await?);
+    let config = IntakeConfig {
+        blob_dir: tmp.path().join("blobs"),
+        id_hash_key: Some(format!("demo-only-key-{}", uuid::Uuid::new_v4())),
+        limits: Default::default(),
     };
+    let intake = startup::build_intake(engine.clone(), workflows, &config)?;
+    let tz = engine.workflow().calendar.time_zone;
+    let tour = Tour { intake, clock, tz };
+    let files = LocalFiles { base: tmp.path().to_path_buf() };
 
     println!("appealflow demo");
     println!("  database  {}", super::redact_url(&url));
+    println!("  documents {}", config.blob_dir.display());
     println!(
         "  workflow  {} v{} on calendar {} ({})",
-        tour.engine.workflow().name(),
-        tour.engine.workflow().def.workflow.version,
-        tour.engine.workflow().calendar.name,
+        engine.workflow().name(),
+        engine.workflow().def.workflow.version,
+        engine.workflow().calendar.name,
         tz
     );
     println!("  clock     simulated, starting {}", tour.local(start));
     println!();
 
-    let request = AppealRequest::try_from(AppealInput {
-        account: Some("acme-ops".into()),
-        items: vec!["reset_password".into(), "detach_mfa".into()],
-        contact_phone: Some("13812345678".into()),
-        contact_email: Some("ops@acme.example".into()),
-        supplementary_content: None,
-    })
-    .map_err(|errors| CliError::usage(format!("demo appeal is invalid: {errors:?}")))?;
-    let applicant = Actor::new("applicant", Role::Applicant);
-    let reviewer = Actor::new("li.wei", Role::Reviewer);
-    let worker = Actor::system();
+    let accounts: Vec<AccountInput> = crate::app::parse_json(ACCOUNTS)?;
+    let accounts = accounts
+        .into_iter()
+        .map(|a| a.into_account("demo", tour.intake.hasher()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError::usage(format!("demo accounts: {e:?}")))?;
+    engine.store().put_accounts(&accounts, start).await?;
+    println!("account directory: acme-ops (enterprise, active; located by domain acme.example)");
+    println!();
 
-    let created = tour.engine.create(&request, &applicant, None).await?;
-    let ticket = created.ticket.clone();
-    tour.step(
+    // 1. An incomplete draft is refused, with its checklist.
+    let incomplete: DraftInput = crate::app::parse_json(&draft(false, false))?;
+    println!("checklist of an incomplete draft (no appeal letter, no proof of payment):");
+    let checklist = tour.intake.checklist(incomplete.clone()).await?;
+    for d in &checklist.documents {
+        let kinds: Vec<&str> = d.documents.iter().map(|k| k.as_str()).collect();
+        println!("  [{:<10}] {:<34} {:?}", d.status.to_string(), kinds.join(" or "), d.need);
+    }
+    match tour.intake.submit(incomplete, &files, None).await {
+        Err(e @ IntakeError::Incomplete(_)) => println!("submission refused: {e}"),
+        Err(e) => return Err(e.into()),
+        Ok(_) => return Err(CliError::usage("the demo's incomplete draft was accepted")),
+    }
+    println!();
+
+    // 2. The complete draft is submitted.
+    let complete: DraftInput = crate::app::parse_json(&draft(true, true))?;
+    let submitted = tour.intake.submit(complete, &files, None).await?;
+    let ticket = submitted.ticket.clone();
+    tour.line(
         "submit",
-        &created,
-        &format!("ticket {ticket}; contact {}", request.contact_phone),
+        &submitted.state,
+        &format!("v{}  ticket {ticket}, sent by SMS to +86 138****5678", submitted.version),
     );
-    println!("{:>28} {}", "", tour.timers_note(&ticket).await?);
+    tour.timers_note(&ticket).await?;
 
     // Nobody claims it over the holiday: the SLA warning fires at the start of the
     // last business day.
+    let applicant = Actor::new("applicant", Role::Applicant);
+    let reviewer = Actor::new("li.wei", Role::Reviewer);
     tour.advance_to(start + Duration::days(6)).await?;
     tour.fire(&ticket, "claim", &reviewer, &[]).await?;
-    tour.fire(
-        &ticket,
-        "reject",
-        &reviewer,
-        &["missing_documents: the stamped appeal letter is missing"],
-    )
-    .await?;
+    tour.fire(&ticket, "reject", &reviewer, &["documents_not_meeting_requirements: enterprise_appeal_letter"]).await?;
     tour.clock.advance(Duration::minutes(5));
-    tour.fire(&ticket, "notice_delivered", &worker, &[]).await?;
-    println!("{:>28} {}", "", tour.timers_note(&ticket).await?);
+    tour.fire(&ticket, "notice_delivered", &Actor::system(), &[]).await?;
+    tour.timers_note(&ticket).await?;
 
     tour.clock.advance(Duration::days(1));
-    tour.fire(&ticket, "resubmit", &applicant, &[]).await?;
-    println!("{:>28} {}", "", tour.timers_note(&ticket).await?);
+    std::fs::write(tmp.path().join("letter-v2.pdf"), b"%PDF-1.7 demo appeal letter, stamped again")
+        .map_err(|e| CliError::usage(format!("cannot write demo file: {e}")))?;
+    let corrected: DraftInput = crate::app::parse_json(&draft(true, true).replace("letter.pdf", "letter-v2.pdf"))?;
+    let out = tour.intake.resubmit(&ticket, corrected, &files, None).await?;
+    tour.step("resubmit", &out, &format!("by {} (a new appeal letter; the old one is kept)", applicant.name));
+    tour.timers_note(&ticket).await?;
     tour.clock.advance(Duration::hours(2));
     tour.fire(&ticket, "claim", &reviewer, &[]).await?;
     tour.clock.advance(Duration::minutes(20));
     tour.fire(&ticket, "approve", &reviewer, &[]).await?;
     tour.clock.advance(Duration::minutes(1));
-    tour.fire(&ticket, "complete", &worker, &[]).await?;
+    tour.fire(&ticket, "complete", &Actor::system(), &[]).await?;
 
     println!();
-    let view = app::show(&tour.engine, &ticket).await?;
+    let progress = tour.intake.progress(ticket.as_str(), "13812345678").await?;
     println!(
-        "history of {} ({} events):",
-        view.ticket,
-        view.history.len()
+        "progress query (ticket + contact phone): stage {} ({})",
+        progress.stage,
+        progress.outcome.unwrap_or_default()
     );
+    let view = crate::app::show(engine.as_ref(), &ticket).await?;
+    println!("history of {} ({} events):", view.ticket, view.history.len());
     for h in &view.history {
         println!(
             "  {:>2}  {:<18} {:<20} -> {:<20} {} ({})",

@@ -2,40 +2,48 @@
 //! prints results, and maps errors to one line and a distinct exit code
 //! (0 ok, 2 usage or bad input, 3 refused by a rule or state, 1 internal failure).
 
+mod appeal;
 mod demo;
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::app;
-use crate::domain::{Actor, Role};
+use crate::app::intake::{Intake, IntakeError};
+use crate::domain::Role;
+use crate::domain::document::DocumentLimits;
 use crate::engine::{Clock, Engine, EngineError, ErrorClass, ManualClock, SystemClock};
-use crate::startup::{self, DEFAULT_DATABASE_URL, DEFAULT_WORKFLOW, StartupError};
+use crate::startup::{self, DEFAULT_DATABASE_URL, DEFAULT_WORKFLOW, IntakeConfig, StartupError};
+use crate::workflow::Workflow;
 use crate::workflow::graph::{GraphFormat, render};
-use crate::workflow::{Fire, Workflow};
 
 pub const CLOCK_OVERRIDE_ENV: &str = "APPEALFLOW_ALLOW_CLOCK_OVERRIDE";
+pub const ID_HASH_KEY_ENV: &str = "APPEALFLOW_ID_HASH_KEY";
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "appealflow",
-    version,
-    about = "A durable workflow engine for account appeals"
-)]
+#[command(name = "appealflow", version, about = "A durable workflow engine for account appeals")]
 pub struct Cli {
     /// Database URL: sqlite://PATH (created if missing) or postgres://...
-    /// [default: sqlite://appealflow.db; `demo` defaults to a fresh temporary database]
+    /// [default: sqlite://appealflow.db; `demo` uses a fresh temporary database unless this flag is given]
     #[arg(long, global = true, env = "APPEALFLOW_DATABASE_URL")]
     pub database_url: Option<String>,
 
     /// Directory holding workflow definitions and calendars [default: ./workflows]
     #[arg(long, global = true, env = "APPEALFLOW_WORKFLOWS")]
     pub workflows: Option<PathBuf>,
+
+    /// Directory documents are stored in, content-addressed.
+    #[arg(long, global = true, env = "APPEALFLOW_BLOB_DIR", default_value = "appealflow-blobs")]
+    pub blob_dir: PathBuf,
+
+    /// Largest document accepted, in bytes.
+    #[arg(long, global = true, env = "APPEALFLOW_MAX_DOCUMENT_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_document_bytes: u64,
 
     /// Pretend the current time is this instant (RFC 3339). For tests and simulations
     /// only: refused unless APPEALFLOW_ALLOW_CLOCK_OVERRIDE=1.
@@ -50,14 +58,17 @@ pub struct Cli {
 pub enum Command {
     /// Create or update the database schema.
     Migrate,
-    /// Walk an appeal through its lifecycle on a simulated clock and a fresh database.
+    /// Walk appeals through their lifecycle on a simulated clock and a fresh database.
     Demo,
     /// Validate or draw workflow definitions.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
-    /// Create, inspect and move appeals.
+    /// Submit, inspect and move appeals.
     #[command(subcommand)]
     Appeal(AppealCommand),
+    /// The embedded account directory.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
     /// Inspect and run durable timers.
     #[command(subcommand)]
     Timers(TimersCommand),
@@ -75,14 +86,45 @@ pub enum WorkflowCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AppealCommand {
-    /// Create an appeal from JSON (a file, or - for standard input); prints the ticket.
+    /// Submit a draft (JSON file, or - for standard input); prints the ticket number.
+    /// Document `file` paths are read relative to the draft file.
     Create {
         #[arg(long, value_name = "FILE|-")]
         json: String,
         #[arg(long)]
         idempotency_key: Option<String>,
+    },
+    /// Print a draft's document checklist: each document, required/optional/conditional
+    /// and why, what is missing, and every other problem.
+    Checklist {
+        #[arg(long, value_name = "FILE|-")]
+        json: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Continue a rejected appeal within its window with a modified draft.
+    Resubmit {
+        ticket: String,
+        #[arg(long, value_name = "FILE|-")]
+        json: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Progress by ticket number and contact phone, as the applicant sees it.
+    Progress {
+        ticket: String,
+        #[arg(long)]
+        phone: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Show an appeal's state, timers and history.
     Show {
@@ -92,6 +134,22 @@ pub enum AppealCommand {
     },
     /// Fire a transition.
     Fire(FireArgs),
+    /// Link the entity-change request of a deregistered enterprise's appeal.
+    LinkEntityChange {
+        ticket: String,
+        /// The ticket reference of the entity-change request.
+        #[arg(long)]
+        entity_ticket: String,
+        /// The account (verified as the new company) the request was filed from.
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        actor: String,
+        #[arg(long)]
+        role: Role,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
     /// List appeals, optionally in one state.
     List {
         #[arg(long)]
@@ -120,6 +178,18 @@ pub struct FireArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Load accounts from a JSON file (an array of accounts); all or nothing.
+    Import { file: PathBuf },
+    /// Show one account as the appeal rules see it.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TimersCommand {
     /// List timers (all, or one appeal's).
     List {
@@ -141,10 +211,7 @@ pub struct CliError {
 
 impl CliError {
     pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            class: ErrorClass::BadInput,
-            message: message.into(),
-        }
+        CliError { class: ErrorClass::BadInput, message: message.into() }
     }
 
     pub fn exit_code(&self) -> ExitCode {
@@ -158,32 +225,45 @@ impl CliError {
 
 impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
-        CliError {
-            class: e.class(),
-            message: e.to_string(),
-        }
+        CliError { class: e.class(), message: e.to_string() }
+    }
+}
+
+impl From<IntakeError> for CliError {
+    fn from(e: IntakeError) -> Self {
+        CliError { class: e.class(), message: e.to_string() }
     }
 }
 
 impl From<StartupError> for CliError {
     fn from(e: StartupError) -> Self {
         let class = match e {
-            StartupError::Workflow(_) => ErrorClass::BadInput,
-            StartupError::Store(_) => ErrorClass::Internal,
+            StartupError::Store(_) | StartupError::Blobs(_) => ErrorClass::Internal,
+            _ => ErrorClass::BadInput,
         };
-        CliError {
-            class,
-            message: e.to_string(),
-        }
+        let message = match &e {
+            StartupError::Workflow(d) => one_line(d),
+            _ => e.to_string(),
+        };
+        CliError { class, message }
     }
 }
 
 impl From<crate::store::StoreError> for CliError {
     fn from(e: crate::store::StoreError) -> Self {
-        CliError {
-            class: ErrorClass::Internal,
-            message: e.to_string(),
-        }
+        CliError { class: ErrorClass::Internal, message: e.to_string() }
+    }
+}
+
+/// A refused definition in one line: the first problem and how many more.
+fn one_line(e: &crate::workflow::DefinitionError) -> String {
+    match e.0.as_slice() {
+        [] => "workflow definition refused".into(),
+        [only] => format!("workflow definition refused: {only}"),
+        [first, rest @ ..] => format!(
+            "workflow definition refused: {first} (and {} more; run `appealflow workflow check` for all)",
+            rest.len()
+        ),
     }
 }
 
@@ -197,85 +277,152 @@ pub fn clock_for(now: Option<&str>, override_allowed: bool) -> Result<Arc<dyn Cl
         ))),
         Some(raw) => {
             let at = DateTime::parse_from_rfc3339(raw).map_err(|e| {
-                CliError::usage(format!("--now: {raw:?} is not an RFC 3339 instant ({e}); e.g. 2026-03-02T09:00:00+08:00"))
+                CliError::usage(format!(
+                    "--now: {raw:?} is not an RFC 3339 instant ({e}); e.g. 2026-03-02T09:00:00+08:00"
+                ))
             })?;
             Ok(Arc::new(ManualClock::new(at.with_timezone(&Utc))))
         }
     }
 }
 
-fn read_input(source: &str) -> Result<String, CliError> {
+/// Reads `--json FILE|-`; returns the text and the directory relative paths resolve in.
+fn read_input(source: &str) -> Result<(String, PathBuf), CliError> {
     if source == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(|e| CliError::usage(format!("--json -: cannot read standard input: {e}")))?;
-        Ok(text)
+        Ok((text, PathBuf::from(".")))
     } else {
-        std::fs::read_to_string(source)
-            .map_err(|e| CliError::usage(format!("--json {source}: cannot read: {e}")))
+        let text = std::fs::read_to_string(source)
+            .map_err(|e| CliError::usage(format!("--json {source}: cannot read: {e}")))?;
+        let base = Path::new(source).parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok((text, base))
     }
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("views serialise")
-    );
+    println!("{}", serde_json::to_string_pretty(value).expect("views serialise"));
 }
 
-pub async fn run(cli: Cli) -> Result<(), CliError> {
+/// Everything a command needs, built on demand.
+pub(crate) struct Context {
+    pub database_url: String,
+    pub workflows: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    pub intake: IntakeConfig,
+}
+
+impl Context {
+    pub async fn engine(&self) -> Result<Engine, CliError> {
+        Ok(startup::build_engine(&self.database_url, &self.workflows, self.clock.clone()).await?)
+    }
+
+    pub async fn intake(&self) -> Result<Intake, CliError> {
+        let engine = Arc::new(self.engine().await?);
+        Ok(startup::build_intake(engine, &self.workflows, &self.intake)?)
+    }
+}
+
+/// Parses the command line and runs it; the process's exit code.
+pub async fn main() -> ExitCode {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return usage_error(&e),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    let explicit_database = matches.value_source("database_url") == Some(ValueSource::CommandLine);
+    match run(cli, explicit_database).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            e.exit_code()
+        }
+    }
+}
+
+fn usage_error(e: &clap::Error) -> ExitCode {
+    // One line, like every other error; `--help` shows the details.
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+    eprintln!("error: {first} (see --help)");
+    ExitCode::from(2)
+}
+
+/// Runs a parsed command line. `explicit_database` says whether `--database-url` was
+/// given on the command line (the demo ignores the environment's database).
+pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
     let override_allowed = std::env::var(CLOCK_OVERRIDE_ENV).as_deref() == Ok("1");
     let clock = clock_for(cli.now.as_deref(), override_allowed)?;
-    let workflows = cli
-        .workflows
-        .clone()
-        .unwrap_or_else(startup::default_workflows_dir);
-    let database_url = cli
-        .database_url
-        .clone()
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
-    let engine = || startup::build_engine(&database_url, &workflows, clock.clone());
+    let workflows = cli.workflows.clone().unwrap_or_else(startup::default_workflows_dir);
+    let ctx = Context {
+        database_url: cli.database_url.clone().unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+        workflows: workflows.clone(),
+        clock,
+        intake: IntakeConfig {
+            blob_dir: cli.blob_dir.clone(),
+            id_hash_key: std::env::var(ID_HASH_KEY_ENV).ok(),
+            limits: DocumentLimits { max_bytes: cli.max_document_bytes },
+        },
+    };
 
     match cli.command {
         Command::Migrate => {
-            startup::open_store(&database_url).await?;
-            println!("migrations applied to {}", redact_url(&database_url));
+            startup::open_store(&ctx.database_url).await?;
+            println!("migrations applied to {}", redact_url(&ctx.database_url));
         }
-        Command::Demo => demo::run(cli.database_url.as_deref(), &workflows).await?,
+        Command::Demo => {
+            let url = if explicit_database { cli.database_url.as_deref() } else { None };
+            demo::run(url, &workflows).await?
+        }
         Command::Workflow(WorkflowCommand::Check { dir }) => {
             let dir = dir.unwrap_or_else(|| workflows.join(DEFAULT_WORKFLOW));
-            let wf = load_dir(&dir, &workflows)?;
-            println!(
-                "{}: workflow {:?} v{} is valid ({} states, {} transitions, {} timers, calendar {})",
-                dir.join("workflow.toml").display(),
-                wf.name(),
-                wf.def.workflow.version,
-                wf.def.states.len(),
-                wf.def.transitions.len(),
-                wf.def.timers.len(),
-                wf.calendar.name
-            );
+            match load_dir(&dir, &workflows) {
+                Ok(wf) => println!(
+                    "{}: workflow {:?} v{} is valid ({} states, {} transitions, {} timers, calendar {})",
+                    dir.join("workflow.toml").display(),
+                    wf.name(),
+                    wf.def.workflow.version,
+                    wf.def.states.len(),
+                    wf.def.transitions.len(),
+                    wf.def.timers.len(),
+                    wf.calendar.name
+                ),
+                Err(e) => {
+                    // Every reason on stdout, one per line; the error itself stays one line.
+                    for p in &e.0 {
+                        println!("{p}");
+                    }
+                    return Err(CliError::usage(one_line(&e)));
+                }
+            }
         }
         Command::Workflow(WorkflowCommand::Graph { dir, format }) => {
             let dir = dir.unwrap_or_else(|| workflows.join(DEFAULT_WORKFLOW));
-            let wf = load_dir(&dir, &workflows)?;
+            let wf = load_dir(&dir, &workflows).map_err(|e| CliError::usage(one_line(&e)))?;
             print!("{}", render(&wf.def, format));
         }
-        Command::Appeal(cmd) => appeal(&engine().await?, cmd).await?,
-        Command::Timers(cmd) => timers(&engine().await?, cmd).await?,
+        Command::Appeal(cmd) => appeal::appeal(&ctx, cmd).await?,
+        Command::Accounts(cmd) => appeal::accounts(&ctx, cmd).await?,
+        Command::Timers(cmd) => appeal::timers(&ctx.engine().await?, cmd).await?,
     }
     Ok(())
 }
 
 /// A workflow directory's calendars come from its parent's `calendars/` when present.
-fn load_dir(dir: &std::path::Path, workflows: &std::path::Path) -> Result<Workflow, CliError> {
-    let calendars = dir
-        .parent()
-        .map(|p| p.join("calendars"))
-        .filter(|c| c.is_dir())
-        .unwrap_or_else(|| workflows.join("calendars"));
-    Workflow::load(dir, &calendars).map_err(|e| CliError::usage(e.to_string()))
+fn load_dir(dir: &Path, workflows: &Path) -> Result<Workflow, crate::workflow::DefinitionError> {
+    let calendars =
+        dir.parent().map(|p| p.join("calendars")).filter(|c| c.is_dir()).unwrap_or_else(|| workflows.join("calendars"));
+    Workflow::load(dir, &calendars)
 }
 
 /// Hides a password in a database URL before printing it.
@@ -292,183 +439,13 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-async fn appeal(engine: &Engine, cmd: AppealCommand) -> Result<(), CliError> {
-    match cmd {
-        AppealCommand::Create {
-            json,
-            idempotency_key,
-        } => {
-            let request = app::parse_appeal_json(&read_input(&json)?)?;
-            let actor = Actor::new("applicant", Role::Applicant);
-            let outcome = engine
-                .create(&request, &actor, idempotency_key.as_deref())
-                .await?;
-            println!("{}", outcome.ticket);
-        }
-        AppealCommand::Show { ticket, json } => {
-            let view = app::show(engine, &app::parse_ticket(&ticket)?).await?;
-            if json {
-                print_json(&view);
-            } else {
-                println!("ticket     {}", view.ticket);
-                println!("account    {}", view.account);
-                println!(
-                    "state      {}{}",
-                    view.state,
-                    view.outcome
-                        .as_deref()
-                        .map(|o| format!(" ({o})"))
-                        .unwrap_or_default()
-                );
-                println!("version    {}", view.version);
-                if let Some(a) = &view.assignee {
-                    println!("held by    {a}");
-                }
-                if let Some(due) = &view.review_due_at {
-                    println!("review due {due}");
-                }
-                println!("created    {}", view.created_at);
-                println!("updated    {}", view.updated_at);
-                println!("history:");
-                for h in &view.history {
-                    let reasons = if h.reasons.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" — {}", h.reasons.join("; "))
-                    };
-                    println!(
-                        "  {:>3} {}  {:<18} {} -> {}  by {} ({}){}",
-                        h.seq,
-                        h.at,
-                        h.transition,
-                        h.from.as_deref().unwrap_or("(new)"),
-                        h.to,
-                        h.actor,
-                        h.role,
-                        reasons
-                    );
-                }
-            }
-        }
-        AppealCommand::Fire(args) => {
-            let ticket = app::parse_ticket(&args.ticket)?;
-            let actor_name = args.actor.trim();
-            if actor_name.is_empty() {
-                return Err(CliError::usage(
-                    "--actor: required, the name of who fires the transition",
-                ));
-            }
-            let cmd = Fire {
-                transition: args.transition,
-                reasons: args.reasons,
-                payload: serde_json::Value::Null,
-                expect_version: args.expect_version,
-            };
-            let outcome = engine
-                .fire(
-                    &ticket,
-                    &cmd,
-                    &Actor::new(actor_name, args.role),
-                    args.idempotency_key.as_deref(),
-                )
-                .await?;
-            println!(
-                "{}: {} -> {}{} (version {}){}",
-                outcome.ticket,
-                outcome.from.as_deref().unwrap_or("(new)"),
-                outcome.state,
-                outcome
-                    .outcome
-                    .as_deref()
-                    .map(|o| format!(" ({o})"))
-                    .unwrap_or_default(),
-                outcome.version,
-                if outcome.replayed { " [replayed]" } else { "" }
-            );
-        }
-        AppealCommand::List { state, json } => {
-            let rows = app::list(engine, state).await?;
-            if json {
-                print_json(&rows);
-            } else {
-                for r in rows {
-                    println!(
-                        "{}  {:<20} v{:<3} {}",
-                        r.ticket, r.state, r.version, r.account
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn timers(engine: &Engine, cmd: TimersCommand) -> Result<(), CliError> {
-    match cmd {
-        TimersCommand::List { appeal, json } => {
-            let appeal_id = match appeal {
-                Some(t) => {
-                    let ticket = app::parse_ticket(&t)?;
-                    let record = engine
-                        .store()
-                        .appeal_by_ticket(&ticket)
-                        .await?
-                        .ok_or_else(|| EngineError::NotFound(ticket.to_string()))?;
-                    Some(record.id)
-                }
-                None => None,
-            };
-            let timers = engine.store().timers(appeal_id.as_deref()).await?;
-            if json {
-                print_json(&timers);
-            } else {
-                for t in timers {
-                    println!(
-                        "{}  {:<28} gen {} due {}  {}",
-                        t.ticket,
-                        t.name,
-                        t.generation,
-                        t.due_at.to_rfc3339(),
-                        t.status.as_str()
-                    );
-                }
-            }
-        }
-        TimersCommand::Run => {
-            let runs = engine.run_due_timers(1000).await?;
-            for r in &runs {
-                match &r.result {
-                    Some(o) => println!(
-                        "{}  {} -> {} ({} -> {})",
-                        r.timer.ticket,
-                        r.timer.name,
-                        o.transition,
-                        o.from.as_deref().unwrap_or("-"),
-                        o.state
-                    ),
-                    None => println!(
-                        "{}  {} skipped: {}",
-                        r.timer.ticket,
-                        r.timer.name,
-                        r.note.as_deref().unwrap_or("")
-                    ),
-                }
-            }
-            println!("{} timer(s) due", runs.len());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn now_is_refused_without_the_override_permission() {
-        let err = clock_for(Some("2026-01-05T09:00:00Z"), false)
-            .err()
-            .unwrap();
+        let err = clock_for(Some("2026-01-05T09:00:00Z"), false).err().unwrap();
         assert_eq!(err.class, ErrorClass::BadInput);
         assert!(err.message.contains(CLOCK_OVERRIDE_ENV));
         let clock = clock_for(Some("2026-01-05T09:00:00+08:00"), true).unwrap();
@@ -477,13 +454,7 @@ mod tests {
 
     #[test]
     fn database_passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(
-            redact_url("sqlite://appealflow.db"),
-            "sqlite://appealflow.db"
-        );
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite://appealflow.db"), "sqlite://appealflow.db");
     }
 }

@@ -19,15 +19,11 @@ pub struct PhoneError(usize);
 
 impl PhoneNumber {
     pub fn parse(input: &str) -> Result<Self, PhoneError> {
-        let compact: String = input
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
-            .collect();
+        let compact: String = input.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
         let invalid = || PhoneError(input.chars().count());
         if let Some(rest) = compact.strip_prefix('+') {
-            let ok = (8..=15).contains(&rest.len())
-                && rest.bytes().all(|b| b.is_ascii_digit())
-                && !rest.starts_with('0');
+            let ok =
+                (8..=15).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_digit()) && !rest.starts_with('0');
             if !ok {
                 return Err(invalid());
             }
@@ -39,10 +35,7 @@ impl PhoneNumber {
             }
             return Ok(PhoneNumber(compact));
         }
-        if compact.len() == 11
-            && compact.starts_with('1')
-            && compact.bytes().all(|b| b.is_ascii_digit())
-        {
+        if compact.len() == 11 && compact.starts_with('1') && compact.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(PhoneNumber(format!("+86{compact}")));
         }
         Err(invalid())
@@ -109,15 +102,7 @@ mod tests {
 
     #[test]
     fn rejects_numbers_that_are_not_phones() {
-        for bad in [
-            "",
-            "12345",
-            "23812345678",
-            "+0123456789",
-            "+86138123",
-            "phone",
-            "+1234567890123456",
-        ] {
+        for bad in ["", "12345", "23812345678", "+0123456789", "+86138123", "phone", "+1234567890123456"] {
             assert!(PhoneNumber::parse(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -20,13 +20,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Applicant,
-        Role::Reviewer,
-        Role::Lead,
-        Role::Admin,
-        Role::System,
-    ];
+    pub const ALL: [Role; 5] = [Role::Applicant, Role::Reviewer, Role::Lead, Role::Admin, Role::System];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,10 +46,7 @@ pub struct RoleError(pub String);
 impl FromStr for Role {
     type Err = RoleError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| RoleError(s.to_string()))
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| RoleError(s.to_string()))
     }
 }
 
@@ -68,10 +59,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(name: impl Into<String>, role: Role) -> Self {
-        Actor {
-            name: name.into(),
-            role,
-        }
+        Actor { name: name.into(), role }
     }
 
     pub fn system() -> Self {

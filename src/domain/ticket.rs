@@ -27,9 +27,7 @@ const DAMM: [[u8; 10]; 10] = [
 ];
 
 fn damm(digits: &[u8]) -> u8 {
-    digits
-        .iter()
-        .fold(0u8, |interim, &d| DAMM[interim as usize][d as usize])
+    digits.iter().fold(0u8, |interim, &d| DAMM[interim as usize][d as usize])
 }
 
 /// A validated ticket number, stored and compared as its 20 digits without separators.
@@ -39,15 +37,11 @@ pub struct TicketNumber(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TicketError {
-    #[error(
-        "a ticket number has 20 digits (groups of four may be separated by '-' or spaces); got {0} digits"
-    )]
+    #[error("a ticket number has 20 digits (groups of four may be separated by '-' or spaces); got {0} digits")]
     Length(usize),
     #[error("a ticket number contains only digits, '-' and spaces; found {0:?}")]
     Character(char),
-    #[error(
-        "the ticket number's check digit does not match: check it for a mistyped or swapped digit"
-    )]
+    #[error("the ticket number's check digit does not match: check it for a mistyped or swapped digit")]
     CheckDigit,
 }
 
@@ -55,9 +49,7 @@ impl TicketNumber {
     /// Draws a fresh ticket number from the operating system's random source.
     pub fn generate() -> Self {
         let mut rng = rand::rng();
-        let mut digits: Vec<u8> = (0..BODY_DIGITS)
-            .map(|_| rng.random_range(0..10u8))
-            .collect();
+        let mut digits: Vec<u8> = (0..BODY_DIGITS).map(|_| rng.random_range(0..10u8)).collect();
         digits.push(damm(&digits));
         TicketNumber(digits.iter().map(|d| char::from(b'0' + d)).collect())
     }
@@ -77,9 +69,7 @@ impl TicketNumber {
         if damm(&digits) != 0 {
             return Err(TicketError::CheckDigit);
         }
-        Ok(TicketNumber(
-            digits.iter().map(|d| char::from(b'0' + d)).collect(),
-        ))
+        Ok(TicketNumber(digits.iter().map(|d| char::from(b'0' + d)).collect()))
     }
 
     /// The canonical form: 20 digits, no separators (what the database stores).
@@ -146,10 +136,7 @@ mod tests {
     #[test]
     fn rejects_wrong_length_and_characters() {
         assert_eq!(TicketNumber::parse("1234"), Err(TicketError::Length(4)));
-        assert_eq!(
-            TicketNumber::parse("1234-5678-9012-345X-0000"),
-            Err(TicketError::Character('X'))
-        );
+        assert_eq!(TicketNumber::parse("1234-5678-9012-345X-0000"), Err(TicketError::Character('X')));
     }
 
     proptest! {

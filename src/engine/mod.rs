@@ -14,10 +14,10 @@ use tracing::{info, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 
-use crate::domain::{Actor, AppealRequest, FieldError, TicketNumber};
+use crate::domain::{Actor, FieldError, TicketNumber};
 use crate::store::{
-    AppealRecord, AppealWrite, CommitError, IdempotencyRecord, NewEvent, Store, StoreError,
-    TimerRecord, UnitOfWork,
+    AppealRecord, AppealWrite, CommitError, IdempotencyRecord, NewEvent, Store, StoreError, TimerRecord, TimerStatus,
+    UnitOfWork,
 };
 use crate::workflow::decide::{TimerSkip, decide, decide_timer};
 use crate::workflow::{Decision, Facts, Fire, Refusal, Snapshot, Workflow};
@@ -51,6 +51,8 @@ pub enum EngineError {
     Conflict { state: String, version: i64 },
     #[error("idempotency key {key:?} was already used for a different command; use a new key")]
     IdempotencyMismatch { key: String },
+    #[error("account {account:?} already has an open appeal, ticket {ticket} ({state}); follow that one up instead")]
+    OpenAppeal { account: String, ticket: String, state: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -74,7 +76,8 @@ impl EngineError {
             EngineError::Refused(Refusal::Calendar(_)) => ErrorClass::Internal,
             EngineError::Refused(_)
             | EngineError::Conflict { .. }
-            | EngineError::IdempotencyMismatch { .. } => ErrorClass::Refused,
+            | EngineError::IdempotencyMismatch { .. }
+            | EngineError::OpenAppeal { .. } => ErrorClass::Refused,
             EngineError::Store(_) => ErrorClass::Internal,
         }
     }
@@ -88,6 +91,16 @@ pub struct TimerRun {
     pub result: Option<CommandOutcome>,
     pub note: Option<String>,
 }
+
+/// A new appeal: the account it is about and its record (validated by the caller).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAppeal {
+    pub account: String,
+    pub data: serde_json::Value,
+}
+
+/// Computes an appeal's new record from its current one, for commands that change it.
+pub type DataUpdate<'a> = &'a (dyn Fn(&AppealRecord) -> Result<serde_json::Value, EngineError> + Send + Sync);
 
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -103,11 +116,7 @@ const TICKET_ATTEMPTS: usize = 5;
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, workflow: Arc<Workflow>, clock: Arc<dyn Clock>) -> Self {
-        Engine {
-            store,
-            workflow,
-            clock,
-        }
+        Engine { store, workflow, clock }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -129,9 +138,7 @@ impl Engine {
             return Ok(None);
         };
         if record.fingerprint != print {
-            return Err(EngineError::IdempotencyMismatch {
-                key: key.to_string(),
-            });
+            return Err(EngineError::IdempotencyMismatch { key: key.to_string() });
         }
         let mut outcome: CommandOutcome = serde_json::from_value(record.response)
             .map_err(|e| StoreError::Corrupt(format!("idempotency response for {key:?}: {e}")))?;
@@ -141,15 +148,9 @@ impl Engine {
 
     fn facts(record: &AppealRecord) -> Facts {
         Facts {
-            entity_change_required: record
-                .data
-                .pointer("/entity_change/required")
-                .and_then(|v| v.as_bool())
+            entity_change_required: record.data.pointer("/entity_change/required").and_then(|v| v.as_bool())
                 == Some(true),
-            entity_change_linked: record
-                .data
-                .pointer("/entity_change/ticket")
-                .is_some_and(|v| !v.is_null()),
+            entity_change_linked: record.data.pointer("/entity_change/ticket").is_some_and(|v| !v.is_null()),
         }
     }
 
@@ -209,17 +210,29 @@ impl Engine {
         (uow, outcome)
     }
 
+    fn create_fingerprint(appeal: &NewAppeal, actor: &Actor) -> String {
+        fingerprint(&serde_json::json!({ "op": "create", "appeal": appeal, "actor": actor }))
+    }
+
+    /// The first answer to a keyed creation, if this key already created this appeal.
+    pub async fn replay_create(
+        &self,
+        key: &str,
+        appeal: &NewAppeal,
+        actor: &Actor,
+    ) -> Result<Option<CommandOutcome>, EngineError> {
+        self.replay(key, &Self::create_fingerprint(appeal, actor)).await
+    }
+
     /// Creates an appeal in the workflow's initial state and issues its ticket number.
     pub async fn create(
         &self,
-        request: &AppealRequest,
+        appeal: &NewAppeal,
         actor: &Actor,
         idempotency_key: Option<&str>,
     ) -> Result<CommandOutcome, EngineError> {
         let creation = self.workflow.creation().name.clone();
-        let data = serde_json::to_value(request).expect("appeal requests serialise");
-        let print =
-            fingerprint(&serde_json::json!({ "op": "create", "request": data, "actor": actor }));
+        let print = Self::create_fingerprint(appeal, actor);
         if let Some(key) = idempotency_key
             && let Some(done) = self.replay(key, &print).await?
         {
@@ -234,8 +247,8 @@ impl Engine {
                 ticket: TicketNumber::generate(),
                 workflow: self.workflow.name().to_string(),
                 workflow_version: i64::from(self.workflow.def.workflow.version),
-                account: request.account.clone(),
-                data: data.clone(),
+                account: appeal.account.clone(),
+                data: appeal.data.clone(),
                 state: decision.to.clone(),
                 outcome: decision.outcome.clone(),
                 assignee: decision.assignee.clone(),
@@ -249,12 +262,22 @@ impl Engine {
                     return Ok(outcome);
                 }
                 Err(CommitError::TicketTaken) => continue,
+                Err(CommitError::OpenAppealExists) => {
+                    let open = self.store.open_appeal_for(&appeal.account).await?;
+                    return Err(match open {
+                        Some(open) => EngineError::OpenAppeal {
+                            account: appeal.account.clone(),
+                            ticket: open.ticket.to_string(),
+                            state: open.state,
+                        },
+                        // It closed in the meantime: the caller may simply try again.
+                        None => EngineError::Conflict { state: "closed".into(), version: 0 },
+                    });
+                }
                 Err(CommitError::IdempotencyKeyTaken) => {
                     let key = idempotency_key.expect("only keyed commands insert a key");
                     return self.replay(key, &print).await?.ok_or_else(|| {
-                        EngineError::Store(StoreError::Corrupt(format!(
-                            "idempotency key {key:?} vanished"
-                        )))
+                        EngineError::Store(StoreError::Corrupt(format!("idempotency key {key:?} vanished")))
                     });
                 }
                 Err(e) => return Err(commit_error(e)),
@@ -273,34 +296,60 @@ impl Engine {
         actor: &Actor,
         idempotency_key: Option<&str>,
     ) -> Result<CommandOutcome, EngineError> {
-        let print = fingerprint(
-            &serde_json::json!({ "op": "fire", "ticket": ticket, "cmd": cmd, "actor": actor }),
-        );
+        self.fire_updating(ticket, cmd, actor, idempotency_key, None).await
+    }
+
+    /// Fires a transition that also replaces the appeal's record, computed from the
+    /// current one by `update` in the same unit of work. The command's payload must
+    /// identify the update, so idempotency can tell a repeat from a different command.
+    pub async fn fire_updating(
+        &self,
+        ticket: &TicketNumber,
+        cmd: &Fire,
+        actor: &Actor,
+        idempotency_key: Option<&str>,
+        update: Option<DataUpdate<'_>>,
+    ) -> Result<CommandOutcome, EngineError> {
+        let print = fingerprint(&serde_json::json!({ "op": "fire", "ticket": ticket, "cmd": cmd, "actor": actor }));
         if let Some(key) = idempotency_key
             && let Some(done) = self.replay(key, &print).await?
         {
             return Ok(done);
         }
-        match self
-            .fire_once(
-                ticket,
-                cmd,
-                actor,
-                idempotency_key.map(|k| (k, print.as_str())),
-            )
-            .await
-        {
+        match self.fire_once(ticket, cmd, actor, idempotency_key.map(|k| (k, print.as_str())), update).await {
             // A repeat of a keyed command can lose the race to its own first attempt
             // (it loaded the appeal before that commit): it is still a repeat, so it
             // answers with the first result rather than a refusal or a conflict.
-            Err(e @ (EngineError::Refused(_) | EngineError::Conflict { .. })) => {
-                match idempotency_key {
-                    Some(key) => self.replay(key, &print).await?.ok_or(e),
-                    None => Err(e),
-                }
-            }
+            Err(e @ (EngineError::Refused(_) | EngineError::Conflict { .. })) => match idempotency_key {
+                Some(key) => self.replay(key, &print).await?.map_or(Err(e), Ok),
+                None => Err(e),
+            },
             other => other,
         }
+    }
+
+    /// Fires this appeal's timers that are already due, earliest first, so that a
+    /// command never acts on a state whose deadline has passed (a window closed while
+    /// no worker ran is closed before the late resubmission is decided).
+    pub async fn catch_up(&self, record: AppealRecord) -> Result<AppealRecord, EngineError> {
+        let now = self.clock.now();
+        let overdue: Vec<TimerRecord> = self
+            .store
+            .timers(Some(&record.id))
+            .await?
+            .into_iter()
+            .filter(|t| t.status == TimerStatus::Armed && t.due_at <= now)
+            .collect();
+        if overdue.is_empty() {
+            return Ok(record);
+        }
+        for timer in overdue {
+            self.fire_timer(timer, now).await?;
+        }
+        self.store
+            .appeal_by_id(&record.id)
+            .await?
+            .ok_or_else(|| EngineError::Store(StoreError::Corrupt(format!("appeal {} vanished", record.ticket))))
     }
 
     async fn fire_once(
@@ -309,21 +358,17 @@ impl Engine {
         cmd: &Fire,
         actor: &Actor,
         idempotency: Option<(&str, &str)>,
+        update: Option<DataUpdate<'_>>,
     ) -> Result<CommandOutcome, EngineError> {
-        let record = self
-            .store
-            .appeal_by_ticket(ticket)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(ticket.to_string()))?;
+        let record =
+            self.store.appeal_by_ticket(ticket).await?.ok_or_else(|| EngineError::NotFound(ticket.to_string()))?;
+        let record = self.catch_up(record).await?;
         let now = self.clock.now();
-        let decision = decide(
-            &self.workflow,
-            Some(&Self::snapshot(&record)),
-            cmd,
-            actor,
-            now,
-        )?;
-        let write = write_for(&record, &decision);
+        let decision = decide(&self.workflow, Some(&Self::snapshot(&record)), cmd, actor, now)?;
+        let mut write = write_for(&record, &decision);
+        if let Some(update) = update {
+            write.data = update(&record)?;
+        }
         let idem = idempotency.map(|(k, p)| (k.to_string(), p.to_string()));
         let (uow, outcome) = self.unit_of_work(write, decision, actor, idem, None, now);
         match self.store.commit(&uow).await {
@@ -334,11 +379,9 @@ impl Engine {
             }
             Err(CommitError::IdempotencyKeyTaken) => {
                 let (key, print) = idempotency.expect("only keyed commands insert a key");
-                self.replay(key, print).await?.ok_or_else(|| {
-                    EngineError::Store(StoreError::Corrupt(format!(
-                        "idempotency key {key:?} vanished"
-                    )))
-                })
+                self.replay(key, print)
+                    .await?
+                    .ok_or_else(|| EngineError::Store(StoreError::Corrupt(format!("idempotency key {key:?} vanished"))))
             }
             Err(e) => Err(commit_error(e)),
         }
@@ -356,59 +399,36 @@ impl Engine {
         Ok(runs)
     }
 
-    async fn fire_timer(
-        &self,
-        timer: TimerRecord,
-        now: DateTime<Utc>,
-    ) -> Result<TimerRun, EngineError> {
+    async fn fire_timer(&self, timer: TimerRecord, now: DateTime<Utc>) -> Result<TimerRun, EngineError> {
         let record = self
             .store
             .appeal_by_id(&timer.appeal_id)
             .await?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("timer {} names a missing appeal", timer.id))
-            })?;
+            .ok_or_else(|| StoreError::Corrupt(format!("timer {} names a missing appeal", timer.id)))?;
         let snapshot = Self::snapshot(&record);
         let decision = match decide_timer(&self.workflow, &snapshot, &timer.name, now) {
             Ok(d) => d,
-            Err(
-                skip @ (TimerSkip::Unknown(_)
-                | TimerSkip::NotRunning { .. }
-                | TimerSkip::Refused(_)),
-            ) => {
+            Err(skip @ (TimerSkip::Unknown(_) | TimerSkip::NotRunning { .. } | TimerSkip::Refused(_))) => {
                 warn!(ticket = %record.ticket, timer = %timer.name, reason = %skip, "stale timer settled without acting");
                 self.store.settle_stale_timer(timer.id, now).await?;
-                return Ok(TimerRun {
-                    timer,
-                    result: None,
-                    note: Some(skip.to_string()),
-                });
+                return Ok(TimerRun { timer, result: None, note: Some(skip.to_string()) });
             }
         };
         let write = write_for(&record, &decision);
-        let (uow, outcome) =
-            self.unit_of_work(write, decision, &Actor::system(), None, Some(timer.id), now);
+        let (uow, outcome) = self.unit_of_work(write, decision, &Actor::system(), None, Some(timer.id), now);
         match self.store.commit(&uow).await {
             Ok(_) => {
                 info!(ticket = %outcome.ticket, timer = %timer.name, transition = %outcome.transition, "timer fired");
-                Ok(TimerRun {
-                    timer,
-                    result: Some(outcome),
-                    note: None,
-                })
+                Ok(TimerRun { timer, result: Some(outcome), note: None })
             }
             // Another worker fired it, or the appeal moved on: the next poll re-reads.
-            Err(CommitError::TimerNotArmed) => Ok(TimerRun {
-                timer,
-                result: None,
-                note: Some("already settled by another worker".into()),
-            }),
+            Err(CommitError::TimerNotArmed) => {
+                Ok(TimerRun { timer, result: None, note: Some("already settled by another worker".into()) })
+            }
             Err(CommitError::Conflict { state, version }) => Ok(TimerRun {
                 timer,
                 result: None,
-                note: Some(format!(
-                    "appeal changed concurrently (now {state} v{version}); retried on next poll"
-                )),
+                note: Some(format!("appeal changed concurrently (now {state} v{version}); retried on next poll")),
             }),
             Err(e) => Err(commit_error(e)),
         }
@@ -434,8 +454,6 @@ fn commit_error(e: CommitError) -> EngineError {
     match e {
         CommitError::Conflict { state, version } => EngineError::Conflict { state, version },
         CommitError::Store(s) => EngineError::Store(s),
-        other => EngineError::Store(StoreError::Corrupt(format!(
-            "unexpected commit outcome: {other}"
-        ))),
+        other => EngineError::Store(StoreError::Corrupt(format!("unexpected commit outcome: {other}"))),
     }
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Role, TicketNumber};
+use crate::domain::{Account, LookupKind, Role, TicketNumber};
 use crate::workflow::decide::TimerArm;
 use crate::workflow::definition::EffectDef;
 
@@ -74,9 +74,7 @@ impl TimerStatus {
             "fired" => TimerStatus::Fired,
             "cancelled" => TimerStatus::Cancelled,
             other => {
-                return Err(StoreError::Corrupt(format!(
-                    "unknown timer status {other:?}"
-                )));
+                return Err(StoreError::Corrupt(format!("unknown timer status {other:?}")));
             }
         })
     }
@@ -222,13 +220,13 @@ pub enum StoreError {
     Injected(FailPoint),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+    #[error("{kind} {value:?} is claimed by both account {first:?} and account {second:?}")]
+    DuplicateAccountKey { kind: &'static str, value: String, first: String, second: String },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
-    #[error(
-        "conflict: the appeal changed concurrently; it is now in state {state:?} at version {version}"
-    )]
+    #[error("conflict: the appeal changed concurrently; it is now in state {state:?} at version {version}")]
     Conflict { state: String, version: i64 },
     #[error("the timer was already settled by another worker")]
     TimerNotArmed,
@@ -236,6 +234,8 @@ pub enum CommitError {
     IdempotencyKeyTaken,
     #[error("ticket number collision")]
     TicketTaken,
+    #[error("the account already has an open appeal")]
+    OpenAppealExists,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -263,10 +263,7 @@ pub trait Store: Send + Sync + 'static {
     /// Commits one unit of work atomically; returns the appeal's new version.
     async fn commit(&self, uow: &UnitOfWork) -> Result<i64, CommitError>;
 
-    async fn appeal_by_ticket(
-        &self,
-        ticket: &TicketNumber,
-    ) -> Result<Option<AppealRecord>, StoreError>;
+    async fn appeal_by_ticket(&self, ticket: &TicketNumber) -> Result<Option<AppealRecord>, StoreError>;
 
     async fn appeal_by_id(&self, id: &str) -> Result<Option<AppealRecord>, StoreError>;
 
@@ -279,11 +276,7 @@ pub trait Store: Send + Sync + 'static {
     async fn timers(&self, appeal_id: Option<&str>) -> Result<Vec<TimerRecord>, StoreError>;
 
     /// Armed timers due at or before `now`, earliest first.
-    async fn due_timers(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<TimerRecord>, StoreError>;
+    async fn due_timers(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<TimerRecord>, StoreError>;
 
     /// Settles an armed timer that no longer applies (its appeal left the timer's
     /// states under an older definition) without touching the appeal.
@@ -292,6 +285,16 @@ pub trait Store: Send + Sync + 'static {
     async fn effects(&self, appeal_id: &str) -> Result<Vec<EffectRecord>, StoreError>;
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Inserts or replaces accounts (with their lookup keys) all at once, or none.
+    async fn put_accounts(&self, accounts: &[Account], at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    async fn account(&self, name: &str) -> Result<Option<Account>, StoreError>;
+
+    async fn account_by_key(&self, kind: LookupKind, value: &str) -> Result<Option<Account>, StoreError>;
+
+    /// The account's appeal that has not closed, if any.
+    async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError>;
 
     /// Counts of rows per table, for tests and diagnostics.
     async fn row_counts(&self) -> Result<RowCounts, StoreError>;

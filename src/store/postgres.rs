@@ -12,10 +12,10 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
 use super::{
-    AppealFilter, AppealRecord, CommitError, EffectRecord, EventRecord, FailPoint, FailPoints,
-    IdempotencyRecord, RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork,
+    AppealFilter, AppealRecord, CommitError, EffectRecord, EventRecord, FailPoint, FailPoints, IdempotencyRecord,
+    RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork,
 };
-use crate::domain::TicketNumber;
+use crate::domain::{Account, LookupKind, TicketNumber};
 
 fn ticket(s: String) -> Result<TicketNumber, StoreError> {
     TicketNumber::parse(&s).map_err(|e| StoreError::Corrupt(format!("ticket {s:?}: {e}")))
@@ -34,10 +34,7 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(PgStore {
-            pool,
-            fail: FailPoints::default(),
-        })
+        Ok(PgStore { pool, fail: FailPoints::default() })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -77,7 +74,8 @@ impl PgStore {
     }
 }
 
-const TIMER_COLUMNS: &str = "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
+const TIMER_COLUMNS: &str =
+    "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
 
 #[async_trait]
 impl Store for PgStore {
@@ -134,7 +132,13 @@ impl Store for PgStore {
                 .bind(Json(&a.data))
                 .bind(at)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(|e| match e.as_database_error() {
+                    // The ticket's conflict is absorbed by ON CONFLICT; the one other
+                    // unique rule on appeals is one open appeal per account.
+                    Some(db) if db.is_unique_violation() => CommitError::OpenAppealExists,
+                    _ => CommitError::from(e),
+                })?;
                 if inserted.rows_affected() == 0 {
                     return Err(CommitError::TicketTaken);
                 }
@@ -248,10 +252,7 @@ impl Store for PgStore {
         Ok(version)
     }
 
-    async fn appeal_by_ticket(
-        &self,
-        ticket: &TicketNumber,
-    ) -> Result<Option<AppealRecord>, StoreError> {
+    async fn appeal_by_ticket(&self, ticket: &TicketNumber) -> Result<Option<AppealRecord>, StoreError> {
         sqlx::query("SELECT * FROM appeals WHERE ticket = $1")
             .bind(ticket.as_str())
             .fetch_optional(&self.pool)
@@ -272,16 +273,14 @@ impl Store for PgStore {
     }
 
     async fn list_appeals(&self, filter: &AppealFilter) -> Result<Vec<AppealRecord>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM appeals WHERE ($1::text IS NULL OR state = $1) ORDER BY created_at, id LIMIT $2",
-        )
-        .bind(&filter.state)
-        .bind(filter.limit.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(Self::appeal)
-        .collect()
+        sqlx::query("SELECT * FROM appeals WHERE ($1::text IS NULL OR state = $1) ORDER BY created_at, id LIMIT $2")
+            .bind(&filter.state)
+            .bind(filter.limit.unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::appeal)
+            .collect()
     }
 
     async fn history(&self, appeal_id: &str) -> Result<Vec<EventRecord>, StoreError> {
@@ -301,9 +300,7 @@ impl Store for PgStore {
                     to: row.try_get("to_state")?,
                     outcome: row.try_get("outcome")?,
                     actor: row.try_get("actor")?,
-                    role: role
-                        .parse()
-                        .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+                    role: role.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?,
                     reasons: reasons.0,
                     payload: payload.0,
                     at: row.try_get("at")?,
@@ -326,11 +323,7 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn due_timers(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<TimerRecord>, StoreError> {
+    async fn due_timers(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<TimerRecord>, StoreError> {
         let sql = format!(
             "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
              WHERE t.status = 'armed' AND t.due_at <= $1 ORDER BY t.due_at, t.id LIMIT $2"
@@ -377,10 +370,8 @@ impl Store for PgStore {
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM idempotency_keys WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM idempotency_keys WHERE key = $1").bind(key).fetch_optional(&self.pool).await?;
         row.map(|row| {
             let response: Json<serde_json::Value> = row.try_get("response")?;
             Ok(IdempotencyRecord {
@@ -391,6 +382,78 @@ impl Store for PgStore {
             })
         })
         .transpose()
+    }
+
+    async fn put_accounts(&self, accounts: &[Account], at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for a in accounts {
+            sqlx::query("INSERT INTO accounts (name, record, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record, updated_at = EXCLUDED.updated_at")
+                .bind(&a.name)
+                .bind(Json(a))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM account_keys WHERE account = $1").bind(&a.name).execute(&mut *tx).await?;
+            for (kind, value) in a.lookup_keys() {
+                let inserted = sqlx::query("INSERT INTO account_keys (kind, value, account) VALUES ($1, $2, $3) ON CONFLICT (kind, value) DO NOTHING")
+                    .bind(kind.as_str())
+                    .bind(&value)
+                    .bind(&a.name)
+                    .execute(&mut *tx)
+                    .await?;
+                if inserted.rows_affected() == 0 {
+                    let owner: String =
+                        sqlx::query_scalar("SELECT account FROM account_keys WHERE kind = $1 AND value = $2")
+                            .bind(kind.as_str())
+                            .bind(&value)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    if owner != a.name {
+                        return Err(StoreError::DuplicateAccountKey {
+                            kind: kind.as_str(),
+                            value,
+                            first: owner,
+                            second: a.name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        let row =
+            sqlx::query("SELECT record FROM accounts WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        row.map(|row| {
+            let record: Json<Account> = row.try_get("record")?;
+            Ok(record.0)
+        })
+        .transpose()
+    }
+
+    async fn account_by_key(&self, kind: LookupKind, value: &str) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query("SELECT a.record FROM accounts a JOIN account_keys k ON k.account = a.name WHERE k.kind = $1 AND k.value = $2")
+            .bind(kind.as_str())
+            .bind(crate::domain::account::normalize_domain(value))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let record: Json<Account> = row.try_get("record")?;
+            Ok(record.0)
+        })
+        .transpose()
+    }
+
+    async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError> {
+        sqlx::query("SELECT * FROM appeals WHERE account = $1 AND outcome IS NULL")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::appeal)
+            .transpose()
     }
 
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {

@@ -7,16 +7,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    AppealFilter, AppealRecord, CommitError, EffectRecord, EventRecord, FailPoint, FailPoints,
-    IdempotencyRecord, RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork,
+    AppealFilter, AppealRecord, CommitError, EffectRecord, EventRecord, FailPoint, FailPoints, IdempotencyRecord,
+    RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork,
 };
-use crate::domain::TicketNumber;
+use crate::domain::{Account, LookupKind, TicketNumber};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,14 +50,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        Ok(SqliteStore {
-            pool,
-            fail: FailPoints::default(),
-        })
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        Ok(SqliteStore { pool, fail: FailPoints::default() })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -141,7 +133,13 @@ impl SqliteStore {
                 .bind(&at)
                 .bind(&at)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(|e| match e.as_database_error() {
+                    // The ticket's conflict is absorbed by ON CONFLICT; the one other
+                    // unique rule on appeals is one open appeal per account.
+                    Some(db) if db.is_unique_violation() => CommitError::OpenAppealExists,
+                    _ => CommitError::from(e),
+                })?;
                 if inserted.rows_affected() == 0 {
                     return Err(CommitError::TicketTaken);
                 }
@@ -257,7 +255,8 @@ impl SqliteStore {
     }
 }
 
-const TIMER_COLUMNS: &str = "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
+const TIMER_COLUMNS: &str =
+    "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -277,10 +276,7 @@ impl Store for SqliteStore {
         self.commit_inner(uow).await
     }
 
-    async fn appeal_by_ticket(
-        &self,
-        ticket: &TicketNumber,
-    ) -> Result<Option<AppealRecord>, StoreError> {
+    async fn appeal_by_ticket(&self, ticket: &TicketNumber) -> Result<Option<AppealRecord>, StoreError> {
         sqlx::query("SELECT * FROM appeals WHERE ticket = ?")
             .bind(ticket.as_str())
             .fetch_optional(&self.pool)
@@ -301,16 +297,14 @@ impl Store for SqliteStore {
     }
 
     async fn list_appeals(&self, filter: &AppealFilter) -> Result<Vec<AppealRecord>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM appeals WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at, id LIMIT ?2",
-        )
-        .bind(&filter.state)
-        .bind(filter.limit.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(Self::appeal)
-        .collect()
+        sqlx::query("SELECT * FROM appeals WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at, id LIMIT ?2")
+            .bind(&filter.state)
+            .bind(filter.limit.unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::appeal)
+            .collect()
     }
 
     async fn history(&self, appeal_id: &str) -> Result<Vec<EventRecord>, StoreError> {
@@ -329,11 +323,8 @@ impl Store for SqliteStore {
                     to: row.try_get("to_state")?,
                     outcome: row.try_get("outcome")?,
                     actor: row.try_get("actor")?,
-                    role: role
-                        .parse()
-                        .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
-                    reasons: serde_json::from_str(&reasons)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    role: role.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+                    reasons: serde_json::from_str(&reasons).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     payload: parse_json(row.try_get("payload")?)?,
                     at: parse_ts(row.try_get("at")?)?,
                 })
@@ -355,11 +346,7 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn due_timers(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<TimerRecord>, StoreError> {
+    async fn due_timers(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<TimerRecord>, StoreError> {
         let sql = format!(
             "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
              WHERE t.status = 'armed' AND t.due_at <= ? ORDER BY t.due_at, t.id LIMIT ?"
@@ -406,10 +393,8 @@ impl Store for SqliteStore {
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM idempotency_keys WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM idempotency_keys WHERE key = ?").bind(key).fetch_optional(&self.pool).await?;
         row.map(|row| {
             Ok(IdempotencyRecord {
                 key: row.try_get("key")?,
@@ -419,6 +404,78 @@ impl Store for SqliteStore {
             })
         })
         .transpose()
+    }
+
+    async fn put_accounts(&self, accounts: &[Account], at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for a in accounts {
+            sqlx::query("INSERT INTO accounts (name, record, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at")
+                .bind(&a.name)
+                .bind(serde_json::to_string(a).expect("accounts serialise"))
+                .bind(ts(at))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM account_keys WHERE account = ?").bind(&a.name).execute(&mut *tx).await?;
+            for (kind, value) in a.lookup_keys() {
+                let inserted = sqlx::query("INSERT INTO account_keys (kind, value, account) VALUES (?, ?, ?) ON CONFLICT (kind, value) DO NOTHING")
+                    .bind(kind.as_str())
+                    .bind(&value)
+                    .bind(&a.name)
+                    .execute(&mut *tx)
+                    .await?;
+                if inserted.rows_affected() == 0 {
+                    let owner: String =
+                        sqlx::query_scalar("SELECT account FROM account_keys WHERE kind = ? AND value = ?")
+                            .bind(kind.as_str())
+                            .bind(&value)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    if owner != a.name {
+                        return Err(StoreError::DuplicateAccountKey {
+                            kind: kind.as_str(),
+                            value,
+                            first: owner,
+                            second: a.name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        let row =
+            sqlx::query("SELECT record FROM accounts WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        row.map(|row| {
+            let record: String = row.try_get("record")?;
+            serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(format!("account record: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn account_by_key(&self, kind: LookupKind, value: &str) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query("SELECT a.record FROM accounts a JOIN account_keys k ON k.account = a.name WHERE k.kind = ? AND k.value = ?")
+            .bind(kind.as_str())
+            .bind(crate::domain::account::normalize_domain(value))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let record: String = row.try_get("record")?;
+            serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(format!("account record: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError> {
+        sqlx::query("SELECT * FROM appeals WHERE account = ? AND outcome IS NULL")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::appeal)
+            .transpose()
     }
 
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {

@@ -45,12 +45,7 @@ pub struct Fire {
 
 impl Fire {
     pub fn new(transition: impl Into<String>) -> Self {
-        Fire {
-            transition: transition.into(),
-            reasons: vec![],
-            payload: serde_json::Value::Null,
-            expect_version: None,
-        }
+        Fire { transition: transition.into(), reasons: vec![], payload: serde_json::Value::Null, expect_version: None }
     }
 }
 
@@ -92,31 +87,13 @@ pub enum Refusal {
     #[error("unknown transition {transition:?} (known: {known})")]
     UnknownTransition { transition: String, known: String },
     #[error("{transition:?} cannot fire from state {state:?} (it fires from: {allowed})")]
-    WrongState {
-        transition: String,
-        state: String,
-        allowed: String,
-    },
+    WrongState { transition: String, state: String, allowed: String },
     #[error("role {role} may not fire {transition:?} (allowed: {allowed})")]
-    WrongRole {
-        transition: String,
-        role: Role,
-        allowed: String,
-    },
+    WrongRole { transition: String, role: Role, allowed: String },
     #[error("{transition:?} refused by guard {guard:?}: {reason}")]
-    GuardFailed {
-        transition: String,
-        guard: String,
-        reason: String,
-    },
-    #[error(
-        "stale version: expected {expected}, but the appeal is at version {current} in state {state:?}"
-    )]
-    StaleVersion {
-        expected: i64,
-        current: i64,
-        state: String,
-    },
+    GuardFailed { transition: String, guard: String, reason: String },
+    #[error("stale version: expected {expected}, but the appeal is at version {current} in state {state:?}")]
+    StaleVersion { expected: i64, current: i64, state: String },
     #[error("{0}")]
     Calendar(String),
 }
@@ -128,19 +105,10 @@ impl From<CalendarError> for Refusal {
 }
 
 fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
-    items
-        .into_iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.into_iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn check_guard(
-    guard: &str,
-    snapshot: Option<&Snapshot>,
-    cmd: &Fire,
-    actor: &Actor,
-) -> Result<(), String> {
+fn check_guard(guard: &str, snapshot: Option<&Snapshot>, cmd: &Fire, actor: &Actor) -> Result<(), String> {
     match guard {
         "has_reasons" => {
             if cmd.reasons.iter().any(|r| !r.trim().is_empty()) {
@@ -149,26 +117,24 @@ fn check_guard(
                 Err("at least one reason is required".into())
             }
         }
+        "rejection_reasons" => crate::domain::rejection::check_reasons(&cmd.reasons),
         "holds_claim" => {
             if matches!(actor.role, Role::Lead | Role::Admin | Role::System) {
                 return Ok(());
             }
             match snapshot.and_then(|s| s.assignee.as_deref()) {
                 Some(holder) if holder == actor.name => Ok(()),
-                Some(holder) => Err(format!(
-                    "the appeal is held by {holder:?}, not {:?}",
-                    actor.name
-                )),
+                Some(holder) => Err(format!("the appeal is held by {holder:?}, not {:?}", actor.name)),
                 None => Err("nobody holds a claim on the appeal".into()),
             }
         }
         "entity_change_linked" => {
             let facts = snapshot.map(|s| &s.facts);
             match facts {
-                Some(f) if f.entity_change_required && !f.entity_change_linked => Err(
-                    "link the entity-change ticket from an account verified as the new company before approving"
-                        .into(),
-                ),
+                Some(f) if f.entity_change_required && !f.entity_change_linked => {
+                    Err("link the entity-change ticket from an account verified as the new company before approving"
+                        .into())
+                }
                 _ => Ok(()),
             }
         }
@@ -212,12 +178,10 @@ pub fn decide(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Decision, Refusal> {
-    let t = wf
-        .transition(&cmd.transition)
-        .ok_or_else(|| Refusal::UnknownTransition {
-            transition: cmd.transition.clone(),
-            known: join(wf.def.transitions.iter().map(|t| &t.name)),
-        })?;
+    let t = wf.transition(&cmd.transition).ok_or_else(|| Refusal::UnknownTransition {
+        transition: cmd.transition.clone(),
+        known: join(wf.def.transitions.iter().map(|t| &t.name)),
+    })?;
     let from = snapshot.map(|s| s.state.as_str());
     match snapshot {
         None if !t.from.is_empty() => {
@@ -231,32 +195,20 @@ pub fn decide(
             if let Some(expected) = cmd.expect_version
                 && expected != s.version
             {
-                return Err(Refusal::StaleVersion {
-                    expected,
-                    current: s.version,
-                    state: s.state.clone(),
-                });
+                return Err(Refusal::StaleVersion { expected, current: s.version, state: s.state.clone() });
             }
             if !t.from.contains(&s.state) {
                 return Err(Refusal::WrongState {
                     transition: t.name.clone(),
                     state: s.state.clone(),
-                    allowed: if t.from.is_empty() {
-                        "(creates an appeal)".into()
-                    } else {
-                        join(&t.from)
-                    },
+                    allowed: if t.from.is_empty() { "(creates an appeal)".into() } else { join(&t.from) },
                 });
             }
         }
         None => {}
     }
     if !t.roles.contains(&actor.role) {
-        return Err(Refusal::WrongRole {
-            transition: t.name.clone(),
-            role: actor.role,
-            allowed: join(&t.roles),
-        });
+        return Err(Refusal::WrongRole { transition: t.name.clone(), role: actor.role, allowed: join(&t.roles) });
     }
     for g in &t.guards {
         check_guard(g, snapshot, cmd, actor).map_err(|reason| Refusal::GuardFailed {
@@ -266,18 +218,15 @@ pub fn decide(
         })?;
     }
 
-    let target = wf
-        .state(&t.to)
-        .expect("validated: transitions name known states");
-    let assignee = if target.held {
-        Some(actor.name.clone())
-    } else {
-        None
+    let target = wf.state(&t.to).expect("validated: transitions name known states");
+    let assignee = match snapshot {
+        // A transition that stays in its state (e.g. linking a document) keeps the claim.
+        Some(s) if s.state == t.to => s.assignee.clone(),
+        _ if target.held => Some(actor.name.clone()),
+        _ => None,
     };
 
-    let runs_in = |timer: &TimerDef, state: Option<&str>| {
-        state.is_some_and(|s| timer.states.iter().any(|x| x == s))
-    };
+    let runs_in = |timer: &TimerDef, state: Option<&str>| state.is_some_and(|s| timer.states.iter().any(|x| x == s));
     let mut arm = Vec::new();
     let mut cancel = Vec::new();
     for timer in &wf.def.timers {
@@ -290,15 +239,9 @@ pub fn decide(
             }
         } else if after && !before {
             let (due_at, warning) = timer_due(wf, timer, now)?;
-            arm.push(TimerArm {
-                name: timer.name.clone(),
-                due_at,
-            });
+            arm.push(TimerArm { name: timer.name.clone(), due_at });
             if let Some(w) = warning {
-                arm.push(TimerArm {
-                    name: timer.warning_name(),
-                    due_at: w,
-                });
+                arm.push(TimerArm { name: timer.warning_name(), due_at: w });
             }
         }
     }
@@ -309,16 +252,12 @@ pub fn decide(
         to: t.to.clone(),
         outcome: t.outcome.clone(),
         assignee,
-        reasons: cmd
-            .reasons
-            .iter()
-            .map(|r| r.trim().to_string())
-            .filter(|r| !r.is_empty())
-            .collect(),
+        reasons: cmd.reasons.iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
         payload: cmd.payload.clone(),
         arm,
         cancel,
-        effects: target.on_enter.clone(),
+        // On-enter effects run when the state is entered, not on a self-loop.
+        effects: if from == Some(t.to.as_str()) { vec![] } else { target.on_enter.clone() },
     })
 }
 
@@ -332,10 +271,7 @@ pub enum TimerPart {
 /// Splits a stored timer name into its definition and part.
 pub fn timer_part<'w>(wf: &'w Workflow, name: &str) -> Option<(&'w TimerDef, TimerPart)> {
     match name.strip_suffix(".warning") {
-        Some(base) => wf
-            .timer(base)
-            .filter(|t| t.warning.is_some())
-            .map(|t| (t, TimerPart::Warning)),
+        Some(base) => wf.timer(base).filter(|t| t.warning.is_some()).map(|t| (t, TimerPart::Warning)),
         None => wf.timer(name).map(|t| (t, TimerPart::Main)),
     }
 }
@@ -360,13 +296,9 @@ pub fn decide_timer(
     timer_name: &str,
     now: DateTime<Utc>,
 ) -> Result<Decision, TimerSkip> {
-    let (def, part) =
-        timer_part(wf, timer_name).ok_or_else(|| TimerSkip::Unknown(timer_name.to_string()))?;
+    let (def, part) = timer_part(wf, timer_name).ok_or_else(|| TimerSkip::Unknown(timer_name.to_string()))?;
     if !def.states.contains(&snapshot.state) {
-        return Err(TimerSkip::NotRunning {
-            timer: timer_name.to_string(),
-            state: snapshot.state.clone(),
-        });
+        return Err(TimerSkip::NotRunning { timer: timer_name.to_string(), state: snapshot.state.clone() });
     }
     let event_only = |event: &str, effects: &[EffectDef]| Decision {
         transition: event.to_string(),
@@ -382,10 +314,7 @@ pub fn decide_timer(
     };
     match part {
         TimerPart::Warning => {
-            let w = def
-                .warning
-                .as_ref()
-                .expect("timer_part checked the warning exists");
+            let w = def.warning.as_ref().expect("timer_part checked the warning exists");
             Ok(event_only(&w.event, &w.effects))
         }
         TimerPart::Main => match (&def.fires.transition, &def.fires.event) {

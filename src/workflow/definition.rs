@@ -12,7 +12,7 @@ use crate::calendar::{BusinessDays, Calendar, CalendarDays};
 use crate::domain::Role;
 
 /// Guards the engine knows how to evaluate (see `workflow::decide`).
-pub const KNOWN_GUARDS: &[&str] = &["holds_claim", "has_reasons", "entity_change_linked"];
+pub const KNOWN_GUARDS: &[&str] = &["holds_claim", "has_reasons", "rejection_reasons", "entity_change_linked"];
 
 /// Effects the engine knows how to enqueue.
 pub const KNOWN_EFFECTS: &[&str] = &["notify", "post_approval_actions"];
@@ -165,13 +165,7 @@ pub struct DefinitionProblem {
 
 impl fmt::Display for DefinitionProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}: {}",
-            self.file.display(),
-            self.entry,
-            self.problem
-        )
+        write!(f, "{}: {}: {}", self.file.display(), self.entry, self.problem)
     }
 }
 
@@ -220,14 +214,9 @@ impl Workflow {
     pub fn load(dir: &Path, calendars_dir: &Path) -> Result<Workflow, DefinitionError> {
         let file = dir.join("workflow.toml");
         let single = |entry: &str, problem: String| {
-            DefinitionError(vec![DefinitionProblem {
-                file: file.clone(),
-                entry: entry.to_string(),
-                problem,
-            }])
+            DefinitionError(vec![DefinitionProblem { file: file.clone(), entry: entry.to_string(), problem }])
         };
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| single("file", format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(&file).map_err(|e| single("file", format!("cannot read: {e}")))?;
         let def: WorkflowFile = toml::from_str(&text).map_err(|e| {
             let entry = match e.span() {
                 Some(span) => {
@@ -254,12 +243,7 @@ impl Workflow {
             }
             return Err(DefinitionError(problems));
         }
-        Ok(Workflow {
-            def,
-            calendar: calendar.expect("checked above"),
-            dir: dir.to_path_buf(),
-            templates,
-        })
+        Ok(Workflow { def, calendar: calendar.expect("checked above"), dir: dir.to_path_buf(), templates })
     }
 
     pub fn business_days(n: u32) -> BusinessDays {
@@ -280,8 +264,7 @@ pub fn template_names(dir: &Path) -> BTreeSet<String> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            name.ends_with(".hbs")
-                .then(|| name.split('.').next().map(str::to_string))?
+            name.ends_with(".hbs").then(|| name.split('.').next().map(str::to_string))?
         })
         .collect()
 }
@@ -290,11 +273,7 @@ pub fn template_names(dir: &Path) -> BTreeSet<String> {
 pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<DefinitionProblem> {
     let mut out = Vec::new();
     let mut push = |entry: String, problem: String| {
-        out.push(DefinitionProblem {
-            file: PathBuf::new(),
-            entry,
-            problem,
-        });
+        out.push(DefinitionProblem { file: PathBuf::new(), entry, problem });
     };
     let state_entry = |s: &StateDef| format!("states.{}", s.name);
     let transition_entry = |t: &TransitionDef| format!("transitions.{}", t.name);
@@ -320,61 +299,38 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         }
     }
 
-    let states: BTreeMap<&str, &StateDef> =
-        def.states.iter().map(|s| (s.name.as_str(), s)).collect();
-    let transitions: BTreeMap<&str, &TransitionDef> = def
-        .transitions
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
+    let states: BTreeMap<&str, &StateDef> = def.states.iter().map(|s| (s.name.as_str(), s)).collect();
+    let transitions: BTreeMap<&str, &TransitionDef> = def.transitions.iter().map(|t| (t.name.as_str(), t)).collect();
     let known_states = || states.keys().copied().collect::<Vec<_>>().join(", ");
 
-    let check_effects =
-        |entry: String, effects: &[EffectDef], push: &mut dyn FnMut(String, String)| {
-            for e in effects {
-                if !KNOWN_EFFECTS.contains(&e.effect.as_str()) {
-                    push(
-                        entry.clone(),
-                        format!(
-                            "unknown effect {:?} (known: {})",
-                            e.effect,
-                            KNOWN_EFFECTS.join(", ")
-                        ),
-                    );
+    let check_effects = |entry: String, effects: &[EffectDef], push: &mut dyn FnMut(String, String)| {
+        for e in effects {
+            if !KNOWN_EFFECTS.contains(&e.effect.as_str()) {
+                push(entry.clone(), format!("unknown effect {:?} (known: {})", e.effect, KNOWN_EFFECTS.join(", ")));
+            }
+            if e.effect == "notify" {
+                match &e.template {
+                    None => push(entry.clone(), "effect \"notify\" needs a template".into()),
+                    Some(t) if !templates.contains(t) => {
+                        push(entry.clone(), format!("unknown template {t:?}: no templates/{t}.*.hbs file"))
+                    }
+                    Some(_) => {}
                 }
-                if e.effect == "notify" {
-                    match &e.template {
-                        None => push(entry.clone(), "effect \"notify\" needs a template".into()),
-                        Some(t) if !templates.contains(t) => push(
-                            entry.clone(),
-                            format!("unknown template {t:?}: no templates/{t}.*.hbs file"),
-                        ),
-                        Some(_) => {}
-                    }
-                    match &e.to {
-                        None => push(
-                            entry.clone(),
-                            "effect \"notify\" needs a recipient `to`".into(),
-                        ),
-                        Some(to) if !KNOWN_RECIPIENTS.contains(&to.as_str()) => push(
-                            entry.clone(),
-                            format!(
-                                "unknown recipient {to:?} (known: {})",
-                                KNOWN_RECIPIENTS.join(", ")
-                            ),
-                        ),
-                        Some(_) => {}
-                    }
+                match &e.to {
+                    None => push(entry.clone(), "effect \"notify\" needs a recipient `to`".into()),
+                    Some(to) if !KNOWN_RECIPIENTS.contains(&to.as_str()) => push(
+                        entry.clone(),
+                        format!("unknown recipient {to:?} (known: {})", KNOWN_RECIPIENTS.join(", ")),
+                    ),
+                    Some(_) => {}
                 }
             }
-        };
+        }
+    };
 
     for s in &def.states {
         if s.terminal && s.outcomes.is_empty() {
-            push(
-                state_entry(s),
-                "a terminal state must list its outcomes".into(),
-            );
+            push(state_entry(s), "a terminal state must list its outcomes".into());
         }
         if !s.terminal && !s.outcomes.is_empty() {
             push(state_entry(s), "only a terminal state has outcomes".into());
@@ -382,28 +338,18 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         check_effects(state_entry(s), &s.on_enter, &mut push);
     }
 
-    let creations: Vec<&TransitionDef> = def
-        .transitions
-        .iter()
-        .filter(|t| t.from.is_empty())
-        .collect();
+    let creations: Vec<&TransitionDef> = def.transitions.iter().filter(|t| t.from.is_empty()).collect();
     if creations.len() != 1 {
         push(
             "transitions".into(),
-            format!(
-                "exactly one transition must create the appeal (have no `from`); found {}",
-                creations.len()
-            ),
+            format!("exactly one transition must create the appeal (have no `from`); found {}", creations.len()),
         );
     }
 
     for t in &def.transitions {
         for f in &t.from {
             match states.get(f.as_str()) {
-                None => push(
-                    transition_entry(t),
-                    format!("unknown state {f:?} in `from` (known: {})", known_states()),
-                ),
+                None => push(transition_entry(t), format!("unknown state {f:?} in `from` (known: {})", known_states())),
                 Some(s) if s.terminal => push(
                     transition_entry(t),
                     format!("leaves terminal state {f:?}, which has no way out by definition"),
@@ -412,78 +358,44 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
             }
         }
         match states.get(t.to.as_str()) {
-            None => push(
-                transition_entry(t),
-                format!(
-                    "unknown state {:?} in `to` (known: {})",
-                    t.to,
-                    known_states()
-                ),
-            ),
+            None => push(transition_entry(t), format!("unknown state {:?} in `to` (known: {})", t.to, known_states())),
             Some(target) => match (&t.outcome, target.terminal) {
-                (None, true) => push(
-                    transition_entry(t),
-                    format!(
-                        "enters terminal state {:?} and must name an `outcome`",
-                        t.to
-                    ),
-                ),
+                (None, true) => {
+                    push(transition_entry(t), format!("enters terminal state {:?} and must name an `outcome`", t.to))
+                }
                 (Some(o), true) if !target.outcomes.contains(o) => push(
                     transition_entry(t),
-                    format!(
-                        "outcome {o:?} is not one of {:?}'s outcomes ({})",
-                        t.to,
-                        target.outcomes.join(", ")
-                    ),
+                    format!("outcome {o:?} is not one of {:?}'s outcomes ({})", t.to, target.outcomes.join(", ")),
                 ),
-                (Some(_), false) => push(
-                    transition_entry(t),
-                    format!("has an outcome but {:?} is not terminal", t.to),
-                ),
+                (Some(_), false) => push(transition_entry(t), format!("has an outcome but {:?} is not terminal", t.to)),
                 _ => {}
             },
         }
         if t.roles.is_empty() {
-            push(
-                transition_entry(t),
-                "no role may fire it: list at least one role".into(),
-            );
+            push(transition_entry(t), "no role may fire it: list at least one role".into());
         }
         for g in &t.guards {
             if !KNOWN_GUARDS.contains(&g.as_str()) {
-                push(
-                    transition_entry(t),
-                    format!("unknown guard {g:?} (known: {})", KNOWN_GUARDS.join(", ")),
-                );
+                push(transition_entry(t), format!("unknown guard {g:?} (known: {})", KNOWN_GUARDS.join(", ")));
             }
         }
     }
 
     for timer in &def.timers {
         if timer.states.is_empty() {
-            push(
-                timer_entry(timer),
-                "a timer must run in at least one state".into(),
-            );
+            push(timer_entry(timer), "a timer must run in at least one state".into());
         }
         for s in &timer.states {
             match states.get(s.as_str()) {
-                None => push(
-                    timer_entry(timer),
-                    format!("unknown state {s:?} (known: {})", known_states()),
-                ),
-                Some(st) if st.terminal => push(
-                    timer_entry(timer),
-                    format!("cannot run in terminal state {s:?}"),
-                ),
+                None => push(timer_entry(timer), format!("unknown state {s:?} (known: {})", known_states())),
+                Some(st) if st.terminal => push(timer_entry(timer), format!("cannot run in terminal state {s:?}")),
                 Some(_) => {}
             }
         }
         match (&timer.fires.transition, &timer.fires.event) {
-            (Some(_), Some(_)) | (None, None) => push(
-                timer_entry(timer),
-                "`fires` needs exactly one of `transition` or `event`".into(),
-            ),
+            (Some(_), Some(_)) | (None, None) => {
+                push(timer_entry(timer), "`fires` needs exactly one of `transition` or `event`".into())
+            }
             (Some(name), None) => match transitions.get(name.as_str()) {
                 None => push(timer_entry(timer), format!("unknown transition {name:?}")),
                 Some(tr) => {
@@ -491,31 +403,23 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
                         if !tr.from.contains(s) {
                             push(
                                 timer_entry(timer),
-                                format!(
-                                    "fires {name:?}, which does not leave {s:?}, a state the timer runs in"
-                                ),
+                                format!("fires {name:?}, which does not leave {s:?}, a state the timer runs in"),
                             );
                         }
                     }
                     if timer.states.contains(&tr.to) {
-                        push(
-                            timer_entry(timer),
-                            format!("fires {name:?}, which stays among the timer's own states"),
-                        );
+                        push(timer_entry(timer), format!("fires {name:?}, which stays among the timer's own states"));
                     }
-                    if tr.guards.iter().any(|g| g == "has_reasons") {
+                    if tr.guards.iter().any(|g| g == "has_reasons" || g == "rejection_reasons") {
                         push(
                             timer_entry(timer),
                             format!(
-                                "fires {name:?}, whose guard \"has_reasons\" a timer (which gives no reasons) can never pass"
+                                "fires {name:?}, whose reasons guard a timer (which gives no reasons) can never pass"
                             ),
                         );
                     }
                     if !tr.roles.contains(&Role::System) {
-                        push(
-                            timer_entry(timer),
-                            format!("fires {name:?}, which the `system` role may not fire"),
-                        );
+                        push(timer_entry(timer), format!("fires {name:?}, which the `system` role may not fire"));
                     }
                 }
             },
@@ -523,13 +427,8 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         }
         check_effects(timer_entry(timer), &timer.fires.effects, &mut push);
         if let Some(w) = &timer.warning {
-            if w.at == WarnAt::StartOfLastBusinessDay
-                && !matches!(timer.after, Span::BusinessDays(_))
-            {
-                push(
-                    timer_entry(timer),
-                    "warning.at = start_of_last_business_day needs a business_days timer".into(),
-                );
+            if w.at == WarnAt::StartOfLastBusinessDay && !matches!(timer.after, Span::BusinessDays(_)) {
+                push(timer_entry(timer), "warning.at = start_of_last_business_day needs a business_days timer".into());
             }
             check_effects(timer_entry(timer), &w.effects, &mut push);
         }
@@ -551,21 +450,13 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         }
         for s in &def.states {
             if !reached.contains(s.name.as_str()) {
-                push(
-                    state_entry(s),
-                    "cannot be reached from the state appeals are created in".into(),
-                );
+                push(state_entry(s), "cannot be reached from the state appeals are created in".into());
             }
         }
     }
 
     // Every state can still reach an end: no cycle of states that never closes.
-    let terminals: BTreeSet<&str> = def
-        .states
-        .iter()
-        .filter(|s| s.terminal)
-        .map(|s| s.name.as_str())
-        .collect();
+    let terminals: BTreeSet<&str> = def.states.iter().filter(|s| s.terminal).map(|s| s.name.as_str()).collect();
     let mut can_end = terminals.clone();
     loop {
         let before = can_end.len();
@@ -580,25 +471,15 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
     }
     for s in &def.states {
         let has_exit = def.transitions.iter().any(|t| t.from.contains(&s.name));
-        if !s.terminal
-            && has_exit
-            && !can_end.contains(s.name.as_str())
-            && states.contains_key(s.name.as_str())
-        {
-            push(
-                state_entry(s),
-                "no sequence of transitions from it reaches a terminal state".into(),
-            );
+        if !s.terminal && has_exit && !can_end.contains(s.name.as_str()) && states.contains_key(s.name.as_str()) {
+            push(state_entry(s), "no sequence of transitions from it reaches a terminal state".into());
         }
     }
 
     // A way out of every non-terminal state.
     for s in &def.states {
         if !s.terminal && !def.transitions.iter().any(|t| t.from.contains(&s.name)) {
-            push(
-                state_entry(s),
-                "not terminal, yet no transition leaves it".into(),
-            );
+            push(state_entry(s), "not terminal, yet no transition leaves it".into());
         }
     }
     out

@@ -35,18 +35,9 @@ pub fn render(def: &WorkflowFile, format: GraphFormat) -> String {
                 let _ = writeln!(out, "    {} --> [*]", s.name);
             }
             for timer in &def.timers {
-                let fires = timer
-                    .fires
-                    .transition
-                    .as_deref()
-                    .or(timer.fires.event.as_deref())
-                    .unwrap_or("?");
+                let fires = timer.fires.transition.as_deref().or(timer.fires.event.as_deref()).unwrap_or("?");
                 for s in &timer.states {
-                    let _ = writeln!(
-                        out,
-                        "    note right of {s}: timer {} fires {fires}",
-                        timer.name
-                    );
+                    let _ = writeln!(out, "    note right of {s}: timer {} fires {fires}", timer.name);
                 }
             }
         }

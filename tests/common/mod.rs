@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use appealflow::domain::{Actor, AppealInput, AppealRequest, Role};
-use appealflow::engine::{Clock, Engine, ManualClock};
+use appealflow::domain::{Actor, Role};
+use appealflow::engine::{Clock, Engine, ManualClock, NewAppeal};
 use appealflow::store::Store;
 use appealflow::workflow::Workflow;
 use chrono::{DateTime, Utc};
@@ -23,10 +23,7 @@ pub fn workflows_dir() -> PathBuf {
 
 pub fn workflow() -> Arc<Workflow> {
     let dir = workflows_dir();
-    Arc::new(
-        Workflow::load(&dir.join("account-appeal"), &dir.join("calendars"))
-            .expect("shipped workflow loads"),
-    )
+    Arc::new(Workflow::load(&dir.join("account-appeal"), &dir.join("calendars")).expect("shipped workflow loads"))
 }
 
 /// A database for one test; the temporary directory lives as long as the handle.
@@ -39,14 +36,8 @@ pub struct TestDb {
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("appealflow.db").display());
-    let store = appealflow::startup::open_store(&url)
-        .await
-        .expect("sqlite store opens");
-    TestDb {
-        store,
-        url,
-        _dir: Some(dir),
-    }
+    let store = appealflow::startup::open_store(&url).await.expect("sqlite store opens");
+    TestDb { store, url, _dir: Some(dir) }
 }
 
 /// The server URL with its database path replaced by `db`.
@@ -69,9 +60,7 @@ pub async fn postgres(test: &str) -> Option<TestDb> {
         if std::env::var(REQUIRE_PG_ENV).as_deref() == Ok("1") {
             panic!("{REQUIRE_PG_ENV}=1 but {PG_ENV} is not set: the PostgreSQL suite must run");
         }
-        eprintln!(
-            "SKIPPED (postgres) {test}: set {PG_ENV}=postgres://... to run the PostgreSQL half"
-        );
+        eprintln!("SKIPPED (postgres) {test}: set {PG_ENV}=postgres://... to run the PostgreSQL half");
         return None;
     };
     let name = format!("appealflow_t_{}", uuid::Uuid::new_v4().simple());
@@ -84,20 +73,12 @@ pub async fn postgres(test: &str) -> Option<TestDb> {
         .expect("create test database");
     admin.close().await.ok();
     let url = with_database(&admin_url, &name);
-    let store = appealflow::startup::open_store(&url)
-        .await
-        .expect("postgres store opens");
-    Some(TestDb {
-        store,
-        url,
-        _dir: None,
-    })
+    let store = appealflow::startup::open_store(&url).await.expect("postgres store opens");
+    Some(TestDb { store, url, _dir: None })
 }
 
 pub fn at(rfc3339: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .expect("valid instant")
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(rfc3339).expect("valid instant").with_timezone(&Utc)
 }
 
 /// A Monday morning in Shanghai, well inside the calendar's published range.
@@ -109,14 +90,12 @@ pub fn engine(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Engine {
     Engine::new(store, workflow(), clock as Arc<dyn Clock>)
 }
 
-pub fn request(account: &str) -> AppealRequest {
-    AppealRequest::try_from(AppealInput {
-        account: Some(account.into()),
-        items: vec!["reset_password".into()],
-        contact_phone: Some("13812345678".into()),
-        ..Default::default()
-    })
-    .expect("valid request")
+/// A minimal appeal record for engine-level tests (the intake rules are tested elsewhere).
+pub fn request(account: &str) -> NewAppeal {
+    NewAppeal {
+        account: account.to_string(),
+        data: serde_json::json!({ "draft": { "contact_phone": "+8613812345678", "items": ["reset_password"] } }),
+    }
 }
 
 pub fn applicant() -> Actor {

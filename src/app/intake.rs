@@ -1,0 +1,556 @@
+//! Appeal intake: turning a draft into a submitted appeal, and everything the help
+//! page says around it — locating the account, who may appeal, the document checklist,
+//! document content checks, screening, one open appeal per account, resubmission within
+//! the window, linking the entity-change ticket, and the progress query.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::adapters::accounts::AccountDirectory;
+use crate::adapters::blobs::{BlobError, BlobStore};
+use crate::domain::document::{DocumentLimits, check_content};
+use crate::domain::draft::{Draft, DraftDocument, DraftInput, EntryPoint};
+use crate::domain::rules::{Checklist, Ineligible, Rules, eligibility, evaluate};
+use crate::domain::{Account, Actor, FieldError, IdHasher, PhoneNumber, Role, TicketNumber, VerificationType};
+use crate::engine::{CommandOutcome, Engine, EngineError, ErrorClass, NewAppeal};
+use crate::store::{AppealRecord, EventRecord, StoreError, TimerStatus};
+use crate::workflow::Fire;
+
+/// The entity-change request a deregistered enterprise's appeal waits for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityChange {
+    pub required: bool,
+    pub ticket: Option<String>,
+    pub account: Option<String>,
+    pub linked_by: Option<String>,
+    pub linked_at: Option<DateTime<Utc>>,
+}
+
+/// A document replaced or removed at resubmission: kept, never deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplacedDocument {
+    pub document: DraftDocument,
+    pub replaced_at: DateTime<Utc>,
+}
+
+/// The record stored with a submitted appeal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppealData {
+    pub draft: Draft,
+    pub case: Option<String>,
+    pub changes_secure_phone: bool,
+    pub entity_change: EntityChange,
+    #[serde(default)]
+    pub previous_documents: Vec<ReplacedDocument>,
+}
+
+impl AppealData {
+    pub fn from_record(record: &AppealRecord) -> Result<AppealData, EngineError> {
+        serde_json::from_value(record.data.clone())
+            .map_err(|e| EngineError::Store(StoreError::Corrupt(format!("appeal {} record: {e}", record.ticket))))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("invalid draft: {}", join_problems(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("the appeal cannot be submitted yet ({} problem{}): {}", .0.problems.len(),
+        if .0.problems.len() == 1 { "" } else { "s" }, join_problems(&.0.problems))]
+    Incomplete(Box<Checklist>),
+    #[error("cannot appeal: {0}")]
+    Ineligible(Ineligible),
+    #[error("appeal {ticket} cannot be continued ({why}): start a new appeal")]
+    NotResubmittable { ticket: String, why: String },
+    #[error("{0}")]
+    Refused(String),
+    /// Deliberately the same for an unknown ticket and a wrong phone number.
+    #[error("no appeal matches this ticket number and phone number")]
+    NoMatch,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("document store: {0}")]
+    Blob(#[from] BlobError),
+}
+
+fn join_problems(problems: &[FieldError]) -> String {
+    problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+impl From<StoreError> for IntakeError {
+    fn from(e: StoreError) -> Self {
+        IntakeError::Engine(EngineError::Store(e))
+    }
+}
+
+impl IntakeError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            IntakeError::Invalid(_) | IntakeError::Incomplete(_) | IntakeError::NoMatch => ErrorClass::BadInput,
+            IntakeError::Ineligible(_) | IntakeError::NotResubmittable { .. } | IntakeError::Refused(_) => {
+                ErrorClass::Refused
+            }
+            IntakeError::Engine(e) => e.class(),
+            IntakeError::Blob(BlobError::NotFound { .. }) => ErrorClass::BadInput,
+            IntakeError::Blob(_) => ErrorClass::Internal,
+        }
+    }
+}
+
+/// Where the content of a draft's `file` documents comes from.
+pub trait DocumentSource: Send + Sync {
+    fn read(&self, file: &str) -> Result<Vec<u8>, String>;
+}
+
+/// Files on the local disk, relative to a base directory (the draft file's).
+pub struct LocalFiles {
+    pub base: PathBuf,
+}
+
+impl DocumentSource for LocalFiles {
+    fn read(&self, file: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(self.base.join(file)).map_err(|e| format!("cannot read {file:?}: {e}"))
+    }
+}
+
+/// A source that has no files: every document must already be uploaded.
+pub struct NoFiles;
+
+impl DocumentSource for NoFiles {
+    fn read(&self, file: &str) -> Result<Vec<u8>, String> {
+        Err(format!("{file:?}: upload the document first and give its sha256"))
+    }
+}
+
+/// What a successful submission answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submitted {
+    pub ticket: TicketNumber,
+    pub state: String,
+    pub version: i64,
+    /// The earlier appeal this one superseded, if any.
+    pub superseded: Option<String>,
+    /// Screening's rejection, with guidance, when the scenario is inapplicable.
+    pub screening: Option<String>,
+    pub replayed: bool,
+}
+
+/// The stage a progress query reports.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Progress {
+    pub ticket: String,
+    /// received, under_review, approved, rejected, closed
+    pub stage: String,
+    pub outcome: Option<String>,
+    pub reasons: Vec<String>,
+    /// While rejected: until when the applicant may add documents and continue (null
+    /// while the rejection notice is still being delivered).
+    pub continue_until: Option<String>,
+    pub received_at: String,
+    pub updated_at: String,
+}
+
+pub struct Intake {
+    engine: Arc<Engine>,
+    directory: Arc<dyn AccountDirectory>,
+    rules: Arc<Rules>,
+    blobs: Arc<dyn BlobStore>,
+    hasher: IdHasher,
+    limits: DocumentLimits,
+}
+
+fn digest(value: &impl Serialize) -> String {
+    hex::encode(Sha256::digest(serde_json::to_vec(value).expect("drafts serialise")))
+}
+
+impl Intake {
+    pub fn new(
+        engine: Arc<Engine>,
+        directory: Arc<dyn AccountDirectory>,
+        rules: Arc<Rules>,
+        blobs: Arc<dyn BlobStore>,
+        hasher: IdHasher,
+        limits: DocumentLimits,
+    ) -> Self {
+        Intake { engine, directory, rules, blobs, hasher, limits }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn hasher(&self) -> &IdHasher {
+        &self.hasher
+    }
+
+    pub fn parse(&self, input: DraftInput) -> Result<Draft, IntakeError> {
+        input.parse(&self.hasher).map_err(IntakeError::Invalid)
+    }
+
+    /// Locates the draft's account and checks it may appeal at all.
+    pub async fn resolve(&self, draft: &Draft) -> Result<Account, IntakeError> {
+        let entry = draft
+            .entry_point
+            .as_ref()
+            .ok_or_else(|| IntakeError::Invalid(vec![FieldError::new("entry_point", "required")]))?;
+        let (found, what) = match entry {
+            EntryPoint::ForgotUsername { lookup, value } => {
+                (self.directory.by_key(*lookup, value).await?, format!("{} {value:?}", lookup.as_str()))
+            }
+            EntryPoint::ForgotPassword { account } | EntryPoint::SecurityPage { account } => {
+                (self.directory.by_name(account).await?, format!("account name {account:?}"))
+            }
+        };
+        let account = found.ok_or(IntakeError::Ineligible(Ineligible::NoAccount { what }))?;
+        eligibility(entry, &account).map_err(IntakeError::Ineligible)?;
+        Ok(account)
+    }
+
+    /// The checklist for a draft: what each document is for, what is missing, and
+    /// every other problem.
+    pub async fn checklist(&self, input: DraftInput) -> Result<Checklist, IntakeError> {
+        let draft = self.parse(input)?;
+        let account = self.resolve(&draft).await?;
+        Ok(evaluate(&self.rules, &account, &draft))
+    }
+
+    /// Reads, checks and stores every `file` document; refuses them all together.
+    async fn store_documents(&self, draft: &mut Draft, files: &dyn DocumentSource) -> Result<(), IntakeError> {
+        let mut problems = Vec::new();
+        let mut loaded = Vec::new();
+        for (i, doc) in draft.documents.iter().enumerate() {
+            let field = format!("documents[{i}]");
+            if let Some(file) = &doc.file {
+                let bytes = match files.read(file) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        problems.push(FieldError::new(format!("{field}.file"), format!("{}: {e}", doc.kind)));
+                        continue;
+                    }
+                };
+                let name = doc
+                    .file_name
+                    .clone()
+                    .or_else(|| std::path::Path::new(file).file_name().map(|n| n.to_string_lossy().into_owned()));
+                match check_content(doc.kind, name.as_deref(), &bytes, &self.limits) {
+                    Ok(ct) => loaded.push((i, bytes, ct, name)),
+                    Err(e) => problems.push(FieldError::new(field, e.to_string())),
+                }
+            } else if let Some(sha) = &doc.sha256 {
+                if !self.blobs.exists(sha).await? {
+                    problems.push(FieldError::new(
+                        format!("{field}.sha256"),
+                        format!("{}: no uploaded document has this sha256; upload it first", doc.kind),
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(IntakeError::Invalid(problems));
+        }
+        for (i, bytes, content_type, name) in loaded {
+            let blob = self.blobs.put(Bytes::from(bytes)).await?;
+            let doc = &mut draft.documents[i];
+            doc.file = None;
+            doc.sha256 = Some(blob.sha256);
+            doc.size = Some(blob.size);
+            doc.content_type = Some(content_type);
+            doc.file_name = name.map(|n| crate::domain::document::sanitize_file_name(&n));
+        }
+        Ok(())
+    }
+
+    /// Validates everything at once, stores the documents, supersedes an appeal waiting
+    /// in its resubmission window, creates the appeal, and screens it.
+    pub async fn submit(
+        &self,
+        input: DraftInput,
+        files: &dyn DocumentSource,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted, IntakeError> {
+        let mut draft = self.parse(input)?;
+        let account = self.resolve(&draft).await?;
+        let checklist = evaluate(&self.rules, &account, &draft);
+        if !checklist.ready() {
+            return Err(IntakeError::Incomplete(Box::new(checklist)));
+        }
+        self.store_documents(&mut draft, files).await?;
+
+        let applicant = Actor::new("applicant", Role::Applicant);
+        let data = AppealData {
+            draft,
+            case: checklist.case.clone(),
+            changes_secure_phone: checklist.changes_secure_phone,
+            entity_change: EntityChange { required: checklist.requires_entity_change_ticket, ..Default::default() },
+            previous_documents: vec![],
+        };
+        let new = NewAppeal {
+            account: account.name.clone(),
+            data: serde_json::to_value(&data).expect("appeal data serialises"),
+        };
+
+        // A repeat of a keyed submission answers as the first did, whatever is open now.
+        if let Some(key) = idempotency_key {
+            if let Some(first) = self.engine.replay_create(key, &new, &applicant).await? {
+                return Ok(self.submitted(first, None).await?);
+            }
+        }
+
+        let mut superseded = None;
+        if let Some(open) = self.engine.store().open_appeal_for(&account.name).await? {
+            if open.state == "resubmission_window" {
+                let mut cmd = Fire::new("supersede");
+                cmd.reasons = vec![format!("superseded by a new appeal for account {}", account.name)];
+                self.engine.fire(&open.ticket, &cmd, &Actor::system(), None).await?;
+                superseded = Some(open.ticket.to_string());
+            } else {
+                return Err(EngineError::OpenAppeal {
+                    account: account.name.clone(),
+                    ticket: open.ticket.to_string(),
+                    state: open.state,
+                }
+                .into());
+            }
+        }
+
+        let created = self.engine.create(&new, &applicant, idempotency_key).await?;
+        if created.replayed {
+            return Ok(self.submitted(created, superseded).await?);
+        }
+        let mut screening = None;
+        if account.verification == VerificationType::None {
+            let mut cmd = Fire::new("screen_reject");
+            let guidance = checklist.screening.clone().unwrap_or_else(|| "inapplicable_scenario".into());
+            cmd.reasons = vec![guidance.clone()];
+            self.engine.fire(&created.ticket, &cmd, &Actor::system(), None).await?;
+            screening = Some(guidance);
+        }
+        let mut out = self.submitted(created, superseded).await?;
+        out.screening = screening.or(out.screening);
+        Ok(out)
+    }
+
+    async fn submitted(&self, created: CommandOutcome, superseded: Option<String>) -> Result<Submitted, IntakeError> {
+        let record = self
+            .engine
+            .store()
+            .appeal_by_ticket(&created.ticket)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(created.ticket.to_string()))?;
+        let history = self.engine.store().history(&record.id).await?;
+        let screening =
+            history.iter().find(|e| e.transition == "screen_reject").and_then(|e| e.reasons.first().cloned());
+        Ok(Submitted {
+            ticket: created.ticket,
+            state: record.state,
+            version: record.version,
+            superseded,
+            screening,
+            replayed: created.replayed,
+        })
+    }
+
+    async fn load(&self, ticket: &TicketNumber) -> Result<AppealRecord, IntakeError> {
+        Ok(self
+            .engine
+            .store()
+            .appeal_by_ticket(ticket)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(ticket.to_string()))?)
+    }
+
+    /// Continues a rejected appeal within its window with modified or added documents.
+    pub async fn resubmit(
+        &self,
+        ticket: &TicketNumber,
+        input: DraftInput,
+        files: &dyn DocumentSource,
+        idempotency_key: Option<&str>,
+    ) -> Result<CommandOutcome, IntakeError> {
+        let record = self.load(ticket).await?;
+        if record.state != "resubmission_window" {
+            let why = match (record.state.as_str(), record.outcome.as_deref()) {
+                ("closed", Some("expired")) => "the 3 calendar days to continue have passed".to_string(),
+                ("closed", Some(outcome)) => format!("it is closed ({outcome})"),
+                ("rejected", _) => "the rejection notice has not been delivered yet; try again shortly".to_string(),
+                (state, _) => format!("it is {state}, not rejected"),
+            };
+            // A keyed repeat of a resubmission that went through answers as it did.
+            if let Some(key) = idempotency_key {
+                if let Some(rec) = self.engine.store().idempotency(key).await? {
+                    if let Ok(first) = serde_json::from_value::<CommandOutcome>(rec.response) {
+                        if first.ticket == *ticket && first.transition == "resubmit" {
+                            return Ok(CommandOutcome { replayed: true, ..first });
+                        }
+                    }
+                }
+            }
+            return Err(IntakeError::NotResubmittable { ticket: ticket.to_string(), why });
+        }
+        let mut draft = self.parse(input)?;
+        let account = self.resolve(&draft).await?;
+        if account.name != record.account {
+            return Err(IntakeError::Invalid(vec![FieldError::new(
+                "entry_point",
+                format!("the draft locates account {:?}, but appeal {ticket} is for another account", account.name),
+            )]));
+        }
+        let checklist = evaluate(&self.rules, &account, &draft);
+        if !checklist.ready() {
+            return Err(IntakeError::Incomplete(Box::new(checklist)));
+        }
+        self.store_documents(&mut draft, files).await?;
+        let previous = AppealData::from_record(&record)?;
+        let now = self.engine.now();
+        let mut replaced = previous.previous_documents.clone();
+        for old in &previous.draft.documents {
+            let kept = draft.documents.iter().any(|d| d.kind == old.kind && d.sha256 == old.sha256);
+            if !kept {
+                replaced.push(ReplacedDocument { document: old.clone(), replaced_at: now });
+            }
+        }
+        let data = AppealData {
+            draft,
+            case: checklist.case.clone(),
+            changes_secure_phone: checklist.changes_secure_phone,
+            entity_change: EntityChange {
+                required: checklist.requires_entity_change_ticket,
+                ..previous.entity_change.clone()
+            },
+            previous_documents: replaced,
+        };
+        let value = serde_json::to_value(&data).expect("appeal data serialises");
+        let mut cmd = Fire::new("resubmit");
+        cmd.payload = serde_json::json!({ "record": digest(&value) });
+        let update = move |_: &AppealRecord| Ok(value.clone());
+        Ok(self
+            .engine
+            .fire_updating(ticket, &cmd, &Actor::new("applicant", Role::Applicant), idempotency_key, Some(&update))
+            .await?)
+    }
+
+    /// Links the entity-change ticket filed from an account verified as the new company.
+    pub async fn link_entity_change(
+        &self,
+        ticket: &TicketNumber,
+        entity_ticket: &str,
+        new_company_account: &str,
+        actor: &Actor,
+        idempotency_key: Option<&str>,
+    ) -> Result<CommandOutcome, IntakeError> {
+        let record = self.load(ticket).await?;
+        let data = AppealData::from_record(&record)?;
+        if !data.entity_change.required {
+            return Err(IntakeError::Refused(format!(
+                "appeal {ticket} does not change the verified entity; there is nothing to link"
+            )));
+        }
+        let entity_ticket = entity_ticket.trim().to_string();
+        if entity_ticket.is_empty() || entity_ticket.chars().count() > 64 {
+            return Err(IntakeError::Invalid(vec![FieldError::new(
+                "entity_ticket",
+                "the entity-change request's ticket reference (1 to 64 characters)",
+            )]));
+        }
+        let company = data.draft.new_company.as_ref().map(|c| c.name.clone()).unwrap_or_default();
+        let linked = self.directory.by_name(new_company_account).await?.ok_or_else(|| {
+            IntakeError::Invalid(vec![FieldError::new(
+                "account",
+                format!("no account named {new_company_account:?} in the directory"),
+            )])
+        })?;
+        let verified_as_company = linked.verification == VerificationType::Enterprise
+            && linked.enterprise_status == Some(crate::domain::EnterpriseStatus::Active)
+            && linked.enterprise_name.as_deref() == Some(company.as_str());
+        if !verified_as_company {
+            return Err(IntakeError::Refused(format!(
+                "account {new_company_account:?} is not verified as the new company {company:?}: the entity-change \
+                 request must come from an account verified with the new company's identity"
+            )));
+        }
+        let now = self.engine.now();
+        let mut cmd = Fire::new("link_entity_change");
+        cmd.payload = serde_json::json!({ "entity_ticket": entity_ticket, "account": new_company_account });
+        let actor_name = actor.name.clone();
+        let update = move |current: &AppealRecord| {
+            let mut data = AppealData::from_record(current)?;
+            data.entity_change.ticket = Some(entity_ticket.clone());
+            data.entity_change.account = Some(linked.name.clone());
+            data.entity_change.linked_by = Some(actor_name.clone());
+            data.entity_change.linked_at = Some(now);
+            Ok(serde_json::to_value(&data).expect("appeal data serialises"))
+        };
+        Ok(self.engine.fire_updating(ticket, &cmd, actor, idempotency_key, Some(&update)).await?)
+    }
+
+    /// Progress by ticket number and contact phone. An unknown ticket and a wrong phone
+    /// give the same answer, so the query cannot be used to find out either.
+    pub async fn progress(&self, ticket: &str, phone: &str) -> Result<Progress, IntakeError> {
+        let (Ok(ticket), Ok(phone)) = (TicketNumber::parse(ticket), PhoneNumber::parse(phone)) else {
+            return Err(IntakeError::NoMatch);
+        };
+        let Some(record) = self.engine.store().appeal_by_ticket(&ticket).await? else {
+            return Err(IntakeError::NoMatch);
+        };
+        let data = AppealData::from_record(&record)?;
+        let phone_matches = data.draft.contact_phone.as_ref().is_some_and(|p| {
+            // Compared without early exit so timing does not reveal a partial match.
+            let (a, b) = (p.as_e164().as_bytes(), phone.as_e164().as_bytes());
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        });
+        if !phone_matches {
+            return Err(IntakeError::NoMatch);
+        }
+        let history = self.engine.store().history(&record.id).await?;
+        let timers = self.engine.store().timers(Some(&record.id)).await?;
+        Ok(progress_of(&record, &history, &timers))
+    }
+}
+
+fn progress_of(record: &AppealRecord, history: &[EventRecord], timers: &[crate::store::TimerRecord]) -> Progress {
+    let stage = match record.state.as_str() {
+        "submitted" => "received",
+        "under_review" => "under_review",
+        "approved" => "approved",
+        "rejected" | "resubmission_window" => "rejected",
+        "closed" => "closed",
+        other => other,
+    };
+    let reasons = if stage == "rejected" {
+        history
+            .iter()
+            .rev()
+            .find(|e| e.transition == "reject" || e.transition == "screen_reject")
+            .map(|e| e.reasons.clone())
+            .unwrap_or_default()
+    } else {
+        vec![]
+    };
+    let continue_until = (record.state == "resubmission_window")
+        .then(|| {
+            timers
+                .iter()
+                .find(|t| t.name == "resubmission_window" && t.status == TimerStatus::Armed)
+                .map(|t| t.due_at.to_rfc3339())
+        })
+        .flatten();
+    let received_at = history
+        .iter()
+        .rev()
+        .find(|e| e.transition == "submit" || e.transition == "resubmit")
+        .map_or(record.created_at, |e| e.at);
+    Progress {
+        ticket: record.ticket.to_string(),
+        stage: stage.to_string(),
+        outcome: record.outcome.clone(),
+        reasons,
+        continue_until,
+        received_at: received_at.to_rfc3339(),
+        updated_at: record.updated_at.to_rfc3339(),
+    }
+}

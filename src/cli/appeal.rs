@@ -1,0 +1,340 @@
+//! Handlers of the `appeal`, `accounts` and `timers` subcommands.
+
+use super::{AccountsCommand, AppealCommand, CliError, Context, Format, TimersCommand, print_json, read_input};
+use crate::app::intake::LocalFiles;
+use crate::app::{self, parse_json};
+use crate::domain::draft::DraftInput;
+use crate::domain::rules::Checklist;
+use crate::domain::{Account, AccountInput, Actor, FieldError, check_text};
+use crate::engine::{Engine, EngineError};
+use crate::workflow::Fire;
+
+fn actor(name: &str, role: crate::domain::Role) -> Result<Actor, CliError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(CliError::usage("--actor: required, the name of who acts"));
+    }
+    check_text("--actor", name, false).map_err(|e| CliError::usage(e.to_string()))?;
+    Ok(Actor::new(name, role))
+}
+
+pub(super) async fn appeal(ctx: &Context, cmd: AppealCommand) -> Result<(), CliError> {
+    match cmd {
+        AppealCommand::Create { json, idempotency_key } => {
+            let (text, base) = read_input(&json)?;
+            let input: DraftInput = parse_json(&text)?;
+            let intake = ctx.intake().await?;
+            let out = intake.submit(input, &LocalFiles { base }, idempotency_key.as_deref()).await?;
+            println!("{}", out.ticket);
+            if let Some(old) = &out.superseded {
+                eprintln!("note: appeal {old} was waiting in its resubmission window and is now closed as superseded");
+            }
+            if let Some(screening) = &out.screening {
+                eprintln!("note: rejected at screening: {screening}");
+            }
+        }
+        AppealCommand::Checklist { json, format } => {
+            let (text, _) = read_input(&json)?;
+            let input: DraftInput = parse_json(&text)?;
+            let checklist = ctx.intake().await?.checklist(input).await?;
+            match format {
+                Format::Json => print_json(&checklist),
+                Format::Text => print_checklist(&checklist),
+            }
+        }
+        AppealCommand::Resubmit { ticket, json, idempotency_key } => {
+            let ticket = app::parse_ticket(&ticket)?;
+            let (text, base) = read_input(&json)?;
+            let input: DraftInput = parse_json(&text)?;
+            let intake = ctx.intake().await?;
+            let out = intake.resubmit(&ticket, input, &LocalFiles { base }, idempotency_key.as_deref()).await?;
+            println!(
+                "{}: {} -> {} (version {}){}",
+                out.ticket,
+                out.from.as_deref().unwrap_or("(new)"),
+                out.state,
+                out.version,
+                if out.replayed { " [replayed]" } else { "" }
+            );
+        }
+        AppealCommand::Progress { ticket, phone, json } => {
+            let progress = ctx.intake().await?.progress(&ticket, &phone).await?;
+            if json {
+                print_json(&progress);
+            } else {
+                println!("ticket    {}", progress.ticket);
+                println!(
+                    "stage     {}{}",
+                    progress.stage,
+                    progress.outcome.as_deref().map(|o| format!(" ({o})")).unwrap_or_default()
+                );
+                for r in &progress.reasons {
+                    println!("reason    {r}");
+                }
+                if let Some(until) = &progress.continue_until {
+                    println!("continue  until {until}: modify and add documents, then resubmit");
+                }
+                println!("received  {}", progress.received_at);
+                println!("updated   {}", progress.updated_at);
+            }
+        }
+        AppealCommand::Show { ticket, json } => {
+            let engine = ctx.engine().await?;
+            let view = app::show(&engine, &app::parse_ticket(&ticket)?).await?;
+            if json {
+                print_json(&view);
+            } else {
+                println!("ticket     {}", view.ticket);
+                println!("account    {}", view.account);
+                println!(
+                    "state      {}{}",
+                    view.state,
+                    view.outcome.as_deref().map(|o| format!(" ({o})")).unwrap_or_default()
+                );
+                println!("version    {}", view.version);
+                if let Some(a) = &view.assignee {
+                    println!("held by    {a}");
+                }
+                if let Some(due) = &view.review_due_at {
+                    println!("review due {due}");
+                }
+                println!("created    {}", view.created_at);
+                println!("updated    {}", view.updated_at);
+                println!("history:");
+                for h in &view.history {
+                    let reasons =
+                        if h.reasons.is_empty() { String::new() } else { format!(" — {}", h.reasons.join("; ")) };
+                    println!(
+                        "  {:>3} {}  {:<18} {} -> {}  by {} ({}){}",
+                        h.seq,
+                        h.at,
+                        h.transition,
+                        h.from.as_deref().unwrap_or("(new)"),
+                        h.to,
+                        h.actor,
+                        h.role,
+                        reasons
+                    );
+                }
+            }
+        }
+        AppealCommand::Fire(args) => {
+            let ticket = app::parse_ticket(&args.ticket)?;
+            let actor = actor(&args.actor, args.role)?;
+            let cmd = Fire {
+                transition: args.transition,
+                reasons: args.reasons,
+                payload: serde_json::Value::Null,
+                expect_version: args.expect_version,
+            };
+            let engine = ctx.engine().await?;
+            let out = engine.fire(&ticket, &cmd, &actor, args.idempotency_key.as_deref()).await?;
+            println!(
+                "{}: {} -> {}{} (version {}){}",
+                out.ticket,
+                out.from.as_deref().unwrap_or("(new)"),
+                out.state,
+                out.outcome.as_deref().map(|o| format!(" ({o})")).unwrap_or_default(),
+                out.version,
+                if out.replayed { " [replayed]" } else { "" }
+            );
+        }
+        AppealCommand::LinkEntityChange { ticket, entity_ticket, account, actor: name, role, idempotency_key } => {
+            let ticket = app::parse_ticket(&ticket)?;
+            let actor = actor(&name, role)?;
+            let intake = ctx.intake().await?;
+            let out = intake
+                .link_entity_change(&ticket, &entity_ticket, &account, &actor, idempotency_key.as_deref())
+                .await?;
+            println!("{}: entity-change ticket {entity_ticket} linked (version {})", out.ticket, out.version);
+        }
+        AppealCommand::List { state, json } => {
+            let engine = ctx.engine().await?;
+            let rows = app::list(&engine, state).await?;
+            if json {
+                print_json(&rows);
+            } else {
+                for r in rows {
+                    println!("{}  {:<20} v{:<3} {}", r.ticket, r.state, r.version, r.account);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_checklist(c: &Checklist) {
+    match (&c.case, &c.case_title) {
+        (Some(case), Some(title)) => println!("case: {case} — {title}"),
+        _ => println!("case: none"),
+    }
+    if let Some(s) = &c.screening {
+        println!("screening: this appeal will be rejected on submission — {s}");
+    }
+    println!("secure phone changes: {}", if c.changes_secure_phone { "yes" } else { "no" });
+    if c.requires_entity_change_ticket {
+        println!(
+            "before approval: an entity-change request from an account verified as the new company must be linked"
+        );
+    }
+    if !c.documents.is_empty() {
+        println!("documents:");
+    }
+    for d in &c.documents {
+        let kinds: Vec<&str> = d.documents.iter().map(|k| k.as_str()).collect();
+        let need = match d.when {
+            Some(w) => format!(
+                "{:?} ({})",
+                d.need,
+                serde_json::to_value(w).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+            ),
+            None => format!("{:?}", d.need),
+        };
+        println!(
+            "  [{:<10}] {:<50} {:<40} {}",
+            d.status.to_string(),
+            kinds.join(" or "),
+            need.to_lowercase(),
+            d.reason
+        );
+    }
+    if !c.missing.is_empty() {
+        println!("missing: {}", c.missing.join("; "));
+    }
+    if !c.problems.is_empty() {
+        println!("problems:");
+        for p in &c.problems {
+            println!("  {p}");
+        }
+    }
+    println!("ready to submit: {}", if c.ready() { "yes" } else { "no" });
+}
+
+pub(super) async fn accounts(ctx: &Context, cmd: AccountsCommand) -> Result<(), CliError> {
+    match cmd {
+        AccountsCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| CliError::usage(format!("{}: cannot read: {e}", file.display())))?;
+            let inputs: Vec<AccountInput> = parse_json(&text)?;
+            let hasher = crate::startup::id_hasher(ctx.intake.id_hash_key.as_deref())?;
+            let mut accounts = Vec::new();
+            let mut problems: Vec<FieldError> = Vec::new();
+            for (i, input) in inputs.into_iter().enumerate() {
+                match input.into_account(&format!("[{i}]"), &hasher) {
+                    Ok(a) => accounts.push(a),
+                    Err(mut e) => problems.append(&mut e),
+                }
+            }
+            if !problems.is_empty() {
+                return Err(EngineError::Invalid(problems).into());
+            }
+            let engine = ctx.engine().await?;
+            engine.store().put_accounts(&accounts, engine.now()).await.map_err(|e| match e {
+                crate::store::StoreError::DuplicateAccountKey { .. } => CliError::usage(e.to_string()),
+                other => other.into(),
+            })?;
+            println!("{} account(s) imported", accounts.len());
+        }
+        AccountsCommand::Show { name, json } => {
+            let engine = ctx.engine().await?;
+            let account = engine
+                .store()
+                .account(&name)
+                .await?
+                .ok_or_else(|| CliError::usage(format!("no account named {name:?} in the directory")))?;
+            if json {
+                print_json(&account);
+            } else {
+                print_account(&account);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_account(a: &Account) {
+    println!("account        {}", a.name);
+    println!("verification   {:?}", a.verification);
+    if let Some(p) = &a.verified_individual {
+        println!("individual     {} ({})", p.name, p.id.masked);
+    }
+    if let Some(n) = &a.enterprise_name {
+        println!("enterprise     {n} ({:?})", a.enterprise_status);
+    }
+    if let Some(p) = &a.legal_representative {
+        println!("legal rep.     {} ({})", p.name, p.id.masked);
+    }
+    let s = &a.associations;
+    println!(
+        "associations   phone: {}, domains: {}, ICP domains: {}, email domains: {}, invoices: {}, ICP filings: {}",
+        s.phone.as_ref().map_or("-".into(), |p| p.masked()),
+        s.domains.join(" "),
+        s.icp_domains.join(" "),
+        s.email_domains.join(" "),
+        s.issued_invoices,
+        s.icp_filings
+    );
+    let sec = &a.security;
+    println!(
+        "security       phone: {}, email: {}, MFA: {}, questions: {}, IP mask: {}",
+        sec.secure_phone.as_ref().map_or("-".into(), |p| p.masked()),
+        sec.security_email.as_deref().unwrap_or("-"),
+        sec.mfa_attached,
+        sec.security_questions_set,
+        sec.ip_logon_mask.as_deref().unwrap_or("-")
+    );
+}
+
+pub(super) async fn timers(engine: &Engine, cmd: TimersCommand) -> Result<(), CliError> {
+    match cmd {
+        TimersCommand::List { appeal, json } => {
+            let appeal_id = match appeal {
+                Some(t) => {
+                    let ticket = app::parse_ticket(&t)?;
+                    let record = engine
+                        .store()
+                        .appeal_by_ticket(&ticket)
+                        .await?
+                        .ok_or_else(|| EngineError::NotFound(ticket.to_string()))?;
+                    Some(record.id)
+                }
+                None => None,
+            };
+            let timers = engine.store().timers(appeal_id.as_deref()).await?;
+            if json {
+                print_json(&timers);
+            } else {
+                for t in timers {
+                    println!(
+                        "{}  {:<28} gen {} due {}  {}",
+                        t.ticket,
+                        t.name,
+                        t.generation,
+                        t.due_at.to_rfc3339(),
+                        t.status.as_str()
+                    );
+                }
+            }
+        }
+        TimersCommand::Run => {
+            let runs = engine.run_due_timers(1000).await?;
+            for r in &runs {
+                match &r.result {
+                    Some(o) => println!(
+                        "{}  {} -> {} ({} -> {})",
+                        r.timer.ticket,
+                        r.timer.name,
+                        o.transition,
+                        o.from.as_deref().unwrap_or("-"),
+                        o.state
+                    ),
+                    None => {
+                        println!("{}  {} skipped: {}", r.timer.ticket, r.timer.name, r.note.as_deref().unwrap_or(""))
+                    }
+                }
+            }
+            println!("{} timer(s) due", runs.len());
+        }
+    }
+    Ok(())
+}

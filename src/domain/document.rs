@@ -1,0 +1,576 @@
+//! Appeal documents: the kinds of document the account-appeal checklists ask for, the
+//! content types we accept (JPEG, PNG, PDF, decided by magic bytes, never by the name),
+//! the size limit, and the applicant's file name kept as display metadata only.
+//! Pure: no I/O, no async. Which kinds an appeal requires is decided elsewhere.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A document an applicant uploads, as named by the account-appeal help page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    /// Photo of the front of the verified individual's ID card.
+    IdCardFront,
+    /// Photo of the back of the verified individual's ID card.
+    IdCardBack,
+    /// The individual appeal letter template, filled in, stamped and photographed.
+    IndividualAppealLetter,
+    /// The enterprise appeal letter template, filled in, stamped and photographed.
+    EnterpriseAppealLetter,
+    /// Photo of the latest business license duplicate; for a deregistered enterprise,
+    /// the NEW company's license.
+    BusinessLicense,
+    /// Invoice, screenshot of a successful payment page, or electronic receipt.
+    ProofOfPayment,
+    BusinessNameChangeCertificate,
+    /// Signed (or stamped) by shareholders holding more than two-thirds of the shares.
+    MemberAccountHolderChangeForm,
+    /// Issued by the local Administration for Market Regulation.
+    DeregistrationCertificate,
+    /// National Enterprise Credit Information Publicity System page showing the enterprise
+    /// as deregistered; accepted when no deregistration certificate can be provided.
+    CreditSystemScreenshot,
+    AssetDisposalCertificate,
+    /// Stamped copy of the front and back of the new company's legal representative's ID card.
+    NewLegalRepresentativeIdCard,
+    /// Anything that explains the account's special circumstances.
+    Supplementary,
+}
+
+impl DocumentKind {
+    pub const ALL: [DocumentKind; 13] = [
+        DocumentKind::IdCardFront,
+        DocumentKind::IdCardBack,
+        DocumentKind::IndividualAppealLetter,
+        DocumentKind::EnterpriseAppealLetter,
+        DocumentKind::BusinessLicense,
+        DocumentKind::ProofOfPayment,
+        DocumentKind::BusinessNameChangeCertificate,
+        DocumentKind::MemberAccountHolderChangeForm,
+        DocumentKind::DeregistrationCertificate,
+        DocumentKind::CreditSystemScreenshot,
+        DocumentKind::AssetDisposalCertificate,
+        DocumentKind::NewLegalRepresentativeIdCard,
+        DocumentKind::Supplementary,
+    ];
+
+    /// The stable code used in storage, APIs and workflow definitions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::IdCardFront => "id_card_front",
+            DocumentKind::IdCardBack => "id_card_back",
+            DocumentKind::IndividualAppealLetter => "individual_appeal_letter",
+            DocumentKind::EnterpriseAppealLetter => "enterprise_appeal_letter",
+            DocumentKind::BusinessLicense => "business_license",
+            DocumentKind::ProofOfPayment => "proof_of_payment",
+            DocumentKind::BusinessNameChangeCertificate => "business_name_change_certificate",
+            DocumentKind::MemberAccountHolderChangeForm => "member_account_holder_change_form",
+            DocumentKind::DeregistrationCertificate => "deregistration_certificate",
+            DocumentKind::CreditSystemScreenshot => "credit_system_screenshot",
+            DocumentKind::AssetDisposalCertificate => "asset_disposal_certificate",
+            DocumentKind::NewLegalRepresentativeIdCard => "new_legal_representative_id_card",
+            DocumentKind::Supplementary => "supplementary",
+        }
+    }
+
+    /// A short English title shown to applicants.
+    pub fn title(self) -> &'static str {
+        match self {
+            DocumentKind::IdCardFront => "ID card of the verified individual (front)",
+            DocumentKind::IdCardBack => "ID card of the verified individual (back)",
+            DocumentKind::IndividualAppealLetter => "Account appeal application letter (individual, stamped)",
+            DocumentKind::EnterpriseAppealLetter => "Account appeal application letter (enterprise, stamped)",
+            DocumentKind::BusinessLicense => "Latest business license duplicate",
+            DocumentKind::ProofOfPayment => "Proof of payment",
+            DocumentKind::BusinessNameChangeCertificate => "Business name change certificate",
+            DocumentKind::MemberAccountHolderChangeForm => "Member account holder change application form",
+            DocumentKind::DeregistrationCertificate => "Business deregistration certificate",
+            DocumentKind::CreditSystemScreenshot => {
+                "Credit information publicity system screenshot showing deregistration"
+            }
+            DocumentKind::AssetDisposalCertificate => "Enterprise asset disposal certificate",
+            DocumentKind::NewLegalRepresentativeIdCard => {
+                "New company's legal representative ID card (front and back, stamped)"
+            }
+            DocumentKind::Supplementary => "Supplementary document",
+        }
+    }
+}
+
+impl fmt::Display for DocumentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown document kind {0:?}: expected one of {known}", known = known_kinds())]
+pub struct DocumentKindError(pub String);
+
+fn known_kinds() -> String {
+    DocumentKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+impl FromStr for DocumentKind {
+    type Err = DocumentKindError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DocumentKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| DocumentKindError(s.to_string()))
+    }
+}
+
+/// The content types an appeal document may have, recognised by their magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentType {
+    Jpeg,
+    Png,
+    Pdf,
+}
+
+const JPEG_MAGIC: &[u8] = &[0xFF, 0xD8, 0xFF];
+const PNG_MAGIC: &[u8] = &[0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A];
+const PDF_MAGIC: &[u8] = b"%PDF-";
+
+impl ContentType {
+    pub const ALL: [ContentType; 3] = [ContentType::Jpeg, ContentType::Png, ContentType::Pdf];
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            ContentType::Jpeg => "image/jpeg",
+            ContentType::Png => "image/png",
+            ContentType::Pdf => "application/pdf",
+        }
+    }
+
+    /// File-name extensions (lowercase, without the dot) that claim this type.
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            ContentType::Jpeg => &["jpg", "jpeg"],
+            ContentType::Png => &["png"],
+            ContentType::Pdf => &["pdf"],
+        }
+    }
+
+    /// The type a file-name extension (without the dot, any case) claims, if any.
+    pub fn from_extension(ext: &str) -> Option<ContentType> {
+        ContentType::ALL.into_iter().find(|t| t.extensions().iter().any(|known| known.eq_ignore_ascii_case(ext)))
+    }
+
+    fn magic(self) -> &'static [u8] {
+        match self {
+            ContentType::Jpeg => JPEG_MAGIC,
+            ContentType::Png => PNG_MAGIC,
+            ContentType::Pdf => PDF_MAGIC,
+        }
+    }
+
+    /// The type of `bytes` judged by their leading magic bytes only.
+    pub fn sniff(bytes: &[u8]) -> Option<ContentType> {
+        ContentType::ALL.into_iter().find(|t| bytes.starts_with(t.magic()))
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            ContentType::Jpeg => "JPEG",
+            ContentType::Png => "PNG",
+            ContentType::Pdf => "PDF",
+        }
+    }
+}
+
+impl fmt::Display for ContentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentLimits {
+    pub max_bytes: u64,
+}
+
+impl Default for DocumentLimits {
+    fn default() -> Self {
+        DocumentLimits { max_bytes: 10 * MIB }
+    }
+}
+
+/// What is wrong with an uploaded document's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentProblem {
+    Empty,
+    TooLarge {
+        size: u64,
+        max: u64,
+    },
+    UnknownContent,
+    /// The file name's extension claims one accepted type, the content is another.
+    Mislabelled {
+        named: ContentType,
+        actual: ContentType,
+    },
+}
+
+/// A refused document: which kind it was meant to be and what is wrong. Its message never
+/// quotes the file's contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub struct DocumentError {
+    pub kind: DocumentKind,
+    pub problem: DocumentProblem,
+}
+
+impl fmt::Display for DocumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = self.kind;
+        match self.problem {
+            DocumentProblem::Empty => {
+                write!(f, "{kind}: the file is empty — upload the scan or photo again")
+            }
+            DocumentProblem::TooLarge { size, max } => {
+                let (size, max) = describe_sizes(size, max);
+                write!(f, "{kind}: the file is {size}; the limit is {max} — upload a smaller scan")
+            }
+            DocumentProblem::UnknownContent => {
+                write!(f, "{kind}: the file is not a JPEG, PNG or PDF — upload a photo (JPEG or PNG) or a PDF scan")
+            }
+            DocumentProblem::Mislabelled { named, actual } => write!(
+                f,
+                "{kind}: the file is named as a {named} but its content is a {actual} — \
+                 rename it with a .{ext} extension or upload the intended file",
+                ext = actual.extensions()[0],
+            ),
+        }
+    }
+}
+
+/// Human sizes for the too-large message; falls back to exact bytes when rounding would
+/// make the size read as if it were within the limit.
+fn describe_sizes(size: u64, max: u64) -> (String, String) {
+    let (s, m) = (human_size(size), human_size(max));
+    if s == m { (format!("{size} bytes"), format!("{max} bytes")) } else { (s, m) }
+}
+
+fn human_size(n: u64) -> String {
+    const KIB: u64 = 1024;
+    let (value, unit) = if n >= MIB {
+        (n as f64 / MIB as f64, "MiB")
+    } else if n >= KIB {
+        (n as f64 / KIB as f64, "KiB")
+    } else {
+        return format!("{n} bytes");
+    };
+    let text = format!("{value:.1}");
+    let text = text.strip_suffix(".0").unwrap_or(&text);
+    format!("{text} {unit}")
+}
+
+/// Decides an upload's content type from its bytes and refuses what we cannot accept.
+/// The file name only matters when its extension claims a *different* accepted type.
+pub fn check_content(
+    kind: DocumentKind,
+    file_name: Option<&str>,
+    bytes: &[u8],
+    limits: &DocumentLimits,
+) -> Result<ContentType, DocumentError> {
+    let refuse = |problem| DocumentError { kind, problem };
+    if bytes.is_empty() {
+        return Err(refuse(DocumentProblem::Empty));
+    }
+    let size = bytes.len() as u64;
+    if size > limits.max_bytes {
+        return Err(refuse(DocumentProblem::TooLarge { size, max: limits.max_bytes }));
+    }
+    let actual = ContentType::sniff(bytes).ok_or_else(|| refuse(DocumentProblem::UnknownContent))?;
+    if let Some(named) = file_name.and_then(named_type)
+        && named != actual
+    {
+        return Err(refuse(DocumentProblem::Mislabelled { named, actual }));
+    }
+    Ok(actual)
+}
+
+fn named_type(file_name: &str) -> Option<ContentType> {
+    let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+    let (_, ext) = base.trim_end().rsplit_once('.')?;
+    ContentType::from_extension(ext)
+}
+
+const MAX_FILE_NAME_BYTES: usize = 255;
+/// Extensions longer than this are not worth preserving when a name is shortened.
+const MAX_KEPT_EXTENSION_BYTES: usize = 16;
+
+/// The applicant's file name, made safe to display and store as metadata: no directory
+/// components, no control characters, no bidirectional overrides (which can disguise an
+/// extension), at most 255 bytes. Never used to build a path.
+pub fn sanitize_file_name(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
+    let cleaned: String = base.chars().filter(|c| !c.is_control() && !is_bidi_control(*c)).collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        return "document".to_string();
+    }
+    shorten(cleaned, MAX_FILE_NAME_BYTES)
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Cuts `name` to at most `max` bytes on a char boundary, keeping a short extension so the
+/// shortened name still says what it is.
+fn shorten(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_string();
+    }
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() <= MAX_KEPT_EXTENSION_BYTES => {
+            let stem = prefix_within(stem, max - ext.len() - 1);
+            format!("{stem}.{ext}")
+        }
+        _ => prefix_within(name, max).to_string(),
+    }
+}
+
+fn prefix_within(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PDF: &[u8] = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n1 0 obj";
+    const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F'];
+    const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+
+    fn check(name: Option<&str>, bytes: &[u8]) -> Result<ContentType, DocumentError> {
+        check_content(DocumentKind::ProofOfPayment, name, bytes, &DocumentLimits::default())
+    }
+
+    #[test]
+    fn document_kinds_round_trip_through_their_codes_and_serde() {
+        for kind in DocumentKind::ALL {
+            assert_eq!(kind.as_str().parse::<DocumentKind>(), Ok(kind));
+            let json = serde_json::to_string(&kind).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert!(!kind.title().is_empty());
+        }
+    }
+
+    #[test]
+    fn unknown_document_kind_error_lists_the_known_kinds() {
+        let err = "passport".parse::<DocumentKind>().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("\"passport\""), "{msg}");
+        for kind in DocumentKind::ALL {
+            assert!(msg.contains(kind.as_str()), "{msg} lacks {kind}");
+        }
+    }
+
+    #[test]
+    fn content_types_are_recognised_by_magic_bytes() {
+        assert_eq!(ContentType::sniff(JPEG), Some(ContentType::Jpeg));
+        assert_eq!(ContentType::sniff(PNG), Some(ContentType::Png));
+        assert_eq!(ContentType::sniff(PDF), Some(ContentType::Pdf));
+        assert_eq!(ContentType::sniff(b""), None);
+        assert_eq!(ContentType::sniff(b"GIF89a"), None);
+        assert_eq!(ContentType::sniff(b"%PDF"), None, "PDF magic includes the dash");
+        assert_eq!(ContentType::sniff(b" %PDF-1.4"), None, "magic is at offset 0 only");
+    }
+
+    #[test]
+    fn png_needs_the_full_eight_byte_signature() {
+        assert_eq!(ContentType::sniff(&PNG[..7]), None);
+        assert_eq!(ContentType::sniff(b"\x89PNG\r\n\x1a\x0b"), None);
+    }
+
+    #[test]
+    fn mime_types_and_extensions_match_the_content_type() {
+        assert_eq!(ContentType::Jpeg.mime(), "image/jpeg");
+        assert_eq!(ContentType::Png.mime(), "image/png");
+        assert_eq!(ContentType::Pdf.mime(), "application/pdf");
+        assert_eq!(ContentType::Jpeg.extensions(), ["jpg", "jpeg"]);
+        assert_eq!(ContentType::Png.extensions(), ["png"]);
+        assert_eq!(ContentType::Pdf.extensions(), ["pdf"]);
+        assert_eq!(ContentType::from_extension("JPEG"), Some(ContentType::Jpeg));
+        assert_eq!(ContentType::from_extension("gif"), None);
+    }
+
+    #[test]
+    fn default_limit_is_ten_mebibytes() {
+        assert_eq!(DocumentLimits::default().max_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn accepts_content_whose_name_agrees_or_says_nothing() {
+        assert_eq!(check(Some("receipt.pdf"), PDF), Ok(ContentType::Pdf));
+        assert_eq!(check(Some("IMG_0001.JPEG"), JPEG), Ok(ContentType::Jpeg));
+        assert_eq!(check(Some("scan.Png"), PNG), Ok(ContentType::Png));
+        assert_eq!(check(None, PDF), Ok(ContentType::Pdf));
+        assert_eq!(check(Some("scan"), PNG), Ok(ContentType::Png));
+        assert_eq!(check(Some("upload.bin"), JPEG), Ok(ContentType::Jpeg));
+        assert_eq!(check(Some("archive.tar.gz"), PDF), Ok(ContentType::Pdf));
+    }
+
+    #[test]
+    fn rejects_empty_content() {
+        let err = check(Some("a.pdf"), b"").unwrap_err();
+        assert_eq!(err.problem, DocumentProblem::Empty);
+        assert_eq!(err.kind, DocumentKind::ProofOfPayment);
+    }
+
+    #[test]
+    fn rejects_content_over_the_limit_and_accepts_content_at_it() {
+        let limits = DocumentLimits { max_bytes: 16 };
+        let mut bytes = PDF[..16].to_vec();
+        let at_limit = check_content(DocumentKind::Supplementary, None, &bytes, &limits);
+        assert_eq!(at_limit, Ok(ContentType::Pdf));
+        bytes.push(b'x');
+        let err = check_content(DocumentKind::Supplementary, None, &bytes, &limits).unwrap_err();
+        assert_eq!(err.problem, DocumentProblem::TooLarge { size: 17, max: 16 });
+    }
+
+    #[test]
+    fn rejects_content_that_is_not_jpeg_png_or_pdf() {
+        let err = check(Some("photo.jpg"), b"GIF89a....").unwrap_err();
+        assert_eq!(err.problem, DocumentProblem::UnknownContent);
+        let err = check(None, b"<html>").unwrap_err();
+        assert_eq!(err.problem, DocumentProblem::UnknownContent);
+    }
+
+    #[test]
+    fn rejects_a_pdf_named_as_a_jpeg() {
+        let err = check(Some("scan.jpg"), PDF).unwrap_err();
+        assert_eq!(err.problem, DocumentProblem::Mislabelled { named: ContentType::Jpeg, actual: ContentType::Pdf });
+        let err = check(Some("C:\\Users\\me\\photo.PNG"), JPEG).unwrap_err();
+        assert!(matches!(
+            err.problem,
+            DocumentProblem::Mislabelled { named: ContentType::Png, actual: ContentType::Jpeg }
+        ));
+    }
+
+    #[test]
+    fn too_large_message_names_the_kind_the_sizes_and_the_fix() {
+        let err = DocumentError {
+            kind: DocumentKind::ProofOfPayment,
+            problem: DocumentProblem::TooLarge { size: (12.3 * 1024.0 * 1024.0) as u64, max: 10 * 1024 * 1024 },
+        };
+        assert_eq!(
+            err.to_string(),
+            "proof_of_payment: the file is 12.3 MiB; the limit is 10 MiB — upload a smaller scan"
+        );
+    }
+
+    #[test]
+    fn too_large_message_shows_bytes_when_rounding_would_hide_the_excess() {
+        let err = DocumentError {
+            kind: DocumentKind::BusinessLicense,
+            problem: DocumentProblem::TooLarge { size: 10 * 1024 * 1024 + 1, max: 10 * 1024 * 1024 },
+        };
+        assert_eq!(
+            err.to_string(),
+            "business_license: the file is 10485761 bytes; the limit is 10485760 bytes — upload a smaller scan"
+        );
+    }
+
+    #[test]
+    fn every_problem_message_is_one_line_naming_the_kind_and_a_fix() {
+        let problems = [
+            DocumentProblem::Empty,
+            DocumentProblem::TooLarge { size: 2048, max: 1024 },
+            DocumentProblem::UnknownContent,
+            DocumentProblem::Mislabelled { named: ContentType::Jpeg, actual: ContentType::Pdf },
+        ];
+        for problem in problems {
+            let msg = DocumentError { kind: DocumentKind::IdCardFront, problem }.to_string();
+            assert!(msg.starts_with("id_card_front: "), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+            assert!(msg.contains(" — "), "{msg}");
+        }
+        let mislabelled = DocumentError { kind: DocumentKind::IdCardFront, problem: problems[3] };
+        assert!(mislabelled.to_string().contains(".pdf extension"));
+    }
+
+    #[test]
+    fn sanitized_file_names_lose_directories_and_control_characters() {
+        assert_eq!(sanitize_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_file_name("C:\\Users\\me\\scan.pdf"), "scan.pdf");
+        assert_eq!(sanitize_file_name("re\u{0}ce\nipt\u{7f}.jpg"), "receipt.jpg");
+        assert_eq!(sanitize_file_name("invoice\u{202E}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(sanitize_file_name("营业执照.jpg"), "营业执照.jpg");
+    }
+
+    #[test]
+    fn sanitized_file_name_falls_back_to_document_when_nothing_is_left() {
+        for raw in ["", "   ", "dir/", "\u{1}\u{2}", "..", "a/.", "\\"] {
+            assert_eq!(sanitize_file_name(raw), "document", "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn long_file_names_are_cut_on_a_char_boundary_keeping_the_extension() {
+        let long = format!("{}.pdf", "证".repeat(200));
+        let cut = sanitize_file_name(&long);
+        assert!(cut.len() <= 255, "{}", cut.len());
+        assert!(cut.ends_with(".pdf"));
+        let no_ext = "é".repeat(200);
+        let cut = sanitize_file_name(&no_ext);
+        assert!(cut.len() <= 255 && cut.len() >= 254);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    proptest! {
+        #[test]
+        fn sniff_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = ContentType::sniff(&bytes);
+        }
+
+        #[test]
+        fn check_content_accepts_only_content_whose_magic_matches(
+            prefix in prop_oneof![
+                Just(Vec::new()),
+                Just(JPEG_MAGIC.to_vec()),
+                Just(PNG_MAGIC.to_vec()),
+                Just(PDF_MAGIC.to_vec()),
+            ],
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+            name in proptest::option::of(".{0,20}"),
+            max_bytes in 0u64..96,
+        ) {
+            let bytes = [prefix, tail].concat();
+            let limits = DocumentLimits { max_bytes };
+            match check_content(DocumentKind::Supplementary, name.as_deref(), &bytes, &limits) {
+                Ok(t) => {
+                    prop_assert!(bytes.starts_with(t.magic()));
+                    prop_assert_eq!(ContentType::sniff(&bytes), Some(t));
+                    prop_assert!(bytes.len() as u64 <= max_bytes);
+                }
+                Err(e) => prop_assert_eq!(e.kind, DocumentKind::Supplementary),
+            }
+        }
+
+        #[test]
+        fn sanitized_file_names_never_hold_separators_or_control_characters(raw in any::<String>()) {
+            let clean = sanitize_file_name(&raw);
+            prop_assert!(!clean.is_empty());
+            prop_assert!(clean.len() <= 255);
+            prop_assert!(!clean.contains('/') && !clean.contains('\\'));
+            prop_assert!(!clean.chars().any(|c| c.is_control()));
+        }
+
+        #[test]
+        fn long_sanitized_file_names_stay_within_255_bytes(raw in ".{200,400}") {
+            prop_assert!(sanitize_file_name(&raw).len() <= 255);
+        }
+    }
+}
