@@ -82,7 +82,7 @@ pub fn build_intake(engine: Arc<Engine>, workflows_dir: &Path, config: &IntakeCo
     let hasher = id_hasher(config.id_hash_key.as_deref())?;
     let blobs = LocalBlobStore::open(&config.blob_dir)?;
     let directory = StoreDirectory::new(engine.store().clone());
-    Ok(Intake::new(engine, Arc::new(directory), Arc::new(rules), Arc::new(blobs), hasher, config.limits.clone()))
+    Ok(Intake::new(engine, Arc::new(directory), Arc::new(rules), Arc::new(blobs), hasher, config.limits))
 }
 
 pub async fn build_engine(

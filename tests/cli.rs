@@ -20,6 +20,8 @@ fn run_with(url: &str, args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]
     cmd.args(args)
         .env("APPEALFLOW_DATABASE_URL", url)
         .env("APPEALFLOW_WORKFLOWS", common::workflows_dir())
+        .env("APPEALFLOW_ID_HASH_KEY", "cli-test-key-0123456789")
+        .env("APPEALFLOW_BLOB_DIR", blob_dir_for(url))
         .env_remove("APPEALFLOW_ALLOW_CLOCK_OVERRIDE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -51,9 +53,40 @@ fn assert_error(r: &Run, code: i32, needle: &str) {
     assert!(r.stderr.contains(needle), "{needle:?} not in {:?}", r.stderr);
 }
 
-const APPEAL: &str = r#"{"account": "acme", "items": ["reset_password"], "contact_phone": "13812345678"}"#;
+/// Documents go beside a SQLite test database (or in one temp dir per PostgreSQL URL).
+fn blob_dir_for(url: &str) -> std::path::PathBuf {
+    match url.strip_prefix("sqlite://") {
+        Some(path) if path != ":memory:" => Path::new(path).with_extension("blobs"),
+        _ => std::env::temp_dir().join(format!("appealflow-cli-blobs-{}", url.len())),
+    }
+}
+
+const ACCOUNTS: &str = r#"[
+  {"name": "acme", "verification": "individual",
+   "verified_individual": {"name": "Wang Wu", "id_number": "31010419781203005X"},
+   "associations": {"phone": "13900002222"}}
+]"#;
+
+/// An individual appealing for their own account: no documents needed.
+const APPEAL: &str = r#"{
+  "entry_point": {"kind": "forgot_password", "account": "acme"},
+  "items": ["reset_password"],
+  "operator": {"kind": "verified_individual", "name": "Wang Wu", "id_number": "31010419781203005X",
+               "facial_recognition": {"result": "passed", "provider": "face-test", "reference": "r-1"}},
+  "contact_phone": "13812345678"
+}"#;
+
+fn import_accounts(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("accounts.json");
+    std::fs::write(&file, ACCOUNTS).unwrap();
+    let r = run(url, &["accounts", "import", file.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("1 account(s) imported"), "{}", r.stdout);
+}
 
 fn lifecycle_through_the_cli(url: &str) {
+    import_accounts(url);
     let created = run_with(url, &["appeal", "create", "--json", "-"], Some(APPEAL), &[]);
     assert_eq!(created.code, 0, "{}", created.stderr);
     let ticket = created.stdout.trim().to_string();
@@ -167,30 +200,127 @@ fn sqlite_url(dir: &Path) -> String {
 fn bad_appeal_input_names_each_field_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
+    import_accounts(&url);
     let r = run_with(
         &url,
         &["appeal", "create", "--json", "-"],
-        Some(r#"{"account": "", "items": ["fly"], "contact_phone": "12"}"#),
+        Some(
+            r#"{"entry_point": {"kind": "teleport"}, "items": ["fly"], "contact_phone": "12",
+                 "operator": {"id_number": "123"}}"#,
+        ),
         &[],
     );
-    assert_error(&r, 2, "account: required");
-    assert!(r.stderr.contains("items[0]: unknown appeal item \"fly\""), "{}", r.stderr);
-    assert!(r.stderr.contains("contact_phone:"), "{}", r.stderr);
+    assert_error(&r, 2, "entry_point.kind");
+    for needle in ["items[0]: unknown appeal item \"fly\"", "contact_phone:", "operator.id_number:"] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
     assert_error(&run_with(&url, &["appeal", "create", "--json", "-"], Some("{not json"), &[]), 2, "line 1");
     assert_error(
         &run_with(&url, &["appeal", "create", "--json", "-"], Some(r#"{"acount": "x"}"#), &[]),
         2,
         "unknown field `acount`",
     );
+    // A phone number in the wrong JSON type is reported without being repeated.
+    let leaky = run_with(&url, &["appeal", "create", "--json", "-"], Some(r#"{"contact_phone": 13812345678}"#), &[]);
+    assert_error(&leaky, 2, "invalid type");
+    assert!(!leaky.stderr.contains("13812345678"), "{}", leaky.stderr);
     assert_error(&run(&url, &["appeal", "create", "--json", "/nonexistent/appeal.json"]), 2, "cannot read");
+    // Complete in shape but not in substance: every problem in one answer.
+    let incomplete = APPEAL
+        .replace(r#""result": "passed""#, r#""result": "failed""#)
+        .replace(r#""contact_phone": "13812345678""#, r#""contact_email": "x@y.example""#);
+    let r = run_with(&url, &["appeal", "create", "--json", "-"], Some(&incomplete), &[]);
+    assert_error(&r, 2, "cannot be submitted yet (2 problems)");
+    assert!(
+        r.stderr.contains("contact_phone: required") && r.stderr.contains("facial recognition did not pass"),
+        "{}",
+        r.stderr
+    );
     let listed = run(&url, &["appeal", "list", "--json"]);
     assert_eq!(listed.stdout.trim(), "[]", "nothing stored");
+}
+
+#[test]
+fn checklist_shows_each_document_and_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    import_accounts(&url);
+    let other_person = APPEAL.replace(
+        r#""kind": "verified_individual", "name": "Wang Wu", "id_number": "31010419781203005X""#,
+        r#""kind": "other_person", "name": "Zhao Liu", "id_number": "440304198506152416""#,
+    );
+    let r = run_with(&url, &["appeal", "checklist", "--json", "-"], Some(&other_person), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for needle in [
+        "case: individual_other",
+        "[MISSING   ] id_card_front",
+        "[MISSING   ] individual_appeal_letter",
+        "proof_of_payment",
+        "conditional (changes_secure_phone)",
+        "ready to submit: no",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} not in:\n{}", r.stdout);
+    }
+    let json = run_with(&url, &["appeal", "checklist", "--json", "-", "--format", "json"], Some(&other_person), &[]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let missing: Vec<&str> = v["missing"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    assert_eq!(missing, ["id_card_front", "id_card_back", "individual_appeal_letter", "proof_of_payment"]);
+    let ready = run_with(&url, &["appeal", "checklist", "--json", "-"], Some(APPEAL), &[]);
+    assert!(ready.stdout.contains("ready to submit: yes"), "{}", ready.stdout);
+}
+
+#[test]
+fn progress_gives_the_same_answer_for_unknown_ticket_and_wrong_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    import_accounts(&url);
+    let ticket = run_with(&url, &["appeal", "create", "--json", "-"], Some(APPEAL), &[]).stdout.trim().to_string();
+    let ok = run(&url, &["appeal", "progress", &ticket, "--phone", "138 1234 5678", "--json"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let v: serde_json::Value = serde_json::from_str(&ok.stdout).unwrap();
+    assert_eq!(v["stage"], "received");
+    let wrong_phone = run(&url, &["appeal", "progress", &ticket, "--phone", "13812345679"]);
+    let unknown = run(&url, &["appeal", "progress", "0000-0000-0000-0000-0000", "--phone", "13812345678"]);
+    assert_error(&wrong_phone, 2, "no appeal matches this ticket number and phone number");
+    assert_eq!((wrong_phone.code, &wrong_phone.stderr), (unknown.code, &unknown.stderr));
+}
+
+#[test]
+fn accounts_import_refuses_bad_records_and_shows_identity_numbers_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let file = dir.path().join("bad.json");
+    std::fs::write(
+        &file,
+        r#"[{"name": "x", "verification": "individual",
+        "verified_individual": {"name": "A", "id_number": "310104197812030051"}}]"#,
+    )
+    .unwrap();
+    let r = run(&url, &["accounts", "import", file.to_str().unwrap()]);
+    assert_error(&r, 2, "[0].verified_individual.id_number: the ID card number's check character does not match");
+    assert!(!r.stderr.contains("310104197812030051"));
+    import_accounts(&url);
+    let shown = run(&url, &["accounts", "show", "acme"]);
+    assert!(shown.stdout.contains("310104********005X"), "{}", shown.stdout);
+    assert!(!shown.stdout.contains("31010419781203005X"));
+    let json = run(&url, &["accounts", "show", "acme", "--json"]);
+    assert!(!json.stdout.contains("19781203"), "{}", json.stdout);
+    assert_error(&run(&url, &["accounts", "show", "nobody"]), 2, "no account named \"nobody\"");
+    let no_key = Command::new(BIN)
+        .args(["accounts", "import", file.to_str().unwrap()])
+        .env("APPEALFLOW_DATABASE_URL", &url)
+        .env_remove("APPEALFLOW_ID_HASH_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(no_key.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("APPEALFLOW_ID_HASH_KEY is not set"));
 }
 
 #[test]
 fn unknown_and_mistyped_tickets_are_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
+    import_accounts(&url);
     let created = run_with(&url, &["appeal", "create", "--json", "-"], Some(APPEAL), &[]);
     let ticket = created.stdout.trim().to_string();
     // Change one digit: the check digit catches it.
@@ -206,6 +336,7 @@ fn unknown_and_mistyped_tickets_are_bad_input() {
 fn now_override_needs_explicit_permission() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
+    import_accounts(&url);
     let refused =
         run_with(&url, &["--now", "2026-03-09T10:00:00+08:00", "appeal", "create", "--json", "-"], Some(APPEAL), &[]);
     assert_error(&refused, 2, "APPEALFLOW_ALLOW_CLOCK_OVERRIDE=1");
@@ -231,6 +362,7 @@ fn now_override_needs_explicit_permission() {
 fn timers_fire_on_a_simulated_clock() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
+    import_accounts(&url);
     let allow = [("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")];
     let created = run_with(
         &url,
@@ -279,12 +411,8 @@ fn workflow_check_and_graph() {
     )
     .unwrap();
     let refused = run("sqlite::memory:", &["workflow", "check", wf_dir.to_str().unwrap()]);
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(
-        refused.stderr.contains("workflow.toml: transitions.approve: unknown guard \"is_full_moon\""),
-        "{}",
-        refused.stderr
-    );
+    assert_error(&refused, 2, "workflow.toml: transitions.approve: unknown guard \"is_full_moon\"");
+    assert!(refused.stdout.contains("transitions.approve: unknown guard"), "reasons listed: {}", refused.stdout);
 }
 
 #[test]
@@ -300,4 +428,44 @@ fn demo_walks_an_appeal_to_closed() {
     for needle in ["timer review_sla.warning", "resubmission_window", "closed (completed)", "history of"] {
         assert!(stdout.contains(needle), "{needle:?} missing from demo output:\n{stdout}");
     }
+}
+
+/// The README's walk-through, run as written (with the built binary for `cargo run -q --`):
+/// every line succeeds, except those whose comment says which exit code to expect.
+#[test]
+fn readme_walkthrough_works_as_written() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find("### A walk-through").expect("README has the walk-through");
+    let block = &readme[start..];
+    let open = block.find("```sh\n").unwrap() + "```sh\n".len();
+    let close = block[open..].find("```").unwrap();
+    let script = &block[open..open + close];
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec!["set -u".to_string()];
+    for (i, line) in script.lines().enumerate() {
+        let line = line.replace("cargo run -q --", BIN);
+        let expected = line.split("exit ").nth(1).and_then(|r| r.trim().parse::<i32>().ok()).unwrap_or(0);
+        lines.push(format!(
+            "{line}\ncode=$?; if [ $code -ne {expected} ]; then echo \"walk-through line {}: exit $code, expected {expected}\" >&2; exit 1; fi",
+            i + 1
+        ));
+    }
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(lines.join("\n"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("APPEALFLOW_DATABASE_URL", sqlite_url(dir.path()))
+        .env("APPEALFLOW_BLOB_DIR", dir.path().join("blobs"))
+        .env_remove("APPEALFLOW_ALLOW_CLOCK_OVERRIDE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("under_review -> approved"), "{stdout}");
+    assert!(stdout.contains("continue  until"), "{stdout}");
 }

@@ -30,6 +30,8 @@ on_both_backends!(
     sla_warning_and_breach_fire_once_without_changing_state,
     a_due_timer_fires_once_with_two_engines_racing,
     history_is_append_only,
+    a_late_command_meets_the_overdue_timer_first,
+    control_characters_in_reasons_are_bad_input_on_both_backends,
 );
 
 async fn create_issues_ticket_and_arms_the_review_sla(db: TestDb) {
@@ -249,6 +251,7 @@ async fn refusals_change_nothing(db: TestDb) {
         let err = engine.fire(&t, &cmd, &actor, Some(&format!("k-{}", cmd.transition))).await.unwrap_err();
         assert!(matches!(err, EngineError::Refused(_)), "{err}");
     }
+    assert_eq!(db.store.row_counts().await.unwrap(), before, "refused commands write nothing, not even their keys");
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     let before_reject = db.store.row_counts().await.unwrap();
     let err = engine.fire(&t, &Fire::new("reject"), &reviewer("ann"), None).await.unwrap_err();
@@ -391,10 +394,11 @@ async fn a_due_timer_fires_once_with_two_engines_racing(db: TestDb) {
             async move { b.run_due_timers(100).await.unwrap() }
         }
     );
-    let acted = ra.iter().chain(rb.iter()).filter(|r| r.result.is_some()).count();
-    assert!(acted <= 20, "at most one act per timer");
+    let raced = ra.iter().chain(rb.iter()).filter(|r| r.result.is_some()).count();
     // Whatever one engine missed in the race, a later poll finishes; nothing acts twice.
-    a.run_due_timers(100).await.unwrap();
+    let rest = a.run_due_timers(100).await.unwrap();
+    let acted = raced + rest.iter().filter(|r| r.result.is_some()).count();
+    assert_eq!(acted, 20, "each of the 20 due timers acts exactly once");
     for t in &tickets {
         let record = db.store.appeal_by_ticket(t).await.unwrap().unwrap();
         let names: Vec<_> = db.store.history(&record.id).await.unwrap().into_iter().map(|e| e.transition).collect();
@@ -418,4 +422,39 @@ async fn history_is_append_only(db: TestDb) {
         (update.is_err(), delete.is_err())
     };
     assert_eq!(rewrite, (true, true), "the database refuses to rewrite history");
+}
+
+async fn a_late_command_meets_the_overdue_timer_first(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(monday_morning()));
+    let engine = engine(db.store.clone(), clock.clone());
+    let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
+    reject_and_deliver(&engine, &t).await;
+    // No worker polls: the window closed at Friday 00:00 and it is now one second later.
+    clock.set(common::at("2026-03-13T00:00:01+08:00"));
+    let err = engine.fire(&t, &Fire::new("resubmit"), &applicant(), None).await.unwrap_err();
+    assert!(matches!(&err, EngineError::Refused(Refusal::WrongState { state, .. }) if state == "closed"), "{err}");
+    let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
+    assert_eq!((record.state.as_str(), record.outcome.as_deref()), ("closed", Some("expired")));
+
+    // The same for a claim that lapsed: the release fires before the late approval.
+    let t2 = engine.create(&request("other"), &applicant(), None).await.unwrap().ticket;
+    engine.fire(&t2, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
+    clock.advance(Duration::hours(4) + Duration::seconds(1));
+    let err = engine.fire(&t2, &Fire::new("approve"), &reviewer("ann"), None).await.unwrap_err();
+    assert!(matches!(&err, EngineError::Refused(Refusal::WrongState { state, .. }) if state == "submitted"), "{err}");
+}
+
+async fn control_characters_in_reasons_are_bad_input_on_both_backends(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(monday_morning()));
+    let engine = engine(db.store.clone(), clock);
+    let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
+    engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
+    let before = db.store.row_counts().await.unwrap();
+    let mut reject = Fire::new("reject");
+    reject.reasons = vec!["other: nul\u{0}byte".into()];
+    let err = engine.fire(&t, &reject, &reviewer("ann"), None).await.unwrap_err();
+    assert!(matches!(&err, EngineError::Invalid(problems) if problems[0].field == "reasons[0]"), "{err}");
+    let err = engine.fire(&t, &Fire::new("release"), &reviewer("a\u{0}nn"), None).await.unwrap_err();
+    assert!(matches!(&err, EngineError::Invalid(problems) if problems[0].field == "actor"), "{err}");
+    assert_eq!(db.store.row_counts().await.unwrap(), before);
 }

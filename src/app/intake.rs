@@ -241,13 +241,13 @@ impl Intake {
                     Ok(ct) => loaded.push((i, bytes, ct, name)),
                     Err(e) => problems.push(FieldError::new(field, e.to_string())),
                 }
-            } else if let Some(sha) = &doc.sha256 {
-                if !self.blobs.exists(sha).await? {
-                    problems.push(FieldError::new(
-                        format!("{field}.sha256"),
-                        format!("{}: no uploaded document has this sha256; upload it first", doc.kind),
-                    ));
-                }
+            } else if let Some(sha) = &doc.sha256
+                && !self.blobs.exists(sha).await?
+            {
+                problems.push(FieldError::new(
+                    format!("{field}.sha256"),
+                    format!("{}: no uploaded document has this sha256; upload it first", doc.kind),
+                ));
             }
         }
         if !problems.is_empty() {
@@ -295,10 +295,10 @@ impl Intake {
         };
 
         // A repeat of a keyed submission answers as the first did, whatever is open now.
-        if let Some(key) = idempotency_key {
-            if let Some(first) = self.engine.replay_create(key, &new, &applicant).await? {
-                return Ok(self.submitted(first, None).await?);
-            }
+        if let Some(key) = idempotency_key
+            && let Some(first) = self.engine.replay_create(key, &new, &applicant).await?
+        {
+            return self.submitted(first, None).await;
         }
 
         let mut superseded = None;
@@ -320,7 +320,7 @@ impl Intake {
 
         let created = self.engine.create(&new, &applicant, idempotency_key).await?;
         if created.replayed {
-            return Ok(self.submitted(created, superseded).await?);
+            return self.submitted(created, superseded).await;
         }
         let mut screening = None;
         if account.verification == VerificationType::None {
@@ -381,14 +381,13 @@ impl Intake {
                 (state, _) => format!("it is {state}, not rejected"),
             };
             // A keyed repeat of a resubmission that went through answers as it did.
-            if let Some(key) = idempotency_key {
-                if let Some(rec) = self.engine.store().idempotency(key).await? {
-                    if let Ok(first) = serde_json::from_value::<CommandOutcome>(rec.response) {
-                        if first.ticket == *ticket && first.transition == "resubmit" {
-                            return Ok(CommandOutcome { replayed: true, ..first });
-                        }
-                    }
-                }
+            if let Some(key) = idempotency_key
+                && let Some(rec) = self.engine.store().idempotency(key).await?
+                && let Ok(first) = serde_json::from_value::<CommandOutcome>(rec.response)
+                && first.ticket == *ticket
+                && first.transition == "resubmit"
+            {
+                return Ok(CommandOutcome { replayed: true, ..first });
             }
             return Err(IntakeError::NotResubmittable { ticket: ticket.to_string(), why });
         }

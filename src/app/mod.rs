@@ -33,12 +33,12 @@ fn redact_json_error(e: &serde_json::Error) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message.as_str();
     // Only the first backticked segment is the value; later ones are expected names.
-    if let Some(start) = rest.find('`') {
-        if let Some(len) = rest[start + 1..].find('`') {
-            out.push_str(&rest[..start]);
-            out.push_str("(value not shown)");
-            rest = &rest[start + 1 + len + 1..];
-        }
+    if let Some(start) = rest.find('`')
+        && let Some(len) = rest[start + 1..].find('`')
+    {
+        out.push_str(&rest[..start]);
+        out.push_str("(value not shown)");
+        rest = &rest[start + 1 + len + 1..];
     }
     out.push_str(rest);
     out

@@ -254,12 +254,13 @@ pub(super) async fn accounts(ctx: &Context, cmd: AccountsCommand) -> Result<(), 
 
 fn print_account(a: &Account) {
     println!("account        {}", a.name);
-    println!("verification   {:?}", a.verification);
+    let name = |v: serde_json::Value| v.as_str().map(str::to_string).unwrap_or_default();
+    println!("verification   {}", name(serde_json::json!(a.verification)));
     if let Some(p) = &a.verified_individual {
         println!("individual     {} ({})", p.name, p.id.masked);
     }
     if let Some(n) = &a.enterprise_name {
-        println!("enterprise     {n} ({:?})", a.enterprise_status);
+        println!("enterprise     {n} ({})", name(serde_json::json!(a.enterprise_status)));
     }
     if let Some(p) = &a.legal_representative {
         println!("legal rep.     {} ({})", p.name, p.id.masked);

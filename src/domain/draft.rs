@@ -364,13 +364,13 @@ impl DraftInput {
                     None
                 }
             });
-            if let Some(face) = &op.facial_recognition {
-                if face.provider.trim().is_empty() || face.reference.trim().is_empty() {
-                    errors.push(FieldError::new(
-                        "operator.facial_recognition",
-                        "a facial-recognition result names its provider and the provider's reference",
-                    ));
-                }
+            if let Some(face) = &op.facial_recognition
+                && (face.provider.trim().is_empty() || face.reference.trim().is_empty())
+            {
+                errors.push(FieldError::new(
+                    "operator.facial_recognition",
+                    "a facial-recognition result names its provider and the provider's reference",
+                ));
             }
             Operator {
                 kind,
@@ -434,15 +434,15 @@ impl DraftInput {
                     format!("{kind}: give the uploaded content's sha256 or a local file to read"),
                 ));
             }
-            if let Some(sha) = &d.sha256 {
-                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                    errors.push(FieldError::new(field("sha256"), "64 lowercase hexadecimal characters"));
-                }
+            if let Some(sha) = &d.sha256
+                && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            {
+                errors.push(FieldError::new(field("sha256"), "64 lowercase hexadecimal characters"));
             }
-            if let Some(p) = d.signatory_share_percent {
-                if !(0.0..=100.0).contains(&p) || p.is_nan() {
-                    errors.push(FieldError::new(field("signatory_share_percent"), "a percentage from 0 to 100"));
-                }
+            if let Some(p) = d.signatory_share_percent
+                && (!(0.0..=100.0).contains(&p) || p.is_nan())
+            {
+                errors.push(FieldError::new(field("signatory_share_percent"), "a percentage from 0 to 100"));
             }
             documents.push(DraftDocument {
                 kind,

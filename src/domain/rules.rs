@@ -299,13 +299,13 @@ fn check_document(
             }
         }
         Check::NamesNewCompany => {
-            if let Some(company) = &draft.new_company {
-                if doc.company_name.as_deref() != Some(company.name.as_str()) {
-                    problems.push(FieldError::new(
-                        format!("{field}.company_name"),
-                        format!("{}: must be filled in for the new company {:?}", doc.kind, company.name),
-                    ));
-                }
+            if let Some(company) = &draft.new_company
+                && doc.company_name.as_deref() != Some(company.name.as_str())
+            {
+                problems.push(FieldError::new(
+                    format!("{field}.company_name"),
+                    format!("{}: must be filled in for the new company {:?}", doc.kind, company.name),
+                ));
             }
         }
         Check::SignedByOverTwoThirds => match doc.signatory_share_percent {
@@ -423,15 +423,14 @@ pub fn evaluate(rules: &Rules, account: &Account, draft: &Draft) -> Checklist {
                     ),
                     Some(OperatorKind::VerifiedIndividual) => {
                         let verified = account.verified_individual.as_ref().map(|p| &p.id.hash);
-                        if let (Some(id), Some(verified)) = (&op.id, verified) {
-                            if &id.hash != verified {
-                                push(
-                                    &mut problems,
-                                    "operator.kind",
-                                    "the operator's ID number is not the verified individual's: choose other_person"
-                                        .into(),
-                                );
-                            }
+                        if let (Some(id), Some(verified)) = (&op.id, verified)
+                            && &id.hash != verified
+                        {
+                            push(
+                                &mut problems,
+                                "operator.kind",
+                                "the operator's ID number is not the verified individual's: choose other_person".into(),
+                            );
                         }
                     }
                     Some(OperatorKind::OtherPerson) => {}

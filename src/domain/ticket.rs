@@ -127,10 +127,16 @@ mod tests {
     }
 
     #[test]
-    fn generated_tickets_are_not_sequential() {
-        let a = TicketNumber::generate();
-        let b = TicketNumber::generate();
-        assert_ne!(a, b);
+    fn generated_tickets_are_random_in_every_position() {
+        // A counter or a timestamp would leave the leading digits nearly constant; random
+        // tickets use every digit in every position across a thousand draws.
+        let tickets: Vec<TicketNumber> = (0..1000).map(|_| TicketNumber::generate()).collect();
+        for pos in 0..BODY_DIGITS {
+            let distinct: std::collections::HashSet<u8> = tickets.iter().map(|t| t.as_str().as_bytes()[pos]).collect();
+            assert_eq!(distinct.len(), 10, "position {pos} uses only {} digits", distinct.len());
+        }
+        let unique: std::collections::HashSet<&TicketNumber> = tickets.iter().collect();
+        assert_eq!(unique.len(), tickets.len());
     }
 
     #[test]

@@ -310,6 +310,18 @@ impl Engine {
         idempotency_key: Option<&str>,
         update: Option<DataUpdate<'_>>,
     ) -> Result<CommandOutcome, EngineError> {
+        let mut bad = Vec::new();
+        if let Err(e) = crate::domain::check_text("actor", &actor.name, false) {
+            bad.push(e);
+        }
+        for (i, r) in cmd.reasons.iter().enumerate() {
+            if let Err(e) = crate::domain::check_text(&format!("reasons[{i}]"), r, true) {
+                bad.push(e);
+            }
+        }
+        if !bad.is_empty() {
+            return Err(EngineError::Invalid(bad));
+        }
         let print = fingerprint(&serde_json::json!({ "op": "fire", "ticket": ticket, "cmd": cmd, "actor": actor }));
         if let Some(key) = idempotency_key
             && let Some(done) = self.replay(key, &print).await?
@@ -321,7 +333,7 @@ impl Engine {
             // (it loaded the appeal before that commit): it is still a repeat, so it
             // answers with the first result rather than a refusal or a conflict.
             Err(e @ (EngineError::Refused(_) | EngineError::Conflict { .. })) => match idempotency_key {
-                Some(key) => self.replay(key, &print).await?.map_or(Err(e), Ok),
+                Some(key) => self.replay(key, &print).await?.ok_or(e),
                 None => Err(e),
             },
             other => other,
@@ -408,10 +420,17 @@ impl Engine {
         let snapshot = Self::snapshot(&record);
         let decision = match decide_timer(&self.workflow, &snapshot, &timer.name, now) {
             Ok(d) => d,
-            Err(skip @ (TimerSkip::Unknown(_) | TimerSkip::NotRunning { .. } | TimerSkip::Refused(_))) => {
+            Err(skip @ (TimerSkip::Unknown(_) | TimerSkip::NotRunning { .. })) => {
                 warn!(ticket = %record.ticket, timer = %timer.name, reason = %skip, "stale timer settled without acting");
                 self.store.settle_stale_timer(timer.id, now).await?;
                 return Ok(TimerRun { timer, result: None, note: Some(skip.to_string()) });
+            }
+            // A timer that should act but is refused (e.g. its deadline computation left
+            // the calendar's published range) stays armed and is reported: dropping it
+            // would lose the deadline.
+            Err(TimerSkip::Refused(refusal)) => {
+                tracing::error!(ticket = %record.ticket, timer = %timer.name, reason = %refusal, "due timer refused; left armed");
+                return Ok(TimerRun { timer, result: None, note: Some(format!("refused, left armed: {refusal}")) });
             }
         };
         let write = write_for(&record, &decision);

@@ -86,8 +86,8 @@ impl Decision {
 pub enum Refusal {
     #[error("unknown transition {transition:?} (known: {known})")]
     UnknownTransition { transition: String, known: String },
-    #[error("{transition:?} cannot fire from state {state:?} (it fires from: {allowed})")]
-    WrongState { transition: String, state: String, allowed: String },
+    #[error("{transition:?} cannot fire from state {state:?} at version {version} (it fires from: {allowed})")]
+    WrongState { transition: String, state: String, version: i64, allowed: String },
     #[error("role {role} may not fire {transition:?} (allowed: {allowed})")]
     WrongRole { transition: String, role: Role, allowed: String },
     #[error("{transition:?} refused by guard {guard:?}: {reason}")]
@@ -188,6 +188,7 @@ pub fn decide(
             return Err(Refusal::WrongState {
                 transition: t.name.clone(),
                 state: "(no appeal yet)".into(),
+                version: 0,
                 allowed: join(&t.from),
             });
         }
@@ -201,6 +202,7 @@ pub fn decide(
                 return Err(Refusal::WrongState {
                     transition: t.name.clone(),
                     state: s.state.clone(),
+                    version: s.version,
                     allowed: if t.from.is_empty() { "(creates an appeal)".into() } else { join(&t.from) },
                 });
             }

@@ -60,10 +60,18 @@ pub async fn postgres(test: &str) -> Option<TestDb> {
         if std::env::var(REQUIRE_PG_ENV).as_deref() == Ok("1") {
             panic!("{REQUIRE_PG_ENV}=1 but {PG_ENV} is not set: the PostgreSQL suite must run");
         }
-        eprintln!("SKIPPED (postgres) {test}: set {PG_ENV}=postgres://... to run the PostgreSQL half");
+        // Written to the stderr handle directly: the test harness captures `eprintln!`
+        // output of passing tests, and a skip must be seen.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (postgres) {test}: set {PG_ENV}=postgres://... to run the PostgreSQL half"
+        );
         return None;
     };
-    let name = format!("appealflow_t_{}", uuid::Uuid::new_v4().simple());
+    // CI sets a per-run prefix so it can drop exactly its own databases afterwards.
+    let prefix = std::env::var("APPEALFLOW_TEST_DB_PREFIX").unwrap_or_else(|_| "appealflow_t".into());
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
         .unwrap_or_else(|e| panic!("{PG_ENV} is set but PostgreSQL is unreachable: {e}"));
