@@ -226,7 +226,7 @@ impl Who {
             Who::EnterpriseNameChanged => v["scenario"] = json!("name_changed"),
             Who::EnterpriseDeregistered => {
                 v["scenario"] = json!("deregistered");
-                v["new_company"] = json!({ "name": NEW_COMPANY, "credit_code": "91330106MA2B0XYZ1K" });
+                v["new_company"] = json!({ "name": NEW_COMPANY, "credit_code": "91330106MA2B0XY71K" });
             }
             Who::VerifiedIndividual | Who::OtherPerson => {}
         }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::adapters::notify::{DeliveryError, post_signed};
+use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind};
+use crate::engine::Clock;
 use crate::store::{Store, StoreError};
 
 #[async_trait]
@@ -36,5 +39,86 @@ impl AccountDirectory for StoreDirectory {
 
     async fn by_key(&self, kind: LookupKind, value: &str) -> Result<Option<Account>, StoreError> {
         self.store.account_by_key(kind, value).await
+    }
+}
+
+/// One post-approval change, with the key that makes it happen at most once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActionRequest {
+    /// Derived from (appeal, action).
+    pub idempotency_key: String,
+    pub ticket: String,
+    pub account: String,
+    pub action: String,
+    #[serde(flatten)]
+    pub change: AccountChange,
+}
+
+/// What an applied change replaced (the previous secure phone, for the security notice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionDone {
+    pub before: serde_json::Value,
+    /// The key had been applied already; nothing changed this time.
+    pub replayed: bool,
+}
+
+/// The write side of the account seam: post-approval account changes.
+#[async_trait]
+pub trait AccountActions: Send + Sync + 'static {
+    async fn apply(&self, request: &ActionRequest) -> Result<ActionDone, DeliveryError>;
+}
+
+/// Changes the embedded directory's accounts; each key applies once, in the same
+/// transaction as the change (the ledger `applied_account_changes`).
+pub struct DirectoryActions {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl DirectoryActions {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        DirectoryActions { store, clock }
+    }
+}
+
+#[async_trait]
+impl AccountActions for DirectoryActions {
+    async fn apply(&self, r: &ActionRequest) -> Result<ActionDone, DeliveryError> {
+        match self
+            .store
+            .apply_account_change(&r.idempotency_key, &r.account, &r.action, &r.change, self.clock.now())
+            .await
+        {
+            Ok(applied) => Ok(ActionDone { before: applied.before, replayed: applied.replayed }),
+            Err(e @ StoreError::UnknownAccount(_)) => Err(DeliveryError { retryable: false, message: e.to_string() }),
+            Err(e) => Err(DeliveryError { retryable: true, message: e.to_string() }),
+        }
+    }
+}
+
+/// Posts each change as JSON to `{base_url}/{action}` with an `Idempotency-Key` header
+/// and an HMAC signature: 2xx done, 4xx a permanent failure, 5xx or a timeout retried.
+/// A 2xx answer may carry `{"before": {...}}` (e.g. the previous secure phone).
+pub struct HttpActions {
+    base_url: String,
+    secret: Vec<u8>,
+    client: reqwest::Client,
+    clock: Arc<dyn Clock>,
+}
+
+impl HttpActions {
+    pub fn new(base_url: String, secret: Vec<u8>, timeout: std::time::Duration, clock: Arc<dyn Clock>) -> Self {
+        let client = reqwest::Client::builder().timeout(timeout).build().expect("an HTTP client builds");
+        HttpActions { base_url: base_url.trim_end_matches('/').to_string(), secret, client, clock }
+    }
+}
+
+#[async_trait]
+impl AccountActions for HttpActions {
+    async fn apply(&self, r: &ActionRequest) -> Result<ActionDone, DeliveryError> {
+        let url = format!("{}/{}", self.base_url, r.action);
+        let body = serde_json::to_value(r).expect("requests serialise");
+        let answer = post_signed(&self.client, &url, &self.secret, &r.idempotency_key, &body, self.clock.now()).await?;
+        Ok(ActionDone { before: answer.get("before").cloned().unwrap_or(serde_json::Value::Null), replayed: false })
     }
 }

@@ -3,3 +3,4 @@
 
 pub mod accounts;
 pub mod blobs;
+pub mod notify;

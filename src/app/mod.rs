@@ -2,6 +2,7 @@
 //! turn raw input into domain types and engine results into views.
 
 pub mod intake;
+pub mod work;
 
 use serde::Serialize;
 

@@ -89,6 +89,52 @@ pub enum DayKind {
     MakeupWorkingDay { for_holiday: String },
 }
 
+/// What a day was when a deadline was computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "role", content = "n")]
+pub enum DayRole {
+    /// The day the appeal arrived: never counted.
+    DayOfReceipt,
+    /// A working day, the nth counted.
+    Counted(u32),
+    /// A weekend day or a holiday.
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExplainedDay {
+    pub date: NaiveDate,
+    pub kind: DayKind,
+    #[serde(flatten)]
+    pub role: DayRole,
+}
+
+/// A business-day deadline and why: each day looked at and what it was.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub calendar: String,
+    pub time_zone: String,
+    pub received: DateTime<Utc>,
+    pub business_days: u32,
+    pub last_business_day: NaiveDate,
+    pub due: DateTime<Utc>,
+    pub days: Vec<ExplainedDay>,
+}
+
+impl Explanation {
+    /// The days skipped (weekends and holidays), with the reason for each.
+    pub fn skipped(&self) -> impl Iterator<Item = &ExplainedDay> {
+        self.days.iter().filter(|d| d.role == DayRole::Skipped)
+    }
+
+    /// Make-up working days that were counted.
+    pub fn makeup_counted(&self) -> impl Iterator<Item = &ExplainedDay> {
+        self.days
+            .iter()
+            .filter(|d| matches!(d.role, DayRole::Counted(_)) && matches!(d.kind, DayKind::MakeupWorkingDay { .. }))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Calendar {
     pub name: String,
@@ -301,6 +347,38 @@ impl Calendar {
     pub fn business_deadline(&self, at: DateTime<Utc>, n: BusinessDays) -> Result<DateTime<Utc>, CalendarError> {
         let last = self.nth_business_day_after(at, n)?;
         self.start_of(last + Days::new(1))
+    }
+
+    /// The same deadline as [`Calendar::business_deadline`], with the reasoning: every
+    /// day from the day of receipt to the last day counted, and what each one was.
+    pub fn explain_business_deadline(&self, at: DateTime<Utc>, n: BusinessDays) -> Result<Explanation, CalendarError> {
+        let last = self.nth_business_day_after(at, n)?;
+        let received = self.local_date(at);
+        let mut days = Vec::new();
+        let mut counted = 0;
+        let mut d = received;
+        while d <= last {
+            let kind = self.day_kind(d);
+            let role = if d == received {
+                DayRole::DayOfReceipt
+            } else if self.is_bday(d) {
+                counted += 1;
+                DayRole::Counted(counted)
+            } else {
+                DayRole::Skipped
+            };
+            days.push(ExplainedDay { date: d, kind, role });
+            d = d + Days::new(1);
+        }
+        Ok(Explanation {
+            calendar: self.name.clone(),
+            time_zone: self.time_zone.to_string(),
+            received: at,
+            business_days: n.0,
+            last_business_day: last,
+            due: self.start_of(last + Days::new(1))?,
+            days,
+        })
     }
 
     /// The start (local midnight) of the `n`th business day after the day of `at`:

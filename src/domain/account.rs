@@ -217,3 +217,45 @@ impl AccountInput {
         })
     }
 }
+
+/// One post-approval change to an account, as the built-in directory applies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum AccountChange {
+    RotateSecurePhone { phone: PhoneNumber },
+    DetachMfa,
+    ClearSecurityQuestions,
+    ClearIpLogonMask,
+    ChangeVerifiedEntity { enterprise_name: String, legal_representative: Option<Person> },
+}
+
+impl AccountChange {
+    /// Applies the change; returns what it replaced (for the security notice and audit).
+    pub fn apply(&self, account: &mut Account) -> serde_json::Value {
+        let s = &mut account.security;
+        match self {
+            AccountChange::RotateSecurePhone { phone } => {
+                let before = s.secure_phone.replace(phone.clone());
+                serde_json::json!({ "secure_phone": before, "security_email": s.security_email })
+            }
+            AccountChange::DetachMfa => {
+                serde_json::json!({ "mfa_attached": std::mem::replace(&mut s.mfa_attached, false) })
+            }
+            AccountChange::ClearSecurityQuestions => serde_json::json!({
+                "security_questions_set": std::mem::replace(&mut s.security_questions_set, false)
+            }),
+            AccountChange::ClearIpLogonMask => serde_json::json!({ "ip_logon_mask": s.ip_logon_mask.take() }),
+            AccountChange::ChangeVerifiedEntity { enterprise_name, legal_representative } => {
+                let before = serde_json::json!({
+                    "enterprise_name": account.enterprise_name,
+                    "enterprise_status": account.enterprise_status,
+                });
+                account.verification = VerificationType::Enterprise;
+                account.enterprise_name = Some(enterprise_name.clone());
+                account.enterprise_status = Some(EnterpriseStatus::Active);
+                account.legal_representative = legal_representative.clone();
+                before
+            }
+        }
+    }
+}

@@ -138,6 +138,9 @@ pub struct Draft {
     pub supplementary_content: Option<String>,
     #[serde(default)]
     pub documents: Vec<DraftDocument>,
+    /// The language notifications are sent in: `zh-CN` (default) or `en`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
 }
 
 impl Draft {
@@ -216,6 +219,7 @@ pub struct DraftInput {
     pub supplementary_content: Option<String>,
     #[serde(default)]
     pub documents: Vec<DocumentInput>,
+    pub locale: Option<String>,
 }
 
 const MAX_TEXT: usize = 2000;
@@ -459,6 +463,12 @@ impl DraftInput {
             });
         }
 
+        let locale = text(self.locale);
+        if let Some(l) = &locale
+            && !["en", "zh-CN"].contains(&l.as_str())
+        {
+            errors.push(FieldError::new("locale", format!("{l:?} is not one of: en, zh-CN")));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -473,6 +483,7 @@ impl DraftInput {
             new_company,
             supplementary_content,
             documents,
+            locale,
         };
         let problems = draft.control_character_problems();
         if problems.is_empty() { Ok(draft) } else { Err(problems) }

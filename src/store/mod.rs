@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind, Role, TicketNumber};
 use crate::workflow::decide::TimerArm;
 use crate::workflow::definition::EffectDef;
@@ -220,6 +221,8 @@ pub enum StoreError {
     Injected(FailPoint),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+    #[error("no account named {0:?} in the directory")]
+    UnknownAccount(String),
     #[error("{kind} {value:?} is claimed by both account {first:?} and account {second:?}")]
     DuplicateAccountKey { kind: &'static str, value: String, first: String, second: String },
 }
@@ -244,6 +247,89 @@ impl From<sqlx::Error> for CommitError {
     fn from(e: sqlx::Error) -> Self {
         CommitError::Store(StoreError::Database(e))
     }
+}
+
+/// A post-approval action to record for an appeal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAction {
+    pub action: String,
+    pub manual: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub id: i64,
+    pub appeal_id: String,
+    pub ticket: TicketNumber,
+    pub action: String,
+    /// `{appeal_id}:{action}`: the same on every attempt, on every worker.
+    pub idempotency_key: String,
+    pub manual: bool,
+    /// pending, succeeded or failed (permanently; the appeal needs attention).
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub done_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The outcome of one attempt at an action.
+#[derive(Debug, Clone)]
+pub struct ActionAttempt {
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub done_by: Option<String>,
+}
+
+/// What the built-in directory's ledger says about one change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedChange {
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    /// True when the key had been applied before: nothing was changed this time.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    pub appeal_id: Option<String>,
+    pub idempotency_key: String,
+    pub template: String,
+    pub channel: String,
+    pub locale: String,
+    pub recipient: String,
+    pub recipient_masked: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    pub id: i64,
+    pub appeal_id: Option<String>,
+    pub idempotency_key: String,
+    pub template: String,
+    pub channel: String,
+    pub locale: String,
+    /// The full address, needed to deliver; shown only masked.
+    #[serde(skip_serializing)]
+    pub recipient: String,
+    pub recipient_masked: String,
+    pub body: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WorkFilter {
+    pub appeal_id: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -295,6 +381,63 @@ pub trait Store: Send + Sync + 'static {
 
     /// The account's appeal that has not closed, if any.
     async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError>;
+
+    /// Outbox rows still `pending`, oldest first.
+    async fn pending_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError>;
+
+    async fn effect(&self, id: i64) -> Result<Option<EffectRecord>, StoreError>;
+
+    /// Moves an outbox row from one status to another; false if it was not in `from`.
+    async fn set_effect_status(&self, id: i64, from: &str, to: &str) -> Result<bool, StoreError>;
+
+    /// Records an appeal's post-approval actions (those already recorded are kept).
+    async fn insert_actions(&self, appeal_id: &str, actions: &[NewAction], at: DateTime<Utc>)
+    -> Result<(), StoreError>;
+
+    async fn action(&self, id: i64) -> Result<Option<ActionRecord>, StoreError>;
+
+    async fn actions(&self, filter: &WorkFilter) -> Result<Vec<ActionRecord>, StoreError>;
+
+    /// Records one attempt at a pending action (attempts + 1); refuses to touch an
+    /// action that is no longer pending and returns it unchanged.
+    async fn record_action_attempt(
+        &self,
+        id: i64,
+        attempt: &ActionAttempt,
+        at: DateTime<Utc>,
+    ) -> Result<ActionRecord, StoreError>;
+
+    /// Puts a failed action back to pending (an operator retrying it).
+    async fn reset_action(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Applies a change to an account in the embedded directory exactly once per key:
+    /// the change and its ledger row commit together; a repeated key changes nothing and
+    /// returns what the first application recorded.
+    async fn apply_account_change(
+        &self,
+        key: &str,
+        account: &str,
+        action: &str,
+        change: &AccountChange,
+        at: DateTime<Utc>,
+    ) -> Result<AppliedChange, StoreError>;
+
+    /// Records notifications (a repeated idempotency key is ignored); returns the ids of
+    /// all of them, new or already recorded.
+    async fn insert_notifications(&self, items: &[NewNotification], at: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;
+
+    async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>, StoreError>;
+
+    async fn notifications(&self, filter: &WorkFilter) -> Result<Vec<NotificationRecord>, StoreError>;
+
+    /// Records one delivery attempt: `sent` (with the time) or `pending`/`failed` with the error.
+    async fn record_delivery(
+        &self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Counts of rows per table, for tests and diagnostics.
     async fn row_counts(&self) -> Result<RowCounts, StoreError>;

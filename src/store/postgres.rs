@@ -12,9 +12,11 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
 use super::{
-    AppealFilter, AppealRecord, CommitError, EffectRecord, EventRecord, FailPoint, FailPoints, IdempotencyRecord,
-    RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork,
+    ActionAttempt, ActionRecord, AppealFilter, AppealRecord, AppliedChange, CommitError, EffectRecord, EventRecord,
+    FailPoint, FailPoints, IdempotencyRecord, NewAction, NewNotification, NotificationRecord, RowCounts, Store,
+    StoreError, TimerRecord, TimerStatus, UnitOfWork, WorkFilter,
 };
+use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind, TicketNumber};
 
 fn ticket(s: String) -> Result<TicketNumber, StoreError> {
@@ -56,6 +58,58 @@ impl PgStore {
             data: data.0,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    fn effect_row(row: &PgRow) -> Result<EffectRecord, StoreError> {
+        Ok(EffectRecord {
+            id: row.try_get("id")?,
+            appeal_id: row.try_get("appeal_id")?,
+            event_seq: row.try_get("event_seq")?,
+            effect: row.try_get("effect")?,
+            template: row.try_get("template")?,
+            recipient: row.try_get("recipient")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            status: row.try_get("status")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    fn action_row(row: &PgRow) -> Result<ActionRecord, StoreError> {
+        let result: Option<Json<serde_json::Value>> = row.try_get("result")?;
+        Ok(ActionRecord {
+            id: row.try_get("id")?,
+            appeal_id: row.try_get("appeal_id")?,
+            ticket: ticket(row.try_get("ticket")?)?,
+            action: row.try_get("action")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            manual: row.try_get("manual")?,
+            status: row.try_get("status")?,
+            attempts: row.try_get("attempts")?,
+            last_error: row.try_get("last_error")?,
+            result: result.map(|r| r.0),
+            done_by: row.try_get("done_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    fn notification_row(row: &PgRow) -> Result<NotificationRecord, StoreError> {
+        Ok(NotificationRecord {
+            id: row.try_get("id")?,
+            appeal_id: row.try_get("appeal_id")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            template: row.try_get("template")?,
+            channel: row.try_get("channel")?,
+            locale: row.try_get("locale")?,
+            recipient: row.try_get("recipient")?,
+            recipient_masked: row.try_get("recipient_masked")?,
+            body: row.try_get("body")?,
+            status: row.try_get("status")?,
+            attempts: row.try_get("attempts")?,
+            last_error: row.try_get("last_error")?,
+            created_at: row.try_get("created_at")?,
+            sent_at: row.try_get("sent_at")?,
         })
     }
 
@@ -352,21 +406,7 @@ impl Store for PgStore {
             .bind(appeal_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EffectRecord {
-                    id: row.try_get("id")?,
-                    appeal_id: row.try_get("appeal_id")?,
-                    event_seq: row.try_get("event_seq")?,
-                    effect: row.try_get("effect")?,
-                    template: row.try_get("template")?,
-                    recipient: row.try_get("recipient")?,
-                    idempotency_key: row.try_get("idempotency_key")?,
-                    status: row.try_get("status")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(Self::effect_row).collect()
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -454,6 +494,228 @@ impl Store for PgStore {
             .as_ref()
             .map(Self::appeal)
             .transpose()
+    }
+
+    async fn pending_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE status = 'pending' ORDER BY id LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::effect_row).collect()
+    }
+
+    async fn effect(&self, id: i64) -> Result<Option<EffectRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM outbox WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::effect_row).transpose()
+    }
+
+    async fn set_effect_status(&self, id: i64, from: &str, to: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE outbox SET status = $1 WHERE id = $2 AND status = $3")
+            .bind(to)
+            .bind(id)
+            .bind(from)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_actions(
+        &self,
+        appeal_id: &str,
+        actions: &[NewAction],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for a in actions {
+            sqlx::query(
+                "INSERT INTO appeal_actions (appeal_id, action, idempotency_key, manual, status, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'pending', $5, $5) ON CONFLICT (appeal_id, action) DO NOTHING",
+            )
+            .bind(appeal_id)
+            .bind(&a.action)
+            .bind(format!("{appeal_id}:{}", a.action))
+            .bind(a.manual)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn action(&self, id: i64) -> Result<Option<ActionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT x.*, a.ticket FROM appeal_actions x JOIN appeals a ON a.id = x.appeal_id WHERE x.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::action_row).transpose()
+    }
+
+    async fn actions(&self, filter: &WorkFilter) -> Result<Vec<ActionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT x.*, a.ticket FROM appeal_actions x JOIN appeals a ON a.id = x.appeal_id
+             WHERE ($1::text IS NULL OR x.appeal_id = $1) AND ($2::text IS NULL OR x.status = $2) ORDER BY x.id LIMIT $3",
+        )
+        .bind(&filter.appeal_id)
+        .bind(&filter.status)
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::action_row).collect()
+    }
+
+    async fn record_action_attempt(
+        &self,
+        id: i64,
+        attempt: &ActionAttempt,
+        at: DateTime<Utc>,
+    ) -> Result<ActionRecord, StoreError> {
+        sqlx::query(
+            "UPDATE appeal_actions SET status = $1, attempts = attempts + 1, last_error = $2,
+                    result = COALESCE($3, result), done_by = COALESCE($4, done_by), updated_at = $5
+             WHERE id = $6 AND status = 'pending'",
+        )
+        .bind(attempt.status)
+        .bind(&attempt.error)
+        .bind(attempt.result.as_ref().map(Json))
+        .bind(&attempt.done_by)
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        self.action(id).await?.ok_or_else(|| StoreError::Corrupt(format!("action {id} vanished")))
+    }
+
+    async fn reset_action(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE appeal_actions SET status = 'pending', updated_at = $1 WHERE id = $2 AND status = 'failed'",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn apply_account_change(
+        &self,
+        key: &str,
+        account: &str,
+        action: &str,
+        change: &AccountChange,
+        at: DateTime<Utc>,
+    ) -> Result<AppliedChange, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The account row lock serialises two workers applying changes to one account;
+        // the ledger's primary key makes a second application of one key impossible.
+        let record: Json<Account> = sqlx::query_scalar("SELECT record FROM accounts WHERE name = $1 FOR UPDATE")
+            .bind(account)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::UnknownAccount(account.to_string()))?;
+        if let Some(row) = sqlx::query("SELECT before, after FROM applied_account_changes WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            let before: Json<serde_json::Value> = row.try_get("before")?;
+            let after: Json<serde_json::Value> = row.try_get("after")?;
+            return Ok(AppliedChange { before: before.0, after: after.0, replayed: true });
+        }
+        let mut acct = record.0;
+        let before = change.apply(&mut acct);
+        let after = serde_json::to_value(&acct.security).expect("settings serialise");
+        sqlx::query("UPDATE accounts SET record = $1, updated_at = $2 WHERE name = $3")
+            .bind(Json(&acct))
+            .bind(at)
+            .bind(account)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO applied_account_changes (idempotency_key, account, action, before, after, applied_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key)
+        .bind(account)
+        .bind(action)
+        .bind(Json(&before))
+        .bind(Json(&after))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AppliedChange { before, after, replayed: false })
+    }
+
+    async fn insert_notifications(&self, items: &[NewNotification], at: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::new();
+        for n in items {
+            sqlx::query(
+                "INSERT INTO notifications (appeal_id, idempotency_key, template, channel, locale, recipient,
+                                            recipient_masked, body, status, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9) ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(&n.appeal_id)
+            .bind(&n.idempotency_key)
+            .bind(&n.template)
+            .bind(&n.channel)
+            .bind(&n.locale)
+            .bind(&n.recipient)
+            .bind(&n.recipient_masked)
+            .bind(&n.body)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            let id: i64 = sqlx::query_scalar("SELECT id FROM notifications WHERE idempotency_key = $1")
+                .bind(&n.idempotency_key)
+                .fetch_one(&mut *tx)
+                .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM notifications WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::notification_row).transpose()
+    }
+
+    async fn notifications(&self, filter: &WorkFilter) -> Result<Vec<NotificationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM notifications WHERE ($1::text IS NULL OR appeal_id = $1) AND ($2::text IS NULL OR status = $2)
+             ORDER BY id LIMIT $3",
+        )
+        .bind(&filter.appeal_id)
+        .bind(&filter.status)
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::notification_row).collect()
+    }
+
+    async fn record_delivery(
+        &self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET status = $1, attempts = attempts + 1, last_error = $2,
+                    sent_at = CASE WHEN $1 = 'sent' THEN $3 ELSE sent_at END
+             WHERE id = $4 AND status <> 'sent'",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {

@@ -11,9 +11,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    AppealFilter, AppealRecord, CommitError, EffectRecord, EventRecord, FailPoint, FailPoints, IdempotencyRecord,
-    RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork,
+    ActionAttempt, ActionRecord, AppealFilter, AppealRecord, AppliedChange, CommitError, EffectRecord, EventRecord,
+    FailPoint, FailPoints, IdempotencyRecord, NewAction, NewNotification, NotificationRecord, RowCounts, Store,
+    StoreError, TimerRecord, TimerStatus, UnitOfWork, WorkFilter,
 };
+use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind, TicketNumber};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,6 +89,59 @@ impl SqliteStore {
             status: TimerStatus::parse(row.try_get("status")?)?,
             armed_at: parse_ts(row.try_get("armed_at")?)?,
             settled_at: settled.as_deref().map(parse_ts).transpose()?,
+        })
+    }
+
+    fn effect_row(row: &SqliteRow) -> Result<EffectRecord, StoreError> {
+        Ok(EffectRecord {
+            id: row.try_get("id")?,
+            appeal_id: row.try_get("appeal_id")?,
+            event_seq: row.try_get("event_seq")?,
+            effect: row.try_get("effect")?,
+            template: row.try_get("template")?,
+            recipient: row.try_get("recipient")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            status: row.try_get("status")?,
+            created_at: parse_ts(row.try_get("created_at")?)?,
+        })
+    }
+
+    fn action_row(row: &SqliteRow) -> Result<ActionRecord, StoreError> {
+        let result: Option<String> = row.try_get("result")?;
+        Ok(ActionRecord {
+            id: row.try_get("id")?,
+            appeal_id: row.try_get("appeal_id")?,
+            ticket: ticket(row.try_get("ticket")?)?,
+            action: row.try_get("action")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            manual: row.try_get("manual")?,
+            status: row.try_get("status")?,
+            attempts: row.try_get("attempts")?,
+            last_error: row.try_get("last_error")?,
+            result: result.as_deref().map(parse_json).transpose()?,
+            done_by: row.try_get("done_by")?,
+            created_at: parse_ts(row.try_get("created_at")?)?,
+            updated_at: parse_ts(row.try_get("updated_at")?)?,
+        })
+    }
+
+    fn notification_row(row: &SqliteRow) -> Result<NotificationRecord, StoreError> {
+        let sent: Option<String> = row.try_get("sent_at")?;
+        Ok(NotificationRecord {
+            id: row.try_get("id")?,
+            appeal_id: row.try_get("appeal_id")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            template: row.try_get("template")?,
+            channel: row.try_get("channel")?,
+            locale: row.try_get("locale")?,
+            recipient: row.try_get("recipient")?,
+            recipient_masked: row.try_get("recipient_masked")?,
+            body: row.try_get("body")?,
+            status: row.try_get("status")?,
+            attempts: row.try_get("attempts")?,
+            last_error: row.try_get("last_error")?,
+            created_at: parse_ts(row.try_get("created_at")?)?,
+            sent_at: sent.as_deref().map(parse_ts).transpose()?,
         })
     }
 
@@ -375,21 +430,7 @@ impl Store for SqliteStore {
             .bind(appeal_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EffectRecord {
-                    id: row.try_get("id")?,
-                    appeal_id: row.try_get("appeal_id")?,
-                    event_seq: row.try_get("event_seq")?,
-                    effect: row.try_get("effect")?,
-                    template: row.try_get("template")?,
-                    recipient: row.try_get("recipient")?,
-                    idempotency_key: row.try_get("idempotency_key")?,
-                    status: row.try_get("status")?,
-                    created_at: parse_ts(row.try_get("created_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(Self::effect_row).collect()
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -476,6 +517,231 @@ impl Store for SqliteStore {
             .as_ref()
             .map(Self::appeal)
             .transpose()
+    }
+
+    async fn pending_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE status = 'pending' ORDER BY id LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::effect_row).collect()
+    }
+
+    async fn effect(&self, id: i64) -> Result<Option<EffectRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM outbox WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::effect_row).transpose()
+    }
+
+    async fn set_effect_status(&self, id: i64, from: &str, to: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE outbox SET status = ? WHERE id = ? AND status = ?")
+            .bind(to)
+            .bind(id)
+            .bind(from)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_actions(
+        &self,
+        appeal_id: &str,
+        actions: &[NewAction],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for a in actions {
+            sqlx::query(
+                "INSERT INTO appeal_actions (appeal_id, action, idempotency_key, manual, status, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (appeal_id, action) DO NOTHING",
+            )
+            .bind(appeal_id)
+            .bind(&a.action)
+            .bind(format!("{appeal_id}:{}", a.action))
+            .bind(a.manual)
+            .bind(ts(at))
+            .bind(ts(at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn action(&self, id: i64) -> Result<Option<ActionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT x.*, a.ticket FROM appeal_actions x JOIN appeals a ON a.id = x.appeal_id WHERE x.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::action_row).transpose()
+    }
+
+    async fn actions(&self, filter: &WorkFilter) -> Result<Vec<ActionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT x.*, a.ticket FROM appeal_actions x JOIN appeals a ON a.id = x.appeal_id
+             WHERE (?1 IS NULL OR x.appeal_id = ?1) AND (?2 IS NULL OR x.status = ?2) ORDER BY x.id LIMIT ?3",
+        )
+        .bind(&filter.appeal_id)
+        .bind(&filter.status)
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::action_row).collect()
+    }
+
+    async fn record_action_attempt(
+        &self,
+        id: i64,
+        attempt: &ActionAttempt,
+        at: DateTime<Utc>,
+    ) -> Result<ActionRecord, StoreError> {
+        sqlx::query(
+            "UPDATE appeal_actions SET status = ?, attempts = attempts + 1, last_error = ?,
+                    result = COALESCE(?, result), done_by = COALESCE(?, done_by), updated_at = ?
+             WHERE id = ? AND status = 'pending'",
+        )
+        .bind(attempt.status)
+        .bind(&attempt.error)
+        .bind(attempt.result.as_ref().map(|r| r.to_string()))
+        .bind(&attempt.done_by)
+        .bind(ts(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        self.action(id).await?.ok_or_else(|| StoreError::Corrupt(format!("action {id} vanished")))
+    }
+
+    async fn reset_action(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE appeal_actions SET status = 'pending', updated_at = ? WHERE id = ? AND status = 'failed'",
+        )
+        .bind(ts(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn apply_account_change(
+        &self,
+        key: &str,
+        account: &str,
+        action: &str,
+        change: &AccountChange,
+        at: DateTime<Utc>,
+    ) -> Result<AppliedChange, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(row) = sqlx::query("SELECT before, after FROM applied_account_changes WHERE idempotency_key = ?")
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Ok(AppliedChange {
+                before: parse_json(row.try_get("before")?)?,
+                after: parse_json(row.try_get("after")?)?,
+                replayed: true,
+            });
+        }
+        let record: String = sqlx::query_scalar("SELECT record FROM accounts WHERE name = ?")
+            .bind(account)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::UnknownAccount(account.to_string()))?;
+        let mut acct: Account =
+            serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(format!("account record: {e}")))?;
+        let before = change.apply(&mut acct);
+        let after = serde_json::to_value(&acct.security).expect("settings serialise");
+        sqlx::query("UPDATE accounts SET record = ?, updated_at = ? WHERE name = ?")
+            .bind(serde_json::to_string(&acct).expect("accounts serialise"))
+            .bind(ts(at))
+            .bind(account)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO applied_account_changes (idempotency_key, account, action, before, after, applied_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key)
+        .bind(account)
+        .bind(action)
+        .bind(before.to_string())
+        .bind(after.to_string())
+        .bind(ts(at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AppliedChange { before, after, replayed: false })
+    }
+
+    async fn insert_notifications(&self, items: &[NewNotification], at: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut ids = Vec::new();
+        for n in items {
+            sqlx::query(
+                "INSERT INTO notifications (appeal_id, idempotency_key, template, channel, locale, recipient,
+                                            recipient_masked, body, status, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(&n.appeal_id)
+            .bind(&n.idempotency_key)
+            .bind(&n.template)
+            .bind(&n.channel)
+            .bind(&n.locale)
+            .bind(&n.recipient)
+            .bind(&n.recipient_masked)
+            .bind(&n.body)
+            .bind(ts(at))
+            .execute(&mut *tx)
+            .await?;
+            let id: i64 = sqlx::query_scalar("SELECT id FROM notifications WHERE idempotency_key = ?")
+                .bind(&n.idempotency_key)
+                .fetch_one(&mut *tx)
+                .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM notifications WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::notification_row).transpose()
+    }
+
+    async fn notifications(&self, filter: &WorkFilter) -> Result<Vec<NotificationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM notifications WHERE (?1 IS NULL OR appeal_id = ?1) AND (?2 IS NULL OR status = ?2)
+             ORDER BY id LIMIT ?3",
+        )
+        .bind(&filter.appeal_id)
+        .bind(&filter.status)
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::notification_row).collect()
+    }
+
+    async fn record_delivery(
+        &self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?,
+                    sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END
+             WHERE id = ? AND status <> 'sent'",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(status)
+        .bind(ts(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {

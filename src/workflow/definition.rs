@@ -17,6 +17,17 @@ pub const KNOWN_GUARDS: &[&str] = &["holds_claim", "has_reasons", "rejection_rea
 /// Effects the engine knows how to enqueue.
 pub const KNOWN_EFFECTS: &[&str] = &["notify", "post_approval_actions"];
 
+/// Post-approval actions the account seam knows how to apply (or, for `manual_task`,
+/// a reviewer marks done).
+pub const KNOWN_ACTIONS: &[&str] = &[
+    "rotate_secure_phone",
+    "detach_mfa",
+    "clear_security_questions",
+    "clear_ip_logon_mask",
+    "change_verified_entity",
+    "manual_task",
+];
+
 /// Who a `notify` effect is addressed to.
 pub const KNOWN_RECIPIENTS: &[&str] = &["applicant", "leads", "security_contacts"];
 
@@ -30,6 +41,64 @@ pub struct WorkflowFile {
     pub transitions: Vec<TransitionDef>,
     #[serde(default)]
     pub timers: Vec<TimerDef>,
+    #[serde(default)]
+    pub actions: Vec<ActionDef>,
+}
+
+/// When an action follows an approval without being tied to one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionWhen {
+    /// The appeal ends with the secure phone changed (items 1-4, opted in, deregistered).
+    ChangesSecurePhone,
+    /// A deregistered enterprise's verified entity changes to the new company.
+    EntityChange,
+}
+
+/// A post-approval account action and what selects it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Selected when the appeal asks for any of these items...
+    #[serde(default)]
+    pub items: Vec<crate::domain::AppealItem>,
+    /// ...or when this holds.
+    #[serde(default)]
+    pub when: Option<ActionWhen>,
+    /// Done by a reviewer by hand (`appeal task-done`), not through the account seam.
+    #[serde(default)]
+    pub manual: bool,
+    /// Effects once the action has succeeded.
+    #[serde(default)]
+    pub after: Vec<EffectDef>,
+}
+
+/// What selects post-approval actions for one appeal.
+#[derive(Debug, Clone, Default)]
+pub struct ActionFacts {
+    pub items: Vec<crate::domain::AppealItem>,
+    pub changes_secure_phone: bool,
+    pub entity_change: bool,
+}
+
+impl WorkflowFile {
+    /// The actions an approved appeal needs, in definition order.
+    pub fn actions_for(&self, facts: &ActionFacts) -> Vec<&ActionDef> {
+        self.actions
+            .iter()
+            .filter(|a| {
+                a.items.iter().any(|i| facts.items.contains(i))
+                    || match a.when {
+                        Some(ActionWhen::ChangesSecurePhone) => facts.changes_secure_phone,
+                        Some(ActionWhen::EntityChange) => facts.entity_change,
+                        None => false,
+                    }
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -432,6 +501,24 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
             }
             check_effects(timer_entry(timer), &w.effects, &mut push);
         }
+    }
+
+    let mut seen = BTreeSet::new();
+    for a in &def.actions {
+        let entry = format!("actions.{}", a.name);
+        if !seen.insert(a.name.as_str()) {
+            push(entry.clone(), "duplicate action name".into());
+        }
+        if !KNOWN_ACTIONS.contains(&a.name.as_str()) {
+            push(entry.clone(), format!("unknown action {:?} (known: {})", a.name, KNOWN_ACTIONS.join(", ")));
+        }
+        if a.items.is_empty() && a.when.is_none() {
+            push(entry.clone(), "selects no appeal: give `items` or `when`".into());
+        }
+        if (a.name == "manual_task") != a.manual {
+            push(entry.clone(), "manual_task, and only it, is done by hand (`manual = true`)".into());
+        }
+        check_effects(entry, &a.after, &mut push);
     }
 
     // Reachability from the creation transition's target.

@@ -1,0 +1,557 @@
+//! Background work, independent of the job queue that schedules it: what an effect in
+//! the outbox does (render and record notifications, start post-approval actions), how
+//! an action is applied through the account seam, how a notification is delivered, and
+//! when an approved appeal completes. Every step is idempotent — keyed by the row it
+//! works on — so a job delivered twice, or retried after a crash, does nothing twice.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::adapters::accounts::{AccountActions, AccountDirectory, ActionRequest};
+use crate::adapters::notify::{Channel, Templates};
+use crate::app::intake::AppealData;
+use crate::domain::account::AccountChange;
+use crate::domain::{Actor, PhoneNumber, check_text};
+use crate::engine::{Engine, EngineError};
+use crate::store::{ActionAttempt, AppealRecord, NewAction, NewNotification, StoreError, TimerStatus, WorkFilter};
+use crate::workflow::Fire;
+use crate::workflow::definition::{ActionFacts, EffectDef};
+
+/// Work that a step made necessary, for the scheduler to enqueue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Followups {
+    pub actions: Vec<i64>,
+    pub notifications: Vec<i64>,
+}
+
+impl Followups {
+    fn and(mut self, other: Followups) -> Followups {
+        self.actions.extend(other.actions);
+        self.notifications.extend(other.notifications);
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    /// Worth another attempt later (a network error, a 5xx, a database hiccup).
+    #[error("{0}")]
+    Retry(String),
+    /// Another attempt would fail the same way.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<StoreError> for WorkError {
+    fn from(e: StoreError) -> Self {
+        WorkError::Retry(e.to_string())
+    }
+}
+
+impl From<EngineError> for WorkError {
+    fn from(e: EngineError) -> Self {
+        match e.class() {
+            crate::engine::ErrorClass::Internal => WorkError::Retry(e.to_string()),
+            _ => WorkError::Permanent(e.to_string()),
+        }
+    }
+}
+
+/// Titles of actions for notifications, by locale.
+fn action_title(action: &str, locale: &str) -> &'static str {
+    let zh = locale == "zh-CN";
+    match action {
+        "rotate_secure_phone" => {
+            if zh {
+                "安全手机更换"
+            } else {
+                "secure phone change"
+            }
+        }
+        "detach_mfa" => {
+            if zh {
+                "MFA 解绑"
+            } else {
+                "MFA detachment"
+            }
+        }
+        "clear_security_questions" => {
+            if zh {
+                "密保问题清除"
+            } else {
+                "security questions reset"
+            }
+        }
+        "clear_ip_logon_mask" => {
+            if zh {
+                "登录 IP 掩码清除"
+            } else {
+                "IP logon mask removal"
+            }
+        }
+        "change_verified_entity" => {
+            if zh {
+                "实名认证主体变更"
+            } else {
+                "verified entity change"
+            }
+        }
+        _ => {
+            if zh {
+                "账号恢复"
+            } else {
+                "account restoration"
+            }
+        }
+    }
+}
+
+fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+pub struct Work {
+    engine: Arc<Engine>,
+    templates: Arc<Templates>,
+    channel: Arc<dyn Channel>,
+    actions: Arc<dyn AccountActions>,
+    directory: Arc<dyn AccountDirectory>,
+    leads: Vec<String>,
+}
+
+/// One addressee of a notification.
+struct Address {
+    channel: &'static str,
+    to: String,
+    masked: String,
+}
+
+impl Work {
+    pub fn new(
+        engine: Arc<Engine>,
+        templates: Arc<Templates>,
+        channel: Arc<dyn Channel>,
+        actions: Arc<dyn AccountActions>,
+        directory: Arc<dyn AccountDirectory>,
+        leads: Vec<String>,
+    ) -> Self {
+        Work { engine, templates, channel, actions, directory, leads }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Checks that every notification the workflow can send has the variants its
+    /// recipients need (SMS and email for applicants and security contacts, email for
+    /// leads) in every locale: a gap is an error at start.
+    pub fn check_templates(&self) -> Result<(), crate::adapters::notify::TemplateError> {
+        let def = &self.engine.workflow().def;
+        let mut effects: Vec<&EffectDef> = def.states.iter().flat_map(|s| &s.on_enter).collect();
+        for t in &def.timers {
+            effects.extend(&t.fires.effects);
+            if let Some(w) = &t.warning {
+                effects.extend(&w.effects);
+            }
+        }
+        for a in &def.actions {
+            effects.extend(&a.after);
+        }
+        for e in effects.into_iter().filter(|e| e.effect == "notify") {
+            let (Some(template), Some(to)) = (&e.template, &e.to) else { continue };
+            let channels: &[&str] = if to == "leads" { &["email"] } else { &["sms", "email"] };
+            for channel in channels {
+                self.templates.require(template, channel)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn local(&self, at: DateTime<Utc>) -> String {
+        at.with_timezone(&self.engine.workflow().calendar.time_zone).format("%Y-%m-%d %H:%M %:z").to_string()
+    }
+
+    async fn appeal(&self, id: &str) -> Result<(AppealRecord, AppealData), WorkError> {
+        let record = self
+            .engine
+            .store()
+            .appeal_by_id(id)
+            .await?
+            .ok_or_else(|| WorkError::Permanent(format!("appeal {id} does not exist")))?;
+        let data = AppealData::from_record(&record)?;
+        Ok((record, data))
+    }
+
+    /// The variables a template may use, for this appeal now.
+    async fn context(&self, record: &AppealRecord, template: &str) -> Result<serde_json::Value, WorkError> {
+        let store = self.engine.store();
+        let history = store.history(&record.id).await?;
+        let reasons = history
+            .iter()
+            .rev()
+            .find(|e| e.transition == "reject" || e.transition == "screen_reject")
+            .map(|e| e.reasons.join("; "))
+            .unwrap_or_default();
+        let timers = store.timers(Some(&record.id)).await?;
+        let due = |name: &str| {
+            timers.iter().rev().find(|t| t.name == name && t.status != TimerStatus::Cancelled).map(|t| t.due_at)
+        };
+        let deadline = match template {
+            // The window opens when this notice is delivered, which is now.
+            "appeal_rejected" => {
+                let cal = &self.engine.workflow().calendar;
+                let days = self
+                    .engine
+                    .workflow()
+                    .timer("resubmission_window")
+                    .and_then(|t| match t.after {
+                        crate::workflow::definition::Span::CalendarDays(n) => Some(n),
+                        _ => None,
+                    })
+                    .unwrap_or(3);
+                cal.calendar_deadline(self.engine.now(), crate::calendar::CalendarDays(days)).ok()
+            }
+            "window_reminder" | "window_expired" => due("resubmission_window"),
+            _ => due("review_sla"),
+        };
+        Ok(serde_json::json!({
+            "ticket": record.ticket.to_string(),
+            "account": record.account,
+            "reasons": reasons,
+            "deadline": deadline.map(|d| self.local(d)).unwrap_or_default(),
+            "action": "",
+            "action_title": "",
+            "new_phone": "",
+            "at": self.local(self.engine.now()),
+        }))
+    }
+
+    fn applicant_addresses(data: &AppealData) -> Vec<Address> {
+        let mut out = Vec::new();
+        if let Some(p) = &data.draft.contact_phone {
+            out.push(Address { channel: "sms", to: p.as_e164().to_string(), masked: p.masked() });
+        }
+        if let Some(e) = &data.draft.contact_email {
+            out.push(Address { channel: "email", to: e.clone(), masked: mask_email(e) });
+        }
+        out
+    }
+
+    /// Renders and records one notification per address; returns their ids.
+    async fn record_notifications(
+        &self,
+        appeal_id: &str,
+        key: &str,
+        template: &str,
+        locale: &str,
+        addresses: Vec<Address>,
+        ctx: &serde_json::Value,
+    ) -> Result<Vec<i64>, WorkError> {
+        let mut items = Vec::new();
+        for (i, a) in addresses.into_iter().enumerate() {
+            let body = self
+                .templates
+                .render(template, a.channel, locale, ctx)
+                .map_err(|e| WorkError::Permanent(e.to_string()))?;
+            items.push(NewNotification {
+                appeal_id: Some(appeal_id.to_string()),
+                idempotency_key: format!("{key}/{}/{i}", a.channel),
+                template: template.to_string(),
+                channel: a.channel.to_string(),
+                locale: locale.to_string(),
+                recipient: a.to,
+                recipient_masked: a.masked,
+                body,
+            });
+        }
+        Ok(self.engine.store().insert_notifications(&items, self.engine.now()).await?)
+    }
+
+    /// Carries out one outbox row. Idempotent: a row already done does nothing.
+    pub async fn process_effect(&self, id: i64) -> Result<Followups, WorkError> {
+        let store = self.engine.store();
+        let effect = store.effect(id).await?.ok_or_else(|| WorkError::Permanent(format!("no outbox row {id}")))?;
+        if effect.status == "done" {
+            return Ok(Followups::default());
+        }
+        let (record, data) = self.appeal(&effect.appeal_id).await?;
+        let follow = match effect.effect.as_str() {
+            "notify" => {
+                let template = effect.template.clone().unwrap_or_default();
+                let ctx = self.context(&record, &template).await?;
+                let locale = data.draft.locale.clone().unwrap_or_else(|| "zh-CN".into());
+                let addresses = match effect.recipient.as_deref() {
+                    Some("leads") => self
+                        .leads
+                        .iter()
+                        .map(|l| Address { channel: "email", to: l.clone(), masked: mask_email(l) })
+                        .collect(),
+                    _ => Self::applicant_addresses(&data),
+                };
+                let ids = self
+                    .record_notifications(&record.id, &effect.idempotency_key, &template, &locale, addresses, &ctx)
+                    .await?;
+                Followups { notifications: ids, actions: vec![] }
+            }
+            "post_approval_actions" => {
+                let facts = ActionFacts {
+                    items: data.draft.items.clone(),
+                    changes_secure_phone: data.changes_secure_phone,
+                    entity_change: data.entity_change.required,
+                };
+                let defs = self.engine.workflow().def.actions_for(&facts);
+                let new: Vec<NewAction> =
+                    defs.iter().map(|d| NewAction { action: d.name.clone(), manual: d.manual }).collect();
+                store.insert_actions(&record.id, &new, self.engine.now()).await?;
+                let pending = store
+                    .actions(&WorkFilter {
+                        appeal_id: Some(record.id.clone()),
+                        status: Some("pending".into()),
+                        limit: None,
+                    })
+                    .await?;
+                let ids = pending.iter().filter(|a| !a.manual).map(|a| a.id).collect();
+                let done = if new.is_empty() { self.maybe_complete(&record.id).await? } else { Followups::default() };
+                Followups { actions: ids, notifications: vec![] }.and(done)
+            }
+            other => return Err(WorkError::Permanent(format!("unknown effect {other:?}"))),
+        };
+        store.set_effect_status(id, "pending", "done").await?;
+        Ok(follow)
+    }
+
+    fn change_for(
+        &self,
+        action: &str,
+        data: &AppealData,
+        new_company_rep: Option<crate::domain::account::Person>,
+    ) -> Result<AccountChange, WorkError> {
+        Ok(match action {
+            "rotate_secure_phone" => AccountChange::RotateSecurePhone {
+                phone: data
+                    .draft
+                    .contact_phone
+                    .clone()
+                    .ok_or_else(|| WorkError::Permanent("the appeal has no contact phone to rotate to".into()))?,
+            },
+            "detach_mfa" => AccountChange::DetachMfa,
+            "clear_security_questions" => AccountChange::ClearSecurityQuestions,
+            "clear_ip_logon_mask" => AccountChange::ClearIpLogonMask,
+            "change_verified_entity" => AccountChange::ChangeVerifiedEntity {
+                enterprise_name: data
+                    .draft
+                    .new_company
+                    .as_ref()
+                    .map(|c| c.name.clone())
+                    .ok_or_else(|| WorkError::Permanent("the appeal names no new company".into()))?,
+                legal_representative: new_company_rep,
+            },
+            other => {
+                return Err(WorkError::Permanent(format!("action {other:?} is not applied through the account seam")));
+            }
+        })
+    }
+
+    /// Applies one post-approval action through the account seam, with its key.
+    pub async fn run_action(&self, id: i64) -> Result<Followups, WorkError> {
+        let store = self.engine.store();
+        let action = store.action(id).await?.ok_or_else(|| WorkError::Permanent(format!("no action {id}")))?;
+        if action.status != "pending" || action.manual {
+            return Ok(Followups::default());
+        }
+        let (record, data) = self.appeal(&action.appeal_id).await?;
+        let rep = match (&action.action[..], &data.entity_change.account) {
+            ("change_verified_entity", Some(acct)) => {
+                self.directory.by_name(acct).await?.and_then(|a| a.legal_representative)
+            }
+            _ => None,
+        };
+        let change = match self.change_for(&action.action, &data, rep) {
+            Ok(c) => c,
+            Err(e) => {
+                let attempt =
+                    ActionAttempt { status: "failed", error: Some(e.to_string()), result: None, done_by: None };
+                store.record_action_attempt(id, &attempt, self.engine.now()).await?;
+                return Ok(Followups::default());
+            }
+        };
+        let request = ActionRequest {
+            idempotency_key: action.idempotency_key.clone(),
+            ticket: record.ticket.to_string(),
+            account: record.account.clone(),
+            action: action.action.clone(),
+            change,
+        };
+        match self.actions.apply(&request).await {
+            Ok(done) => {
+                let result = serde_json::json!({ "before": done.before, "replayed": done.replayed });
+                let attempt = ActionAttempt { status: "succeeded", error: None, result: Some(result), done_by: None };
+                store.record_action_attempt(id, &attempt, self.engine.now()).await?;
+                info!(ticket = %record.ticket, action = %action.action, replayed = done.replayed, "post-approval action applied");
+                let after =
+                    self.after_action(&record, &data, &action.action, &action.idempotency_key, &done.before).await?;
+                Ok(after.and(self.maybe_complete(&record.id).await?))
+            }
+            Err(e) if e.retryable => {
+                let attempt =
+                    ActionAttempt { status: "pending", error: Some(e.message.clone()), result: None, done_by: None };
+                store.record_action_attempt(id, &attempt, self.engine.now()).await?;
+                Err(WorkError::Retry(e.message))
+            }
+            Err(e) => {
+                let attempt =
+                    ActionAttempt { status: "failed", error: Some(e.message.clone()), result: None, done_by: None };
+                store.record_action_attempt(id, &attempt, self.engine.now()).await?;
+                warn!(ticket = %record.ticket, action = %action.action, error = %e.message, "post-approval action failed permanently; the appeal needs attention");
+                Ok(Followups::default())
+            }
+        }
+    }
+
+    /// The effects a succeeded action triggers (the security notice, "done" messages).
+    async fn after_action(
+        &self,
+        record: &AppealRecord,
+        data: &AppealData,
+        action: &str,
+        key: &str,
+        before: &serde_json::Value,
+    ) -> Result<Followups, WorkError> {
+        let Some(def) = self.engine.workflow().def.actions.iter().find(|a| a.name == action) else {
+            return Ok(Followups::default());
+        };
+        let locale = data.draft.locale.clone().unwrap_or_else(|| "zh-CN".into());
+        let mut ids = Vec::new();
+        for effect in def.after.iter().filter(|e| e.effect == "notify") {
+            let template = effect.template.clone().unwrap_or_default();
+            let mut ctx = self.context(record, &template).await?;
+            ctx["action"] = serde_json::json!(action);
+            ctx["action_title"] = serde_json::json!(action_title(action, &locale));
+            ctx["new_phone"] =
+                serde_json::json!(data.draft.contact_phone.as_ref().map(|p| p.masked()).unwrap_or_default());
+            let addresses = match effect.to.as_deref() {
+                Some("security_contacts") => {
+                    let mut a = Vec::new();
+                    if let Some(p) =
+                        before.get("secure_phone").and_then(|p| p.as_str()).and_then(|p| PhoneNumber::parse(p).ok())
+                    {
+                        a.push(Address { channel: "sms", to: p.as_e164().to_string(), masked: p.masked() });
+                    }
+                    if let Some(e) = before.get("security_email").and_then(|e| e.as_str()) {
+                        if check_text("security_email", e, false).is_ok() {
+                            a.push(Address { channel: "email", to: e.to_string(), masked: mask_email(e) });
+                        }
+                    }
+                    a
+                }
+                _ => Self::applicant_addresses(data),
+            };
+            let key = format!("{key}:{template}");
+            ids.extend(self.record_notifications(&record.id, &key, &template, &locale, addresses, &ctx).await?);
+        }
+        Ok(Followups { notifications: ids, actions: vec![] })
+    }
+
+    /// Closes an approved appeal as completed once every action has succeeded.
+    async fn maybe_complete(&self, appeal_id: &str) -> Result<Followups, WorkError> {
+        let store = self.engine.store();
+        let actions =
+            store.actions(&WorkFilter { appeal_id: Some(appeal_id.to_string()), ..Default::default() }).await?;
+        if actions.iter().any(|a| a.status != "succeeded") {
+            return Ok(Followups::default());
+        }
+        let Some(record) = store.appeal_by_id(appeal_id).await? else { return Ok(Followups::default()) };
+        if record.state != "approved" {
+            return Ok(Followups::default());
+        }
+        let mut cmd = Fire::new("complete");
+        cmd.payload = serde_json::json!({ "actions": actions.len() });
+        match self.engine.fire(&record.ticket, &cmd, &Actor::system(), Some(&format!("complete:{appeal_id}"))).await {
+            Ok(_) => {}
+            // Completed concurrently by another worker: fine.
+            Err(EngineError::Refused(_) | EngineError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Followups::default())
+    }
+
+    /// A reviewer marks a manual task (the "Other" item) done.
+    pub async fn complete_manual(
+        &self,
+        ticket: &crate::domain::TicketNumber,
+        actor: &Actor,
+    ) -> Result<Followups, WorkError> {
+        let store = self.engine.store();
+        let record = store
+            .appeal_by_ticket(ticket)
+            .await?
+            .ok_or_else(|| WorkError::Permanent(format!("no appeal with ticket {ticket}")))?;
+        let actions = store.actions(&WorkFilter { appeal_id: Some(record.id.clone()), ..Default::default() }).await?;
+        let Some(task) = actions.iter().find(|a| a.manual) else {
+            return Err(WorkError::Permanent(format!("appeal {ticket} has no manual task")));
+        };
+        if task.status == "succeeded" {
+            return Ok(Followups::default());
+        }
+        let attempt = ActionAttempt {
+            status: "succeeded",
+            error: None,
+            result: Some(serde_json::json!({ "manual": true })),
+            done_by: Some(actor.name.clone()),
+        };
+        store.record_action_attempt(task.id, &attempt, self.engine.now()).await?;
+        let data = AppealData::from_record(&record)?;
+        let after =
+            self.after_action(&record, &data, &task.action, &task.idempotency_key, &serde_json::Value::Null).await?;
+        Ok(after.and(self.maybe_complete(&record.id).await?))
+    }
+
+    /// Delivers one notification through the channel; the rejection notice's delivery
+    /// opens the resubmission window.
+    pub async fn deliver(&self, id: i64) -> Result<Followups, WorkError> {
+        let store = self.engine.store();
+        let n = store.notification(id).await?.ok_or_else(|| WorkError::Permanent(format!("no notification {id}")))?;
+        if n.status == "sent" {
+            return Ok(Followups::default());
+        }
+        if let Err(e) = self.channel.deliver(&n).await {
+            let status = if e.retryable { "pending" } else { "failed" };
+            store.record_delivery(id, status, Some(&e.message), self.engine.now()).await?;
+            return if e.retryable { Err(WorkError::Retry(e.message)) } else { Ok(Followups::default()) };
+        }
+        store.record_delivery(id, "sent", None, self.engine.now()).await?;
+        if n.template == "appeal_rejected"
+            && let Some(appeal_id) = &n.appeal_id
+        {
+            self.notice_delivered(appeal_id, &n.idempotency_key).await?;
+        }
+        Ok(Followups::default())
+    }
+
+    async fn notice_delivered(&self, appeal_id: &str, notification_key: &str) -> Result<(), WorkError> {
+        let Some(record) = self.engine.store().appeal_by_id(appeal_id).await? else { return Ok(()) };
+        // Every channel of one rejection notice shares the effect's key: the first
+        // delivery opens the window, the others replay that answer.
+        let effect_key = notification_key.split('/').next().unwrap_or(notification_key);
+        let mut cmd = Fire::new("notice_delivered");
+        cmd.payload = serde_json::json!({ "notice": effect_key });
+        match self.engine.fire(&record.ticket, &cmd, &Actor::system(), Some(&format!("notice:{effect_key}"))).await {
+            Ok(_) => Ok(()),
+            // The appeal moved on (withdrawn, say): the notice no longer opens anything.
+            Err(EngineError::Refused(r)) => {
+                info!(ticket = %record.ticket, reason = %r, "rejection notice delivered; window not opened");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
