@@ -43,48 +43,9 @@ on_both_backends!(
     progress_reports_each_stage_for_the_right_phone,
     malformed_documents_are_refused_naming_kind_and_reason_and_nothing_is_stored,
     document_over_the_configured_size_limit_is_refused,
-);
-
-/// Like `on_both_backends!`, for tests a known src bug makes fail: ignored with the reason.
-macro_rules! on_both_backends_ignored {
-    ($($name:ident => $reason:literal),* $(,)?) => {
-        mod sqlite_src_bug {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                #[ignore = $reason]
-                async fn $name() {
-                    super::$name($crate::common::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres_src_bug {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                #[ignore = $reason]
-                async fn $name() {
-                    if let Some(db) = $crate::common::postgres(stringify!($name)).await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-// Known src bugs (see each reason); run with `--ignored` once fixed.
-on_both_backends_ignored!(
-    resubmission_one_second_after_the_window_closed_without_a_timer_poll_is_refused_and_expires =>
-        "src bug: src/app/intake.rs Intake::resubmit checks record.state (line ~376) before the engine's \
-         catch_up closes the overdue window, so it answers Engine(Refused(WrongState resubmit from closed)) \
-         instead of IntakeError::NotResubmittable",
-    new_appeal_after_the_window_closed_without_a_timer_poll_is_created =>
-        "src bug: src/app/intake.rs Intake::submit (line ~306) fires `supersede` on an appeal whose window \
-         is overdue; catch_up expires it first, so the new submission fails with \
-         Engine(Refused(WrongState supersede from closed)) instead of being created",
-    submission_refused_for_an_open_appeal_stores_no_documents =>
-        "src bug: src/app/intake.rs Intake::submit stores the documents in the blob store (store_documents) \
-         before the one-open-appeal check, so a submission refused with OpenAppeal leaves its new documents \
-         behind (the issue: nothing is stored on refusal beyond the draft)",
+    resubmission_one_second_after_the_window_closed_without_a_timer_poll_is_refused_and_expires,
+    new_appeal_after_the_window_closed_without_a_timer_poll_is_created,
+    submission_refused_for_an_open_appeal_stores_no_documents,
 );
 
 const KEY: &str = "test-key-0123456789abcdef";

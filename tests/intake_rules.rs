@@ -490,9 +490,6 @@ fn asset_disposal_certificate_signed_by_two_thirds_or_less_is_refused() {
 }
 
 #[test]
-#[ignore = "src bug: src/domain/rules.rs share_over_two_thirds computes 3*p > 200, so a declared 66.67 \
-            (3*66.67 = 200.01) counts as 'more than two thirds', contradicting its own comment \
-            ('strictly above 66.67 %') and the required reading (66.67 exactly refused)"]
 fn asset_disposal_certificate_signed_by_exactly_66_67_percent_is_refused() {
     let v = with_disposal(Some("after_deregistration"), Some("shareholder_signatures"), Some(66.67));
     let c = check(&deregistered_enterprise(), &v);
@@ -546,8 +543,6 @@ fn member_account_holder_change_form_signed_by_two_thirds_or_less_is_refused() {
 }
 
 #[test]
-#[ignore = "src bug: src/domain/rules.rs share_over_two_thirds accepts a declared 66.67 (3*66.67 = 200.01 > 200), \
-            contradicting its comment ('strictly above 66.67 %') and the required reading"]
 fn member_account_holder_change_form_signed_by_exactly_66_67_percent_is_refused() {
     let (v, field) = with_member_form_share(Some(66.67));
     assert_only_problem(&check(&deregistered_enterprise(), &v), &field, "more than two thirds", "66.67%");

@@ -127,6 +127,14 @@ impl DocumentSource for NoFiles {
     }
 }
 
+/// A document read from a `file` and checked, not yet stored.
+struct LoadedDocument {
+    index: usize,
+    bytes: Vec<u8>,
+    content_type: crate::domain::document::ContentType,
+    name: Option<String>,
+}
+
 /// What a successful submission answers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Submitted {
@@ -219,8 +227,13 @@ impl Intake {
         Ok(evaluate(&self.rules, &account, &draft))
     }
 
-    /// Reads, checks and stores every `file` document; refuses them all together.
-    async fn store_documents(&self, draft: &mut Draft, files: &dyn DocumentSource) -> Result<(), IntakeError> {
+    /// Reads and checks every `file` document (and that every `sha256` document was
+    /// uploaded); refuses them all together. Writes nothing.
+    async fn check_documents(
+        &self,
+        draft: &Draft,
+        files: &dyn DocumentSource,
+    ) -> Result<Vec<LoadedDocument>, IntakeError> {
         let mut problems = Vec::new();
         let mut loaded = Vec::new();
         for (i, doc) in draft.documents.iter().enumerate() {
@@ -238,7 +251,7 @@ impl Intake {
                     .clone()
                     .or_else(|| std::path::Path::new(file).file_name().map(|n| n.to_string_lossy().into_owned()));
                 match check_content(doc.kind, name.as_deref(), &bytes, &self.limits) {
-                    Ok(ct) => loaded.push((i, bytes, ct, name)),
+                    Ok(content_type) => loaded.push(LoadedDocument { index: i, bytes, content_type, name }),
                     Err(e) => problems.push(FieldError::new(field, e.to_string())),
                 }
             } else if let Some(sha) = &doc.sha256
@@ -253,16 +266,39 @@ impl Intake {
         if !problems.is_empty() {
             return Err(IntakeError::Invalid(problems));
         }
-        for (i, bytes, content_type, name) in loaded {
-            let blob = self.blobs.put(Bytes::from(bytes)).await?;
-            let doc = &mut draft.documents[i];
+        Ok(loaded)
+    }
+
+    /// Points the draft's documents at their content addresses (no I/O).
+    fn address_documents(draft: &mut Draft, loaded: &[LoadedDocument]) {
+        for d in loaded {
+            let doc = &mut draft.documents[d.index];
             doc.file = None;
-            doc.sha256 = Some(blob.sha256);
-            doc.size = Some(blob.size);
-            doc.content_type = Some(content_type);
-            doc.file_name = name.map(|n| crate::domain::document::sanitize_file_name(&n));
+            doc.sha256 = Some(hex::encode(Sha256::digest(&d.bytes)));
+            doc.size = Some(d.bytes.len() as u64);
+            doc.content_type = Some(d.content_type);
+            doc.file_name = d.name.as_deref().map(crate::domain::document::sanitize_file_name);
+        }
+    }
+
+    /// Stores checked documents, content-addressed.
+    async fn store_documents(&self, loaded: Vec<LoadedDocument>) -> Result<(), IntakeError> {
+        for d in loaded {
+            self.blobs.put(Bytes::from(d.bytes)).await?;
         }
         Ok(())
+    }
+
+    /// The account's open appeal after its overdue timers have fired (a window that
+    /// closed while no worker ran is closed before anything is decided about it).
+    async fn open_appeal(&self, account: &str) -> Result<Option<AppealRecord>, IntakeError> {
+        match self.engine.store().open_appeal_for(account).await? {
+            Some(open) => {
+                let open = self.engine.catch_up(open).await?;
+                Ok(open.outcome.is_none().then_some(open))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Validates everything at once, stores the documents, supersedes an appeal waiting
@@ -279,7 +315,8 @@ impl Intake {
         if !checklist.ready() {
             return Err(IntakeError::Incomplete(Box::new(checklist)));
         }
-        self.store_documents(&mut draft, files).await?;
+        let loaded = self.check_documents(&draft, files).await?;
+        Self::address_documents(&mut draft, &loaded);
 
         let applicant = Actor::new("applicant", Role::Applicant);
         let data = AppealData {
@@ -300,9 +337,23 @@ impl Intake {
         {
             return self.submitted(first, None).await;
         }
+        // Nothing is stored when another appeal is open (one waiting in its window is
+        // superseded below, once the new one is known to be acceptable).
+        let open = self.open_appeal(&account.name).await?;
+        if let Some(open) = &open
+            && open.state != "resubmission_window"
+        {
+            return Err(EngineError::OpenAppeal {
+                account: account.name.clone(),
+                ticket: open.ticket.to_string(),
+                state: open.state.clone(),
+            }
+            .into());
+        }
+        self.store_documents(loaded).await?;
 
         let mut superseded = None;
-        if let Some(open) = self.engine.store().open_appeal_for(&account.name).await? {
+        if let Some(open) = open {
             if open.state == "resubmission_window" {
                 let mut cmd = Fire::new("supersede");
                 cmd.reasons = vec![format!("superseded by a new appeal for account {}", account.name)];
@@ -372,7 +423,7 @@ impl Intake {
         files: &dyn DocumentSource,
         idempotency_key: Option<&str>,
     ) -> Result<CommandOutcome, IntakeError> {
-        let record = self.load(ticket).await?;
+        let record = self.engine.catch_up(self.load(ticket).await?).await?;
         if record.state != "resubmission_window" {
             let why = match (record.state.as_str(), record.outcome.as_deref()) {
                 ("closed", Some("expired")) => "the 3 calendar days to continue have passed".to_string(),
@@ -403,7 +454,9 @@ impl Intake {
         if !checklist.ready() {
             return Err(IntakeError::Incomplete(Box::new(checklist)));
         }
-        self.store_documents(&mut draft, files).await?;
+        let loaded = self.check_documents(&draft, files).await?;
+        Self::address_documents(&mut draft, &loaded);
+        self.store_documents(loaded).await?;
         let previous = AppealData::from_record(&record)?;
         let now = self.engine.now();
         let mut replaced = previous.previous_documents.clone();

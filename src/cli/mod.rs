@@ -4,6 +4,7 @@
 
 mod appeal;
 mod demo;
+mod worker;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,17 @@ pub enum Command {
     /// Business calendars: list them, compute a deadline and say why.
     #[command(subcommand)]
     Calendar(CalendarCommand),
+    /// Run the job worker: timers, post-approval actions, notifications.
+    Worker(worker::WorkerArgs),
+    /// The job queue: list (dead) jobs, retry one by hand.
+    #[command(subcommand)]
+    Jobs(worker::JobsCommand),
+    /// Notifications as recorded (the outbox of everything sent).
+    #[command(subcommand)]
+    Notifications(worker::NotificationsCommand),
+    /// Post-approval account actions; those needing attention.
+    #[command(subcommand)]
+    Actions(worker::ActionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,8 +302,13 @@ fn one_line(e: &crate::workflow::DefinitionError) -> String {
 /// The clock for this invocation: the system clock, or a fixed instant when `--now` is
 /// given and permitted.
 pub fn clock_for(now: Option<&str>, override_allowed: bool) -> Result<Arc<dyn Clock>, CliError> {
+    Ok(manual_clock_for(now, override_allowed)?.map_or_else(|| Arc::new(SystemClock) as Arc<dyn Clock>, |c| c as _))
+}
+
+/// The manual clock `--now` asks for, if any.
+pub fn manual_clock_for(now: Option<&str>, override_allowed: bool) -> Result<Option<Arc<ManualClock>>, CliError> {
     match now {
-        None => Ok(Arc::new(SystemClock)),
+        None => Ok(None),
         Some(_) if !override_allowed => Err(CliError::usage(format!(
             "--now is for tests and simulations only: set {CLOCK_OVERRIDE_ENV}=1 to allow it"
         ))),
@@ -301,7 +318,7 @@ pub fn clock_for(now: Option<&str>, override_allowed: bool) -> Result<Arc<dyn Cl
                     "--now: {raw:?} is not an RFC 3339 instant ({e}); e.g. 2026-03-02T09:00:00+08:00"
                 ))
             })?;
-            Ok(Arc::new(ManualClock::new(at.with_timezone(&Utc))))
+            Ok(Some(Arc::new(ManualClock::new(at.with_timezone(&Utc)))))
         }
     }
 }
@@ -332,6 +349,7 @@ pub(crate) struct Context {
     pub workflows: PathBuf,
     pub clock: Arc<dyn Clock>,
     pub intake: IntakeConfig,
+    pub work: startup::WorkConfig,
 }
 
 impl Context {
@@ -342,6 +360,22 @@ impl Context {
     pub async fn intake(&self) -> Result<Intake, CliError> {
         let engine = Arc::new(self.engine().await?);
         Ok(startup::build_intake(engine, &self.workflows, &self.intake)?)
+    }
+}
+
+/// Where notifications and account changes go, from the environment.
+fn work_config_from_env() -> startup::WorkConfig {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let pair = |url: &str, secret: &str| var(url).map(|u| (u, var(secret).unwrap_or_default()));
+    startup::WorkConfig {
+        lead_emails: var("APPEALFLOW_LEAD_EMAILS")
+            .map(|v| v.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect())
+            .unwrap_or_default(),
+        notify_webhook: pair("APPEALFLOW_NOTIFY_WEBHOOK_URL", "APPEALFLOW_NOTIFY_WEBHOOK_SECRET"),
+        actions_url: pair("APPEALFLOW_ACTIONS_URL", "APPEALFLOW_ACTIONS_SECRET"),
+        http_timeout: std::time::Duration::from_secs(
+            var("APPEALFLOW_HTTP_TIMEOUT_SECS").and_then(|v| v.parse().ok()).unwrap_or(10),
+        ),
     }
 }
 
@@ -382,7 +416,22 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 /// given on the command line (the demo ignores the environment's database).
 pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
     let override_allowed = std::env::var(CLOCK_OVERRIDE_ENV).as_deref() == Ok("1");
-    let clock = clock_for(cli.now.as_deref(), override_allowed)?;
+    // `worker --until` simulates on a manual clock, starting now unless --now says when.
+    let wants_manual = matches!(&cli.command, Command::Worker(w) if w.until.is_some());
+    if wants_manual && !override_allowed {
+        return Err(CliError::usage(format!(
+            "worker --until runs a simulation on a manual clock: set {CLOCK_OVERRIDE_ENV}=1 to allow it"
+        )));
+    }
+    let manual_clock = match manual_clock_for(cli.now.as_deref(), override_allowed)? {
+        Some(c) => Some(c),
+        None if wants_manual => Some(Arc::new(ManualClock::new(Utc::now()))),
+        None => None,
+    };
+    let clock: Arc<dyn Clock> = match &manual_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
     let workflows = cli.workflows.clone().unwrap_or_else(startup::default_workflows_dir);
     let ctx = Context {
         database_url: cli.database_url.clone().unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
@@ -393,6 +442,7 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
             id_hash_key: std::env::var(ID_HASH_KEY_ENV).ok(),
             limits: DocumentLimits { max_bytes: cli.max_document_bytes },
         },
+        work: work_config_from_env(),
     };
 
     match cli.command {
@@ -435,6 +485,10 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
         Command::Accounts(cmd) => appeal::accounts(&ctx, cmd).await?,
         Command::Timers(cmd) => appeal::timers(&ctx.engine().await?, cmd).await?,
         Command::Calendar(cmd) => calendar(&workflows.join("calendars"), cmd)?,
+        Command::Worker(args) => worker::worker(&ctx, args, manual_clock).await?,
+        Command::Jobs(cmd) => worker::jobs(&ctx, cmd).await?,
+        Command::Notifications(cmd) => worker::notifications(&ctx, cmd).await?,
+        Command::Actions(cmd) => worker::actions(&ctx, cmd).await?,
     }
     Ok(())
 }

@@ -278,8 +278,9 @@ impl Checklist {
 }
 
 fn share_over_two_thirds(p: f64) -> bool {
-    // "more than two thirds": strictly above 66.67 % (3 × p > 200 avoids rounding at the boundary).
-    3.0 * p > 200.0
+    // "More than two thirds". A declared 66.67 % may be two thirds rounded up, so the
+    // safer reading requires strictly more than 66.67 % (see rules.toml).
+    p > 66.67 + 1e-9
 }
 
 fn check_document(

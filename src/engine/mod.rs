@@ -131,6 +131,10 @@ impl Engine {
         self.clock.now()
     }
 
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// Looks up an earlier use of `key`: its answer if it was this command, an error if
     /// it was another.
     async fn replay(&self, key: &str, print: &str) -> Result<Option<CommandOutcome>, EngineError> {

@@ -332,6 +332,30 @@ pub struct WorkFilter {
     pub limit: Option<i64>,
 }
 
+/// A row of the job queue's table (apalis's, in the same database).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub queue: String,
+    /// Pending, Queued, Running, Done, Failed or Killed.
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    /// Dead: no attempt will follow (attempts used up, or aborted).
+    pub dead: bool,
+    pub run_at: DateTime<Utc>,
+    pub last_result: Option<String>,
+    /// The job's arguments (IDs only).
+    pub args: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub dead_only: bool,
+    pub queue: Option<String>,
+    pub limit: Option<i64>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AppealFilter {
     pub state: Option<String>,
@@ -439,6 +463,19 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Outbox rows handed to the job queue but not yet done (for the relay's sweep).
+    async fn queued_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError>;
+
+    /// Moves a job's next run `delay` from now (the database's clock): the backoff
+    /// between attempts, persisted so it survives a restart.
+    async fn defer_job(&self, job_id: &str, delay: std::time::Duration) -> Result<(), StoreError>;
+
+    /// The job queue's rows, newest first.
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Puts a dead (failed or aborted) job back in the queue with fresh attempts.
+    async fn retry_job(&self, job_id: &str) -> Result<bool, StoreError>;
+
     /// Counts of rows per table, for tests and diagnostics.
     async fn row_counts(&self) -> Result<RowCounts, StoreError>;
 
@@ -452,15 +489,4 @@ pub struct RowCounts {
     pub timers: i64,
     pub outbox: i64,
     pub idempotency: i64,
-}
-
-/// Opens the store a URL names: `sqlite://...` (created if missing) or `postgres://...`.
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl(url.to_string()))
-    }
 }

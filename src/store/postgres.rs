@@ -13,8 +13,8 @@ use sqlx::{PgPool, Row};
 
 use super::{
     ActionAttempt, ActionRecord, AppealFilter, AppealRecord, AppliedChange, CommitError, EffectRecord, EventRecord,
-    FailPoint, FailPoints, IdempotencyRecord, NewAction, NewNotification, NotificationRecord, RowCounts, Store,
-    StoreError, TimerRecord, TimerStatus, UnitOfWork, WorkFilter,
+    FailPoint, FailPoints, IdempotencyRecord, JobFilter, JobRecord, NewAction, NewNotification, NotificationRecord,
+    RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork, WorkFilter,
 };
 use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind, TicketNumber};
@@ -716,6 +716,70 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn queued_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE status = 'queued' ORDER BY id LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::effect_row).collect()
+    }
+
+    async fn defer_job(&self, job_id: &str, delay: std::time::Duration) -> Result<(), StoreError> {
+        sqlx::query("UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $1) WHERE id = $2")
+            .bind(delay.as_secs_f64())
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, job_type, status, attempts::bigint AS attempts, max_attempts::bigint AS max_attempts, run_at,
+                    last_result::text AS last_result, convert_from(job, 'UTF8') AS args
+             FROM apalis.jobs
+             WHERE ($1::text IS NULL OR job_type = $1)
+               AND (NOT $2 OR (status = 'Failed' AND attempts >= max_attempts) OR status = 'Killed')
+             ORDER BY run_at DESC, id DESC LIMIT $3",
+        )
+        .bind(&filter.queue)
+        .bind(filter.dead_only)
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                let attempts: i64 = row.try_get("attempts")?;
+                let max_attempts: i64 = row.try_get("max_attempts")?;
+                let args: Option<String> = row.try_get("args")?;
+                Ok(JobRecord {
+                    id: row.try_get("id")?,
+                    queue: row.try_get("job_type")?,
+                    dead: status == "Killed" || (status == "Failed" && attempts >= max_attempts),
+                    status,
+                    attempts,
+                    max_attempts,
+                    run_at: row.try_get("run_at")?,
+                    last_result: row.try_get("last_result")?,
+                    args: args.as_deref().and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn retry_job(&self, job_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(),
+                    lock_by = NULL, lock_at = NULL, done_at = NULL
+             WHERE id = $1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts))",
+        )
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {

@@ -1,0 +1,335 @@
+//! The `worker`, `jobs`, `notifications` and `actions` subcommands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+
+use super::{CliError, Context, print_json};
+use crate::app;
+use crate::app::work::WorkError;
+use crate::domain::{Actor, Role};
+use crate::engine::{EngineError, ErrorClass, ManualClock};
+use crate::jobs::{QUEUES, Runtime, WorkerSettings};
+use crate::startup;
+use crate::store::{JobFilter, WorkFilter};
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Simulation: run every timer and job due up to this instant, each at its own due
+    /// time on a manual clock, then exit (needs APPEALFLOW_ALLOW_CLOCK_OVERRIDE=1).
+    #[arg(long, value_name = "RFC3339")]
+    pub until: Option<String>,
+    /// Jobs run at once, per queue.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Attempts before a job is dead.
+    #[arg(long, default_value_t = 8)]
+    pub max_attempts: usize,
+    /// Wait before the second attempt, in seconds; doubles after each failure.
+    #[arg(long, default_value_t = 30)]
+    pub backoff_secs: u64,
+    /// Longest wait between attempts, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub backoff_max_secs: u64,
+    /// How often to look for due timers and new work, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub poll_ms: u64,
+    /// After SIGTERM/SIGINT, how long in-flight jobs get to finish, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub grace_secs: u64,
+}
+
+impl WorkerArgs {
+    fn settings(&self) -> Result<WorkerSettings, CliError> {
+        if self.concurrency == 0 || self.max_attempts == 0 || self.poll_ms == 0 {
+            return Err(CliError::usage("--concurrency, --max-attempts and --poll-ms must be at least 1"));
+        }
+        Ok(WorkerSettings {
+            max_attempts: self.max_attempts,
+            backoff_base: Duration::from_secs(self.backoff_secs),
+            backoff_max: Duration::from_secs(self.backoff_max_secs.max(self.backoff_secs)),
+            concurrency: self.concurrency,
+            poll: Duration::from_millis(self.poll_ms),
+            grace: Duration::from_secs(self.grace_secs),
+            ..WorkerSettings::default()
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Jobs in the queues, newest first.
+    List {
+        /// Only dead jobs (attempts used up, or aborted).
+        #[arg(long)]
+        dead: bool,
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a dead job back in its queue with fresh attempts.
+    Retry { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// Notifications recorded, oldest first (recipients masked).
+    List {
+        #[arg(long, value_name = "TICKET")]
+        appeal: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActionsCommand {
+    /// Post-approval actions; --attention for those that failed or exhausted their attempts.
+    List {
+        #[arg(long, value_name = "TICKET")]
+        appeal: Option<String>,
+        #[arg(long)]
+        attention: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try a permanently failed action again.
+    Retry { id: i64 },
+    /// Mark an appeal's manual task ("Other" item) done.
+    TaskDone {
+        ticket: String,
+        #[arg(long)]
+        actor: String,
+        #[arg(long)]
+        role: Role,
+    },
+}
+
+fn work_error(e: WorkError) -> CliError {
+    match e {
+        WorkError::Retry(m) => CliError { class: ErrorClass::Internal, message: m },
+        WorkError::Permanent(m) => CliError { class: ErrorClass::Refused, message: m },
+    }
+}
+
+async fn runtime(ctx: &Context, settings: WorkerSettings) -> Result<Runtime, CliError> {
+    let (store, backend) = startup::open(&ctx.database_url).await?;
+    let workflow =
+        startup::load_workflow(&ctx.workflows, startup::DEFAULT_WORKFLOW).map_err(startup::StartupError::from)?;
+    let engine = Arc::new(crate::engine::Engine::new(store, Arc::new(workflow), ctx.clock.clone()));
+    let work = startup::build_work(engine, &ctx.workflows, &ctx.work)?;
+    if ctx.work.lead_emails.is_empty() {
+        tracing::warn!("APPEALFLOW_LEAD_EMAILS is not set: SLA warnings and breaches reach no reviewer lead");
+    }
+    Ok(Runtime { work: Arc::new(work), queues: startup::queues(&backend, &settings), settings })
+}
+
+pub(super) async fn worker(ctx: &Context, args: WorkerArgs, clock: Option<Arc<ManualClock>>) -> Result<(), CliError> {
+    let settings = args.settings()?;
+    let rt = runtime(ctx, settings).await?;
+    if let Some(until) = &args.until {
+        let until: DateTime<Utc> = DateTime::parse_from_rfc3339(until)
+            .map_err(|e| CliError::usage(format!("--until: {until:?} is not an RFC 3339 instant ({e})")))?
+            .with_timezone(&Utc);
+        let clock = clock.expect("run() gives --until a manual clock");
+        let report = rt.work.run_until(&clock, until).await.map_err(work_error)?;
+        println!(
+            "simulated to {}: {} timer(s) fired, {} effect(s), {} action(s), {} notification(s){}",
+            until.to_rfc3339(),
+            report.timers_fired,
+            report.effects,
+            report.actions,
+            report.notifications,
+            if report.deferred.is_empty() {
+                String::new()
+            } else {
+                format!(", {} step(s) left to retry", report.deferred.len())
+            }
+        );
+        for d in &report.deferred {
+            println!("  left: {d}");
+        }
+        return Ok(());
+    }
+    println!("appealflow worker on {} (queues: {})", super::redact_url(&ctx.database_url), QUEUES.join(", "));
+    crate::jobs::run(rt, shutdown_signal())
+        .await
+        .map_err(|e| CliError { class: ErrorClass::Internal, message: format!("worker: {e}") })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+pub(super) async fn jobs(ctx: &Context, cmd: JobsCommand) -> Result<(), CliError> {
+    let store = startup::open_store(&ctx.database_url).await?;
+    match cmd {
+        JobsCommand::List { dead, queue, limit, json } => {
+            if let Some(q) = &queue
+                && !QUEUES.contains(&q.as_str())
+            {
+                return Err(CliError::usage(format!("--queue: unknown queue {q:?} (known: {})", QUEUES.join(", "))));
+            }
+            let jobs = store.jobs(&JobFilter { dead_only: dead, queue, limit: Some(limit) }).await?;
+            if json {
+                print_json(&jobs);
+            } else {
+                for j in jobs {
+                    println!(
+                        "{}  {:<26} {:<8} {}{}/{}  run_at {}  {}  {}",
+                        j.id,
+                        j.queue,
+                        j.status,
+                        if j.dead { "DEAD " } else { "" },
+                        j.attempts,
+                        j.max_attempts,
+                        j.run_at.to_rfc3339(),
+                        j.args,
+                        j.last_result.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        JobsCommand::Retry { id } => {
+            if store.retry_job(&id).await? {
+                println!("job {id} is queued again");
+            } else {
+                return Err(CliError {
+                    class: ErrorClass::Refused,
+                    message: format!(
+                        "job {id} is not dead (or does not exist): only a dead job can be retried by hand"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn notifications(ctx: &Context, cmd: NotificationsCommand) -> Result<(), CliError> {
+    let engine = ctx.engine().await?;
+    let NotificationsCommand::List { appeal, status, json } = cmd;
+    let appeal_id = match appeal {
+        Some(t) => Some(appeal_id(&engine, &t).await?),
+        None => None,
+    };
+    let rows = engine.store().notifications(&WorkFilter { appeal_id, status, limit: None }).await?;
+    if json {
+        print_json(&rows);
+    } else {
+        for n in rows {
+            println!(
+                "{:>5}  {:<8} {:<17} {:<5} {:<5} to {:<22} {}",
+                n.id,
+                n.status,
+                n.template,
+                n.channel,
+                n.locale,
+                n.recipient_masked,
+                n.body.replace('\n', " ⏎ ")
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn appeal_id(engine: &crate::engine::Engine, ticket: &str) -> Result<String, CliError> {
+    let ticket = app::parse_ticket(ticket)?;
+    Ok(engine.store().appeal_by_ticket(&ticket).await?.ok_or_else(|| EngineError::NotFound(ticket.to_string()))?.id)
+}
+
+pub(super) async fn actions(ctx: &Context, cmd: ActionsCommand) -> Result<(), CliError> {
+    match cmd {
+        ActionsCommand::List { appeal, attention, json } => {
+            let engine = ctx.engine().await?;
+            let appeal_id = match appeal {
+                Some(t) => Some(appeal_id(&engine, &t).await?),
+                None => None,
+            };
+            let max = WorkerSettings::default().max_attempts as i64;
+            let rows: Vec<_> = engine
+                .store()
+                .actions(&WorkFilter { appeal_id, ..Default::default() })
+                .await?
+                .into_iter()
+                .filter(|a| !attention || a.status == "failed" || (a.status == "pending" && a.attempts >= max))
+                .collect();
+            if json {
+                print_json(&rows);
+            } else {
+                for a in rows {
+                    println!(
+                        "{:>5}  {}  {:<26} {:<9} attempts {}{}",
+                        a.id,
+                        a.ticket,
+                        a.action,
+                        a.status,
+                        a.attempts,
+                        a.last_error.map(|e| format!("  {e}")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        ActionsCommand::Retry { id } => {
+            let settings = WorkerSettings::default();
+            let rt = runtime(ctx, settings).await?;
+            let store = rt.work.engine().store().clone();
+            if !store.reset_action(id, rt.work.engine().now()).await? {
+                return Err(CliError {
+                    class: ErrorClass::Refused,
+                    message: format!("action {id} has not failed (or does not exist)"),
+                });
+            }
+            rt.queues
+                .push_action_again(id, &rt.settings)
+                .await
+                .map_err(|e| CliError { class: ErrorClass::Internal, message: e.to_string() })?;
+            println!("action {id} is pending again and queued");
+        }
+        ActionsCommand::TaskDone { ticket, actor, role } => {
+            if !matches!(role, Role::Reviewer | Role::Lead | Role::Admin) {
+                return Err(CliError {
+                    class: ErrorClass::Refused,
+                    message: "only reviewers, leads and admins mark tasks done".into(),
+                });
+            }
+            let rt = runtime(ctx, WorkerSettings::default()).await?;
+            let ticket = app::parse_ticket(&ticket)?;
+            let f = rt.work.complete_manual(&ticket, &Actor::new(actor.trim(), role)).await.map_err(work_error)?;
+            for id in f.notifications {
+                rt.queues
+                    .push_notification(id, &rt.settings)
+                    .await
+                    .map_err(|e| CliError { class: ErrorClass::Internal, message: e.to_string() })?;
+            }
+            println!("{ticket}: manual task done");
+        }
+    }
+    Ok(())
+}
