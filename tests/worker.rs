@@ -1,0 +1,294 @@
+//! The background half on a manual clock, on SQLite and on PostgreSQL: SLA warning and
+//! breach at the right instants with the leads notified, rejection → notice delivered →
+//! window → resubmission before the deadline or expiry one second after it, approval →
+//! every action applied once → closed with the security notice, the manual task of the
+//! "Other" item, a permanently failing account endpoint leaving the appeal flagged, and
+//! the rendered notifications. Deterministic: `Work::run_until` fires each timer at its
+//! own due instant and does all the work it causes before the clock moves on.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use appealflow::app::intake::{Intake, LocalFiles};
+use appealflow::app::work::Work;
+use appealflow::domain::draft::DraftInput;
+use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
+use appealflow::engine::{Engine, ManualClock};
+use appealflow::startup::{IntakeConfig, WorkConfig, build_intake, build_work};
+use appealflow::store::{NotificationRecord, WorkFilter};
+use appealflow::workflow::Fire;
+use chrono::{DateTime, Duration, Utc};
+use common::{TestDb, at};
+
+on_both_backends!(
+    sla_warning_and_breach_fire_at_their_instants_and_notify_the_leads,
+    rejection_notice_delivery_opens_the_window_and_a_resubmission_before_the_deadline_is_accepted,
+    the_window_expires_one_second_after_its_deadline_and_the_applicant_is_told,
+    approval_applies_every_action_once_sends_the_security_notice_and_closes,
+    the_other_item_waits_for_a_reviewer_to_mark_its_manual_task_done,
+    a_permanently_failing_account_endpoint_leaves_the_appeal_approved_and_flagged,
+);
+
+const KEY: &str = "worker-test-key-0123456789";
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+struct Harness {
+    db: TestDb,
+    clock: Arc<ManualClock>,
+    intake: Intake,
+    work: Work,
+    _blobs: tempfile::TempDir,
+}
+
+async fn harness_with(db: TestDb, work_config: WorkConfig) -> Harness {
+    // Monday 9 March 2026, 10:00 in Shanghai.
+    let clock = Arc::new(ManualClock::new(common::monday_morning()));
+    let engine = Arc::new(Engine::new(db.store.clone(), common::workflow(), clock.clone()));
+    let blobs = tempfile::tempdir().unwrap();
+    let config =
+        IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits: Default::default() };
+    let intake = build_intake(engine.clone(), &common::workflows_dir(), &config).unwrap();
+    let work = build_work(engine, &common::workflows_dir(), &work_config).unwrap();
+    let hasher = IdHasher::new(KEY.as_bytes()).unwrap();
+    let inputs: Vec<AccountInput> =
+        serde_json::from_str(&std::fs::read_to_string(examples().join("accounts.json")).unwrap()).unwrap();
+    let accounts: Vec<_> = inputs.into_iter().map(|a| a.into_account("test", &hasher).unwrap()).collect();
+    db.store.put_accounts(&accounts, clock.now_utc()).await.unwrap();
+    Harness { db, clock, intake, work, _blobs: blobs }
+}
+
+trait Now {
+    fn now_utc(&self) -> DateTime<Utc>;
+}
+
+impl Now for ManualClock {
+    fn now_utc(&self) -> DateTime<Utc> {
+        appealflow::engine::Clock::now(self)
+    }
+}
+
+async fn harness(db: TestDb) -> Harness {
+    harness_with(db, WorkConfig { lead_emails: vec!["leads@example.com".into()], ..Default::default() }).await
+}
+
+fn draft(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> DraftInput {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(examples().join(name)).unwrap()).unwrap();
+    edit(&mut v);
+    serde_json::from_value(v).unwrap()
+}
+
+impl Harness {
+    async fn submit(&self, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> TicketNumber {
+        let files = LocalFiles { base: examples() };
+        self.intake.submit(draft(name, edit), &files, None).await.unwrap().ticket
+    }
+
+    async fn fire(&self, ticket: &TicketNumber, transition: &str, reasons: &[&str]) {
+        let mut cmd = Fire::new(transition);
+        cmd.reasons = reasons.iter().map(|r| r.to_string()).collect();
+        self.work.engine().fire(ticket, &cmd, &Actor::new("ann", Role::Reviewer), None).await.unwrap();
+    }
+
+    async fn run_until(&self, rfc3339: &str) {
+        let report = self.work.run_until(&self.clock, at(rfc3339)).await.unwrap();
+        assert!(report.deferred.is_empty(), "{:?}", report.deferred);
+    }
+
+    async fn record(&self, ticket: &TicketNumber) -> appealflow::store::AppealRecord {
+        self.db.store.appeal_by_ticket(ticket).await.unwrap().unwrap()
+    }
+
+    async fn history(&self, ticket: &TicketNumber) -> Vec<(String, DateTime<Utc>)> {
+        let id = self.record(ticket).await.id;
+        self.db.store.history(&id).await.unwrap().into_iter().map(|e| (e.transition, e.at)).collect()
+    }
+
+    async fn notifications(&self, ticket: &TicketNumber) -> Vec<NotificationRecord> {
+        let id = self.record(ticket).await.id;
+        self.db.store.notifications(&WorkFilter { appeal_id: Some(id), ..Default::default() }).await.unwrap()
+    }
+}
+
+async fn sla_warning_and_breach_fire_at_their_instants_and_notify_the_leads(db: TestDb) {
+    let h = harness(db).await;
+    let t = h.submit("draft-individual.json", |_| {}).await;
+    // Received Monday: Tue, Wed, Thu count; warning at Thursday 00:00, breach at Friday 00:00.
+    h.run_until("2026-03-11T23:59:59+08:00").await;
+    assert!(!h.history(&t).await.iter().any(|(n, _)| n == "sla_warning"));
+    h.run_until("2026-03-12T00:00:00+08:00").await;
+    let history = h.history(&t).await;
+    let warning = history.iter().find(|(n, _)| n == "sla_warning").expect("warning fired");
+    assert_eq!(warning.1, at("2026-03-12T00:00:00+08:00"));
+    h.run_until("2026-03-13T00:00:01+08:00").await;
+    let history = h.history(&t).await;
+    let breach = history.iter().find(|(n, _)| n == "sla_breached").expect("breach fired");
+    assert_eq!(breach.1, at("2026-03-13T00:00:00+08:00"));
+    assert_eq!(h.record(&t).await.state, "submitted", "neither changes the state");
+    let leads: Vec<_> = h.notifications(&t).await.into_iter().filter(|n| n.recipient == "leads@example.com").collect();
+    assert_eq!(leads.iter().map(|n| n.template.as_str()).collect::<Vec<_>>(), ["sla_warning", "sla_breach"]);
+    assert!(leads.iter().all(|n| n.channel == "email" && n.status == "sent"));
+    assert!(leads[1].body.contains(&t.to_string()), "{}", leads[1].body);
+    assert!(leads[1].body.contains("2026-03-13 00:00 +08:00"), "the breach names the deadline: {}", leads[1].body);
+}
+
+async fn reject(h: &Harness) -> TicketNumber {
+    let t = h.submit("draft-individual.json", |_| {}).await;
+    h.fire(&t, "claim", &[]).await;
+    h.fire(&t, "reject", &["missing_documents: supplementary"]).await;
+    t
+}
+
+async fn rejection_notice_delivery_opens_the_window_and_a_resubmission_before_the_deadline_is_accepted(db: TestDb) {
+    let h = harness(db).await;
+    let t = reject(&h).await;
+    assert_eq!(h.record(&t).await.state, "rejected", "the window waits for the notice");
+    h.run_until("2026-03-09T10:00:00+08:00").await;
+    assert_eq!(h.record(&t).await.state, "resubmission_window");
+    let notice = h.notifications(&t).await.into_iter().find(|n| n.template == "appeal_rejected").unwrap();
+    assert_eq!(notice.status, "sent");
+    assert!(notice.body.contains("missing_documents: supplementary"), "{}", notice.body);
+    // Delivered Monday: the window closes at the end of Thursday 12 March, Shanghai time.
+    assert!(notice.body.contains("2026-03-13 00:00 +08:00"), "{}", notice.body);
+    h.run_until("2026-03-12T23:59:59+08:00").await;
+    let reminder = h.notifications(&t).await.into_iter().find(|n| n.template == "window_reminder");
+    assert!(reminder.is_some_and(|r| r.status == "sent"), "the reminder went out 24 hours before");
+    let files = LocalFiles { base: examples() };
+    let out = h.intake.resubmit(&t, draft("draft-individual.json", |_| {}), &files, None).await.unwrap();
+    assert_eq!(out.state, "submitted");
+}
+
+async fn the_window_expires_one_second_after_its_deadline_and_the_applicant_is_told(db: TestDb) {
+    let h = harness(db).await;
+    let t = reject(&h).await;
+    h.run_until("2026-03-13T00:00:00+08:00").await;
+    let record = h.record(&t).await;
+    assert_eq!((record.state.as_str(), record.outcome.as_deref()), ("closed", Some("expired")));
+    let expired = h.history(&t).await.into_iter().find(|(n, _)| n == "expire").unwrap();
+    assert_eq!(expired.1, at("2026-03-13T00:00:00+08:00"));
+    let told: Vec<_> = h.notifications(&t).await.into_iter().filter(|n| n.template == "window_expired").collect();
+    assert!(!told.is_empty() && told.iter().all(|n| n.status == "sent"));
+    let files = LocalFiles { base: examples() };
+    h.clock.set(at("2026-03-13T00:00:01+08:00"));
+    let late = h.intake.resubmit(&t, draft("draft-individual.json", |_| {}), &files, None).await.unwrap_err();
+    assert!(late.to_string().contains("start a new appeal"), "{late}");
+}
+
+async fn approval_applies_every_action_once_sends_the_security_notice_and_closes(db: TestDb) {
+    let h = harness(db).await;
+    let t = h
+        .submit("draft-enterprise.json", |d| {
+            d["items"] =
+                serde_json::json!(["reset_password", "detach_mfa", "clear_security_questions", "clear_ip_logon_mask"])
+        })
+        .await;
+    h.fire(&t, "claim", &[]).await;
+    h.fire(&t, "approve", &[]).await;
+    h.run_until("2026-03-09T10:01:00+08:00").await;
+    let record = h.record(&t).await;
+    assert_eq!((record.state.as_str(), record.outcome.as_deref()), ("closed", Some("completed")));
+    let actions =
+        h.db.store.actions(&WorkFilter { appeal_id: Some(record.id.clone()), ..Default::default() }).await.unwrap();
+    let names: Vec<_> = actions.iter().map(|a| (a.action.as_str(), a.status.as_str(), a.attempts)).collect();
+    assert_eq!(
+        names,
+        [
+            ("rotate_secure_phone", "succeeded", 1),
+            ("detach_mfa", "succeeded", 1),
+            ("clear_security_questions", "succeeded", 1),
+            ("clear_ip_logon_mask", "succeeded", 1)
+        ]
+    );
+    let account = h.db.store.account("acme-ops").await.unwrap().unwrap();
+    assert_eq!(account.security.secure_phone.unwrap().as_e164(), "+8613712345678");
+    assert!(!account.security.mfa_attached && !account.security.security_questions_set);
+    assert_eq!(account.security.ip_logon_mask, None);
+    // Running again changes nothing: every action's key was applied once.
+    h.run_until("2026-03-09T10:02:00+08:00").await;
+    for a in &actions {
+        let again =
+            h.db.store
+                .apply_account_change(
+                    &a.idempotency_key,
+                    "acme-ops",
+                    &a.action,
+                    &appealflow::domain::account::AccountChange::DetachMfa,
+                    h.clock.now_utc(),
+                )
+                .await
+                .unwrap();
+        assert!(again.replayed, "{} was recorded in the ledger", a.action);
+    }
+    let notices: Vec<_> = h.notifications(&t).await.into_iter().filter(|n| n.template == "security_notice").collect();
+    let to: Vec<_> = notices.iter().map(|n| (n.channel.as_str(), n.recipient.as_str())).collect();
+    assert_eq!(
+        to,
+        [("sms", "+8613900001111"), ("email", "it@acme.example")],
+        "the previous phone and the security email"
+    );
+    assert!(notices[0].body.contains("+86 137****5678"), "{}", notices[0].body);
+    let completed = h.notifications(&t).await.into_iter().filter(|n| n.template == "action_completed").count();
+    assert_eq!(completed, 4);
+}
+
+async fn the_other_item_waits_for_a_reviewer_to_mark_its_manual_task_done(db: TestDb) {
+    let h = harness(db).await;
+    let t = h
+        .submit("draft-individual.json", |d| {
+            d["items"] = serde_json::json!(["other"]);
+            d["supplementary_content"] = serde_json::json!("The account was frozen after a risk check.");
+        })
+        .await;
+    h.fire(&t, "claim", &[]).await;
+    h.fire(&t, "approve", &[]).await;
+    h.run_until("2026-03-10T10:00:00+08:00").await;
+    assert_eq!(h.record(&t).await.state, "approved", "waits for the manual task");
+    h.work.complete_manual(&t, &Actor::new("ann", Role::Reviewer)).await.unwrap();
+    h.run_until("2026-03-10T10:01:00+08:00").await;
+    let record = h.record(&t).await;
+    assert_eq!(record.outcome.as_deref(), Some("completed"));
+    let task = h.db.store.actions(&WorkFilter { appeal_id: Some(record.id), ..Default::default() }).await.unwrap();
+    assert_eq!(task[0].done_by.as_deref(), Some("ann"));
+}
+
+#[derive(Default)]
+struct Recorded(Mutex<Vec<(String, String)>>);
+
+async fn a_permanently_failing_account_endpoint_leaves_the_appeal_approved_and_flagged(db: TestDb) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+    let recorded = Arc::new(Recorded::default());
+    let r = recorded.clone();
+    let app = axum::Router::new().route(
+        "/{action}",
+        post(move |axum::extract::Path(action): axum::extract::Path<String>, headers: HeaderMap| {
+            let r = r.clone();
+            async move {
+                let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                r.0.lock().unwrap().push((action, key));
+                (StatusCode::UNPROCESSABLE_ENTITY, "account is locked")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let h = harness_with(db, WorkConfig { actions_url: Some((url, "s3cret".into())), ..Default::default() }).await;
+    let t = h.submit("draft-individual.json", |d| d["items"] = serde_json::json!(["detach_mfa"])).await;
+    h.fire(&t, "claim", &[]).await;
+    h.fire(&t, "approve", &[]).await;
+    h.run_until("2026-03-09T10:05:00+08:00").await;
+    let record = h.record(&t).await;
+    assert_eq!(record.state, "approved", "a permanently failed action leaves the appeal approved");
+    let failed = h.db.store.actions(&WorkFilter { status: Some("failed".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].ticket, t);
+    assert!(failed[0].last_error.as_deref().unwrap_or("").contains("422"), "{:?}", failed[0].last_error);
+    let calls = recorded.0.lock().unwrap().clone();
+    assert_eq!(calls, [("detach_mfa".to_string(), failed[0].idempotency_key.clone())], "a 4xx is not retried");
+}
