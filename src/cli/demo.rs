@@ -14,14 +14,19 @@ use super::CliError;
 use crate::app::intake::{Intake, IntakeError, LocalFiles};
 use crate::domain::draft::DraftInput;
 use crate::domain::{AccountInput, Actor, Role, TicketNumber};
+use crate::app::work::Work;
 use crate::engine::{Clock, CommandOutcome, Engine, ManualClock};
-use crate::startup::{self, IntakeConfig};
+use crate::startup::{self, IntakeConfig, WorkConfig};
 use crate::workflow::Fire;
 
 struct Tour {
     intake: Intake,
+    work: Work,
     clock: Arc<ManualClock>,
     tz: Tz,
+    /// Notifications already printed.
+    shown: std::sync::atomic::AtomicI64,
+    ticket: std::sync::Mutex<Option<TicketNumber>>,
 }
 
 const ACCOUNTS: &str = r#"[
@@ -91,22 +96,59 @@ impl Tour {
         Ok(())
     }
 
-    /// Moves the clock to `at`, firing each timer that falls due on the way at its own
-    /// due instant.
+    /// Moves the clock to `at` as the worker would: each timer that falls due on the way
+    /// fires at its own due instant, and the work it causes (notifications, account
+    /// actions) is done; then prints what happened.
     async fn advance_to(&self, at: DateTime<Utc>) -> Result<(), CliError> {
-        while let Some(timer) = self.engine().store().due_timers(at, 1).await?.into_iter().next() {
-            self.clock.set(timer.due_at.max(self.clock.now()));
-            let runs = self.engine().run_due_timers(100).await?;
-            if runs.iter().all(|r| r.result.is_none()) {
+        loop {
+            let next = self.engine().store().due_timers(at, 1).await?.into_iter().next();
+            let step_to = next.as_ref().map_or(at, |t| t.due_at.max(self.clock.now()));
+            let before = self.history_len().await?;
+            self.work
+                .run_until(&self.clock, step_to)
+                .await
+                .map_err(|e| CliError::usage(format!("demo worker: {e}")))?;
+            self.print_new_events(before).await?;
+            self.print_notifications().await?;
+            if next.is_none() || step_to >= at {
                 break;
             }
-            for run in runs {
-                if let Some(o) = &run.result {
-                    self.step(&format!("timer {}", run.timer.name), o, &format!("fired: {}", o.transition));
-                }
-            }
         }
-        self.clock.set(at);
+        Ok(())
+    }
+
+    async fn history_len(&self) -> Result<usize, CliError> {
+        let Some(t) = self.ticket.lock().expect("demo lock").clone() else { return Ok(0) };
+        let record = self.engine().store().appeal_by_ticket(&t).await?.ok_or_else(|| CliError::usage("vanished"))?;
+        Ok(self.engine().store().history(&record.id).await?.len())
+    }
+
+    async fn print_new_events(&self, from: usize) -> Result<(), CliError> {
+        let Some(t) = self.ticket.lock().expect("demo lock").clone() else { return Ok(()) };
+        let record = self.engine().store().appeal_by_ticket(&t).await?.ok_or_else(|| CliError::usage("vanished"))?;
+        for e in self.engine().store().history(&record.id).await?.into_iter().skip(from) {
+            let state = format!("{}{}", e.to, e.outcome.as_deref().map(|o| format!(" ({o})")).unwrap_or_default());
+            println!(
+                "{}  {:<28} -> {:<20} v{}  by the worker ({})",
+                self.local(e.at),
+                format!("worker: {}", e.transition),
+                state,
+                e.seq,
+                e.actor
+            );
+        }
+        Ok(())
+    }
+
+    /// Prints notifications recorded since the last call, as rendered.
+    async fn print_notifications(&self) -> Result<(), CliError> {
+        use std::sync::atomic::Ordering;
+        let all = self.engine().store().notifications(&crate::store::WorkFilter::default()).await?;
+        for n in all.into_iter().filter(|n| n.id > self.shown.load(Ordering::SeqCst)) {
+            self.shown.store(n.id, Ordering::SeqCst);
+            let first = n.body.lines().next().unwrap_or("");
+            println!("{:>30}{} {} to {} [{}]: {}", "", n.channel, n.template, n.recipient_masked, n.status, first);
+        }
         Ok(())
     }
 
@@ -150,8 +192,13 @@ pub async fn run(database_url: Option<&str>, workflows: &Path) -> Result<(), Cli
         limits: Default::default(),
     };
     let intake = startup::build_intake(engine.clone(), workflows, &config)?;
+    let work = startup::build_work(
+        engine.clone(),
+        workflows,
+        &WorkConfig { lead_emails: vec!["reviewer-leads@acme.example".into()], ..Default::default() },
+    )?;
     let tz = engine.workflow().calendar.time_zone;
-    let tour = Tour { intake, clock, tz };
+    let tour = Tour { intake, work, clock, tz, shown: Default::default(), ticket: Default::default() };
     let files = LocalFiles { base: tmp.path().to_path_buf() };
 
     println!("appealflow demo");
@@ -196,12 +243,10 @@ pub async fn run(database_url: Option<&str>, workflows: &Path) -> Result<(), Cli
     let complete: DraftInput = crate::app::parse_json(&draft(true, true))?;
     let submitted = tour.intake.submit(complete, &files, None).await?;
     let ticket = submitted.ticket.clone();
-    tour.line(
-        "submit",
-        &submitted.state,
-        &format!("v{}  ticket {ticket}, sent by SMS to +86 138****5678", submitted.version),
-    );
+    *tour.ticket.lock().expect("demo lock") = Some(ticket.clone());
+    tour.line("submit", &submitted.state, &format!("v{}  ticket {ticket}", submitted.version));
     tour.timers_note(&ticket).await?;
+    tour.advance_to(start).await?;
 
     // Nobody claims it over the holiday: the SLA warning fires at the start of the
     // last business day.
@@ -210,8 +255,8 @@ pub async fn run(database_url: Option<&str>, workflows: &Path) -> Result<(), Cli
     tour.advance_to(start + Duration::days(6)).await?;
     tour.fire(&ticket, "claim", &reviewer, &[]).await?;
     tour.fire(&ticket, "reject", &reviewer, &["documents_not_meeting_requirements: enterprise_appeal_letter"]).await?;
-    tour.clock.advance(Duration::minutes(5));
-    tour.fire(&ticket, "notice_delivered", &Actor::system(), &[]).await?;
+    // The worker delivers the rejection notice; its delivery opens the window.
+    tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
     tour.timers_note(&ticket).await?;
 
     tour.clock.advance(Duration::days(1));
@@ -221,12 +266,25 @@ pub async fn run(database_url: Option<&str>, workflows: &Path) -> Result<(), Cli
     let out = tour.intake.resubmit(&ticket, corrected, &files, None).await?;
     tour.step("resubmit", &out, &format!("by {} (a new appeal letter; the old one is kept)", applicant.name));
     tour.timers_note(&ticket).await?;
+    tour.advance_to(tour.clock.now()).await?;
     tour.clock.advance(Duration::hours(2));
     tour.fire(&ticket, "claim", &reviewer, &[]).await?;
     tour.clock.advance(Duration::minutes(20));
     tour.fire(&ticket, "approve", &reviewer, &[]).await?;
-    tour.clock.advance(Duration::minutes(1));
-    tour.fire(&ticket, "complete", &Actor::system(), &[]).await?;
+    // The worker applies the post-approval actions (each once, by its key), sends the
+    // security notice to the previous phone and email, and closes the appeal.
+    tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
+    let record = engine.store().appeal_by_ticket(&ticket).await?.ok_or_else(|| CliError::usage("vanished"))?;
+    for a in engine.store().actions(&crate::store::WorkFilter { appeal_id: Some(record.id), ..Default::default() }).await? {
+        println!("{:>30}action {} {} (key {})", "", a.action, a.status, a.idempotency_key);
+    }
+    let account = engine.store().account("acme-ops").await?.ok_or_else(|| CliError::usage("vanished"))?;
+    println!(
+        "{:>30}account acme-ops now: secure phone {}, MFA attached: {}",
+        "",
+        account.security.secure_phone.map(|p| p.masked()).unwrap_or_default(),
+        account.security.mfa_attached
+    );
 
     println!();
     let progress = tour.intake.progress(ticket.as_str(), "13812345678").await?;

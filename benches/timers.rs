@@ -1,0 +1,138 @@
+//! Timer figures on each backend, each against a baseline measured in the same run.
+//!
+//! 1. Burn-down: 10,000 due timers (5,000 appeals × the review SLA and its warning) fired
+//!    through the engine; timers per second, and the ratio to the baseline of bare
+//!    durable commits per second on the same database.
+//! 2. Lateness at idle: the real worker loop (`jobs::run`, system clock, default poll of
+//!    500 ms) with timers falling due one by one; how late each fires, against the poll
+//!    interval as the baseline (a ratio of 1.0 means "one poll late").
+//!
+//! `cargo bench --bench timers` (PostgreSQL too when APPEALFLOW_TEST_POSTGRES_URL is set).
+//! `APPEALFLOW_BENCH_TIMERS` sets the burn-down size (default 10000).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use appealflow::engine::{Clock, Engine, ManualClock, SystemClock};
+use appealflow::jobs::{Runtime, WorkerSettings};
+use appealflow::startup::{self, WorkConfig};
+use appealflow::workflow::Fire;
+use chrono::Utc;
+
+async fn baseline(db: &common::TestDb, n: usize) -> f64 {
+    if db.url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)").execute(&pool).await.unwrap();
+        sqlx::query("INSERT OR REPLACE INTO bench_baseline VALUES (1, 0)").execute(&pool).await.unwrap();
+        let start = Instant::now();
+        for _ in 0..n {
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.unwrap();
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+            sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = 1").execute(&mut *tx).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INT PRIMARY KEY, v BIGINT NOT NULL)").execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO bench_baseline VALUES (1, 0) ON CONFLICT (id) DO NOTHING").execute(&pool).await.unwrap();
+        let start = Instant::now();
+        for _ in 0..n {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = 1").execute(&mut *tx).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    }
+}
+
+async fn burn_down(db: &common::TestDb, timers: usize) -> (f64, usize) {
+    let clock = Arc::new(ManualClock::new(common::monday_morning()));
+    let engine = common::engine(db.store.clone(), clock.clone());
+    for i in 0..timers / 2 {
+        engine.create(&common::request(&format!("burn{i}")), &common::applicant(), None).await.unwrap();
+    }
+    clock.set(common::at("2026-03-20T00:00:00+08:00"));
+    let start = Instant::now();
+    let mut fired = 0;
+    loop {
+        let runs = engine.run_due_timers(500).await.unwrap();
+        if runs.is_empty() {
+            break;
+        }
+        fired += runs.iter().filter(|r| r.result.is_some()).count();
+    }
+    (fired as f64 / start.elapsed().as_secs_f64(), fired)
+}
+
+/// Claims made 4 hours ago (less a little) so their expiry timers fall due one by one
+/// over the next seconds, on the wall clock; the real worker loop fires them.
+async fn lateness(db: &common::TestDb, count: usize) -> Vec<Duration> {
+    let (store, backend) = startup::open(&db.url).await.unwrap();
+    let now = Utc::now();
+    let clock = Arc::new(ManualClock::new(now));
+    let setup = Engine::new(store.clone(), common::workflow(), clock.clone() as Arc<dyn Clock>);
+    let mut expected = Vec::new();
+    for i in 0..count {
+        let t = setup.create(&common::request(&format!("late{i}")), &common::applicant(), None).await.unwrap().ticket;
+        // Claim expiry is 4 hours: due at now + 1 s + i × 300 ms.
+        let claimed_at = now - chrono::Duration::hours(4) + chrono::Duration::milliseconds(1000 + 300 * i as i64);
+        clock.set(claimed_at);
+        setup.fire(&t, &Fire::new("claim"), &common::reviewer("bench"), None).await.unwrap();
+        expected.push((t, claimed_at + chrono::Duration::hours(4)));
+    }
+    let engine = Arc::new(Engine::new(store.clone(), common::workflow(), Arc::new(SystemClock)));
+    let work = startup::build_work(engine, &common::workflows_dir(), &WorkConfig::default()).unwrap();
+    let settings = WorkerSettings::default();
+    let rt = Runtime { work: Arc::new(work), queues: startup::queues(&backend, &settings), settings };
+    let wait = Duration::from_millis(1500 + 300 * count as u64);
+    let worker = tokio::spawn(appealflow::jobs::run(rt, async move { tokio::time::sleep(wait).await }));
+    let _ = worker.await;
+    let mut late = Vec::new();
+    for (t, due) in expected {
+        let record = store.appeal_by_ticket(&t).await.unwrap().unwrap();
+        let history = store.history(&record.id).await.unwrap();
+        if let Some(release) = history.iter().find(|e| e.transition == "release") {
+            late.push((release.at - due).to_std().unwrap_or_default());
+        }
+    }
+    late.sort();
+    late
+}
+
+async fn report(name: &str, db: common::TestDb, timers: usize) {
+    let base = baseline(&db, 2000).await;
+    let (rate, fired) = burn_down(&db, timers).await;
+    println!("{name:<9} burn-down: {fired} timers at {rate:.0} timers/s; baseline {base:.0} commits/s; ratio {:.2}", rate / base);
+    let late = lateness(&db, 20).await;
+    let poll = WorkerSettings::default().poll.as_secs_f64();
+    if late.is_empty() {
+        println!("{name:<9} lateness: no timer fired");
+        return;
+    }
+    let p50 = late[late.len() / 2].as_secs_f64();
+    let max = late[late.len() - 1].as_secs_f64();
+    println!(
+        "{name:<9} lateness at idle ({} timers): p50 {:.0} ms, max {:.0} ms; poll {:.0} ms; p50/poll {:.2}, max/poll {:.2}",
+        late.len(),
+        p50 * 1000.0,
+        max * 1000.0,
+        poll * 1000.0,
+        p50 / poll,
+        max / poll
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let timers: usize = std::env::var("APPEALFLOW_BENCH_TIMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    report("sqlite", common::sqlite().await, timers).await;
+    match common::postgres("timers bench").await {
+        Some(db) => report("postgres", db, timers).await,
+        None => println!("postgres  skipped (set APPEALFLOW_TEST_POSTGRES_URL)"),
+    }
+}
