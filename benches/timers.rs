@@ -25,7 +25,10 @@ use chrono::Utc;
 async fn baseline(db: &common::TestDb, n: usize) -> f64 {
     if db.url.starts_with("sqlite") {
         let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-        sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)").execute(&pool).await.unwrap();
+        sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
         sqlx::query("INSERT OR REPLACE INTO bench_baseline VALUES (1, 0)").execute(&pool).await.unwrap();
         let start = Instant::now();
         for _ in 0..n {
@@ -38,8 +41,14 @@ async fn baseline(db: &common::TestDb, n: usize) -> f64 {
         n as f64 / start.elapsed().as_secs_f64()
     } else {
         let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INT PRIMARY KEY, v BIGINT NOT NULL)").execute(&pool).await.unwrap();
-        sqlx::query("INSERT INTO bench_baseline VALUES (1, 0) ON CONFLICT (id) DO NOTHING").execute(&pool).await.unwrap();
+        sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INT PRIMARY KEY, v BIGINT NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO bench_baseline VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+            .execute(&pool)
+            .await
+            .unwrap();
         let start = Instant::now();
         for _ in 0..n {
             let mut tx = pool.begin().await.unwrap();
@@ -107,7 +116,10 @@ async fn lateness(db: &common::TestDb, count: usize) -> Vec<Duration> {
 async fn report(name: &str, db: common::TestDb, timers: usize) {
     let base = baseline(&db, 2000).await;
     let (rate, fired) = burn_down(&db, timers).await;
-    println!("{name:<9} burn-down: {fired} timers at {rate:.0} timers/s; baseline {base:.0} commits/s; ratio {:.2}", rate / base);
+    println!(
+        "{name:<9} burn-down: {fired} timers at {rate:.0} timers/s; baseline {base:.0} commits/s; ratio {:.2}",
+        rate / base
+    );
     let late = lateness(&db, 20).await;
     let poll = WorkerSettings::default().poll.as_secs_f64();
     if late.is_empty() {

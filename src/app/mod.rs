@@ -1,6 +1,7 @@
 //! Application queries and commands shared by the CLI (and later the HTTP API): they
 //! turn raw input into domain types and engine results into views.
 
+pub mod access;
 pub mod intake;
 pub mod work;
 

@@ -12,9 +12,9 @@ use chrono_tz::Tz;
 
 use super::CliError;
 use crate::app::intake::{Intake, IntakeError, LocalFiles};
+use crate::app::work::Work;
 use crate::domain::draft::DraftInput;
 use crate::domain::{AccountInput, Actor, Role, TicketNumber};
-use crate::app::work::Work;
 use crate::engine::{Clock, CommandOutcome, Engine, ManualClock};
 use crate::startup::{self, IntakeConfig, WorkConfig};
 use crate::workflow::Fire;
@@ -275,7 +275,9 @@ pub async fn run(database_url: Option<&str>, workflows: &Path) -> Result<(), Cli
     // security notice to the previous phone and email, and closes the appeal.
     tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
     let record = engine.store().appeal_by_ticket(&ticket).await?.ok_or_else(|| CliError::usage("vanished"))?;
-    for a in engine.store().actions(&crate::store::WorkFilter { appeal_id: Some(record.id), ..Default::default() }).await? {
+    for a in
+        engine.store().actions(&crate::store::WorkFilter { appeal_id: Some(record.id), ..Default::default() }).await?
+    {
         println!("{:>30}action {} {} (key {})", "", a.action, a.status, a.idempotency_key);
     }
     let account = engine.store().account("acme-ops").await?.ok_or_else(|| CliError::usage("vanished"))?;

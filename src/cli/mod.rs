@@ -4,6 +4,7 @@
 
 mod appeal;
 mod demo;
+mod serve;
 mod worker;
 
 use std::io::Read;
@@ -76,6 +77,11 @@ pub enum Command {
     /// Business calendars: list them, compute a deadline and say why.
     #[command(subcommand)]
     Calendar(CalendarCommand),
+    /// Serve the HTTP API (and, unless --no-worker, run the worker in this process).
+    Serve(serve::ServeArgs),
+    /// API tokens for reviewers, leads and admins.
+    #[command(subcommand)]
+    Tokens(serve::TokensCommand),
     /// Run the job worker: timers, post-approval actions, notifications.
     Worker(worker::WorkerArgs),
     /// The job queue: list (dead) jobs, retry one by hand.
@@ -486,6 +492,8 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
         Command::Timers(cmd) => appeal::timers(&ctx.engine().await?, cmd).await?,
         Command::Calendar(cmd) => calendar(&workflows.join("calendars"), cmd)?,
         Command::Worker(args) => worker::worker(&ctx, args, manual_clock).await?,
+        Command::Serve(args) => serve::serve(&ctx, args).await?,
+        Command::Tokens(cmd) => serve::tokens(&ctx, cmd).await?,
         Command::Jobs(cmd) => worker::jobs(&ctx, cmd).await?,
         Command::Notifications(cmd) => worker::notifications(&ctx, cmd).await?,
         Command::Actions(cmd) => worker::actions(&ctx, cmd).await?,

@@ -356,6 +356,31 @@ pub struct JobFilter {
     pub limit: Option<i64>,
 }
 
+/// An API token as stored: only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    #[serde(skip_serializing)]
+    pub token_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// An applicant's draft as stored (the secret only as a hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DraftRecord {
+    pub id: String,
+    #[serde(skip_serializing)]
+    pub secret_hash: String,
+    pub data: serde_json::Value,
+    /// Set once the draft was submitted.
+    pub ticket: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AppealFilter {
     pub state: Option<String>,
@@ -475,6 +500,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Puts a dead (failed or aborted) job back in the queue with fresh attempts.
     async fn retry_job(&self, job_id: &str) -> Result<bool, StoreError>;
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+
+    /// An unrevoked token by its hash.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    async fn insert_draft(&self, draft: &DraftRecord) -> Result<(), StoreError>;
+
+    async fn draft(&self, id: &str) -> Result<Option<DraftRecord>, StoreError>;
+
+    /// Replaces a draft's data (and marks it submitted when `ticket` is given).
+    async fn update_draft(
+        &self,
+        id: &str,
+        data: &serde_json::Value,
+        ticket: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Counts of rows per table, for tests and diagnostics.
     async fn row_counts(&self) -> Result<RowCounts, StoreError>;

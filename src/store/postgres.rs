@@ -12,9 +12,9 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
 use super::{
-    ActionAttempt, ActionRecord, AppealFilter, AppealRecord, AppliedChange, CommitError, EffectRecord, EventRecord,
-    FailPoint, FailPoints, IdempotencyRecord, JobFilter, JobRecord, NewAction, NewNotification, NotificationRecord,
-    RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork, WorkFilter,
+    ActionAttempt, ActionRecord, AppealFilter, AppealRecord, AppliedChange, CommitError, DraftRecord, EffectRecord,
+    EventRecord, FailPoint, FailPoints, IdempotencyRecord, JobFilter, JobRecord, NewAction, NewNotification,
+    NotificationRecord, RowCounts, Store, StoreError, TimerRecord, TimerStatus, TokenRecord, UnitOfWork, WorkFilter,
 };
 use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind, TicketNumber};
@@ -110,6 +110,18 @@ impl PgStore {
             last_error: row.try_get("last_error")?,
             created_at: row.try_get("created_at")?,
             sent_at: row.try_get("sent_at")?,
+        })
+    }
+
+    fn token_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
+        let role: String = row.try_get("role")?;
+        Ok(TokenRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            role: role.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+            token_hash: row.try_get("token_hash")?,
+            created_at: row.try_get("created_at")?,
+            revoked_at: row.try_get("revoked_at")?,
         })
     }
 
@@ -780,6 +792,88 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(t.role.as_str())
+            .bind(&t.token_hash)
+            .bind(t.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::token_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        rows.iter().map(Self::token_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_draft(&self, d: &DraftRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO drafts (id, secret_hash, data, ticket, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&d.id)
+        .bind(&d.secret_hash)
+        .bind(Json(&d.data))
+        .bind(&d.ticket)
+        .bind(d.created_at)
+        .bind(d.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn draft(&self, id: &str) -> Result<Option<DraftRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM drafts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|row| {
+            let data: Json<serde_json::Value> = row.try_get("data")?;
+            Ok(DraftRecord {
+                id: row.try_get("id")?,
+                secret_hash: row.try_get("secret_hash")?,
+                data: data.0,
+                ticket: row.try_get("ticket")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn update_draft(
+        &self,
+        id: &str,
+        data: &serde_json::Value,
+        ticket: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE drafts SET data = $1, ticket = COALESCE($2, ticket), updated_at = $3 WHERE id = $4")
+            .bind(Json(data))
+            .bind(ticket)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {

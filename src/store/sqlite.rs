@@ -11,9 +11,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    ActionAttempt, ActionRecord, AppealFilter, AppealRecord, AppliedChange, CommitError, EffectRecord, EventRecord,
-    FailPoint, FailPoints, IdempotencyRecord, JobFilter, JobRecord, NewAction, NewNotification, NotificationRecord,
-    RowCounts, Store, StoreError, TimerRecord, TimerStatus, UnitOfWork, WorkFilter,
+    ActionAttempt, ActionRecord, AppealFilter, AppealRecord, AppliedChange, CommitError, DraftRecord, EffectRecord,
+    EventRecord, FailPoint, FailPoints, IdempotencyRecord, JobFilter, JobRecord, NewAction, NewNotification,
+    NotificationRecord, RowCounts, Store, StoreError, TimerRecord, TimerStatus, TokenRecord, UnitOfWork, WorkFilter,
 };
 use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind, TicketNumber};
@@ -89,6 +89,19 @@ impl SqliteStore {
             status: TimerStatus::parse(row.try_get("status")?)?,
             armed_at: parse_ts(row.try_get("armed_at")?)?,
             settled_at: settled.as_deref().map(parse_ts).transpose()?,
+        })
+    }
+
+    fn token_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
+        let role: String = row.try_get("role")?;
+        let revoked: Option<String> = row.try_get("revoked_at")?;
+        Ok(TokenRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            role: role.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+            token_hash: row.try_get("token_hash")?,
+            created_at: parse_ts(row.try_get("created_at")?)?,
+            revoked_at: revoked.as_deref().map(parse_ts).transpose()?,
         })
     }
 
@@ -806,6 +819,87 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(t.role.as_str())
+            .bind(&t.token_hash)
+            .bind(ts(t.created_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::token_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        rows.iter().map(Self::token_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(ts(at))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_draft(&self, d: &DraftRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO drafts (id, secret_hash, data, ticket, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.id)
+        .bind(&d.secret_hash)
+        .bind(d.data.to_string())
+        .bind(&d.ticket)
+        .bind(ts(d.created_at))
+        .bind(ts(d.updated_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn draft(&self, id: &str) -> Result<Option<DraftRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM drafts WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|row| {
+            Ok(DraftRecord {
+                id: row.try_get("id")?,
+                secret_hash: row.try_get("secret_hash")?,
+                data: parse_json(row.try_get("data")?)?,
+                ticket: row.try_get("ticket")?,
+                created_at: parse_ts(row.try_get("created_at")?)?,
+                updated_at: parse_ts(row.try_get("updated_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn update_draft(
+        &self,
+        id: &str,
+        data: &serde_json::Value,
+        ticket: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE drafts SET data = ?, ticket = COALESCE(?, ticket), updated_at = ? WHERE id = ?")
+            .bind(data.to_string())
+            .bind(ticket)
+            .bind(ts(at))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {

@@ -1,0 +1,62 @@
+//! Secrets that grant access — reviewers' API tokens and applicants' draft secrets —
+//! are random, shown once, and stored only as SHA-256 hashes.
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::domain::Role;
+use crate::store::{Store, StoreError, TokenRecord};
+
+/// A new random secret: `prefix` then 64 hex characters (256 bits).
+pub fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two hashes without an early exit.
+pub fn same_hash(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("a token's role is reviewer, lead or admin")]
+    Role,
+    #[error("a token needs a name (1 to 100 characters, no control characters)")]
+    Name,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates an API token; returns the token (shown once) and what is stored of it.
+pub async fn create_token(
+    store: &dyn Store,
+    role: Role,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<(String, TokenRecord), TokenError> {
+    if !matches!(role, Role::Reviewer | Role::Lead | Role::Admin) {
+        return Err(TokenError::Role);
+    }
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || crate::domain::check_text("name", name, false).is_err() {
+        return Err(TokenError::Name);
+    }
+    let token = new_secret("aft_");
+    let record = TokenRecord {
+        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        name: name.to_string(),
+        role,
+        token_hash: hash_secret(&token),
+        created_at: now,
+        revoked_at: None,
+    };
+    store.insert_token(&record).await?;
+    Ok((token, record))
+}

@@ -1,0 +1,138 @@
+//! `appealflow serve` and `appealflow tokens`.
+
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+
+use super::{CliError, Context, print_json};
+use crate::domain::Role;
+use crate::engine::ErrorClass;
+use crate::http::{AppState, HttpConfig};
+use crate::jobs::{Runtime, WorkerSettings};
+use crate::startup;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Do not run the job worker in this process.
+    #[arg(long)]
+    pub no_worker: bool,
+    /// Progress queries allowed per client address and per ticket, per minute.
+    #[arg(long, default_value_t = 10)]
+    pub progress_per_minute: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token for a reviewer, lead or admin; prints it once.
+    Create {
+        #[arg(long)]
+        role: Role,
+        #[arg(long)]
+        name: String,
+    },
+    /// Tokens (never the tokens themselves).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: String },
+}
+
+pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError> {
+    let (store, backend) = startup::open(&ctx.database_url).await?;
+    let workflow =
+        startup::load_workflow(&ctx.workflows, startup::DEFAULT_WORKFLOW).map_err(startup::StartupError::from)?;
+    let engine = Arc::new(crate::engine::Engine::new(store, Arc::new(workflow), ctx.clock.clone()));
+    let intake = Arc::new(startup::build_intake(engine.clone(), &ctx.workflows, &ctx.intake)?);
+    let work = Arc::new(startup::build_work(engine, &ctx.workflows, &ctx.work)?);
+    let config = HttpConfig {
+        progress_per_minute: args.progress_per_minute,
+        face_secret: std::env::var("APPEALFLOW_FACE_SECRET").ok().filter(|s| !s.is_empty()).map(String::into_bytes),
+        ..HttpConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| CliError::usage(format!("--listen {}: cannot listen: {e}", args.listen)))?;
+    let addr = listener.local_addr().map_err(|e| CliError { class: ErrorClass::Internal, message: e.to_string() })?;
+    println!("appealflow listening on http://{addr}");
+    println!("  database  {}", super::redact_url(&ctx.database_url));
+    println!("  documents {}", ctx.intake.blob_dir.display());
+    println!("  worker    {}", if args.no_worker { "not in this process (--no-worker)" } else { "in this process" });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        super::worker::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let worker = (!args.no_worker).then(|| {
+        let settings = WorkerSettings::default();
+        let rt = Runtime { work: work.clone(), queues: startup::queues(&backend, &settings), settings };
+        tokio::spawn(crate::jobs::run(rt, wait(stop_rx.clone())))
+    });
+    let state = Arc::new(AppState::new(intake, work, config));
+    crate::http::serve(listener, state, wait(stop_rx))
+        .await
+        .map_err(|e| CliError { class: ErrorClass::Internal, message: format!("server: {e}") })?;
+    if let Some(w) = worker {
+        match w.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(CliError { class: ErrorClass::Internal, message: format!("worker: {e}") }),
+            Err(e) => return Err(CliError { class: ErrorClass::Internal, message: format!("worker: {e}") }),
+        }
+    }
+    println!("appealflow stopped");
+    Ok(())
+}
+
+pub(super) async fn tokens(ctx: &Context, cmd: TokensCommand) -> Result<(), CliError> {
+    let store = startup::open_store(&ctx.database_url).await?;
+    match cmd {
+        TokensCommand::Create { role, name } => {
+            let (token, record) = crate::app::access::create_token(store.as_ref(), role, &name, ctx.clock.now())
+                .await
+                .map_err(|e| match e {
+                    crate::app::access::TokenError::Store(s) => CliError::from(s),
+                    other => CliError::usage(other.to_string()),
+                })?;
+            println!("{token}");
+            eprintln!(
+                "note: token {} for {} ({}) — shown once; only its hash is stored",
+                record.id, record.name, record.role
+            );
+        }
+        TokensCommand::List { json } => {
+            let tokens = store.tokens().await?;
+            if json {
+                print_json(&tokens);
+            } else {
+                for t in tokens {
+                    println!(
+                        "{}  {:<8} {:<24} created {}{}",
+                        t.id,
+                        t.role.as_str(),
+                        t.name,
+                        t.created_at.to_rfc3339(),
+                        t.revoked_at.map(|r| format!("  revoked {}", r.to_rfc3339())).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        TokensCommand::Revoke { id } => {
+            if !store.revoke_token(&id, ctx.clock.now()).await? {
+                return Err(CliError {
+                    class: ErrorClass::Refused,
+                    message: format!("no unrevoked token with id {id:?}"),
+                });
+            }
+            println!("token {id} revoked");
+        }
+    }
+    Ok(())
+}

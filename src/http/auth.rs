@@ -1,0 +1,102 @@
+//! Who is calling: reviewers, leads and admins by bearer token (stored only as a
+//! hash); applicants by their draft's secret (header `X-Draft-Secret`). Also the JSON
+//! extractor whose rejections use the API's problem shape.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::Shared;
+use super::error::ApiError;
+use crate::app::access::{hash_secret, same_hash};
+use crate::domain::{Actor, FieldError, Role};
+use crate::store::DraftRecord;
+
+/// A reviewer, lead or admin, from `Authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct Staff(pub Actor);
+
+impl Staff {
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.0.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs one of the roles: {}",
+                roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<Shared> for Staff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Self::Rejection> {
+        let header =
+            parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+                ApiError::unauthorized("send Authorization: Bearer <token> (appealflow tokens create)")
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be: Bearer <token>"))?;
+        let record = state
+            .engine()
+            .store()
+            .token_by_hash(&hash_secret(token.trim()))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+        Ok(Staff(Actor::new(record.name, record.role)))
+    }
+}
+
+/// Checks a draft's secret; the same answer for an unknown draft and a wrong secret.
+pub async fn draft_access(state: &Shared, id: &str, parts_secret: Option<&str>) -> Result<DraftRecord, ApiError> {
+    let denied = || ApiError::not_found("no draft matches this id and secret");
+    let secret = parts_secret.ok_or_else(|| ApiError::unauthorized("send the draft's secret in X-Draft-Secret"))?;
+    let draft = state.engine().store().draft(id).await?.ok_or_else(denied)?;
+    if !same_hash(&draft.secret_hash, &hash_secret(secret)) {
+        return Err(denied());
+    }
+    Ok(draft)
+}
+
+/// The applicant's draft secret header.
+pub struct DraftSecret(pub Option<String>);
+
+impl FromRequestParts<Shared> for DraftSecret {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &Shared) -> Result<Self, Self::Rejection> {
+        Ok(DraftSecret(parts.headers.get("x-draft-secret").and_then(|v| v.to_str().ok()).map(str::to_string)))
+    }
+}
+
+/// JSON body whose rejections are problem documents naming what is wrong (without
+/// repeating the offending value).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type =
+            req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !content_type.starts_with("application/json") {
+            return Err(ApiError::field("content-type", "send the body as application/json"));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large", e.body_text())
+            } else {
+                ApiError::field("body", e.body_text())
+            }
+        })?;
+        crate::app::parse_json::<T>(std::str::from_utf8(&bytes).map_err(|_| ApiError::field("body", "not UTF-8"))?)
+            .map(JsonBody)
+            .map_err(|e| match e {
+                crate::engine::EngineError::Invalid(errors) => ApiError::invalid(errors),
+                other => ApiError::invalid(vec![FieldError::new("body", other.to_string())]),
+            })
+    }
+}

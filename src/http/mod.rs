@@ -1,0 +1,236 @@
+//! The HTTP API (axum): parsing input at the edge, authentication, mapping errors to
+//! problem details. Applicants (who cannot log in) work on drafts guarded by a draft
+//! secret; reviewers, leads and admins present bearer tokens. No SQL and no business
+//! rules here: everything goes through the app layer.
+
+pub mod applicant;
+pub mod auth;
+pub mod error;
+pub mod limit;
+pub mod staff;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tracing::{Instrument, info_span};
+
+use crate::app::intake::Intake;
+use crate::app::work::Work;
+use crate::engine::Engine;
+use error::{ApiError, ApiResult};
+
+/// Settings of the HTTP service.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest JSON body accepted.
+    pub max_json_bytes: usize,
+    /// Time limit of one request.
+    pub request_timeout: Duration,
+    /// Progress queries allowed per client address, and per ticket, per minute.
+    pub progress_per_minute: u32,
+    /// The facial-recognition provider's callback secret (HMAC-SHA256).
+    pub face_secret: Option<Vec<u8>>,
+    /// How long a reviewer's claim lasts before the appeal returns to the queue.
+    pub claim_minutes: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_json_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            progress_per_minute: 10,
+            face_secret: None,
+            claim_minutes: 240,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub server_errors: AtomicU64,
+    /// Sum of request durations, microseconds (with `requests`, the mean latency).
+    pub latency_micros: AtomicU64,
+    pub latency_buckets: [AtomicU64; 6],
+}
+
+pub const LATENCY_BUCKETS_MS: [u64; 6] = [5, 10, 25, 100, 500, 2500];
+
+pub struct AppState {
+    pub intake: Arc<Intake>,
+    pub work: Arc<Work>,
+    pub config: HttpConfig,
+    pub limiter: limit::RateLimiter,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(intake: Arc<Intake>, work: Arc<Work>, config: HttpConfig) -> Self {
+        let limiter = limit::RateLimiter::new(config.progress_per_minute, Duration::from_secs(60));
+        AppState { intake, work, config, limiter, metrics: Metrics::default() }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        self.intake.engine()
+    }
+}
+
+pub type Shared = Arc<AppState>;
+
+/// The whole API.
+pub fn router(state: Shared) -> Router {
+    let max_json = state.config.max_json_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/progress", post(progress))
+        .merge(applicant::routes())
+        .merge(staff::routes())
+        .layer(DefaultBodyLimit::max(max_json))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Request id, tracing span, time limit, metrics. Logs the method and the path
+/// template's concrete path — bodies, secrets and phone numbers never.
+async fn observe(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let span = info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let start = Instant::now();
+    let timeout = state.config.request_timeout;
+    let mut response = match tokio::time::timeout(timeout, next.run(request).instrument(span.clone())).await {
+        Ok(r) => r,
+        Err(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out", "try again").into_response()
+        }
+    };
+    let elapsed = start.elapsed();
+    let m = &state.metrics;
+    m.requests.fetch_add(1, Ordering::Relaxed);
+    m.latency_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
+        if elapsed.as_millis() as u64 <= *b {
+            m.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if response.status().is_server_error() {
+        m.server_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    span.in_scope(|| tracing::info!(status = response.status().as_u16(), ms = elapsed.as_millis() as u64, "request"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<Shared>) -> Response {
+    match state.engine().store().row_counts().await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "the database is not reachable")
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<Shared>) -> ApiResult<Response> {
+    use std::fmt::Write;
+    let store = state.engine().store();
+    let mut out = String::new();
+    let _ = writeln!(out, "# TYPE appealflow_appeals gauge");
+    for s in &state.engine().workflow().def.states {
+        let n =
+            store.list_appeals(&crate::store::AppealFilter { state: Some(s.name.clone()), limit: None }).await?.len();
+        let _ = writeln!(out, "appealflow_appeals{{state=\"{}\"}} {n}", s.name);
+    }
+    let jobs = store.jobs(&crate::store::JobFilter::default()).await?;
+    let _ = writeln!(out, "# TYPE appealflow_jobs gauge");
+    for status in ["Pending", "Queued", "Running", "Done", "Failed", "Killed"] {
+        let n = jobs.iter().filter(|j| j.status == status).count();
+        let _ = writeln!(out, "appealflow_jobs{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(out, "appealflow_jobs_dead {}", jobs.iter().filter(|j| j.dead).count());
+    let breaches = store
+        .timers(None)
+        .await?
+        .iter()
+        .filter(|t| t.name == "review_sla" && t.status == crate::store::TimerStatus::Fired)
+        .count();
+    let _ = writeln!(out, "# TYPE appealflow_sla_breaches_total counter\nappealflow_sla_breaches_total {breaches}");
+    let m = &state.metrics;
+    let requests = m.requests.load(Ordering::Relaxed);
+    let _ = writeln!(out, "# TYPE appealflow_http_requests_total counter\nappealflow_http_requests_total {requests}");
+    let _ = writeln!(out, "appealflow_http_server_errors_total {}", m.server_errors.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# TYPE appealflow_http_request_duration_seconds histogram");
+    for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "appealflow_http_request_duration_seconds_bucket{{le=\"{}\"}} {}",
+            *b as f64 / 1000.0,
+            m.latency_buckets[i].load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "appealflow_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {requests}");
+    let _ = writeln!(
+        out,
+        "appealflow_http_request_duration_seconds_sum {}",
+        m.latency_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(out, "appealflow_http_request_duration_seconds_count {requests}");
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgressQuery {
+    ticket: String,
+    phone: String,
+}
+
+/// `POST /v1/progress`: the phone travels in the body, never in a URL. The same 404 for
+/// an unknown ticket and a wrong phone; limited per client address and per ticket.
+async fn progress(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: auth::JsonBody<ProgressQuery>,
+) -> ApiResult<Response> {
+    let q = body.0;
+    let ticket_key = q.ticket.chars().filter(char::is_ascii_digit).collect::<String>();
+    state.limiter.check(&format!("ip:{}", peer.ip()))?;
+    state.limiter.check(&format!("ticket:{ticket_key}"))?;
+    let progress = state.intake.progress(&q.ticket, &q.phone).await?;
+    Ok(Json(progress).into_response())
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
