@@ -32,6 +32,7 @@ on_both_backends!(
     history_is_append_only,
     a_late_command_meets_the_overdue_timer_first,
     control_characters_in_reasons_are_bad_input_on_both_backends,
+    a_released_claim_does_not_tell_the_applicant_again,
 );
 
 async fn create_issues_ticket_and_arms_the_review_sla(db: TestDb) {
@@ -457,4 +458,16 @@ async fn control_characters_in_reasons_are_bad_input_on_both_backends(db: TestDb
     let err = engine.fire(&t, &Fire::new("release"), &reviewer("a\u{0}nn"), None).await.unwrap_err();
     assert!(matches!(&err, EngineError::Invalid(problems) if problems[0].field == "actor"), "{err}");
     assert_eq!(db.store.row_counts().await.unwrap(), before);
+}
+
+async fn a_released_claim_does_not_tell_the_applicant_again(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(monday_morning()));
+    let engine = engine(db.store.clone(), clock);
+    let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
+    engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
+    engine.fire(&t, &Fire::new("release"), &reviewer("ann"), None).await.unwrap();
+    let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
+    let templates: Vec<_> =
+        db.store.effects(&record.id).await.unwrap().into_iter().filter_map(|e| e.template).collect();
+    assert_eq!(templates, ["appeal_received"], "\"received\" is sent on submission only, not when a claim is released");
 }

@@ -19,7 +19,7 @@ use appealflow::engine::{Engine, ManualClock};
 use appealflow::startup::{IntakeConfig, WorkConfig, build_intake, build_work};
 use appealflow::store::{NotificationRecord, WorkFilter};
 use appealflow::workflow::Fire;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use common::{TestDb, at};
 
 on_both_backends!(

@@ -227,7 +227,12 @@ impl Setup {
     /// approvals cancel the review SLA, and appeals left submitted have SLA timers that
     /// are long due for the workers, which run on the real clock.
     async fn new(db: TestDb) -> Setup {
-        let clock = Arc::new(ManualClock::new(common::monday_morning()));
+        Setup::at(db, common::monday_morning()).await
+    }
+
+    /// The library side's clock stopped at `now`.
+    async fn at(db: TestDb, now: chrono::DateTime<chrono::Utc>) -> Setup {
+        let clock = Arc::new(ManualClock::new(now));
         let engine = Arc::new(Engine::new(db.store.clone(), common::workflow(), clock.clone()));
         let dir = tempfile::tempdir().unwrap();
         let config = IntakeConfig {
@@ -981,7 +986,8 @@ async fn an_action_whose_job_is_dead_is_listed_by_actions_list_attention() {
 // --------------------------------------------- 4. rolled back: no job, no action
 
 async fn a_transition_rolled_back_after_its_effects_were_written_leaves_no_job(db: TestDb) {
-    let mut s = Setup::new(db).await;
+    // On the real clock, so that none of the claimed appeal's timers is due for the worker.
+    let mut s = Setup::at(db, chrono::Utc::now()).await;
     s.put_accounts(&[account(0)]).await;
     let (draft, actions) = approved_draft(0);
     let ticket = s.submit(&draft).await;
@@ -1014,7 +1020,11 @@ async fn a_transition_rolled_back_after_its_effects_were_written_leaves_no_job(d
         if effects.iter().all(|e| e.status == "done") && !notes.is_empty() && notes.iter().all(|n| n.status == "sent") {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "the worker ran\n{}", s.log_tail(40));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the worker ran: {effects:?} {notes:?}\n{}",
+            s.diagnostics(&[]).await
+        );
         tokio::time::sleep(ms(100)).await;
     }
     tokio::time::sleep(ms(2500)).await;

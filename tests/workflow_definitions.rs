@@ -846,7 +846,8 @@ proptest! {
                     prop_assert!(d.effects.is_empty());
                     prop_assert_eq!(&d.assignee, &snapshot.assignee);
                 } else {
-                    prop_assert_eq!(&d.effects, &target.on_enter);
+                    let expected: Vec<_> = target.on_enter.iter().chain(&t.effects).cloned().collect();
+                    prop_assert_eq!(&d.effects, &expected);
                     let expected_assignee = target.held.then(|| actor.name.clone());
                     prop_assert_eq!(&d.assignee, &expected_assignee);
                 }

@@ -157,6 +157,7 @@ impl Work {
     pub fn check_templates(&self) -> Result<(), crate::adapters::notify::TemplateError> {
         let def = &self.engine.workflow().def;
         let mut effects: Vec<&EffectDef> = def.states.iter().flat_map(|s| &s.on_enter).collect();
+        effects.extend(def.transitions.iter().flat_map(|t| &t.effects));
         for t in &def.timers {
             effects.extend(&t.fires.effects);
             if let Some(w) = &t.warning {

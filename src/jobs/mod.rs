@@ -250,8 +250,15 @@ async fn loops(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) {
             error!(error = %e, "relay");
         }
         sweep_every = (sweep_every + 1) % 20;
+        // Sleep until the next timer falls due, but never longer than one poll (new
+        // outbox rows and timers armed by other processes are found on the next poll).
+        let engine = rt.work.engine();
+        let wait = match engine.store().next_timer_due().await {
+            Ok(Some(due)) => (due - engine.now()).to_std().unwrap_or(Duration::ZERO).min(rt.settings.poll),
+            _ => rt.settings.poll,
+        };
         tokio::select! {
-            _ = tokio::time::sleep(rt.settings.poll) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => break,
         }
     }

@@ -410,6 +410,9 @@ pub trait Store: Send + Sync + 'static {
     /// Timers of one appeal (or all), by due time.
     async fn timers(&self, appeal_id: Option<&str>) -> Result<Vec<TimerRecord>, StoreError>;
 
+    /// When the earliest armed timer falls due, if any.
+    async fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
     /// Armed timers due at or before `now`, earliest first.
     async fn due_timers(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<TimerRecord>, StoreError>;
 

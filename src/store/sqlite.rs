@@ -414,6 +414,12 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<String> =
+            sqlx::query_scalar("SELECT MIN(due_at) FROM timers WHERE status = 'armed'").fetch_one(&self.pool).await?;
+        next.as_deref().map(parse_ts).transpose()
+    }
+
     async fn due_timers(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<TimerRecord>, StoreError> {
         let sql = format!(
             "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id

@@ -259,7 +259,10 @@ pub fn decide(
         arm,
         cancel,
         // On-enter effects run when the state is entered, not on a self-loop.
-        effects: if from == Some(t.to.as_str()) { vec![] } else { target.on_enter.clone() },
+        effects: if from == Some(t.to.as_str()) { vec![] } else { target.on_enter.clone() }
+            .into_iter()
+            .chain(t.effects.iter().cloned())
+            .collect(),
     })
 }
 

@@ -156,6 +156,9 @@ pub struct TransitionDef {
     /// Required when `to` is terminal: the outcome the appeal closes with.
     #[serde(default)]
     pub outcome: Option<String>,
+    /// Effects of this transition itself (after the target state's on-enter effects).
+    #[serde(default)]
+    pub effects: Vec<EffectDef>,
     #[serde(default)]
     pub description: String,
 }
@@ -443,6 +446,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         if t.roles.is_empty() {
             push(transition_entry(t), "no role may fire it: list at least one role".into());
         }
+        check_effects(transition_entry(t), &t.effects, &mut push);
         for g in &t.guards {
             if !KNOWN_GUARDS.contains(&g.as_str()) {
                 push(transition_entry(t), format!("unknown guard {g:?} (known: {})", KNOWN_GUARDS.join(", ")));
