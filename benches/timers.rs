@@ -12,6 +12,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/baseline.rs"]
+mod baseline;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,43 +23,6 @@ use appealflow::jobs::{Runtime, WorkerSettings};
 use appealflow::startup::{self, WorkConfig};
 use appealflow::workflow::Fire;
 use chrono::Utc;
-
-async fn baseline(db: &common::TestDb, n: usize) -> f64 {
-    if db.url.starts_with("sqlite") {
-        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-        sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        sqlx::query("INSERT OR REPLACE INTO bench_baseline VALUES (1, 0)").execute(&pool).await.unwrap();
-        let start = Instant::now();
-        for _ in 0..n {
-            let mut conn = pool.acquire().await.unwrap();
-            sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.unwrap();
-            let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-            sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = 1").execute(&mut *tx).await.unwrap();
-            tx.commit().await.unwrap();
-        }
-        n as f64 / start.elapsed().as_secs_f64()
-    } else {
-        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INT PRIMARY KEY, v BIGINT NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO bench_baseline VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
-            .execute(&pool)
-            .await
-            .unwrap();
-        let start = Instant::now();
-        for _ in 0..n {
-            let mut tx = pool.begin().await.unwrap();
-            sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = 1").execute(&mut *tx).await.unwrap();
-            tx.commit().await.unwrap();
-        }
-        n as f64 / start.elapsed().as_secs_f64()
-    }
-}
 
 async fn burn_down(db: &common::TestDb, timers: usize) -> (f64, usize) {
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
@@ -114,7 +79,7 @@ async fn lateness(db: &common::TestDb, count: usize) -> Vec<Duration> {
 }
 
 async fn report(name: &str, db: common::TestDb, timers: usize) {
-    let base = baseline(&db, 2000).await;
+    let base = baseline::commits_per_second(&db.url, 2000).await;
     let (rate, fired) = burn_down(&db, timers).await;
     println!(
         "{name:<9} burn-down: {fired} timers at {rate:.0} timers/s; baseline {base:.0} commits/s; ratio {:.2}",

@@ -8,47 +8,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/baseline.rs"]
+mod baseline;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use appealflow::engine::ManualClock;
 use appealflow::workflow::Fire;
-
-async fn baseline_sqlite(url: &str, n: usize) -> f64 {
-    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-    sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.unwrap();
-    sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT OR REPLACE INTO bench_baseline VALUES (1, 0)").execute(&pool).await.unwrap();
-    let start = Instant::now();
-    for _ in 0..n {
-        let mut conn = pool.acquire().await.unwrap();
-        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.unwrap();
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-        sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = 1").execute(&mut *tx).await.unwrap();
-        tx.commit().await.unwrap();
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-async fn baseline_postgres(url: &str, n: usize) -> f64 {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id INT PRIMARY KEY, v BIGINT NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO bench_baseline VALUES (1, 0) ON CONFLICT (id) DO NOTHING").execute(&pool).await.unwrap();
-    let start = Instant::now();
-    for _ in 0..n {
-        let mut tx = pool.begin().await.unwrap();
-        sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = 1").execute(&mut *tx).await.unwrap();
-        tx.commit().await.unwrap();
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
 
 /// Claim/release cycles on a set of appeals, one transition per commit, sequentially.
 async fn engine_transitions(db: &common::TestDb, n: usize) -> f64 {
@@ -79,13 +46,13 @@ async fn main() {
     println!("{:<10} {:>18} {:>20} {:>8}", "backend", "baseline commits/s", "engine transitions/s", "ratio");
 
     let db = common::sqlite().await;
-    let base = baseline_sqlite(&db.url, n).await;
+    let base = baseline::commits_per_second(&db.url, n).await;
     let eng = engine_transitions(&db, n).await;
     println!("{:<10} {:>18.0} {:>20.0} {:>8.2}", "sqlite", base, eng, eng / base);
 
     match common::postgres("transitions bench").await {
         Some(db) => {
-            let base = baseline_postgres(&db.url, n).await;
+            let base = baseline::commits_per_second(&db.url, n).await;
             let eng = engine_transitions(&db, n).await;
             println!("{:<10} {:>18.0} {:>20.0} {:>8.2}", "postgres", base, eng, eng / base);
         }
