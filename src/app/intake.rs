@@ -196,6 +196,15 @@ impl Intake {
         &self.hasher
     }
 
+    /// Where documents are stored (uploads go straight here).
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    pub fn limits(&self) -> DocumentLimits {
+        self.limits
+    }
+
     pub fn parse(&self, input: DraftInput) -> Result<Draft, IntakeError> {
         input.parse(&self.hasher).map_err(IntakeError::Invalid)
     }

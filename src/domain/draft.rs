@@ -176,6 +176,10 @@ pub struct OperatorInput {
     pub claims_legal_representative: bool,
     pub name: Option<String>,
     pub id_number: Option<String>,
+    /// The ID number already protected (a stored draft keeps only this, never the
+    /// clear number); accepted from appealflow's own storage, not from applicants.
+    #[serde(default)]
+    pub id: Option<ProtectedId>,
     pub facial_recognition: Option<FacialRecognition>,
 }
 
@@ -361,13 +365,16 @@ impl DraftInput {
             if name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME) {
                 errors.push(FieldError::new("operator.name", format!("at most {MAX_NAME} characters")));
             }
-            let id = op.id_number.and_then(|raw| match IdNumber::parse(&raw) {
-                Ok(id) => Some(hasher.protect(&id)),
-                Err(e) => {
-                    errors.push(FieldError::new("operator.id_number", e.to_string()));
-                    None
-                }
-            });
+            let id = match op.id_number {
+                Some(raw) => match IdNumber::parse(&raw) {
+                    Ok(id) => Some(hasher.protect(&id)),
+                    Err(e) => {
+                        errors.push(FieldError::new("operator.id_number", e.to_string()));
+                        None
+                    }
+                },
+                None => op.id,
+            };
             if let Some(face) = &op.facial_recognition
                 && (face.provider.trim().is_empty() || face.reference.trim().is_empty())
             {

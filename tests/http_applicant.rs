@@ -1,0 +1,671 @@
+//! The applicants' HTTP API against a real server on loopback, on SQLite and on
+//! PostgreSQL: a whole enterprise appeal from draft to ticket, rejection, resubmission
+//! and withdrawal; the same 404 for an unknown draft and a wrong secret; bad input on
+//! every route answered with a problem document and nothing stored; the signed
+//! facial-recognition callback; the rate-limited progress query; idempotent submission.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use appealflow::adapters::notify::sign;
+use appealflow::app::intake::AppealData;
+use appealflow::app::work::SimulationReport;
+use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
+use appealflow::engine::{Clock, Engine, ManualClock};
+use appealflow::http::{AppState, HttpConfig, Shared};
+use appealflow::startup::{IntakeConfig, WorkConfig, build_intake, build_work};
+use appealflow::workflow::Fire;
+use common::TestDb;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_rejection_and_withdraws,
+    unknown_draft_and_wrong_secret_get_the_same_404_on_every_draft_route,
+    bad_input_on_every_applicant_route_is_a_problem_document_and_stores_nothing,
+    forged_or_stale_facial_recognition_signature_is_refused_and_changes_nothing,
+    progress_is_rate_limited_per_client_and_answers_alike_for_unknown_ticket_and_wrong_phone,
+    submit_retried_with_the_same_idempotency_key_returns_the_same_ticket,
+);
+
+const KEY: &str = "http-applicant-test-key-0123456789";
+const FACE_SECRET: &[u8] = b"face-provider-secret";
+const PHONE: &str = "13712345678";
+const BOUNDARY: &str = "----appealflow-test-7d1f0c";
+const MIB: usize = 1024 * 1024;
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+fn example_document(name: &str) -> Vec<u8> {
+    std::fs::read(examples().join("documents").join(name)).expect("example document")
+}
+
+struct App {
+    db: TestDb,
+    base: String,
+    http: reqwest::Client,
+    clock: Arc<ManualClock>,
+    state: Shared,
+    _blobs: tempfile::TempDir,
+}
+
+async fn spawn_with(db: TestDb, config: HttpConfig) -> App {
+    let clock = Arc::new(ManualClock::new(common::monday_morning()));
+    let engine = Arc::new(Engine::new(db.store.clone(), common::workflow(), clock.clone()));
+    let blobs = tempfile::tempdir().expect("blob dir");
+    let intake_config =
+        IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits: Default::default() };
+    let intake = build_intake(engine.clone(), &common::workflows_dir(), &intake_config).expect("intake builds");
+    let work = build_work(engine, &common::workflows_dir(), &WorkConfig::default()).expect("work builds");
+    let hasher = IdHasher::new(KEY.as_bytes()).expect("long enough key");
+    let inputs: Vec<AccountInput> =
+        serde_json::from_str(&std::fs::read_to_string(examples().join("accounts.json")).expect("accounts.json"))
+            .expect("accounts parse");
+    let accounts: Vec<_> = inputs.into_iter().map(|a| a.into_account("test", &hasher).expect("valid")).collect();
+    db.store.put_accounts(&accounts, clock.now()).await.expect("accounts import");
+
+    let state: Shared = Arc::new(AppState::new(Arc::new(intake), Arc::new(work), config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr: SocketAddr = listener.local_addr().expect("bound address");
+    tokio::spawn(appealflow::http::serve(listener, state.clone(), std::future::pending()));
+    App { db, base: format!("http://{addr}"), http: reqwest::Client::new(), clock, state, _blobs: blobs }
+}
+
+async fn spawn(db: TestDb) -> App {
+    spawn_with(db, HttpConfig { face_secret: Some(FACE_SECRET.to_vec()), ..HttpConfig::default() }).await
+}
+
+/// The example enterprise draft without documents and before facial recognition.
+fn enterprise_fields() -> Value {
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(examples().join("draft-enterprise.json")).expect("example"))
+            .expect("example draft parses");
+    v.as_object_mut().expect("object").remove("documents");
+    v["operator"].as_object_mut().expect("operator").remove("facial_recognition");
+    v
+}
+
+fn multipart(file_name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// A response read in full: status, content type, JSON body.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+impl Answer {
+    fn assert_problem(&self, status: StatusCode, code: &str) -> &Self {
+        assert_eq!(self.status, status, "{:#}", self.body);
+        assert_eq!(self.content_type, "application/problem+json", "{:#}", self.body);
+        assert_eq!(self.body["code"], code, "{:#}", self.body);
+        assert_eq!(self.body["status"], status.as_u16(), "{:#}", self.body);
+        self
+    }
+
+    fn detail(&self) -> String {
+        format!("{} {}", self.body["detail"], self.body["errors"])
+    }
+}
+
+impl App {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("request answered");
+        let status = response.status();
+        let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let content_type = header(reqwest::header::CONTENT_TYPE).unwrap_or_default();
+        let retry_after = header(reqwest::header::RETRY_AFTER);
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer { status, content_type, retry_after, body }
+    }
+
+    async fn post_json(&self, path: &str, secret: Option<&str>, body: &Value) -> Answer {
+        let mut rq = self.http.post(self.url(path)).json(body);
+        if let Some(s) = secret {
+            rq = rq.header("x-draft-secret", s);
+        }
+        self.send(rq).await
+    }
+
+    async fn post_raw(&self, path: &str, secret: Option<&str>, content_type: &str, body: Vec<u8>) -> Answer {
+        let mut rq = self.http.post(self.url(path)).header("content-type", content_type).body(body);
+        if let Some(s) = secret {
+            rq = rq.header("x-draft-secret", s);
+        }
+        self.send(rq).await
+    }
+
+    async fn get(&self, path: &str, secret: &str) -> Answer {
+        self.send(self.http.get(self.url(path)).header("x-draft-secret", secret)).await
+    }
+
+    async fn create_draft(&self, fields: &Value) -> (String, String) {
+        let a = self.post_json("/v1/drafts", None, fields).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:#}", a.body);
+        (a.body["draft_id"].as_str().unwrap().to_string(), a.body["secret"].as_str().unwrap().to_string())
+    }
+
+    async fn upload(&self, id: &str, secret: &str, query: &str, file_name: &str, bytes: &[u8]) -> Answer {
+        let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+        self.post_raw(&format!("/v1/drafts/{id}/documents?{query}"), Some(secret), &ct, multipart(file_name, bytes))
+            .await
+    }
+
+    async fn upload_examples(&self, id: &str, secret: &str) {
+        for (i, (query, file)) in [
+            ("kind=business_license", "licence.jpg"),
+            ("kind=enterprise_appeal_letter&stamped=true", "letter.pdf"),
+            ("kind=proof_of_payment", "receipt.png"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let a = self.upload(id, secret, query, file, &example_document(file)).await;
+            assert_eq!(a.status, StatusCode::CREATED, "{:#}", a.body);
+            assert_eq!(a.body["index"], i);
+        }
+    }
+
+    async fn face_callback(&self, body: &Value, timestamp: i64, secret: &[u8]) -> Answer {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let signature = format!("sha256={}", sign(secret, timestamp, &bytes));
+        self.send(
+            self.http
+                .post(self.url("/v1/facial-recognition"))
+                .header("content-type", "application/json")
+                .header("x-appealflow-timestamp", timestamp.to_string())
+                .header("x-appealflow-signature", signature)
+                .body(bytes),
+        )
+        .await
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().timestamp()
+    }
+
+    async fn face_passed(&self, id: &str) {
+        let body = json!({ "draft_id": id, "result": "passed", "provider": "example-face", "reference": "fr-1" });
+        let a = self.face_callback(&body, self.now(), FACE_SECRET).await;
+        assert_eq!(a.status, StatusCode::OK, "{:#}", a.body);
+    }
+
+    /// A complete enterprise draft: created, documents uploaded, face recognised.
+    async fn ready_draft(&self) -> (String, String) {
+        let (id, secret) = self.create_draft(&enterprise_fields()).await;
+        self.upload_examples(&id, &secret).await;
+        self.face_passed(&id).await;
+        (id, secret)
+    }
+
+    async fn submit(&self, id: &str, secret: &str, key: Option<&str>) -> Answer {
+        let mut rq = self.http.post(self.url(&format!("/v1/drafts/{id}/submit"))).header("x-draft-secret", secret);
+        if let Some(k) = key {
+            rq = rq.header("idempotency-key", k);
+        }
+        self.send(rq).await
+    }
+
+    async fn on_appeal(&self, ticket: &str, action: &str, id: &str, secret: &str) -> Answer {
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/appeals/{ticket}/{action}")))
+                .header("x-draft-id", id)
+                .header("x-draft-secret", secret),
+        )
+        .await
+    }
+
+    async fn progress(&self, ticket: &str, phone: &str) -> Answer {
+        self.post_json("/v1/progress", None, &json!({ "ticket": ticket, "phone": phone })).await
+    }
+
+    async fn reviewer_rejects(&self, ticket: &str) {
+        let ticket = TicketNumber::parse(ticket).unwrap();
+        let engine = self.state.engine();
+        let ann = Actor::new("ann", Role::Reviewer);
+        engine.fire(&ticket, &Fire::new("claim"), &ann, None).await.expect("claim");
+        let mut reject = Fire::new("reject");
+        reject.reasons = vec!["missing_documents: supplementary".into()];
+        engine.fire(&ticket, &reject, &ann, None).await.expect("reject");
+        let mut report = SimulationReport::default();
+        self.state.work.drain(&mut report).await.expect("drain");
+        assert!(report.deferred.is_empty(), "{:?}", report.deferred);
+    }
+
+    async fn draft_count(&self) -> i64 {
+        let sql = "SELECT COUNT(*) FROM drafts";
+        if self.db.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.db.url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        } else {
+            let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+    }
+
+    async fn stored(&self, id: &str) -> appealflow::store::DraftRecord {
+        self.db.store.draft(id).await.unwrap().expect("draft stored")
+    }
+
+    async fn appeal_data(&self, ticket: &str) -> AppealData {
+        let record = self.db.store.appeal_by_ticket(&TicketNumber::parse(ticket).unwrap()).await.unwrap().unwrap();
+        AppealData::from_record(&record).unwrap()
+    }
+}
+
+// ------------------------------------------------------------------------- the flow
+
+async fn enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_rejection_and_withdraws(db: TestDb) {
+    let app = spawn(db).await;
+    let created = app.post_json("/v1/drafts", None, &enterprise_fields()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:#}", created.body);
+    let id = created.body["draft_id"].as_str().unwrap().to_string();
+    let secret = created.body["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("afd_"), "{secret}");
+    assert!(!created.body["checklist"]["missing"].as_array().unwrap().is_empty(), "{:#}", created.body);
+    let stored = app.stored(&id).await;
+    assert_ne!(stored.secret_hash, secret, "only the secret's hash is stored");
+    assert!(!stored.data.to_string().contains(&secret));
+    // The operator's ID number (440304198506152416) is stored only protected.
+    assert!(!stored.data.to_string().contains("19850615"), "{}", stored.data);
+    assert_eq!(stored.data["operator"]["id"]["masked"], "440304********2416");
+    let shown = app.get(&format!("/v1/drafts/{id}"), &secret).await;
+    assert!(!shown.body.to_string().contains("19850615"), "{:#}", shown.body);
+
+    app.upload_examples(&id, &secret).await;
+    let checklist = app.get(&format!("/v1/drafts/{id}/checklist"), &secret).await;
+    assert_eq!(checklist.status, StatusCode::OK);
+    assert_eq!(checklist.body["missing"], json!([]), "{:#}", checklist.body);
+    let problems = checklist.body["problems"].to_string();
+    assert!(problems.contains("facial_recognition"), "only the face check is left: {problems}");
+
+    app.face_passed(&id).await;
+    let shown = app.get(&format!("/v1/drafts/{id}"), &secret).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.body["data"]["operator"]["facial_recognition"]["result"], "passed");
+    assert_eq!(shown.body["data"]["documents"].as_array().unwrap().len(), 3);
+    assert_eq!(shown.body["data"]["documents"][1]["content_type"], "pdf");
+    assert_eq!(shown.body["checklist"]["problems"], json!([]), "{:#}", shown.body);
+
+    let submitted = app.submit(&id, &secret, None).await;
+    assert_eq!(submitted.status, StatusCode::CREATED, "{:#}", submitted.body);
+    assert_eq!(submitted.body["state"], "submitted");
+    let ticket = submitted.body["ticket"].as_str().unwrap().to_string();
+    assert_eq!(app.stored(&id).await.ticket.as_deref(), Some(ticket.as_str()));
+    assert_eq!(app.appeal_data(&ticket).await.draft.documents.len(), 3);
+
+    let progress = app.progress(&ticket, PHONE).await;
+    assert_eq!(progress.status, StatusCode::OK, "{:#}", progress.body);
+    assert_eq!(progress.body["stage"], "received");
+
+    app.reviewer_rejects(&ticket).await;
+    let progress = app.progress(&ticket, PHONE).await;
+    assert_eq!(progress.body["stage"], "rejected", "{:#}", progress.body);
+    assert!(progress.body["continue_until"].is_string(), "the notice was delivered: {:#}", progress.body);
+
+    let extra =
+        app.upload(&id, &secret, "kind=supplementary", "explanation.pdf", b"%PDF-1.7\nthe special circumstances").await;
+    assert_eq!(extra.status, StatusCode::CREATED, "{:#}", extra.body);
+    assert_eq!(extra.body["index"], 3);
+    let resubmitted = app.on_appeal(&ticket, "resubmit", &id, &secret).await;
+    assert_eq!(resubmitted.status, StatusCode::OK, "{:#}", resubmitted.body);
+    assert_eq!(resubmitted.body["state"], "submitted");
+    let data = app.appeal_data(&ticket).await;
+    assert_eq!(data.draft.documents.len(), 4, "the added document went with the resubmission");
+    assert_eq!(app.progress(&ticket, PHONE).await.body["stage"], "received");
+
+    let withdrawn = app.on_appeal(&ticket, "withdraw", &id, &secret).await;
+    assert_eq!(withdrawn.status, StatusCode::OK, "{:#}", withdrawn.body);
+    assert_eq!(withdrawn.body["state"], "closed");
+    assert_eq!(withdrawn.body["outcome"], "withdrawn");
+    assert!(withdrawn.body["version"].as_i64().unwrap() > 1);
+    let again = app.on_appeal(&ticket, "withdraw", &id, &secret).await;
+    again.assert_problem(StatusCode::CONFLICT, "wrong-state");
+}
+
+// ------------------------------------------------------------------------- access
+
+async fn unknown_draft_and_wrong_secret_get_the_same_404_on_every_draft_route(db: TestDb) {
+    let app = spawn(db).await;
+    let (id, secret) = app.ready_draft().await;
+    let (other_id, other_secret) = app.ready_draft().await;
+    let before = app.stored(&id).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let wrong = "afd_0000000000000000000000000000000000000000000000000000000000000000";
+    let jpeg = multipart("licence.jpg", &example_document("licence.jpg"));
+    let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+    for (method, path) in [
+        ("GET", "/v1/drafts/{id}"),
+        ("PUT", "/v1/drafts/{id}"),
+        ("GET", "/v1/drafts/{id}/checklist"),
+        ("POST", "/v1/drafts/{id}/documents?kind=business_license"),
+        ("PUT", "/v1/drafts/{id}/documents/0?kind=business_license"),
+        ("DELETE", "/v1/drafts/{id}/documents/0"),
+        ("POST", "/v1/drafts/{id}/submit"),
+    ] {
+        let mut answers = Vec::new();
+        for (draft, key) in [(id.as_str(), wrong), (unknown.as_str(), secret.as_str()), (id.as_str(), &other_secret)] {
+            let url = app.url(&path.replace("{id}", draft));
+            let rq = match method {
+                "GET" => app.http.get(url),
+                "DELETE" => app.http.delete(url),
+                "PUT" if path.contains("documents") => app.http.put(url).header("content-type", &ct).body(jpeg.clone()),
+                "PUT" => app.http.put(url).json(&enterprise_fields()),
+                _ if path.contains("documents") => app.http.post(url).header("content-type", &ct).body(jpeg.clone()),
+                _ => app.http.post(url),
+            };
+            let a = app.send(rq.header("x-draft-secret", key)).await;
+            a.assert_problem(StatusCode::NOT_FOUND, "not-found");
+            answers.push(a.body);
+        }
+        assert!(answers.windows(2).all(|w| w[0] == w[1]), "{method} {path}: {answers:#?}");
+        let a = app.send(app.http.get(app.url(&format!("/v1/drafts/{id}")))).await;
+        a.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    assert_eq!(app.stored(&id).await, before, "nothing changed");
+    assert_eq!(app.db.store.row_counts().await.unwrap().appeals, 0);
+
+    // Appeals: the draft must be the one that created the ticket, with its secret.
+    let ticket = app.submit(&id, &secret, None).await.body["ticket"].as_str().unwrap().to_string();
+    let mut answers = Vec::new();
+    for (draft, key) in [(id.as_str(), wrong), (unknown.as_str(), secret.as_str()), (other_id.as_str(), &other_secret)]
+    {
+        for action in ["resubmit", "withdraw"] {
+            let a = app.on_appeal(&ticket, action, draft, key).await;
+            a.assert_problem(StatusCode::NOT_FOUND, "not-found");
+            answers.push(a.body);
+        }
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:#?}");
+    let record = app.db.store.appeal_by_ticket(&TicketNumber::parse(&ticket).unwrap()).await.unwrap().unwrap();
+    assert_eq!(record.state, "submitted", "nothing happened to the appeal");
+}
+
+// ------------------------------------------------------------------------- bad input
+
+async fn bad_input_on_every_applicant_route_is_a_problem_document_and_stores_nothing(db: TestDb) {
+    let app = spawn(db).await;
+    let (id, secret) = app.create_draft(&enterprise_fields()).await;
+    app.upload_examples(&id, &secret).await;
+    let before = app.stored(&id).await;
+    let drafts = app.draft_count().await;
+    let counts = app.db.store.row_counts().await.unwrap();
+
+    // Drafts: create and replace.
+    let huge = json!({ "supplementary_content": "x".repeat(70 * 1024) });
+    let mut bad_fields = enterprise_fields();
+    bad_fields["contact_phone"] = json!("12");
+    bad_fields["operator"]["id_number"] = json!("123");
+    bad_fields["locale"] = json!("fr");
+    let mut with_documents = enterprise_fields();
+    with_documents["documents"] = json!([{ "kind": "business_license", "file": "/etc/passwd" }]);
+    let mut ineligible = enterprise_fields();
+    ineligible["entry_point"]["value"] = json!("nobody.example");
+    let put_url = app.url(&format!("/v1/drafts/{id}"));
+    for put in [false, true] {
+        let rq = |ct: &str, body: Vec<u8>| {
+            let rq = if put { app.http.put(&put_url) } else { app.http.post(app.url("/v1/drafts")) };
+            rq.header("content-type", ct.to_string()).header("x-draft-secret", &secret).body(body)
+        };
+        let json = |v: &Value| rq("application/json", serde_json::to_vec(v).unwrap());
+        app.send(rq("application/json", b"{\"entry_point\":".to_vec()))
+            .await
+            .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        app.send(rq("text/plain", serde_json::to_vec(&enterprise_fields()).unwrap()))
+            .await
+            .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        app.send(json(&json!({ "entry_point": "acme.example" })))
+            .await
+            .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        app.send(json(&json!({ "contact_phone": 13712345678u64 })))
+            .await
+            .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        let a = app
+            .send(json(&json!({ "entry_point": {"kind": "security_page", "account": "acme-ops"}, "nope": 1 })))
+            .await;
+        a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        assert!(a.detail().contains("nope"), "{}", a.detail());
+        app.send(json(&json!([1, 2]))).await.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        app.send(json(&huge)).await.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "too-large");
+        let a = app.send(json(&with_documents)).await;
+        a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        assert!(a.detail().contains("documents"), "{}", a.detail());
+        let a = app.send(json(&bad_fields)).await;
+        a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        let fields: Vec<&str> =
+            a.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        for f in ["contact_phone", "operator.id_number", "locale"] {
+            assert!(fields.contains(&f), "every field problem at once: {fields:?}");
+        }
+        assert!(!a.body.to_string().contains("12\""), "values are not echoed: {:#}", a.body);
+        app.send(json(&ineligible)).await.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "ineligible");
+    }
+    assert_eq!(app.draft_count().await, drafts, "no draft was created");
+    assert_eq!(app.stored(&id).await, before, "the draft did not change");
+
+    // Documents: query, framing and content.
+    let jpeg = example_document("licence.jpg");
+    let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+    let docs = format!("/v1/drafts/{id}/documents");
+    let upload = |path: String, ct: String, body: Vec<u8>| app.post_raw_owned(path, secret.clone(), ct, body);
+    for (query, why) in [
+        ("", "kind"),
+        ("?kind=passport", "passport"),
+        ("?kind=business_license&colour=red", "colour"),
+        ("?kind=business_license&stamped=perhaps", "stamped"),
+    ] {
+        let a = upload(format!("{docs}{query}"), ct.clone(), multipart("licence.jpg", &jpeg)).await;
+        a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        assert!(a.detail().contains(why), "{why}: {}", a.detail());
+    }
+    let q = format!("{docs}?kind=business_license");
+    upload(q.clone(), "application/json".into(), b"{}".to_vec())
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    upload(q.clone(), ct.clone(), b"--nope\r\n\r\nhello".to_vec())
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    let mut two = multipart("licence.jpg", &jpeg);
+    two.truncate(two.len() - 4);
+    two.extend_from_slice(
+        format!("\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\ny\r\n--{BOUNDARY}--\r\n").as_bytes(),
+    );
+    upload(q.clone(), ct.clone(), two).await.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    for (name, bytes, reason) in [
+        ("licence.jpg", Vec::new(), "empty"),
+        ("licence.gif", b"GIF89a\x01\x00\x01\x00".to_vec(), "not a JPEG, PNG or PDF"),
+        ("scan.jpg", b"%PDF-1.7\na PDF named as a JPEG".to_vec(), "named as a JPEG"),
+    ] {
+        let a = upload(q.clone(), ct.clone(), multipart(name, &bytes)).await;
+        a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        assert!(a.detail().contains("business_license"), "names the kind: {}", a.detail());
+        assert!(a.detail().contains(reason), "{reason}: {}", a.detail());
+    }
+    let mut oversized = vec![0u8; 10 * MIB + 1];
+    oversized[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]);
+    let a = upload(q.clone(), ct.clone(), multipart("big.jpg", &oversized)).await;
+    a.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "too-large");
+    assert!(a.detail().contains("business_license"), "{}", a.detail());
+    let a = app
+        .send(
+            app.http
+                .put(app.url(&format!("{docs}/0?kind=business_license")))
+                .header("x-draft-secret", &secret)
+                .header("content-type", &ct)
+                .body(multipart("scan.jpg", b"%PDF-1.7\nmislabelled")),
+        )
+        .await;
+    a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    for (method, path) in [("PUT", format!("{docs}/3?kind=business_license")), ("DELETE", format!("{docs}/x"))] {
+        let url = app.url(&path);
+        let rq = if method == "PUT" {
+            app.http.put(url).header("content-type", &ct).body(multipart("a.jpg", &jpeg))
+        } else {
+            app.http.delete(url)
+        };
+        app.send(rq.header("x-draft-secret", &secret)).await.assert_problem(StatusCode::NOT_FOUND, "not-found");
+    }
+    assert_eq!(app.stored(&id).await, before, "the draft did not change");
+
+    // Submission of an incomplete draft: every problem, nothing stored.
+    let a = app.submit(&id, &secret, Some("k-1")).await;
+    a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    assert!(a.detail().contains("facial_recognition"), "{}", a.detail());
+    let a = app.submit(&id, &secret, Some(&"k".repeat(300))).await;
+    a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+
+    // The provider callback, correctly signed, with bad content.
+    let now = app.now();
+    let face = |v: Value| app.face_callback_owned(v, now);
+    face(json!({ "draft_id": id, "result": "maybe", "provider": "p", "reference": "r" }))
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    face(json!({ "draft_id": id, "result": "passed", "provider": "p", "reference": "r", "score": 1 }))
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    face(json!({ "draft_id": id, "result": "passed", "provider": " ", "reference": "r" }))
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    face(
+        json!({ "draft_id": uuid::Uuid::new_v4().to_string(), "result": "passed", "provider": "p", "reference": "r" }),
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "not-found");
+
+    // Appeals and progress.
+    let t = "0000-0000-0000-0000-0000";
+    app.send(app.http.post(app.url(&format!("/v1/appeals/{t}/resubmit"))))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.send(app.http.post(app.url("/v1/progress")).header("content-type", "application/json").body("{"))
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    app.post_json("/v1/progress", None, &json!({ "ticket": 1, "phone": PHONE }))
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+
+    assert_eq!(app.stored(&id).await, before, "the draft did not change");
+    assert_eq!(app.draft_count().await, drafts);
+    assert_eq!(app.db.store.row_counts().await.unwrap(), counts, "no appeal, event, timer or key stored");
+}
+
+impl App {
+    async fn post_raw_owned(&self, path: String, secret: String, ct: String, body: Vec<u8>) -> Answer {
+        self.post_raw(&path, Some(&secret), &ct, body).await
+    }
+
+    async fn face_callback_owned(&self, body: Value, timestamp: i64) -> Answer {
+        self.face_callback(&body, timestamp, FACE_SECRET).await
+    }
+}
+
+// ------------------------------------------------------------------------- callback
+
+async fn forged_or_stale_facial_recognition_signature_is_refused_and_changes_nothing(db: TestDb) {
+    let app = spawn(db).await;
+    let (id, secret) = app.create_draft(&enterprise_fields()).await;
+    let before = app.stored(&id).await;
+    let body = json!({ "draft_id": id, "result": "passed", "provider": "example-face", "reference": "fr-9" });
+    let now = app.now();
+    app.face_callback(&body, now, b"not-the-secret").await.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.face_callback(&body, now - 301, FACE_SECRET).await.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.face_callback(&body, now + 301, FACE_SECRET).await.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    // Signed for one body, sent with another.
+    let signed = serde_json::to_vec(&body).unwrap();
+    let tampered =
+        serde_json::to_vec(&json!({ "draft_id": id, "result": "passed", "provider": "x", "reference": "y" })).unwrap();
+    let a = app
+        .send(
+            app.http
+                .post(app.url("/v1/facial-recognition"))
+                .header("x-appealflow-timestamp", now.to_string())
+                .header("x-appealflow-signature", format!("sha256={}", sign(FACE_SECRET, now, &signed)))
+                .body(tampered),
+        )
+        .await;
+    a.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    let a = app.send(app.http.post(app.url("/v1/facial-recognition")).json(&body)).await;
+    a.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(app.stored(&id).await, before, "nothing recorded");
+
+    // Within the tolerance and correctly signed, a failed result is recorded as such.
+    let failed = json!({ "draft_id": id, "result": "failed", "provider": "example-face", "reference": "fr-10" });
+    let a = app.face_callback(&failed, now - 299, FACE_SECRET).await;
+    assert_eq!(a.status, StatusCode::OK, "{:#}", a.body);
+    let checklist = app.get(&format!("/v1/drafts/{id}/checklist"), &secret).await;
+    assert!(checklist.body["problems"].to_string().contains("did not pass"), "{:#}", checklist.body);
+
+    // Without a configured secret, callbacks are refused as unavailable.
+    let other = spawn_with(common::sqlite().await, HttpConfig::default()).await;
+    other
+        .face_callback(&body, other.now(), FACE_SECRET)
+        .await
+        .assert_problem(StatusCode::SERVICE_UNAVAILABLE, "not-configured");
+}
+
+// ------------------------------------------------------------------------- progress
+
+async fn progress_is_rate_limited_per_client_and_answers_alike_for_unknown_ticket_and_wrong_phone(db: TestDb) {
+    let app = spawn_with(
+        db,
+        HttpConfig { face_secret: Some(FACE_SECRET.to_vec()), progress_per_minute: 4, ..HttpConfig::default() },
+    )
+    .await;
+    let (id, secret) = app.ready_draft().await;
+    let ticket = app.submit(&id, &secret, None).await.body["ticket"].as_str().unwrap().to_string();
+    let unknown = TicketNumber::generate().to_string();
+    let a = app.progress(&unknown, PHONE).await;
+    let b = app.progress(&ticket, "13700000000").await;
+    a.assert_problem(StatusCode::NOT_FOUND, "not-found");
+    b.assert_problem(StatusCode::NOT_FOUND, "not-found");
+    assert_eq!(a.body, b.body, "an unknown ticket and a wrong phone answer alike");
+    assert_eq!(app.progress(&ticket, PHONE).await.status, StatusCode::OK);
+    assert_eq!(app.progress(&ticket, PHONE).await.status, StatusCode::OK);
+    let limited = app.progress(&ticket, PHONE).await;
+    limited.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+    let retry: u64 = limited.retry_after.as_deref().expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+}
+
+// ------------------------------------------------------------------------- idempotency
+
+async fn submit_retried_with_the_same_idempotency_key_returns_the_same_ticket(db: TestDb) {
+    let app = spawn(db).await;
+    let (id, secret) = app.ready_draft().await;
+    let first = app.submit(&id, &secret, Some("submit-1")).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:#}", first.body);
+    let counts = app.db.store.row_counts().await.unwrap();
+    let again = app.submit(&id, &secret, Some("submit-1")).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{:#}", again.body);
+    assert_eq!(again.body["ticket"], first.body["ticket"]);
+    assert_eq!(app.db.store.row_counts().await.unwrap(), counts, "the retry stored nothing");
+    let unkeyed = app.submit(&id, &secret, None).await;
+    unkeyed.assert_problem(StatusCode::CONFLICT, "open-appeal");
+    assert_eq!(unkeyed.body["open_ticket"], first.body["ticket"]);
+}
