@@ -306,12 +306,33 @@ fn accounts_import_refuses_bad_records_and_shows_identity_numbers_masked() {
     let json = run(&url, &["accounts", "show", "acme", "--json"]);
     assert!(!json.stdout.contains("19781203"), "{}", json.stdout);
     assert_error(&run(&url, &["accounts", "show", "nobody"]), 2, "no account named \"nobody\"");
-    let no_key = Command::new(BIN)
-        .args(["accounts", "import", file.to_str().unwrap()])
-        .env("APPEALFLOW_DATABASE_URL", &url)
-        .env_remove("APPEALFLOW_ID_HASH_KEY")
-        .output()
-        .unwrap();
+    // Without a configured key, an embedded database gets its own key file, created once...
+    let accounts = dir.path().join("accounts.json");
+    std::fs::write(&accounts, ACCOUNTS).unwrap();
+    let own_db = format!("sqlite://{}", dir.path().join("own.db").display());
+    let run_without_key = |url: &str| {
+        Command::new(BIN)
+            .args(["accounts", "import", accounts.to_str().unwrap()])
+            .env("APPEALFLOW_DATABASE_URL", url)
+            .env("APPEALFLOW_WORKFLOWS", common::workflows_dir())
+            .env_remove("APPEALFLOW_ID_HASH_KEY")
+            .output()
+            .unwrap()
+    };
+    let first = run_without_key(&own_db);
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    let key_file = dir.path().join("own.db.idkey");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(key.len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert_eq!(run_without_key(&own_db).status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key, "...and reused");
+    // ...while a database elsewhere (here an in-memory one) needs the key configured.
+    let no_key = run_without_key("sqlite::memory:");
     assert_eq!(no_key.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("APPEALFLOW_ID_HASH_KEY is not set"));
 }
@@ -468,4 +489,56 @@ fn readme_walkthrough_works_as_written() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("under_review -> approved"), "{stdout}");
     assert!(stdout.contains("continue  until"), "{stdout}");
+}
+
+/// The README's curl walk-through, run as written against `appealflow serve` (a real
+/// process on a loopback port), with the built binary for `cargo run -q --`.
+#[test]
+fn readme_curl_walkthrough_works_against_serve() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find("### A walk-through with curl").expect("README has the curl walk-through");
+    let block = &readme[start..];
+    // The second sh block: the first starts the service.
+    let first = block.find("```sh\n").unwrap() + 6;
+    let after_first = first + block[first..].find("```").unwrap() + 3;
+    let open = after_first + block[after_first..].find("```sh\n").unwrap() + 6;
+    let close = open + block[open..].find("```").unwrap();
+    let script = block[open..close].replace("cargo run -q --", BIN);
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = sqlite_url(dir.path());
+    let mut server = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("APPEALFLOW_DATABASE_URL", &url)
+        .env("APPEALFLOW_BLOB_DIR", dir.path().join("blobs"))
+        .env("APPEALFLOW_WORKFLOWS", common::workflows_dir())
+        .env("APPEALFLOW_FACE_SECRET", "demo-face-secret")
+        .env_remove("APPEALFLOW_ID_HASH_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not start listening");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -eu\n{script}"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("AF", format!("http://127.0.0.1:{port}"))
+        .env("APPEALFLOW_DATABASE_URL", &url)
+        .env("APPEALFLOW_BLOB_DIR", dir.path().join("blobs"))
+        .env_remove("APPEALFLOW_ID_HASH_KEY")
+        .output()
+        .unwrap();
+    // SIGTERM, as an operator would stop it.
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(r#""stage":"received""#), "{stdout}");
+    assert!(stdout.trim_end().ends_with('}') && stdout.contains(r#""outcome":"completed""#), "{stdout}");
 }

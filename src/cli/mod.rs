@@ -369,6 +369,47 @@ impl Context {
     }
 }
 
+/// The ID-number hash key: `APPEALFLOW_ID_HASH_KEY`, or — for an embedded SQLite
+/// database only — a random key kept in a file beside it (`DB.idkey`, readable by its
+/// owner only), created on first use. A PostgreSQL deployment must configure the key.
+fn id_hash_key(database_url: &str) -> Result<Option<String>, CliError> {
+    if let Ok(key) = std::env::var(ID_HASH_KEY_ENV)
+        && !key.is_empty()
+    {
+        return Ok(Some(key));
+    }
+    let Some(path) = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:")) else {
+        return Ok(None);
+    };
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(None);
+    }
+    let file = PathBuf::from(format!("{path}.idkey"));
+    if let Ok(key) = std::fs::read_to_string(&file) {
+        return Ok(Some(key.trim().to_string()));
+    }
+    if file.parent().is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        return Ok(None);
+    }
+    let key = crate::app::access::new_secret("");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&file).and_then(|mut f| std::io::Write::write_all(&mut f, key.as_bytes())) {
+        Ok(()) => {
+            eprintln!("note: created the ID-number hash key {} (keep it with the database)", file.display());
+            Ok(Some(key))
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(&file).ok().map(|k| k.trim().to_string()))
+        }
+        Err(e) => Err(CliError::usage(format!("cannot create the ID-number hash key {}: {e}", file.display()))),
+    }
+}
+
 /// Where notifications and account changes go, from the environment.
 fn work_config_from_env() -> startup::WorkConfig {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
@@ -445,7 +486,7 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
         clock,
         intake: IntakeConfig {
             blob_dir: cli.blob_dir.clone(),
-            id_hash_key: std::env::var(ID_HASH_KEY_ENV).ok(),
+            id_hash_key: id_hash_key(cli.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))?,
             limits: DocumentLimits { max_bytes: cli.max_document_bytes },
         },
         work: work_config_from_env(),

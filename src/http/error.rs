@@ -88,6 +88,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Extra members never shadow the standard ones.
+        let extra = self.extra.as_ref().map(|e| match e {
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.iter()
+                    .filter(|(k, _)| !["type", "title", "status", "detail", "code", "errors"].contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            other => other.clone(),
+        });
         let body = Problem {
             kind: format!("{PROBLEM_BASE}{}", self.code),
             title: self.title,
@@ -95,7 +105,7 @@ impl IntoResponse for ApiError {
             detail: &self.detail,
             code: self.code,
             errors: &self.errors,
-            extra: self.extra.as_ref(),
+            extra: extra.as_ref(),
         };
         let mut response = (self.status, serde_json::to_string(&body).expect("problems serialise")).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
