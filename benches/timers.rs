@@ -10,10 +10,10 @@
 //! `cargo bench --bench timers` (PostgreSQL too when APPEALFLOW_TEST_POSTGRES_URL is set).
 //! `APPEALFLOW_BENCH_TIMERS` sets the burn-down size (default 10000).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "support/baseline.rs"]
 mod baseline;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

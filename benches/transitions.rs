@@ -6,10 +6,10 @@
 //! `cargo bench --bench transitions` (PostgreSQL too when APPEALFLOW_TEST_POSTGRES_URL is set).
 //! `APPEALFLOW_BENCH_N` sets the number of transitions (default 2000).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "support/baseline.rs"]
 mod baseline;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -27,7 +27,10 @@ pub async fn commits_per_second(url: &str, n: usize) -> f64 {
             .execute(&pool)
             .await
             .unwrap();
-        sqlx::query("INSERT INTO bench_baseline VALUES (1, 0) ON CONFLICT (id) DO NOTHING").execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO bench_baseline VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+            .execute(&pool)
+            .await
+            .unwrap();
         let start = Instant::now();
         for _ in 0..n {
             let mut tx = pool.begin().await.unwrap();

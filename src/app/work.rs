@@ -328,7 +328,10 @@ impl Work {
             }
             other => return Err(WorkError::Permanent(format!("unknown effect {other:?}"))),
         };
-        store.set_effect_status(id, "pending", "done").await?;
+        // The relay may mark the row queued while this runs: done from either status.
+        if !store.set_effect_status(id, "pending", "done").await? {
+            store.set_effect_status(id, "queued", "done").await?;
+        }
         Ok(follow)
     }
 
@@ -368,6 +371,11 @@ impl Work {
     pub async fn run_action(&self, id: i64) -> Result<Followups, WorkError> {
         let store = self.engine.store();
         let action = store.action(id).await?.ok_or_else(|| WorkError::Permanent(format!("no action {id}")))?;
+        if action.status == "succeeded" {
+            // A worker may have died after recording the success and before the rest:
+            // both steps below are idempotent, so a re-run finishes them.
+            return self.after_success(&action).await;
+        }
         if action.status != "pending" || action.manual {
             return Ok(Followups::default());
         }
@@ -418,6 +426,32 @@ impl Work {
                 Ok(Followups::default())
             }
         }
+    }
+
+    async fn after_success(&self, action: &crate::store::ActionRecord) -> Result<Followups, WorkError> {
+        let (record, data) = self.appeal(&action.appeal_id).await?;
+        let before = action.result.as_ref().and_then(|r| r.get("before")).cloned().unwrap_or_default();
+        let after = self.after_action(&record, &data, &action.action, &action.idempotency_key, &before).await?;
+        Ok(after.and(self.maybe_complete(&record.id).await?))
+    }
+
+    /// Finishes what a crash may have interrupted: for every approved appeal, the
+    /// after-effects of its succeeded actions and its completion. Idempotent.
+    pub async fn reconcile(&self) -> Result<Followups, WorkError> {
+        let store = self.engine.store();
+        let approved = store
+            .list_appeals(&crate::store::AppealFilter { state: Some("approved".into()), limit: Some(1000) })
+            .await?;
+        let mut follow = Followups::default();
+        for appeal in approved {
+            let actions =
+                store.actions(&WorkFilter { appeal_id: Some(appeal.id.clone()), ..Default::default() }).await?;
+            for a in actions.iter().filter(|a| a.status == "succeeded") {
+                follow = follow.and(self.after_success(a).await?);
+            }
+            follow.actions.extend(actions.iter().filter(|a| a.status == "pending" && !a.manual).map(|a| a.id));
+        }
+        Ok(follow)
     }
 
     /// The effects a succeeded action triggers (the security notice, "done" messages).

@@ -64,8 +64,9 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
     println!("  worker    {}", if args.no_worker { "not in this process (--no-worker)" } else { "in this process" });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal = super::worker::shutdown_signal();
     tokio::spawn(async move {
-        super::worker::shutdown_signal().await;
+        signal.await;
         let _ = stop_tx.send(true);
     });
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -164,27 +164,45 @@ pub(super) async fn worker(ctx: &Context, args: WorkerArgs, clock: Option<Arc<Ma
         .map_err(|e| CliError { class: ErrorClass::Internal, message: format!("worker: {e}") })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal that arrives early is never missed (and
+/// never kills the process without a graceful stop).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok())
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term => {}
+                _ = int => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }
 
 pub(super) async fn jobs(ctx: &Context, cmd: JobsCommand) -> Result<(), CliError> {
@@ -272,13 +290,20 @@ pub(super) async fn actions(ctx: &Context, cmd: ActionsCommand) -> Result<(), Cl
                 Some(t) => Some(appeal_id(&engine, &t).await?),
                 None => None,
             };
-            let max = WorkerSettings::default().max_attempts as i64;
+            // Needing attention: failed for good, or pending with its job dead.
+            let dead: Vec<i64> = engine
+                .store()
+                .jobs(&JobFilter { dead_only: true, queue: Some(crate::jobs::ACTIONS_QUEUE.into()), limit: None })
+                .await?
+                .iter()
+                .filter_map(|j| j.args.get("action_id").and_then(|v| v.as_i64()))
+                .collect();
             let rows: Vec<_> = engine
                 .store()
                 .actions(&WorkFilter { appeal_id, ..Default::default() })
                 .await?
                 .into_iter()
-                .filter(|a| !attention || a.status == "failed" || (a.status == "pending" && a.attempts >= max))
+                .filter(|a| !attention || a.status == "failed" || (a.status == "pending" && dead.contains(&a.id)))
                 .collect();
             if json {
                 print_json(&rows);

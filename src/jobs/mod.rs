@@ -107,8 +107,18 @@ macro_rules! push_to {
     ($storage:expr, $args:expr, $key:expr, $settings:expr) => {{
         let mut s = $storage.clone();
         let t = TaskBuilder::new($args).max_attempts($settings.max_attempts).idempotency_key($key).build();
-        s.push_task(t).await.map_err(|e| QueueError(e.to_string()))
+        match s.push_task(t).await {
+            Ok(()) => Ok(()),
+            // The job already exists: SQLite ignores the repeat, PostgreSQL reports the
+            // unique key. Either way the push is done.
+            Err(e) if is_duplicate(&e.to_string()) => Ok(()),
+            Err(e) => Err(QueueError(e.to_string())),
+        }
     }};
+}
+
+fn is_duplicate(message: &str) -> bool {
+    message.contains("duplicate key") || message.contains("UNIQUE constraint failed")
 }
 
 impl Queues {
@@ -267,20 +277,34 @@ async fn loops(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) {
 async fn relay(rt: &Runtime, sweep: bool) -> Result<(), BoxDynError> {
     let store = rt.store();
     for effect in store.pending_effects(500).await? {
-        rt.queues.push_effect(effect.id, &rt.settings).await?;
-        store.set_effect_status(effect.id, "pending", "queued").await?;
+        // One row's failure must not hold up the others.
+        match rt.queues.push_effect(effect.id, &rt.settings).await {
+            Ok(()) => {
+                store.set_effect_status(effect.id, "pending", "queued").await?;
+            }
+            Err(e) => warn!(outbox_id = effect.id, error = %e, "relay: push failed; retried on the next poll"),
+        }
     }
     if sweep {
-        // Work recorded by a step whose follow-up push was lost (a crash in between).
+        // Work recorded by a step whose follow-up push was lost (a crash in between),
+        // and appeals a crash left half-finished. Every push is idempotent.
         let pending = WorkFilter { status: Some("pending".into()), ..Default::default() };
+        let mut pushes = Vec::new();
         for n in store.notifications(&pending).await? {
-            rt.queues.push_notification(n.id, &rt.settings).await?;
+            pushes.push(rt.queues.push_notification(n.id, &rt.settings).await);
         }
         for a in store.actions(&pending).await?.into_iter().filter(|a| !a.manual) {
-            rt.queues.push_action(a.id, &rt.settings).await?;
+            pushes.push(rt.queues.push_action(a.id, &rt.settings).await);
         }
         for e in store.queued_effects(500).await? {
-            rt.queues.push_effect(e.id, &rt.settings).await?;
+            pushes.push(rt.queues.push_effect(e.id, &rt.settings).await);
+        }
+        match rt.work.reconcile().await {
+            Ok(f) => pushes.push(rt.queues.push_followups(&f, &rt.settings).await),
+            Err(e) => warn!(error = %e, "reconcile"),
+        }
+        for e in pushes.into_iter().filter_map(Result::err) {
+            warn!(error = %e, "sweep: push failed; retried on the next sweep");
         }
     }
     Ok(())

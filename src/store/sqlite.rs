@@ -772,8 +772,11 @@ impl Store for SqliteStore {
     }
 
     async fn defer_job(&self, job_id: &str, delay: std::time::Duration) -> Result<(), StoreError> {
-        sqlx::query("UPDATE Jobs SET run_at = CAST(strftime('%s', 'now') AS INTEGER) + ? WHERE id = ?")
-            .bind(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX))
+        // run_at is whole seconds: round up, so the wait is never shorter than asked.
+        sqlx::query(
+            "UPDATE Jobs SET run_at = CAST((julianday('now') - 2440587.5) * 86400.0 + ? + 0.999999 AS INTEGER) WHERE id = ?",
+        )
+        .bind(delay.as_secs_f64())
             .bind(job_id)
             .execute(&self.pool)
             .await?;
