@@ -456,7 +456,7 @@ fn demo_walks_an_appeal_to_closed() {
 #[test]
 fn readme_walkthrough_works_as_written() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme.find("### A walk-through").expect("README has the walk-through");
+    let start = readme.find("### A walk-through\n").expect("README has the CLI walk-through");
     let block = &readme[start..];
     let open = block.find("```sh\n").unwrap() + "```sh\n".len();
     let close = block[open..].find("```").unwrap();
