@@ -263,8 +263,12 @@ async fn loops(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) {
         // Sleep until the next timer falls due, but never longer than one poll (new
         // outbox rows and timers armed by other processes are found on the next poll).
         let engine = rt.work.engine();
+        // A timer still due now was refused and left armed: wait a whole poll rather
+        // than spin on it.
         let wait = match engine.store().next_timer_due().await {
-            Ok(Some(due)) => (due - engine.now()).to_std().unwrap_or(Duration::ZERO).min(rt.settings.poll),
+            Ok(Some(due)) if due > engine.now() => {
+                (due - engine.now()).to_std().unwrap_or(rt.settings.poll).min(rt.settings.poll)
+            }
             _ => rt.settings.poll,
         };
         tokio::select! {
