@@ -492,9 +492,9 @@ fn readme_walkthrough_works_as_written() {
 }
 
 /// The README's curl walk-through, run as written against `appealflow serve` (a real
-/// process on a loopback port), with the built binary for `cargo run -q --`.
-#[test]
-fn readme_curl_walkthrough_works_against_serve() {
+/// process on a loopback port, worker in-process), with the built binary for
+/// `cargo run -q --`: a whole appeal from draft to closed through the API.
+fn readme_curl_walkthrough(url: &str, id_key: Option<&str>) {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let start = readme.find("### A walk-through with curl").expect("README has the curl walk-through");
     let block = &readme[start..];
@@ -507,33 +507,31 @@ fn readme_curl_walkthrough_works_against_serve() {
 
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = sqlite_url(dir.path());
-    let mut server = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("APPEALFLOW_DATABASE_URL", &url)
-        .env("APPEALFLOW_BLOB_DIR", dir.path().join("blobs"))
-        .env("APPEALFLOW_WORKFLOWS", common::workflows_dir())
-        .env("APPEALFLOW_FACE_SECRET", "demo-face-secret")
-        .env_remove("APPEALFLOW_ID_HASH_KEY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let env = |c: &mut Command| {
+        c.env("APPEALFLOW_DATABASE_URL", url)
+            .env("APPEALFLOW_BLOB_DIR", dir.path().join("blobs"))
+            .env("APPEALFLOW_WORKFLOWS", common::workflows_dir());
+        match id_key {
+            Some(k) => c.env("APPEALFLOW_ID_HASH_KEY", k),
+            None => c.env_remove("APPEALFLOW_ID_HASH_KEY"),
+        };
+    };
+    let mut serve = Command::new(BIN);
+    serve.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).env("APPEALFLOW_FACE_SECRET", "demo-face-secret");
+    env(&mut serve);
+    let mut server = serve.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(std::time::Instant::now() < deadline, "serve did not start listening");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let out = Command::new("bash")
-        .arg("-c")
+    let mut walk = Command::new("bash");
+    walk.arg("-c")
         .arg(format!("set -eu\n{script}"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("AF", format!("http://127.0.0.1:{port}"))
-        .env("APPEALFLOW_DATABASE_URL", &url)
-        .env("APPEALFLOW_BLOB_DIR", dir.path().join("blobs"))
-        .env_remove("APPEALFLOW_ID_HASH_KEY")
-        .output()
-        .unwrap();
+        .env("AF", format!("http://127.0.0.1:{port}"));
+    env(&mut walk);
+    let out = walk.output().unwrap();
     // SIGTERM, as an operator would stop it.
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
     let _ = server.wait();
@@ -541,4 +539,20 @@ fn readme_curl_walkthrough_works_against_serve() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(r#""stage":"received""#), "{stdout}");
     assert!(stdout.trim_end().ends_with('}') && stdout.contains(r#""outcome":"completed""#), "{stdout}");
+}
+
+#[test]
+fn readme_curl_walkthrough_works_against_serve_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    readme_curl_walkthrough(&sqlite_url(dir.path()), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readme_curl_walkthrough_works_against_serve_on_postgres() {
+    if let Some(db) = common::postgres("readme_curl_walkthrough_works_against_serve_on_postgres").await {
+        let url = db.url.clone();
+        tokio::task::spawn_blocking(move || readme_curl_walkthrough(&url, Some("curl-walkthrough-key-0123456789")))
+            .await
+            .unwrap();
+    }
 }

@@ -243,12 +243,13 @@ async fn handle_notification(
     rt.finish("notification", &id, &attempt, result).await
 }
 
-/// The timer loop and the relay: every `poll`, fire due timers through the engine and
-/// push jobs for outbox rows and for pending work whose job may not exist yet.
-async fn loops(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut sweep_every = 0u32;
+/// The timer loop: fires due timers, then sleeps until the next one falls due (at most
+/// one poll, so timers armed by other processes are found). It runs apart from the
+/// relay, so a backlog of outbox rows never delays a deadline.
+async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let engine = rt.work.engine().clone();
     loop {
-        match rt.work.engine().run_due_timers(500).await {
+        match engine.run_due_timers(500).await {
             Ok(runs) => {
                 for r in runs.iter().filter(|r| r.result.is_some()) {
                     info!(ticket = %r.timer.ticket, timer = %r.timer.name, "timer fired");
@@ -256,13 +257,6 @@ async fn loops(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) {
             }
             Err(e) => error!(error = %e, "timer loop"),
         }
-        if let Err(e) = relay(&rt, sweep_every == 0).await {
-            error!(error = %e, "relay");
-        }
-        sweep_every = (sweep_every + 1) % 20;
-        // Sleep until the next timer falls due, but never longer than one poll (new
-        // outbox rows and timers armed by other processes are found on the next poll).
-        let engine = rt.work.engine();
         // A timer still due now was refused and left armed: wait a whole poll rather
         // than spin on it.
         let wait = match engine.store().next_timer_due().await {
@@ -273,6 +267,21 @@ async fn loops(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// The relay loop: every poll, outbox rows become jobs; every 20th, the sweep.
+async fn relay_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut sweep_every = 0u32;
+    loop {
+        if let Err(e) = relay(&rt, sweep_every == 0).await {
+            error!(error = %e, "relay");
+        }
+        sweep_every = (sweep_every + 1) % 20;
+        tokio::select! {
+            _ = tokio::time::sleep(rt.settings.poll) => {}
             _ = stop.changed() => break,
         }
     }
@@ -358,7 +367,8 @@ pub async fn run(rt: Runtime, shutdown: impl Future<Output = ()> + Send + 'stati
     let name = format!("appealflow-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
     info!(worker = %name, backend = rt.queues.backend(), "worker starting");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let loop_handle = tokio::spawn(loops(rt.clone(), stop_rx));
+    let timers = tokio::spawn(timer_loop(rt.clone(), stop_rx.clone()));
+    let relay = tokio::spawn(relay_loop(rt.clone(), stop_rx));
     let signal = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -378,7 +388,8 @@ pub async fn run(rt: Runtime, shutdown: impl Future<Output = ()> + Send + 'stati
             .await
         }
     };
-    let _ = loop_handle.await;
+    let _ = timers.await;
+    let _ = relay.await;
     info!("worker stopped");
     result.map_err(|e| e.into())
 }
