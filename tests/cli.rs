@@ -517,9 +517,14 @@ fn readme_curl_walkthrough(url: &str, id_key: Option<&str>) {
         };
     };
     let mut serve = Command::new(BIN);
-    serve.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).env("APPEALFLOW_FACE_SECRET", "demo-face-secret");
+    serve
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("APPEALFLOW_FACE_SECRET", "demo-face-secret")
+        .env("APPEALFLOW_LOG", "debug");
     env(&mut serve);
-    let mut server = serve.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = serve.stdout(Stdio::null()).stderr(log).spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(std::time::Instant::now() < deadline, "serve did not start listening");
@@ -539,6 +544,13 @@ fn readme_curl_walkthrough(url: &str, id_key: Option<&str>) {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(r#""stage":"received""#), "{stdout}");
     assert!(stdout.trim_end().ends_with('}') && stdout.contains(r#""outcome":"completed""#), "{stdout}");
+    // Even at debug level, the service's log never holds a phone number, an ID number,
+    // a token or a draft secret (the walk-through used all four).
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("request"), "the log was written: {log}");
+    for secret in ["13712345678", "440304198506152416", "19850615", "aft_", "afd_", "demo-face-secret"] {
+        assert!(!log.contains(secret), "{secret:?} appears in the service's log");
+    }
 }
 
 #[test]
