@@ -33,6 +33,7 @@ on_both_backends!(
     a_late_command_meets_the_overdue_timer_first,
     control_characters_in_reasons_are_bad_input_on_both_backends,
     a_released_claim_does_not_tell_the_applicant_again,
+    a_draft_written_from_a_stale_read_is_refused_not_lost,
 );
 
 async fn create_issues_ticket_and_arms_the_review_sla(db: TestDb) {
@@ -470,4 +471,29 @@ async fn a_released_claim_does_not_tell_the_applicant_again(db: TestDb) {
     let templates: Vec<_> =
         db.store.effects(&record.id).await.unwrap().into_iter().filter_map(|e| e.template).collect();
     assert_eq!(templates, ["appeal_received"], "\"received\" is sent on submission only, not when a claim is released");
+}
+
+async fn a_draft_written_from_a_stale_read_is_refused_not_lost(db: TestDb) {
+    let t0 = monday_morning();
+    let draft = appealflow::store::DraftRecord {
+        id: "d1".into(),
+        secret_hash: "h".into(),
+        data: serde_json::json!({ "documents": [] }),
+        ticket: None,
+        created_at: t0,
+        updated_at: t0,
+    };
+    db.store.insert_draft(&draft).await.unwrap();
+    // Two requests read the draft at t0; the first write wins...
+    let first = serde_json::json!({ "documents": ["first"] });
+    assert!(db.store.update_draft("d1", &first, None, t0, t0).await.unwrap(), "even at the same instant");
+    // ...and the second, written from the same stale read, is refused rather than lost.
+    let second = serde_json::json!({ "documents": ["second"] });
+    assert!(!db.store.update_draft("d1", &second, None, t0, t0 + Duration::seconds(1)).await.unwrap());
+    let stored = db.store.draft("d1").await.unwrap().unwrap();
+    assert_eq!(stored.data, first);
+    assert!(stored.updated_at > t0);
+    // From a fresh read it goes through.
+    assert!(db.store.update_draft("d1", &second, Some("t"), stored.updated_at, t0).await.unwrap());
+    assert_eq!(db.store.draft("d1").await.unwrap().unwrap().ticket.as_deref(), Some("t"));
 }

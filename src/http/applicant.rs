@@ -190,9 +190,21 @@ fn to_input(data: &Value) -> ApiResult<DraftInput> {
     serde_json::from_value(data.clone()).map_err(|e| ApiError::internal(format!("stored draft does not parse: {e}")))
 }
 
+/// Writes the draft if nobody changed it since it was read; a concurrent change (two
+/// uploads at once, say) gets 409 instead of being silently lost.
 async fn store_data(state: &Shared, draft: &DraftRecord, data: &Value) -> ApiResult<()> {
-    state.engine().store().update_draft(&draft.id, data, None, state.engine().now()).await?;
-    Ok(())
+    let stored =
+        state.engine().store().update_draft(&draft.id, data, None, draft.updated_at, state.engine().now()).await?;
+    if stored { Ok(()) } else { Err(draft_changed()) }
+}
+
+fn draft_changed() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "draft-changed",
+        "The draft changed",
+        "the draft was changed by another request meanwhile; read it again and repeat the change",
+    )
 }
 
 // ------------------------------------------------------------------------- documents
@@ -636,7 +648,22 @@ async fn submit(
     let key = idempotency_key(&headers)?;
     let submitted = state.intake.submit(to_input(&draft.data)?, &NoFiles, key.as_deref()).await?;
     let ticket = submitted.ticket.to_string();
-    state.engine().store().update_draft(&draft.id, &draft.data, Some(&ticket), state.engine().now()).await?;
+    // The appeal exists now: record its ticket on the draft, on its latest version if a
+    // concurrent edit slipped in (that edit changes nothing already submitted).
+    let store = state.engine().store();
+    let mut current = draft.clone();
+    for _ in 0..5 {
+        if store
+            .update_draft(&current.id, &current.data, Some(&ticket), current.updated_at, state.engine().now())
+            .await?
+        {
+            break;
+        }
+        match store.draft(&current.id).await? {
+            Some(d) => current = d,
+            None => break,
+        }
+    }
     Ok((
         StatusCode::CREATED,
         Json(json!({

@@ -517,14 +517,17 @@ pub trait Store: Send + Sync + 'static {
 
     async fn draft(&self, id: &str) -> Result<Option<DraftRecord>, StoreError>;
 
-    /// Replaces a draft's data (and marks it submitted when `ticket` is given).
+    /// Replaces a draft's data (and marks it submitted when `ticket` is given), only if
+    /// it was last written at `expected` (optimistic concurrency: two concurrent changes
+    /// to one draft never silently lose one). False when the draft changed meanwhile.
     async fn update_draft(
         &self,
         id: &str,
         data: &serde_json::Value,
         ticket: Option<&str>,
+        expected: DateTime<Utc>,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Counts of rows per table, for tests and diagnostics.
     async fn row_counts(&self) -> Result<RowCounts, StoreError>;

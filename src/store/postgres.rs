@@ -868,16 +868,22 @@ impl Store for PgStore {
         id: &str,
         data: &serde_json::Value,
         ticket: Option<&str>,
+        expected: DateTime<Utc>,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE drafts SET data = $1, ticket = COALESCE($2, ticket), updated_at = $3 WHERE id = $4")
-            .bind(Json(data))
-            .bind(ticket)
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        // The new time is kept strictly after the old, so the next compare-and-set sees a change.
+        let at = at.max(expected + chrono::Duration::microseconds(1));
+        let done = sqlx::query(
+            "UPDATE drafts SET data = $1, ticket = COALESCE($2, ticket), updated_at = $3 WHERE id = $4 AND updated_at = $5",
+        )
+        .bind(Json(data))
+        .bind(ticket)
+        .bind(at)
+        .bind(id)
+        .bind(expected)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {

@@ -899,16 +899,22 @@ impl Store for SqliteStore {
         id: &str,
         data: &serde_json::Value,
         ticket: Option<&str>,
+        expected: DateTime<Utc>,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE drafts SET data = ?, ticket = COALESCE(?, ticket), updated_at = ? WHERE id = ?")
-            .bind(data.to_string())
-            .bind(ticket)
-            .bind(ts(at))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        // The new time is kept strictly after the old, so the next compare-and-set sees a change.
+        let at = at.max(expected + chrono::Duration::microseconds(1));
+        let done = sqlx::query(
+            "UPDATE drafts SET data = ?, ticket = COALESCE(?, ticket), updated_at = ? WHERE id = ? AND updated_at = ?",
+        )
+        .bind(data.to_string())
+        .bind(ticket)
+        .bind(ts(at))
+        .bind(id)
+        .bind(ts(expected))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {
