@@ -43,8 +43,6 @@ pub struct HttpConfig {
     pub progress_per_minute: u32,
     /// The facial-recognition provider's callback secret (HMAC-SHA256).
     pub face_secret: Option<Vec<u8>>,
-    /// How long a reviewer's claim lasts before the appeal returns to the queue.
-    pub claim_minutes: u32,
 }
 
 impl Default for HttpConfig {
@@ -54,7 +52,6 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             progress_per_minute: 10,
             face_secret: None,
-            claim_minutes: 240,
         }
     }
 }
