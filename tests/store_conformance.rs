@@ -34,6 +34,7 @@ on_both_backends!(
     control_characters_in_reasons_are_bad_input_on_both_backends,
     a_released_claim_does_not_tell_the_applicant_again,
     a_draft_written_from_a_stale_read_is_refused_not_lost,
+    gauges_count_appeals_by_state_and_sla_breaches,
 );
 
 async fn create_issues_ticket_and_arms_the_review_sla(db: TestDb) {
@@ -496,4 +497,20 @@ async fn a_draft_written_from_a_stale_read_is_refused_not_lost(db: TestDb) {
     // From a fresh read it goes through.
     assert!(db.store.update_draft("d1", &second, Some("t"), stored.updated_at, t0).await.unwrap());
     assert_eq!(db.store.draft("d1").await.unwrap().unwrap().ticket.as_deref(), Some("t"));
+}
+
+async fn gauges_count_appeals_by_state_and_sla_breaches(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(monday_morning()));
+    let engine = engine(db.store.clone(), clock.clone());
+    let a = engine.create(&request("a"), &applicant(), None).await.unwrap().ticket;
+    engine.create(&request("b"), &applicant(), None).await.unwrap();
+    engine.fire(&a, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
+    let g = db.store.gauges("review_sla").await.unwrap();
+    assert_eq!(g.appeals_by_state, [("submitted".to_string(), 1), ("under_review".to_string(), 1)]);
+    assert_eq!(g.sla_breaches, 0);
+    clock.set(common::at("2026-03-13T00:00:00+08:00"));
+    engine.run_due_timers(100).await.unwrap();
+    let g = db.store.gauges("review_sla").await.unwrap();
+    assert_eq!(g.sla_breaches, 2, "both deadlines passed without a decision");
+    assert_eq!((g.dead_jobs, g.jobs_by_status.len()), (0, 0));
 }

@@ -158,28 +158,21 @@ async fn readyz(State(state): State<Shared>) -> Response {
 
 async fn metrics(State(state): State<Shared>) -> ApiResult<Response> {
     use std::fmt::Write;
-    let store = state.engine().store();
+    let g = state.engine().store().gauges("review_sla").await?;
     let mut out = String::new();
     let _ = writeln!(out, "# TYPE appealflow_appeals gauge");
     for s in &state.engine().workflow().def.states {
-        let n =
-            store.list_appeals(&crate::store::AppealFilter { state: Some(s.name.clone()), limit: None }).await?.len();
+        let n = g.appeals_by_state.iter().find(|(name, _)| *name == s.name).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "appealflow_appeals{{state=\"{}\"}} {n}", s.name);
     }
-    let jobs = store.jobs(&crate::store::JobFilter::default()).await?;
     let _ = writeln!(out, "# TYPE appealflow_jobs gauge");
     for status in ["Pending", "Queued", "Running", "Done", "Failed", "Killed"] {
-        let n = jobs.iter().filter(|j| j.status == status).count();
+        let n = g.jobs_by_status.iter().find(|(name, _)| name == status).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "appealflow_jobs{{status=\"{status}\"}} {n}");
     }
-    let _ = writeln!(out, "appealflow_jobs_dead {}", jobs.iter().filter(|j| j.dead).count());
-    let breaches = store
-        .timers(None)
-        .await?
-        .iter()
-        .filter(|t| t.name == "review_sla" && t.status == crate::store::TimerStatus::Fired)
-        .count();
-    let _ = writeln!(out, "# TYPE appealflow_sla_breaches_total counter\nappealflow_sla_breaches_total {breaches}");
+    let _ = writeln!(out, "appealflow_jobs_dead {}", g.dead_jobs);
+    let _ =
+        writeln!(out, "# TYPE appealflow_sla_breaches_total counter\nappealflow_sla_breaches_total {}", g.sla_breaches);
     let m = &state.metrics;
     let requests = m.requests.load(Ordering::Relaxed);
     let _ = writeln!(out, "# TYPE appealflow_http_requests_total counter\nappealflow_http_requests_total {requests}");

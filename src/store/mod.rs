@@ -381,6 +381,16 @@ pub struct DraftRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What `/metrics` reports, counted by the database rather than by loading rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Gauges {
+    pub appeals_by_state: Vec<(String, i64)>,
+    pub jobs_by_status: Vec<(String, i64)>,
+    pub dead_jobs: i64,
+    /// Review SLA timers that fired: deadlines passed without a decision.
+    pub sla_breaches: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AppealFilter {
     pub state: Option<String>,
@@ -528,6 +538,9 @@ pub trait Store: Send + Sync + 'static {
         expected: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Counts for monitoring; `breach_timer` names the timer whose firing is a breach.
+    async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError>;
 
     /// Counts of rows per table, for tests and diagnostics.
     async fn row_counts(&self) -> Result<RowCounts, StoreError>;

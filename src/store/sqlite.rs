@@ -12,7 +12,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::{
     ActionAttempt, ActionRecord, AppealFilter, AppealRecord, AppliedChange, CommitError, DraftRecord, EffectRecord,
-    EventRecord, FailPoint, FailPoints, IdempotencyRecord, JobFilter, JobRecord, NewAction, NewNotification,
+    EventRecord, FailPoint, FailPoints, Gauges, IdempotencyRecord, JobFilter, JobRecord, NewAction, NewNotification,
     NotificationRecord, RowCounts, Store, StoreError, TimerRecord, TimerStatus, TokenRecord, UnitOfWork, WorkFilter,
 };
 use crate::domain::account::AccountChange;
@@ -915,6 +915,27 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError> {
+        let appeals_by_state: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM appeals GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        let jobs_by_status: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM Jobs GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        let dead_jobs: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM Jobs WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let sla_breaches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE name = ? AND status = 'fired'")
+            .bind(breach_timer)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Gauges { appeals_by_state, jobs_by_status, dead_jobs, sla_breaches })
     }
 
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {

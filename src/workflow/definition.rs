@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::calendar::{BusinessDays, Calendar, CalendarDays};
+use crate::calendar::Calendar;
 use crate::domain::Role;
 
 /// Guards the engine knows how to evaluate (see `workflow::decide`).
@@ -316,14 +316,6 @@ impl Workflow {
             return Err(DefinitionError(problems));
         }
         Ok(Workflow { def, calendar: calendar.expect("checked above"), dir: dir.to_path_buf(), templates })
-    }
-
-    pub fn business_days(n: u32) -> BusinessDays {
-        BusinessDays(n)
-    }
-
-    pub fn calendar_days(n: u32) -> CalendarDays {
-        CalendarDays(n)
     }
 }
 
