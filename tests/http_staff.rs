@@ -17,11 +17,11 @@ use appealflow::app::intake::{DocumentSource, LocalFiles};
 use appealflow::app::work::SimulationReport;
 use appealflow::domain::draft::DraftInput;
 use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
-use appealflow::engine::{Engine, ManualClock};
+use appealflow::engine::{Clock, Engine, ManualClock};
 use appealflow::http::staff::API;
 use appealflow::http::{AppState, HttpConfig};
 use appealflow::startup::{IntakeConfig, WorkConfig, build_intake, build_work};
-use appealflow::store::RowCounts;
+use appealflow::store::{RowCounts, TimerStatus};
 use appealflow::workflow::Fire;
 use common::{TestDb, at};
 use serde_json::{Value, json};
@@ -930,6 +930,10 @@ async fn lead_reassigns_a_claim_and_every_decision_records_who_made_it(db: TestD
     let h = harness(db).await;
     let t = h.held_by_ann(Kind::Individual).await;
     let path = format!("/v1/appeals/{}", t.as_str());
+    let version_before = h.record(&t).await.version;
+    // An hour into ann's claim: bob's claim period starts at the reassignment.
+    h.clock.advance(chrono::Duration::hours(1));
+    let reassigned_at = h.clock.now();
     let reply = h.post(&format!("{path}/reassign"), &h.tokens.lee, Some(&json!({ "to": "bob" })), &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let r = reply.json();
@@ -938,6 +942,29 @@ async fn lead_reassigns_a_claim_and_every_decision_records_who_made_it(db: TestD
         (json!("reassign"), json!("under_review"), json!("under_review"), json!("bob"))
     );
     assert_eq!(h.record(&t).await.assignee.as_deref(), Some("bob"));
+    assert_eq!(r["version"], json!(version_before + 1), "a reassignment is one commit: {r}");
+    let record = h.record(&t).await;
+    let claims: Vec<_> =
+        h.db.store
+            .timers(Some(&record.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|timer| timer.name == "claim_expiry")
+            .map(|timer| (timer.generation, timer.status, timer.due_at))
+            .collect();
+    assert_eq!(
+        claims,
+        [
+            (1, TimerStatus::Cancelled, reassigned_at - chrono::Duration::hours(1) + chrono::Duration::hours(4)),
+            (2, TimerStatus::Armed, reassigned_at + chrono::Duration::hours(4)),
+        ],
+        "the new holder's claim runs a whole period from the reassignment"
+    );
+    // Reassigning to the holder is refused, and changes nothing.
+    let again = h.post(&format!("{path}/reassign"), &h.tokens.lee, Some(&json!({ "to": "bob" })), &[]).await;
+    assert_eq!((again.status, again.json()["code"].clone()), (422, json!("refused")), "{}", again.text());
+    assert_eq!(h.record(&t).await.version, version_before + 1);
     // ann no longer holds it; bob decides.
     h.post(&format!("{path}/approve"), &h.tokens.ann, None, &[]).await.problem(403);
     let approved = h.post(&format!("{path}/approve"), &h.tokens.bob, None, &[]).await;
@@ -952,15 +979,21 @@ async fn lead_reassigns_a_claim_and_every_decision_records_who_made_it(db: TestD
         events.iter().skip(1).map(|e| (e.transition.as_str(), e.actor.as_str(), e.role)).collect();
     assert_eq!(
         who,
-        [
-            ("claim", "ann", Role::Reviewer),
-            ("release", "lee", Role::Lead),
-            ("claim", "bob", Role::Reviewer),
-            ("approve", "bob", Role::Reviewer)
-        ]
+        [("claim", "ann", Role::Reviewer), ("reassign", "lee", Role::Lead), ("approve", "bob", Role::Reviewer)]
     );
-    assert_eq!(events[3].payload["assigned_by"], "lee", "the reassigning lead is recorded on the claim");
-    assert_eq!(events[2].payload["reassign_to"], "bob");
+    assert_eq!(events[2].payload["to"], "bob", "the reassignment records who takes the claim");
+
+    // An appeal nobody has claimed yet is handed out the same way.
+    let q = h.submit(Kind::Individual).await;
+    let handed = h
+        .post(&format!("/v1/appeals/{}/reassign", q.as_str()), &h.tokens.ada, Some(&json!({ "to": "ann" })), &[])
+        .await;
+    assert_eq!(handed.status, 200, "{}", handed.text());
+    assert_eq!(
+        (handed.json()["from"].clone(), handed.json()["state"].clone()),
+        (json!("submitted"), json!("under_review"))
+    );
+    assert_eq!(h.record(&q).await.assignee.as_deref(), Some("ann"));
 
     // A lead's own decisions carry the lead's name.
     let m = h.submit(Kind::Individual).await;

@@ -146,7 +146,7 @@ fn shipped_definition_loads() {
     assert_eq!(wf.dir, shipped_dir());
     let states: Vec<&str> = wf.def.states.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(states, ["submitted", "under_review", "approved", "rejected", "resubmission_window", "closed"]);
-    assert_eq!(wf.def.transitions.len(), 13);
+    assert_eq!(wf.def.transitions.len(), 14);
     assert_eq!(wf.def.timers.len(), 3);
     assert_eq!(wf.creation().name, "submit");
     for t in [
@@ -712,8 +712,8 @@ fn mermaid_graph_has_an_edge_for_every_source_of_every_transition() {
             edges += 1;
         }
     }
-    // 12 transitions with one source, `withdraw` with three, `submit` from [*].
-    assert_eq!(edges, 15);
+    // 11 transitions with one source, `reassign` with two, `withdraw` with three, `submit` from [*].
+    assert_eq!(edges, 17);
     assert!(lines.contains(&"closed --> [*]"), "{out}");
     assert!(lines.contains(&"under_review --> approved: approve [reviewer|lead|admin]"), "{out}");
     assert!(lines.contains(&"resubmission_window --> closed: expire [system] (expired)"), "{out}");
@@ -1025,4 +1025,29 @@ roles = ["admin"]"#,
     });
     assert_problem(&problems, "states.limbo", &["reaches a terminal state"]);
     assert_problem(&problems, "states.purgatory", &["reaches a terminal state"]);
+}
+
+#[test]
+fn refuses_reassigning_into_a_state_nobody_holds() {
+    let problems = refused_edit(|t| {
+        named(t, "transitions", "reassign").insert("to".into(), "submitted".into());
+        named(t, "transitions", "reassign").insert("restart_timers".into(), strings(&[]));
+    });
+    assert_only_problem(&problems, "transitions.reassign", &["`reassigns` needs a held target state", "\"submitted\""]);
+}
+
+#[test]
+fn refuses_restarting_an_unknown_timer_or_one_that_does_not_run_there() {
+    let problems = refused_edit(|t| {
+        named(t, "transitions", "reassign").insert("restart_timers".into(), strings(&["claim_expiryy"]));
+    });
+    assert_only_problem(&problems, "transitions.reassign", &["unknown timer \"claim_expiryy\" in `restart_timers`"]);
+    let problems = refused_edit(|t| {
+        named(t, "transitions", "reassign").insert("restart_timers".into(), strings(&["resubmission_window"]));
+    });
+    assert_only_problem(
+        &problems,
+        "transitions.reassign",
+        &["timer \"resubmission_window\" must run in \"under_review\"", "it runs in: resubmission_window"],
+    );
 }

@@ -308,7 +308,7 @@ pub const API: &[ApiRoute] = &[
         .body(Body::Empty)
         .decision(|| post(task_done)),
     route("POST", "/v1/appeals/{ticket}/reassign", "reassign")
-        .summary("Move the claim to another reviewer")
+        .summary("Hand the appeal (claimed or not) to a reviewer, with a whole claim period, in one commit")
         .access(Access::Staff(LEADS))
         .body(Body::Json("Reassignment"))
         .decision(|| post(reassign)),
@@ -1042,28 +1042,11 @@ async fn reassign(
     if !is_reviewer {
         return Err(ApiError::field("to", "no reviewer with an active token has this name"));
     }
-    load(&state, &ticket).await?;
-    let engine = state.engine();
-    // Two commands, each keyed from the request's key: a repeat replays both.
-    let mut release = Fire::new("release");
-    release.expect_version = pre.if_match;
-    release.payload = json!({ "reassign_to": to });
-    let key = |step: &str| pre.key.as_ref().map(|k| format!("{k}:{step}"));
-    let released = engine.fire(&ticket, &release, &lead, key("release").as_deref()).await?;
-    let mut claim = Fire::new("claim");
-    claim.expect_version = Some(released.version);
-    claim.payload = json!({ "assigned_by": lead.name });
-    let claimed =
-        engine.fire(&ticket, &claim, &Actor::new(to.clone(), Role::Reviewer), key("claim").as_deref()).await?;
-    let outcome = CommandOutcome {
-        ticket,
-        transition: "reassign".into(),
-        from: released.from,
-        state: claimed.state,
-        outcome: claimed.outcome,
-        version: claimed.version,
-        replayed: released.replayed && claimed.replayed,
-    };
+    // One command: the claim passes to `to` (with a whole claim period) in one commit.
+    let mut cmd = Fire::new("reassign");
+    cmd.expect_version = pre.if_match;
+    cmd.payload = json!({ "to": to });
+    let outcome = state.engine().fire(&ticket, &cmd, &lead, pre.key.as_deref()).await?;
     let version = outcome.version;
     Ok(decided(&Reassigned { outcome, assignee: to }, version))
 }

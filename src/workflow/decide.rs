@@ -170,6 +170,25 @@ pub fn timer_due(
     Ok((due, warning.filter(|w| *w > now)))
 }
 
+/// The reviewer a reassigning transition hands the claim to: `payload.to`, a name that
+/// is not the current holder's.
+fn reassign_target(
+    t: &crate::workflow::definition::TransitionDef,
+    cmd: &Fire,
+    snapshot: Option<&Snapshot>,
+) -> Result<String, Refusal> {
+    let refuse =
+        |reason: String| Refusal::GuardFailed { transition: t.name.clone(), guard: "reassigns".into(), reason };
+    let to = cmd.payload.get("to").and_then(serde_json::Value::as_str).map(str::trim).unwrap_or("");
+    if to.is_empty() {
+        return Err(refuse("name the reviewer who takes the claim (`to`)".into()));
+    }
+    if snapshot.and_then(|s| s.assignee.as_deref()) == Some(to) {
+        return Err(refuse(format!("the appeal is already held by {to:?}")));
+    }
+    Ok(to.to_string())
+}
+
 /// Decides a transition. `snapshot` is `None` when the command creates the appeal.
 pub fn decide(
     wf: &Workflow,
@@ -222,6 +241,7 @@ pub fn decide(
 
     let target = wf.state(&t.to).expect("validated: transitions name known states");
     let assignee = match snapshot {
+        _ if t.reassigns => Some(reassign_target(t, cmd, snapshot)?),
         // A transition that stays in its state (e.g. linking a document) keeps the claim.
         Some(s) if s.state == t.to => s.assignee.clone(),
         _ if target.held => Some(actor.name.clone()),
@@ -234,12 +254,14 @@ pub fn decide(
     for timer in &wf.def.timers {
         let before = runs_in(timer, from);
         let after = runs_in(timer, Some(&t.to));
-        if before && !after {
+        let restart = before && after && t.restart_timers.contains(&timer.name);
+        if (before && !after) || restart {
             cancel.push(timer.name.clone());
             if timer.warning.is_some() {
                 cancel.push(timer.warning_name());
             }
-        } else if after && !before {
+        }
+        if (after && !before) || restart {
             let (due_at, warning) = timer_due(wf, timer, now)?;
             arm.push(TimerArm { name: timer.name.clone(), due_at });
             if let Some(w) = warning {

@@ -159,6 +159,14 @@ pub struct TransitionDef {
     /// Effects of this transition itself (after the target state's on-enter effects).
     #[serde(default)]
     pub effects: Vec<EffectDef>,
+    /// The claim passes to the reviewer the command names (`payload.to`) instead of
+    /// staying with its holder or going to the actor; the target state must be held.
+    #[serde(default)]
+    pub reassigns: bool,
+    /// Timers that start again when the transition leaves them running (from a state
+    /// they run in to one they run in): e.g. a new holder gets a whole claim period.
+    #[serde(default)]
+    pub restart_timers: Vec<String>,
     #[serde(default)]
     pub description: String,
 }
@@ -442,6 +450,28 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         for g in &t.guards {
             if !KNOWN_GUARDS.contains(&g.as_str()) {
                 push(transition_entry(t), format!("unknown guard {g:?} (known: {})", KNOWN_GUARDS.join(", ")));
+            }
+        }
+        if t.reassigns && states.get(t.to.as_str()).is_some_and(|s| !s.held) {
+            push(transition_entry(t), format!("`reassigns` needs a held target state, and {:?} is not held", t.to));
+        }
+        for name in &t.restart_timers {
+            match def.timers.iter().find(|timer| &timer.name == name) {
+                None => push(transition_entry(t), format!("unknown timer {name:?} in `restart_timers`")),
+                Some(timer) => {
+                    let runs = |s: &String| timer.states.contains(s);
+                    if !runs(&t.to) || !t.from.iter().any(runs) {
+                        push(
+                            transition_entry(t),
+                            format!(
+                                "`restart_timers`: timer {name:?} must run in {:?} and in a `from` state \
+                                 (it runs in: {})",
+                                t.to,
+                                timer.states.join(", ")
+                            ),
+                        );
+                    }
+                }
             }
         }
     }
