@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use appealflow::app::intake::{AppealData, DocumentSource, Intake, IntakeError, Submitted};
+use appealflow::app::intake::{AppealData, DocumentSource, EntityLink, Intake, IntakeError, Submitted};
 use appealflow::domain::document::DocumentLimits;
 use appealflow::domain::draft::DraftInput;
 use appealflow::domain::rules::Ineligible;
@@ -606,7 +606,17 @@ async fn deregistered_enterprise_appeal_is_approved_only_after_the_entity_change
     }
     assert_eq!(h.record(&out.ticket).await.state, "under_review");
 
-    let linked = h.intake.link_entity_change(&out.ticket, "ENT-2026-0001", "newco-ops", &ann, None).await.unwrap();
+    let linked = h
+        .intake
+        .link_entity_change(
+            &out.ticket,
+            &EntityLink { entity_ticket: "ENT-2026-0001", account: "newco-ops" },
+            &ann,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(linked.state, "under_review");
     let change = data(&h.record(&out.ticket).await).entity_change;
     assert_eq!(change.ticket.as_deref(), Some("ENT-2026-0001"));
@@ -625,11 +635,25 @@ async fn entity_change_from_an_account_not_verified_as_the_new_company_is_refuse
     let version = h.record(&out.ticket).await.version;
     // Another company; the new company's name but deregistered; an individual of that name.
     for account in ["other-co-ops", "newco-gone", "newco-person"] {
-        let err = h.intake.link_entity_change(&out.ticket, "ENT-1", account, &ann, None).await.unwrap_err();
+        let err = h
+            .intake
+            .link_entity_change(&out.ticket, &EntityLink { entity_ticket: "ENT-1", account }, &ann, None, None)
+            .await
+            .unwrap_err();
         let IntakeError::Refused(msg) = &err else { panic!("{account}: expected Refused, got {err:?}") };
         assert!(msg.contains("not verified as the new company"), "{msg}");
     }
-    let err = h.intake.link_entity_change(&out.ticket, "ENT-1", "no-such-account", &ann, None).await.unwrap_err();
+    let err = h
+        .intake
+        .link_entity_change(
+            &out.ticket,
+            &EntityLink { entity_ticket: "ENT-1", account: "no-such-account" },
+            &ann,
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, IntakeError::Invalid(_)), "{err:?}");
     let record = h.record(&out.ticket).await;
     assert_eq!(record.version, version, "nothing written");
@@ -640,7 +664,17 @@ async fn entity_change_from_an_account_not_verified_as_the_new_company_is_refuse
     // An appeal that does not change the entity has nothing to link.
     let other = h.submit(&enterprise_draft()).await.unwrap();
     h.fire(&other.ticket, "claim", &ann, &[]).await;
-    let err = h.intake.link_entity_change(&other.ticket, "ENT-2", "newco-ops", &ann, None).await.unwrap_err();
+    let err = h
+        .intake
+        .link_entity_change(
+            &other.ticket,
+            &EntityLink { entity_ticket: "ENT-2", account: "newco-ops" },
+            &ann,
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, IntakeError::Refused(_)), "{err:?}");
 }
 

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use appealflow::engine::{EngineError, ManualClock};
-use appealflow::store::{FailPoint, TimerStatus};
+use appealflow::store::{ActionAttempt, FailPoint, NewAction, TimerStatus};
 use appealflow::workflow::{Fire, Refusal};
 use chrono::Duration;
 use common::{TestDb, applicant, engine, monday_morning, request, reviewer};
@@ -35,6 +35,7 @@ on_both_backends!(
     a_released_claim_does_not_tell_the_applicant_again,
     a_draft_written_from_a_stale_read_is_refused_not_lost,
     gauges_count_appeals_by_state_and_sla_breaches,
+    an_action_attempt_conditioned_on_a_stale_appeal_version_changes_nothing,
 );
 
 async fn create_issues_ticket_and_arms_the_review_sla(db: TestDb) {
@@ -513,4 +514,28 @@ async fn gauges_count_appeals_by_state_and_sla_breaches(db: TestDb) {
     let g = db.store.gauges("review_sla").await.unwrap();
     assert_eq!(g.sla_breaches, 2, "both deadlines passed without a decision");
     assert_eq!((g.dead_jobs, g.jobs_by_status.len()), (0, 0));
+}
+
+async fn an_action_attempt_conditioned_on_a_stale_appeal_version_changes_nothing(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(monday_morning()));
+    let engine = engine(db.store.clone(), clock);
+    let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
+    let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
+    let now = monday_morning();
+    let task = NewAction { action: "manual_task".into(), manual: true };
+    db.store.insert_actions(&record.id, &[task], now).await.unwrap();
+    let id = db.store.actions(&Default::default()).await.unwrap().into_iter().find(|a| a.manual).unwrap().id;
+    // The appeal moves on (a claim) after the caller read version 1.
+    engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
+    let attempt = |version| ActionAttempt {
+        status: "succeeded",
+        error: None,
+        result: None,
+        done_by: Some("ann".into()),
+        if_appeal_version: Some(version),
+    };
+    let unchanged = db.store.record_action_attempt(id, &attempt(record.version), now).await.unwrap();
+    assert_eq!((unchanged.status.as_str(), unchanged.attempts, unchanged.done_by), ("pending", 0, None));
+    let done = db.store.record_action_attempt(id, &attempt(record.version + 1), now).await.unwrap();
+    assert_eq!((done.status.as_str(), done.attempts, done.done_by.as_deref()), ("succeeded", 1, Some("ann")));
 }

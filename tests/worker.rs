@@ -248,7 +248,7 @@ async fn the_other_item_waits_for_a_reviewer_to_mark_its_manual_task_done(db: Te
     h.fire(&t, "approve", &[]).await;
     h.run_until("2026-03-10T10:00:00+08:00").await;
     assert_eq!(h.record(&t).await.state, "approved", "waits for the manual task");
-    h.work.complete_manual(&t, &Actor::new("ann", Role::Reviewer)).await.unwrap();
+    h.work.complete_manual(&t, &Actor::new("ann", Role::Reviewer), None).await.unwrap();
     h.run_until("2026-03-10T10:01:00+08:00").await;
     let record = h.record(&t).await;
     assert_eq!(record.outcome.as_deref(), Some("completed"));

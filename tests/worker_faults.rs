@@ -1251,7 +1251,13 @@ async fn an_appeal_whose_last_action_succeeded_just_before_a_kill_still_complete
         )
         .await
         .unwrap();
-    let attempt = ActionAttempt { status: "succeeded", error: None, result: Some(json!({})), done_by: None };
+    let attempt = ActionAttempt {
+        status: "succeeded",
+        error: None,
+        result: Some(json!({})),
+        done_by: None,
+        if_appeal_version: None,
+    };
     s.store().record_action_attempt(last.id, &attempt, now).await.unwrap();
     // Its job is still in the queue (a killed worker's job is re-enqueued).
     let (_, backend) = appealflow::startup::open(&s.db.url).await.unwrap();

@@ -163,6 +163,15 @@ pub struct Progress {
     pub updated_at: String,
 }
 
+/// The entity-change request a reviewer links to a deregistered enterprise's appeal.
+#[derive(Debug, Clone, Copy)]
+pub struct EntityLink<'a> {
+    /// The entity-change request's ticket reference.
+    pub entity_ticket: &'a str,
+    /// The directory account, verified as the new company, that filed it.
+    pub account: &'a str,
+}
+
 pub struct Intake {
     engine: Arc<Engine>,
     directory: Arc<dyn AccountDirectory>,
@@ -499,12 +508,25 @@ impl Intake {
     pub async fn link_entity_change(
         &self,
         ticket: &TicketNumber,
-        entity_ticket: &str,
-        new_company_account: &str,
+        link: &EntityLink<'_>,
         actor: &Actor,
+        expect_version: Option<i64>,
         idempotency_key: Option<&str>,
     ) -> Result<CommandOutcome, IntakeError> {
+        let (entity_ticket, new_company_account) = (link.entity_ticket, link.account);
         let record = self.load(ticket).await?;
+        // Checked first so a stale read hears so (and not some rule it no longer meets);
+        // the engine checks again in the commit.
+        if let Some(expected) = expect_version
+            && expected != record.version
+        {
+            return Err(EngineError::Refused(crate::workflow::Refusal::StaleVersion {
+                expected,
+                current: record.version,
+                state: record.state.clone(),
+            })
+            .into());
+        }
         let data = AppealData::from_record(&record)?;
         if !data.entity_change.required {
             return Err(IntakeError::Refused(format!(
@@ -536,6 +558,7 @@ impl Intake {
         }
         let now = self.engine.now();
         let mut cmd = Fire::new("link_entity_change");
+        cmd.expect_version = expect_version;
         cmd.payload = serde_json::json!({ "entity_ticket": entity_ticket, "account": new_company_account });
         let actor_name = actor.name.clone();
         let update = move |current: &AppealRecord| {

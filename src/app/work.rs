@@ -14,7 +14,7 @@ use crate::adapters::accounts::{AccountActions, AccountDirectory, ActionRequest}
 use crate::adapters::notify::{Channel, Templates};
 use crate::app::intake::AppealData;
 use crate::domain::account::AccountChange;
-use crate::domain::{Actor, PhoneNumber, check_text};
+use crate::domain::{Actor, PhoneNumber, Role, check_text};
 use crate::engine::{Engine, EngineError};
 use crate::store::{ActionAttempt, AppealRecord, NewAction, NewNotification, StoreError, TimerStatus, WorkFilter};
 use crate::workflow::Fire;
@@ -43,6 +43,44 @@ pub enum WorkError {
     /// Another attempt would fail the same way.
     #[error("{0}")]
     Permanent(String),
+}
+
+/// The answer to marking a manual task done.
+#[derive(Debug, Default)]
+pub struct ManualDone {
+    /// The appeal's state when the task was marked done.
+    pub from: String,
+    /// The task was already done: nothing changed.
+    pub replayed: bool,
+    /// Notifications to deliver (queued by the caller).
+    pub followups: Followups,
+}
+
+/// Why a manual task could not be marked done.
+#[derive(Debug, thiserror::Error)]
+pub enum ManualTaskError {
+    #[error("no appeal with ticket {0}")]
+    NotFound(String),
+    #[error("appeal {ticket} has no manual task (yet): it appears once the appeal is approved")]
+    NoTask { ticket: String, state: String, version: i64 },
+    #[error("{0}")]
+    Stale(crate::workflow::Refusal),
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error(transparent)]
+    Work(#[from] WorkError),
+}
+
+impl From<StoreError> for ManualTaskError {
+    fn from(e: StoreError) -> Self {
+        ManualTaskError::Work(e.into())
+    }
+}
+
+impl From<EngineError> for ManualTaskError {
+    fn from(e: EngineError) -> Self {
+        ManualTaskError::Work(e.into())
+    }
 }
 
 impl From<StoreError> for WorkError {
@@ -126,6 +164,9 @@ pub struct Work {
     actions: Arc<dyn AccountActions>,
     directory: Arc<dyn AccountDirectory>,
     leads: Vec<String>,
+    /// Raised when a step records work outside the outbox (a manual task done from the
+    /// API, say): an in-process worker sweeps it up at once instead of at its next sweep.
+    sweep_soon: tokio::sync::Notify,
 }
 
 /// One addressee of a notification.
@@ -144,7 +185,18 @@ impl Work {
         directory: Arc<dyn AccountDirectory>,
         leads: Vec<String>,
     ) -> Self {
-        Work { engine, templates, channel, actions, directory, leads }
+        Work { engine, templates, channel, actions, directory, leads, sweep_soon: tokio::sync::Notify::new() }
+    }
+
+    /// Resolves when a step asked for a sweep (see [`Work::request_sweep`]).
+    pub async fn sweep_requested(&self) {
+        self.sweep_soon.notified().await
+    }
+
+    /// Asks an in-process worker to sweep now; without one, the next worker sweep finds
+    /// the work anyway (pending rows are the record).
+    pub fn request_sweep(&self) {
+        self.sweep_soon.notify_one();
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -389,8 +441,13 @@ impl Work {
         let change = match self.change_for(&action.action, &data, rep) {
             Ok(c) => c,
             Err(e) => {
-                let attempt =
-                    ActionAttempt { status: "failed", error: Some(e.to_string()), result: None, done_by: None };
+                let attempt = ActionAttempt {
+                    status: "failed",
+                    error: Some(e.to_string()),
+                    result: None,
+                    done_by: None,
+                    if_appeal_version: None,
+                };
                 store.record_action_attempt(id, &attempt, self.engine.now()).await?;
                 return Ok(Followups::default());
             }
@@ -405,7 +462,13 @@ impl Work {
         match self.actions.apply(&request).await {
             Ok(done) => {
                 let result = serde_json::json!({ "before": done.before, "replayed": done.replayed });
-                let attempt = ActionAttempt { status: "succeeded", error: None, result: Some(result), done_by: None };
+                let attempt = ActionAttempt {
+                    status: "succeeded",
+                    error: None,
+                    result: Some(result),
+                    done_by: None,
+                    if_appeal_version: None,
+                };
                 store.record_action_attempt(id, &attempt, self.engine.now()).await?;
                 info!(ticket = %record.ticket, action = %action.action, replayed = done.replayed, "post-approval action applied");
                 let after =
@@ -413,14 +476,24 @@ impl Work {
                 Ok(after.and(self.maybe_complete(&record.id).await?))
             }
             Err(e) if e.retryable => {
-                let attempt =
-                    ActionAttempt { status: "pending", error: Some(e.message.clone()), result: None, done_by: None };
+                let attempt = ActionAttempt {
+                    status: "pending",
+                    error: Some(e.message.clone()),
+                    result: None,
+                    done_by: None,
+                    if_appeal_version: None,
+                };
                 store.record_action_attempt(id, &attempt, self.engine.now()).await?;
                 Err(WorkError::Retry(e.message))
             }
             Err(e) => {
-                let attempt =
-                    ActionAttempt { status: "failed", error: Some(e.message.clone()), result: None, done_by: None };
+                let attempt = ActionAttempt {
+                    status: "failed",
+                    error: Some(e.message.clone()),
+                    result: None,
+                    done_by: None,
+                    if_appeal_version: None,
+                };
                 store.record_action_attempt(id, &attempt, self.engine.now()).await?;
                 warn!(ticket = %record.ticket, action = %action.action, error = %e.message, "post-approval action failed permanently; the appeal needs attention");
                 Ok(Followups::default())
@@ -521,35 +594,82 @@ impl Work {
         Ok(Followups::default())
     }
 
-    /// A reviewer marks a manual task (the "Other" item) done.
+    /// Marks an approved appeal's manual task ("other": restored by hand) done, as
+    /// `actor`. A reviewer may do so only on an appeal they approved; leads and admins on
+    /// any. With `expect_version`, the task is recorded only while the appeal is still at
+    /// that version, checked in the same statement as the write. A repeat finds the task
+    /// done and answers `replayed`.
     pub async fn complete_manual(
         &self,
         ticket: &crate::domain::TicketNumber,
         actor: &Actor,
-    ) -> Result<Followups, WorkError> {
+        expect_version: Option<i64>,
+    ) -> Result<ManualDone, ManualTaskError> {
         let store = self.engine.store();
-        let record = store
-            .appeal_by_ticket(ticket)
-            .await?
-            .ok_or_else(|| WorkError::Permanent(format!("no appeal with ticket {ticket}")))?;
+        let record =
+            store.appeal_by_ticket(ticket).await?.ok_or_else(|| ManualTaskError::NotFound(ticket.to_string()))?;
+        let stale = |record: &AppealRecord, expected: i64| {
+            ManualTaskError::Stale(crate::workflow::Refusal::StaleVersion {
+                expected,
+                current: record.version,
+                state: record.state.clone(),
+            })
+        };
+        if let Some(expected) = expect_version
+            && expected != record.version
+        {
+            return Err(stale(&record, expected));
+        }
+        if !matches!(actor.role, Role::Reviewer | Role::Lead | Role::Admin) {
+            return Err(ManualTaskError::NotAllowed("only reviewers, leads and admins mark manual tasks done".into()));
+        }
+        if actor.role == Role::Reviewer {
+            // Nobody holds an approved appeal: its manual task belongs to whoever approved it.
+            let history = store.history(&record.id).await?;
+            let approver = history.iter().rev().find(|e| e.transition == "approve").map(|e| e.actor.as_str());
+            if approver != Some(actor.name.as_str()) {
+                return Err(ManualTaskError::NotAllowed(
+                    "a reviewer marks the manual task done only on an appeal they approved".into(),
+                ));
+            }
+        }
         let actions = store.actions(&WorkFilter { appeal_id: Some(record.id.clone()), ..Default::default() }).await?;
         let Some(task) = actions.iter().find(|a| a.manual) else {
-            return Err(WorkError::Permanent(format!("appeal {ticket} has no manual task")));
+            return Err(ManualTaskError::NoTask {
+                ticket: ticket.to_string(),
+                state: record.state,
+                version: record.version,
+            });
+        };
+        let done = |record: &AppealRecord, replayed: bool, followups: Followups| ManualDone {
+            from: record.state.clone(),
+            replayed,
+            followups,
         };
         if task.status == "succeeded" {
-            return Ok(Followups::default());
+            return Ok(done(&record, true, Followups::default()));
         }
         let attempt = ActionAttempt {
             status: "succeeded",
             error: None,
             result: Some(serde_json::json!({ "manual": true })),
             done_by: Some(actor.name.clone()),
+            if_appeal_version: expect_version,
         };
-        store.record_action_attempt(task.id, &attempt, self.engine.now()).await?;
+        let recorded = store.record_action_attempt(task.id, &attempt, self.engine.now()).await?;
+        if recorded.status != "succeeded" {
+            // The version check in the write refused it: the appeal moved on meanwhile.
+            let now_at = store.appeal_by_id(&record.id).await?.unwrap_or(record.clone());
+            return Err(stale(&now_at, expect_version.unwrap_or(record.version)));
+        }
+        if recorded.done_by.as_deref() != Some(actor.name.as_str()) {
+            // Someone else recorded it between our read and our write: theirs stands.
+            return Ok(done(&record, true, Followups::default()));
+        }
         let data = AppealData::from_record(&record)?;
         let after =
             self.after_action(&record, &data, &task.action, &task.idempotency_key, &serde_json::Value::Null).await?;
-        Ok(after.and(self.maybe_complete(&record.id).await?))
+        Ok(done(&record, false, after.and(self.maybe_complete(&record.id).await?)))
     }
 
     /// Delivers one notification through the channel; the rejection notice's delivery

@@ -1,7 +1,7 @@
 //! Handlers of the `appeal`, `accounts` and `timers` subcommands.
 
 use super::{AccountsCommand, AppealCommand, CliError, Context, Format, TimersCommand, print_json, read_input};
-use crate::app::intake::LocalFiles;
+use crate::app::intake::{EntityLink, LocalFiles};
 use crate::app::{self, parse_json};
 use crate::domain::draft::DraftInput;
 use crate::domain::rules::Checklist;
@@ -139,13 +139,21 @@ pub(super) async fn appeal(ctx: &Context, cmd: AppealCommand) -> Result<(), CliE
                 if out.replayed { " [replayed]" } else { "" }
             );
         }
-        AppealCommand::LinkEntityChange { ticket, entity_ticket, account, actor: name, role, idempotency_key } => {
+        AppealCommand::LinkEntityChange {
+            ticket,
+            entity_ticket,
+            account,
+            actor: name,
+            role,
+            idempotency_key,
+            expect_version,
+        } => {
             let ticket = app::parse_ticket(&ticket)?;
             let actor = actor(&name, role)?;
             let intake = ctx.intake().await?;
-            let out = intake
-                .link_entity_change(&ticket, &entity_ticket, &account, &actor, idempotency_key.as_deref())
-                .await?;
+            let link = EntityLink { entity_ticket: &entity_ticket, account: &account };
+            let out =
+                intake.link_entity_change(&ticket, &link, &actor, expect_version, idempotency_key.as_deref()).await?;
             println!("{}: entity-change ticket {entity_ticket} linked (version {})", out.ticket, out.version);
         }
         AppealCommand::List { state, json } => {

@@ -187,6 +187,9 @@ pub enum AppealCommand {
         role: Role,
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Refuse unless the appeal is still at this version.
+        #[arg(long)]
+        expect_version: Option<i64>,
     },
     /// List appeals, optionally in one state.
     List {

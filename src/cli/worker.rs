@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{CliError, Context, print_json};
 use crate::app;
-use crate::app::work::WorkError;
+use crate::app::work::{ManualTaskError, WorkError};
 use crate::domain::{Actor, Role};
 use crate::engine::{EngineError, ErrorClass, ManualClock};
 use crate::jobs::{QUEUES, Runtime, WorkerSettings};
@@ -338,16 +338,15 @@ pub(super) async fn actions(ctx: &Context, cmd: ActionsCommand) -> Result<(), Cl
             println!("action {id} is pending again and queued");
         }
         ActionsCommand::TaskDone { ticket, actor, role } => {
-            if !matches!(role, Role::Reviewer | Role::Lead | Role::Admin) {
-                return Err(CliError {
-                    class: ErrorClass::Refused,
-                    message: "only reviewers, leads and admins mark tasks done".into(),
-                });
-            }
             let rt = runtime(ctx, WorkerSettings::default()).await?;
             let ticket = app::parse_ticket(&ticket)?;
-            let f = rt.work.complete_manual(&ticket, &Actor::new(actor.trim(), role)).await.map_err(work_error)?;
-            for id in f.notifications {
+            let done =
+                rt.work.complete_manual(&ticket, &Actor::new(actor.trim(), role), None).await.map_err(|e| match e {
+                    ManualTaskError::Work(w) => work_error(w),
+                    ManualTaskError::NotFound(_) => CliError { class: ErrorClass::BadInput, message: e.to_string() },
+                    _ => CliError { class: ErrorClass::Refused, message: e.to_string() },
+                })?;
+            for id in done.followups.notifications {
                 rt.queues
                     .push_notification(id, &rt.settings)
                     .await

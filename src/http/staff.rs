@@ -19,12 +19,13 @@ use serde_json::{Value, json};
 use super::Shared;
 use super::auth::{JsonBody, Staff};
 use super::error::{ApiError, ApiResult};
-use crate::app::intake::{AppealData, EntityChange};
+use crate::app::intake::{AppealData, EntityChange, EntityLink};
+use crate::app::work::ManualTaskError;
 use crate::app::{AppealView, parse_json, parse_ticket};
 use crate::domain::document::DocumentKind;
 use crate::domain::draft::DraftDocument;
 use crate::domain::{Actor, AppealItem, FieldError, Role, TicketNumber, check_text};
-use crate::engine::CommandOutcome;
+use crate::engine::{CommandOutcome, EngineError};
 use crate::store::{AppealFilter, AppealRecord, JobFilter, TimerStatus, WorkFilter};
 use crate::workflow::Fire;
 use crate::workflow::graph::{GraphFormat, render};
@@ -458,25 +459,6 @@ impl Preconditions {
             }
         };
         if problems.is_empty() { Ok(Preconditions { key, if_match }) } else { Err(ApiError::invalid(problems)) }
-    }
-
-    /// For commands the engine cannot check a version on: compares it here.
-    fn check_version(&self, record: &AppealRecord) -> ApiResult<()> {
-        match self.if_match {
-            Some(expected) if expected != record.version => Err(ApiError {
-                extra: Some(json!({ "state": record.state, "version": record.version })),
-                ..ApiError::new(
-                    StatusCode::CONFLICT,
-                    "stale-version",
-                    "Stale version",
-                    format!(
-                        "stale version: expected {expected}, but the appeal is at version {} in state {:?}",
-                        record.version, record.state
-                    ),
-                )
-            }),
-            _ => Ok(()),
-        }
     }
 }
 
@@ -951,13 +933,8 @@ async fn link_entity_change(
     JsonBody(body): JsonBody<EntityChangeLink>,
 ) -> ApiResult<Response> {
     let ticket = ticket(&raw)?;
-    // `Intake::link_entity_change` takes no expected version: checked here, and the
-    // engine still refuses a commit over a concurrent change.
-    pre.check_version(&load(&state, &ticket).await?)?;
-    let outcome = state
-        .intake
-        .link_entity_change(&ticket, &body.entity_ticket, &body.account, &staff.0, pre.key.as_deref())
-        .await?;
+    let link = EntityLink { entity_ticket: &body.entity_ticket, account: &body.account };
+    let outcome = state.intake.link_entity_change(&ticket, &link, &staff.0, pre.if_match, pre.key.as_deref()).await?;
     Ok(decided(&outcome, outcome.version))
 }
 
@@ -969,43 +946,29 @@ async fn task_done(
     _: NoBody,
 ) -> ApiResult<Response> {
     let ticket = ticket(&raw)?;
-    let store = state.engine().store();
-    let record = load(&state, &ticket).await?;
-    pre.check_version(&record)?;
-    let actor = &staff.0;
-    if actor.role == Role::Reviewer {
-        // Nobody holds an approved appeal: its manual task belongs to whoever approved it.
-        let history = store.history(&record.id).await?;
-        let approver = history.iter().rev().find(|e| e.transition == "approve").map(|e| e.actor.as_str());
-        if approver != Some(actor.name.as_str()) {
-            return Err(ApiError::forbidden("a reviewer marks the manual task done only on an appeal they approved"));
-        }
+    let done = state.work.complete_manual(&ticket, &staff.0, pre.if_match).await.map_err(|e| match e {
+        ManualTaskError::NotFound(_) => ApiError::from(EngineError::NotFound(ticket.to_string())),
+        ManualTaskError::NoTask { ref state, version, .. } => ApiError {
+            extra: Some(json!({ "state": state, "version": version })),
+            ..ApiError::new(StatusCode::CONFLICT, "no-manual-task", "No manual task", e.to_string())
+        },
+        ManualTaskError::Stale(refusal) => ApiError::from(EngineError::Refused(refusal)),
+        ManualTaskError::NotAllowed(why) => ApiError::forbidden(why),
+        ManualTaskError::Work(w) => ApiError::internal(w),
+    })?;
+    if !done.followups.notifications.is_empty() || !done.followups.actions.is_empty() {
+        // The "done" notices are recorded; the worker's sweep queues them.
+        state.work.request_sweep();
     }
-    let actions = store.actions(&WorkFilter { appeal_id: Some(record.id.clone()), ..Default::default() }).await?;
-    let Some(task) = actions.iter().find(|a| a.manual) else {
-        return Err(ApiError {
-            extra: Some(json!({ "state": record.state, "version": record.version })),
-            ..ApiError::new(
-                StatusCode::CONFLICT,
-                "no-manual-task",
-                "No manual task",
-                format!("appeal {ticket} has no manual task (yet): it appears once the appeal is approved"),
-            )
-        });
-    };
-    // The task's own status makes this idempotent: a repeat finds it done.
-    let replayed = task.status == "succeeded";
-    // Every refusal complete_manual knows was checked above: what is left is a fault.
-    state.work.complete_manual(&ticket, actor).await.map_err(ApiError::internal)?;
     let after = load(&state, &ticket).await?;
     let outcome = CommandOutcome {
         ticket,
         transition: "task_done".into(),
-        from: Some(record.state),
+        from: Some(done.from),
         state: after.state,
         outcome: after.outcome,
         version: after.version,
-        replayed,
+        replayed: done.replayed,
     };
     Ok(decided(&outcome, outcome.version))
 }

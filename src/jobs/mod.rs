@@ -272,16 +272,20 @@ async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// The relay loop: every poll, outbox rows become jobs; every 20th, the sweep.
+/// The relay loop: every poll, outbox rows become jobs; every 20th, or when a step in
+/// this process asks for one, the sweep.
 async fn relay_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut sweep_every = 0u32;
+    let mut sweep_now = false;
     loop {
-        if let Err(e) = relay(&rt, sweep_every == 0).await {
+        if let Err(e) = relay(&rt, sweep_now || sweep_every == 0).await {
             error!(error = %e, "relay");
         }
         sweep_every = (sweep_every + 1) % 20;
+        sweep_now = false;
         tokio::select! {
             _ = tokio::time::sleep(rt.settings.poll) => {}
+            _ = rt.work.sweep_requested() => sweep_now = true,
             _ = stop.changed() => break,
         }
     }

@@ -282,6 +282,9 @@ pub struct ActionAttempt {
     pub error: Option<String>,
     pub result: Option<serde_json::Value>,
     pub done_by: Option<String>,
+    /// Record the attempt only while the appeal is still at this version (checked in
+    /// the same statement as the write): a decision made from a stale read changes nothing.
+    pub if_appeal_version: Option<i64>,
 }
 
 /// What the built-in directory's ledger says about one change.

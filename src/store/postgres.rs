@@ -591,7 +591,9 @@ impl Store for PgStore {
         sqlx::query(
             "UPDATE appeal_actions SET status = $1, attempts = attempts + 1, last_error = $2,
                     result = COALESCE($3, result), done_by = COALESCE($4, done_by), updated_at = $5
-             WHERE id = $6 AND status = 'pending'",
+             WHERE id = $6 AND status = 'pending'
+               AND ($7::BIGINT IS NULL
+                    OR (SELECT version FROM appeals WHERE appeals.id = appeal_actions.appeal_id) = $7)",
         )
         .bind(attempt.status)
         .bind(&attempt.error)
@@ -599,6 +601,7 @@ impl Store for PgStore {
         .bind(&attempt.done_by)
         .bind(at)
         .bind(id)
+        .bind(attempt.if_appeal_version)
         .execute(&self.pool)
         .await?;
         self.action(id).await?.ok_or_else(|| StoreError::Corrupt(format!("action {id} vanished")))

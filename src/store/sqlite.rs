@@ -618,7 +618,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "UPDATE appeal_actions SET status = ?, attempts = attempts + 1, last_error = ?,
                     result = COALESCE(?, result), done_by = COALESCE(?, done_by), updated_at = ?
-             WHERE id = ? AND status = 'pending'",
+             WHERE id = ? AND status = 'pending'
+               AND (? IS NULL OR (SELECT version FROM appeals WHERE appeals.id = appeal_actions.appeal_id) = ?)",
         )
         .bind(attempt.status)
         .bind(&attempt.error)
@@ -626,6 +627,8 @@ impl Store for SqliteStore {
         .bind(&attempt.done_by)
         .bind(ts(at))
         .bind(id)
+        .bind(attempt.if_appeal_version)
+        .bind(attempt.if_appeal_version)
         .execute(&self.pool)
         .await?;
         self.action(id).await?.ok_or_else(|| StoreError::Corrupt(format!("action {id} vanished")))
