@@ -29,6 +29,7 @@ on_both_backends!(
     forged_or_stale_facial_recognition_signature_is_refused_and_changes_nothing,
     progress_is_rate_limited_per_client_and_answers_alike_for_unknown_ticket_and_wrong_phone,
     submit_retried_with_the_same_idempotency_key_returns_the_same_ticket,
+    an_upload_streamed_in_small_chunks_is_stored_byte_for_byte,
 );
 
 const KEY: &str = "http-applicant-test-key-0123456789";
@@ -668,4 +669,60 @@ async fn submit_retried_with_the_same_idempotency_key_returns_the_same_ticket(db
     let unkeyed = app.submit(&id, &secret, None).await;
     unkeyed.assert_problem(StatusCode::CONFLICT, "open-appeal");
     assert_eq!(unkeyed.body["open_ticket"], first.body["ticket"]);
+}
+
+/// A document whose bytes hold near-misses of the multipart delimiter, sent with chunked
+/// transfer encoding in 997-byte pieces over a raw connection, is stored exactly.
+async fn an_upload_streamed_in_small_chunks_is_stored_byte_for_byte(db: TestDb) {
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn(db).await;
+    let (id, secret) = app.create_draft(&enterprise_fields()).await;
+    let mut content = b"%PDF-1.7\n".to_vec();
+    for i in 0..2_000u32 {
+        // Near misses: a truncated boundary, one without its CRLF, one with a single dash.
+        content.extend_from_slice(format!("obj {i}\r\n--{}X", &BOUNDARY[..BOUNDARY.len() - 1]).as_bytes());
+        content.extend_from_slice(format!(" --{BOUNDARY}\r\n-{BOUNDARY}\r\n").as_bytes());
+        content.extend((0..=255u8).map(|b| b.wrapping_mul(i as u8 | 1)));
+    }
+    let delimiter = format!("\r\n--{BOUNDARY}").into_bytes();
+    assert!(!content.windows(delimiter.len()).any(|w| w == delimiter), "the content never holds the delimiter");
+    let sha = hex::encode(Sha256::digest(&content));
+    let body = multipart("scan.pdf", &content);
+
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/drafts/{id}/documents?kind=business_license HTTP/1.1\r\nHost: {addr}\r\n\
+         X-Draft-Secret: {secret}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut sent = Ok(());
+    for piece in body.chunks(997) {
+        let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
+        framed.extend_from_slice(piece);
+        framed.extend_from_slice(b"\r\n");
+        sent = conn.write_all(&framed).await;
+        if sent.is_err() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    if sent.is_ok() {
+        sent = conn.write_all(b"0\r\n\r\n").await;
+    }
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(sent.is_ok(), "the server stopped reading ({sent:?}): {answer}");
+    assert!(answer.starts_with("HTTP/1.1 201") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let stored = app.stored(&id).await;
+    let documents = stored.data["documents"].as_array().expect("documents").clone();
+    assert_eq!(documents.len(), 1, "{documents:#?}");
+    assert_eq!(documents[0]["sha256"], json!(sha), "the stored bytes are the sent bytes");
+    assert_eq!(documents[0]["size"], json!(content.len()));
+    assert_eq!(documents[0]["file_name"], json!("scan.pdf"));
 }

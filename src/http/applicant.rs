@@ -4,17 +4,17 @@
 //! Every change to a draft is parsed as a whole draft before it is stored, so a refused
 //! request stores nothing.
 
-use std::pin::Pin;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -33,7 +33,6 @@ use crate::workflow::Fire;
 
 /// Room for the multipart framing (boundaries and part headers) around one document.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
-const MAX_PART_HEADERS: usize = 16 * 1024;
 /// A provider callback older (or newer) than this is refused: it may be a replay.
 const CALLBACK_TOLERANCE_SECS: i64 = 5 * 60;
 const MAX_IDEMPOTENCY_KEY: usize = 200;
@@ -296,17 +295,18 @@ async fn check_and_store(state: &Shared, draft: &DraftRecord, data: &Value) -> A
 
 /// Reads the query and the upload, checks the content and stores it in the blob store
 /// (content-addressed); answers the document entry to put in the draft.
-async fn receive_document(state: &Shared, uri: &Uri, headers: &HeaderMap, mut body: Body) -> ApiResult<Value> {
+async fn receive_document(state: &Shared, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Value> {
     let query = Query::<DocumentQuery>::try_from_uri(uri).map_err(|e| ApiError::field("query", e.body_text()))?.0;
     let kind = query.kind.parse::<DocumentKind>().map_err(|e| ApiError::field("kind", e.to_string()))?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let limits = state.intake.limits();
-    let upload = match read_upload(&mut body, content_type, kind, limits.max_bytes).await {
+    let mut stream = body.into_data_stream();
+    let upload = match read_upload(&mut stream, content_type, kind, limits.max_bytes).await {
         Ok(u) => u,
         Err(e) => {
             if e.status == StatusCode::PAYLOAD_TOO_LARGE {
                 // Reading on (discarding) lets the client finish sending and see the answer.
-                drain(&mut body, limits.max_bytes).await;
+                drain(&mut stream, limits.max_bytes).await;
             }
             return Err(e);
         }
@@ -352,7 +352,7 @@ struct Upload {
     bytes: Vec<u8>,
 }
 
-fn malformed(why: &str) -> ApiError {
+fn malformed(why: impl std::fmt::Display) -> ApiError {
     ApiError::field("body", format!("multipart/form-data with one file part: {why}"))
 }
 
@@ -370,179 +370,64 @@ fn too_large(kind: DocumentKind, max: u64) -> ApiError {
 }
 
 fn boundary_of(content_type: &str) -> ApiResult<String> {
-    let mut params = content_type.split(';');
-    let mime = params.next().unwrap_or("").trim();
+    let mime = content_type.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("multipart/form-data") {
         return Err(ApiError::field("content-type", "send the document as multipart/form-data"));
     }
-    params
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
-        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+    multer::parse_boundary(content_type)
+        .ok()
         .filter(|b| !b.is_empty() && b.len() <= 70)
         .ok_or_else(|| ApiError::field("content-type", "multipart/form-data needs a boundary (1 to 70 characters)"))
 }
 
-/// The request body, read chunk by chunk with a cap on everything read.
-struct Reader<'a> {
-    body: &'a mut Body,
-    pending: Vec<u8>,
-    total: u64,
-    cap: u64,
+/// What a multipart framing error means to the applicant.
+fn multipart_error(e: multer::Error, kind: DocumentKind, max: u64) -> ApiError {
+    use multer::Error as M;
+    match e {
+        M::FieldSizeExceeded { .. } | M::StreamSizeExceeded { .. } => too_large(kind, max),
+        M::StreamReadFailed(_) => malformed("the upload was interrupted"),
+        M::IncompleteStream | M::IncompleteFieldData { .. } => malformed("the body ended inside the file part"),
+        M::IncompleteHeaders | M::ReadHeaderFailed(_) => malformed("the part headers are incomplete or malformed"),
+        M::DecodeHeaderName { .. } | M::DecodeHeaderValue { .. } => malformed("a part header cannot be read"),
+        other => malformed(other),
+    }
+}
+
+/// Streams the one file part of a multipart body (parsed by `multer`), refusing (413)
+/// as soon as its content exceeds `max`: at most `max` bytes plus one chunk are held.
+async fn read_upload(
+    stream: &mut BodyDataStream,
+    content_type: &str,
     kind: DocumentKind,
     max: u64,
-}
-
-impl Reader<'_> {
-    /// Appends the next chunk to `pending`; false at the end of the body.
-    async fn fill(&mut self) -> ApiResult<bool> {
-        match next_chunk(self.body).await? {
-            None => Ok(false),
-            Some(chunk) => {
-                self.total += chunk.len() as u64;
-                if self.total > self.cap {
-                    return Err(too_large(self.kind, self.max));
-                }
-                self.pending.extend_from_slice(&chunk);
-                Ok(true)
-            }
-        }
-    }
-
-    /// Consumes everything up to and including `marker`; answers what came before it
-    /// (refused once more than `max` bytes came without the marker).
-    async fn until(&mut self, marker: &[u8], max: usize, what: &str) -> ApiResult<Vec<u8>> {
-        loop {
-            if let Some(pos) = find(&self.pending, marker) {
-                let before = self.pending[..pos].to_vec();
-                self.pending.drain(..pos + marker.len());
-                return Ok(before);
-            }
-            if self.pending.len() > max + marker.len() {
-                return Err(malformed(&format!("{what} too long")));
-            }
-            if !self.fill().await? {
-                return Err(malformed(&format!("the body ended in the {what}")));
-            }
-        }
-    }
-
-    async fn take2(&mut self) -> ApiResult<[u8; 2]> {
-        while self.pending.len() < 2 {
-            if !self.fill().await? {
-                return Err(malformed("the body ended after a boundary"));
-            }
-        }
-        let two = [self.pending[0], self.pending[1]];
-        self.pending.drain(..2);
-        Ok(two)
-    }
-}
-
-async fn next_chunk(body: &mut Body) -> ApiResult<Option<Bytes>> {
-    loop {
-        match std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
-            None => return Ok(None),
-            Some(Err(_)) => return Err(malformed("the upload was interrupted")),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    return Ok(Some(data));
-                }
-            }
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Streams the one file part of a multipart body, refusing (413) as soon as its content
-/// exceeds `max`: at most `max` bytes plus one chunk are ever held.
-async fn read_upload(body: &mut Body, content_type: &str, kind: DocumentKind, max: u64) -> ApiResult<Upload> {
+) -> ApiResult<Upload> {
     let boundary = boundary_of(content_type)?;
-    let delimiter = format!("\r\n--{boundary}").into_bytes();
-    // A leading CRLF makes the first delimiter look like the others.
-    let mut r =
-        Reader { body, pending: b"\r\n".to_vec(), total: 0, cap: max.saturating_add(MULTIPART_OVERHEAD), kind, max };
-    r.until(&delimiter, MAX_PART_HEADERS, "preamble").await?;
-    match &r.take2().await? {
-        b"\r\n" => {}
-        b"--" => return Err(malformed("there is no file part")),
-        _ => return Err(malformed("a boundary must end its line")),
-    }
-    let headers = r.until(b"\r\n\r\n", MAX_PART_HEADERS, "part headers").await?;
-    let file_name = part_file_name(&String::from_utf8_lossy(&headers))?;
-    let mut content: Vec<u8> = Vec::new();
-    loop {
-        if let Some(pos) = find(&r.pending, &delimiter) {
-            content.extend_from_slice(&r.pending[..pos]);
-            r.pending.drain(..pos + delimiter.len());
-            break;
-        }
-        // Keep what could be the start of a delimiter split across chunks.
-        let keep = delimiter.len() - 1;
-        if r.pending.len() > keep {
-            let n = r.pending.len() - keep;
-            content.extend(r.pending.drain(..n));
-        }
-        if content.len() as u64 > max {
+    let limits = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().whole_stream(max.saturating_add(MULTIPART_OVERHEAD)).per_field(max));
+    let mut parts = multer::Multipart::with_constraints(&mut *stream, boundary, limits);
+    let fail = |e| multipart_error(e, kind, max);
+    let mut field = parts.next_field().await.map_err(fail)?.ok_or_else(|| malformed("there is no file part"))?;
+    let file_name = field.file_name().map(str::to_string).filter(|n| !n.is_empty());
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(fail)? {
+        if (bytes.len() + chunk.len()) as u64 > max {
             return Err(too_large(kind, max));
         }
-        if !r.fill().await? {
-            return Err(malformed("the body ended inside the file part"));
-        }
+        bytes.extend_from_slice(&chunk);
     }
-    if content.len() as u64 > max {
-        return Err(too_large(kind, max));
+    drop(field);
+    if parts.next_field().await.map_err(fail)?.is_some() {
+        return Err(malformed("send exactly one part, the file"));
     }
-    match &r.take2().await? {
-        b"--" => {}
-        b"\r\n" => return Err(malformed("send exactly one part, the file")),
-        _ => return Err(malformed("a boundary must end its line")),
-    }
-    Ok(Upload { file_name, bytes: content })
-}
-
-/// The file name a part's `Content-Disposition: form-data; name=...; filename=...` gives.
-fn part_file_name(headers: &str) -> ApiResult<Option<String>> {
-    let disposition = headers
-        .split("\r\n")
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-disposition"))
-        .map(|(_, value)| value.trim())
-        .ok_or_else(|| malformed("the part has no Content-Disposition header"))?;
-    if !disposition.to_ascii_lowercase().starts_with("form-data") {
-        return Err(malformed("the part's Content-Disposition must be form-data"));
-    }
-    let Some(start) = find(disposition.as_bytes(), b"filename=") else {
-        return Ok(None);
-    };
-    let rest = &disposition[start + "filename=".len()..];
-    let name = match rest.strip_prefix('"') {
-        Some(quoted) => {
-            let mut out = String::new();
-            let mut chars = quoted.chars();
-            while let Some(c) = chars.next() {
-                match c {
-                    '"' => break,
-                    '\\' => out.extend(chars.next()),
-                    c => out.push(c),
-                }
-            }
-            out
-        }
-        None => rest.split(';').next().unwrap_or("").trim().to_string(),
-    };
-    Ok(Some(name).filter(|n| !n.is_empty()))
+    Ok(Upload { file_name, bytes })
 }
 
 /// Reads and discards what is left of a refused body (up to `budget` bytes, for a few
 /// seconds at most), so the client is not cut off before it reads the refusal.
-async fn drain(body: &mut Body, budget: u64) {
+async fn drain(stream: &mut BodyDataStream, budget: u64) {
     let mut left = budget;
     let reading = async {
-        while let Ok(Some(chunk)) = next_chunk(body).await {
+        while let Some(Ok(chunk)) = stream.next().await {
             let n = chunk.len() as u64;
             if n > left {
                 break;
