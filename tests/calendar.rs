@@ -8,7 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use appealflow::calendar::{BusinessDays, Calendar, CalendarDays, CalendarError, DayKind};
+use appealflow::calendar::{
+    BeyondPublished, BusinessDays, Calendar, CalendarDays, CalendarError, DayKind, DayRole, PROVISIONAL_YEARS,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 
 fn calendars_dir() -> PathBuf {
@@ -315,9 +317,19 @@ fn receipt_at_00_05_local_is_on_the_local_day_not_the_utc_day() {
     golden(&cn(), "2026-03-05T16:05:00Z", 3, "2026-03-11", "2026-03-11T00:00:00+08:00", "2026-03-12T00:00:00+08:00");
 }
 
+/// cn-mainland as it would be with the default policy: refuse past the published years.
+fn cn_refusing() -> Calendar {
+    let text = std::fs::read_to_string(calendars_dir().join("cn-mainland.toml")).unwrap();
+    let start = text.find("beyond_published").expect("the shipped file sets a policy");
+    let end = start + text[start..].find("\n]\n").expect("the recurring holidays end") + 3;
+    let refusing = format!("{}{}", &text[..start], &text[end..]);
+    Calendar::from_toml(&calendars_dir().join("cn-mainland.toml"), &refusing).expect("loads without the policy")
+}
+
 #[test]
 fn receipt_near_the_end_of_the_published_range() {
-    let cn = cn();
+    let cn = cn_refusing();
+    assert_eq!(cn.beyond_published, BeyondPublished::Refuse);
     // Mon 12-28: Tue 12-29, Wed 12-30, Thu 12-31: the last day is still in 2026.
     golden(&cn, "2026-12-28T10:00:00+08:00", 3, "2026-12-31", "2026-12-31T00:00:00+08:00", "2027-01-01T00:00:00+08:00");
     // Tue 12-29: Wed 12-30, Thu 12-31, then a day in 2027, which is not published.
@@ -327,6 +339,46 @@ fn receipt_near_the_end_of_the_published_range() {
     assert_out_of_range(cn.start_of_nth_business_day(receipt, BusinessDays(3)), "2027-01-01");
     // 16:30Z on 12-31 is already 2027-01-01 in Shanghai: the receipt itself is out.
     assert_out_of_range(cn.business_deadline(at("2026-12-31T16:30:00Z"), BusinessDays(1)), "2027-01-01");
+}
+
+#[test]
+fn past_the_published_years_cn_mainland_is_provisional_with_the_statutory_fixed_holidays() {
+    let cn = cn();
+    assert_eq!(cn.beyond_published, BeyondPublished::Provisional);
+    // Tue 12-29: Wed 12-30 (1), Thu 12-31 (2); Fri 2027-01-01 is New Year's Day by
+    // statute, Sat and Sun the weekend; Mon 01-04 (3).
+    golden(&cn, "2026-12-29T10:00:00+08:00", 3, "2027-01-04", "2027-01-04T00:00:00+08:00", "2027-01-05T00:00:00+08:00");
+    let ex = cn.explain_business_deadline(at("2026-12-29T10:00:00+08:00"), BusinessDays(3)).unwrap();
+    assert!(ex.provisional, "the deadline reaches past 2026");
+    let new_year = ex.days.iter().find(|d| d.date == day("2027-01-01")).unwrap();
+    assert_eq!(new_year.role, DayRole::Skipped);
+    assert!(
+        matches!(&new_year.kind, DayKind::Holiday { name } if name.contains("New Year's Day 2027") && name.contains("statutory")),
+        "{:?}",
+        new_year.kind
+    );
+    // Inside the published years nothing is provisional.
+    let inside = cn.explain_business_deadline(at("2026-12-28T10:00:00+08:00"), BusinessDays(3)).unwrap();
+    assert!(!inside.provisional);
+    // National Day 2027 (Fri 10-01 to Sun 10-03): receipt Wed 09-29, Thu 09-30 (1),
+    // Mon 10-04 (2), Tue 10-05 (3).
+    golden(&cn, "2027-09-29T10:00:00+08:00", 3, "2027-10-05", "2027-10-05T00:00:00+08:00", "2027-10-06T00:00:00+08:00");
+    assert!(matches!(cn.day_kind(day("2027-10-01")), DayKind::Holiday { .. }));
+    assert!(matches!(cn.day_kind(day("2028-05-02")), DayKind::Holiday { .. }), "Labour Day is two days");
+    assert_eq!(cn.day_kind(day("2028-05-03")), DayKind::Working);
+    // Lunar holidays are not known past the range: 2027-02-08 (a Monday) counts as working.
+    assert_eq!(cn.day_kind(day("2027-02-08")), DayKind::Working);
+}
+
+#[test]
+fn a_provisional_calendar_stops_two_years_past_its_published_range() {
+    let cn = cn();
+    assert_eq!(PROVISIONAL_YEARS, 2);
+    // Mon 2028-12-25: Tue, Wed, Thu 12-28 — still 2028, the last provisional year.
+    golden(&cn, "2028-12-25T10:00:00+08:00", 3, "2028-12-28", "2028-12-28T00:00:00+08:00", "2028-12-29T00:00:00+08:00");
+    // Wed 2028-12-27: Thu 12-28, Fri 12-29, then 2029 — refused.
+    assert_out_of_range(cn.business_deadline(at("2028-12-27T10:00:00+08:00"), BusinessDays(3)), "2029-01-01");
+    assert_out_of_range(cn.business_deadline(at("2029-03-01T10:00:00+08:00"), BusinessDays(1)), "2029-03-01");
 }
 
 #[test]
@@ -342,7 +394,7 @@ fn receipt_before_the_published_range_is_refused() {
 
 #[test]
 fn out_of_range_error_says_how_to_fix_it() {
-    let err = cn().business_deadline(at("2026-12-29T10:00:00+08:00"), BusinessDays(3)).unwrap_err();
+    let err = cn_refusing().business_deadline(at("2026-12-29T10:00:00+08:00"), BusinessDays(3)).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("\"cn-mainland\""), "{msg}");
     assert!(msg.contains("2025..=2026"), "{msg}");
@@ -543,4 +595,20 @@ fn from_toml_refuses_a_make_up_day_for_an_unknown_holiday() {
 fn a_count_longer_than_the_published_range_is_refused_without_walking() {
     let result = cn().business_deadline(at("2026-03-02T10:00:00+08:00"), BusinessDays(u32::MAX));
     assert!(matches!(result, Err(CalendarError::OutOfRange { .. })), "{result:?}");
+}
+
+#[test]
+fn from_toml_refuses_recurring_holidays_without_the_provisional_policy_or_with_bad_dates() {
+    let recurring = |r: &str| format!("{BASE}recurring_holidays = [{r}]\n");
+    let problem = refused(&recurring(r#"{ name = "New Year's Day", month = 1, day = 1 }"#));
+    assert!(problem.contains("beyond_published = \"provisional\""), "{problem}");
+    let provisional = |r: &str| format!("{BASE}beyond_published = \"provisional\"\nrecurring_holidays = [{r}]\n");
+    let problem = refused(&provisional(r#"{ name = "Leap", month = 2, day = 30 }"#));
+    assert!(problem.contains("\"Leap\"") && problem.contains("month 2 day 30 is not a date"), "{problem}");
+    let problem = refused(&provisional(r#"{ name = "Long", month = 10, day = 1, days = 0 }"#));
+    assert!(problem.contains("`days` must be 1 to 7, not 0"), "{problem}");
+    let problem = refused(&format!("{BASE}beyond_published = \"guess\"\n"));
+    assert!(problem.contains("guess"), "{problem}");
+    Calendar::from_toml(Path::new("/calendars/test.toml"), &provisional(r#"{ name = "Day", month = 2, day = 29 }"#))
+        .expect("29 February recurs (in leap years)");
 }

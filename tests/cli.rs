@@ -568,3 +568,26 @@ async fn readme_curl_walkthrough_works_against_serve_on_postgres() {
             .unwrap();
     }
 }
+
+#[test]
+fn calendar_due_marks_a_deadline_past_the_published_years_provisional() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cal.db").display());
+    let args = ["calendar", "due", "--calendar", "cn-mainland", "--from", "2026-12-29T10:00:00+08:00"];
+    let r = run(&url, &[&args[..], &["--business-days", "3"]].concat());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("due 2027-01-05T00:00:00+08:00"), "{}", r.stdout);
+    assert!(r.stdout.contains("PROVISIONAL: cn-mainland is published only until 2026"), "{}", r.stdout);
+    assert!(r.stdout.contains("skipped: holiday: New Year's Day 2027 (statutory"), "{}", r.stdout);
+    let r = run(&url, &[&args[..], &["--business-days", "3", "--json"]].concat());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["provisional"].clone(), v["last_business_day"].clone()),
+        (serde_json::json!(true), "2027-01-04".into())
+    );
+    // Inside the published years: no mark.
+    let inside = ["calendar", "due", "--calendar", "cn-mainland", "--from", "2026-03-02T10:00:00+08:00"];
+    let r = run(&url, &[&inside[..], &["--business-days", "3"]].concat());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("PROVISIONAL"), "{}", r.stdout);
+}

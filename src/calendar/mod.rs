@@ -3,8 +3,11 @@
 //! Built on `bdays`: [`Calendar`] implements its `HolidayCalendar` with `is_bday`
 //! overridden so configured weekends and make-up working days are honoured.
 //!
-//! A calendar is published for a range of years; a computation that reaches past that
-//! range is an error ([`CalendarError::OutOfRange`]), never a guess.
+//! A calendar is published for a range of years. Past that range a calendar either
+//! refuses ([`CalendarError::OutOfRange`]; the default) or, when its file says
+//! `beyond_published = "provisional"`, goes on for up to [`PROVISIONAL_YEARS`] more years
+//! knowing only its weekend and its fixed-date statutory holidays
+//! (`recurring_holidays`): such deadlines are flagged provisional and logged.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -39,6 +42,21 @@ pub enum CalendarError {
     NoMidnight(NaiveDate),
 }
 
+/// How many years past the published range a provisional calendar goes on.
+pub const PROVISIONAL_YEARS: i32 = 2;
+
+/// What a calendar does with a day past its published years.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BeyondPublished {
+    /// Refuse: the computation is an error.
+    #[default]
+    Refuse,
+    /// Go on for [`PROVISIONAL_YEARS`] years with the weekend and the recurring
+    /// (fixed-date statutory) holidays only; results are flagged provisional.
+    Provisional,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CalendarFile {
@@ -48,6 +66,11 @@ struct CalendarFile {
     /// Days of the week that are not working days, e.g. `["sat", "sun"]`.
     weekend: Vec<String>,
     published: Published,
+    #[serde(default)]
+    beyond_published: BeyondPublished,
+    /// Holidays fixed by date every year, used only past the published years.
+    #[serde(default)]
+    recurring_holidays: Vec<RecurringFile>,
     #[serde(default)]
     holidays: Vec<HolidayFile>,
     #[serde(default)]
@@ -68,6 +91,21 @@ struct HolidayFile {
     from: NaiveDate,
     /// Inclusive; defaults to `from` for a one-day holiday.
     to: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringFile {
+    pub name: String,
+    pub month: u32,
+    pub day: u32,
+    /// Consecutive days from `month`/`day` (1 to 7).
+    #[serde(default = "one_day")]
+    pub days: u32,
+}
+
+fn one_day() -> u32 {
+    1
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +156,9 @@ pub struct Explanation {
     pub business_days: u32,
     pub last_business_day: NaiveDate,
     pub due: DateTime<Utc>,
+    /// The deadline reaches past the published years: only the weekend and the
+    /// recurring holidays were known there.
+    pub provisional: bool,
     pub days: Vec<ExplainedDay>,
 }
 
@@ -141,6 +182,8 @@ pub struct Calendar {
     pub description: String,
     pub time_zone: Tz,
     pub published: Published,
+    pub beyond_published: BeyondPublished,
+    pub recurring_holidays: Vec<RecurringFile>,
     weekend: HashSet<Weekday>,
     holidays: BTreeMap<NaiveDate, String>,
     makeup: BTreeMap<NaiveDate, String>,
@@ -229,11 +272,30 @@ impl Calendar {
                 return Err(invalid(format!("make-up working day {} is listed twice", m.date)));
             }
         }
+        for r in &raw.recurring_holidays {
+            if NaiveDate::from_ymd_opt(2000, r.month, r.day).is_none() {
+                return Err(invalid(format!(
+                    "recurring holiday {:?}: month {} day {} is not a date",
+                    r.name, r.month, r.day
+                )));
+            }
+            if !(1..=7).contains(&r.days) {
+                return Err(invalid(format!("recurring holiday {:?}: `days` must be 1 to 7, not {}", r.name, r.days)));
+            }
+        }
+        if !raw.recurring_holidays.is_empty() && raw.beyond_published == BeyondPublished::Refuse {
+            return Err(invalid(
+                "recurring_holidays are used only past the published years: set beyond_published = \"provisional\""
+                    .into(),
+            ));
+        }
         Ok(Calendar {
             name: raw.name,
             description: raw.description.unwrap_or_default(),
             time_zone: raw.time_zone,
             published: raw.published,
+            beyond_published: raw.beyond_published,
+            recurring_holidays: raw.recurring_holidays,
             weekend,
             holidays,
             makeup,
@@ -274,6 +336,13 @@ impl Calendar {
     }
 
     pub fn day_kind(&self, date: NaiveDate) -> DayKind {
+        if self.is_provisional(date)
+            && let Some(name) = self.recurring_holiday(date)
+        {
+            return DayKind::Holiday {
+                name: format!("{name} {} (statutory; arrangement not yet published)", date.year()),
+            };
+        }
         if let Some(name) = self.holidays.get(&date) {
             return DayKind::Holiday { name: name.clone() };
         }
@@ -283,9 +352,31 @@ impl Calendar {
         if self.weekend.contains(&date.weekday()) { DayKind::Weekend } else { DayKind::Working }
     }
 
+    /// A day past the published years that a provisional calendar still answers for.
+    pub fn is_provisional(&self, date: NaiveDate) -> bool {
+        self.beyond_published == BeyondPublished::Provisional
+            && date.year() > self.published.last_year
+            && date.year() <= self.last_year()
+    }
+
+    /// The last year this calendar answers for (provisionally past the published ones).
+    fn last_year(&self) -> i32 {
+        match self.beyond_published {
+            BeyondPublished::Refuse => self.published.last_year,
+            BeyondPublished::Provisional => self.published.last_year + PROVISIONAL_YEARS,
+        }
+    }
+
+    fn recurring_holiday(&self, date: NaiveDate) -> Option<&str> {
+        self.recurring_holidays.iter().find_map(|r| {
+            let first = NaiveDate::from_ymd_opt(date.year(), r.month, r.day)?;
+            (first <= date && date < first + Days::new(u64::from(r.days))).then_some(r.name.as_str())
+        })
+    }
+
     fn check_range(&self, date: NaiveDate) -> Result<(), CalendarError> {
         let Published { first_year, last_year } = self.published;
-        if (first_year..=last_year).contains(&date.year()) {
+        if (first_year..=self.last_year()).contains(&date.year()) {
             Ok(())
         } else {
             Err(CalendarError::OutOfRange { calendar: self.name.clone(), date, first: first_year, last: last_year })
@@ -322,7 +413,7 @@ impl Calendar {
         }
         // More business days than the published range has calendar days left cannot end
         // inside it; refuse before walking (the walk past the range would be a guess).
-        let range_end = NaiveDate::from_ymd_opt(self.published.last_year, 12, 31).expect("a valid date");
+        let range_end = NaiveDate::from_ymd_opt(self.last_year(), 12, 31).expect("a valid date");
         if i64::from(count) > (range_end - start).num_days() {
             return Err(CalendarError::OutOfRange {
                 calendar: self.name.clone(),
@@ -339,6 +430,15 @@ impl Calendar {
         // day it looked at. Past the range, `day_kind` knows no holidays, so the answer
         // would be a guess and is refused.
         self.check_range(day)?;
+        if self.is_provisional(day) {
+            tracing::warn!(
+                calendar = %self.name,
+                %day,
+                published_until = self.published.last_year,
+                "business day counted past the published years: provisional (weekend and statutory fixed-date \
+                 holidays only); add the year's arrangement to the calendar file"
+            );
+        }
         Ok(day)
     }
 
@@ -377,6 +477,7 @@ impl Calendar {
             business_days: n.0,
             last_business_day: last,
             due: self.start_of(last + Days::new(1))?,
+            provisional: self.is_provisional(last),
             days,
         })
     }

@@ -588,6 +588,7 @@ fn calendar(dir: &Path, cmd: CalendarCommand) -> Result<(), CliError> {
                     "business_days": ex.business_days,
                     "last_business_day": ex.last_business_day,
                     "due": local(ex.due),
+                    "provisional": ex.provisional,
                     "skipped": skipped,
                     "makeup_working_days_counted": makeup,
                     "days": ex.days,
@@ -602,6 +603,13 @@ fn calendar(dir: &Path, cmd: CalendarCommand) -> Result<(), CliError> {
                     ex.time_zone,
                     local(ex.received)
                 );
+                if ex.provisional {
+                    println!(
+                        "  PROVISIONAL: {} is published only until {}; past it only the weekend and the statutory \
+                         fixed-date holidays are known",
+                        ex.calendar, cal.published.last_year
+                    );
+                }
                 for d in &ex.days {
                     let what = match &d.role {
                         DayRole::DayOfReceipt => "day of receipt, not counted".to_string(),

@@ -1081,6 +1081,8 @@ async fn calendars(State(state): State<Shared>, _admin: Admin) -> Json<Value> {
             "time_zone": c.time_zone.name(),
             "published": { "first_year": c.published.first_year, "last_year": c.published.last_year },
             "years": (c.published.first_year..=c.published.last_year).collect::<Vec<_>>(),
+            "beyond_published": c.beyond_published,
+            "recurring_holidays": c.recurring_holidays,
             "in_use": c.name == wf.calendar.name,
         })
     };
