@@ -101,7 +101,9 @@ async fn run(name: &str, db: common::TestDb, secs: u64, clients: usize) {
         tickets.push(out.ticket.to_string());
     }
     let (token, _) =
-        appealflow::app::access::create_token(db.store.as_ref(), Role::Reviewer, "bench", clock.now()).await.unwrap();
+        appealflow::app::access::create_token(db.store.as_ref(), Role::Reviewer, "bench", None, clock.now())
+            .await
+            .unwrap();
 
     let http = HttpConfig { progress_per_minute: u32::MAX, ..HttpConfig::default() };
     let state = Arc::new(AppState::new(Arc::new(intake), Arc::new(work), http));

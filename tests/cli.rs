@@ -591,3 +591,21 @@ fn calendar_due_marks_a_deadline_past_the_published_years_provisional() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stdout.contains("PROVISIONAL"), "{}", r.stdout);
 }
+
+#[test]
+fn tokens_carry_a_leads_email_and_a_bad_address_is_refused_storing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+    let bad = run(&url, &["tokens", "create", "--role", "lead", "--name", "lee", "--email", "lee at example"]);
+    assert_error(&bad, 2, "email: \"lee at example\" is not an email address");
+    let list = run(&url, &["tokens", "list", "--json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&list.stdout).unwrap(), serde_json::json!([]));
+    let ok = run(&url, &["tokens", "create", "--role", "lead", "--name", "lee", "--email", "lee@example.com"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(ok.stdout.trim().starts_with("aft_"), "{}", ok.stdout);
+    let list: serde_json::Value = serde_json::from_str(&run(&url, &["tokens", "list", "--json"]).stdout).unwrap();
+    assert_eq!((list[0]["name"].clone(), list[0]["email"].clone()), ("lee".into(), "lee@example.com".into()));
+    assert!(list[0].get("token_hash").is_none(), "the hash is not shown: {list}");
+    let text = run(&url, &["tokens", "list"]).stdout;
+    assert!(text.contains("lead") && text.contains("lee@example.com"), "{text}");
+}

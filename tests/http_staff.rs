@@ -39,6 +39,7 @@ on_both_backends!(
     admin_lists_jobs_and_refuses_to_retry_a_job_that_is_not_dead,
     admin_sees_the_loaded_workflow_and_calendars,
     openapi_describes_every_route_the_router_serves_and_nothing_else,
+    readyz_answers_503_while_the_schema_is_behind_the_build,
 );
 
 const KEY: &str = "http-staff-test-key-0123456789";
@@ -141,7 +142,7 @@ async fn harness(db: TestDb) -> Harness {
 
     let store = db.store.as_ref();
     let now = common::monday_morning();
-    let token = |role, name: &'static str| async move { create_token(store, role, name, now).await.unwrap().0 };
+    let token = |role, name: &'static str| async move { create_token(store, role, name, None, now).await.unwrap().0 };
     let tokens = Tokens {
         ann: token(Role::Reviewer, "ann").await,
         bob: token(Role::Reviewer, "bob").await,
@@ -1190,4 +1191,34 @@ fn collect_refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
         _ => {}
     }
+}
+
+async fn readyz_answers_503_while_the_schema_is_behind_the_build(db: TestDb) {
+    let h = harness(db).await;
+    let ready = h.send_raw("GET", "/readyz", None, None, &[]).await;
+    assert_eq!((ready.status, ready.text()), (200, "ready".to_string()));
+    assert!(h.db.store.pending_migrations().await.unwrap().is_empty());
+    // The last migration's bookkeeping row goes, as if this build were newer than the schema.
+    let latest = "SELECT MAX(version) FROM appealflow_migrations";
+    let forget_sqlite = "DELETE FROM appealflow_migrations WHERE version = ?";
+    let forget_pg = "DELETE FROM appealflow_migrations WHERE version = $1";
+    let last: i64 = if h.db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&h.db.url).await.unwrap();
+        let last = sqlx::query_scalar(latest).fetch_one(&pool).await.unwrap();
+        sqlx::query(forget_sqlite).bind(last).execute(&pool).await.unwrap();
+        last
+    } else {
+        let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+        let last = sqlx::query_scalar(latest).fetch_one(&pool).await.unwrap();
+        sqlx::query(forget_pg).bind(last).execute(&pool).await.unwrap();
+        last
+    };
+    assert!(last >= 5, "the schema has at least the five migrations of this build");
+    assert_eq!(h.db.store.pending_migrations().await.unwrap(), [last]);
+    let behind = h.send_raw("GET", "/readyz", None, None, &[]).await;
+    let p = behind.problem(503);
+    assert_eq!(p["code"], "not-ready", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("appealflow migrate"), "{p}");
+    // Liveness does not depend on the schema.
+    assert_eq!(h.send_raw("GET", "/healthz", None, None, &[]).await.status, 200);
 }

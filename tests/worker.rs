@@ -24,6 +24,7 @@ use common::{TestDb, at};
 
 on_both_backends!(
     sla_warning_and_breach_fire_at_their_instants_and_notify_the_leads,
+    the_leads_are_the_active_lead_tokens_with_an_email_and_the_configured_list,
     rejection_notice_delivery_opens_the_window_and_a_resubmission_before_the_deadline_is_accepted,
     the_window_expires_one_second_after_its_deadline_and_the_applicant_is_told,
     approval_applies_every_action_once_sends_the_security_notice_and_closes,
@@ -135,6 +136,45 @@ async fn sla_warning_and_breach_fire_at_their_instants_and_notify_the_leads(db: 
     assert!(leads.iter().all(|n| n.channel == "email" && n.status == "sent"));
     assert!(leads[1].body.contains(&t.to_string()), "{}", leads[1].body);
     assert!(leads[1].body.contains("2026-03-13 00:00 +08:00"), "the breach names the deadline: {}", leads[1].body);
+}
+
+async fn the_leads_are_the_active_lead_tokens_with_an_email_and_the_configured_list(db: TestDb) {
+    use appealflow::app::access::create_token;
+    let h = harness(db).await;
+    let store = h.db.store.as_ref();
+    let now = h.clock.now_utc();
+    create_token(store, Role::Lead, "lee", Some("lee@example.com"), now).await.unwrap();
+    create_token(store, Role::Lead, "lee (laptop)", Some("lee@example.com"), now).await.unwrap();
+    create_token(store, Role::Lead, "max", None, now).await.unwrap();
+    let (_, gone) = create_token(store, Role::Lead, "old", Some("old-lead@example.com"), now).await.unwrap();
+    store.revoke_token(&gone.id, now).await.unwrap();
+    create_token(store, Role::Reviewer, "ann", Some("ann@example.com"), now).await.unwrap();
+    assert!(matches!(
+        create_token(store, Role::Lead, "bad", Some("not an address"), now).await,
+        Err(appealflow::app::access::TokenError::Email(_))
+    ));
+    assert_eq!(h.work.lead_emails().await.unwrap(), ["leads@example.com", "lee@example.com"]);
+
+    let t = h.submit("draft-individual.json", |_| {}).await;
+    h.run_until("2026-03-13T00:00:01+08:00").await;
+    let mut sent: Vec<(String, String)> = h
+        .notifications(&t)
+        .await
+        .into_iter()
+        .filter(|n| n.template.starts_with("sla_"))
+        .map(|n| (n.template, n.recipient))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            ("sla_breach".into(), "leads@example.com".into()),
+            ("sla_breach".into(), "lee@example.com".into()),
+            ("sla_warning".into(), "leads@example.com".into()),
+            ("sla_warning".into(), "lee@example.com".into()),
+        ],
+        "each active lead's address once, plus the list; not the revoked lead's, not a reviewer's"
+    );
 }
 
 async fn reject(h: &Harness) -> TicketNumber {

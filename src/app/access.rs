@@ -30,15 +30,19 @@ pub enum TokenError {
     Role,
     #[error("a token needs a name (1 to 100 characters, no control characters)")]
     Name,
+    #[error("email: {0:?} is not an email address (one @, a dotted domain, at most 254 characters)")]
+    Email(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Creates an API token; returns the token (shown once) and what is stored of it.
+/// Creates an API token; returns the token (shown once) and what is stored of it. A
+/// lead's `email` receives SLA warnings and breaches while the token is not revoked.
 pub async fn create_token(
     store: &dyn Store,
     role: Role,
     name: &str,
+    email: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(String, TokenRecord), TokenError> {
     if !matches!(role, Role::Reviewer | Role::Lead | Role::Admin) {
@@ -48,12 +52,19 @@ pub async fn create_token(
     if name.is_empty() || name.chars().count() > 100 || crate::domain::check_text("name", name, false).is_err() {
         return Err(TokenError::Name);
     }
+    let email = email.map(str::trim).filter(|e| !e.is_empty());
+    if let Some(e) = email
+        && !crate::domain::draft::valid_email(e)
+    {
+        return Err(TokenError::Email(e.to_string()));
+    }
     let token = new_secret("aft_");
     let record = TokenRecord {
         id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
         name: name.to_string(),
         role,
         token_hash: hash_secret(&token),
+        email: email.map(str::to_string),
         created_at: now,
         revoked_at: None,
     };

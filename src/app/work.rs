@@ -288,6 +288,23 @@ impl Work {
         }))
     }
 
+    /// The reviewer leads: the email of every lead whose token is not revoked, and the
+    /// worker's configured distribution list; each address once, sorted.
+    pub async fn lead_emails(&self) -> Result<Vec<String>, StoreError> {
+        let mut emails: std::collections::BTreeSet<String> = self.leads.iter().cloned().collect();
+        for t in self.engine.store().tokens().await? {
+            if t.role == Role::Lead && t.revoked_at.is_none() {
+                emails.extend(t.email);
+            }
+        }
+        Ok(emails.into_iter().collect())
+    }
+
+    async fn lead_addresses(&self) -> Result<Vec<Address>, WorkError> {
+        let emails = self.lead_emails().await?;
+        Ok(emails.into_iter().map(|l| Address { channel: "email", masked: mask_email(&l), to: l }).collect())
+    }
+
     fn applicant_addresses(data: &AppealData) -> Vec<Address> {
         let mut out = Vec::new();
         if let Some(p) = &data.draft.contact_phone {
@@ -345,13 +362,12 @@ impl Work {
                 let ctx = self.context(&record, &template).await?;
                 let locale = data.draft.locale.clone().unwrap_or_else(|| "zh-CN".into());
                 let addresses = match effect.recipient.as_deref() {
-                    Some("leads") => self
-                        .leads
-                        .iter()
-                        .map(|l| Address { channel: "email", to: l.clone(), masked: mask_email(l) })
-                        .collect(),
+                    Some("leads") => self.lead_addresses().await?,
                     _ => Self::applicant_addresses(&data),
                 };
+                if addresses.is_empty() {
+                    warn!(ticket = %record.ticket, %template, recipient = ?effect.recipient, "notification has no addressee");
+                }
                 let ids = self
                     .record_notifications(&record.id, &effect.idempotency_key, &template, &locale, addresses, &ctx)
                     .await?;

@@ -32,6 +32,10 @@ pub enum TokensCommand {
         role: Role,
         #[arg(long)]
         name: String,
+        /// A lead's email address: SLA warnings and breaches go there while the token
+        /// is not revoked.
+        #[arg(long)]
+        email: Option<String>,
     },
     /// Tokens (never the tokens themselves).
     List {
@@ -49,6 +53,12 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
     let engine = Arc::new(crate::engine::Engine::new(store, Arc::new(workflow), ctx.clock.clone()));
     let intake = Arc::new(startup::build_intake(engine.clone(), &ctx.workflows, &ctx.intake)?);
     let work = Arc::new(startup::build_work(engine, &ctx.workflows, &ctx.work)?);
+    if !args.no_worker && work.lead_emails().await?.is_empty() {
+        tracing::warn!(
+            "no reviewer lead has an email (tokens create --role lead --email ...) and APPEALFLOW_LEAD_EMAILS is not \
+             set: SLA warnings and breaches reach nobody"
+        );
+    }
     let config = HttpConfig {
         progress_per_minute: args.progress_per_minute,
         face_secret: std::env::var("APPEALFLOW_FACE_SECRET").ok().filter(|s| !s.is_empty()).map(String::into_bytes),
@@ -95,13 +105,14 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
 pub(super) async fn tokens(ctx: &Context, cmd: TokensCommand) -> Result<(), CliError> {
     let store = startup::open_store(&ctx.database_url).await?;
     match cmd {
-        TokensCommand::Create { role, name } => {
-            let (token, record) = crate::app::access::create_token(store.as_ref(), role, &name, ctx.clock.now())
-                .await
-                .map_err(|e| match e {
-                    crate::app::access::TokenError::Store(s) => CliError::from(s),
-                    other => CliError::usage(other.to_string()),
-                })?;
+        TokensCommand::Create { role, name, email } => {
+            let (token, record) =
+                crate::app::access::create_token(store.as_ref(), role, &name, email.as_deref(), ctx.clock.now())
+                    .await
+                    .map_err(|e| match e {
+                        crate::app::access::TokenError::Store(s) => CliError::from(s),
+                        other => CliError::usage(other.to_string()),
+                    })?;
             println!("{token}");
             eprintln!(
                 "note: token {} for {} ({}) — shown once; only its hash is stored",
@@ -115,10 +126,11 @@ pub(super) async fn tokens(ctx: &Context, cmd: TokensCommand) -> Result<(), CliE
             } else {
                 for t in tokens {
                     println!(
-                        "{}  {:<8} {:<24} created {}{}",
+                        "{}  {:<8} {:<24} {:<28} created {}{}",
                         t.id,
                         t.role.as_str(),
                         t.name,
+                        t.email.as_deref().unwrap_or("-"),
                         t.created_at.to_rfc3339(),
                         t.revoked_at.map(|r| format!("  revoked {}", r.to_rfc3339())).unwrap_or_default()
                     );

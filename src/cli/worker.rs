@@ -125,8 +125,11 @@ async fn runtime(ctx: &Context, settings: WorkerSettings) -> Result<Runtime, Cli
         startup::load_workflow(&ctx.workflows, startup::DEFAULT_WORKFLOW).map_err(startup::StartupError::from)?;
     let engine = Arc::new(crate::engine::Engine::new(store, Arc::new(workflow), ctx.clock.clone()));
     let work = startup::build_work(engine, &ctx.workflows, &ctx.work)?;
-    if ctx.work.lead_emails.is_empty() {
-        tracing::warn!("APPEALFLOW_LEAD_EMAILS is not set: SLA warnings and breaches reach no reviewer lead");
+    if work.lead_emails().await?.is_empty() {
+        tracing::warn!(
+            "no reviewer lead has an email (tokens create --role lead --email ...) and APPEALFLOW_LEAD_EMAILS is not \
+             set: SLA warnings and breaches reach nobody"
+        );
     }
     Ok(Runtime { work: Arc::new(work), queues: startup::queues(&backend, &settings), settings })
 }

@@ -146,8 +146,18 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Shared>) -> Response {
-    match state.engine().store().row_counts().await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
+    match state.engine().store().pending_migrations().await {
+        Ok(pending) if pending.is_empty() => (StatusCode::OK, "ready").into_response(),
+        Ok(pending) => {
+            tracing::warn!(?pending, "not ready: migrations not applied");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "Not ready",
+                "the database schema is behind this build (run appealflow migrate)",
+            )
+            .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "the database is not reachable")

@@ -367,6 +367,8 @@ pub struct TokenRecord {
     pub role: Role,
     #[serde(skip_serializing)]
     pub token_hash: String,
+    /// Where a lead's SLA warnings and breaches go.
+    pub email: Option<String>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
@@ -407,6 +409,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies this backend's migrations (idempotent).
     async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// The versions of this build's migrations not (successfully) applied to the
+    /// database: empty when the schema is current.
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError>;
 
     /// Commits one unit of work atomically; returns the appeal's new version.
     async fn commit(&self, uow: &UnitOfWork) -> Result<i64, CommitError>;

@@ -120,6 +120,7 @@ impl PgStore {
             name: row.try_get("name")?,
             role: role.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?,
             token_hash: row.try_get("token_hash")?,
+            email: row.try_get("email")?,
             created_at: row.try_get("created_at")?,
             revoked_at: row.try_get("revoked_at")?,
         })
@@ -155,6 +156,12 @@ impl Store for PgStore {
         migrator.dangerous_set_table_name("appealflow_migrations");
         migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM appealflow_migrations WHERE success").fetch_all(&self.pool).await?;
+        Ok(sqlx::migrate!("migrations/postgres").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect())
     }
 
     async fn commit(&self, uow: &UnitOfWork) -> Result<i64, CommitError> {
@@ -802,14 +809,17 @@ impl Store for PgStore {
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&t.id)
-            .bind(&t.name)
-            .bind(t.role.as_str())
-            .bind(&t.token_hash)
-            .bind(t.created_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, token_hash, email, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(t.role.as_str())
+        .bind(&t.token_hash)
+        .bind(&t.email)
+        .bind(t.created_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

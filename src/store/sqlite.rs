@@ -100,6 +100,7 @@ impl SqliteStore {
             name: row.try_get("name")?,
             role: role.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?,
             token_hash: row.try_get("token_hash")?,
+            email: row.try_get("email")?,
             created_at: parse_ts(row.try_get("created_at")?)?,
             revoked_at: revoked.as_deref().map(parse_ts).transpose()?,
         })
@@ -338,6 +339,12 @@ impl Store for SqliteStore {
         migrator.dangerous_set_table_name("appealflow_migrations");
         migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM appealflow_migrations WHERE success").fetch_all(&self.pool).await?;
+        Ok(sqlx::migrate!("migrations/sqlite").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect())
     }
 
     async fn commit(&self, uow: &UnitOfWork) -> Result<i64, CommitError> {
@@ -834,11 +841,12 @@ impl Store for SqliteStore {
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash, email, created_at) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&t.id)
             .bind(&t.name)
             .bind(t.role.as_str())
             .bind(&t.token_hash)
+            .bind(&t.email)
             .bind(ts(t.created_at))
             .execute(&self.pool)
             .await?;
