@@ -36,7 +36,7 @@ on_both_backends!(
     documents_are_served_only_for_the_appeals_own_documents,
     detail_shows_case_documents_actions_and_notifications_never_a_full_recipient,
     lead_reassigns_a_claim_and_every_decision_records_who_made_it,
-    admin_lists_jobs_and_refuses_to_retry_a_job_that_is_not_dead,
+    admin_lists_jobs_retries_a_dead_one_once_per_key_and_refuses_one_that_is_not_dead,
     admin_sees_the_loaded_workflow_and_calendars,
     openapi_describes_every_route_the_router_serves_and_nothing_else,
     readyz_answers_503_while_the_schema_is_behind_the_build,
@@ -1026,10 +1026,11 @@ async fn lead_reassigns_a_claim_and_every_decision_records_who_made_it(db: TestD
 
 // ---------------------------------------------------------------------------- admin
 
-async fn admin_lists_jobs_and_refuses_to_retry_a_job_that_is_not_dead(db: TestDb) {
+async fn admin_lists_jobs_retries_a_dead_one_once_per_key_and_refuses_one_that_is_not_dead(db: TestDb) {
     let h = harness(db).await;
     // Jobs exist once the job queue has work: the appeal's outbox row, pushed to it.
     let (_, backend) = appealflow::startup::open(&h.db.url).await.unwrap();
+    h.submit(Kind::Individual).await;
     h.submit(Kind::Individual).await;
     let settings = appealflow::jobs::WorkerSettings::default();
     let queues = appealflow::startup::queues(&backend, &settings);
@@ -1052,6 +1053,31 @@ async fn admin_lists_jobs_and_refuses_to_retry_a_job_that_is_not_dead(db: TestDb
     assert_eq!(p["code"], "not-dead");
     assert_eq!(p["status"], 409);
     assert!(p["detail"].as_str().unwrap().contains("dead"));
+
+    // The job dies (as after its last attempt); a keyed retry is answered once and
+    // replayed to its repeat, while the same key for another job is refused.
+    if h.db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&h.db.url).await.unwrap();
+        sqlx::query("UPDATE Jobs SET status = 'Killed' WHERE id = ?").bind(id).execute(&pool).await.unwrap();
+    } else {
+        let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+        sqlx::query("UPDATE apalis.jobs SET status = 'Killed' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    }
+    let dead = h.get("/v1/admin/jobs?dead=true", &h.tokens.ada).await.json();
+    assert_eq!(dead["jobs"][0]["id"], json!(id), "{dead}");
+    let key = [("idempotency-key", "retry-1")];
+    let first = h.post(&format!("/v1/admin/jobs/{id}/retry"), &h.tokens.ada, None, &key).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json()["retried"], true);
+    let again = h.post(&format!("/v1/admin/jobs/{id}/retry"), &h.tokens.ada, None, &key).await;
+    assert_eq!((again.status, again.json()), (200, first.json()), "a keyed repeat replays the answer");
+    let unkeyed = h.post(&format!("/v1/admin/jobs/{id}/retry"), &h.tokens.ada, None, &[]).await;
+    assert_eq!(unkeyed.problem(409)["code"], "not-dead", "the job is queued again, no longer dead");
+    let other = jobs.iter().find(|j| j["id"] != json!(id)).expect("two appeals, two jobs")["id"].as_str().unwrap();
+    let reused = h.post(&format!("/v1/admin/jobs/{other}/retry"), &h.tokens.ada, None, &key).await;
+    assert_eq!(reused.problem(422)["code"], "idempotency-key-reused");
+    let dead = h.get("/v1/admin/jobs?dead=true", &h.tokens.ada).await.json();
+    assert_eq!(dead["jobs"], json!([]), "nothing is dead after the retry");
     // Leads see no jobs.
     h.get("/v1/admin/jobs", &h.tokens.lee).await.problem(403);
 }

@@ -26,7 +26,7 @@ use crate::domain::document::DocumentKind;
 use crate::domain::draft::DraftDocument;
 use crate::domain::{Actor, AppealItem, FieldError, Role, TicketNumber, check_text};
 use crate::engine::{CommandOutcome, EngineError};
-use crate::store::{AppealFilter, AppealRecord, JobFilter, TimerStatus, WorkFilter};
+use crate::store::{AppealFilter, AppealRecord, IdempotencyRecord, JobFilter, TimerStatus, WorkFilter};
 use crate::workflow::Fire;
 use crate::workflow::graph::{GraphFormat, render};
 
@@ -1039,10 +1039,23 @@ async fn retry_job(
     State(state): State<Shared>,
     Admin(admin): Admin,
     Params(id): Params<String>,
-    _pre: Preconditions,
+    pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
     let store = state.engine().store();
+    // A keyed retry is recorded beside the appeal commands' keys, in its own namespace.
+    let keyed = pre.key.as_ref().map(|k| (format!("jobs.retry/{k}"), crate::app::access::hash_secret(&id)));
+    let replay = async |keyed: &Option<(String, String)>| -> ApiResult<Option<Response>> {
+        let Some((key, fingerprint)) = keyed else { return Ok(None) };
+        match store.idempotency(key).await? {
+            Some(r) if &r.fingerprint == fingerprint => Ok(Some(Json(r.response).into_response())),
+            Some(_) => Err(ApiError::from(EngineError::IdempotencyMismatch { key: key.clone() })),
+            None => Ok(None),
+        }
+    };
+    if let Some(answer) = replay(&keyed).await? {
+        return Ok(answer);
+    }
     let job = store
         .jobs(&JobFilter::default())
         .await?
@@ -1053,12 +1066,21 @@ async fn retry_job(
         extra: Some(json!({ "job_status": job.status, "attempts": job.attempts })),
         ..ApiError::new(StatusCode::CONFLICT, "not-dead", "Job not dead", "only a dead job can be retried")
     };
-    // Retrying is safe to repeat: a second retry finds the job queued, no longer dead.
+    // An unkeyed repeat finds the job queued, no longer dead (409); a keyed one that
+    // lost the race to its twin replays the twin's answer.
     if !job.dead || !store.retry_job(&job.id).await? {
-        return Err(not_dead());
+        return match replay(&keyed).await? {
+            Some(answer) => Ok(answer),
+            None => Err(not_dead()),
+        };
     }
     tracing::info!(actor = %admin.name, job = %job.id, queue = %job.queue, "dead job retried");
-    Ok(Json(json!({ "id": job.id, "queue": job.queue, "retried": true })).into_response())
+    let answer = json!({ "id": job.id, "queue": job.queue, "retried": true });
+    if let Some((key, fingerprint)) = keyed {
+        let record = IdempotencyRecord { key, fingerprint, response: answer.clone(), created_at: state.engine().now() };
+        store.remember_idempotency(&record).await?;
+    }
+    Ok(Json(answer).into_response())
 }
 
 async fn workflow(State(state): State<Shared>, _admin: Admin) -> Json<Value> {

@@ -443,6 +443,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
+    /// Records the answer to a keyed command that is not an appeal transition (e.g. an
+    /// admin's job retry); false when the key is already recorded.
+    async fn remember_idempotency(&self, record: &IdempotencyRecord) -> Result<bool, StoreError>;
+
     /// Inserts or replaces accounts (with their lookup keys) all at once, or none.
     async fn put_accounts(&self, accounts: &[Account], at: DateTime<Utc>) -> Result<(), StoreError>;
 

@@ -432,6 +432,20 @@ impl Store for PgStore {
         rows.iter().map(Self::effect_row).collect()
     }
 
+    async fn remember_idempotency(&self, r: &IdempotencyRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&r.key)
+        .bind(&r.fingerprint)
+        .bind(Json(&r.response))
+        .bind(r.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let row =
             sqlx::query("SELECT * FROM idempotency_keys WHERE key = $1").bind(key).fetch_optional(&self.pool).await?;
