@@ -29,7 +29,7 @@ on_both_backends!(
     forged_or_stale_facial_recognition_signature_is_refused_and_changes_nothing,
     progress_is_rate_limited_per_client_and_answers_alike_for_unknown_ticket_and_wrong_phone,
     submit_retried_with_the_same_idempotency_key_returns_the_same_ticket,
-    an_upload_streamed_in_small_chunks_is_stored_byte_for_byte,
+    an_upload_streamed_in_small_chunks_is_stored_byte_for_byte_and_a_retry_adds_nothing,
 );
 
 const KEY: &str = "http-applicant-test-key-0123456789";
@@ -673,7 +673,7 @@ async fn submit_retried_with_the_same_idempotency_key_returns_the_same_ticket(db
 
 /// A document whose bytes hold near-misses of the multipart delimiter, sent with chunked
 /// transfer encoding in 997-byte pieces over a raw connection, is stored exactly.
-async fn an_upload_streamed_in_small_chunks_is_stored_byte_for_byte(db: TestDb) {
+async fn an_upload_streamed_in_small_chunks_is_stored_byte_for_byte_and_a_retry_adds_nothing(db: TestDb) {
     use sha2::{Digest, Sha256};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -725,4 +725,13 @@ async fn an_upload_streamed_in_small_chunks_is_stored_byte_for_byte(db: TestDb) 
     assert_eq!(documents[0]["sha256"], json!(sha), "the stored bytes are the sent bytes");
     assert_eq!(documents[0]["size"], json!(content.len()));
     assert_eq!(documents[0]["file_name"], json!("scan.pdf"));
+
+    // A retry of the same upload is answered with the entry already there, not added twice.
+    let again = app.upload(&id, &secret, "kind=business_license", "scan.pdf", &content).await;
+    assert_eq!(again.status, StatusCode::OK, "{:#}", again.body);
+    assert_eq!((again.body["index"].clone(), again.body["repeated"].clone()), (json!(0), json!(true)));
+    assert_eq!(app.stored(&id).await.data["documents"].as_array().unwrap().len(), 1);
+    // The same file as another kind of document is a new entry.
+    let other = app.upload(&id, &secret, "kind=id_card_front", "scan.pdf", &content).await;
+    assert_eq!((other.status, other.body["index"].clone()), (StatusCode::CREATED, json!(1)), "{:#}", other.body);
 }

@@ -1169,6 +1169,14 @@ async fn openapi_describes_every_route_the_router_serves_and_nothing_else(db: Te
             p.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
         assert_eq!(params, in_path, "{p}");
     }
+    // Every POST either takes Idempotency-Key or says what a repeat does instead.
+    for (p, ops) in doc["paths"].as_object().unwrap() {
+        let Some(op) = ops.get("post") else { continue };
+        let keyed = op["parameters"].as_array().unwrap().iter().any(|x| x["name"] == "Idempotency-Key");
+        assert!(keyed != op["x-repeat"].is_string(), "{p}: keyed {keyed}, x-repeat {}", op["x-repeat"]);
+    }
+    let unkeyed: BTreeSet<&str> = API.iter().filter(|r| r.unkeyed.is_some()).map(|r| r.operation).collect();
+    assert_eq!(unkeyed, BTreeSet::from(["add_document", "create_draft", "facial_recognition", "progress"]));
     let mut refs = Vec::new();
     collect_refs(&doc, &mut refs);
     for r in refs {

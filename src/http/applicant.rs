@@ -234,6 +234,13 @@ async fn add_document(
     let entry = receive_document(&state, &uri, &headers, body).await?;
     let mut data = draft.data.clone();
     let documents = documents_mut(&mut data)?;
+    // A repeated upload (a client retry) of the same file as the same document is
+    // answered with the entry already there instead of adding it twice.
+    if let Some(index) = documents.iter().position(|d| *d == entry) {
+        return Ok(
+            (StatusCode::OK, Json(json!({ "index": index, "document": entry, "repeated": true }))).into_response()
+        );
+    }
     documents.push(entry.clone());
     let index = documents.len() - 1;
     check_and_store(&state, &draft, &data).await?;

@@ -92,6 +92,9 @@ pub struct ApiRoute {
     pub if_match: bool,
     /// The success status (200, or 201 for what creates a resource).
     pub status: u16,
+    /// For a POST that does not take `Idempotency-Key`: why repeating it is safe (or
+    /// what a repeat does), as documented instead.
+    pub unkeyed: Option<&'static str>,
     /// Problem statuses the route answers besides the generic ones.
     pub errors: &'static [u16],
     /// The handler, for the routes this module serves; the others live in `http/mod.rs`
@@ -116,6 +119,7 @@ const fn route(method: &'static str, path: &'static str, operation: &'static str
         if_match: false,
         status: 200,
         errors: &[],
+        unkeyed: None,
         handler: None,
     }
 }
@@ -139,6 +143,11 @@ impl ApiRoute {
     }
     const fn reply(mut self, r: Reply) -> Self {
         self.reply = r;
+        self
+    }
+    /// A POST that takes no `Idempotency-Key`, and what a repeat does instead.
+    const fn unkeyed(mut self, why: &'static str) -> Self {
+        self.unkeyed = Some(why);
         self
     }
     const fn created(mut self) -> Self {
@@ -193,6 +202,7 @@ pub const API: &[ApiRoute] = &[
         .summary("Progress of an appeal by ticket and contact phone (the phone never goes in a URL)")
         .body(Body::Json("ProgressQuery"))
         .reply(Reply::Json("Progress"))
+        .unkeyed("A query: a repeat changes nothing (it counts against the rate limit)")
         .errors(&[404, 422, 429]),
     // Applicants.
     route("POST", "/v1/drafts", "create_draft")
@@ -200,6 +210,10 @@ pub const API: &[ApiRoute] = &[
         .body(Body::Json("DraftInput"))
         .reply(Reply::Json("DraftCreated"))
         .created()
+        .unkeyed(
+            "A repeat creates another draft: the secret is shown once and kept only as a hash, so it cannot be \
+             replayed. A draft never submitted changes nothing.",
+        )
         .errors(&[422]),
     route("GET", "/v1/drafts/{id}", "get_draft")
         .summary("A draft")
@@ -218,6 +232,7 @@ pub const API: &[ApiRoute] = &[
         .body(Body::Multipart)
         .reply(Reply::Json("Draft"))
         .created()
+        .unkeyed("A repeat of the same file as the same document answers 200 with the entry already there")
         .errors(&[404, 413, 422]),
     route("PUT", "/v1/drafts/{id}/documents/{index}", "replace_document")
         .summary("Replace a draft's document")
@@ -240,6 +255,7 @@ pub const API: &[ApiRoute] = &[
         .access(Access::Provider)
         .body(Body::Json("FacialRecognitionResult"))
         .reply(Reply::Json("Draft"))
+        .unkeyed("A repeat of the same signed result records the same result again")
         .errors(&[404, 422]),
     route("POST", "/v1/drafts/{id}/submit", "submit_draft")
         .summary("Submit a draft: the ticket number")
@@ -1177,7 +1193,7 @@ fn operation(r: &ApiRoute) -> Value {
             "schema": { "type": q.kind }
         }));
     }
-    if r.method == "POST" {
+    if r.method == "POST" && r.unkeyed.is_none() {
         parameters.push(json!({
             "name": "Idempotency-Key", "in": "header", "required": false,
             "description": "A repeat with the same key answers as the first request did (`replayed: true`)",
@@ -1254,6 +1270,13 @@ fn operation(r: &ApiRoute) -> Value {
         "parameters": parameters,
         "responses": responses,
     });
+    if let Some(why) = r.unkeyed {
+        op["x-repeat"] = json!(why);
+    }
+    if r.operation == "add_document" {
+        // A repeated upload answers 200 with the existing entry.
+        op["responses"]["200"] = json!({ "description": "The same document was already in the draft" });
+    }
     match r.access {
         Access::Staff(roles) => {
             op["security"] = json!([{ "bearer": [] }]);
