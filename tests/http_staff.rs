@@ -1177,6 +1177,8 @@ async fn openapi_describes_every_route_the_router_serves_and_nothing_else(db: Te
     }
     let unkeyed: BTreeSet<&str> = API.iter().filter(|r| r.unkeyed.is_some()).map(|r| r.operation).collect();
     assert_eq!(unkeyed, BTreeSet::from(["add_document", "create_draft", "facial_recognition", "progress"]));
+    let upload = &doc["paths"]["/v1/drafts/{id}/documents"]["post"]["responses"];
+    assert!(upload["201"].is_object() && upload["200"].is_object(), "a repeated upload answers 200: {upload}");
     let mut refs = Vec::new();
     collect_refs(&doc, &mut refs);
     for r in refs {

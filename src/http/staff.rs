@@ -95,6 +95,8 @@ pub struct ApiRoute {
     /// For a POST that does not take `Idempotency-Key`: why repeating it is safe (or
     /// what a repeat does), as documented instead.
     pub unkeyed: Option<&'static str>,
+    /// Success answers besides `status` (e.g. 200 for a repeated upload).
+    pub also: &'static [(u16, &'static str)],
     /// Problem statuses the route answers besides the generic ones.
     pub errors: &'static [u16],
     /// The handler, for the routes this module serves; the others live in `http/mod.rs`
@@ -120,6 +122,7 @@ const fn route(method: &'static str, path: &'static str, operation: &'static str
         status: 200,
         errors: &[],
         unkeyed: None,
+        also: &[],
         handler: None,
     }
 }
@@ -148,6 +151,10 @@ impl ApiRoute {
     /// A POST that takes no `Idempotency-Key`, and what a repeat does instead.
     const fn unkeyed(mut self, why: &'static str) -> Self {
         self.unkeyed = Some(why);
+        self
+    }
+    const fn also(mut self, answers: &'static [(u16, &'static str)]) -> Self {
+        self.also = answers;
         self
     }
     const fn created(mut self) -> Self {
@@ -232,6 +239,7 @@ pub const API: &[ApiRoute] = &[
         .body(Body::Multipart)
         .reply(Reply::Json("Draft"))
         .created()
+        .also(&[(200, "The same document was already in the draft: its entry, with `repeated: true`")])
         .unkeyed("A repeat of the same file as the same document answers 200 with the entry already there")
         .errors(&[404, 413, 422]),
     route("PUT", "/v1/drafts/{id}/documents/{index}", "replace_document")
@@ -1273,9 +1281,8 @@ fn operation(r: &ApiRoute) -> Value {
     if let Some(why) = r.unkeyed {
         op["x-repeat"] = json!(why);
     }
-    if r.operation == "add_document" {
-        // A repeated upload answers 200 with the existing entry.
-        op["responses"]["200"] = json!({ "description": "The same document was already in the draft" });
+    for (status, description) in r.also {
+        op["responses"][status.to_string()] = json!({ "description": description });
     }
     match r.access {
         Access::Staff(roles) => {
