@@ -517,15 +517,8 @@ impl Intake {
         let record = self.load(ticket).await?;
         // Checked first so a stale read hears so (and not some rule it no longer meets);
         // the engine checks again in the commit.
-        if let Some(expected) = expect_version
-            && expected != record.version
-        {
-            return Err(EngineError::Refused(crate::workflow::Refusal::StaleVersion {
-                expected,
-                current: record.version,
-                state: record.state.clone(),
-            })
-            .into());
+        if let Some(refusal) = crate::app::stale_read(expect_version, &record) {
+            return Err(EngineError::Refused(refusal).into());
         }
         let data = AppealData::from_record(&record)?;
         if !data.entity_change.required {

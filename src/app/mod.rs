@@ -46,6 +46,16 @@ fn redact_json_error(e: &serde_json::Error) -> String {
     out
 }
 
+/// The refusal for a command made from a read of `expected` when the appeal is at another
+/// version; `None` when there is no expectation or it holds.
+pub fn stale_read(expected: Option<i64>, record: &crate::store::AppealRecord) -> Option<crate::workflow::Refusal> {
+    expected.filter(|v| *v != record.version).map(|expected| crate::workflow::Refusal::StaleVersion {
+        expected,
+        current: record.version,
+        state: record.state.clone(),
+    })
+}
+
 pub fn parse_ticket(raw: &str) -> Result<TicketNumber, EngineError> {
     TicketNumber::parse(raw).map_err(|e| EngineError::Invalid(vec![FieldError::new("ticket", e.to_string())]))
 }

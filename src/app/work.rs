@@ -624,17 +624,8 @@ impl Work {
         let store = self.engine.store();
         let record =
             store.appeal_by_ticket(ticket).await?.ok_or_else(|| ManualTaskError::NotFound(ticket.to_string()))?;
-        let stale = |record: &AppealRecord, expected: i64| {
-            ManualTaskError::Stale(crate::workflow::Refusal::StaleVersion {
-                expected,
-                current: record.version,
-                state: record.state.clone(),
-            })
-        };
-        if let Some(expected) = expect_version
-            && expected != record.version
-        {
-            return Err(stale(&record, expected));
+        if let Some(refusal) = crate::app::stale_read(expect_version, &record) {
+            return Err(ManualTaskError::Stale(refusal));
         }
         if !matches!(actor.role, Role::Reviewer | Role::Lead | Role::Admin) {
             return Err(ManualTaskError::NotAllowed("only reviewers, leads and admins mark manual tasks done".into()));
@@ -676,7 +667,11 @@ impl Work {
         if recorded.status != "succeeded" {
             // The version check in the write refused it: the appeal moved on meanwhile.
             let now_at = store.appeal_by_id(&record.id).await?.unwrap_or(record.clone());
-            return Err(stale(&now_at, expect_version.unwrap_or(record.version)));
+            return Err(ManualTaskError::Stale(crate::workflow::Refusal::StaleVersion {
+                expected: expect_version.unwrap_or(record.version),
+                current: now_at.version,
+                state: now_at.state,
+            }));
         }
         if recorded.done_by.as_deref() != Some(actor.name.as_str()) {
             // Someone else recorded it between our read and our write: theirs stands.
