@@ -27,6 +27,7 @@ on_both_backends!(
     unknown_draft_and_wrong_secret_get_the_same_404_on_every_draft_route,
     bad_input_on_every_applicant_route_is_a_problem_document_and_stores_nothing,
     forged_or_stale_facial_recognition_signature_is_refused_and_changes_nothing,
+    the_applicant_cannot_assert_a_facial_recognition_result_on_any_route,
     progress_is_rate_limited_per_client_and_answers_alike_for_unknown_ticket_and_wrong_phone,
     submit_retried_with_the_same_idempotency_key_returns_the_same_ticket,
     an_upload_streamed_in_small_chunks_is_stored_byte_for_byte_and_a_retry_adds_nothing,
@@ -628,6 +629,82 @@ async fn forged_or_stale_facial_recognition_signature_is_refused_and_changes_not
         .face_callback(&body, other.now(), FACE_SECRET)
         .await
         .assert_problem(StatusCode::SERVICE_UNAVAILABLE, "not-configured");
+}
+
+/// The help page's identity check rests on the provider's result: an applicant who
+/// writes `operator.facial_recognition` themself is refused on create and on replace, a
+/// provider's `failed` survives every applicant route, and only the signed callback
+/// turns it into `passed`.
+async fn the_applicant_cannot_assert_a_facial_recognition_result_on_any_route(db: TestDb) {
+    let app = spawn(db).await;
+    let forged = json!({ "result": "passed", "provider": "example-face", "reference": "fr-forged" });
+    let mut with_face = enterprise_fields();
+    with_face["operator"]["facial_recognition"] = forged.clone();
+
+    // Create: refused, naming the field; no draft stored.
+    let drafts = app.draft_count().await;
+    let a = app.post_json("/v1/drafts", None, &with_face).await;
+    a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    assert!(a.body["errors"].to_string().contains("operator.facial_recognition"), "{:#}", a.body);
+    assert_eq!(app.draft_count().await, drafts, "nothing stored");
+
+    // The provider reports a failed check.
+    let (id, secret) = app.create_draft(&enterprise_fields()).await;
+    app.upload_examples(&id, &secret).await;
+    let failed = json!({ "draft_id": id, "result": "failed", "provider": "example-face", "reference": "fr-77" });
+    assert_eq!(app.face_callback(&failed, app.now(), FACE_SECRET).await.status, StatusCode::OK);
+    let recorded = app.stored(&id).await;
+    assert_eq!(recorded.data["operator"]["facial_recognition"]["result"], "failed");
+
+    // Replace with a forged pass: refused, the stored draft untouched.
+    let put =
+        |body: Value| app.http.put(app.url(&format!("/v1/drafts/{id}"))).header("x-draft-secret", &secret).json(&body);
+    let a = app.send(put(with_face.clone())).await;
+    a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    assert!(a.body["errors"].to_string().contains("operator.facial_recognition"), "{:#}", a.body);
+    assert_eq!(app.stored(&id).await, recorded, "a refused replace changes nothing");
+
+    // A replace that leaves the operator alone keeps the provider's result (not dropped,
+    // so a failed check cannot be wiped and retried behind the provider's back).
+    let mut edited = enterprise_fields();
+    edited["contact_email"] = json!("ops@acme.example");
+    let a = app.send(put(edited)).await;
+    assert_eq!(a.status, StatusCode::OK, "{:#}", a.body);
+    assert_eq!(
+        app.stored(&id).await.data["operator"]["facial_recognition"],
+        recorded.data["operator"]["facial_recognition"]
+    );
+
+    // Upload routes take no such field either.
+    for query in
+        ["kind=supplementary&facial_recognition=passed", "kind=supplementary&operator.facial_recognition=passed"]
+    {
+        let a = app.upload(&id, &secret, query, "note.pdf", b"%PDF-1.7\nnote").await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {:#}", a.body);
+    }
+    assert_eq!(app.stored(&id).await.data["operator"]["facial_recognition"]["result"], "failed");
+
+    // Submission refuses the failed check.
+    let a = app.submit(&id, &secret, None).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{:#}", a.body);
+    assert!(a.detail().contains("did not pass"), "{}", a.detail());
+    assert_eq!(app.db.store.row_counts().await.unwrap().appeals, 0);
+
+    // Another operator: the earlier check was of someone else, so it is dropped.
+    let mut other = enterprise_fields();
+    other["operator"]["name"] = json!("Zhao Liu");
+    let a = app.send(put(other)).await;
+    assert_eq!(a.status, StatusCode::OK, "{:#}", a.body);
+    assert!(app.stored(&id).await.data["operator"].get("facial_recognition").is_none());
+
+    // Only the signed callback passes it; the appeal keeps the provider and reference.
+    let passed = json!({ "draft_id": id, "result": "passed", "provider": "example-face", "reference": "fr-78" });
+    assert_eq!(app.face_callback(&passed, app.now(), FACE_SECRET).await.status, StatusCode::OK);
+    let a = app.submit(&id, &secret, None).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:#}", a.body);
+    let data = app.appeal_data(a.body["ticket"].as_str().unwrap()).await;
+    let face = data.draft.operator.expect("operator").facial_recognition.expect("face result");
+    assert_eq!((face.provider.as_str(), face.reference.as_str()), ("example-face", "fr-78"));
 }
 
 // ------------------------------------------------------------------------- progress

@@ -117,7 +117,8 @@ async fn replace_draft(
 ) -> ApiResult<Response> {
     let draft = draft_access(&state, &id, secret.as_deref()).await?;
     let documents = draft.data.get("documents").and_then(Value::as_array).cloned().unwrap_or_default();
-    let data = protect_id_number(&state, draft_fields(body, documents)?)?;
+    let mut data = protect_id_number(&state, draft_fields(body, documents)?)?;
+    keep_provider_result(&draft.data, &mut data);
     let parsed = state.intake.parse(to_input(&data)?)?;
     state.intake.resolve(&parsed).await?;
     store_data(&state, &draft, &data).await?;
@@ -158,9 +159,34 @@ fn draft_fields(body: Value, documents: Vec<Value>) -> ApiResult<Value> {
     if data.pointer("/operator/id").is_some() {
         return Err(ApiError::field("operator.id", "send the operator's id_number; appealflow keeps it protected"));
     }
+    // Verification results are never the applicant's to assert: only the provider's
+    // signed callback (POST /v1/facial-recognition) writes them.
+    if data.pointer("/operator/facial_recognition").is_some() {
+        return Err(ApiError::field(
+            "operator.facial_recognition",
+            "set only by the facial-recognition provider's signed callback, never by the applicant",
+        ));
+    }
     // Shape errors (unknown fields, wrong types) before field rules, without the values.
     crate::app::parse_json::<DraftInput>(&data.to_string()).map_err(shape_error)?;
     Ok(data)
+}
+
+/// Carries the provider's facial-recognition result from the stored draft into its
+/// replacement while the operator is the same person (same name, same protected ID
+/// number); a change of operator drops it, since the check was of someone else.
+fn keep_provider_result(stored: &Value, replacement: &mut Value) {
+    let Some(result) = stored.pointer("/operator/facial_recognition") else { return };
+    let same = |field: &str| {
+        let pointer = format!("/operator/{field}");
+        stored.pointer(&pointer) == replacement.pointer(&pointer)
+    };
+    if !same("name") || !same("id/hash") {
+        return;
+    }
+    if let Some(op) = replacement.get_mut("operator").and_then(Value::as_object_mut) {
+        op.insert("facial_recognition".into(), result.clone());
+    }
 }
 
 /// Replaces the operator's clear `id_number` with its protected form.
