@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use appealflow::app::intake::LocalFiles;
 use appealflow::domain::{AccountInput, IdHasher, Role};
-use appealflow::engine::{Clock, Engine, SystemClock};
+use appealflow::engine::{Clock, SystemClock};
 use appealflow::http::{AppState, HttpConfig};
 use appealflow::startup::{IntakeConfig, WorkConfig, build_intake, build_work};
 
@@ -67,12 +67,14 @@ where
 
 async fn run(name: &str, db: common::TestDb, secs: u64, clients: usize) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let engine = Arc::new(Engine::new(db.store.clone(), common::workflow(), clock.clone()));
+    let (engine, planner) =
+        appealflow::startup::engine(db.store.clone(), &common::workflows_dir(), clock.clone(), &WorkConfig::default())
+            .unwrap();
     let blobs = tempfile::tempdir().unwrap();
     let config =
         IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits: Default::default() };
     let intake = build_intake(engine.clone(), &common::workflows_dir(), &config).unwrap();
-    let work = build_work(engine.clone(), &common::workflows_dir(), &WorkConfig::default()).unwrap();
+    let work = build_work(engine.clone(), planner, &WorkConfig::default());
 
     // One individual account per appeal (one open appeal per account).
     let hasher = IdHasher::new(KEY.as_bytes()).unwrap();

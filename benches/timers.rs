@@ -18,7 +18,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use appealflow::engine::{Clock, Engine, ManualClock, SystemClock};
+use appealflow::engine::{ManualClock, SystemClock};
 use appealflow::jobs::{Runtime, WorkerSettings};
 use appealflow::startup::{self, WorkConfig};
 use appealflow::workflow::Fire;
@@ -32,14 +32,8 @@ async fn burn_down(db: &common::TestDb, timers: usize) -> (f64, usize) {
     }
     clock.set(common::at("2026-03-20T00:00:00+08:00"));
     let start = Instant::now();
-    let mut fired = 0;
-    loop {
-        let runs = engine.run_due_timers(500).await.unwrap();
-        if runs.is_empty() {
-            break;
-        }
-        fired += runs.iter().filter(|r| r.result.is_some()).count();
-    }
+    let runs = engine.run_due_timers(500).await.unwrap();
+    let fired = runs.iter().filter(|r| r.outcome == "fired").count();
     (fired as f64 / start.elapsed().as_secs_f64(), fired)
 }
 
@@ -49,7 +43,7 @@ async fn lateness(db: &common::TestDb, count: usize) -> Vec<Duration> {
     let (store, backend) = startup::open(&db.url).await.unwrap();
     let now = Utc::now();
     let clock = Arc::new(ManualClock::new(now));
-    let setup = Engine::new(store.clone(), common::workflow(), clock.clone() as Arc<dyn Clock>);
+    let setup = common::engine(store.clone(), clock.clone());
     let mut expected = Vec::new();
     for i in 0..count {
         let t = setup.create(&common::request(&format!("late{i}")), &common::applicant(), None).await.unwrap().ticket;
@@ -59,10 +53,12 @@ async fn lateness(db: &common::TestDb, count: usize) -> Vec<Duration> {
         setup.fire(&t, &Fire::new("claim"), &common::reviewer("bench"), None).await.unwrap();
         expected.push((t, claimed_at + chrono::Duration::hours(4)));
     }
-    let engine = Arc::new(Engine::new(store.clone(), common::workflow(), Arc::new(SystemClock)));
-    let work = startup::build_work(engine, &common::workflows_dir(), &WorkConfig::default()).unwrap();
+    let (engine, planner) =
+        startup::engine(store.clone(), &common::workflows_dir(), Arc::new(SystemClock), &WorkConfig::default())
+            .unwrap();
+    let work = Arc::new(startup::build_work(engine, planner, &WorkConfig::default()));
     let settings = WorkerSettings::default();
-    let rt = Runtime { work: Arc::new(work), queues: startup::queues(&backend, &settings), settings };
+    let rt = Runtime::new(work, startup::queues(&backend, &settings), settings);
     let wait = Duration::from_millis(1500 + 300 * count as u64);
     let worker = tokio::spawn(appealflow::jobs::run(rt, async move { tokio::time::sleep(wait).await }));
     let _ = worker.await;

@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod cli;
 pub mod domain;
 pub mod engine;
+pub mod failpoint;
 pub mod http;
 pub mod jobs;
 pub mod startup;

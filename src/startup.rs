@@ -10,6 +10,7 @@ use apalis_sqlite::SqliteStorage;
 use crate::adapters::accounts::{AccountActions, DirectoryActions, HttpActions, StoreDirectory};
 use crate::adapters::blobs::{BlobError, LocalBlobStore};
 use crate::adapters::notify::{Channel, RecordOnly, TemplateError, Templates, Webhook};
+use crate::app::effects::Planner;
 use crate::app::intake::Intake;
 use crate::app::work::Work;
 use crate::domain::IdHasher;
@@ -17,7 +18,7 @@ use crate::domain::document::DocumentLimits;
 use crate::domain::identity::WeakKey;
 use crate::domain::rules::{Rules, RulesError};
 use crate::engine::{Clock, Engine};
-use crate::jobs::{ACTIONS_QUEUE, EFFECTS_QUEUE, NOTIFICATIONS_QUEUE, Queues, WorkerSettings};
+use crate::jobs::{ACTIONS_QUEUE, ApalisJobs, NOTIFICATIONS_QUEUE, Queues, WorkerSettings};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -44,26 +45,70 @@ pub enum Backend {
     Postgres(sqlx::PgPool),
 }
 
+/// How the database is opened.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Attempts every job is written with (`APPEALFLOW_MAX_ATTEMPTS`).
+    pub max_attempts: usize,
+    /// SQLite: how long a writer waits for another's lock before failing.
+    pub sqlite_busy: std::time::Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions { max_attempts: crate::jobs::DEFAULT_MAX_ATTEMPTS, sqlite_busy: std::time::Duration::from_secs(30) }
+    }
+}
+
 /// Opens the database and brings its schema up to date: appealflow's migrations
 /// (recorded in `appealflow_migrations`) and the job queue's (recorded apart), so
 /// neither migrator ever sees the other's versions.
 pub async fn open(url: &str) -> Result<(Arc<dyn Store>, Backend), StoreError> {
+    open_with(url, &DbOptions::default()).await
+}
+
+pub async fn open_with(url: &str, options: &DbOptions) -> Result<(Arc<dyn Store>, Backend), StoreError> {
+    let jobs = Arc::new(ApalisJobs::new(options.max_attempts));
     if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url).await?;
-        store.migrate().await?;
+        let store = SqliteStore::connect_with(url, jobs, options.sqlite_busy).await?;
+        if !store.pending_migrations().await.is_ok_and(|p| p.is_empty()) {
+            store.migrate().await?;
+        }
         // Only the migrations: apalis's `setup` would also switch the connection to
         // `synchronous = OFF`, which appealflow's durability promise forbids.
-        SqliteStorage::migrations().run(store.pool()).await?;
+        let queue = SqliteStorage::migrations();
+        if behind(&queue, sqlx::query_scalar(QUEUE_APPLIED).fetch_all(store.pool()).await) {
+            queue.run(store.pool()).await?;
+        }
         let pool = store.pool().clone();
         Ok((Arc::new(store), Backend::Sqlite(pool)))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PgStore::connect(url).await?;
-        store.migrate().await?;
-        PostgresStorage::migrations().run(store.pool()).await?;
+        let store = PgStore::connect(url, jobs).await?;
+        if !store.pending_migrations().await.is_ok_and(|p| p.is_empty()) {
+            store.migrate().await?;
+        }
+        let queue = PostgresStorage::migrations();
+        if behind(&queue, sqlx::query_scalar(QUEUE_APPLIED).fetch_all(store.pool()).await) {
+            queue.run(store.pool()).await?;
+        }
         let pool = store.pool().clone();
         Ok((Arc::new(store), Backend::Postgres(pool)))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+/// What the job queue's migrations record as applied (in `_sqlx_migrations`).
+const QUEUE_APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+
+/// Whether some of `migrator`'s migrations are not among `applied` (or that could not be
+/// read). A database whose schema is current is then opened without writing, so a
+/// process on a database it cannot write starts and reports what is down rather than
+/// failing at the door.
+fn behind(migrator: &sqlx::migrate::Migrator, applied: Result<Vec<i64>, sqlx::Error>) -> bool {
+    match applied {
+        Ok(applied) => migrator.iter().any(|m| !applied.contains(&m.version)),
+        Err(_) => true,
     }
 }
 
@@ -86,12 +131,10 @@ pub fn queues(backend: &Backend, settings: &WorkerSettings) -> Queues {
     }
     match backend {
         Backend::Sqlite(pool) => Queues::Sqlite {
-            effects: SqliteStorage::new(pool).with_config(config!(apalis_sqlite::Config, EFFECTS_QUEUE)),
             actions: SqliteStorage::new(pool).with_config(config!(apalis_sqlite::Config, ACTIONS_QUEUE)),
             notifications: SqliteStorage::new(pool).with_config(config!(apalis_sqlite::Config, NOTIFICATIONS_QUEUE)),
         },
         Backend::Postgres(pool) => Queues::Postgres {
-            effects: PostgresStorage::new(pool).with_config(config!(apalis_postgres::Config, EFFECTS_QUEUE)),
             actions: PostgresStorage::new(pool).with_config(config!(apalis_postgres::Config, ACTIONS_QUEUE)),
             notifications: PostgresStorage::new(pool)
                 .with_config(config!(apalis_postgres::Config, NOTIFICATIONS_QUEUE)),
@@ -112,8 +155,25 @@ pub struct WorkConfig {
     pub http_timeout: std::time::Duration,
 }
 
-pub fn build_work(engine: Arc<Engine>, workflows_dir: &Path, config: &WorkConfig) -> Result<Work, StartupError> {
-    let templates = Templates::load(&workflows_dir.join(DEFAULT_WORKFLOW).join("templates"))?;
+/// The engine on a store, with the workflow from `workflows_dir` and the planner that
+/// turns its effects into notifications and actions (templates checked here: a missing
+/// one is an error at start).
+pub fn engine(
+    store: Arc<dyn Store>,
+    workflows_dir: &Path,
+    clock: Arc<dyn Clock>,
+    config: &WorkConfig,
+) -> Result<(Arc<Engine>, Arc<Planner>), StartupError> {
+    let workflow = Arc::new(load_workflow(workflows_dir, DEFAULT_WORKFLOW)?);
+    let templates = Templates::load(&workflow.dir.join("templates"))?;
+    let planner =
+        Arc::new(Planner::new(store.clone(), workflow.clone(), Arc::new(templates), config.lead_emails.clone()));
+    planner.check_templates()?;
+    Ok((Arc::new(Engine::new(store, workflow, clock, planner.clone())), planner))
+}
+
+/// The worker's steps: where notifications and account changes go.
+pub fn build_work(engine: Arc<Engine>, planner: Arc<Planner>, config: &WorkConfig) -> Work {
     let timeout = if config.http_timeout.is_zero() { std::time::Duration::from_secs(10) } else { config.http_timeout };
     let channel: Arc<dyn Channel> = match &config.notify_webhook {
         Some((url, secret)) => Arc::new(Webhook::new(url.clone(), secret.as_bytes().to_vec(), timeout)),
@@ -124,18 +184,9 @@ pub fn build_work(engine: Arc<Engine>, workflows_dir: &Path, config: &WorkConfig
         Some((url, secret)) => {
             Arc::new(HttpActions::new(url.clone(), secret.as_bytes().to_vec(), timeout, engine.clock()))
         }
-        None => Arc::new(DirectoryActions::new(store.clone(), engine.clock())),
+        None => Arc::new(DirectoryActions::new(store.clone())),
     };
-    let work = Work::new(
-        engine,
-        Arc::new(templates),
-        channel,
-        actions,
-        Arc::new(StoreDirectory::new(store)),
-        config.lead_emails.clone(),
-    );
-    work.check_templates()?;
-    Ok(work)
+    Work::new(engine, planner, channel, actions, Arc::new(StoreDirectory::new(store)))
 }
 
 /// Loads `workflows_dir/NAME/` with its calendar from `workflows_dir/calendars/`.
@@ -189,12 +240,13 @@ pub fn build_intake(engine: Arc<Engine>, workflows_dir: &Path, config: &IntakeCo
     Ok(Intake::new(engine, Arc::new(directory), Arc::new(rules), Arc::new(blobs), hasher, config.limits))
 }
 
+/// Opens the database at `url` and builds the engine on it.
 pub async fn build_engine(
     database_url: &str,
     workflows_dir: &Path,
     clock: Arc<dyn Clock>,
-) -> Result<Engine, StartupError> {
-    let workflow = load_workflow(workflows_dir, DEFAULT_WORKFLOW)?;
+    config: &WorkConfig,
+) -> Result<Arc<Engine>, StartupError> {
     let store = open_store(database_url).await?;
-    Ok(Engine::new(store, Arc::new(workflow), clock))
+    Ok(engine(store, workflows_dir, clock, config)?.0)
 }

@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use appealflow::adapters::notify::sign;
 use appealflow::app::intake::AppealData;
-use appealflow::app::work::SimulationReport;
 use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
-use appealflow::engine::{Clock, Engine, ManualClock};
+use appealflow::engine::{Clock, ManualClock};
 use appealflow::http::{AppState, HttpConfig, Shared};
-use appealflow::startup::{IntakeConfig, WorkConfig, build_intake, build_work};
+use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
 use appealflow::workflow::Fire;
 use common::TestDb;
 use reqwest::StatusCode;
@@ -58,12 +57,11 @@ struct App {
 
 async fn spawn_with(db: TestDb, config: HttpConfig) -> App {
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
-    let engine = Arc::new(Engine::new(db.store.clone(), common::workflow(), clock.clone()));
     let blobs = tempfile::tempdir().expect("blob dir");
     let intake_config =
         IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits: Default::default() };
-    let intake = build_intake(engine.clone(), &common::workflows_dir(), &intake_config).expect("intake builds");
-    let work = build_work(engine, &common::workflows_dir(), &WorkConfig::default()).expect("work builds");
+    let (engine, work) = common::work(&db, clock.clone(), &WorkConfig::default());
+    let intake = build_intake(engine, &common::workflows_dir(), &intake_config).expect("intake builds");
     let hasher = IdHasher::new(KEY.as_bytes()).expect("long enough key");
     let inputs: Vec<AccountInput> =
         serde_json::from_str(&std::fs::read_to_string(examples().join("accounts.json")).expect("accounts.json"))
@@ -71,7 +69,7 @@ async fn spawn_with(db: TestDb, config: HttpConfig) -> App {
     let accounts: Vec<_> = inputs.into_iter().map(|a| a.into_account("test", &hasher).expect("valid")).collect();
     db.store.put_accounts(&accounts, clock.now()).await.expect("accounts import");
 
-    let state: Shared = Arc::new(AppState::new(Arc::new(intake), Arc::new(work), config));
+    let state: Shared = Arc::new(AppState::new(Arc::new(intake), work, config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let addr: SocketAddr = listener.local_addr().expect("bound address");
     tokio::spawn(appealflow::http::serve(listener, state.clone(), std::future::pending()));
@@ -251,9 +249,9 @@ impl App {
         let mut reject = Fire::new("reject");
         reject.reasons = vec!["missing_documents: supplementary".into()];
         engine.fire(&ticket, &reject, &ann, None).await.expect("reject");
-        let mut report = SimulationReport::default();
-        self.state.work.drain(&mut report).await.expect("drain");
-        assert!(report.deferred.is_empty(), "{:?}", report.deferred);
+        let worker = common::start_worker(&self.db, self.state.work.clone());
+        common::settle(&worker).await;
+        worker.stop().await.unwrap();
     }
 
     async fn draft_count(&self) -> i64 {

@@ -14,13 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use appealflow::app::access::create_token;
 use appealflow::app::intake::{DocumentSource, LocalFiles};
-use appealflow::app::work::SimulationReport;
 use appealflow::domain::draft::DraftInput;
 use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
 use appealflow::engine::{Clock, Engine, ManualClock};
 use appealflow::http::staff::API;
 use appealflow::http::{AppState, HttpConfig};
-use appealflow::startup::{IntakeConfig, WorkConfig, build_intake, build_work};
+use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
 use appealflow::store::{RowCounts, TimerStatus};
 use appealflow::workflow::Fire;
 use common::{TestDb, at};
@@ -123,13 +122,12 @@ impl Reply {
 async fn harness(db: TestDb) -> Harness {
     // Monday 9 March 2026, 10:00 in Shanghai.
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
-    let engine = Arc::new(Engine::new(db.store.clone(), common::workflow(), clock.clone()));
     let blobs = tempfile::tempdir().unwrap();
     let config =
         IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits: Default::default() };
-    let intake = Arc::new(build_intake(engine.clone(), &common::workflows_dir(), &config).unwrap());
     let work_config = WorkConfig { lead_emails: vec!["leads@example.com".into()], ..Default::default() };
-    let work = Arc::new(build_work(engine, &common::workflows_dir(), &work_config).unwrap());
+    let (engine, work) = common::work(&db, clock.clone(), &work_config);
+    let intake = Arc::new(build_intake(engine, &common::workflows_dir(), &config).unwrap());
     let state = Arc::new(AppState::new(intake, work, HttpConfig::default()));
 
     let hasher = IdHasher::new(KEY.as_bytes()).unwrap();
@@ -291,10 +289,11 @@ impl Harness {
         t
     }
 
+    /// Runs the production worker until it has nothing left to do.
     async fn drain(&self) {
-        let mut report = SimulationReport::default();
-        self.state.work.drain(&mut report).await.unwrap();
-        assert!(report.deferred.is_empty(), "{:?}", report.deferred);
+        let worker = common::start_worker(&self.db, self.state.work.clone());
+        common::settle(&worker).await;
+        worker.stop().await.unwrap();
     }
 
     async fn record(&self, ticket: &TicketNumber) -> appealflow::store::AppealRecord {
@@ -1028,20 +1027,14 @@ async fn lead_reassigns_a_claim_and_every_decision_records_who_made_it(db: TestD
 
 async fn admin_lists_jobs_retries_a_dead_one_once_per_key_and_refuses_one_that_is_not_dead(db: TestDb) {
     let h = harness(db).await;
-    // Jobs exist once the job queue has work: the appeal's outbox row, pushed to it.
-    let (_, backend) = appealflow::startup::open(&h.db.url).await.unwrap();
+    // A submission's notices are queued in the same commit (no worker runs here).
     h.submit(Kind::Individual).await;
     h.submit(Kind::Individual).await;
-    let settings = appealflow::jobs::WorkerSettings::default();
-    let queues = appealflow::startup::queues(&backend, &settings);
-    for effect in h.db.store.pending_effects(10).await.unwrap() {
-        queues.push_effect(effect.id, &settings).await.unwrap();
-    }
 
     let all = h.get("/v1/admin/jobs", &h.tokens.ada).await;
     assert_eq!(all.status, 200, "{}", all.text());
     let jobs = all.json()["jobs"].as_array().unwrap().clone();
-    assert!(!jobs.is_empty(), "the relay queued the appeal_received effect");
+    assert!(!jobs.is_empty(), "the notices of receipt are queued with the submissions");
     let dead = h.get("/v1/admin/jobs?dead=true", &h.tokens.ada).await.json();
     assert_eq!(dead["jobs"], json!([]), "no job is dead");
     let queue = jobs[0]["queue"].as_str().unwrap().to_string();

@@ -160,7 +160,7 @@ async fn harness_with(db: TestDb, limits: DocumentLimits) -> Harness {
     let engine = common::engine(db.store.clone(), clock.clone());
     let blob_dir = tempfile::tempdir().expect("blob dir");
     let config = IntakeConfig { blob_dir: blob_dir.path().to_path_buf(), id_hash_key: Some(KEY.into()), limits };
-    let intake = build_intake(Arc::new(engine), &common::workflows_dir(), &config).expect("intake builds");
+    let intake = build_intake(engine, &common::workflows_dir(), &config).expect("intake builds");
     db.store.put_accounts(&accounts(), monday_morning()).await.expect("accounts import");
     Harness { db, clock, intake, blob_dir }
 }
@@ -292,10 +292,13 @@ async fn submit_issues_a_ticket_queues_appeal_received_and_stores_documents_by_s
 
     let record = h.record(&out.ticket).await;
     assert_eq!((record.state.as_str(), record.account.as_str(), record.version), ("submitted", "acme-ops", 1));
-    let effects = h.db.store.effects(&record.id).await.unwrap();
-    let templates: Vec<_> = effects.iter().map(|e| e.template.as_deref()).collect();
-    assert_eq!(templates, [Some("appeal_received")]);
-    assert_eq!(effects[0].recipient.as_deref(), Some("applicant"));
+    let sent = common::notifications(h.db.store.as_ref(), &record.id).await;
+    let templates: Vec<_> = sent.iter().map(|n| (n.template.as_str(), n.channel.as_str())).collect();
+    assert_eq!(
+        templates,
+        [("appeal_received", "sms"), ("appeal_received", "email")],
+        "to the applicant's phone and email"
+    );
     let timers = h.db.store.timers(Some(&record.id)).await.unwrap();
     assert!(timers.iter().any(|t| t.name == "review_sla" && t.status == TimerStatus::Armed), "{timers:?}");
 
@@ -433,9 +436,9 @@ async fn unverified_account_is_screened_and_rejected_as_inapplicable_scenario(db
     let transitions: Vec<_> = history.iter().map(|e| e.transition.as_str()).collect();
     assert_eq!(transitions, ["submit", "screen_reject"]);
     assert!(history[1].reasons[0].starts_with("inapplicable_scenario"), "{:?}", history[1].reasons);
-    let effects = h.db.store.effects(&record.id).await.unwrap();
-    let templates: Vec<_> = effects.iter().filter_map(|e| e.template.as_deref()).collect();
-    assert_eq!(templates, ["appeal_received", "appeal_rejected"]);
+    let sent = common::notifications(h.db.store.as_ref(), &record.id).await;
+    let templates: Vec<_> = sent.iter().map(|n| n.template.as_str()).collect();
+    assert_eq!(templates, ["appeal_received", "appeal_rejected"], "both in the one commit");
     let progress = h.intake.progress(&out.ticket.to_string(), PHONE).await.unwrap();
     assert_eq!(progress.stage, "rejected");
     assert!(progress.reasons[0].starts_with("inapplicable_scenario"), "{:?}", progress.reasons);

@@ -1,21 +1,26 @@
 //! One conformance suite, run on SQLite and on PostgreSQL: the engine's invariants
-//! (one unit of work, idempotent commands, optimistic concurrency, durable timers)
-//! hold on both backends.
+//! (one unit of work with the jobs it causes, idempotent commands, optimistic
+//! concurrency, durable timers claimed once) hold on both backends.
 
 mod common;
 
 use std::sync::Arc;
 
 use appealflow::engine::{EngineError, ManualClock};
-use appealflow::store::{ActionAttempt, FailPoint, NewAction, TimerStatus};
+use appealflow::failpoint::{self, Mode};
+use appealflow::jobs::{ACTIONS_QUEUE, NOTIFICATIONS_QUEUE};
+use appealflow::store::{
+    ActionStatus, ActionUpdate, AppealChange, CommitError, DeliveryUpdate, JobRef, LedgerEntry, NewNotification,
+    NotificationStatus, TimerStatus, UnitOfWork,
+};
 use appealflow::workflow::{Fire, Refusal};
 use chrono::Duration;
-use common::{TestDb, applicant, engine, monday_morning, request, reviewer};
+use common::{LEADS, TestDb, applicant, engine, jobs, monday_morning, notifications, request, reviewer};
 
 on_both_backends!(
     create_issues_ticket_and_arms_the_review_sla,
-    transition_writes_state_event_timers_and_outbox_together,
-    failure_after_the_event_write_leaves_no_trace,
+    transition_writes_state_event_timers_notifications_and_jobs_together,
+    a_failure_at_any_point_of_a_commit_leaves_no_trace_not_even_a_job,
     failure_before_commit_of_a_new_appeal_leaves_no_trace,
     repeated_idempotency_key_replays_first_result_and_writes_nothing,
     idempotency_key_reused_for_another_command_is_refused,
@@ -35,7 +40,11 @@ on_both_backends!(
     a_released_claim_does_not_tell_the_applicant_again,
     a_draft_written_from_a_stale_read_is_refused_not_lost,
     gauges_count_appeals_by_state_and_sla_breaches,
-    an_action_attempt_conditioned_on_a_stale_appeal_version_changes_nothing,
+    a_conditional_write_that_no_longer_holds_fails_the_whole_unit_of_work,
+    an_account_change_applies_once_and_only_to_the_account_as_read,
+    a_fallback_chain_moves_on_by_release_and_skip_with_a_job_for_the_released,
+    submitting_supersedes_creates_and_screens_in_one_commit,
+    no_pending_row_is_ever_without_its_job,
 );
 
 async fn create_issues_ticket_and_arms_the_review_sla(db: TestDb) {
@@ -60,13 +69,16 @@ async fn create_issues_ticket_and_arms_the_review_sla(db: TestDb) {
             ("review_sla", "2026-03-12T16:00:00+00:00".to_string())
         ]
     );
-    let effects = db.store.effects(&record.id).await.unwrap();
-    assert_eq!(effects.len(), 1);
-    assert_eq!(effects[0].template.as_deref(), Some("appeal_received"));
-    assert_eq!(effects[0].recipient.as_deref(), Some("applicant"));
+    // The notice is recorded in the same commit, with the job that delivers it.
+    let sent = notifications(db.store.as_ref(), &record.id).await;
+    let rows: Vec<_> = sent.iter().map(|n| (n.template.as_str(), n.channel.as_str(), n.status)).collect();
+    assert_eq!(rows, [("appeal_received", "sms", NotificationStatus::Pending)]);
+    let queued = jobs(db.store.as_ref(), NOTIFICATIONS_QUEUE).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].args, serde_json::json!({ "notification_id": sent[0].id }));
 }
 
-async fn transition_writes_state_event_timers_and_outbox_together(db: TestDb) {
+async fn transition_writes_state_event_timers_notifications_and_jobs_together(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
     let engine = engine(db.store.clone(), clock.clone());
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
@@ -85,31 +97,44 @@ async fn transition_writes_state_event_timers_and_outbox_together(db: TestDb) {
     );
     assert_eq!(last.reasons, ["missing_documents"]);
     let timers = db.store.timers(Some(&record.id)).await.unwrap();
-    assert!(
-        timers.iter().all(|t| t.status == TimerStatus::Cancelled),
-        "review SLA and claim expiry are cancelled on leaving review: {timers:?}"
+    let status = |name: &str| timers.iter().find(|t| t.name == name).map(|t| t.status);
+    for name in ["review_sla", "review_sla.warning", "claim_expiry"] {
+        assert_eq!(status(name), Some(TimerStatus::Cancelled), "{name} is cancelled on leaving review: {timers:?}");
+    }
+    assert_eq!(status("notice_deadline"), Some(TimerStatus::Armed), "the notice has its deadline: {timers:?}");
+    let sent = notifications(db.store.as_ref(), &record.id).await;
+    let keys: Vec<_> = sent.iter().map(|n| (n.idempotency_key.clone(), n.template.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            (format!("{}:1:0:notify:appeal_received/sms/0", record.id), "appeal_received"),
+            (format!("{}:3:0:notify:appeal_rejected/sms/0", record.id), "appeal_rejected"),
+        ],
+        "each notice keyed by the event that caused it"
     );
-    let effects = db.store.effects(&record.id).await.unwrap();
-    let templates: Vec<_> = effects.iter().map(|e| (e.event_seq, e.template.clone().unwrap_or_default())).collect();
-    assert_eq!(templates, [(1, "appeal_received".to_string()), (3, "appeal_rejected".to_string())]);
+    // The rejection notice runs down a fallback chain that says what its delivery fires.
+    assert_eq!(sent[1].on_delivered.as_deref(), Some("notice_delivered"));
+    assert_eq!(sent[1].on_undeliverable.as_deref(), Some("notice_undeliverable"));
+    assert_eq!(jobs(db.store.as_ref(), NOTIFICATIONS_QUEUE).await.len(), 2);
 }
 
-async fn failure_after_the_event_write_leaves_no_trace(db: TestDb) {
+/// Every point of a commit where it could break: after the transitions, after the rows,
+/// after the jobs (just before COMMIT). Each leaves nothing — no event, timer,
+/// notification, action, key, and no job.
+async fn a_failure_at_any_point_of_a_commit_leaves_no_trace_not_even_a_job(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
     let engine = engine(db.store.clone(), clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     let before = db.store.row_counts().await.unwrap();
     let record_before = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
-
-    for fp in [FailPoint::AfterEvent, FailPoint::BeforeCommit] {
-        db.store.fail_points().set(Some(fp));
-        let mut approve = Fire::new("approve");
-        approve.reasons = vec!["documents verified".into()];
-        let err = engine.fire(&t, &approve, &reviewer("ann"), Some("approve-1")).await.unwrap_err();
-        assert!(matches!(err, EngineError::Store(_)), "{err}");
-        db.store.fail_points().set(None);
-        assert_eq!(db.store.row_counts().await.unwrap(), before, "no event, timer, outbox or key row after {fp:?}");
+    let scope = db.store.scope().to_string();
+    for point in ["commit.after_changes", "commit.after_rows", "commit.before_commit"] {
+        failpoint::arm(&scope, point, Mode::Error, 1);
+        let err = engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), Some("approve-1")).await.unwrap_err();
+        failpoint::disarm(&scope);
+        assert!(matches!(err, EngineError::Store(_)), "{point}: {err}");
+        assert_eq!(db.store.row_counts().await.unwrap(), before, "nothing at all after a failure at {point}");
         assert_eq!(db.store.appeal_by_ticket(&t).await.unwrap().unwrap(), record_before);
     }
     // The same command then goes through, with the same idempotency key.
@@ -118,15 +143,18 @@ async fn failure_after_the_event_write_leaves_no_trace(db: TestDb) {
     let after = db.store.row_counts().await.unwrap();
     assert_eq!(after.events, before.events + 1);
     assert_eq!(after.idempotency, before.idempotency + 1);
-    assert!(after.outbox > before.outbox, "approval enqueues its effects");
+    assert_eq!(after.actions, before.actions + 1, "the approval's action (rotate the secure phone)");
+    assert_eq!(jobs(db.store.as_ref(), ACTIONS_QUEUE).await.len(), 1, "with its job, in the same commit");
+    assert!(after.notifications > before.notifications && after.jobs > before.jobs);
 }
 
 async fn failure_before_commit_of_a_new_appeal_leaves_no_trace(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
     let engine = engine(db.store.clone(), clock);
-    db.store.fail_points().set(Some(FailPoint::BeforeCommit));
+    let scope = db.store.scope().to_string();
+    failpoint::arm(&scope, "commit.before_commit", Mode::Error, 1);
     assert!(engine.create(&request("acme"), &applicant(), Some("k")).await.is_err());
-    db.store.fail_points().set(None);
+    failpoint::disarm(&scope);
     assert_eq!(db.store.row_counts().await.unwrap(), Default::default());
 }
 
@@ -290,9 +318,12 @@ async fn leaving_a_state_cancels_its_timers_and_they_never_act(db: TestDb) {
     engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), None).await.unwrap();
     clock.advance(Duration::days(30));
     let runs = engine.run_due_timers(100).await.unwrap();
-    assert!(runs.is_empty(), "cancelled timers are not due: {runs:?}");
+    // Only the approved state's own timer acts (the completion is overdue); the review
+    // SLA and the claim expiry were cancelled on leaving review.
+    let names: Vec<_> = runs.iter().map(|r| (r.timer.name.as_str(), r.outcome)).collect();
+    assert_eq!(names, [("completion_overdue", "fired")]);
     let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
-    assert_eq!((record.state.as_str(), record.version), ("approved", 3));
+    assert_eq!((record.state.as_str(), record.version), ("approved", 4));
 }
 
 async fn reject_and_deliver(engine: &appealflow::engine::Engine, t: &appealflow::domain::TicketNumber) {
@@ -313,15 +344,18 @@ async fn resubmission_window_expires_one_second_after_its_deadline(db: TestDb) {
     let deadline = common::at("2026-03-13T00:00:00+08:00");
     clock.set(deadline - Duration::seconds(1));
     let runs = engine.run_due_timers(100).await.unwrap();
-    assert_eq!(runs.iter().map(|r| r.timer.name.as_str()).collect::<Vec<_>>(), ["resubmission_window.warning"]);
+    assert_eq!(
+        runs.iter().map(|r| (r.timer.name.as_str(), r.outcome)).collect::<Vec<_>>(),
+        [("resubmission_window.warning", "fired")]
+    );
     assert_eq!(db.store.appeal_by_ticket(&t).await.unwrap().unwrap().state, "resubmission_window");
     clock.set(deadline + Duration::seconds(1));
     let runs = engine.run_due_timers(100).await.unwrap();
     assert_eq!(runs.len(), 1);
     let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
     assert_eq!((record.state.as_str(), record.outcome.as_deref()), ("closed", Some("expired")));
-    let effects = db.store.effects(&record.id).await.unwrap();
-    assert_eq!(effects.last().unwrap().template.as_deref(), Some("window_expired"));
+    let sent = notifications(db.store.as_ref(), &record.id).await;
+    assert_eq!(sent.last().unwrap().template, "window_expired");
     let err = engine.fire(&t, &Fire::new("resubmit"), &applicant(), None).await.unwrap_err();
     assert!(matches!(err, EngineError::Refused(Refusal::WrongState { .. })), "{err}");
 }
@@ -356,33 +390,32 @@ async fn sla_warning_and_breach_fire_once_without_changing_state(db: TestDb) {
     assert!(engine.run_due_timers(100).await.unwrap().is_empty(), "no warning before the last business day");
     clock.set(common::at("2026-03-12T00:00:00+08:00"));
     let runs = engine.run_due_timers(100).await.unwrap();
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].result.as_ref().unwrap().transition, "sla_warning");
+    assert_eq!(
+        runs.iter().map(|r| (r.timer.name.as_str(), r.outcome)).collect::<Vec<_>>(),
+        [("review_sla.warning", "fired")]
+    );
     clock.set(common::at("2026-03-13T00:00:00+08:00"));
     let runs = engine.run_due_timers(100).await.unwrap();
-    assert_eq!(runs[0].result.as_ref().unwrap().transition, "sla_breached");
+    assert_eq!(runs.iter().map(|r| (r.timer.name.as_str(), r.outcome)).collect::<Vec<_>>(), [("review_sla", "fired")]);
     assert!(engine.run_due_timers(100).await.unwrap().is_empty(), "each fires once");
     let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
     assert_eq!(record.state, "submitted");
     let history = db.store.history(&record.id).await.unwrap();
     let names: Vec<_> = history.iter().map(|e| e.transition.as_str()).collect();
     assert_eq!(names, ["submit", "sla_warning", "sla_breached"]);
-    let leads: Vec<_> = db
-        .store
-        .effects(&record.id)
+    let leads: Vec<_> = notifications(db.store.as_ref(), &record.id)
         .await
-        .unwrap()
         .into_iter()
-        .filter(|e| e.recipient.as_deref() == Some("leads"))
-        .map(|e| e.template.unwrap())
+        .filter(|n| n.recipient == LEADS)
+        .map(|n| n.template)
         .collect();
     assert_eq!(leads, ["sla_warning", "sla_breach"]);
 }
 
 async fn a_due_timer_fires_once_with_two_engines_racing(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let a = Arc::new(engine(db.store.clone(), clock.clone()));
-    let b = Arc::new(engine(db.store.clone(), clock.clone()));
+    let a = engine(db.store.clone(), clock.clone());
+    let b = engine(db.store.clone(), clock.clone());
     let mut tickets = Vec::new();
     for i in 0..10 {
         tickets.push(a.create(&request(&format!("acct{i}")), &applicant(), None).await.unwrap().ticket);
@@ -398,10 +431,13 @@ async fn a_due_timer_fires_once_with_two_engines_racing(db: TestDb) {
             async move { b.run_due_timers(100).await.unwrap() }
         }
     );
-    let raced = ra.iter().chain(rb.iter()).filter(|r| r.result.is_some()).count();
-    // Whatever one engine missed in the race, a later poll finishes; nothing acts twice.
+    // Claims do not race: a timer another batch holds is skipped, never fired twice and
+    // never a failed commit.
+    assert!(ra.iter().chain(rb.iter()).all(|r| r.outcome == "fired"), "{ra:?} {rb:?}");
+    let raced = ra.len() + rb.len();
+    // One firing per appeal per batch: what is left, a later poll finishes.
     let rest = a.run_due_timers(100).await.unwrap();
-    let acted = raced + rest.iter().filter(|r| r.result.is_some()).count();
+    let acted = raced + rest.iter().filter(|r| r.outcome == "fired").count();
     assert_eq!(acted, 20, "each of the 20 due timers acts exactly once");
     for t in &tickets {
         let record = db.store.appeal_by_ticket(t).await.unwrap().unwrap();
@@ -471,7 +507,7 @@ async fn a_released_claim_does_not_tell_the_applicant_again(db: TestDb) {
     engine.fire(&t, &Fire::new("release"), &reviewer("ann"), None).await.unwrap();
     let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
     let templates: Vec<_> =
-        db.store.effects(&record.id).await.unwrap().into_iter().filter_map(|e| e.template).collect();
+        notifications(db.store.as_ref(), &record.id).await.into_iter().map(|n| n.template).collect();
     assert_eq!(templates, ["appeal_received"], "\"received\" is sent on submission only, not when a claim is released");
 }
 
@@ -513,29 +549,265 @@ async fn gauges_count_appeals_by_state_and_sla_breaches(db: TestDb) {
     engine.run_due_timers(100).await.unwrap();
     let g = db.store.gauges("review_sla").await.unwrap();
     assert_eq!(g.sla_breaches, 2, "both deadlines passed without a decision");
-    assert_eq!((g.dead_jobs, g.jobs_by_status.len()), (0, 0));
+    assert_eq!(g.dead_jobs, 0);
+    assert_eq!(
+        g.jobs_by_status,
+        [("Pending".to_string(), 6)],
+        "two notices of receipt, and the leads' warning and breach of both appeals, waiting"
+    );
 }
 
-async fn an_action_attempt_conditioned_on_a_stale_appeal_version_changes_nothing(db: TestDb) {
+/// A unit of work whose conditional part no longer holds (an action that is no longer
+/// pending) fails whole: its transition and every other row are not written.
+async fn a_conditional_write_that_no_longer_holds_fails_the_whole_unit_of_work(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(monday_morning()));
+    let engine = engine(db.store.clone(), clock);
+    let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
+    engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
+    engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), None).await.unwrap();
+    let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
+    let action = db.store.actions(&Default::default()).await.unwrap().remove(0);
+    let done = |at| {
+        let mut uow = UnitOfWork::new(at);
+        uow.action_updates.push(ActionUpdate {
+            id: action.id,
+            status: ActionStatus::Succeeded,
+            error: None,
+            result: None,
+            done_by: Some("ann".into()),
+        });
+        uow
+    };
+    db.store.commit(&done(monday_morning())).await.unwrap();
+    let before = db.store.row_counts().await.unwrap();
+    // The same again, with a transition and a notification riding along.
+    let mut again = done(monday_morning());
+    let mut write = appealflow::store::AppealWrite {
+        id: record.id.clone(),
+        ticket: record.ticket.clone(),
+        workflow: record.workflow.clone(),
+        workflow_version: record.workflow_version,
+        account: record.account.clone(),
+        data: record.data.clone(),
+        state: "closed".into(),
+        outcome: Some("completed".into()),
+        assignee: None,
+        expected_version: Some(record.version),
+    };
+    write.data["touched"] = serde_json::json!(true);
+    again.changes.push(AppealChange {
+        appeal: write,
+        event: appealflow::store::NewEvent {
+            transition: "complete".into(),
+            from: Some("approved".into()),
+            to: "closed".into(),
+            outcome: Some("completed".into()),
+            actor: "appealflow".into(),
+            role: appealflow::domain::Role::System,
+            reasons: vec![],
+            payload: serde_json::Value::Null,
+        },
+        arm: vec![],
+        cancel: vec![],
+        fire_timer: None,
+    });
+    again.notifications.push(notification(&record.id, "x/sms/0", NotificationStatus::Pending, None));
+    let err = db.store.commit(&again).await.unwrap_err();
+    assert!(matches!(err, CommitError::Stale(ref what) if what.starts_with("action")), "{err}");
+    assert_eq!(db.store.row_counts().await.unwrap(), before, "nothing of it was written");
+    assert_eq!(db.store.appeal_by_ticket(&t).await.unwrap().unwrap(), record);
+}
+
+fn notification(appeal_id: &str, key: &str, status: NotificationStatus, chain: Option<&str>) -> NewNotification {
+    NewNotification {
+        appeal_id: Some(appeal_id.to_string()),
+        idempotency_key: key.to_string(),
+        template: "appeal_rejected".into(),
+        channel: if key.contains("email") { "email".into() } else { "sms".into() },
+        locale: "en".into(),
+        recipient: "+8613812345678".into(),
+        recipient_masked: "+86 138****5678".into(),
+        body: "b".into(),
+        status,
+        chain: chain.map(str::to_string),
+        position: if key.contains("email") { 1 } else { 0 },
+        on_delivered: None,
+        on_undeliverable: None,
+    }
+}
+
+/// The embedded directory's change is written only while the account is as the step
+/// read it, and a key applies once.
+async fn an_account_change_applies_once_and_only_to_the_account_as_read(db: TestDb) {
+    let t0 = monday_morning();
+    let hasher = appealflow::domain::IdHasher::new(b"conformance-key-0123456789abcdef").unwrap();
+    let input: appealflow::domain::AccountInput = serde_json::from_value(serde_json::json!({
+        "name": "acme", "verification": "individual",
+        "verified_individual": { "name": "Wang Wu", "id_number": "31010419781203005X" },
+        "associations": { "phone": "13900000000" },
+        "security": { "secure_phone": "13900000000", "mfa_attached": true }
+    }))
+    .unwrap();
+    db.store.put_accounts(&[input.into_account("test", &hasher).unwrap()], t0).await.unwrap();
+    let (account, stored) = db.store.account_record("acme").await.unwrap().unwrap();
+    let entry = |key: &str, expected: &str| {
+        let mut changed = account.clone();
+        let before = appealflow::domain::account::AccountChange::DetachMfa.apply(&mut changed);
+        LedgerEntry {
+            key: key.into(),
+            account: "acme".into(),
+            action: "detach_mfa".into(),
+            expected: expected.into(),
+            after: serde_json::to_value(&changed.security).unwrap(),
+            record: changed,
+            before,
+        }
+    };
+    let commit = |e: LedgerEntry| {
+        let mut uow = UnitOfWork::new(t0);
+        uow.ledger.push(e);
+        uow
+    };
+    // Read before another change landed: refused, nothing written.
+    let stale = commit(entry("k1", "{}"));
+    assert!(matches!(db.store.commit(&stale).await, Err(CommitError::Stale(_))));
+    assert!(db.store.applied_change("k1").await.unwrap().is_none());
+    db.store.commit(&commit(entry("k1", &stored))).await.unwrap();
+    assert!(!db.store.account("acme").await.unwrap().unwrap().security.mfa_attached);
+    let applied = db.store.applied_change("k1").await.unwrap().unwrap();
+    assert_eq!(applied.before, serde_json::json!({ "mfa_attached": true }));
+    // The same key again, even from a fresh read: refused.
+    let (_, fresh) = db.store.account_record("acme").await.unwrap().unwrap();
+    assert!(matches!(db.store.commit(&commit(entry("k1", &fresh))).await, Err(CommitError::Stale(_))));
+    assert_eq!(db.store.ledger().await.unwrap().len(), 1);
+}
+
+/// A fallback chain: the first channel pending with its job, the next held without one;
+/// released, it gets its job in the same commit; a skipped one never gets one.
+async fn a_fallback_chain_moves_on_by_release_and_skip_with_a_job_for_the_released(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
     let engine = engine(db.store.clone(), clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
-    let now = monday_morning();
-    let task = NewAction { action: "manual_task".into(), manual: true };
-    db.store.insert_actions(&record.id, &[task], now).await.unwrap();
-    let id = db.store.actions(&Default::default()).await.unwrap().into_iter().find(|a| a.manual).unwrap().id;
-    // The appeal moves on (a claim) after the caller read version 1.
-    engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
-    let attempt = |version| ActionAttempt {
-        status: "succeeded",
-        error: None,
-        result: None,
-        done_by: Some("ann".into()),
-        if_appeal_version: Some(version),
+    let jobs_before = jobs(db.store.as_ref(), NOTIFICATIONS_QUEUE).await.len();
+    let mut uow = UnitOfWork::new(monday_morning());
+    uow.notifications.push(notification(&record.id, "c/sms/0", NotificationStatus::Pending, Some("c")));
+    uow.notifications.push(notification(&record.id, "c/email/1", NotificationStatus::Held, Some("c")));
+    db.store.commit(&uow).await.unwrap();
+    let chain = db.store.chain("c").await.unwrap();
+    assert_eq!(
+        chain.iter().map(|n| n.status).collect::<Vec<_>>(),
+        [NotificationStatus::Pending, NotificationStatus::Held]
+    );
+    assert_eq!(jobs(db.store.as_ref(), NOTIFICATIONS_QUEUE).await.len(), jobs_before + 1, "no job for the held one");
+    // The first fails for good and the second is released, in one commit.
+    let mut uow = UnitOfWork::new(monday_morning());
+    uow.deliveries.push(DeliveryUpdate::Attempted {
+        id: chain[0].id,
+        status: NotificationStatus::Failed,
+        error: Some("400".into()),
+    });
+    uow.deliveries.push(DeliveryUpdate::Release { id: chain[1].id });
+    db.store.commit(&uow).await.unwrap();
+    let chain = db.store.chain("c").await.unwrap();
+    assert_eq!(
+        chain.iter().map(|n| n.status).collect::<Vec<_>>(),
+        [NotificationStatus::Failed, NotificationStatus::Pending]
+    );
+    let queued = jobs(db.store.as_ref(), NOTIFICATIONS_QUEUE).await;
+    assert_eq!(queued.last().unwrap().args, serde_json::json!({ "notification_id": chain[1].id }));
+    // Releasing it twice is a stale write: refused, nothing changes.
+    let mut twice = UnitOfWork::new(monday_morning());
+    twice.deliveries.push(DeliveryUpdate::Release { id: chain[1].id });
+    assert!(matches!(db.store.commit(&twice).await, Err(CommitError::Stale(_))));
+    assert_eq!(jobs(db.store.as_ref(), NOTIFICATIONS_QUEUE).await.len(), queued.len());
+}
+
+/// A submission that supersedes an appeal waiting in its window and is screened out is
+/// one unit of work: the old appeal closed, the new one created and rejected — or none.
+async fn submitting_supersedes_creates_and_screens_in_one_commit(db: TestDb) {
+    use appealflow::engine::{Command, Target};
+    let clock = Arc::new(ManualClock::new(monday_morning()));
+    let engine = engine(db.store.clone(), clock);
+    let old = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
+    reject_and_deliver(&engine, &old).await;
+    let batch = |key: Option<&str>| {
+        let mut supersede = Fire::new("supersede");
+        supersede.reasons = vec!["superseded by a new appeal".into()];
+        let mut screen = Fire::new("screen_reject");
+        screen.reasons = vec!["inapplicable_scenario".into()];
+        let commands = vec![
+            Command::new(Target::Ticket(old.clone()), supersede, appealflow::domain::Actor::system()),
+            Command::new(Target::New(request("acme")), Fire::new("submit"), applicant()),
+            Command::new(Target::Same, screen, appealflow::domain::Actor::system()),
+        ];
+        let keyed = key.map(|k| appealflow::engine::Engine::create_keyed(k, &request("acme"), &applicant()));
+        (commands, keyed)
     };
-    let unchanged = db.store.record_action_attempt(id, &attempt(record.version), now).await.unwrap();
-    assert_eq!((unchanged.status.as_str(), unchanged.attempts, unchanged.done_by), ("pending", 0, None));
-    let done = db.store.record_action_attempt(id, &attempt(record.version + 1), now).await.unwrap();
-    assert_eq!((done.status.as_str(), done.attempts, done.done_by.as_deref()), ("succeeded", 1, Some("ann")));
+    let before = db.store.row_counts().await.unwrap();
+    let scope = db.store.scope().to_string();
+    failpoint::arm(&scope, "commit.before_commit", Mode::Error, 1);
+    let (commands, keyed) = batch(Some("submit-1"));
+    assert!(engine.execute(commands, 1, UnitOfWork::default(), keyed).await.is_err());
+    failpoint::disarm(&scope);
+    assert_eq!(db.store.row_counts().await.unwrap(), before, "none of the three");
+    assert_eq!(db.store.appeal_by_ticket(&old).await.unwrap().unwrap().state, "resubmission_window");
+
+    let (commands, keyed) = batch(Some("submit-1"));
+    let created = engine.execute(commands, 1, UnitOfWork::default(), keyed).await.unwrap();
+    assert_eq!((created.transition.as_str(), created.state.as_str()), ("submit", "submitted"));
+    let also: Vec<_> = created.also.iter().map(|o| (o.transition.as_str(), o.state.as_str())).collect();
+    assert_eq!(also, [("supersede", "closed"), ("screen_reject", "rejected")]);
+    let new = db.store.appeal_by_ticket(&created.ticket).await.unwrap().unwrap();
+    assert_eq!((new.state.as_str(), new.version), ("rejected", 2));
+    let old_record = db.store.appeal_by_ticket(&old).await.unwrap().unwrap();
+    assert_eq!(old_record.outcome.as_deref(), Some("superseded"));
+    // A keyed repeat answers as the first did and writes nothing.
+    let counts = db.store.row_counts().await.unwrap();
+    let (commands, keyed) = batch(Some("submit-1"));
+    let again = engine.execute(commands, 1, UnitOfWork::default(), keyed).await.unwrap();
+    assert!(again.replayed && again.ticket == created.ticket && again.also.len() == 2);
+    assert_eq!(db.store.row_counts().await.unwrap(), counts);
+}
+
+/// Jobs commit with their rows, so no pending notification or action is ever without a
+/// job; a row left without one (as an earlier version's relay could) is found and queued.
+async fn no_pending_row_is_ever_without_its_job(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(monday_morning()));
+    let engine = engine(db.store.clone(), clock);
+    for i in 0..3 {
+        let t = engine.create(&request(&format!("acct{i}")), &applicant(), None).await.unwrap().ticket;
+        engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
+        engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), None).await.unwrap();
+    }
+    assert_eq!(db.store.unqueued_work(100).await.unwrap(), [], "every row has its job");
+    // A row written without its job (outside appealflow's commit path).
+    let record = db.store.list_appeals(&Default::default()).await.unwrap().remove(0);
+    let insert =
+        "INSERT INTO appeal_actions (appeal_id, action, idempotency_key, manual, status, created_at, updated_at)
+                  VALUES ($1, 'detach_mfa', $2, FALSE, 'pending', $3, $3)";
+    if db.url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(insert.replace("FALSE", "0")))
+            .bind(&record.id)
+            .bind(format!("{}:detach_mfa", record.id))
+            .bind("2026-03-09T02:00:00.000000Z")
+            .execute(&pool)
+            .await
+            .unwrap();
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query(insert)
+            .bind(&record.id)
+            .bind(format!("{}:detach_mfa", record.id))
+            .bind(monday_morning())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let orphans = db.store.unqueued_work(100).await.unwrap();
+    assert_eq!(orphans.len(), 1);
+    assert!(matches!(orphans[0], JobRef::Action(_)));
+    db.store.enqueue(&orphans).await.unwrap();
+    assert_eq!(db.store.unqueued_work(100).await.unwrap(), []);
 }

@@ -3,8 +3,9 @@
 //! window → resubmission before the deadline or expiry one second after it, approval →
 //! every action applied once → closed with the security notice, the manual task of the
 //! "Other" item, a permanently failing account endpoint leaving the appeal flagged, and
-//! the rendered notifications. Deterministic: `Work::run_until` fires each timer at its
-//! own due instant and does all the work it causes before the clock moves on.
+//! the rendered notifications. Deterministic: the production worker runs on a manual
+//! clock, and `Running::run_until` fires each timer at its own due instant and lets the
+//! worker do all the work it causes before the clock moves on.
 
 mod common;
 
@@ -15,9 +16,10 @@ use appealflow::app::intake::{Intake, LocalFiles};
 use appealflow::app::work::Work;
 use appealflow::domain::draft::DraftInput;
 use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
-use appealflow::engine::{Engine, ManualClock};
-use appealflow::startup::{IntakeConfig, WorkConfig, build_intake, build_work};
-use appealflow::store::{NotificationRecord, WorkFilter};
+use appealflow::engine::ManualClock;
+use appealflow::jobs::Running;
+use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
+use appealflow::store::{ActionStatus, NotificationRecord, NotificationStatus, WorkFilter};
 use appealflow::workflow::Fire;
 use chrono::{DateTime, Utc};
 use common::{TestDb, at};
@@ -42,25 +44,26 @@ struct Harness {
     db: TestDb,
     clock: Arc<ManualClock>,
     intake: Intake,
-    work: Work,
+    work: Arc<Work>,
+    worker: Running,
     _blobs: tempfile::TempDir,
 }
 
 async fn harness_with(db: TestDb, work_config: WorkConfig) -> Harness {
     // Monday 9 March 2026, 10:00 in Shanghai.
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
-    let engine = Arc::new(Engine::new(db.store.clone(), common::workflow(), clock.clone()));
+    let (engine, work) = common::work(&db, clock.clone(), &work_config);
     let blobs = tempfile::tempdir().unwrap();
     let config =
         IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits: Default::default() };
-    let intake = build_intake(engine.clone(), &common::workflows_dir(), &config).unwrap();
-    let work = build_work(engine, &common::workflows_dir(), &work_config).unwrap();
+    let intake = build_intake(engine, &common::workflows_dir(), &config).unwrap();
+    let worker = common::start_worker(&db, work.clone());
     let hasher = IdHasher::new(KEY.as_bytes()).unwrap();
     let inputs: Vec<AccountInput> =
         serde_json::from_str(&std::fs::read_to_string(examples().join("accounts.json")).unwrap()).unwrap();
     let accounts: Vec<_> = inputs.into_iter().map(|a| a.into_account("test", &hasher).unwrap()).collect();
     db.store.put_accounts(&accounts, clock.now_utc()).await.unwrap();
-    Harness { db, clock, intake, work, _blobs: blobs }
+    Harness { db, clock, intake, work, worker, _blobs: blobs }
 }
 
 trait Now {
@@ -97,8 +100,8 @@ impl Harness {
     }
 
     async fn run_until(&self, rfc3339: &str) {
-        let report = self.work.run_until(&self.clock, at(rfc3339)).await.unwrap();
-        assert!(report.deferred.is_empty(), "{:?}", report.deferred);
+        let report = self.worker.run_until(&self.clock, at(rfc3339), std::time::Duration::from_secs(60)).await.unwrap();
+        assert_eq!(report.dead_jobs, 0, "{report:?}");
     }
 
     async fn record(&self, ticket: &TicketNumber) -> appealflow::store::AppealRecord {
@@ -133,7 +136,7 @@ async fn sla_warning_and_breach_fire_at_their_instants_and_notify_the_leads(db: 
     assert_eq!(h.record(&t).await.state, "submitted", "neither changes the state");
     let leads: Vec<_> = h.notifications(&t).await.into_iter().filter(|n| n.recipient == "leads@example.com").collect();
     assert_eq!(leads.iter().map(|n| n.template.as_str()).collect::<Vec<_>>(), ["sla_warning", "sla_breach"]);
-    assert!(leads.iter().all(|n| n.channel == "email" && n.status == "sent"));
+    assert!(leads.iter().all(|n| n.channel == "email" && n.status == NotificationStatus::Sent));
     assert!(leads[1].body.contains(&t.to_string()), "{}", leads[1].body);
     assert!(leads[1].body.contains("2026-03-13 00:00 +08:00"), "the breach names the deadline: {}", leads[1].body);
 }
@@ -191,13 +194,13 @@ async fn rejection_notice_delivery_opens_the_window_and_a_resubmission_before_th
     h.run_until("2026-03-09T10:00:00+08:00").await;
     assert_eq!(h.record(&t).await.state, "resubmission_window");
     let notice = h.notifications(&t).await.into_iter().find(|n| n.template == "appeal_rejected").unwrap();
-    assert_eq!(notice.status, "sent");
+    assert_eq!(notice.status, NotificationStatus::Sent);
     assert!(notice.body.contains("missing_documents: supplementary"), "{}", notice.body);
     // Delivered Monday: the window closes at the end of Thursday 12 March, Shanghai time.
     assert!(notice.body.contains("2026-03-13 00:00 +08:00"), "{}", notice.body);
     h.run_until("2026-03-12T23:59:59+08:00").await;
     let reminder = h.notifications(&t).await.into_iter().find(|n| n.template == "window_reminder");
-    assert!(reminder.is_some_and(|r| r.status == "sent"), "the reminder went out 24 hours before");
+    assert!(reminder.is_some_and(|r| r.status == NotificationStatus::Sent), "the reminder went out 24 hours before");
     let files = LocalFiles { base: examples() };
     let out = h.intake.resubmit(&t, draft("draft-individual.json", |_| {}), &files, None).await.unwrap();
     assert_eq!(out.state, "submitted");
@@ -212,7 +215,7 @@ async fn the_window_expires_one_second_after_its_deadline_and_the_applicant_is_t
     let expired = h.history(&t).await.into_iter().find(|(n, _)| n == "expire").unwrap();
     assert_eq!(expired.1, at("2026-03-13T00:00:00+08:00"));
     let told: Vec<_> = h.notifications(&t).await.into_iter().filter(|n| n.template == "window_expired").collect();
-    assert!(!told.is_empty() && told.iter().all(|n| n.status == "sent"));
+    assert!(!told.is_empty() && told.iter().all(|n| n.status == NotificationStatus::Sent));
     let files = LocalFiles { base: examples() };
     h.clock.set(at("2026-03-13T00:00:01+08:00"));
     let late = h.intake.resubmit(&t, draft("draft-individual.json", |_| {}), &files, None).await.unwrap_err();
@@ -248,22 +251,15 @@ async fn approval_applies_every_action_once_sends_the_security_notice_and_closes
     assert_eq!(account.security.secure_phone.unwrap().as_e164(), "+8613712345678");
     assert!(!account.security.mfa_attached && !account.security.security_questions_set);
     assert_eq!(account.security.ip_logon_mask, None);
-    // Running again changes nothing: every action's key was applied once.
+    // Running again changes nothing: every action's key was applied once, in the ledger.
     h.run_until("2026-03-09T10:02:00+08:00").await;
-    for a in &actions {
-        let again =
-            h.db.store
-                .apply_account_change(
-                    &a.idempotency_key,
-                    "acme-ops",
-                    &a.action,
-                    &appealflow::domain::account::AccountChange::DetachMfa,
-                    h.clock.now_utc(),
-                )
-                .await
-                .unwrap();
-        assert!(again.replayed, "{} was recorded in the ledger", a.action);
-    }
+    let ledger = h.db.store.ledger().await.unwrap();
+    let mut keys: Vec<&str> = ledger.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    let mut expected: Vec<&str> = actions.iter().map(|a| a.idempotency_key.as_str()).collect();
+    expected.sort_unstable();
+    assert_eq!(keys, expected, "one ledger row per action key");
+    assert!(ledger.iter().all(|(_, c)| c.account == "acme-ops"));
     let notices: Vec<_> = h.notifications(&t).await.into_iter().filter(|n| n.template == "security_notice").collect();
     let to: Vec<_> = notices.iter().map(|n| (n.channel.as_str(), n.recipient.as_str())).collect();
     assert_eq!(
@@ -326,6 +322,7 @@ async fn a_permanently_failing_account_endpoint_leaves_the_appeal_approved_and_f
     let record = h.record(&t).await;
     assert_eq!(record.state, "approved", "a permanently failed action leaves the appeal approved");
     let failed = h.db.store.actions(&WorkFilter { status: Some("failed".into()), ..Default::default() }).await.unwrap();
+    assert!(failed.iter().all(|a| a.status == ActionStatus::Failed));
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].ticket, t);
     assert!(failed[0].last_error.as_deref().unwrap_or("").contains("422"), "{:?}", failed[0].last_error);

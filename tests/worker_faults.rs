@@ -1,17 +1,22 @@
-//! Fault tests of the job worker as real processes against real databases: `kill -9` in
-//! the middle of post-approval actions and an immediate restart, again and again, with
-//! every action still applied exactly once (counted by a recording HTTP endpoint on
-//! loopback, and in the built-in directory's ledger); three workers at once on
-//! PostgreSQL firing each timer and applying each action once; a failing account
-//! endpoint retried with the persisted backoff, dead-lettered, and retried by hand; and
-//! a transition rolled back after its effects were written leaving no job behind.
+//! Fault tests of the job worker as real processes against real databases:
 //!
-//! The workers are the built binary (`appealflow worker`), started and killed as child
-//! processes; the appeals are set up through the library on the same database.
+//! - `kill -9` in the middle of post-approval actions and an immediate restart, again
+//!   and again, with every action still applied exactly once (counted by a recording
+//!   HTTP endpoint on loopback, and in the built-in directory's ledger) and every appeal
+//!   completed. Slow, so it runs as its own CI step: `cargo test --test worker_faults --
+//!   --ignored` (`APPEALFLOW_KILLS`, default 40; `APPEALFLOW_KILL_APPEALS`, default 200).
+//! - Three workers at once on PostgreSQL firing each timer and applying each action once.
+//! - A failing account endpoint retried with the persisted backoff across a restart,
+//!   then recorded as failed for good (the leads alerted), then retried by hand.
+//! - A storm of database failures during work (PostgreSQL: the worker's connections
+//!   terminated ten times in two seconds; SQLite: another writer holding the lock, ten
+//!   times in two seconds, past the worker's busy timeout): the worker's loops restart
+//!   and every approved appeal still closes.
+//! - A database the worker cannot write: `/readyz` answers 503 naming the loops that are
+//!   down, and the standalone worker gives up and exits non-zero.
 //!
-//! (Tests once marked as reproducing src bugs now pass: they guard those fixes;
-//! each has a small deterministic reproduction beside it (`crash_after_success`,
-//! `outbox`, the `actions list --attention` test). Run them with `-- --ignored`.
+//! The workers are the built binary (`appealflow worker` / `serve`), started and killed
+//! as child processes; the appeals are set up through the library on the same database.
 
 mod common;
 
@@ -26,13 +31,14 @@ use std::time::{Duration, Instant};
 
 use appealflow::adapters::notify::sign;
 use appealflow::app::intake::{Intake, LocalFiles};
-use appealflow::app::work::Work;
 use appealflow::domain::draft::DraftInput;
 use appealflow::domain::{Account, AccountInput, Actor, IdHasher, PhoneNumber, Role, TicketNumber};
-use appealflow::engine::{Engine, EngineError, ManualClock};
-use appealflow::jobs::{ACTIONS_QUEUE, EFFECTS_QUEUE, NOTIFICATIONS_QUEUE, WorkerSettings};
-use appealflow::startup::{IntakeConfig, WorkConfig, build_intake, build_work};
-use appealflow::store::{ActionAttempt, AppealRecord, FailPoint, JobFilter, JobRecord, TimerStatus, WorkFilter};
+use appealflow::engine::{EngineError, ManualClock};
+use appealflow::jobs::{ACTIONS_QUEUE, NOTIFICATIONS_QUEUE};
+use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
+use appealflow::store::{
+    ActionStatus, AppealRecord, JobFilter, JobRecord, NotificationStatus, TimerStatus, WorkFilter,
+};
 use appealflow::workflow::Fire;
 use axum::Router;
 use axum::body::Bytes;
@@ -225,7 +231,6 @@ struct Run {
 struct Setup {
     db: TestDb,
     intake: Intake,
-    work: Work,
     dir: tempfile::TempDir,
     spawned: usize,
 }
@@ -241,16 +246,24 @@ impl Setup {
     /// The library side's clock stopped at `now`.
     async fn at(db: TestDb, now: chrono::DateTime<chrono::Utc>) -> Setup {
         let clock = Arc::new(ManualClock::new(now));
-        let engine = Arc::new(Engine::new(db.store.clone(), common::workflow(), clock.clone()));
+        let (engine, _) = common::work(&db, clock, &WorkConfig::default());
         let dir = tempfile::tempdir().unwrap();
         let config = IntakeConfig {
             blob_dir: dir.path().join("blobs"),
             id_hash_key: Some(ID_KEY.into()),
             limits: Default::default(),
         };
-        let intake = build_intake(engine.clone(), &common::workflows_dir(), &config).expect("intake builds");
-        let work = build_work(engine, &common::workflows_dir(), &WorkConfig::default()).expect("work builds");
-        Setup { db, intake, work, dir, spawned: 0 }
+        let intake = build_intake(engine, &common::workflows_dir(), &config).expect("intake builds");
+        Setup { db, intake, dir, spawned: 0 }
+    }
+
+    /// As [`Setup::new`], with jobs enqueued by the library side allowed `max_attempts`
+    /// (every process must agree on it: it is written with each job).
+    async fn with_attempts(db: TestDb, max_attempts: usize) -> Setup {
+        let options = appealflow::startup::DbOptions { max_attempts, ..Default::default() };
+        let (store, backend) = appealflow::startup::open_with(&db.url, &options).await.unwrap();
+        let db = TestDb { store, backend, ..db };
+        Setup::new(db).await
     }
 
     fn store(&self) -> &Arc<dyn appealflow::store::Store> {
@@ -413,6 +426,32 @@ impl Setup {
         self.store().actions(&done).await.unwrap().len()
     }
 
+    /// Starts `appealflow serve` on a free loopback port; answers the process and its URL.
+    async fn spawn_serve(&mut self, envs: &[(&str, String)]) -> (Worker, String) {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let listen = format!("127.0.0.1:{port}");
+        self.spawned += 1;
+        let mut log = OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        writeln!(log, "===== serve start #{}", self.spawned).unwrap();
+        let err: File = log.try_clone().unwrap();
+        let child = self
+            .command(&["serve", "--listen", &listen], envs)
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("serve starts");
+        let url = format!("http://{listen}");
+        let start = Instant::now();
+        while reqwest::get(format!("{url}/healthz")).await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "serve did not answer\n{}", self.log_tail(30));
+            tokio::time::sleep(ms(50)).await;
+        }
+        (Worker(child), url)
+    }
+
     /// What a reader needs when a wait times out.
     async fn diagnostics(&self, appeals: &[Approved]) -> String {
         let log = self.log();
@@ -473,9 +512,12 @@ impl Setup {
         out
     }
 
-    /// Lines of the workers' log that report a relay failure.
-    fn relay_errors(&self) -> usize {
-        self.log().lines().filter(|l| l.contains("ERROR") && l.contains("relay")).count()
+    /// Lines of the workers' log that report a loop restarted after a failure.
+    fn restarts(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("ERROR") && (l.contains("restarting it") || l.contains("trying again")))
+            .count()
     }
 
     /// Waits (at most `limit`) until every appeal is closed as completed.
@@ -493,35 +535,6 @@ impl Setup {
                 );
             }
             tokio::time::sleep(ms(200)).await;
-        }
-    }
-
-    /// Waits until the appeal's outbox rows have been carried out by a worker: their jobs
-    /// ran and the notifications they made were sent.
-    async fn wait_received(&self, appeal_id: &str) {
-        let start = Instant::now();
-        loop {
-            let jobs = self.store().jobs(&JobFilter::default()).await.unwrap();
-            let effect_jobs: Vec<&JobRecord> = jobs.iter().filter(|j| j.queue == EFFECTS_QUEUE).collect();
-            let notes = self
-                .store()
-                .notifications(&WorkFilter { appeal_id: Some(appeal_id.to_string()), ..Default::default() })
-                .await
-                .unwrap();
-            let effects = self.store().effects(appeal_id).await.unwrap();
-            if effect_jobs.len() == effects.len()
-                && effect_jobs.iter().all(|j| j.status == "Done")
-                && !notes.is_empty()
-                && notes.iter().all(|n| n.status == "sent")
-            {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the worker did not carry out the outbox: {effects:?} {notes:?}\n{}",
-                self.diagnostics(&[]).await
-            );
-            tokio::time::sleep(ms(100)).await;
         }
     }
 
@@ -563,7 +576,7 @@ impl Setup {
             expected.sort_unstable();
             assert_eq!(names, expected, "{}: the actions its items call for", a.ticket);
             for x in &actions {
-                assert_eq!(x.status, "succeeded", "{} {}", a.ticket, x.action);
+                assert_eq!(x.status, ActionStatus::Succeeded, "{} {}", a.ticket, x.action);
                 assert_eq!(x.idempotency_key, format!("{}:{}", a.id, x.action));
             }
         }
@@ -711,23 +724,26 @@ fn jobs_by_args<'a>(jobs: &'a [JobRecord], queue: &str) -> BTreeMap<String, Vec<
 
 // ---------------------------------------------------- 1. kill -9 during actions
 
-/// Restarts in the kill loop (the issue asks for at least 20).
-const KILLS: usize = 22;
-/// Appeals approved before the first worker starts (one more is approved each round).
-const KILL_APPEALS_FIRST: usize = 6;
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
-/// Kills in a loop, then one worker to the end: every appeal completed, and every
-/// (appeal, action) key applied exactly once — at the recording endpoint (`http`) or in
-/// the built-in directory's ledger and accounts.
+/// Kills, then one worker to the end: every appeal completed, and every (appeal,
+/// action) key applied exactly once — at the recording endpoint (`http`) or in the
+/// built-in directory's ledger and accounts. `APPEALFLOW_KILLS` restarts (default 40),
+/// `APPEALFLOW_KILL_APPEALS` appeals in all (default 200): most approved before the
+/// first worker starts, one more approved in each round.
 async fn kill_loop(db: TestDb, http: bool) {
     let started = Instant::now();
     let backend = db.store.backend();
     let label = format!("kill -9 / {backend} / {}", if http { "HTTP adapter" } else { "built-in accounts table" });
     let mut s = Setup::new(db).await;
-    let total = KILL_APPEALS_FIRST + KILLS;
+    let kills = env_count("APPEALFLOW_KILLS", 40);
+    let total = env_count("APPEALFLOW_KILL_APPEALS", 200).max(kills + 1);
+    let first = total - kills;
     s.put_accounts(&(0..total).map(account).collect::<Vec<_>>()).await;
     let mut appeals = Vec::new();
-    for i in 0..KILL_APPEALS_FIRST {
+    for i in 0..first {
         appeals.push(s.approve(i).await);
     }
     let endpoint = if http { Some(Endpoint::start(200, (50, 150)).await) } else { None };
@@ -737,7 +753,7 @@ async fn kill_loop(db: TestDb, http: bool) {
 
     let delays: Vec<u64> = {
         let mut rng = rand::rng();
-        (0..KILLS).map(|_| rng.random_range(100..=700)).collect()
+        (0..kills).map(|_| rng.random_range(100..=700)).collect()
     };
     // Each round: a worker starts, one more appeal is approved (so that every worker
     // finds fresh post-approval work, not only jobs a killed predecessor still holds),
@@ -746,7 +762,7 @@ async fn kill_loop(db: TestDb, http: bool) {
     for (round, delay) in delays.iter().enumerate() {
         let mut child = s.spawn_worker(&args, &envs);
         let t = Instant::now();
-        appeals.push(s.approve(KILL_APPEALS_FIRST + round).await);
+        appeals.push(s.approve(first + round).await);
         tokio::time::sleep(ms(*delay).saturating_sub(t.elapsed())).await;
         kill9(&mut child);
         progress.push(s.actions_succeeded().await);
@@ -755,7 +771,7 @@ async fn kill_loop(db: TestDb, http: bool) {
     let expected_keys: BTreeSet<String> = appeals.iter().flat_map(Approved::keys).collect();
 
     let mut child = s.spawn_worker(&args, &envs);
-    let recovery = s.wait_completed(&appeals, Duration::from_secs(120)).await;
+    let recovery = s.wait_completed(&appeals, Duration::from_secs(300)).await;
     let status = terminate(&mut child, Duration::from_secs(40)).await;
     assert!(status.success(), "the worker exits cleanly on SIGTERM: {status}\n{}", s.log_tail(40));
 
@@ -798,36 +814,44 @@ async fn kill_loop(db: TestDb, http: bool) {
         s.assert_accounts_changed(&appeals).await;
         format!("{} ledger rows for {} actions", ledger.len(), expected_keys.len())
     };
+    let unqueued = s.store().unqueued_work(1000).await.unwrap();
+    assert_eq!(unqueued, [], "no pending row without its job, after {kills} kills");
     report(&format!(
-        "[{label}] {KILLS} kills after {:?} ms; actions succeeded after each kill: {progress:?} \
-         ({succeeded_at_last_kill}/{} when the last worker was killed); all {} appeals \
-         completed {:.1} s after the final restart; {per_key_figure}; {} worker starts; {} relay errors logged; \
-         test took {:.1} s",
+        "[{label}] {kills} kills after {:?} ms; actions succeeded after each kill: {progress:?} \
+         ({succeeded_at_last_kill}/{} when the last worker was killed); {}/{} appeals \
+         completed {:.1} s after the final restart; {per_key_figure}; {} worker starts; test took {:.1} s",
         delays,
         expected_keys.len(),
         appeals.len(),
+        total,
         recovery.as_secs_f64(),
         s.spawned,
-        s.relay_errors(),
         started.elapsed().as_secs_f64()
     ));
 }
 
+/// Slow (a minute or more each): run as their own CI step with `-- --ignored`.
 mod kill_9_during_post_approval_actions_then_restart_applies_each_action_exactly_once {
     use super::kill_loop;
     use crate::common;
 
+    const WHY: &str = "slow process test: CI runs it as its own step";
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "slow process test: CI runs it as its own step"]
     async fn sqlite_http_adapter() {
+        let _ = WHY;
         kill_loop(common::sqlite().await, true).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "slow process test: CI runs it as its own step"]
     async fn sqlite_built_in_accounts_table() {
         kill_loop(common::sqlite().await, false).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "slow process test: CI runs it as its own step"]
     async fn postgres_http_adapter() {
         if let Some(db) = common::postgres("kill_9_postgres_http_adapter").await {
             kill_loop(db, true).await;
@@ -835,6 +859,7 @@ mod kill_9_during_post_approval_actions_then_restart_applies_each_action_exactly
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    #[ignore = "slow process test: CI runs it as its own step"]
     async fn postgres_built_in_accounts_table() {
         if let Some(db) = common::postgres("kill_9_postgres_built_in_accounts_table").await {
             kill_loop(db, false).await;
@@ -843,8 +868,9 @@ mod kill_9_during_post_approval_actions_then_restart_applies_each_action_exactly
 }
 
 on_both_backends!(
-    failing_http_account_endpoint_retries_with_backoff_then_dead_letters_then_manual_retry_succeeds,
-    a_transition_rolled_back_after_its_effects_were_written_leaves_no_job,
+    a_failing_account_endpoint_is_retried_with_backoff_then_failed_for_good_then_retried_by_hand,
+    a_storm_of_database_failures_during_work_is_survived_and_every_approved_appeal_closes,
+    a_worker_that_cannot_write_its_database_says_so_and_gives_up_with_an_error,
 );
 
 // ------------------------------------------ 2. several workers on PostgreSQL at once
@@ -954,13 +980,19 @@ async fn several_workers_on_postgres_fire_each_timer_and_action_once() {
         assert_eq!(a.result.as_ref().and_then(|r| r.get("replayed")), Some(&json!(false)), "{a:?}");
     }
     for n in s.store().notifications(&WorkFilter::default()).await.unwrap() {
-        assert_eq!((n.status.as_str(), n.attempts), ("sent", 1), "notification {} delivered once", n.id);
+        // A fallback channel never needed is skipped; everything else went out once.
+        assert!(
+            (n.status == NotificationStatus::Sent && n.attempts == 1)
+                || (n.status == NotificationStatus::Skipped && n.attempts == 0),
+            "notification {} delivered once: {n:?}",
+            n.id
+        );
     }
 
-    // Three relays pushed the same rows: one job each, and each ran exactly once.
+    // One job per row, each run exactly once, by whichever worker claimed it.
     let jobs = s.store().jobs(&JobFilter::default()).await.unwrap();
     let mut figures = Vec::new();
-    for queue in [EFFECTS_QUEUE, ACTIONS_QUEUE, NOTIFICATIONS_QUEUE] {
+    for queue in [ACTIONS_QUEUE, NOTIFICATIONS_QUEUE] {
         let by = jobs_by_args(&jobs, queue);
         for (args, js) in &by {
             assert_eq!(js.len(), 1, "{queue}: one job for {args}: {js:?}");
@@ -971,35 +1003,21 @@ async fn several_workers_on_postgres_fire_each_timer_and_action_once() {
     assert_eq!(jobs_by_args(&jobs, ACTIONS_QUEUE).len(), expected_keys.len());
     report(&format!(
         "[3 workers / postgres] {} SLA timers and {} actions, jobs {}; done {:.1} s after the workers started; \
-         {} relay errors logged; test took {:.1} s",
+         test took {:.1} s",
         2 * SLA_APPEALS,
         expected_keys.len(),
         figures.join(", "),
         finished.as_secs_f64(),
-        s.relay_errors(),
         started.elapsed().as_secs_f64()
     ));
 }
 
-// ------------------------------------- 3. a failing endpoint, backoff, dead letter
+// ------------------------------- 3. a failing endpoint: backoff, failed for good, retry
 
 /// The first retry waits this long; the second twice as long. Two seconds rather than
-/// one: SQLite's queue keeps `run_at` in whole seconds and the worker's deferral rounds
-/// the current second down, so a wait comes out up to a second short, and a 1-second
-/// backoff could not be told from none.
+/// one: SQLite's queue keeps `run_at` in whole seconds and the deferral rounds up, so a
+/// one-second backoff could not be told from none.
 const BACKOFF_SECS: u64 = 2;
-
-/// One approved appeal whose only action (detach MFA) goes to an endpoint answering
-/// 500, run by a worker allowed three attempts, until the action's job is dead. The
-/// worker is restarted (gracefully) between the second and third attempt.
-struct DeadLettered {
-    s: Setup,
-    endpoint: Endpoint,
-    appeal: Approved,
-    action_id: i64,
-    key: String,
-    worker: Worker,
-}
 
 async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -1009,15 +1027,23 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-async fn dead_letter_one_action(db: TestDb) -> DeadLettered {
-    let mut s = Setup::new(db).await;
+/// An approved appeal whose only action (detach MFA) goes to an endpoint answering 500,
+/// run by a worker allowed three attempts and restarted (gracefully) between the second
+/// and the third: the attempts keep their backoff across the restart, the third failure
+/// is the last, and the action is recorded as failed for good — the appeal stays
+/// approved, the leads are alerted, `actions list --attention` shows it. Retried by
+/// hand once the endpoint recovers, it succeeds and the appeal closes.
+async fn a_failing_account_endpoint_is_retried_with_backoff_then_failed_for_good_then_retried_by_hand(db: TestDb) {
+    let started = Instant::now();
+    let backend = db.store.backend();
+    let mut s = Setup::with_attempts(db, 3).await;
     s.put_accounts(&[account(0)]).await;
     let ticket = s.submit(&individual_draft(0, &["detach_mfa"])).await;
     s.fire(&ticket, "claim").await;
     s.fire(&ticket, "approve").await;
     let record = s.record(&ticket).await;
     let appeal = Approved {
-        ticket,
+        ticket: ticket.clone(),
         id: record.id.clone(),
         account: account_name(0),
         contact_phone: PhoneNumber::parse(&new_phone(0)).unwrap(),
@@ -1025,402 +1051,222 @@ async fn dead_letter_one_action(db: TestDb) -> DeadLettered {
     };
     let key = format!("{}:detach_mfa", record.id);
     let endpoint = Endpoint::start(500, (0, 0)).await;
-    let envs = endpoint.env();
-    let envs: Vec<(&str, String)> = envs.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let mut envs: Vec<(&str, String)> = endpoint.env().iter().map(|(k, v)| (*k, v.clone())).collect();
+    envs.push(("APPEALFLOW_LEAD_EMAILS", "lead@example.com".to_string()));
+    envs.push(("APPEALFLOW_MAX_ATTEMPTS", "3".to_string()));
     let backoff = BACKOFF_SECS.to_string();
-    let args: Vec<String> =
-        ["--poll-ms", "100", "--max-attempts", "3", "--backoff-secs", &backoff].iter().map(|a| a.to_string()).collect();
-    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut worker = s.spawn_worker(&arg_refs, &envs);
-
+    let args = ["--poll-ms", "100", "--backoff-secs", backoff.as_str()];
+    let mut worker = s.spawn_worker(&args, &envs);
     wait_for("two attempts", Duration::from_secs(30), || endpoint.hits_for(&key).len() >= 2).await;
     // A restart between failures must not reset the spacing: the backoff is in the database.
     tokio::time::sleep(ms(150)).await;
     let status = terminate(&mut worker, Duration::from_secs(40)).await;
     assert!(status.success(), "{status}");
-    let worker = s.spawn_worker(&arg_refs, &envs);
+    let mut worker = s.spawn_worker(&args, &envs);
     wait_for("three attempts", Duration::from_secs(30), || endpoint.hits_for(&key).len() >= 3).await;
 
-    let start = Instant::now();
-    let job = loop {
-        let dead = s.store().jobs(&JobFilter { dead_only: true, ..Default::default() }).await.unwrap();
-        if let Some(j) = dead.into_iter().find(|j| j.queue == ACTIONS_QUEUE) {
-            break j;
+    let action_id = loop {
+        let failed =
+            s.store().actions(&WorkFilter { status: Some("failed".into()), ..Default::default() }).await.unwrap();
+        if let Some(a) = failed.first() {
+            break a.id;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "the job is dead\n{}", s.diagnostics(&[]).await);
+        assert!(started.elapsed() < Duration::from_secs(60), "the action fails for good\n{}", s.diagnostics(&[]).await);
         tokio::time::sleep(ms(100)).await;
     };
-    let action_id = job.args["action_id"].as_i64().expect("the job carries the action's id");
-    DeadLettered { s, endpoint, appeal, action_id, key, worker }
-}
-
-async fn failing_http_account_endpoint_retries_with_backoff_then_dead_letters_then_manual_retry_succeeds(db: TestDb) {
-    let started = Instant::now();
-    let backend = db.store.backend();
-    let DeadLettered { s, endpoint, appeal, action_id, key, mut worker } = dead_letter_one_action(db).await;
-
-    // No fourth attempt (and no hot loop) once the job is dead.
+    // No fourth attempt (and no hot loop) once it has failed for good.
     tokio::time::sleep(ms(2500)).await;
     let hits = endpoint.hits_for(&key);
     assert_eq!(hits.len(), 3, "exactly max-attempts requests: {hits:?}");
     assert!(hits.iter().all(|h| h.status == 500 && h.action == "detach_mfa" && h.signature_ok));
-    assert_eq!(endpoint.hits().len(), 3, "no other request");
     let gaps: Vec<f64> = hits.windows(2).map(|w| (w[1].at - w[0].at).as_secs_f64()).collect();
-    // SQLite's queue keeps run_at in whole seconds, so a wait may come out up to a
-    // second short; PostgreSQL keeps it exactly.
     let slack = if backend == "sqlite" { 1.0 } else { 0.05 };
     for (i, gap) in gaps.iter().enumerate() {
         let backoff = (BACKOFF_SECS << i) as f64;
         assert!(*gap >= backoff - slack, "attempt {} came {gap:.2} s after the one before; backoff {backoff} s", i + 2);
     }
     let action = s.store().action(action_id).await.unwrap().unwrap();
-    assert_eq!((action.status.as_str(), action.attempts), ("pending", 3), "{action:?}");
+    assert_eq!((action.status, action.attempts), (ActionStatus::Failed, 3), "{action:?}");
     assert!(action.last_error.as_deref().is_some_and(|e| e.contains("500")), "{action:?}");
-    assert_eq!(s.record(&appeal.ticket).await.state, "approved");
-
-    // Listed as dead.
-    let listed = s.cli(&["jobs", "list", "--dead", "--json"], &[]).await;
+    assert_eq!(s.record(&ticket).await.state, "approved");
+    // The failure is on the appeal's history, and the leads were told, in the same commit.
+    let history = s.store().history(&record.id).await.unwrap();
+    assert!(history.iter().any(|e| e.transition == "action_failed"), "{history:?}");
+    let alerts: Vec<_> = s
+        .store()
+        .notifications(&WorkFilter { appeal_id: Some(record.id.clone()), ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.template == "action_failed")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].recipient, "lead@example.com");
+    // The job itself ended: the failure is the action's, recorded, not a dead job's.
+    let dead = s.store().jobs(&JobFilter { dead_only: true, ..Default::default() }).await.unwrap();
+    assert_eq!(dead, [], "no dead job");
+    let listed = s.cli(&["actions", "list", "--attention", "--json"], &[]).await;
     assert_eq!(listed.code, 0, "{}", listed.stderr);
-    let dead: Vec<Value> = serde_json::from_str(&listed.stdout).expect("JSON");
-    let job = dead
-        .iter()
-        .find(|j| j["queue"] == ACTIONS_QUEUE && j["args"]["action_id"] == action_id)
-        .unwrap_or_else(|| panic!("the action's job is listed as dead: {dead:?}"));
-    assert_eq!(
-        (job["dead"].as_bool(), job["attempts"].as_i64(), job["max_attempts"].as_i64()),
-        (Some(true), Some(3), Some(3))
-    );
-    let job_id = job["id"].as_str().expect("a job id").to_string();
+    let rows: Vec<Value> = serde_json::from_str(&listed.stdout).expect("JSON");
+    assert!(rows.iter().any(|a| a["id"] == action_id), "flagged for attention: {rows:?}");
 
     // The endpoint recovers; retried by hand, the action succeeds and the appeal closes.
     endpoint.set_status(200);
-    let retried = s.cli(&["jobs", "retry", &job_id], &[]).await;
+    let retried = s.cli(&["actions", "retry", &action_id.to_string()], &envs).await;
     assert_eq!(retried.code, 0, "{}", retried.stderr);
-    assert!(retried.stdout.contains("queued again"), "{}", retried.stdout);
     let recovered = s.wait_completed(std::slice::from_ref(&appeal), Duration::from_secs(30)).await;
-    let hits = endpoint.hits_for(&key);
-    assert_eq!(hits.len(), 4, "one more request after the retry: {hits:?}");
+    assert_eq!(endpoint.hits_for(&key).len(), 4, "one more request after the retry");
     assert_eq!(endpoint.applied().keys().collect::<Vec<_>>(), [&key], "applied once");
     let action = s.store().action(action_id).await.unwrap().unwrap();
-    assert_eq!((action.status.as_str(), action.attempts), ("succeeded", 4));
-
-    let listed = s.cli(&["jobs", "list", "--dead", "--json"], &[]).await;
-    let dead: Vec<Value> = serde_json::from_str(&listed.stdout).expect("JSON");
-    assert!(dead.iter().all(|j| j["id"] != job_id.as_str()), "no longer dead: {dead:?}");
-    let again = s.cli(&["jobs", "retry", &job_id], &[]).await;
-    assert_eq!(again.code, 3, "only a dead job is retried by hand: {}", again.stderr);
-
+    assert_eq!((action.status, action.attempts), (ActionStatus::Succeeded, 4));
+    let again = s.cli(&["actions", "retry", &action_id.to_string()], &envs).await;
+    assert_eq!(again.code, 3, "only a failed action is retried by hand: {}", again.stderr);
     let status = terminate(&mut worker, Duration::from_secs(40)).await;
     assert!(status.success(), "{status}");
     report(&format!(
         "[failing endpoint / {backend}] 3 attempts, gaps {gaps:.2?} s (backoff {BACKOFF_SECS} s, doubling; \
-         worker restarted between attempts 2 and 3), dead, retried by hand: closed {:.1} s later; test took {:.1} s",
+         worker restarted between attempts 2 and 3), failed for good with the leads alerted, retried by hand: \
+         closed {:.1} s later; test took {:.1} s",
         recovered.as_secs_f64(),
         started.elapsed().as_secs_f64()
     ));
 }
 
-/// The issue: "a permanently failed action leaves the appeal `approved` and flagged for
-/// attention, visible in a listing". An action whose job used up its attempts is such
-/// an action.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_action_whose_job_is_dead_is_listed_by_actions_list_attention() {
-    let DeadLettered { s, action_id, mut worker, .. } = dead_letter_one_action(common::sqlite().await).await;
-    let status = terminate(&mut worker, Duration::from_secs(40)).await;
-    assert!(status.success(), "{status}");
-    let listed = s.cli(&["actions", "list", "--attention", "--json"], &[]).await;
-    assert_eq!(listed.code, 0, "{}", listed.stderr);
-    let rows: Vec<Value> = serde_json::from_str(&listed.stdout).expect("JSON");
-    assert!(rows.iter().any(|a| a["id"] == action_id), "the dead action is flagged for attention: {rows:?}");
-}
+// ------------------------------------------------ 4. a storm of database failures
 
-// --------------------------------------------- 4. rolled back: no job, no action
-
-async fn a_transition_rolled_back_after_its_effects_were_written_leaves_no_job(db: TestDb) {
-    // On the real clock, so that none of the claimed appeal's timers is due for the worker.
-    let mut s = Setup::at(db, chrono::Utc::now()).await;
-    s.put_accounts(&[account(0)]).await;
-    let (draft, actions) = approved_draft(0);
-    let ticket = s.submit(&draft).await;
-    s.fire(&ticket, "claim").await;
-    let claimed = s.record(&ticket).await;
-    let counts = s.store().row_counts().await.unwrap();
-    for fp in [FailPoint::AfterEvent, FailPoint::BeforeCommit] {
-        s.store().fail_points().set(Some(fp));
-        let result =
-            s.intake.engine().fire(&ticket, &Fire::new("approve"), &Actor::new("ann", Role::Reviewer), None).await;
-        s.store().fail_points().set(None);
-        assert!(result.is_err(), "{fp:?}: the approval fails: {result:?}");
-        assert_eq!(s.store().row_counts().await.unwrap(), counts, "{fp:?}: nothing of it was kept");
-    }
-    assert_eq!(s.record(&ticket).await, claimed, "the appeal is as it was");
-    let outbox: Vec<(i64, Option<String>)> =
-        s.store().effects(&claimed.id).await.unwrap().into_iter().map(|e| (e.id, e.template)).collect();
-    assert_eq!(outbox.iter().map(|(_, t)| t.as_deref()).collect::<Vec<_>>(), [Some("appeal_received")]);
-
-    // A worker runs its relay (with a full sweep) and all three queues.
-    let mut worker = s.spawn_worker(&["--poll-ms", "100"], &[]);
-    s.wait_received(&claimed.id).await;
-    tokio::time::sleep(ms(2500)).await;
-    let status = terminate(&mut worker, Duration::from_secs(40)).await;
-    assert!(status.success(), "{status}");
-
-    let effects = s.store().effects(&claimed.id).await.unwrap();
-    assert_eq!(effects.iter().map(|e| (e.id, e.template.clone())).collect::<Vec<_>>(), outbox, "no outbox row");
-    let history: Vec<String> =
-        s.store().history(&claimed.id).await.unwrap().into_iter().map(|e| e.transition).collect();
-    assert_eq!(history, ["submit", "claim"]);
-    let no_filter = WorkFilter { appeal_id: Some(claimed.id.clone()), ..Default::default() };
-    assert!(s.store().actions(&no_filter).await.unwrap().is_empty(), "no action");
-    let notes = s.store().notifications(&no_filter).await.unwrap();
-    assert!(notes.iter().all(|n| n.template == "appeal_received"), "{notes:?}");
-    let jobs = s.store().jobs(&JobFilter::default()).await.unwrap();
-    let outbox_ids: BTreeSet<i64> = outbox.iter().map(|(id, _)| *id).collect();
-    let note_ids: BTreeSet<i64> = notes.iter().map(|n| n.id).collect();
-    for j in &jobs {
-        match j.queue.as_str() {
-            q if q == EFFECTS_QUEUE => {
-                assert!(
-                    outbox_ids.contains(&j.args["outbox_id"].as_i64().unwrap()),
-                    "a job for a rolled-back row: {j:?}"
-                )
-            }
-            q if q == NOTIFICATIONS_QUEUE => assert!(note_ids.contains(&j.args["notification_id"].as_i64().unwrap())),
-            _ => panic!("no other job: {j:?}"),
-        }
-    }
-    assert_eq!(jobs.len(), outbox_ids.len() + note_ids.len(), "{jobs:?}");
-
-    // Control: the same approval committed makes its jobs, and they run to the end.
-    s.fire(&ticket, "approve").await;
-    let templates: Vec<Option<String>> =
-        s.store().effects(&claimed.id).await.unwrap().into_iter().map(|e| e.template).collect();
-    assert_eq!(templates.len(), 3, "{templates:?}");
-    let mut worker = s.spawn_worker(&["--poll-ms", "100"], &[]);
-    let approved = Approved {
-        ticket: ticket.clone(),
-        id: claimed.id.clone(),
-        account: account_name(0),
-        contact_phone: PhoneNumber::parse(&new_phone(0)).unwrap(),
-        actions,
-    };
-    s.wait_completed(std::slice::from_ref(&approved), Duration::from_secs(30)).await;
-    let status = terminate(&mut worker, Duration::from_secs(40)).await;
-    assert!(status.success(), "{status}");
-    s.assert_completed_once(std::slice::from_ref(&approved)).await;
-    let jobs = s.store().jobs(&JobFilter::default()).await.unwrap();
-    assert_eq!(jobs_by_args(&jobs, ACTIONS_QUEUE).len(), approved.actions.len());
-}
-
-// ------------------------------ a crash between an action's success and its follow-ups
-
-/// `Work::run_action` records an action `succeeded` and only then renders its "after"
-/// notifications and closes the appeal if it was the last. A worker killed in between
-/// leaves the action succeeded and its job orphaned; the job's re-run sees the action
-/// is no longer pending and returns at once, and the relay's sweep only looks at
-/// pending actions — so the appeal stays `approved` forever and the notifications the
-/// action owes (the security notice, "action completed") are never sent.
-///
-/// Reproduced deterministically: the state such a kill leaves is built through the
-/// library (the change applied through the ledger and recorded as succeeded, the job
-/// still queued), then a real worker runs.
-async fn an_appeal_whose_last_action_succeeded_just_before_a_kill_still_completes(db: TestDb) {
+/// Ten database failures in two seconds while the worker applies actions (slowly, at a
+/// recording endpoint): on PostgreSQL every connection of appealflow's is terminated;
+/// on SQLite another writer holds the database's lock for longer than the worker's busy
+/// timeout. The worker's loops fail, are restarted with backoff, and finish: every
+/// approved appeal closes, each action applied once.
+async fn a_storm_of_database_failures_during_work_is_survived_and_every_approved_appeal_closes(db: TestDb) {
+    let started = Instant::now();
+    let backend = db.store.backend();
     let mut s = Setup::new(db).await;
-    let appeals = s.approved_appeals(1, 0).await;
-    let a = &appeals[0];
-    for e in s.store().effects(&a.id).await.unwrap() {
-        s.work.process_effect(e.id).await.expect("the effect is carried out");
-    }
-    let actions = s.store().actions(&WorkFilter { appeal_id: Some(a.id.clone()), ..Default::default() }).await.unwrap();
-    assert_eq!(actions.len(), a.actions.len());
-    let (last, rest) = actions.split_last().unwrap();
-    for x in rest {
-        s.work.run_action(x.id).await.expect("applied");
-    }
-    assert_eq!(s.record(&a.ticket).await.state, "approved");
-    // The last action: applied and recorded, then the process dies.
-    assert_eq!(last.action, "clear_ip_logon_mask");
-    let now = common::monday_morning();
-    s.store()
-        .apply_account_change(
-            &last.idempotency_key,
-            &a.account,
-            &last.action,
-            &appealflow::domain::account::AccountChange::ClearIpLogonMask,
-            now,
-        )
-        .await
-        .unwrap();
-    let attempt = ActionAttempt {
-        status: "succeeded",
-        error: None,
-        result: Some(json!({})),
-        done_by: None,
-        if_appeal_version: None,
-    };
-    s.store().record_action_attempt(last.id, &attempt, now).await.unwrap();
-    // Its job is still in the queue (a killed worker's job is re-enqueued).
-    let (_, backend) = appealflow::startup::open(&s.db.url).await.unwrap();
-    let settings = WorkerSettings::default();
-    appealflow::startup::queues(&backend, &settings).push_action(last.id, &settings).await.unwrap();
-
-    let mut worker = s.spawn_worker(&["--poll-ms", "100"], &[]);
-    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
-        while !s.unfinished(&appeals).await.is_empty() {
+    let appeals = s.approved_appeals(12, 0).await;
+    let endpoint = Endpoint::start(200, (100, 250)).await;
+    let mut envs: Vec<(&str, String)> = endpoint.env().iter().map(|(k, v)| (*k, v.clone())).collect();
+    envs.push(("APPEALFLOW_SQLITE_BUSY_MS", "200".to_string()));
+    let mut worker = s.spawn_worker(&["--poll-ms", "100", "--heartbeat-secs", "1"], &envs);
+    // Work in flight.
+    wait_for("the first action", Duration::from_secs(30), || !endpoint.hits().is_empty()).await;
+    let storm = Instant::now();
+    let mut hits = 0;
+    if backend == "postgres" {
+        let admin = sqlx::PgPool::connect(&s.db.url).await.unwrap();
+        let db_name = s.db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+        for _ in 0..10 {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = $1 AND application_name = 'appealflow' AND pid <> pg_backend_pid()",
+            )
+            .bind(&db_name)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+            hits += n;
             tokio::time::sleep(ms(200)).await;
         }
-    })
-    .await;
-    let status = terminate(&mut worker, Duration::from_secs(40)).await;
-    assert!(status.success(), "{status}");
-    assert!(
-        outcome.is_ok(),
-        "the appeal completes: {:?}\n{}",
-        s.unfinished(&appeals).await,
-        s.diagnostics(&appeals).await
-    );
-    let notes =
-        s.store().notifications(&WorkFilter { appeal_id: Some(a.id.clone()), ..Default::default() }).await.unwrap();
-    let done_notes = notes.iter().filter(|n| n.template == "action_completed").count();
-    assert_eq!(done_notes, 2 * a.actions.len(), "an SMS and an email for every action, the last one too");
-}
-
-mod crash_after_success {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        super::an_appeal_whose_last_action_succeeded_just_before_a_kill_still_completes(crate::common::sqlite().await)
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        let name = "an_appeal_whose_last_action_succeeded_just_before_a_kill_still_completes";
-        if let Some(db) = crate::common::postgres(name).await {
-            super::an_appeal_whose_last_action_succeeded_just_before_a_kill_still_completes(db).await;
+        admin.close().await;
+    } else {
+        let path = s.db.url.trim_start_matches("sqlite://").to_string();
+        for _ in 0..10 {
+            // Another process's writer: sqlite3 semantics through a raw connection.
+            let mut conn =
+                <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{path}")).await.unwrap();
+            sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.unwrap();
+            tokio::time::sleep(ms(150)).await;
+            sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            hits += 1;
+            tokio::time::sleep(ms(50)).await;
         }
     }
-}
-
-// ------------------------------------------------------------ the outbox relay
-
-/// An outbox row's job ran; the row must say so (`done`), or the relay's sweep keeps
-/// re-pushing it and a re-run of its job does the work again instead of stopping at
-/// "already done". The relay marks the row `queued` (pending → queued) after pushing
-/// it, and `Work::process_effect` then marks it done only from `pending`.
-async fn an_outbox_row_whose_job_ran_is_marked_done(db: TestDb) {
-    let mut s = Setup::at(db, chrono::Utc::now()).await;
-    s.put_accounts(&[account(0)]).await;
-    let ticket = s.submit(&individual_draft(0, &["detach_mfa"])).await;
-    let record = s.record(&ticket).await;
-    let mut worker = s.spawn_worker(&["--poll-ms", "100"], &[]);
-    s.wait_received(&record.id).await;
+    let storm_took = storm.elapsed();
+    let recovery = s.wait_completed(&appeals, Duration::from_secs(120)).await;
     let status = terminate(&mut worker, Duration::from_secs(40)).await;
-    assert!(status.success(), "{status}");
-    let effects = s.store().effects(&record.id).await.unwrap();
-    assert!(effects.iter().all(|e| e.status == "done"), "every carried-out row is done: {effects:?}");
+    assert!(status.success(), "the worker survived the storm and stops cleanly: {status}\n{}", s.log_tail(40));
+    s.assert_completed_once(&appeals).await;
+    let expected: BTreeSet<String> = appeals.iter().flat_map(Approved::keys).collect();
+    assert_eq!(endpoint.applied().keys().cloned().collect::<BTreeSet<_>>(), expected, "each key applied once");
+    assert_eq!(s.store().unqueued_work(100).await.unwrap(), [], "no row left without its job");
+    let restarts = s.restarts();
+    report(&format!(
+        "[storm / {backend}] {hits} {} in {:.1} s during work; {restarts} loop restarts logged; all {} appeals \
+         closed {:.1} s after; test took {:.1} s",
+        if backend == "postgres" { "connections terminated" } else { "exclusive locks held past the busy timeout" },
+        storm_took.as_secs_f64(),
+        appeals.len(),
+        recovery.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    ));
 }
 
-/// The relay pushes an outbox row's job and then marks the row `queued`; a worker
-/// killed in between leaves a `pending` row whose job exists. The next relay pushes it
-/// again — a no-op by idempotency key on SQLite (`ON CONFLICT DO NOTHING`), but on
-/// PostgreSQL apalis answers "duplicate key value violates unique constraint
-/// idx_jobs_idempotency_key", `relay()` returns that error before marking the row, and
-/// every later pass fails on the same row first: no newer outbox row is relayed until
-/// that job has run — and a killed worker's job waits for its heartbeat to time out.
-async fn an_effect_pushed_just_before_a_kill_is_still_carried_out(db: TestDb) {
+// ------------------------------------------- 5. a database the worker cannot write
+
+/// The database turns read-only under the service (PostgreSQL: `default_transaction_
+/// read_only` with its connections terminated; SQLite: opened `mode=ro`). `serve` keeps
+/// answering, and `/readyz` answers 503 naming the worker's loops that are down; the
+/// standalone worker retries with backoff, then gives up and exits non-zero (so a
+/// supervisor restarts it) instead of idling with dead queues.
+async fn a_worker_that_cannot_write_its_database_says_so_and_gives_up_with_an_error(db: TestDb) {
+    let backend = db.store.backend();
     let mut s = Setup::new(db).await;
-    let stuck = s.approved_appeals(1, 0).await;
-    let effects = s.store().effects(&stuck[0].id).await.unwrap();
-    let first = effects.iter().find(|e| e.status == "pending").expect("a pending outbox row");
-    let (_, backend) = appealflow::startup::open(&s.db.url).await.unwrap();
-    let settings = WorkerSettings::default();
-    appealflow::startup::queues(&backend, &settings).push_effect(first.id, &settings).await.unwrap();
-    // The killed worker had fetched the job, so it does not run until the worker's
-    // heartbeat has timed out; modelled by deferring it.
-    let jobs = s.store().jobs(&JobFilter { queue: Some(EFFECTS_QUEUE.into()), ..Default::default() }).await.unwrap();
-    let job = jobs.iter().find(|j| j.args["outbox_id"] == first.id).expect("the pushed job");
-    s.store().defer_job(&job.id, Duration::from_secs(60)).await.unwrap();
-    // Appeals approved afterwards: outbox rows behind the pushed one.
-    let later = s.approved_appeals(2, 1).await;
-    let mut worker = s.spawn_worker(&["--poll-ms", "100"], &[]);
-    s.wait_completed(&later, Duration::from_secs(20)).await;
-    let status = terminate(&mut worker, Duration::from_secs(40)).await;
-    assert!(status.success(), "{status}");
-    s.assert_completed_once(&later).await;
-}
+    s.approved_appeals(1, 0).await;
+    let read_only_url = if backend == "sqlite" {
+        format!("{}?mode=ro", s.db.url)
+    } else {
+        let admin = sqlx::PgPool::connect(&s.db.url).await.unwrap();
+        let db_name = s.db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {db_name} SET default_transaction_read_only = on")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        s.db.url.clone()
+    };
+    let envs = [("APPEALFLOW_DATABASE_URL", read_only_url.clone())];
 
-/// The relay's sweep is what pushes work whose push was lost to a kill (a step recorded
-/// its actions, then the process died before pushing their jobs). Notifications whose
-/// webhook is down stay `pending` with a job (retrying, then dead); the sweep must still
-/// reach the lost actions. On PostgreSQL a second push of a key that has a job is an
-/// error ("duplicate key value violates unique constraint idx_jobs_idempotency_key"),
-/// and `relay()` returns at the first one — the pending notifications come first.
-async fn actions_whose_push_was_lost_run_while_the_notification_webhook_is_down(db: TestDb) {
-    let mut s = Setup::new(db).await;
-    let endpoint = Endpoint::start(200, (0, 0)).await;
-    let webhook = vec![
-        ("APPEALFLOW_NOTIFY_WEBHOOK_URL", endpoint.base_url.replace("/actions", "/notify")),
-        ("APPEALFLOW_NOTIFY_WEBHOOK_SECRET", "webhook-secret".to_string()),
-    ];
-    let args = ["--poll-ms", "100", "--max-attempts", "2", "--backoff-secs", "1"];
-    let first = s.approved_appeals(1, 0).await;
-    let mut worker = s.spawn_worker(&args, &webhook);
-    s.wait_completed(&first, Duration::from_secs(30)).await;
-    let pending = WorkFilter { status: Some("pending".into()), ..Default::default() };
-    assert!(!s.store().notifications(&pending).await.unwrap().is_empty(), "the webhook is down: notifications wait");
-    let status = terminate(&mut worker, Duration::from_secs(40)).await;
-    assert!(status.success(), "{status}");
+    // The standalone worker: down, retried, then given up — exit status 1, saying why.
+    let started = Instant::now();
+    let run = s.cli(&["worker", "--poll-ms", "100", "--give-up-after-secs", "3"], &envs).await;
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "a worker that cannot work exits non-zero\n{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("gave up"), "{}", run.stderr);
+    assert!(run.stderr.contains("read-only") || run.stderr.contains("readonly"), "says why: {}", run.stderr);
+    assert!(took < Duration::from_secs(30), "gave up after about 3 s, took {took:?}");
 
-    // A second appeal whose effects were carried out, but whose action jobs were never
-    // pushed: the state a kill between the two leaves. The next worker's first relay
-    // pass sweeps.
-    let second = s.approved_appeals(1, 1).await;
-    for e in s.store().effects(&second[0].id).await.unwrap() {
-        s.work.process_effect(e.id).await.expect("the effect is carried out");
-    }
-    let mut worker = s.spawn_worker(&args, &webhook);
-    s.wait_completed(&second, Duration::from_secs(20)).await;
-    let status = terminate(&mut worker, Duration::from_secs(40)).await;
-    assert!(status.success(), "{status}");
-    s.assert_completed_once(&second).await;
-}
-
-mod outbox {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite_an_outbox_row_whose_job_ran_is_marked_done() {
-        super::an_outbox_row_whose_job_ran_is_marked_done(crate::common::sqlite().await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres_an_outbox_row_whose_job_ran_is_marked_done() {
-        if let Some(db) = crate::common::postgres("an_outbox_row_whose_job_ran_is_marked_done").await {
-            super::an_outbox_row_whose_job_ran_is_marked_done(db).await;
+    // serve: up, but not ready, naming what is down.
+    let (mut server, url) = s.spawn_serve(&envs).await;
+    let start = Instant::now();
+    let body = loop {
+        let r = reqwest::get(format!("{url}/readyz")).await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if status == 503 && body["down"].as_array().is_some_and(|d| d.len() == 3) {
+            break body;
         }
+        assert!(start.elapsed() < Duration::from_secs(20), "readyz: {status} {body}\n{}", s.log_tail(20));
+        tokio::time::sleep(ms(100)).await;
+    };
+    let down: BTreeSet<String> =
+        body["down"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(down, BTreeSet::from([ACTIONS_QUEUE.into(), NOTIFICATIONS_QUEUE.into(), "timers".to_string()]));
+    assert_eq!(body["code"], "not-ready", "{body}");
+    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("appealflow_worker_loop_up{loop=\"appealflow.actions\"} 0"), "{metrics}");
+    assert_eq!(reqwest::get(format!("{url}/healthz")).await.unwrap().status(), 200, "it still answers");
+    let status = terminate(&mut server, Duration::from_secs(40)).await;
+    assert!(status.success(), "{status}");
+    if backend == "postgres" {
+        let admin = sqlx::PgPool::connect(&s.db.url).await.unwrap();
+        let db_name = s.db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {db_name} SET default_transaction_read_only = off")))
+            .execute(&admin)
+            .await
+            .unwrap();
     }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite_an_effect_pushed_just_before_a_kill_is_still_carried_out() {
-        super::an_effect_pushed_just_before_a_kill_is_still_carried_out(crate::common::sqlite().await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres_an_effect_pushed_just_before_a_kill_is_still_carried_out() {
-        if let Some(db) = crate::common::postgres("an_effect_pushed_just_before_a_kill_is_still_carried_out").await {
-            super::an_effect_pushed_just_before_a_kill_is_still_carried_out(db).await;
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite_actions_whose_push_was_lost_run_while_the_notification_webhook_is_down() {
-        super::actions_whose_push_was_lost_run_while_the_notification_webhook_is_down(crate::common::sqlite().await)
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres_actions_whose_push_was_lost_run_while_the_notification_webhook_is_down() {
-        let name = "actions_whose_push_was_lost_run_while_the_notification_webhook_is_down";
-        if let Some(db) = crate::common::postgres(name).await {
-            super::actions_whose_push_was_lost_run_while_the_notification_webhook_is_down(db).await;
-        }
-    }
+    report(&format!(
+        "[read-only / {backend}] the worker gave up after {:.1} s with exit status 1; serve's /readyz named {down:?}",
+        took.as_secs_f64()
+    ));
 }

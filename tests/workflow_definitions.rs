@@ -146,8 +146,8 @@ fn shipped_definition_loads() {
     assert_eq!(wf.dir, shipped_dir());
     let states: Vec<&str> = wf.def.states.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(states, ["submitted", "under_review", "approved", "rejected", "resubmission_window", "closed"]);
-    assert_eq!(wf.def.transitions.len(), 14);
-    assert_eq!(wf.def.timers.len(), 3);
+    assert_eq!(wf.def.transitions.len(), 17);
+    assert_eq!(wf.def.timers.len(), 5);
     assert_eq!(wf.creation().name, "submit");
     for t in [
         "appeal_received",
@@ -157,10 +157,13 @@ fn shipped_definition_loads() {
         "sla_warning",
         "window_expired",
         "window_reminder",
+        "notice_undeliverable",
+        "action_failed",
+        "completion_overdue",
     ] {
         assert!(wf.templates.contains(t), "template {t} not found");
     }
-    assert_eq!(wf.templates.len(), 9, "{:?}", wf.templates);
+    assert_eq!(wf.templates.len(), 12, "{:?}", wf.templates);
 }
 
 #[test]
@@ -325,7 +328,10 @@ fn refuses_unreachable_state() {
                roles = ["admin"]"#,
         );
     });
-    assert_only_problem(&problems, "states.limbo", &["cannot be reached from the state appeals are created in"]);
+    assert_problem(&problems, "states.limbo", &["cannot be reached from the state appeals are created in"]);
+    // Were it reached, nothing would alert anyone to an appeal waiting there.
+    assert_problem(&problems, "states.limbo", &["could be stranded"]);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
 }
 
 #[test]
@@ -485,7 +491,63 @@ fn refuses_timer_running_in_no_state() {
     let problems = refused_edit(|t| {
         named(t, "timers", "review_sla").insert("states".into(), Value::Array(vec![]));
     });
-    assert_only_problem(&problems, "timers.review_sla", &["must run in at least one state"]);
+    assert_problem(&problems, "timers.review_sla", &["must run in at least one state"]);
+    // Without it nothing alerts the leads to an appeal waiting for a reviewer.
+    assert_problem(&problems, "states.submitted", &["could be stranded"]);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+}
+
+#[test]
+fn refuses_a_state_an_appeal_could_be_stranded_in_waiting_for_an_external_system() {
+    // Without its deadline, a rejected appeal waits for the notice's delivery alone: if
+    // the SMS gateway and the mail server never answer, nothing moves it on.
+    let problems = refused_edit(|t| {
+        list(t, "timers").retain(|v| v.get("name").and_then(Value::as_str) != Some("notice_deadline"));
+    });
+    assert_only_problem(&problems, "states.rejected", &["could be stranded", "no timer moves it on"]);
+    // An approved appeal waits for account actions; staff may complete it, but only a
+    // timer that alerts the leads makes sure someone knows to.
+    let problems = refused_edit(|t| {
+        named(t, "timers", "completion_overdue").insert("fires".into(), effect(r#"event = "completion_overdue""#));
+    });
+    assert_only_problem(&problems, "states.approved", &["could be stranded", "alerts the leads"]);
+}
+
+#[test]
+fn refuses_bindings_that_name_no_transition_or_one_that_cannot_do_the_job() {
+    let problems = refused_edit(|t| {
+        let b = t.get_mut("bindings").and_then(Value::as_table_mut).unwrap();
+        b.insert("supersede".into(), "replace".into());
+        b.insert("action_succeeded".into(), "complete".into());
+        b.insert("completion".into(), "claim".into());
+    });
+    assert_problem(&problems, "bindings.supersede", &["unknown transition \"replace\""]);
+    assert_problem(&problems, "bindings.action_succeeded", &["must leave the appeal in its state"]);
+    assert_problem(&problems, "bindings.completion", &["may not be fired by the `system` role"]);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    // A workflow without them at all does not load.
+    let problems = refused_edit(|t| {
+        t.remove("bindings");
+    });
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0].problem.contains("missing field `bindings`"), "{problems:#?}");
+}
+
+#[test]
+fn refuses_notices_whose_delivery_fires_what_cannot_fire_there() {
+    let problems = refused_edit(|t| {
+        let rejected = named(t, "states", "rejected");
+        let effects = rejected.get_mut("on_enter").and_then(Value::as_array_mut).unwrap();
+        let notice = effects[0].as_table_mut().unwrap();
+        notice.insert("delivered".into(), "approve".into());
+        notice.insert("undeliverable".into(), "vanish".into());
+        notice.insert("deadline".into(), "sundial".into());
+    });
+    assert_problem(&problems, "states.rejected", &["`delivered`", "\"approve\"", "`system` role"]);
+    assert_problem(&problems, "states.rejected", &["`delivered`", "does not fire from \"rejected\""]);
+    assert_problem(&problems, "states.rejected", &["`undeliverable`: unknown transition \"vanish\""]);
+    assert_problem(&problems, "states.rejected", &["`deadline`: unknown timer \"sundial\""]);
+    assert_eq!(problems.len(), 4, "{problems:#?}");
 }
 
 #[test]
@@ -712,8 +774,8 @@ fn mermaid_graph_has_an_edge_for_every_source_of_every_transition() {
             edges += 1;
         }
     }
-    // 11 transitions with one source, `reassign` with two, `withdraw` with three, `submit` from [*].
-    assert_eq!(edges, 17);
+    // 14 transitions with one source, `reassign` with two, `withdraw` with three, `submit` from [*].
+    assert_eq!(edges, 20);
     assert!(lines.contains(&"closed --> [*]"), "{out}");
     assert!(lines.contains(&"under_review --> approved: approve [reviewer|lead|admin]"), "{out}");
     assert!(lines.contains(&"resubmission_window --> closed: expire [system] (expired)"), "{out}");
@@ -842,8 +904,9 @@ proptest! {
                 prop_assert!(fire.expect_version.is_none_or(|v| v == snapshot.version));
                 let target = wf.state(&t.to).unwrap();
                 if t.to == snapshot.state {
-                    // A self-loop (e.g. link_entity_change) enters nothing and keeps the claim.
-                    prop_assert!(d.effects.is_empty());
+                    // A self-loop (e.g. link_entity_change) enters nothing and keeps the claim;
+                    // only its own effects (action_failed alerts the leads) run.
+                    prop_assert_eq!(&d.effects, &t.effects);
                     prop_assert_eq!(&d.assignee, &snapshot.assignee);
                 } else {
                     let expected: Vec<_> = target.on_enter.iter().chain(&t.effects).cloned().collect();

@@ -12,7 +12,7 @@ use crate::adapters::notify::{DeliveryError, post_signed};
 use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind};
 use crate::engine::Clock;
-use crate::store::{Store, StoreError};
+use crate::store::{LedgerEntry, Store, StoreError};
 
 #[async_trait]
 pub trait AccountDirectory: Send + Sync + 'static {
@@ -55,44 +55,66 @@ pub struct ActionRequest {
 }
 
 /// What an applied change replaced (the previous secure phone, for the security notice).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActionDone {
     pub before: serde_json::Value,
     /// The key had been applied already; nothing changed this time.
     pub replayed: bool,
+    /// The embedded directory's change, committed with the step's result (so the change
+    /// and its record are one unit of work); `None` for an external directory, which
+    /// applied it already.
+    pub ledger: Option<LedgerEntry>,
 }
 
-/// The write side of the account seam: post-approval account changes.
+/// The write side of the account seam: post-approval account changes. Each request
+/// carries its idempotency key; applying it again must change nothing.
 #[async_trait]
 pub trait AccountActions: Send + Sync + 'static {
     async fn apply(&self, request: &ActionRequest) -> Result<ActionDone, DeliveryError>;
 }
 
-/// Changes the embedded directory's accounts; each key applies once, in the same
-/// transaction as the change (the ledger `applied_account_changes`).
+/// Changes the embedded directory's accounts. It computes the change from the account
+/// as stored and hands it back, with its ledger row (`applied_account_changes`), for the
+/// step to commit with its result; the commit writes it only while the account is
+/// still as read, and a key applies once.
 pub struct DirectoryActions {
     store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
 }
 
 impl DirectoryActions {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        DirectoryActions { store, clock }
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        DirectoryActions { store }
     }
+}
+
+fn retryable(e: StoreError) -> DeliveryError {
+    DeliveryError { retryable: true, message: e.to_string() }
 }
 
 #[async_trait]
 impl AccountActions for DirectoryActions {
     async fn apply(&self, r: &ActionRequest) -> Result<ActionDone, DeliveryError> {
-        match self
-            .store
-            .apply_account_change(&r.idempotency_key, &r.account, &r.action, &r.change, self.clock.now())
-            .await
-        {
-            Ok(applied) => Ok(ActionDone { before: applied.before, replayed: applied.replayed }),
-            Err(e @ StoreError::UnknownAccount(_)) => Err(DeliveryError { retryable: false, message: e.to_string() }),
-            Err(e) => Err(DeliveryError { retryable: true, message: e.to_string() }),
+        if let Some(applied) = self.store.applied_change(&r.idempotency_key).await.map_err(retryable)? {
+            return Ok(ActionDone { before: applied.before, replayed: true, ledger: None });
         }
+        let Some((mut account, stored)) = self.store.account_record(&r.account).await.map_err(retryable)? else {
+            return Err(DeliveryError {
+                retryable: false,
+                message: StoreError::UnknownAccount(r.account.clone()).to_string(),
+            });
+        };
+        let before = r.change.apply(&mut account);
+        let after = serde_json::to_value(&account.security).expect("settings serialise");
+        let ledger = LedgerEntry {
+            key: r.idempotency_key.clone(),
+            account: r.account.clone(),
+            action: r.action.clone(),
+            expected: stored,
+            record: account,
+            before: before.clone(),
+            after,
+        };
+        Ok(ActionDone { before, replayed: false, ledger: Some(ledger) })
     }
 }
 
@@ -119,6 +141,10 @@ impl AccountActions for HttpActions {
         let url = format!("{}/{}", self.base_url, r.action);
         let body = serde_json::to_value(r).expect("requests serialise");
         let answer = post_signed(&self.client, &url, &self.secret, &r.idempotency_key, &body, self.clock.now()).await?;
-        Ok(ActionDone { before: answer.get("before").cloned().unwrap_or(serde_json::Value::Null), replayed: false })
+        Ok(ActionDone {
+            before: answer.get("before").cloned().unwrap_or(serde_json::Value::Null),
+            replayed: false,
+            ledger: None,
+        })
     }
 }

@@ -17,8 +17,8 @@ use crate::domain::document::{DocumentLimits, check_content};
 use crate::domain::draft::{Draft, DraftDocument, DraftInput, EntryPoint};
 use crate::domain::rules::{Checklist, Ineligible, Rules, eligibility, evaluate};
 use crate::domain::{Account, Actor, FieldError, IdHasher, PhoneNumber, Role, TicketNumber, VerificationType};
-use crate::engine::{CommandOutcome, Engine, EngineError, ErrorClass, NewAppeal};
-use crate::store::{AppealRecord, EventRecord, StoreError, TimerStatus};
+use crate::engine::{Command, CommandOutcome, Engine, EngineError, ErrorClass, Keyed, NewAppeal, Target};
+use crate::store::{AppealRecord, EventRecord, StoreError, TimerStatus, UnitOfWork};
 use crate::workflow::Fire;
 
 /// The entity-change request a deregistered enterprise's appeal waits for.
@@ -356,10 +356,14 @@ impl Intake {
             return self.submitted(first, None).await;
         }
         // Nothing is stored when another appeal is open (one waiting in its window is
-        // superseded below, once the new one is known to be acceptable).
+        // superseded, in the same commit as the new appeal is created).
         let open = self.open_appeal(&account.name).await?;
+        let window = &self.engine.workflow().def.bindings;
+        let supersedes = open.as_ref().filter(|o| {
+            self.engine.workflow().transition(&window.supersede).is_some_and(|t| t.from.contains(&o.state))
+        });
         if let Some(open) = &open
-            && open.state != "resubmission_window"
+            && supersedes.is_none()
         {
             return Err(EngineError::OpenAppeal {
                 account: account.name.clone(),
@@ -370,38 +374,32 @@ impl Intake {
         }
         self.store_documents(loaded).await?;
 
-        let mut superseded = None;
-        if let Some(open) = open {
-            if open.state == "resubmission_window" {
-                let mut cmd = Fire::new("supersede");
-                cmd.reasons = vec![format!("superseded by a new appeal for account {}", account.name)];
-                self.engine.fire(&open.ticket, &cmd, &Actor::system(), None).await?;
-                superseded = Some(open.ticket.to_string());
-            } else {
-                return Err(EngineError::OpenAppeal {
-                    account: account.name.clone(),
-                    ticket: open.ticket.to_string(),
-                    state: open.state,
-                }
-                .into());
-            }
+        // Supersede, create and screen: one unit of work, all or nothing.
+        let mut commands = Vec::new();
+        if let Some(open) = supersedes {
+            let mut cmd = Fire::new(window.supersede.clone());
+            cmd.reasons = vec![format!("superseded by a new appeal for account {}", account.name)];
+            commands.push(Command::new(Target::Ticket(open.ticket.clone()), cmd, Actor::system()));
         }
+        let primary = commands.len();
+        let creation = Fire::new(self.engine.workflow().creation().name.clone());
+        commands.push(Command::new(Target::New(new.clone()), creation, applicant.clone()));
+        commands.extend(self.screening(&account, &checklist));
+        let keyed = idempotency_key.map(|k| Engine::create_keyed(k, &new, &applicant));
+        let created = self.engine.execute(commands, primary, UnitOfWork::default(), keyed).await?;
+        let superseded = created.also.iter().find(|o| o.transition == window.supersede).map(|o| o.ticket.to_string());
+        self.submitted(created, superseded).await
+    }
 
-        let created = self.engine.create(&new, &applicant, idempotency_key).await?;
-        if created.replayed {
-            return self.submitted(created, superseded).await;
+    /// Screening, on every submission and resubmission: an account that never completed
+    /// identity verification is rejected as an inapplicable scenario, with guidance.
+    fn screening(&self, account: &Account, checklist: &Checklist) -> Option<Command<'static>> {
+        if account.verification != VerificationType::None {
+            return None;
         }
-        let mut screening = None;
-        if account.verification == VerificationType::None {
-            let mut cmd = Fire::new("screen_reject");
-            let guidance = checklist.screening.clone().unwrap_or_else(|| "inapplicable_scenario".into());
-            cmd.reasons = vec![guidance.clone()];
-            self.engine.fire(&created.ticket, &cmd, &Actor::system(), None).await?;
-            screening = Some(guidance);
-        }
-        let mut out = self.submitted(created, superseded).await?;
-        out.screening = screening.or(out.screening);
-        Ok(out)
+        let mut cmd = Fire::new(self.engine.workflow().def.bindings.screening.clone());
+        cmd.reasons = vec![checklist.screening.clone().unwrap_or_else(|| "inapplicable_scenario".into())];
+        Some(Command::new(Target::Same, cmd, Actor::system()))
     }
 
     async fn submitted(&self, created: CommandOutcome, superseded: Option<String>) -> Result<Submitted, IntakeError> {
@@ -412,8 +410,12 @@ impl Intake {
             .await?
             .ok_or_else(|| EngineError::NotFound(created.ticket.to_string()))?;
         let history = self.engine.store().history(&record.id).await?;
-        let screening =
-            history.iter().find(|e| e.transition == "screen_reject").and_then(|e| e.reasons.first().cloned());
+        let screening_transition = &self.engine.workflow().def.bindings.screening;
+        let screening = history
+            .iter()
+            .rev()
+            .find(|e| &e.transition == screening_transition)
+            .and_then(|e| e.reasons.first().cloned());
         Ok(Submitted {
             ticket: created.ticket,
             state: record.state,
@@ -498,10 +500,19 @@ impl Intake {
         let mut cmd = Fire::new("resubmit");
         cmd.payload = serde_json::json!({ "record": digest(&value) });
         let update = move |_: &AppealRecord| Ok(value.clone());
-        Ok(self
-            .engine
-            .fire_updating(ticket, &cmd, &Actor::new("applicant", Role::Applicant), idempotency_key, Some(&update))
-            .await?)
+        let applicant = Actor::new("applicant", Role::Applicant);
+        let keyed = idempotency_key.map(|key| Keyed {
+            key: key.to_string(),
+            basis: serde_json::json!({ "op": "fire", "ticket": ticket, "cmd": cmd, "actor": applicant }),
+        });
+        let mut commands = vec![Command {
+            target: Target::Ticket(ticket.clone()),
+            fire: cmd,
+            actor: applicant,
+            update: Some(&update),
+        }];
+        commands.extend(self.screening(&account, &checklist));
+        Ok(self.engine.execute(commands, 0, UnitOfWork::default(), keyed).await?)
     }
 
     /// Links the entity-change ticket filed from an account verified as the new company.

@@ -2,6 +2,8 @@
 //! turn raw input into domain types and engine results into views.
 
 pub mod access;
+pub mod effects;
+pub mod health;
 pub mod intake;
 pub mod work;
 

@@ -328,17 +328,10 @@ pub(super) async fn timers(engine: &Engine, cmd: TimersCommand) -> Result<(), Cl
         TimersCommand::Run => {
             let runs = engine.run_due_timers(1000).await?;
             for r in &runs {
-                match &r.result {
-                    Some(o) => println!(
-                        "{}  {} -> {} ({} -> {})",
-                        r.timer.ticket,
-                        r.timer.name,
-                        o.transition,
-                        o.from.as_deref().unwrap_or("-"),
-                        o.state
-                    ),
-                    None => {
-                        println!("{}  {} skipped: {}", r.timer.ticket, r.timer.name, r.note.as_deref().unwrap_or(""))
+                match r.outcome {
+                    "fired" => println!("{}  {} fired", r.timer.ticket, r.timer.name),
+                    other => {
+                        println!("{}  {} {other}: {}", r.timer.ticket, r.timer.name, r.note.as_deref().unwrap_or(""))
                     }
                 }
             }

@@ -12,16 +12,17 @@ use chrono_tz::Tz;
 
 use super::CliError;
 use crate::app::intake::{Intake, IntakeError, LocalFiles};
-use crate::app::work::Work;
 use crate::domain::draft::DraftInput;
 use crate::domain::{AccountInput, Actor, Role, TicketNumber};
 use crate::engine::{Clock, CommandOutcome, Engine, ManualClock};
-use crate::startup::{self, IntakeConfig, WorkConfig};
+use crate::jobs::{Running, Runtime, WorkerSettings};
+use crate::startup::{self, DbOptions, IntakeConfig, WorkConfig};
 use crate::workflow::Fire;
 
 struct Tour {
     intake: Intake,
-    work: Work,
+    /// The production worker, on the simulated clock.
+    worker: Running,
     clock: Arc<ManualClock>,
     tz: Tz,
     /// Notifications already printed.
@@ -104,10 +105,9 @@ impl Tour {
             let next = self.engine().store().due_timers(at, 1).await?.into_iter().next();
             let step_to = next.as_ref().map_or(at, |t| t.due_at.max(self.clock.now()));
             let before = self.history_len().await?;
-            self.work
-                .run_until(&self.clock, step_to)
-                .await
-                .map_err(|e| CliError::usage(format!("demo worker: {e}")))?;
+            self.worker.run_until(&self.clock, step_to, std::time::Duration::from_secs(120)).await.map_err(|e| {
+                CliError { class: crate::engine::ErrorClass::Internal, message: format!("demo worker: {e}") }
+            })?;
             self.print_new_events(before).await?;
             self.print_notifications().await?;
             if next.is_none() || step_to >= at {
@@ -176,7 +176,7 @@ fn write_documents(dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn run(database_url: Option<&str>, workflows: &Path) -> Result<(), CliError> {
+pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -> Result<(), CliError> {
     let tmp = tempfile::tempdir().map_err(|e| CliError::usage(format!("cannot create a temporary directory: {e}")))?;
     let url = database_url
         .map(str::to_string)
@@ -185,20 +185,20 @@ pub async fn run(database_url: Option<&str>, workflows: &Path) -> Result<(), Cli
     // Thursday before the 2026 Mid-Autumn Festival holiday (Fri 25 - Sun 27 Sep).
     let start = DateTime::parse_from_rfc3339("2026-09-24T10:00:00+08:00").expect("a valid instant").with_timezone(&Utc);
     let clock = Arc::new(ManualClock::new(start));
-    let engine = Arc::new(startup::build_engine(&url, workflows, clock.clone()).await?);
+    let (store, backend) = startup::open_with(&url, db).await?;
+    let work_config = WorkConfig { lead_emails: vec!["reviewer-leads@acme.example".into()], ..Default::default() };
+    let (engine, planner) = startup::engine(store, workflows, clock.clone(), &work_config)?;
     let config = IntakeConfig {
         blob_dir: tmp.path().join("blobs"),
         id_hash_key: Some(format!("demo-only-key-{}", uuid::Uuid::new_v4())),
         limits: Default::default(),
     };
     let intake = startup::build_intake(engine.clone(), workflows, &config)?;
-    let work = startup::build_work(
-        engine.clone(),
-        workflows,
-        &WorkConfig { lead_emails: vec!["reviewer-leads@acme.example".into()], ..Default::default() },
-    )?;
+    let work = Arc::new(startup::build_work(engine.clone(), planner, &work_config));
+    let settings = WorkerSettings { max_attempts: db.max_attempts, ..WorkerSettings::simulation() };
+    let worker = Running::start(Runtime::new(work, startup::queues(&backend, &settings), settings));
     let tz = engine.workflow().calendar.time_zone;
-    let tour = Tour { intake, work, clock, tz, shown: Default::default(), ticket: Default::default() };
+    let tour = Tour { intake, worker, clock, tz, shown: Default::default(), ticket: Default::default() };
     let files = LocalFiles { base: tmp.path().to_path_buf() };
 
     println!("appealflow demo");
@@ -308,5 +308,9 @@ pub async fn run(database_url: Option<&str>, workflows: &Path) -> Result<(), Cli
             h.role
         );
     }
+    tour.worker
+        .stop()
+        .await
+        .map_err(|e| CliError { class: crate::engine::ErrorClass::Internal, message: e.to_string() })?;
     Ok(())
 }

@@ -47,6 +47,16 @@ pub struct Cli {
     #[arg(long, global = true, env = "APPEALFLOW_MAX_DOCUMENT_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_document_bytes: u64,
 
+    /// Attempts a job gets before it is dead (written with every job, by whichever
+    /// command enqueues it: give every process the same value).
+    #[arg(long, global = true, env = "APPEALFLOW_MAX_ATTEMPTS", default_value_t = crate::jobs::DEFAULT_MAX_ATTEMPTS,
+          value_parser = clap::value_parser!(usize))]
+    pub max_attempts: usize,
+
+    /// SQLite: how long a writer waits for another's lock before failing, in milliseconds.
+    #[arg(long, global = true, env = "APPEALFLOW_SQLITE_BUSY_MS", default_value_t = 30_000)]
+    pub sqlite_busy_ms: u64,
+
     /// Pretend the current time is this instant (RFC 3339). For tests and simulations
     /// only: refused unless APPEALFLOW_ALLOW_CLOCK_OVERRIDE=1.
     #[arg(long, global = true, value_name = "RFC3339")]
@@ -359,16 +369,25 @@ pub(crate) struct Context {
     pub clock: Arc<dyn Clock>,
     pub intake: IntakeConfig,
     pub work: startup::WorkConfig,
+    pub db: startup::DbOptions,
 }
 
 impl Context {
-    pub async fn engine(&self) -> Result<Engine, CliError> {
-        Ok(startup::build_engine(&self.database_url, &self.workflows, self.clock.clone()).await?)
+    pub async fn open(&self) -> Result<(Arc<dyn crate::store::Store>, startup::Backend), CliError> {
+        Ok(startup::open_with(&self.database_url, &self.db).await?)
+    }
+
+    pub async fn store(&self) -> Result<Arc<dyn crate::store::Store>, CliError> {
+        Ok(self.open().await?.0)
+    }
+
+    pub async fn engine(&self) -> Result<Arc<Engine>, CliError> {
+        let store = self.store().await?;
+        Ok(startup::engine(store, &self.workflows, self.clock.clone(), &self.work)?.0)
     }
 
     pub async fn intake(&self) -> Result<Intake, CliError> {
-        let engine = Arc::new(self.engine().await?);
-        Ok(startup::build_intake(engine, &self.workflows, &self.intake)?)
+        Ok(startup::build_intake(self.engine().await?, &self.workflows, &self.intake)?)
     }
 }
 
@@ -493,16 +512,20 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
             limits: DocumentLimits { max_bytes: cli.max_document_bytes },
         },
         work: work_config_from_env(),
+        db: startup::DbOptions {
+            max_attempts: cli.max_attempts.max(1),
+            sqlite_busy: std::time::Duration::from_millis(cli.sqlite_busy_ms),
+        },
     };
 
     match cli.command {
         Command::Migrate => {
-            startup::open_store(&ctx.database_url).await?;
+            ctx.store().await?;
             println!("migrations applied to {}", redact_url(&ctx.database_url));
         }
         Command::Demo => {
             let url = if explicit_database { cli.database_url.as_deref() } else { None };
-            demo::run(url, &workflows).await?
+            demo::run(url, &workflows, &ctx.db).await?
         }
         Command::Workflow(WorkflowCommand::Check { dir }) => {
             let dir = dir.unwrap_or_else(|| workflows.join(DEFAULT_WORKFLOW));
@@ -533,7 +556,7 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
         }
         Command::Appeal(cmd) => appeal::appeal(&ctx, cmd).await?,
         Command::Accounts(cmd) => appeal::accounts(&ctx, cmd).await?,
-        Command::Timers(cmd) => appeal::timers(&ctx.engine().await?, cmd).await?,
+        Command::Timers(cmd) => appeal::timers(ctx.engine().await?.as_ref(), cmd).await?,
         Command::Calendar(cmd) => calendar(&workflows.join("calendars"), cmd)?,
         Command::Worker(args) => worker::worker(&ctx, args, manual_clock).await?,
         Command::Serve(args) => serve::serve(&ctx, args).await?,

@@ -47,12 +47,10 @@ pub enum TokensCommand {
 }
 
 pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError> {
-    let (store, backend) = startup::open(&ctx.database_url).await?;
-    let workflow =
-        startup::load_workflow(&ctx.workflows, startup::DEFAULT_WORKFLOW).map_err(startup::StartupError::from)?;
-    let engine = Arc::new(crate::engine::Engine::new(store, Arc::new(workflow), ctx.clock.clone()));
+    let (store, backend) = ctx.open().await?;
+    let (engine, planner) = startup::engine(store, &ctx.workflows, ctx.clock.clone(), &ctx.work)?;
     let intake = Arc::new(startup::build_intake(engine.clone(), &ctx.workflows, &ctx.intake)?);
-    let work = Arc::new(startup::build_work(engine, &ctx.workflows, &ctx.work)?);
+    let work = Arc::new(startup::build_work(engine, planner, &ctx.work));
     if !args.no_worker && work.lead_emails().await?.is_empty() {
         tracing::warn!(
             "no reviewer lead has an email (tokens create --role lead --email ...) and APPEALFLOW_LEAD_EMAILS is not \
@@ -83,8 +81,9 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let worker = (!args.no_worker).then(|| {
-        let settings = WorkerSettings::default();
-        let rt = Runtime { work: work.clone(), queues: startup::queues(&backend, &settings), settings };
+        // In a server the worker never gives up: while it cannot work, /readyz says so.
+        let settings = WorkerSettings { max_attempts: ctx.db.max_attempts, give_up_after: None, ..Default::default() };
+        let rt = Runtime::new(work.clone(), startup::queues(&backend, &settings), settings);
         tokio::spawn(crate::jobs::run(rt, wait(stop_rx.clone())))
     });
     let state = Arc::new(AppState::new(intake, work, config));
@@ -103,7 +102,7 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
 }
 
 pub(super) async fn tokens(ctx: &Context, cmd: TokensCommand) -> Result<(), CliError> {
-    let store = startup::open_store(&ctx.database_url).await?;
+    let store = ctx.store().await?;
     match cmd {
         TokensCommand::Create { role, name, email } => {
             let (token, record) =

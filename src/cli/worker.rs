@@ -11,22 +11,20 @@ use crate::app;
 use crate::app::work::{ManualTaskError, WorkError};
 use crate::domain::{Actor, Role};
 use crate::engine::{EngineError, ErrorClass, ManualClock};
-use crate::jobs::{QUEUES, Runtime, WorkerSettings};
+use crate::jobs::{QUEUES, Running, Runtime, WorkerSettings};
 use crate::startup;
-use crate::store::{JobFilter, WorkFilter};
+use crate::store::{ActionStatus, JobFilter, WorkFilter};
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Simulation: run every timer and job due up to this instant, each at its own due
     /// time on a manual clock, then exit (needs APPEALFLOW_ALLOW_CLOCK_OVERRIDE=1).
+    /// Retries happen at once in a simulation (no real-time backoff).
     #[arg(long, value_name = "RFC3339")]
     pub until: Option<String>,
     /// Jobs run at once, per queue.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Attempts before a job is dead.
-    #[arg(long, default_value_t = 8)]
-    pub max_attempts: usize,
     /// Wait before the second attempt, in seconds; doubles after each failure.
     #[arg(long, default_value_t = 30)]
     pub backoff_secs: u64,
@@ -39,20 +37,30 @@ pub struct WorkerArgs {
     /// After SIGTERM/SIGINT, how long in-flight jobs get to finish, in seconds.
     #[arg(long, default_value_t = 30)]
     pub grace_secs: u64,
+    /// Exit with an error when a queue or the timer loop has been failing (and restarted
+    /// with backoff) for this long, in seconds, so a supervisor restarts the worker.
+    #[arg(long, default_value_t = 300)]
+    pub give_up_after_secs: u64,
+    /// Seconds between heartbeats; a worker silent for three is presumed dead and its
+    /// jobs return to the queue.
+    #[arg(long, default_value_t = 3)]
+    pub heartbeat_secs: u64,
 }
 
 impl WorkerArgs {
-    fn settings(&self) -> Result<WorkerSettings, CliError> {
-        if self.concurrency == 0 || self.max_attempts == 0 || self.poll_ms == 0 {
-            return Err(CliError::usage("--concurrency, --max-attempts and --poll-ms must be at least 1"));
+    fn settings(&self, max_attempts: usize) -> Result<WorkerSettings, CliError> {
+        if self.concurrency == 0 || self.poll_ms == 0 || self.heartbeat_secs == 0 {
+            return Err(CliError::usage("--concurrency, --poll-ms and --heartbeat-secs must be at least 1"));
         }
         Ok(WorkerSettings {
-            max_attempts: self.max_attempts,
+            max_attempts,
             backoff_base: Duration::from_secs(self.backoff_secs),
             backoff_max: Duration::from_secs(self.backoff_max_secs.max(self.backoff_secs)),
             concurrency: self.concurrency,
             poll: Duration::from_millis(self.poll_ms),
             grace: Duration::from_secs(self.grace_secs),
+            give_up_after: Some(Duration::from_secs(self.give_up_after_secs)),
+            heartbeat: Duration::from_secs(self.heartbeat_secs),
             ..WorkerSettings::default()
         })
     }
@@ -119,52 +127,58 @@ fn work_error(e: WorkError) -> CliError {
     }
 }
 
-async fn runtime(ctx: &Context, settings: WorkerSettings) -> Result<Runtime, CliError> {
-    let (store, backend) = startup::open(&ctx.database_url).await?;
-    let workflow =
-        startup::load_workflow(&ctx.workflows, startup::DEFAULT_WORKFLOW).map_err(startup::StartupError::from)?;
-    let engine = Arc::new(crate::engine::Engine::new(store, Arc::new(workflow), ctx.clock.clone()));
-    let work = startup::build_work(engine, &ctx.workflows, &ctx.work)?;
+/// The worker's runtime on the context's database.
+pub(super) async fn runtime(ctx: &Context, settings: WorkerSettings) -> Result<Runtime, CliError> {
+    let (store, backend) = ctx.open().await?;
+    let (engine, planner) = startup::engine(store, &ctx.workflows, ctx.clock.clone(), &ctx.work)?;
+    let work = Arc::new(startup::build_work(engine, planner, &ctx.work));
     if work.lead_emails().await?.is_empty() {
         tracing::warn!(
             "no reviewer lead has an email (tokens create --role lead --email ...) and APPEALFLOW_LEAD_EMAILS is not \
              set: SLA warnings and breaches reach nobody"
         );
     }
-    Ok(Runtime { work: Arc::new(work), queues: startup::queues(&backend, &settings), settings })
+    let queues = startup::queues(&backend, &settings);
+    Ok(Runtime::new(work, queues, settings))
 }
 
+/// How long a simulation may wait for the worker to settle at one instant.
+const SIMULATION_SETTLE: Duration = Duration::from_secs(600);
+
 pub(super) async fn worker(ctx: &Context, args: WorkerArgs, clock: Option<Arc<ManualClock>>) -> Result<(), CliError> {
-    let settings = args.settings()?;
-    let rt = runtime(ctx, settings).await?;
+    let settings = args.settings(ctx.db.max_attempts)?;
     if let Some(until) = &args.until {
         let until: DateTime<Utc> = DateTime::parse_from_rfc3339(until)
             .map_err(|e| CliError::usage(format!("--until: {until:?} is not an RFC 3339 instant ({e})")))?
             .with_timezone(&Utc);
         let clock = clock.expect("run() gives --until a manual clock");
-        let report = rt.work.run_until(&clock, until).await.map_err(work_error)?;
+        let rt = runtime(ctx, WorkerSettings { backoff_base: Duration::ZERO, ..WorkerSettings::simulation() }).await?;
+        let running = Running::start(rt);
+        let report = running.run_until(&clock, until, SIMULATION_SETTLE).await;
+        let stopped = running.stop().await;
+        let report =
+            report.map_err(|e| CliError { class: ErrorClass::Internal, message: format!("simulation: {e}") })?;
+        stopped.map_err(|e| CliError { class: ErrorClass::Internal, message: e.to_string() })?;
         println!(
-            "simulated to {}: {} timer(s) fired, {} effect(s), {} action(s), {} notification(s){}",
+            "simulated to {}: {} timer(s) fired, {} job(s) done, {} action(s) applied, {} notification(s) sent{}",
             until.to_rfc3339(),
             report.timers_fired,
-            report.effects,
-            report.actions,
-            report.notifications,
-            if report.deferred.is_empty() {
+            report.jobs_done,
+            report.actions_succeeded,
+            report.notifications_sent,
+            if report.dead_jobs == 0 {
                 String::new()
             } else {
-                format!(", {} step(s) left to retry", report.deferred.len())
+                format!(", {} dead job(s): appealflow jobs list --dead", report.dead_jobs)
             }
         );
-        for d in &report.deferred {
-            println!("  left: {d}");
-        }
         return Ok(());
     }
+    let rt = runtime(ctx, settings).await?;
     println!("appealflow worker on {} (queues: {})", super::redact_url(&ctx.database_url), QUEUES.join(", "));
     crate::jobs::run(rt, shutdown_signal())
         .await
-        .map_err(|e| CliError { class: ErrorClass::Internal, message: format!("worker: {e}") })
+        .map_err(|e| CliError { class: ErrorClass::Internal, message: e.to_string() })
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not
@@ -209,7 +223,7 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 }
 
 pub(super) async fn jobs(ctx: &Context, cmd: JobsCommand) -> Result<(), CliError> {
-    let store = startup::open_store(&ctx.database_url).await?;
+    let store = ctx.store().await?;
     match cmd {
         JobsCommand::List { dead, queue, limit, json } => {
             if let Some(q) = &queue
@@ -306,7 +320,11 @@ pub(super) async fn actions(ctx: &Context, cmd: ActionsCommand) -> Result<(), Cl
                 .actions(&WorkFilter { appeal_id, ..Default::default() })
                 .await?
                 .into_iter()
-                .filter(|a| !attention || a.status == "failed" || (a.status == "pending" && dead.contains(&a.id)))
+                .filter(|a| {
+                    !attention
+                        || a.status == ActionStatus::Failed
+                        || (a.status == ActionStatus::Pending && dead.contains(&a.id))
+                })
                 .collect();
             if json {
                 print_json(&rows);
@@ -325,19 +343,13 @@ pub(super) async fn actions(ctx: &Context, cmd: ActionsCommand) -> Result<(), Cl
             }
         }
         ActionsCommand::Retry { id } => {
-            let settings = WorkerSettings::default();
-            let rt = runtime(ctx, settings).await?;
-            let store = rt.work.engine().store().clone();
-            if !store.reset_action(id, rt.work.engine().now()).await? {
+            let store = ctx.store().await?;
+            if !store.retry_action(id, ctx.clock.now()).await? {
                 return Err(CliError {
                     class: ErrorClass::Refused,
                     message: format!("action {id} has not failed (or does not exist)"),
                 });
             }
-            rt.queues
-                .push_action_again(id, &rt.settings)
-                .await
-                .map_err(|e| CliError { class: ErrorClass::Internal, message: e.to_string() })?;
             println!("action {id} is pending again and queued");
         }
         ActionsCommand::TaskDone { ticket, actor, role } => {
@@ -349,13 +361,16 @@ pub(super) async fn actions(ctx: &Context, cmd: ActionsCommand) -> Result<(), Cl
                     ManualTaskError::NotFound(_) => CliError { class: ErrorClass::BadInput, message: e.to_string() },
                     _ => CliError { class: ErrorClass::Refused, message: e.to_string() },
                 })?;
-            for id in done.followups.notifications {
-                rt.queues
-                    .push_notification(id, &rt.settings)
-                    .await
-                    .map_err(|e| CliError { class: ErrorClass::Internal, message: e.to_string() })?;
-            }
-            println!("{ticket}: manual task done");
+            println!(
+                "{ticket}: manual task done{}",
+                if done.replayed {
+                    " (already)"
+                } else if done.completed {
+                    "; the appeal is completed"
+                } else {
+                    ""
+                }
+            );
         }
     }
     Ok(())

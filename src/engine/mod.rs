@@ -1,12 +1,18 @@
 //! The engine: load an appeal, `decide`, and commit the decision as one unit of work.
 //! It owns idempotency (a repeated key replays the first answer), optimistic
 //! concurrency (a lost race is a conflict naming the current state and version) and
-//! due-timer firing. It knows nothing of HTTP, job queues or templates.
+//! due-timer firing. A command may be compound — several transitions, on one appeal or
+//! several (a submission supersedes the old appeal, creates the new one and screens it)
+//! — and still commits once. The effects a decision declares are turned into rows and
+//! jobs by an [`EffectPlanner`] and committed with it, so a job exists if and only if the
+//! transition that caused it does. It knows nothing of HTTP, job queues or templates.
 
 pub mod clock;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -16,8 +22,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 
 use crate::domain::{Actor, FieldError, TicketNumber};
 use crate::store::{
-    AppealRecord, AppealWrite, CommitError, IdempotencyRecord, NewEvent, Store, StoreError, TimerRecord, TimerStatus,
-    UnitOfWork,
+    AppealChange, AppealRecord, AppealWrite, CommitError, IdempotencyRecord, NewEvent, Store, StoreError, TimerFiring,
+    TimerHandler, TimerRecord, TimerVerdict, UnitOfWork,
 };
 use crate::workflow::decide::{TimerSkip, decide, decide_timer};
 use crate::workflow::{Decision, Facts, Fire, Refusal, Snapshot, Workflow};
@@ -34,6 +40,10 @@ pub struct CommandOutcome {
     /// True when this answer is the replay of an earlier command with the same key.
     #[serde(default)]
     pub replayed: bool,
+    /// The other transitions the same unit of work committed (a compound command's, and
+    /// those its effects called for), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<CommandOutcome>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +59,16 @@ pub enum EngineError {
          reload it and decide again"
     )]
     Conflict { state: String, version: i64 },
+    /// Something this command changes conditionally changed meanwhile (an action no
+    /// longer pending, a notification already delivered): read again and decide again.
+    #[error("conflict: {0}; read it again and decide again")]
+    Stale(String),
     #[error("idempotency key {key:?} was already used for a different command; use a new key")]
     IdempotencyMismatch { key: String },
     #[error("account {account:?} already has an open appeal, ticket {ticket} ({state}); follow that one up instead")]
     OpenAppeal { account: String, ticket: String, state: String },
+    #[error("effects: {0}")]
+    Effects(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -76,20 +92,18 @@ impl EngineError {
             EngineError::Refused(Refusal::Calendar(_)) => ErrorClass::Internal,
             EngineError::Refused(_)
             | EngineError::Conflict { .. }
+            | EngineError::Stale(_)
             | EngineError::IdempotencyMismatch { .. }
             | EngineError::OpenAppeal { .. } => ErrorClass::Refused,
-            EngineError::Store(_) => ErrorClass::Internal,
+            EngineError::Effects(_) | EngineError::Store(_) => ErrorClass::Internal,
         }
     }
 }
 
-/// A due timer that was acted on (or found stale) by [`Engine::run_due_timers`].
-#[derive(Debug, Clone, Serialize)]
-pub struct TimerRun {
-    pub timer: TimerRecord,
-    /// The transition or event it produced, `None` when it was stale and only settled.
-    pub result: Option<CommandOutcome>,
-    pub note: Option<String>,
+impl From<crate::failpoint::Injected> for EngineError {
+    fn from(e: crate::failpoint::Injected) -> Self {
+        EngineError::Store(StoreError::Injected(e))
+    }
 }
 
 /// A new appeal: the account it is about and its record (validated by the caller).
@@ -102,10 +116,62 @@ pub struct NewAppeal {
 /// Computes an appeal's new record from its current one, for commands that change it.
 pub type DataUpdate<'a> = &'a (dyn Fn(&AppealRecord) -> Result<serde_json::Value, EngineError> + Send + Sync);
 
+/// Which appeal a command acts on.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A new appeal (the command is the workflow's creation transition).
+    New(NewAppeal),
+    Ticket(TicketNumber),
+    Id(String),
+    /// The appeal the previous command of the same unit of work acted on, as it left it.
+    Same,
+}
+
+/// One transition to decide within a unit of work.
+pub struct Command<'a> {
+    pub target: Target,
+    pub fire: Fire,
+    pub actor: Actor,
+    /// Replaces the appeal's record, computed from its current one.
+    pub update: Option<DataUpdate<'a>>,
+}
+
+impl<'a> Command<'a> {
+    pub fn new(target: Target, fire: Fire, actor: Actor) -> Self {
+        Command { target, fire, actor, update: None }
+    }
+}
+
+/// The idempotency key of a command and what identifies the command it stands for (a
+/// repeat with the same key and basis replays; another basis is refused).
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub key: String,
+    pub basis: serde_json::Value,
+}
+
+/// One decision as its effects are planned: the appeal as the decision leaves it.
+pub struct Planned<'a> {
+    pub before: Option<&'a AppealRecord>,
+    pub appeal: &'a AppealRecord,
+    pub decision: &'a Decision,
+    pub now: DateTime<Utc>,
+}
+
+/// Turns the effects a decision declares into the rows and jobs its unit of work
+/// commits (notifications with their delivery jobs, post-approval actions with theirs).
+/// It may ask for transitions to follow on the same appeal in the same unit of work (a
+/// completion when an approval calls for no action, say).
+#[async_trait]
+pub trait EffectPlanner: Send + Sync + 'static {
+    async fn plan(&self, planned: &Planned<'_>, uow: &mut UnitOfWork) -> Result<Vec<Fire>, EngineError>;
+}
+
 pub struct Engine {
     store: Arc<dyn Store>,
     workflow: Arc<Workflow>,
     clock: Arc<dyn Clock>,
+    effects: Arc<dyn EffectPlanner>,
 }
 
 fn fingerprint(value: &serde_json::Value) -> String {
@@ -113,10 +179,42 @@ fn fingerprint(value: &serde_json::Value) -> String {
 }
 
 const TICKET_ATTEMPTS: usize = 5;
+/// Transitions an effect may cause in turn, within one unit of work, before it is
+/// taken for a loop in the definition.
+const MAX_FOLLOW_UPS: usize = 16;
+
+/// Why one attempt at a unit of work must be made again from the start.
+enum Again {
+    TicketTaken,
+    Failed(EngineError),
+}
+
+impl From<EngineError> for Again {
+    fn from(e: EngineError) -> Self {
+        Again::Failed(e)
+    }
+}
+
+impl From<StoreError> for Again {
+    fn from(e: StoreError) -> Self {
+        Again::Failed(e.into())
+    }
+}
+
+impl From<Refusal> for Again {
+    fn from(e: Refusal) -> Self {
+        Again::Failed(e.into())
+    }
+}
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, workflow: Arc<Workflow>, clock: Arc<dyn Clock>) -> Self {
-        Engine { store, workflow, clock }
+    pub fn new(
+        store: Arc<dyn Store>,
+        workflow: Arc<Workflow>,
+        clock: Arc<dyn Clock>,
+        effects: Arc<dyn EffectPlanner>,
+    ) -> Self {
+        Engine { store, workflow, clock, effects }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -168,54 +266,13 @@ impl Engine {
         }
     }
 
-    fn unit_of_work(
-        &self,
-        write: AppealWrite,
-        decision: Decision,
-        actor: &Actor,
-        idempotency: Option<(String, String)>,
-        fire_timer: Option<i64>,
-        now: DateTime<Utc>,
-    ) -> (UnitOfWork, CommandOutcome) {
-        let outcome = CommandOutcome {
-            ticket: write.ticket.clone(),
-            transition: decision.transition.clone(),
-            from: decision.from.clone(),
-            state: decision.to.clone(),
-            outcome: decision.outcome.clone(),
-            version: write.new_version(),
-            replayed: false,
-        };
-        let idempotency = idempotency.map(|(key, fingerprint)| IdempotencyRecord {
-            key,
-            fingerprint,
-            response: serde_json::to_value(&outcome).expect("outcomes serialise"),
-            created_at: now,
-        });
-        let uow = UnitOfWork {
-            event: NewEvent {
-                transition: decision.transition,
-                from: decision.from,
-                to: decision.to,
-                outcome: decision.outcome,
-                actor: actor.name.clone(),
-                role: actor.role,
-                reasons: decision.reasons,
-                payload: decision.payload,
-            },
-            appeal: write,
-            arm: decision.arm,
-            cancel: decision.cancel,
-            fire_timer,
-            effects: decision.effects,
-            idempotency,
-            at: now,
-        };
-        (uow, outcome)
+    fn create_basis(appeal: &NewAppeal, actor: &Actor) -> serde_json::Value {
+        serde_json::json!({ "op": "create", "appeal": appeal, "actor": actor })
     }
 
-    fn create_fingerprint(appeal: &NewAppeal, actor: &Actor) -> String {
-        fingerprint(&serde_json::json!({ "op": "create", "appeal": appeal, "actor": actor }))
+    /// What identifies a creation for its idempotency key.
+    pub fn create_keyed(key: &str, appeal: &NewAppeal, actor: &Actor) -> Keyed {
+        Keyed { key: key.to_string(), basis: Self::create_basis(appeal, actor) }
     }
 
     /// The first answer to a keyed creation, if this key already created this appeal.
@@ -225,7 +282,7 @@ impl Engine {
         appeal: &NewAppeal,
         actor: &Actor,
     ) -> Result<Option<CommandOutcome>, EngineError> {
-        self.replay(key, &Self::create_fingerprint(appeal, actor)).await
+        self.replay(key, &fingerprint(&Self::create_basis(appeal, actor))).await
     }
 
     /// Creates an appeal in the workflow's initial state and issues its ticket number.
@@ -235,61 +292,10 @@ impl Engine {
         actor: &Actor,
         idempotency_key: Option<&str>,
     ) -> Result<CommandOutcome, EngineError> {
-        let creation = self.workflow.creation().name.clone();
-        let print = Self::create_fingerprint(appeal, actor);
-        if let Some(key) = idempotency_key
-            && let Some(done) = self.replay(key, &print).await?
-        {
-            return Ok(done);
-        }
-        let now = self.clock.now();
-        let decision = decide(&self.workflow, None, &Fire::new(creation), actor, now)?;
-        let id = uuid::Uuid::new_v4().to_string();
-        for _ in 0..TICKET_ATTEMPTS {
-            let write = AppealWrite {
-                id: id.clone(),
-                ticket: TicketNumber::generate(),
-                workflow: self.workflow.name().to_string(),
-                workflow_version: i64::from(self.workflow.def.workflow.version),
-                account: appeal.account.clone(),
-                data: appeal.data.clone(),
-                state: decision.to.clone(),
-                outcome: decision.outcome.clone(),
-                assignee: decision.assignee.clone(),
-                expected_version: None,
-            };
-            let idem = idempotency_key.map(|k| (k.to_string(), print.clone()));
-            let (uow, outcome) = self.unit_of_work(write, decision.clone(), actor, idem, None, now);
-            match self.store.commit(&uow).await {
-                Ok(_) => {
-                    info!(ticket = %outcome.ticket, state = %outcome.state, "appeal created");
-                    return Ok(outcome);
-                }
-                Err(CommitError::TicketTaken) => continue,
-                Err(CommitError::OpenAppealExists) => {
-                    let open = self.store.open_appeal_for(&appeal.account).await?;
-                    return Err(match open {
-                        Some(open) => EngineError::OpenAppeal {
-                            account: appeal.account.clone(),
-                            ticket: open.ticket.to_string(),
-                            state: open.state,
-                        },
-                        // It closed in the meantime: the caller may simply try again.
-                        None => EngineError::Conflict { state: "closed".into(), version: 0 },
-                    });
-                }
-                Err(CommitError::IdempotencyKeyTaken) => {
-                    let key = idempotency_key.expect("only keyed commands insert a key");
-                    return self.replay(key, &print).await?.ok_or_else(|| {
-                        EngineError::Store(StoreError::Corrupt(format!("idempotency key {key:?} vanished")))
-                    });
-                }
-                Err(e) => return Err(commit_error(e)),
-            }
-        }
-        Err(EngineError::Store(StoreError::Corrupt(format!(
-            "{TICKET_ATTEMPTS} random ticket numbers in a row were taken"
-        ))))
+        let creation = Fire::new(self.workflow.creation().name.clone());
+        let keyed = idempotency_key.map(|k| Self::create_keyed(k, appeal, actor));
+        let command = Command::new(Target::New(appeal.clone()), creation, actor.clone());
+        self.execute(vec![command], 0, UnitOfWork::default(), keyed).await
     }
 
     /// Fires a transition on an appeal.
@@ -314,34 +320,278 @@ impl Engine {
         idempotency_key: Option<&str>,
         update: Option<DataUpdate<'_>>,
     ) -> Result<CommandOutcome, EngineError> {
+        let keyed = idempotency_key.map(|key| Keyed {
+            key: key.to_string(),
+            basis: serde_json::json!({ "op": "fire", "ticket": ticket, "cmd": cmd, "actor": actor }),
+        });
+        let command =
+            Command { target: Target::Ticket(ticket.clone()), fire: cmd.clone(), actor: actor.clone(), update };
+        self.execute(vec![command], 0, UnitOfWork::default(), keyed).await
+    }
+
+    /// Decides `commands` in order — each on the appeal as the ones before it left it —
+    /// plans their effects, and commits them together with `base` (rows a job step adds:
+    /// its own result) as ONE unit of work. Answers the outcome of `commands[primary]`
+    /// (every other transition committed comes along in `also`). With a key, a repeat
+    /// answers as the first did.
+    pub async fn execute(
+        &self,
+        commands: Vec<Command<'_>>,
+        primary: usize,
+        base: UnitOfWork,
+        keyed: Option<Keyed>,
+    ) -> Result<CommandOutcome, EngineError> {
         let mut bad = Vec::new();
-        if let Err(e) = crate::domain::check_text("actor", &actor.name, false) {
-            bad.push(e);
-        }
-        for (i, r) in cmd.reasons.iter().enumerate() {
-            if let Err(e) = crate::domain::check_text(&format!("reasons[{i}]"), r, true) {
+        for (n, c) in commands.iter().enumerate() {
+            let prefix = if commands.len() > 1 { format!("commands[{n}].") } else { String::new() };
+            if let Err(e) = crate::domain::check_text(&format!("{prefix}actor"), &c.actor.name, false) {
                 bad.push(e);
+            }
+            for (i, r) in c.fire.reasons.iter().enumerate() {
+                if let Err(e) = crate::domain::check_text(&format!("{prefix}reasons[{i}]"), r, true) {
+                    bad.push(e);
+                }
             }
         }
         if !bad.is_empty() {
             return Err(EngineError::Invalid(bad));
         }
-        let print = fingerprint(&serde_json::json!({ "op": "fire", "ticket": ticket, "cmd": cmd, "actor": actor }));
-        if let Some(key) = idempotency_key
-            && let Some(done) = self.replay(key, &print).await?
+        if commands.is_empty() {
+            return Err(EngineError::Invalid(vec![FieldError::new("commands", "nothing to do")]));
+        }
+        let print = keyed.as_ref().map(|k| fingerprint(&k.basis));
+        if let (Some(k), Some(p)) = (&keyed, &print)
+            && let Some(done) = self.replay(&k.key, p).await?
         {
             return Ok(done);
         }
-        match self.fire_once(ticket, cmd, actor, idempotency_key.map(|k| (k, print.as_str())), update).await {
-            // A repeat of a keyed command can lose the race to its own first attempt
-            // (it loaded the appeal before that commit): it is still a repeat, so it
-            // answers with the first result rather than a refusal or a conflict.
-            Err(e @ (EngineError::Refused(_) | EngineError::Conflict { .. })) => match idempotency_key {
-                Some(key) => self.replay(key, &print).await?.ok_or(e),
-                None => Err(e),
-            },
-            other => other,
+        let keyed = keyed.as_ref().zip(print.as_deref());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.execute_once(&commands, primary, base.clone(), keyed).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(Again::TicketTaken) if attempt < TICKET_ATTEMPTS => continue,
+                Err(Again::TicketTaken) => {
+                    return Err(EngineError::Store(StoreError::Corrupt(format!(
+                        "{TICKET_ATTEMPTS} random ticket numbers in a row were taken"
+                    ))));
+                }
+                // A repeat of a keyed command can lose the race to its own first attempt
+                // (it loaded the appeal before that commit): it is still a repeat, so it
+                // answers with the first result rather than a refusal or a conflict.
+                Err(Again::Failed(
+                    e @ (EngineError::Refused(_) | EngineError::Conflict { .. } | EngineError::OpenAppeal { .. }),
+                )) => {
+                    return match keyed {
+                        Some((k, p)) => self.replay(&k.key, p).await?.ok_or(e),
+                        None => Err(e),
+                    };
+                }
+                Err(Again::Failed(e)) => return Err(e),
+            }
         }
+    }
+
+    async fn execute_once(
+        &self,
+        commands: &[Command<'_>],
+        primary: usize,
+        base: UnitOfWork,
+        keyed: Option<(&Keyed, &str)>,
+    ) -> Result<CommandOutcome, Again> {
+        let now = self.clock.now();
+        let mut uow = UnitOfWork { at: now, ..base };
+        // Each appeal as the unit of work leaves it so far.
+        let mut touched: HashMap<String, AppealRecord> = HashMap::new();
+        let mut last: Option<String> = None;
+        let mut outcomes = Vec::new();
+        let mut primary_at = 0;
+        for (i, cmd) in commands.iter().enumerate() {
+            if i == primary {
+                primary_at = outcomes.len();
+            }
+            let before = match &cmd.target {
+                Target::New(_) => None,
+                Target::Same => {
+                    let id =
+                        last.as_ref().ok_or_else(|| EngineError::Effects("`Same` names no earlier appeal".into()))?;
+                    Some(touched[id].clone())
+                }
+                Target::Ticket(t) => match touched.values().find(|r| &r.ticket == t) {
+                    Some(r) => Some(r.clone()),
+                    None => {
+                        let r = self
+                            .store
+                            .appeal_by_ticket(t)
+                            .await?
+                            .ok_or_else(|| EngineError::NotFound(t.to_string()))?;
+                        Some(self.catch_up(r).await?)
+                    }
+                },
+                Target::Id(id) => match touched.get(id) {
+                    Some(r) => Some(r.clone()),
+                    None => {
+                        let r = self.store.appeal_by_id(id).await?.ok_or_else(|| EngineError::NotFound(id.clone()))?;
+                        Some(self.catch_up(r).await?)
+                    }
+                },
+            };
+            let decision =
+                decide(&self.workflow, before.as_ref().map(Self::snapshot).as_ref(), &cmd.fire, &cmd.actor, now)?;
+            let mut write = match (&cmd.target, &before) {
+                (Target::New(appeal), _) => AppealWrite {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    ticket: TicketNumber::generate(),
+                    workflow: self.workflow.name().to_string(),
+                    workflow_version: i64::from(self.workflow.def.workflow.version),
+                    account: appeal.account.clone(),
+                    data: appeal.data.clone(),
+                    state: decision.to.clone(),
+                    outcome: decision.outcome.clone(),
+                    assignee: decision.assignee.clone(),
+                    expected_version: None,
+                },
+                (_, Some(record)) => write_for(record, &decision),
+                (_, None) => unreachable!("only a new appeal has no record"),
+            };
+            if let (Some(update), Some(record)) = (cmd.update, &before) {
+                write.data = update(record)?;
+            }
+            let after =
+                self.add(&mut uow, before.as_ref(), write, decision, &cmd.actor, None, now, &mut outcomes).await?;
+            last = Some(after.id.clone());
+            touched.insert(after.id.clone(), after);
+        }
+        let mut answer = outcomes.remove(primary_at.min(outcomes.len() - 1));
+        answer.also = outcomes;
+        if let Some((k, print)) = keyed {
+            uow.idempotency = Some(IdempotencyRecord {
+                key: k.key.clone(),
+                fingerprint: print.to_string(),
+                response: serde_json::to_value(&answer).expect("outcomes serialise"),
+                created_at: now,
+            });
+        }
+        match self.store.commit(&uow).await {
+            Ok(()) => {
+                for o in std::iter::once(&answer).chain(&answer.also) {
+                    info!(ticket = %o.ticket, transition = %o.transition, state = %o.state, "transition committed");
+                }
+                Ok(answer)
+            }
+            Err(CommitError::TicketTaken) => Err(Again::TicketTaken),
+            Err(CommitError::OpenAppealExists) => {
+                let account = commands
+                    .iter()
+                    .find_map(|c| match &c.target {
+                        Target::New(a) => Some(a.account.clone()),
+                        _ => None,
+                    })
+                    .or_else(|| touched.values().next().map(|r| r.account.clone()))
+                    .unwrap_or_default();
+                let open = self.store.open_appeal_for(&account).await?;
+                Err(Again::Failed(match open {
+                    Some(open) => {
+                        EngineError::OpenAppeal { account, ticket: open.ticket.to_string(), state: open.state }
+                    }
+                    // It closed in the meantime: the caller may simply try again.
+                    None => EngineError::Conflict { state: "closed".into(), version: 0 },
+                }))
+            }
+            Err(CommitError::IdempotencyKeyTaken) => {
+                let (k, print) = keyed.expect("only keyed commands insert a key");
+                Err(Again::Failed(match self.replay(&k.key, print).await {
+                    Ok(Some(first)) => return Ok(first),
+                    Ok(None) => {
+                        EngineError::Store(StoreError::Corrupt(format!("idempotency key {:?} vanished", k.key)))
+                    }
+                    Err(e) => e,
+                }))
+            }
+            Err(e) => Err(Again::Failed(commit_error(e))),
+        }
+    }
+
+    /// Adds one decided change to `uow`, plans its effects, and decides (and adds) the
+    /// transitions those call for; returns the appeal as they leave it.
+    #[allow(clippy::too_many_arguments)]
+    async fn add(
+        &self,
+        uow: &mut UnitOfWork,
+        before: Option<&AppealRecord>,
+        write: AppealWrite,
+        decision: Decision,
+        actor: &Actor,
+        fire_timer: Option<i64>,
+        now: DateTime<Utc>,
+        outcomes: &mut Vec<CommandOutcome>,
+    ) -> Result<AppealRecord, EngineError> {
+        let mut before = before.cloned();
+        let mut next = Some((write, decision, actor.clone(), fire_timer));
+        let mut follow_ups = std::collections::VecDeque::new();
+        let mut after = None;
+        let mut steps = 0;
+        while let Some((write, decision, actor, fire_timer)) = next.take() {
+            steps += 1;
+            if steps > MAX_FOLLOW_UPS {
+                return Err(EngineError::Effects(
+                    "effects keep calling for transitions: a loop in the definition".into(),
+                ));
+            }
+            let record = AppealRecord {
+                id: write.id.clone(),
+                ticket: write.ticket.clone(),
+                workflow: write.workflow.clone(),
+                workflow_version: write.workflow_version,
+                state: write.state.clone(),
+                outcome: write.outcome.clone(),
+                version: write.new_version(),
+                assignee: write.assignee.clone(),
+                account: write.account.clone(),
+                data: write.data.clone(),
+                created_at: before.as_ref().map_or(now, |b| b.created_at),
+                updated_at: now,
+            };
+            outcomes.push(CommandOutcome {
+                ticket: write.ticket.clone(),
+                transition: decision.transition.clone(),
+                from: decision.from.clone(),
+                state: decision.to.clone(),
+                outcome: decision.outcome.clone(),
+                version: record.version,
+                replayed: false,
+                also: vec![],
+            });
+            let planned = Planned { before: before.as_ref(), appeal: &record, decision: &decision, now };
+            let asked = self.effects.plan(&planned, uow).await?;
+            uow.changes.push(AppealChange {
+                event: NewEvent {
+                    transition: decision.transition,
+                    from: decision.from,
+                    to: decision.to,
+                    outcome: decision.outcome,
+                    actor: actor.name.clone(),
+                    role: actor.role,
+                    reasons: decision.reasons,
+                    payload: decision.payload,
+                },
+                appeal: write,
+                arm: decision.arm,
+                cancel: decision.cancel,
+                fire_timer,
+            });
+            follow_ups.extend(asked);
+            if let Some(fire) = follow_ups.pop_front() {
+                let system = Actor::system();
+                let d = decide(&self.workflow, Some(&Self::snapshot(&record)), &fire, &system, now)?;
+                let w = write_for(&record, &d);
+                next = Some((w, d, system, None));
+            }
+            before = Some(record.clone());
+            after = Some(record);
+        }
+        Ok(after.expect("at least one change was added"))
     }
 
     /// Fires this appeal's timers that are already due, earliest first, so that a
@@ -349,18 +599,17 @@ impl Engine {
     /// no worker ran is closed before the late resubmission is decided).
     pub async fn catch_up(&self, record: AppealRecord) -> Result<AppealRecord, EngineError> {
         let now = self.clock.now();
-        let overdue: Vec<TimerRecord> = self
-            .store
-            .timers(Some(&record.id))
-            .await?
-            .into_iter()
-            .filter(|t| t.status == TimerStatus::Armed && t.due_at <= now)
-            .collect();
-        if overdue.is_empty() {
-            return Ok(record);
+        let mut fired_any = false;
+        loop {
+            let firings =
+                self.store.fire_due_timers(now, 16, Some(&record.id), &TimerDecider { engine: self, now }).await?;
+            if !firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale") {
+                break;
+            }
+            fired_any = true;
         }
-        for timer in overdue {
-            self.fire_timer(timer, now).await?;
+        if !fired_any {
+            return Ok(record);
         }
         self.store
             .appeal_by_id(&record.id)
@@ -368,92 +617,69 @@ impl Engine {
             .ok_or_else(|| EngineError::Store(StoreError::Corrupt(format!("appeal {} vanished", record.ticket))))
     }
 
-    async fn fire_once(
-        &self,
-        ticket: &TicketNumber,
-        cmd: &Fire,
-        actor: &Actor,
-        idempotency: Option<(&str, &str)>,
-        update: Option<DataUpdate<'_>>,
-    ) -> Result<CommandOutcome, EngineError> {
-        let record =
-            self.store.appeal_by_ticket(ticket).await?.ok_or_else(|| EngineError::NotFound(ticket.to_string()))?;
-        let record = self.catch_up(record).await?;
+    /// Fires every armed timer due at or before the clock's now, in batches of `batch`
+    /// (at most one timer per appeal per batch), one transaction per batch. Each fire
+    /// re-checks the appeal's state and settles the timer row with its effects, so a
+    /// timer acts at most once even with several workers. Timers that are due but refuse
+    /// to act are reported and left armed.
+    pub async fn run_due_timers(&self, batch: i64) -> Result<Vec<TimerFiring>, EngineError> {
         let now = self.clock.now();
-        let decision = decide(&self.workflow, Some(&Self::snapshot(&record)), cmd, actor, now)?;
-        let mut write = write_for(&record, &decision);
-        if let Some(update) = update {
-            write.data = update(&record)?;
-        }
-        let idem = idempotency.map(|(k, p)| (k.to_string(), p.to_string()));
-        let (uow, outcome) = self.unit_of_work(write, decision, actor, idem, None, now);
-        match self.store.commit(&uow).await {
-            Ok(_) => {
-                info!(ticket = %outcome.ticket, transition = %outcome.transition, state = %outcome.state,
-                      actor = %actor.name, "transition committed");
-                Ok(outcome)
+        let mut all = Vec::new();
+        loop {
+            let firings = self.store.fire_due_timers(now, batch, None, &TimerDecider { engine: self, now }).await?;
+            let progressed = firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale");
+            log_firings(&firings);
+            all.extend(firings);
+            if !progressed {
+                return Ok(all);
             }
-            Err(CommitError::IdempotencyKeyTaken) => {
-                let (key, print) = idempotency.expect("only keyed commands insert a key");
-                self.replay(key, print)
-                    .await?
-                    .ok_or_else(|| EngineError::Store(StoreError::Corrupt(format!("idempotency key {key:?} vanished"))))
-            }
-            Err(e) => Err(commit_error(e)),
         }
     }
+}
 
-    /// Acts on every armed timer due at or before the clock's now, earliest first.
-    /// Each fire re-checks the appeal's state and settles the timer row in the same
-    /// unit of work, so a timer acts at most once even with several workers.
-    pub async fn run_due_timers(&self, limit: i64) -> Result<Vec<TimerRun>, EngineError> {
-        let now = self.clock.now();
-        let mut runs = Vec::new();
-        for timer in self.store.due_timers(now, limit).await? {
-            runs.push(self.fire_timer(timer, now).await?);
+fn log_firings(firings: &[TimerFiring]) {
+    for f in firings {
+        match f.outcome {
+            "fired" => info!(ticket = %f.timer.ticket, timer = %f.timer.name, "timer fired"),
+            "stale" => {
+                warn!(ticket = %f.timer.ticket, timer = %f.timer.name, note = ?f.note, "stale timer settled without acting")
+            }
+            // A timer that should act but is refused (its deadline computation left the
+            // calendar's published range, say) stays armed and is reported: dropping
+            // it would lose the deadline.
+            _ => {
+                tracing::error!(ticket = %f.timer.ticket, timer = %f.timer.name, outcome = f.outcome, note = ?f.note, "due timer not fired")
+            }
         }
-        Ok(runs)
     }
+}
 
-    async fn fire_timer(&self, timer: TimerRecord, now: DateTime<Utc>) -> Result<TimerRun, EngineError> {
-        let record = self
-            .store
-            .appeal_by_id(&timer.appeal_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("timer {} names a missing appeal", timer.id)))?;
-        let snapshot = Self::snapshot(&record);
-        let decision = match decide_timer(&self.workflow, &snapshot, &timer.name, now) {
+/// Decides due timers for the store, inside its claiming transaction.
+struct TimerDecider<'a> {
+    engine: &'a Engine,
+    now: DateTime<Utc>,
+}
+
+#[async_trait]
+impl TimerHandler for TimerDecider<'_> {
+    async fn decide(&self, timer: &TimerRecord, appeal: &AppealRecord) -> TimerVerdict {
+        let engine = self.engine;
+        let decision = match decide_timer(&engine.workflow, &Engine::snapshot(appeal), &timer.name, self.now) {
             Ok(d) => d,
             Err(skip @ (TimerSkip::Unknown(_) | TimerSkip::NotRunning { .. })) => {
-                warn!(ticket = %record.ticket, timer = %timer.name, reason = %skip, "stale timer settled without acting");
-                self.store.settle_stale_timer(timer.id, now).await?;
-                return Ok(TimerRun { timer, result: None, note: Some(skip.to_string()) });
+                return TimerVerdict::Stale(skip.to_string());
             }
-            // A timer that should act but is refused (e.g. its deadline computation left
-            // the calendar's published range) stays armed and is reported: dropping it
-            // would lose the deadline.
-            Err(TimerSkip::Refused(refusal)) => {
-                tracing::error!(ticket = %record.ticket, timer = %timer.name, reason = %refusal, "due timer refused; left armed");
-                return Ok(TimerRun { timer, result: None, note: Some(format!("refused, left armed: {refusal}")) });
-            }
+            Err(TimerSkip::Refused(refusal)) => return TimerVerdict::Leave(format!("refused, left armed: {refusal}")),
         };
-        let write = write_for(&record, &decision);
-        let (uow, outcome) = self.unit_of_work(write, decision, &Actor::system(), None, Some(timer.id), now);
-        match self.store.commit(&uow).await {
-            Ok(_) => {
-                info!(ticket = %outcome.ticket, timer = %timer.name, transition = %outcome.transition, "timer fired");
-                Ok(TimerRun { timer, result: Some(outcome), note: None })
-            }
-            // Another worker fired it, or the appeal moved on: the next poll re-reads.
-            Err(CommitError::TimerNotArmed) => {
-                Ok(TimerRun { timer, result: None, note: Some("already settled by another worker".into()) })
-            }
-            Err(CommitError::Conflict { state, version }) => Ok(TimerRun {
-                timer,
-                result: None,
-                note: Some(format!("appeal changed concurrently (now {state} v{version}); retried on next poll")),
-            }),
-            Err(e) => Err(commit_error(e)),
+        let mut uow = UnitOfWork::new(self.now);
+        let write = write_for(appeal, &decision);
+        let mut outcomes = Vec::new();
+        match engine
+            .add(&mut uow, Some(appeal), write, decision, &Actor::system(), Some(timer.id), self.now, &mut outcomes)
+            .await
+        {
+            Ok(_) => TimerVerdict::Fire(Box::new(uow)),
+            Err(e) => TimerVerdict::Leave(format!("left armed: {e}")),
         }
     }
 }
@@ -476,6 +702,7 @@ fn write_for(record: &AppealRecord, decision: &Decision) -> AppealWrite {
 fn commit_error(e: CommitError) -> EngineError {
     match e {
         CommitError::Conflict { state, version } => EngineError::Conflict { state, version },
+        CommitError::Stale(what) => EngineError::Stale(what),
         CommitError::Store(s) => EngineError::Store(s),
         other => EngineError::Store(StoreError::Corrupt(format!("unexpected commit outcome: {other}"))),
     }

@@ -151,7 +151,10 @@ impl From<EngineError> for ApiError {
                 extra: Some(serde_json::json!({ "open_ticket": ticket, "state": state })),
                 ..ApiError::new(StatusCode::CONFLICT, "open-appeal", "An appeal is already open", e.to_string())
             },
-            EngineError::Refused(Refusal::Calendar(_)) | EngineError::Store(_) => ApiError::internal(&e),
+            EngineError::Stale(_) => ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", e.to_string()),
+            EngineError::Refused(Refusal::Calendar(_)) | EngineError::Effects(_) | EngineError::Store(_) => {
+                ApiError::internal(&e)
+            }
         }
     }
 }

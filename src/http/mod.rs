@@ -145,7 +145,31 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready when the schema is current and — with a worker in this process — every worker
+/// loop works; otherwise 503 naming what is down (a queue whose worker keeps failing, the
+/// timer loop), so an orchestrator stops sending work and an operator knows where to look.
 async fn readyz(State(state): State<Shared>) -> Response {
+    let down = state.work.health().problems();
+    if !down.is_empty() {
+        let names: Vec<&str> = down.iter().map(|l| l.name.as_str()).collect();
+        tracing::warn!(?names, "not ready: worker loops are down");
+        let loops: Vec<serde_json::Value> = down
+            .iter()
+            .map(|l| {
+                serde_json::json!({ "name": l.name, "restarts": l.restarts, "down_secs": l.down_secs, "gave_up": l.gave_up })
+            })
+            .collect();
+        return ApiError {
+            extra: Some(serde_json::json!({ "down": loops })),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "Not ready",
+                format!("the worker cannot work: {} down (restarted with backoff; see the log)", names.join(", ")),
+            )
+        }
+        .into_response();
+    }
     match state.engine().store().pending_migrations().await {
         Ok(pending) if pending.is_empty() => (StatusCode::OK, "ready").into_response(),
         Ok(pending) => {
@@ -181,6 +205,17 @@ async fn metrics(State(state): State<Shared>) -> ApiResult<Response> {
         let _ = writeln!(out, "appealflow_jobs{{status=\"{status}\"}} {n}");
     }
     let _ = writeln!(out, "appealflow_jobs_dead {}", g.dead_jobs);
+    let loops = state.work.health().statuses();
+    if !loops.is_empty() {
+        let _ = writeln!(out, "# TYPE appealflow_worker_loop_up gauge");
+        for l in &loops {
+            let _ = writeln!(out, "appealflow_worker_loop_up{{loop=\"{}\"}} {}", l.name, u8::from(l.up));
+        }
+        let _ = writeln!(out, "# TYPE appealflow_worker_loop_restarts_total counter");
+        for l in &loops {
+            let _ = writeln!(out, "appealflow_worker_loop_restarts_total{{loop=\"{}\"}} {}", l.name, l.restarts);
+        }
+    }
     let _ =
         writeln!(out, "# TYPE appealflow_sla_breaches_total counter\nappealflow_sla_breaches_total {}", g.sla_breaches);
     let m = &state.metrics;

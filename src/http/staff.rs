@@ -760,7 +760,7 @@ async fn appeal(State(state): State<Shared>, _staff: Staff, Params(raw): Params<
             id: a.id,
             action: a.action,
             manual: a.manual,
-            status: a.status,
+            status: a.status.to_string(),
             attempts: a.attempts,
             last_error: a.last_error,
             done_by: a.done_by,
@@ -778,7 +778,7 @@ async fn appeal(State(state): State<Shared>, _staff: Staff, Params(raw): Params<
             channel: n.channel,
             locale: n.locale,
             recipient_masked: n.recipient_masked,
-            status: n.status,
+            status: n.status.to_string(),
             attempts: n.attempts,
             last_error: n.last_error,
             created_at: n.created_at.to_rfc3339(),
@@ -980,10 +980,6 @@ async fn task_done(
         ManualTaskError::NotAllowed(why) => ApiError::forbidden(why),
         ManualTaskError::Work(w) => ApiError::internal(w),
     })?;
-    if !done.followups.notifications.is_empty() || !done.followups.actions.is_empty() {
-        // The "done" notices are recorded; the worker's sweep queues them.
-        state.work.request_sweep();
-    }
     let after = load(&state, &ticket).await?;
     let outcome = CommandOutcome {
         ticket,
@@ -993,6 +989,7 @@ async fn task_done(
         outcome: after.outcome,
         version: after.version,
         replayed: done.replayed,
+        also: vec![],
     };
     Ok(decided(&outcome, outcome.version))
 }

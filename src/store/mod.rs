@@ -1,19 +1,19 @@
 //! Persistence behind one narrow seam. [`Store`] is shaped around whole units of work:
-//! [`Store::commit`] writes an appeal's new state, its event, its timers, its outbox
-//! rows and its idempotency record in ONE database transaction, or nothing at all.
+//! [`Store::commit`] writes everything one command or one job step changes — appeal
+//! transitions with their events and timers, notifications, post-approval actions,
+//! account changes, the idempotency record, and the jobs all this causes (through
+//! [`JobWriter`], into the job queue's own tables) — in ONE database transaction, or
+//! nothing at all. A job therefore exists if and only if the commit that caused it does.
 //! Each backend owns its SQL and its migrations (`migrations/sqlite`,
 //! `migrations/postgres`); `tests/store_conformance.rs` runs the same suite on both.
 
 pub mod postgres;
 pub mod sqlite;
 
-use std::sync::{Arc, Mutex};
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind, Role, TicketNumber};
 use crate::workflow::decide::TimerArm;
 use crate::workflow::definition::EffectDef;
@@ -95,19 +95,17 @@ pub struct TimerRecord {
     pub settled_at: Option<DateTime<Utc>>,
 }
 
-/// An effect waiting in (or delivered from) the outbox.
+/// An effect row an earlier version left in the outbox (the outbox is no longer
+/// written; rows not yet carried out are adopted once at start-up).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EffectRecord {
+pub struct LegacyEffect {
     pub id: i64,
     pub appeal_id: String,
     pub event_seq: i64,
     pub effect: String,
     pub template: Option<String>,
     pub recipient: Option<String>,
-    /// Derived from (appeal, event, position): a redelivered effect carries the same key.
     pub idempotency_key: String,
-    pub status: String,
-    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,24 +153,52 @@ pub struct NewEvent {
     pub payload: serde_json::Value,
 }
 
-/// Everything one decision changes, committed atomically by [`Store::commit`].
+/// One appeal's transition (or timer event) within a unit of work.
 #[derive(Debug, Clone)]
-pub struct UnitOfWork {
+pub struct AppealChange {
     pub appeal: AppealWrite,
     pub event: NewEvent,
     pub arm: Vec<TimerArm>,
     /// Timer names whose armed rows on this appeal are cancelled.
     pub cancel: Vec<String>,
-    /// A due timer this unit of work settles as fired; the commit fails with
-    /// [`CommitError::TimerNotArmed`] if another worker settled it first.
+    /// A due timer this change settles as fired; the commit fails with
+    /// [`CommitError::TimerNotArmed`] if it was settled meanwhile.
     pub fire_timer: Option<i64>,
-    pub effects: Vec<EffectDef>,
-    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// Everything one command or one job step changes, committed atomically by
+/// [`Store::commit`]. Every part is optional; the parts are written in field order.
+#[derive(Debug, Clone, Default)]
+pub struct UnitOfWork {
     pub at: DateTime<Utc>,
+    pub idempotency: Option<IdempotencyRecord>,
+    /// Transitions, in order (several may touch one appeal: v, v+1, ...).
+    pub changes: Vec<AppealChange>,
+    /// New notifications; each new `pending` one gets its delivery job.
+    pub notifications: Vec<NewNotification>,
+    /// Outcomes of delivery attempts and moves along fallback chains.
+    pub deliveries: Vec<DeliveryUpdate>,
+    /// New post-approval actions; each new non-manual one gets its job.
+    pub actions: Vec<NewAction>,
+    /// Outcomes of action attempts (each only while the action is still pending).
+    pub action_updates: Vec<ActionUpdate>,
+    /// Changes to accounts of the embedded directory, each applied once by its key.
+    pub ledger: Vec<LedgerEntry>,
+    /// Jobs for rows that exist already (an action an operator retries).
+    pub jobs: Vec<JobRef>,
+    /// The running job's next attempt moved later (its backoff), with its failure.
+    pub defer_job: Option<JobDeferral>,
+    /// Outbox rows of an earlier version carried out by this unit of work.
+    pub legacy_effects_done: Vec<i64>,
 }
 
 impl UnitOfWork {
-    /// The outbox key of the `index`th effect: stable across retries of delivery.
+    pub fn new(at: DateTime<Utc>) -> Self {
+        UnitOfWork { at, ..UnitOfWork::default() }
+    }
+
+    /// The key of the `index`th effect of the event at `seq`: stable, so a notification
+    /// or an action made for it is recorded once however often it is planned.
     pub fn effect_key(appeal_id: &str, seq: i64, index: usize, effect: &EffectDef) -> String {
         let mut key = format!("{appeal_id}:{seq}:{index}:{}", effect.effect);
         if let Some(t) = &effect.template {
@@ -181,33 +207,144 @@ impl UnitOfWork {
         }
         key
     }
-}
 
-/// Places a test can make a commit fail, to prove nothing partial is left behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailPoint {
-    /// After the appeal row and the event row are written, before timers and outbox.
-    AfterEvent,
-    /// After every write, just before COMMIT.
-    BeforeCommit,
-}
-
-/// A shared switch a test flips; production code never sets it.
-#[derive(Debug, Clone, Default)]
-pub struct FailPoints(Arc<Mutex<Option<FailPoint>>>);
-
-impl FailPoints {
-    pub fn set(&self, fp: Option<FailPoint>) {
-        *self.0.lock().expect("fail-point lock is never poisoned") = fp;
+    /// True when committing it would write nothing.
+    pub fn is_empty(&self) -> bool {
+        self.idempotency.is_none()
+            && self.changes.is_empty()
+            && self.notifications.is_empty()
+            && self.deliveries.is_empty()
+            && self.actions.is_empty()
+            && self.action_updates.is_empty()
+            && self.ledger.is_empty()
+            && self.jobs.is_empty()
+            && self.defer_job.is_none()
+            && self.legacy_effects_done.is_empty()
     }
+}
 
-    pub(crate) fn check(&self, here: FailPoint) -> Result<(), StoreError> {
-        if *self.0.lock().expect("fail-point lock is never poisoned") == Some(here) {
-            return Err(StoreError::Injected(here));
+/// A job to enqueue, named by the row it works on. [`JobWriter`] turns it into a row of
+/// the job queue's table (queue, arguments, idempotency key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobRef {
+    /// Apply a post-approval action (`appeal_actions.id`).
+    Action(i64),
+    /// An action an operator put back to pending: a new job (`nonce` keeps it apart
+    /// from the action's first job, which has ended).
+    ActionRetry { id: i64, nonce: String },
+    /// Deliver a notification (`notifications.id`).
+    Notification(i64),
+}
+
+/// Writes jobs into the job queue's tables through the caller's open transaction, so
+/// they commit or roll back with it. Implemented where the job queue's library lives
+/// (`jobs/`); the store only hands it its connection.
+#[async_trait]
+pub trait JobWriter: Send + Sync + 'static {
+    async fn write_sqlite(&self, conn: &mut SqliteConn, jobs: &[JobRef]) -> Result<(), StoreError>;
+    async fn write_postgres(&self, conn: &mut PgConn, jobs: &[JobRef]) -> Result<(), StoreError>;
+}
+
+/// A connection of the embedded backend, as [`JobWriter`] receives it (inside a transaction).
+pub type SqliteConn = sqlx::SqliteConnection;
+/// A PostgreSQL connection, as [`JobWriter`] receives it (inside a transaction).
+pub type PgConn = sqlx::PgConnection;
+
+/// The running job's next attempt, `delay` after now (by the database's clock, which is
+/// the clock the job queue schedules by), recorded with the step's failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDeferral {
+    pub job_id: String,
+    pub delay: std::time::Duration,
+}
+
+/// What happens to a notification in a unit of work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryUpdate {
+    /// An attempt ended: `sent`, `pending` (retried later, with the error) or `failed`
+    /// for good. Only while the notification is `pending`.
+    Attempted { id: i64, status: NotificationStatus, error: Option<String> },
+    /// The next channel of a chain whose earlier channel failed: `held` → `pending`,
+    /// with its delivery job.
+    Release { id: i64 },
+    /// A later channel of a chain an earlier channel reached: `held` → `skipped`.
+    Skip { id: i64 },
+}
+
+/// A post-approval action's attempt, recorded only while the action is `pending`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionUpdate {
+    pub id: i64,
+    pub status: ActionStatus,
+    pub error: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub done_by: Option<String>,
+}
+
+/// A change to an account of the embedded directory: written only while the account's
+/// stored record is still `expected` (as [`Store::account_record`] read it; else the
+/// commit fails with [`CommitError::Stale`] and the step computes it again), with its
+/// ledger row keyed by `key` (a second row for one key fails the same way).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    pub key: String,
+    pub account: String,
+    pub action: String,
+    pub expected: String,
+    pub record: Account,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+macro_rules! status_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+
+            pub fn parse(s: &str) -> Result<Self, StoreError> {
+                match s {
+                    $($text => Ok($name::$variant),)*
+                    other => Err(StoreError::Corrupt(format!(concat!("unknown ", stringify!($name), " {:?}"), other))),
+                }
+            }
         }
-        Ok(())
-    }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $name::parse(s).map_err(|_| format!(
+                    "unknown value {s:?} (one of: {})",
+                    [$($text),*].join(", ")
+                ))
+            }
+        }
+    };
 }
+
+status_enum!(
+    /// Where a notification stands.
+    NotificationStatus { Pending = "pending", Held = "held", Sent = "sent", Failed = "failed", Skipped = "skipped" }
+);
+
+status_enum!(
+    /// Where a post-approval action stands.
+    ActionStatus { Pending = "pending", Succeeded = "succeeded", Failed = "failed" }
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -217,8 +354,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not what appealflow wrote: {0}")]
     Corrupt(String),
-    #[error("injected failure at {0:?}")]
-    Injected(FailPoint),
+    #[error(transparent)]
+    Injected(#[from] crate::failpoint::Injected),
+    #[error("job queue: {0}")]
+    Queue(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     #[error("no account named {0:?} in the directory")]
@@ -239,6 +378,10 @@ pub enum CommitError {
     TicketTaken,
     #[error("the account already has an open appeal")]
     OpenAppealExists,
+    /// A row the unit of work updates conditionally was changed meanwhile (an action no
+    /// longer pending, a notification already delivered, an account record rewritten).
+    #[error("{0} changed concurrently")]
+    Stale(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -249,11 +392,25 @@ impl From<sqlx::Error> for CommitError {
     }
 }
 
+impl From<crate::failpoint::Injected> for CommitError {
+    fn from(e: crate::failpoint::Injected) -> Self {
+        CommitError::Store(StoreError::Injected(e))
+    }
+}
+
 /// A post-approval action to record for an appeal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAction {
+    pub appeal_id: String,
     pub action: String,
     pub manual: bool,
+}
+
+impl NewAction {
+    /// `{appeal_id}:{action}`: the same on every attempt, on every worker.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.appeal_id, self.action)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,8 +422,8 @@ pub struct ActionRecord {
     /// `{appeal_id}:{action}`: the same on every attempt, on every worker.
     pub idempotency_key: String,
     pub manual: bool,
-    /// pending, succeeded or failed (permanently; the appeal needs attention).
-    pub status: String,
+    /// Failed means for good: the appeal needs attention.
+    pub status: ActionStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub result: Option<serde_json::Value>,
@@ -275,25 +432,14 @@ pub struct ActionRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The outcome of one attempt at an action.
-#[derive(Debug, Clone)]
-pub struct ActionAttempt {
-    pub status: &'static str,
-    pub error: Option<String>,
-    pub result: Option<serde_json::Value>,
-    pub done_by: Option<String>,
-    /// Record the attempt only while the appeal is still at this version (checked in
-    /// the same statement as the write): a decision made from a stale read changes nothing.
-    pub if_appeal_version: Option<i64>,
-}
-
 /// What the built-in directory's ledger says about one change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedChange {
+    pub account: String,
+    pub action: String,
     pub before: serde_json::Value,
     pub after: serde_json::Value,
-    /// True when the key had been applied before: nothing was changed this time.
-    pub replayed: bool,
+    pub applied_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +452,15 @@ pub struct NewNotification {
     pub recipient: String,
     pub recipient_masked: String,
     pub body: String,
+    /// `Pending` (delivered now) or `Held` (a later channel of a fallback chain).
+    pub status: NotificationStatus,
+    /// The fallback chain it belongs to (the effect's key), delivered in `position` order.
+    pub chain: Option<String>,
+    pub position: i64,
+    /// The transition its delivery fires on the appeal.
+    pub on_delivered: Option<String>,
+    /// The transition fired when every channel of its chain failed for good.
+    pub on_undeliverable: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,11 +476,15 @@ pub struct NotificationRecord {
     pub recipient: String,
     pub recipient_masked: String,
     pub body: String,
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    pub chain: Option<String>,
+    pub position: i64,
+    pub on_delivered: Option<String>,
+    pub on_undeliverable: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -402,10 +561,39 @@ pub struct AppealFilter {
     pub limit: Option<i64>,
 }
 
+/// What to do with one claimed due timer, decided by the engine.
+#[derive(Debug)]
+pub enum TimerVerdict {
+    /// Commit this unit of work; it settles the timer as fired.
+    Fire(Box<UnitOfWork>),
+    /// The timer no longer applies: settle it as cancelled without touching the appeal.
+    Stale(String),
+    /// It should act but cannot now (its deadline computation was refused): leave it armed.
+    Leave(String),
+}
+
+/// Decides due timers for [`Store::fire_due_timers`], inside its transaction.
+#[async_trait]
+pub trait TimerHandler: Send + Sync {
+    async fn decide(&self, timer: &TimerRecord, appeal: &AppealRecord) -> TimerVerdict;
+}
+
+/// What became of one claimed timer.
+#[derive(Debug, Clone)]
+pub struct TimerFiring {
+    pub timer: TimerRecord,
+    /// `fired`, `stale`, `left armed` or `failed`.
+    pub outcome: &'static str,
+    pub note: Option<String>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+
+    /// Names this database (its URL without credentials): fail points are armed per scope.
+    fn scope(&self) -> &str;
 
     /// Applies this backend's migrations (idempotent).
     async fn migrate(&self) -> Result<(), StoreError>;
@@ -414,8 +602,22 @@ pub trait Store: Send + Sync + 'static {
     /// database: empty when the schema is current.
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError>;
 
-    /// Commits one unit of work atomically; returns the appeal's new version.
-    async fn commit(&self, uow: &UnitOfWork) -> Result<i64, CommitError>;
+    /// Commits one unit of work atomically, with the jobs it causes.
+    async fn commit(&self, uow: &UnitOfWork) -> Result<(), CommitError>;
+
+    /// Claims up to `limit` armed timers due at or before `now` (of one appeal, or all),
+    /// at most one per appeal, and settles each as `handler` decides — all in ONE
+    /// transaction, each firing behind its own savepoint so one failure spoils no
+    /// other. PostgreSQL claims with `FOR UPDATE ... SKIP LOCKED` (of the timers and
+    /// their appeals), so workers side by side never fire one timer twice and never
+    /// race for one.
+    async fn fire_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        appeal_id: Option<&str>,
+        handler: &dyn TimerHandler,
+    ) -> Result<Vec<TimerFiring>, StoreError>;
 
     async fn appeal_by_ticket(&self, ticket: &TicketNumber) -> Result<Option<AppealRecord>, StoreError>;
 
@@ -435,12 +637,6 @@ pub trait Store: Send + Sync + 'static {
     /// Armed timers due at or before `now`, earliest first.
     async fn due_timers(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<TimerRecord>, StoreError>;
 
-    /// Settles an armed timer that no longer applies (its appeal left the timer's
-    /// states under an older definition) without touching the appeal.
-    async fn settle_stale_timer(&self, timer_id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
-
-    async fn effects(&self, appeal_id: &str) -> Result<Vec<EffectRecord>, StoreError>;
-
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
     /// Records the answer to a keyed command that is not an appeal transition (e.g. an
@@ -452,80 +648,59 @@ pub trait Store: Send + Sync + 'static {
 
     async fn account(&self, name: &str) -> Result<Option<Account>, StoreError>;
 
+    /// An account as stored, with its record's stored text (to change it conditionally).
+    async fn account_record(&self, name: &str) -> Result<Option<(Account, String)>, StoreError>;
+
     async fn account_by_key(&self, kind: LookupKind, value: &str) -> Result<Option<Account>, StoreError>;
+
+    /// What the embedded directory's ledger recorded for a change key, if it was applied.
+    async fn applied_change(&self, key: &str) -> Result<Option<AppliedChange>, StoreError>;
+
+    /// The ledger, oldest first (keys with what they changed).
+    async fn ledger(&self) -> Result<Vec<(String, AppliedChange)>, StoreError>;
 
     /// The account's appeal that has not closed, if any.
     async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError>;
 
-    /// Outbox rows still `pending`, oldest first.
-    async fn pending_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError>;
-
-    async fn effect(&self, id: i64) -> Result<Option<EffectRecord>, StoreError>;
-
-    /// Moves an outbox row from one status to another; false if it was not in `from`.
-    async fn set_effect_status(&self, id: i64, from: &str, to: &str) -> Result<bool, StoreError>;
-
-    /// Records an appeal's post-approval actions (those already recorded are kept).
-    async fn insert_actions(&self, appeal_id: &str, actions: &[NewAction], at: DateTime<Utc>)
-    -> Result<(), StoreError>;
+    /// Outbox rows an earlier version left not yet carried out, oldest first.
+    async fn legacy_effects(&self, limit: i64) -> Result<Vec<LegacyEffect>, StoreError>;
 
     async fn action(&self, id: i64) -> Result<Option<ActionRecord>, StoreError>;
 
     async fn actions(&self, filter: &WorkFilter) -> Result<Vec<ActionRecord>, StoreError>;
 
-    /// Records one attempt at a pending action (attempts + 1); refuses to touch an
-    /// action that is no longer pending and returns it unchanged.
-    async fn record_action_attempt(
-        &self,
-        id: i64,
-        attempt: &ActionAttempt,
-        at: DateTime<Utc>,
-    ) -> Result<ActionRecord, StoreError>;
-
-    /// Puts a failed action back to pending (an operator retrying it).
-    async fn reset_action(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
-
-    /// Applies a change to an account in the embedded directory exactly once per key:
-    /// the change and its ledger row commit together; a repeated key changes nothing and
-    /// returns what the first application recorded.
-    async fn apply_account_change(
-        &self,
-        key: &str,
-        account: &str,
-        action: &str,
-        change: &AccountChange,
-        at: DateTime<Utc>,
-    ) -> Result<AppliedChange, StoreError>;
-
-    /// Records notifications (a repeated idempotency key is ignored); returns the ids of
-    /// all of them, new or already recorded.
-    async fn insert_notifications(&self, items: &[NewNotification], at: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;
+    /// Puts a failed action back to pending with a new job (an operator retrying it),
+    /// both in one transaction; false when the action had not failed.
+    async fn retry_action(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
     async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>, StoreError>;
 
     async fn notifications(&self, filter: &WorkFilter) -> Result<Vec<NotificationRecord>, StoreError>;
 
-    /// Records one delivery attempt: `sent` (with the time) or `pending`/`failed` with the error.
-    async fn record_delivery(
-        &self,
-        id: i64,
-        status: &str,
-        error: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Outbox rows handed to the job queue but not yet done (for the relay's sweep).
-    async fn queued_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError>;
-
-    /// Moves a job's next run `delay` from now (the database's clock): the backoff
-    /// between attempts, persisted so it survives a restart.
-    async fn defer_job(&self, job_id: &str, delay: std::time::Duration) -> Result<(), StoreError>;
+    /// The notifications of a fallback chain, in order.
+    async fn chain(&self, chain: &str) -> Result<Vec<NotificationRecord>, StoreError>;
 
     /// The job queue's rows, newest first.
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
 
+    /// Jobs of these queues that are running or may run now (not waiting out a backoff,
+    /// not dead, not done): zero means the worker has nothing to do at this instant.
+    async fn runnable_jobs(&self, queues: &[&str]) -> Result<i64, StoreError>;
+
     /// Puts a dead (failed or aborted) job back in the queue with fresh attempts.
     async fn retry_job(&self, job_id: &str) -> Result<bool, StoreError>;
+
+    /// Pending notifications and pending non-manual actions that have no job at all —
+    /// work whose job was lost. Never any on a database only this version wrote (jobs
+    /// commit with their rows); an earlier version's relay could leave some.
+    async fn unqueued_work(&self, limit: i64) -> Result<Vec<JobRef>, StoreError>;
+
+    /// Writes jobs for rows that exist, in one transaction.
+    async fn enqueue(&self, jobs: &[JobRef]) -> Result<(), StoreError>;
+
+    /// Marks jobs of a queue an earlier version used, and that no worker serves now,
+    /// done; returns how many.
+    async fn retire_queue(&self, queue: &str) -> Result<u64, StoreError>;
 
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
 
@@ -557,8 +732,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts of rows per table, for tests and diagnostics.
     async fn row_counts(&self) -> Result<RowCounts, StoreError>;
-
-    fn fail_points(&self) -> &FailPoints;
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -566,6 +739,8 @@ pub struct RowCounts {
     pub appeals: i64,
     pub events: i64,
     pub timers: i64,
-    pub outbox: i64,
+    pub notifications: i64,
+    pub actions: i64,
+    pub jobs: i64,
     pub idempotency: i64,
 }

@@ -3,20 +3,21 @@
 //! version = $n` serialise concurrent commands on one appeal.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use super::{
-    ActionAttempt, ActionRecord, AppealFilter, AppealRecord, AppliedChange, CommitError, DraftRecord, EffectRecord,
-    EventRecord, FailPoint, FailPoints, Gauges, IdempotencyRecord, JobFilter, JobRecord, NewAction, NewNotification,
-    NotificationRecord, RowCounts, Store, StoreError, TimerRecord, TimerStatus, TokenRecord, UnitOfWork, WorkFilter,
+    ActionRecord, ActionStatus, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate,
+    DraftRecord, EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobWriter, LegacyEffect,
+    NotificationRecord, NotificationStatus, RowCounts, Store, StoreError, TimerFiring, TimerHandler, TimerRecord,
+    TimerStatus, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter,
 };
-use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind, TicketNumber};
 
 fn ticket(s: String) -> Result<TicketNumber, StoreError> {
@@ -25,18 +26,26 @@ fn ticket(s: String) -> Result<TicketNumber, StoreError> {
 
 pub struct PgStore {
     pool: PgPool,
-    fail: FailPoints,
+    jobs: Arc<dyn JobWriter>,
+    scope: String,
 }
 
 impl PgStore {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?;
+    /// Connects to the database at `url`; `jobs` writes the jobs a commit causes into
+    /// the job queue's tables through the commit's transaction. Connections carry the
+    /// application name `appealflow`, so an operator can tell them apart.
+    pub async fn connect(url: &str, jobs: Arc<dyn JobWriter>) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("appealflow");
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool, fail: FailPoints::default() })
+        let scope = match url.split_once('@') {
+            Some((_, host)) => format!("postgres://{host}"),
+            None => url.to_string(),
+        };
+        Ok(PgStore { pool, jobs, scope })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -61,20 +70,6 @@ impl PgStore {
         })
     }
 
-    fn effect_row(row: &PgRow) -> Result<EffectRecord, StoreError> {
-        Ok(EffectRecord {
-            id: row.try_get("id")?,
-            appeal_id: row.try_get("appeal_id")?,
-            event_seq: row.try_get("event_seq")?,
-            effect: row.try_get("effect")?,
-            template: row.try_get("template")?,
-            recipient: row.try_get("recipient")?,
-            idempotency_key: row.try_get("idempotency_key")?,
-            status: row.try_get("status")?,
-            created_at: row.try_get("created_at")?,
-        })
-    }
-
     fn action_row(row: &PgRow) -> Result<ActionRecord, StoreError> {
         let result: Option<Json<serde_json::Value>> = row.try_get("result")?;
         Ok(ActionRecord {
@@ -84,7 +79,7 @@ impl PgStore {
             action: row.try_get("action")?,
             idempotency_key: row.try_get("idempotency_key")?,
             manual: row.try_get("manual")?,
-            status: row.try_get("status")?,
+            status: ActionStatus::parse(row.try_get("status")?)?,
             attempts: row.try_get("attempts")?,
             last_error: row.try_get("last_error")?,
             result: result.map(|r| r.0),
@@ -105,11 +100,15 @@ impl PgStore {
             recipient: row.try_get("recipient")?,
             recipient_masked: row.try_get("recipient_masked")?,
             body: row.try_get("body")?,
-            status: row.try_get("status")?,
+            status: NotificationStatus::parse(row.try_get("status")?)?,
             attempts: row.try_get("attempts")?,
             last_error: row.try_get("last_error")?,
             created_at: row.try_get("created_at")?,
             sent_at: row.try_get("sent_at")?,
+            chain: row.try_get("chain")?,
+            position: row.try_get("position")?,
+            on_delivered: row.try_get("on_delivered")?,
+            on_undeliverable: row.try_get("on_undeliverable")?,
         })
     }
 
@@ -139,6 +138,400 @@ impl PgStore {
             settled_at: row.try_get("settled_at")?,
         })
     }
+
+    fn applied_row(row: &PgRow) -> Result<AppliedChange, StoreError> {
+        let before: Json<serde_json::Value> = row.try_get("before")?;
+        let after: Json<serde_json::Value> = row.try_get("after")?;
+        Ok(AppliedChange {
+            account: row.try_get("account")?,
+            action: row.try_get("action")?,
+            before: before.0,
+            after: after.0,
+            applied_at: row.try_get("applied_at")?,
+        })
+    }
+
+    /// Writes one unit of work through an open transaction (its caller commits).
+    async fn write_uow(&self, conn: &mut PgConnection, uow: &UnitOfWork) -> Result<(), CommitError> {
+        let at = uow.at;
+        if let Some(idem) = &uow.idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(&idem.key)
+            .bind(&idem.fingerprint)
+            .bind(Json(&idem.response))
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(CommitError::IdempotencyKeyTaken);
+            }
+        }
+        for change in &uow.changes {
+            Self::write_change(conn, change, at).await?;
+        }
+        crate::failpoint!(self.scope(), "commit.after_changes");
+
+        let mut jobs = uow.jobs.clone();
+        for n in &uow.notifications {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO notifications (appeal_id, idempotency_key, template, channel, locale, recipient,
+                                            recipient_masked, body, status, created_at, chain, position,
+                                            on_delivered, on_undeliverable)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            )
+            .bind(&n.appeal_id)
+            .bind(&n.idempotency_key)
+            .bind(&n.template)
+            .bind(&n.channel)
+            .bind(&n.locale)
+            .bind(&n.recipient)
+            .bind(&n.recipient_masked)
+            .bind(&n.body)
+            .bind(n.status.as_str())
+            .bind(at)
+            .bind(&n.chain)
+            .bind(n.position)
+            .bind(&n.on_delivered)
+            .bind(&n.on_undeliverable)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(id) = id
+                && n.status == NotificationStatus::Pending
+            {
+                jobs.push(JobRef::Notification(id));
+            }
+        }
+        for d in &uow.deliveries {
+            let (id, done) = match d {
+                DeliveryUpdate::Attempted { id, status, error } => {
+                    let done = sqlx::query(
+                        "UPDATE notifications SET status = $1, attempts = attempts + 1, last_error = $2,
+                                sent_at = CASE WHEN $1 = 'sent' THEN $3 ELSE sent_at END
+                         WHERE id = $4 AND status = 'pending'",
+                    )
+                    .bind(status.as_str())
+                    .bind(error)
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                    (*id, done.rows_affected())
+                }
+                DeliveryUpdate::Release { id } => {
+                    let done =
+                        sqlx::query("UPDATE notifications SET status = 'pending' WHERE id = $1 AND status = 'held'")
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    jobs.push(JobRef::Notification(*id));
+                    (*id, done.rows_affected())
+                }
+                DeliveryUpdate::Skip { id } => {
+                    let done =
+                        sqlx::query("UPDATE notifications SET status = 'skipped' WHERE id = $1 AND status = 'held'")
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    (*id, done.rows_affected())
+                }
+            };
+            if done == 0 {
+                return Err(CommitError::Stale(format!("notification {id}")));
+            }
+        }
+        for a in &uow.actions {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO appeal_actions (appeal_id, action, idempotency_key, manual, status, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'pending', $5, $5) ON CONFLICT (appeal_id, action) DO NOTHING RETURNING id",
+            )
+            .bind(&a.appeal_id)
+            .bind(&a.action)
+            .bind(a.key())
+            .bind(a.manual)
+            .bind(at)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(id) = id
+                && !a.manual
+            {
+                jobs.push(JobRef::Action(id));
+            }
+        }
+        for u in &uow.action_updates {
+            let done = sqlx::query(
+                "UPDATE appeal_actions SET status = $1, attempts = attempts + 1, last_error = $2,
+                        result = COALESCE($3, result), done_by = COALESCE($4, done_by), updated_at = $5
+                 WHERE id = $6 AND status = 'pending'",
+            )
+            .bind(u.status.as_str())
+            .bind(&u.error)
+            .bind(u.result.as_ref().map(Json))
+            .bind(&u.done_by)
+            .bind(at)
+            .bind(u.id)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(CommitError::Stale(format!("action {}", u.id)));
+            }
+        }
+        for l in &uow.ledger {
+            let inserted = sqlx::query(
+                "INSERT INTO applied_account_changes (idempotency_key, account, action, before, after, applied_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(&l.key)
+            .bind(&l.account)
+            .bind(&l.action)
+            .bind(Json(&l.before))
+            .bind(Json(&l.after))
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            let updated =
+                sqlx::query("UPDATE accounts SET record = $1, updated_at = $2 WHERE name = $3 AND record = $4::jsonb")
+                    .bind(Json(&l.record))
+                    .bind(at)
+                    .bind(&l.account)
+                    .bind(&l.expected)
+                    .execute(&mut *conn)
+                    .await?;
+            if inserted.rows_affected() == 0 || updated.rows_affected() == 0 {
+                return Err(CommitError::Stale(format!("account {}", l.account)));
+            }
+        }
+        if !uow.legacy_effects_done.is_empty() {
+            sqlx::query("UPDATE outbox SET status = 'done' WHERE id = ANY($1)")
+                .bind(&uow.legacy_effects_done)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if let Some(d) = &uow.defer_job {
+            sqlx::query("UPDATE apalis.jobs SET run_at = clock_timestamp() + make_interval(secs => $1) WHERE id = $2")
+                .bind(d.delay.as_secs_f64())
+                .bind(&d.job_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        crate::failpoint!(self.scope(), "commit.after_rows");
+        if !jobs.is_empty() {
+            self.jobs.write_postgres(conn, &jobs).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_change(
+        conn: &mut PgConnection,
+        change: &AppealChange,
+        at: DateTime<Utc>,
+    ) -> Result<(), CommitError> {
+        let a = &change.appeal;
+        let version = a.new_version();
+        match a.expected_version {
+            None => {
+                let inserted = sqlx::query(
+                    "INSERT INTO appeals (id, ticket, workflow, workflow_version, account, state, outcome, version,
+                                          assignee, data, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $10)
+                     ON CONFLICT (ticket) DO NOTHING",
+                )
+                .bind(&a.id)
+                .bind(a.ticket.as_str())
+                .bind(&a.workflow)
+                .bind(a.workflow_version)
+                .bind(&a.account)
+                .bind(&a.state)
+                .bind(&a.outcome)
+                .bind(&a.assignee)
+                .bind(Json(&a.data))
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| match e.as_database_error() {
+                    // The ticket's conflict is absorbed by ON CONFLICT; the one other
+                    // unique rule on appeals is one open appeal per account.
+                    Some(db) if db.is_unique_violation() => CommitError::OpenAppealExists,
+                    _ => CommitError::from(e),
+                })?;
+                if inserted.rows_affected() == 0 {
+                    return Err(CommitError::TicketTaken);
+                }
+            }
+            Some(expected) => {
+                let updated = sqlx::query(
+                    "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, data = $5, updated_at = $6
+                     WHERE id = $7 AND version = $8",
+                )
+                .bind(&a.state)
+                .bind(&a.outcome)
+                .bind(version)
+                .bind(&a.assignee)
+                .bind(Json(&a.data))
+                .bind(at)
+                .bind(&a.id)
+                .bind(expected)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| match e.as_database_error() {
+                    Some(db) if db.is_unique_violation() => CommitError::OpenAppealExists,
+                    _ => CommitError::from(e),
+                })?;
+                if updated.rows_affected() == 0 {
+                    let current = sqlx::query("SELECT state, version FROM appeals WHERE id = $1")
+                        .bind(&a.id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    return Err(CommitError::Conflict {
+                        state: current.try_get("state")?,
+                        version: current.try_get("version")?,
+                    });
+                }
+            }
+        }
+
+        let e = &change.event;
+        sqlx::query(
+            "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
+                                        reasons, payload, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&a.id)
+        .bind(version)
+        .bind(&e.transition)
+        .bind(&e.from)
+        .bind(&e.to)
+        .bind(&e.outcome)
+        .bind(&e.actor)
+        .bind(e.role.as_str())
+        .bind(Json(&e.reasons))
+        .bind(Json(&e.payload))
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+
+        if !change.cancel.is_empty() {
+            sqlx::query(
+                "UPDATE timers SET status = 'cancelled', settled_at = $1
+                 WHERE appeal_id = $2 AND name = ANY($3) AND status = 'armed'",
+            )
+            .bind(at)
+            .bind(&a.id)
+            .bind(&change.cancel)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if let Some(timer_id) = change.fire_timer {
+            let fired = sqlx::query(
+                "UPDATE timers SET status = 'fired', settled_at = $1
+                 WHERE id = $2 AND appeal_id = $3 AND status = 'armed'",
+            )
+            .bind(at)
+            .bind(timer_id)
+            .bind(&a.id)
+            .execute(&mut *conn)
+            .await?;
+            if fired.rows_affected() == 0 {
+                return Err(CommitError::TimerNotArmed);
+            }
+        }
+        for arm in &change.arm {
+            sqlx::query(
+                "INSERT INTO timers (appeal_id, name, generation, due_at, status, armed_at)
+                 VALUES ($1, $2, (SELECT COALESCE(MAX(generation), 0) + 1 FROM timers WHERE appeal_id = $1 AND name = $2),
+                         $3, 'armed', $4)",
+            )
+            .bind(&a.id)
+            .bind(&arm.name)
+            .bind(arm.due_at)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn fire_due_inner(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        appeal_id: Option<&str>,
+        handler: &dyn TimerHandler,
+    ) -> Result<Vec<TimerFiring>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Claimed rows stay locked until the batch commits; another worker skips them
+        // (and their appeals) instead of waiting or firing them a second time.
+        let sql = format!(
+            "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
+             WHERE t.status = 'armed' AND t.due_at <= $1 AND ($2::text IS NULL OR t.appeal_id = $2)
+             ORDER BY t.due_at, t.id LIMIT $3
+             FOR UPDATE OF t SKIP LOCKED"
+        );
+        let claimed: Vec<TimerRecord> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(appeal_id)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(Self::timer)
+            .collect::<Result<_, _>>()?;
+        if claimed.is_empty() {
+            return Ok(vec![]);
+        }
+        crate::failpoint!(self.scope(), "timers.after_claim");
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for timer in claimed {
+            // One firing per appeal per batch: the next reads what this one wrote.
+            if !seen.insert(timer.appeal_id.clone()) {
+                continue;
+            }
+            // The appeal is locked too, so the firing decides on a state no command
+            // can change before the batch commits; one a command holds is left for the
+            // next batch.
+            let row = sqlx::query("SELECT * FROM appeals WHERE id = $1 FOR UPDATE SKIP LOCKED")
+                .bind(&timer.appeal_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else { continue };
+            let appeal = Self::appeal(&row)?;
+            let firing = match handler.decide(&timer, &appeal).await {
+                TimerVerdict::Fire(uow) => {
+                    let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+                    match self.write_uow(&mut sp, &uow).await {
+                        Ok(()) => {
+                            sp.commit().await?;
+                            TimerFiring { timer, outcome: "fired", note: None }
+                        }
+                        Err(CommitError::Store(e @ StoreError::Injected(_))) => return Err(e),
+                        Err(e) => {
+                            sp.rollback().await?;
+                            TimerFiring { timer, outcome: "failed", note: Some(e.to_string()) }
+                        }
+                    }
+                }
+                TimerVerdict::Stale(why) => {
+                    sqlx::query(
+                        "UPDATE timers SET status = 'cancelled', settled_at = $1 WHERE id = $2 AND status = 'armed'",
+                    )
+                    .bind(now)
+                    .bind(timer.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    TimerFiring { timer, outcome: "stale", note: Some(why) }
+                }
+                TimerVerdict::Leave(why) => TimerFiring { timer, outcome: "left armed", note: Some(why) },
+            };
+            out.push(firing);
+        }
+        crate::failpoint!(self.scope(), "timers.before_commit");
+        tx.commit().await?;
+        Ok(out)
+    }
 }
 
 const TIMER_COLUMNS: &str =
@@ -164,165 +557,27 @@ impl Store for PgStore {
         Ok(sqlx::migrate!("migrations/postgres").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect())
     }
 
-    async fn commit(&self, uow: &UnitOfWork) -> Result<i64, CommitError> {
-        let at = uow.at;
-        let a = &uow.appeal;
-        let version = a.new_version();
+    fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    async fn commit(&self, uow: &UnitOfWork) -> Result<(), CommitError> {
         let mut tx = self.pool.begin().await?;
-
-        if let Some(idem) = &uow.idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(&idem.key)
-            .bind(&idem.fingerprint)
-            .bind(Json(&idem.response))
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                return Err(CommitError::IdempotencyKeyTaken);
-            }
-        }
-
-        match a.expected_version {
-            None => {
-                let inserted = sqlx::query(
-                    "INSERT INTO appeals (id, ticket, workflow, workflow_version, account, state, outcome, version,
-                                          assignee, data, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $10)
-                     ON CONFLICT (ticket) DO NOTHING",
-                )
-                .bind(&a.id)
-                .bind(a.ticket.as_str())
-                .bind(&a.workflow)
-                .bind(a.workflow_version)
-                .bind(&a.account)
-                .bind(&a.state)
-                .bind(&a.outcome)
-                .bind(&a.assignee)
-                .bind(Json(&a.data))
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| match e.as_database_error() {
-                    // The ticket's conflict is absorbed by ON CONFLICT; the one other
-                    // unique rule on appeals is one open appeal per account.
-                    Some(db) if db.is_unique_violation() => CommitError::OpenAppealExists,
-                    _ => CommitError::from(e),
-                })?;
-                if inserted.rows_affected() == 0 {
-                    return Err(CommitError::TicketTaken);
-                }
-            }
-            Some(expected) => {
-                let updated = sqlx::query(
-                    "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, data = $5, updated_at = $6
-                     WHERE id = $7 AND version = $8",
-                )
-                .bind(&a.state)
-                .bind(&a.outcome)
-                .bind(version)
-                .bind(&a.assignee)
-                .bind(Json(&a.data))
-                .bind(at)
-                .bind(&a.id)
-                .bind(expected)
-                .execute(&mut *tx)
-                .await?;
-                if updated.rows_affected() == 0 {
-                    let current = sqlx::query("SELECT state, version FROM appeals WHERE id = $1")
-                        .bind(&a.id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    return Err(CommitError::Conflict {
-                        state: current.try_get("state")?,
-                        version: current.try_get("version")?,
-                    });
-                }
-            }
-        }
-
-        let e = &uow.event;
-        sqlx::query(
-            "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
-                                        reasons, payload, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&a.id)
-        .bind(version)
-        .bind(&e.transition)
-        .bind(&e.from)
-        .bind(&e.to)
-        .bind(&e.outcome)
-        .bind(&e.actor)
-        .bind(e.role.as_str())
-        .bind(Json(&e.reasons))
-        .bind(Json(&e.payload))
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-
-        self.fail.check(FailPoint::AfterEvent)?;
-
-        if !uow.cancel.is_empty() {
-            sqlx::query(
-                "UPDATE timers SET status = 'cancelled', settled_at = $1
-                 WHERE appeal_id = $2 AND name = ANY($3) AND status = 'armed'",
-            )
-            .bind(at)
-            .bind(&a.id)
-            .bind(&uow.cancel)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(timer_id) = uow.fire_timer {
-            let fired = sqlx::query(
-                "UPDATE timers SET status = 'fired', settled_at = $1
-                 WHERE id = $2 AND appeal_id = $3 AND status = 'armed'",
-            )
-            .bind(at)
-            .bind(timer_id)
-            .bind(&a.id)
-            .execute(&mut *tx)
-            .await?;
-            if fired.rows_affected() == 0 {
-                return Err(CommitError::TimerNotArmed);
-            }
-        }
-        for arm in &uow.arm {
-            sqlx::query(
-                "INSERT INTO timers (appeal_id, name, generation, due_at, status, armed_at)
-                 VALUES ($1, $2, (SELECT COALESCE(MAX(generation), 0) + 1 FROM timers WHERE appeal_id = $1 AND name = $2),
-                         $3, 'armed', $4)",
-            )
-            .bind(&a.id)
-            .bind(&arm.name)
-            .bind(arm.due_at)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (i, effect) in uow.effects.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO outbox (appeal_id, event_seq, effect, template, recipient, idempotency_key, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&a.id)
-            .bind(version)
-            .bind(&effect.effect)
-            .bind(&effect.template)
-            .bind(&effect.to)
-            .bind(UnitOfWork::effect_key(&a.id, version, i, effect))
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        }
-
-        self.fail.check(FailPoint::BeforeCommit)?;
+        self.write_uow(&mut tx, uow).await?;
+        crate::failpoint!(self.scope(), "commit.before_commit");
         tx.commit().await?;
-        Ok(version)
+        crate::failpoint!(self.scope(), "commit.after_commit");
+        Ok(())
+    }
+
+    async fn fire_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        appeal_id: Option<&str>,
+        handler: &dyn TimerHandler,
+    ) -> Result<Vec<TimerFiring>, StoreError> {
+        self.fire_due_inner(now, limit, appeal_id, handler).await
     }
 
     async fn appeal_by_ticket(&self, ticket: &TicketNumber) -> Result<Option<AppealRecord>, StoreError> {
@@ -415,23 +670,6 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn settle_stale_timer(&self, timer_id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE timers SET status = 'cancelled', settled_at = $1 WHERE id = $2 AND status = 'armed'")
-            .bind(at)
-            .bind(timer_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn effects(&self, appeal_id: &str) -> Result<Vec<EffectRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM outbox WHERE appeal_id = $1 ORDER BY id")
-            .bind(appeal_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::effect_row).collect()
-    }
-
     async fn remember_idempotency(&self, r: &IdempotencyRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) VALUES ($1, $2, $3, $4)
@@ -510,6 +748,18 @@ impl Store for PgStore {
         .transpose()
     }
 
+    async fn account_record(&self, name: &str) -> Result<Option<(Account, String)>, StoreError> {
+        let row = sqlx::query("SELECT record, record::text AS text FROM accounts WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let record: Json<Account> = row.try_get("record")?;
+            Ok((record.0, row.try_get("text")?))
+        })
+        .transpose()
+    }
+
     async fn account_by_key(&self, kind: LookupKind, value: &str) -> Result<Option<Account>, StoreError> {
         let row = sqlx::query("SELECT a.record FROM accounts a JOIN account_keys k ON k.account = a.name WHERE k.kind = $1 AND k.value = $2")
             .bind(kind.as_str())
@@ -523,6 +773,21 @@ impl Store for PgStore {
         .transpose()
     }
 
+    async fn applied_change(&self, key: &str) -> Result<Option<AppliedChange>, StoreError> {
+        let row = sqlx::query("SELECT * FROM applied_account_changes WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::applied_row).transpose()
+    }
+
+    async fn ledger(&self) -> Result<Vec<(String, AppliedChange)>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM applied_account_changes ORDER BY applied_at, idempotency_key")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("idempotency_key")?, Self::applied_row(row)?))).collect()
+    }
+
     async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError> {
         sqlx::query("SELECT * FROM appeals WHERE account = $1 AND outcome IS NULL")
             .bind(account)
@@ -533,51 +798,24 @@ impl Store for PgStore {
             .transpose()
     }
 
-    async fn pending_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM outbox WHERE status = 'pending' ORDER BY id LIMIT $1")
+    async fn legacy_effects(&self, limit: i64) -> Result<Vec<LegacyEffect>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE status <> 'done' ORDER BY id LIMIT $1")
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(Self::effect_row).collect()
-    }
-
-    async fn effect(&self, id: i64) -> Result<Option<EffectRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM outbox WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(Self::effect_row).transpose()
-    }
-
-    async fn set_effect_status(&self, id: i64, from: &str, to: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE outbox SET status = $1 WHERE id = $2 AND status = $3")
-            .bind(to)
-            .bind(id)
-            .bind(from)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn insert_actions(
-        &self,
-        appeal_id: &str,
-        actions: &[NewAction],
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for a in actions {
-            sqlx::query(
-                "INSERT INTO appeal_actions (appeal_id, action, idempotency_key, manual, status, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 'pending', $5, $5) ON CONFLICT (appeal_id, action) DO NOTHING",
-            )
-            .bind(appeal_id)
-            .bind(&a.action)
-            .bind(format!("{appeal_id}:{}", a.action))
-            .bind(a.manual)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        rows.iter()
+            .map(|row| {
+                Ok(LegacyEffect {
+                    id: row.try_get("id")?,
+                    appeal_id: row.try_get("appeal_id")?,
+                    event_seq: row.try_get("event_seq")?,
+                    effect: row.try_get("effect")?,
+                    template: row.try_get("template")?,
+                    recipient: row.try_get("recipient")?,
+                    idempotency_key: row.try_get("idempotency_key")?,
+                })
+            })
+            .collect()
     }
 
     async fn action(&self, id: i64) -> Result<Option<ActionRecord>, StoreError> {
@@ -603,120 +841,22 @@ impl Store for PgStore {
         rows.iter().map(Self::action_row).collect()
     }
 
-    async fn record_action_attempt(
-        &self,
-        id: i64,
-        attempt: &ActionAttempt,
-        at: DateTime<Utc>,
-    ) -> Result<ActionRecord, StoreError> {
-        sqlx::query(
-            "UPDATE appeal_actions SET status = $1, attempts = attempts + 1, last_error = $2,
-                    result = COALESCE($3, result), done_by = COALESCE($4, done_by), updated_at = $5
-             WHERE id = $6 AND status = 'pending'
-               AND ($7::BIGINT IS NULL
-                    OR (SELECT version FROM appeals WHERE appeals.id = appeal_actions.appeal_id) = $7)",
-        )
-        .bind(attempt.status)
-        .bind(&attempt.error)
-        .bind(attempt.result.as_ref().map(Json))
-        .bind(&attempt.done_by)
-        .bind(at)
-        .bind(id)
-        .bind(attempt.if_appeal_version)
-        .execute(&self.pool)
-        .await?;
-        self.action(id).await?.ok_or_else(|| StoreError::Corrupt(format!("action {id} vanished")))
-    }
-
-    async fn reset_action(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn retry_action(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE appeal_actions SET status = 'pending', updated_at = $1 WHERE id = $2 AND status = 'failed'",
         )
         .bind(at)
         .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn apply_account_change(
-        &self,
-        key: &str,
-        account: &str,
-        action: &str,
-        change: &AccountChange,
-        at: DateTime<Utc>,
-    ) -> Result<AppliedChange, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The account row lock serialises two workers applying changes to one account;
-        // the ledger's primary key makes a second application of one key impossible.
-        let record: Json<Account> = sqlx::query_scalar("SELECT record FROM accounts WHERE name = $1 FOR UPDATE")
-            .bind(account)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::UnknownAccount(account.to_string()))?;
-        if let Some(row) = sqlx::query("SELECT before, after FROM applied_account_changes WHERE idempotency_key = $1")
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            let before: Json<serde_json::Value> = row.try_get("before")?;
-            let after: Json<serde_json::Value> = row.try_get("after")?;
-            return Ok(AppliedChange { before: before.0, after: after.0, replayed: true });
-        }
-        let mut acct = record.0;
-        let before = change.apply(&mut acct);
-        let after = serde_json::to_value(&acct.security).expect("settings serialise");
-        sqlx::query("UPDATE accounts SET record = $1, updated_at = $2 WHERE name = $3")
-            .bind(Json(&acct))
-            .bind(at)
-            .bind(account)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO applied_account_changes (idempotency_key, account, action, before, after, applied_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(key)
-        .bind(account)
-        .bind(action)
-        .bind(Json(&before))
-        .bind(Json(&after))
-        .bind(at)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(AppliedChange { before, after, replayed: false })
-    }
-
-    async fn insert_notifications(&self, items: &[NewNotification], at: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut ids = Vec::new();
-        for n in items {
-            sqlx::query(
-                "INSERT INTO notifications (appeal_id, idempotency_key, template, channel, locale, recipient,
-                                            recipient_masked, body, status, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9) ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(&n.appeal_id)
-            .bind(&n.idempotency_key)
-            .bind(&n.template)
-            .bind(&n.channel)
-            .bind(&n.locale)
-            .bind(&n.recipient)
-            .bind(&n.recipient_masked)
-            .bind(&n.body)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            let id: i64 = sqlx::query_scalar("SELECT id FROM notifications WHERE idempotency_key = $1")
-                .bind(&n.idempotency_key)
-                .fetch_one(&mut *tx)
-                .await?;
-            ids.push(id);
+        if done.rows_affected() == 0 {
+            return Ok(false);
         }
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        self.jobs.write_postgres(&mut tx, &[JobRef::ActionRetry { id, nonce }]).await?;
         tx.commit().await?;
-        Ok(ids)
+        Ok(true)
     }
 
     async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>, StoreError> {
@@ -737,42 +877,12 @@ impl Store for PgStore {
         rows.iter().map(Self::notification_row).collect()
     }
 
-    async fn record_delivery(
-        &self,
-        id: i64,
-        status: &str,
-        error: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE notifications SET status = $1, attempts = attempts + 1, last_error = $2,
-                    sent_at = CASE WHEN $1 = 'sent' THEN $3 ELSE sent_at END
-             WHERE id = $4 AND status <> 'sent'",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(at)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn queued_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM outbox WHERE status = 'queued' ORDER BY id LIMIT $1")
-            .bind(limit)
+    async fn chain(&self, chain: &str) -> Result<Vec<NotificationRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM notifications WHERE chain = $1 ORDER BY position, id")
+            .bind(chain)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(Self::effect_row).collect()
-    }
-
-    async fn defer_job(&self, job_id: &str, delay: std::time::Duration) -> Result<(), StoreError> {
-        sqlx::query("UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $1) WHERE id = $2")
-            .bind(delay.as_secs_f64())
-            .bind(job_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        rows.iter().map(Self::notification_row).collect()
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
@@ -810,6 +920,20 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn runnable_jobs(&self, queues: &[&str]) -> Result<i64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*)::bigint FROM apalis.jobs
+             WHERE job_type = ANY($1)
+               AND (status IN ('Queued', 'Running')
+                    OR (status = 'Pending' AND run_at <= clock_timestamp())
+                    OR (status = 'Failed' AND attempts < max_attempts AND run_at <= clock_timestamp()))",
+        )
+        .bind(queues)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
     async fn retry_job(&self, job_id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(),
@@ -820,6 +944,51 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn unqueued_work(&self, limit: i64) -> Result<Vec<JobRef>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT 'notification' AS kind, n.id AS id FROM notifications n
+             WHERE n.status = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.job_type = 'appealflow.notifications'
+                               AND j.idempotency_key = 'notification:' || n.id)
+             UNION ALL
+             SELECT 'action' AS kind, x.id AS id FROM appeal_actions x
+             WHERE x.status = 'pending' AND NOT x.manual
+               AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.job_type = 'appealflow.actions'
+                               AND (j.idempotency_key = 'action:' || x.id
+                                    OR j.idempotency_key LIKE 'action:' || x.id || ':retry:%'))
+             ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let id: i64 = row.try_get("id")?;
+                Ok(if kind == "action" { JobRef::Action(id) } else { JobRef::Notification(id) })
+            })
+            .collect()
+    }
+
+    async fn enqueue(&self, jobs: &[JobRef]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.jobs.write_postgres(&mut tx, jobs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn retire_queue(&self, queue: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE apalis.jobs SET status = 'Done', done_at = now(),
+                    last_result = '{\"Ok\": \"retired: carried out by the upgrade\"}'::jsonb
+             WHERE job_type = $1 AND status NOT IN ('Done', 'Killed')",
+        )
+        .bind(queue)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
@@ -938,7 +1107,8 @@ impl Store for PgStore {
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM appeals) AS appeals, (SELECT COUNT(*) FROM appeal_events) AS events,
-                    (SELECT COUNT(*) FROM timers) AS timers, (SELECT COUNT(*) FROM outbox) AS outbox,
+                    (SELECT COUNT(*) FROM timers) AS timers, (SELECT COUNT(*) FROM notifications) AS notifications,
+                    (SELECT COUNT(*) FROM appeal_actions) AS actions, (SELECT COUNT(*) FROM apalis.jobs) AS jobs,
                     (SELECT COUNT(*) FROM idempotency_keys) AS idempotency",
         )
         .fetch_one(&self.pool)
@@ -947,12 +1117,10 @@ impl Store for PgStore {
             appeals: row.try_get("appeals")?,
             events: row.try_get("events")?,
             timers: row.try_get("timers")?,
-            outbox: row.try_get("outbox")?,
+            notifications: row.try_get("notifications")?,
+            actions: row.try_get("actions")?,
+            jobs: row.try_get("jobs")?,
             idempotency: row.try_get("idempotency")?,
         })
-    }
-
-    fn fail_points(&self) -> &FailPoints {
-        &self.fail
     }
 }

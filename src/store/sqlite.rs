@@ -3,19 +3,20 @@
 //! commands wait for each other instead of failing with "database is locked".
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    ActionAttempt, ActionRecord, AppealFilter, AppealRecord, AppliedChange, CommitError, DraftRecord, EffectRecord,
-    EventRecord, FailPoint, FailPoints, Gauges, IdempotencyRecord, JobFilter, JobRecord, NewAction, NewNotification,
-    NotificationRecord, RowCounts, Store, StoreError, TimerRecord, TimerStatus, TokenRecord, UnitOfWork, WorkFilter,
+    ActionRecord, ActionStatus, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate,
+    DraftRecord, EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobWriter, LegacyEffect,
+    NotificationRecord, NotificationStatus, RowCounts, Store, StoreError, TimerFiring, TimerHandler, TimerRecord,
+    TimerStatus, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter,
 };
-use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind, TicketNumber};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,19 +42,28 @@ fn ticket(s: String) -> Result<TicketNumber, StoreError> {
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    fail: FailPoints,
+    jobs: Arc<dyn JobWriter>,
+    scope: String,
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Opens (creating if missing) the database at `url`; `jobs` writes the jobs a
+    /// commit causes into the job queue's tables through the commit's transaction.
+    pub async fn connect(url: &str, jobs: Arc<dyn JobWriter>) -> Result<Self, StoreError> {
+        Self::connect_with(url, jobs, BUSY_TIMEOUT).await
+    }
+
+    /// As [`SqliteStore::connect`], with how long a writer waits for another's lock
+    /// before failing.
+    pub async fn connect_with(url: &str, jobs: Arc<dyn JobWriter>, busy: Duration) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(busy)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        Ok(SqliteStore { pool, fail: FailPoints::default() })
+        Ok(SqliteStore { pool, jobs, scope: url.to_string() })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -106,20 +116,6 @@ impl SqliteStore {
         })
     }
 
-    fn effect_row(row: &SqliteRow) -> Result<EffectRecord, StoreError> {
-        Ok(EffectRecord {
-            id: row.try_get("id")?,
-            appeal_id: row.try_get("appeal_id")?,
-            event_seq: row.try_get("event_seq")?,
-            effect: row.try_get("effect")?,
-            template: row.try_get("template")?,
-            recipient: row.try_get("recipient")?,
-            idempotency_key: row.try_get("idempotency_key")?,
-            status: row.try_get("status")?,
-            created_at: parse_ts(row.try_get("created_at")?)?,
-        })
-    }
-
     fn action_row(row: &SqliteRow) -> Result<ActionRecord, StoreError> {
         let result: Option<String> = row.try_get("result")?;
         Ok(ActionRecord {
@@ -129,7 +125,7 @@ impl SqliteStore {
             action: row.try_get("action")?,
             idempotency_key: row.try_get("idempotency_key")?,
             manual: row.try_get("manual")?,
-            status: row.try_get("status")?,
+            status: ActionStatus::parse(row.try_get("status")?)?,
             attempts: row.try_get("attempts")?,
             last_error: row.try_get("last_error")?,
             result: result.as_deref().map(parse_json).transpose()?,
@@ -151,20 +147,31 @@ impl SqliteStore {
             recipient: row.try_get("recipient")?,
             recipient_masked: row.try_get("recipient_masked")?,
             body: row.try_get("body")?,
-            status: row.try_get("status")?,
+            status: NotificationStatus::parse(row.try_get("status")?)?,
             attempts: row.try_get("attempts")?,
             last_error: row.try_get("last_error")?,
             created_at: parse_ts(row.try_get("created_at")?)?,
             sent_at: sent.as_deref().map(parse_ts).transpose()?,
+            chain: row.try_get("chain")?,
+            position: row.try_get("position")?,
+            on_delivered: row.try_get("on_delivered")?,
+            on_undeliverable: row.try_get("on_undeliverable")?,
         })
     }
 
-    async fn commit_inner(&self, uow: &UnitOfWork) -> Result<i64, CommitError> {
-        let at = ts(uow.at);
-        let a = &uow.appeal;
-        let version = a.new_version();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+    fn applied_row(row: &SqliteRow) -> Result<AppliedChange, StoreError> {
+        Ok(AppliedChange {
+            account: row.try_get("account")?,
+            action: row.try_get("action")?,
+            before: parse_json(row.try_get("before")?)?,
+            after: parse_json(row.try_get("after")?)?,
+            applied_at: parse_ts(row.try_get("applied_at")?)?,
+        })
+    }
 
+    /// Writes one unit of work through an open transaction (its caller commits).
+    async fn write_uow(&self, conn: &mut SqliteConnection, uow: &UnitOfWork) -> Result<(), CommitError> {
+        let at = ts(uow.at);
         if let Some(idem) = &uow.idempotency {
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) VALUES (?, ?, ?, ?)
@@ -174,13 +181,172 @@ impl SqliteStore {
             .bind(&idem.fingerprint)
             .bind(idem.response.to_string())
             .bind(&at)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
             if inserted.rows_affected() == 0 {
                 return Err(CommitError::IdempotencyKeyTaken);
             }
         }
+        for change in &uow.changes {
+            Self::write_change(conn, change, &at).await?;
+        }
+        crate::failpoint!(self.scope(), "commit.after_changes");
 
+        let mut jobs = uow.jobs.clone();
+        for n in &uow.notifications {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO notifications (appeal_id, idempotency_key, template, channel, locale, recipient,
+                                            recipient_masked, body, status, created_at, chain, position,
+                                            on_delivered, on_undeliverable)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            )
+            .bind(&n.appeal_id)
+            .bind(&n.idempotency_key)
+            .bind(&n.template)
+            .bind(&n.channel)
+            .bind(&n.locale)
+            .bind(&n.recipient)
+            .bind(&n.recipient_masked)
+            .bind(&n.body)
+            .bind(n.status.as_str())
+            .bind(&at)
+            .bind(&n.chain)
+            .bind(n.position)
+            .bind(&n.on_delivered)
+            .bind(&n.on_undeliverable)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(id) = id
+                && n.status == NotificationStatus::Pending
+            {
+                jobs.push(JobRef::Notification(id));
+            }
+        }
+        for d in &uow.deliveries {
+            let (id, done) = match d {
+                DeliveryUpdate::Attempted { id, status, error } => {
+                    let done = sqlx::query(
+                        "UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?,
+                                sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END
+                         WHERE id = ? AND status = 'pending'",
+                    )
+                    .bind(status.as_str())
+                    .bind(error)
+                    .bind(status.as_str())
+                    .bind(&at)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                    (*id, done.rows_affected())
+                }
+                DeliveryUpdate::Release { id } => {
+                    let done =
+                        sqlx::query("UPDATE notifications SET status = 'pending' WHERE id = ? AND status = 'held'")
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    jobs.push(JobRef::Notification(*id));
+                    (*id, done.rows_affected())
+                }
+                DeliveryUpdate::Skip { id } => {
+                    let done =
+                        sqlx::query("UPDATE notifications SET status = 'skipped' WHERE id = ? AND status = 'held'")
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    (*id, done.rows_affected())
+                }
+            };
+            if done == 0 {
+                return Err(CommitError::Stale(format!("notification {id}")));
+            }
+        }
+        for a in &uow.actions {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO appeal_actions (appeal_id, action, idempotency_key, manual, status, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (appeal_id, action) DO NOTHING RETURNING id",
+            )
+            .bind(&a.appeal_id)
+            .bind(&a.action)
+            .bind(a.key())
+            .bind(a.manual)
+            .bind(&at)
+            .bind(&at)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(id) = id
+                && !a.manual
+            {
+                jobs.push(JobRef::Action(id));
+            }
+        }
+        for u in &uow.action_updates {
+            let done = sqlx::query(
+                "UPDATE appeal_actions SET status = ?, attempts = attempts + 1, last_error = ?,
+                        result = COALESCE(?, result), done_by = COALESCE(?, done_by), updated_at = ?
+                 WHERE id = ? AND status = 'pending'",
+            )
+            .bind(u.status.as_str())
+            .bind(&u.error)
+            .bind(u.result.as_ref().map(|r| r.to_string()))
+            .bind(&u.done_by)
+            .bind(&at)
+            .bind(u.id)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(CommitError::Stale(format!("action {}", u.id)));
+            }
+        }
+        for l in &uow.ledger {
+            let inserted = sqlx::query(
+                "INSERT INTO applied_account_changes (idempotency_key, account, action, before, after, applied_at)
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(&l.key)
+            .bind(&l.account)
+            .bind(&l.action)
+            .bind(l.before.to_string())
+            .bind(l.after.to_string())
+            .bind(&at)
+            .execute(&mut *conn)
+            .await?;
+            let updated = sqlx::query("UPDATE accounts SET record = ?, updated_at = ? WHERE name = ? AND record = ?")
+                .bind(serde_json::to_string(&l.record).expect("accounts serialise"))
+                .bind(&at)
+                .bind(&l.account)
+                .bind(&l.expected)
+                .execute(&mut *conn)
+                .await?;
+            if inserted.rows_affected() == 0 || updated.rows_affected() == 0 {
+                return Err(CommitError::Stale(format!("account {}", l.account)));
+            }
+        }
+        for id in &uow.legacy_effects_done {
+            sqlx::query("UPDATE outbox SET status = 'done' WHERE id = ?").bind(id).execute(&mut *conn).await?;
+        }
+        if let Some(d) = &uow.defer_job {
+            // run_at is whole seconds: round up, so the wait is never shorter than asked.
+            sqlx::query(
+                "UPDATE Jobs SET run_at = CAST((julianday('now') - 2440587.5) * 86400.0 + ? + 0.999999 AS INTEGER)
+                 WHERE id = ?",
+            )
+            .bind(d.delay.as_secs_f64())
+            .bind(&d.job_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        crate::failpoint!(self.scope(), "commit.after_rows");
+        if !jobs.is_empty() {
+            self.jobs.write_sqlite(conn, &jobs).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_change(conn: &mut SqliteConnection, change: &AppealChange, at: &str) -> Result<(), CommitError> {
+        let a = &change.appeal;
+        let version = a.new_version();
         let data = a.data.to_string();
         match a.expected_version {
             None => {
@@ -199,9 +365,9 @@ impl SqliteStore {
                 .bind(&a.outcome)
                 .bind(&a.assignee)
                 .bind(&data)
-                .bind(&at)
-                .bind(&at)
-                .execute(&mut *tx)
+                .bind(at)
+                .bind(at)
+                .execute(&mut *conn)
                 .await
                 .map_err(|e| match e.as_database_error() {
                     // The ticket's conflict is absorbed by ON CONFLICT; the one other
@@ -223,15 +389,20 @@ impl SqliteStore {
                 .bind(version)
                 .bind(&a.assignee)
                 .bind(&data)
-                .bind(&at)
+                .bind(at)
                 .bind(&a.id)
                 .bind(expected)
-                .execute(&mut *tx)
-                .await?;
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| match e.as_database_error() {
+                    // Reopening an appeal (a resubmission) while the account has another open.
+                    Some(db) if db.is_unique_violation() => CommitError::OpenAppealExists,
+                    _ => CommitError::from(e),
+                })?;
                 if updated.rows_affected() == 0 {
                     let current = sqlx::query("SELECT state, version FROM appeals WHERE id = ?")
                         .bind(&a.id)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut *conn)
                         .await?;
                     return Err(CommitError::Conflict {
                         state: current.try_get("state")?,
@@ -241,7 +412,7 @@ impl SqliteStore {
             }
         }
 
-        let e = &uow.event;
+        let e = &change.event;
         sqlx::query(
             "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
                                         reasons, payload, at)
@@ -257,37 +428,35 @@ impl SqliteStore {
         .bind(e.role.as_str())
         .bind(serde_json::to_string(&e.reasons).expect("strings serialise"))
         .bind(e.payload.to_string())
-        .bind(&at)
-        .execute(&mut *tx)
+        .bind(at)
+        .execute(&mut *conn)
         .await?;
 
-        self.fail.check(FailPoint::AfterEvent)?;
-
-        for name in &uow.cancel {
+        for name in &change.cancel {
             sqlx::query(
                 "UPDATE timers SET status = 'cancelled', settled_at = ?
                  WHERE appeal_id = ? AND name = ? AND status = 'armed'",
             )
-            .bind(&at)
+            .bind(at)
             .bind(&a.id)
             .bind(name)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
-        if let Some(timer_id) = uow.fire_timer {
+        if let Some(timer_id) = change.fire_timer {
             let fired = sqlx::query(
                 "UPDATE timers SET status = 'fired', settled_at = ? WHERE id = ? AND appeal_id = ? AND status = 'armed'",
             )
-            .bind(&at)
+            .bind(at)
             .bind(timer_id)
             .bind(&a.id)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
             if fired.rows_affected() == 0 {
                 return Err(CommitError::TimerNotArmed);
             }
         }
-        for arm in &uow.arm {
+        for arm in &change.arm {
             sqlx::query(
                 "INSERT INTO timers (appeal_id, name, generation, due_at, status, armed_at)
                  VALUES (?, ?, (SELECT COALESCE(MAX(generation), 0) + 1 FROM timers WHERE appeal_id = ? AND name = ?),
@@ -298,29 +467,95 @@ impl SqliteStore {
             .bind(&a.id)
             .bind(&arm.name)
             .bind(ts(arm.due_at))
-            .bind(&at)
-            .execute(&mut *tx)
+            .bind(at)
+            .execute(&mut *conn)
             .await?;
         }
-        for (i, effect) in uow.effects.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO outbox (appeal_id, event_seq, effect, template, recipient, idempotency_key, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&a.id)
-            .bind(version)
-            .bind(&effect.effect)
-            .bind(&effect.template)
-            .bind(&effect.to)
-            .bind(UnitOfWork::effect_key(&a.id, version, i, effect))
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
-        }
+        Ok(())
+    }
 
-        self.fail.check(FailPoint::BeforeCommit)?;
+    async fn commit_inner(&self, uow: &UnitOfWork) -> Result<(), CommitError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        self.write_uow(&mut tx, uow).await?;
+        crate::failpoint!(self.scope(), "commit.before_commit");
         tx.commit().await?;
-        Ok(version)
+        crate::failpoint!(self.scope(), "commit.after_commit");
+        Ok(())
+    }
+
+    async fn fire_due_inner(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        appeal_id: Option<&str>,
+        handler: &dyn TimerHandler,
+    ) -> Result<Vec<TimerFiring>, StoreError> {
+        // One writer at a time on SQLite: the claim is the write lock itself.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let sql = format!(
+            "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
+             WHERE t.status = 'armed' AND t.due_at <= ?1 AND (?2 IS NULL OR t.appeal_id = ?2)
+             ORDER BY t.due_at, t.id LIMIT ?3"
+        );
+        let claimed: Vec<TimerRecord> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ts(now))
+            .bind(appeal_id)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(Self::timer)
+            .collect::<Result<_, _>>()?;
+        if claimed.is_empty() {
+            return Ok(vec![]);
+        }
+        crate::failpoint!(self.scope(), "timers.after_claim");
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for timer in claimed {
+            // One firing per appeal per batch: the next reads what this one wrote.
+            if !seen.insert(timer.appeal_id.clone()) {
+                continue;
+            }
+            let appeal = sqlx::query("SELECT * FROM appeals WHERE id = ?")
+                .bind(&timer.appeal_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from)
+                .and_then(|row| Self::appeal(&row))?;
+            let at = ts(now);
+            let firing = match handler.decide(&timer, &appeal).await {
+                TimerVerdict::Fire(uow) => {
+                    let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+                    match self.write_uow(&mut sp, &uow).await {
+                        Ok(()) => {
+                            sp.commit().await?;
+                            TimerFiring { timer, outcome: "fired", note: None }
+                        }
+                        Err(CommitError::Store(e @ StoreError::Injected(_))) => return Err(e),
+                        Err(e) => {
+                            sp.rollback().await?;
+                            TimerFiring { timer, outcome: "failed", note: Some(e.to_string()) }
+                        }
+                    }
+                }
+                TimerVerdict::Stale(why) => {
+                    sqlx::query(
+                        "UPDATE timers SET status = 'cancelled', settled_at = ? WHERE id = ? AND status = 'armed'",
+                    )
+                    .bind(&at)
+                    .bind(timer.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    TimerFiring { timer, outcome: "stale", note: Some(why) }
+                }
+                TimerVerdict::Leave(why) => TimerFiring { timer, outcome: "left armed", note: Some(why) },
+            };
+            out.push(firing);
+        }
+        crate::failpoint!(self.scope(), "timers.before_commit");
+        tx.commit().await?;
+        Ok(out)
     }
 }
 
@@ -347,8 +582,22 @@ impl Store for SqliteStore {
         Ok(sqlx::migrate!("migrations/sqlite").iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect())
     }
 
-    async fn commit(&self, uow: &UnitOfWork) -> Result<i64, CommitError> {
+    fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    async fn commit(&self, uow: &UnitOfWork) -> Result<(), CommitError> {
         self.commit_inner(uow).await
+    }
+
+    async fn fire_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        appeal_id: Option<&str>,
+        handler: &dyn TimerHandler,
+    ) -> Result<Vec<TimerFiring>, StoreError> {
+        self.fire_due_inner(now, limit, appeal_id, handler).await
     }
 
     async fn appeal_by_ticket(&self, ticket: &TicketNumber) -> Result<Option<AppealRecord>, StoreError> {
@@ -442,23 +691,6 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn settle_stale_timer(&self, timer_id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE timers SET status = 'cancelled', settled_at = ? WHERE id = ? AND status = 'armed'")
-            .bind(ts(at))
-            .bind(timer_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn effects(&self, appeal_id: &str) -> Result<Vec<EffectRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM outbox WHERE appeal_id = ? ORDER BY id")
-            .bind(appeal_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::effect_row).collect()
-    }
-
     async fn remember_idempotency(&self, r: &IdempotencyRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) VALUES (?, ?, ?, ?)
@@ -536,6 +768,19 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn account_record(&self, name: &str) -> Result<Option<(Account, String)>, StoreError> {
+        let text: Option<String> = sqlx::query_scalar("SELECT record FROM accounts WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        text.map(|text| {
+            let account =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("account record: {e}")))?;
+            Ok((account, text))
+        })
+        .transpose()
+    }
+
     async fn account_by_key(&self, kind: LookupKind, value: &str) -> Result<Option<Account>, StoreError> {
         let row = sqlx::query("SELECT a.record FROM accounts a JOIN account_keys k ON k.account = a.name WHERE k.kind = ? AND k.value = ?")
             .bind(kind.as_str())
@@ -549,6 +794,21 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn applied_change(&self, key: &str) -> Result<Option<AppliedChange>, StoreError> {
+        let row = sqlx::query("SELECT * FROM applied_account_changes WHERE idempotency_key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::applied_row).transpose()
+    }
+
+    async fn ledger(&self) -> Result<Vec<(String, AppliedChange)>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM applied_account_changes ORDER BY applied_at, idempotency_key")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("idempotency_key")?, Self::applied_row(row)?))).collect()
+    }
+
     async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError> {
         sqlx::query("SELECT * FROM appeals WHERE account = ? AND outcome IS NULL")
             .bind(account)
@@ -559,52 +819,24 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn pending_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM outbox WHERE status = 'pending' ORDER BY id LIMIT ?")
+    async fn legacy_effects(&self, limit: i64) -> Result<Vec<LegacyEffect>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE status <> 'done' ORDER BY id LIMIT ?")
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(Self::effect_row).collect()
-    }
-
-    async fn effect(&self, id: i64) -> Result<Option<EffectRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM outbox WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(Self::effect_row).transpose()
-    }
-
-    async fn set_effect_status(&self, id: i64, from: &str, to: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE outbox SET status = ? WHERE id = ? AND status = ?")
-            .bind(to)
-            .bind(id)
-            .bind(from)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn insert_actions(
-        &self,
-        appeal_id: &str,
-        actions: &[NewAction],
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for a in actions {
-            sqlx::query(
-                "INSERT INTO appeal_actions (appeal_id, action, idempotency_key, manual, status, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (appeal_id, action) DO NOTHING",
-            )
-            .bind(appeal_id)
-            .bind(&a.action)
-            .bind(format!("{appeal_id}:{}", a.action))
-            .bind(a.manual)
-            .bind(ts(at))
-            .bind(ts(at))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        rows.iter()
+            .map(|row| {
+                Ok(LegacyEffect {
+                    id: row.try_get("id")?,
+                    appeal_id: row.try_get("appeal_id")?,
+                    event_seq: row.try_get("event_seq")?,
+                    effect: row.try_get("effect")?,
+                    template: row.try_get("template")?,
+                    recipient: row.try_get("recipient")?,
+                    idempotency_key: row.try_get("idempotency_key")?,
+                })
+            })
+            .collect()
     }
 
     async fn action(&self, id: i64) -> Result<Option<ActionRecord>, StoreError> {
@@ -630,121 +862,22 @@ impl Store for SqliteStore {
         rows.iter().map(Self::action_row).collect()
     }
 
-    async fn record_action_attempt(
-        &self,
-        id: i64,
-        attempt: &ActionAttempt,
-        at: DateTime<Utc>,
-    ) -> Result<ActionRecord, StoreError> {
-        sqlx::query(
-            "UPDATE appeal_actions SET status = ?, attempts = attempts + 1, last_error = ?,
-                    result = COALESCE(?, result), done_by = COALESCE(?, done_by), updated_at = ?
-             WHERE id = ? AND status = 'pending'
-               AND (? IS NULL OR (SELECT version FROM appeals WHERE appeals.id = appeal_actions.appeal_id) = ?)",
-        )
-        .bind(attempt.status)
-        .bind(&attempt.error)
-        .bind(attempt.result.as_ref().map(|r| r.to_string()))
-        .bind(&attempt.done_by)
-        .bind(ts(at))
-        .bind(id)
-        .bind(attempt.if_appeal_version)
-        .bind(attempt.if_appeal_version)
-        .execute(&self.pool)
-        .await?;
-        self.action(id).await?.ok_or_else(|| StoreError::Corrupt(format!("action {id} vanished")))
-    }
-
-    async fn reset_action(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn retry_action(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE appeal_actions SET status = 'pending', updated_at = ? WHERE id = ? AND status = 'failed'",
         )
         .bind(ts(at))
         .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn apply_account_change(
-        &self,
-        key: &str,
-        account: &str,
-        action: &str,
-        change: &AccountChange,
-        at: DateTime<Utc>,
-    ) -> Result<AppliedChange, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(row) = sqlx::query("SELECT before, after FROM applied_account_changes WHERE idempotency_key = ?")
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            return Ok(AppliedChange {
-                before: parse_json(row.try_get("before")?)?,
-                after: parse_json(row.try_get("after")?)?,
-                replayed: true,
-            });
-        }
-        let record: String = sqlx::query_scalar("SELECT record FROM accounts WHERE name = ?")
-            .bind(account)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::UnknownAccount(account.to_string()))?;
-        let mut acct: Account =
-            serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(format!("account record: {e}")))?;
-        let before = change.apply(&mut acct);
-        let after = serde_json::to_value(&acct.security).expect("settings serialise");
-        sqlx::query("UPDATE accounts SET record = ?, updated_at = ? WHERE name = ?")
-            .bind(serde_json::to_string(&acct).expect("accounts serialise"))
-            .bind(ts(at))
-            .bind(account)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO applied_account_changes (idempotency_key, account, action, before, after, applied_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(key)
-        .bind(account)
-        .bind(action)
-        .bind(before.to_string())
-        .bind(after.to_string())
-        .bind(ts(at))
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(AppliedChange { before, after, replayed: false })
-    }
-
-    async fn insert_notifications(&self, items: &[NewNotification], at: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut ids = Vec::new();
-        for n in items {
-            sqlx::query(
-                "INSERT INTO notifications (appeal_id, idempotency_key, template, channel, locale, recipient,
-                                            recipient_masked, body, status, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(&n.appeal_id)
-            .bind(&n.idempotency_key)
-            .bind(&n.template)
-            .bind(&n.channel)
-            .bind(&n.locale)
-            .bind(&n.recipient)
-            .bind(&n.recipient_masked)
-            .bind(&n.body)
-            .bind(ts(at))
-            .execute(&mut *tx)
-            .await?;
-            let id: i64 = sqlx::query_scalar("SELECT id FROM notifications WHERE idempotency_key = ?")
-                .bind(&n.idempotency_key)
-                .fetch_one(&mut *tx)
-                .await?;
-            ids.push(id);
+        if done.rows_affected() == 0 {
+            return Ok(false);
         }
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        self.jobs.write_sqlite(&mut tx, &[JobRef::ActionRetry { id, nonce }]).await?;
         tx.commit().await?;
-        Ok(ids)
+        Ok(true)
     }
 
     async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>, StoreError> {
@@ -765,46 +898,12 @@ impl Store for SqliteStore {
         rows.iter().map(Self::notification_row).collect()
     }
 
-    async fn record_delivery(
-        &self,
-        id: i64,
-        status: &str,
-        error: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?,
-                    sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END
-             WHERE id = ? AND status <> 'sent'",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(status)
-        .bind(ts(at))
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn queued_effects(&self, limit: i64) -> Result<Vec<EffectRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM outbox WHERE status = 'queued' ORDER BY id LIMIT ?")
-            .bind(limit)
+    async fn chain(&self, chain: &str) -> Result<Vec<NotificationRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM notifications WHERE chain = ? ORDER BY position, id")
+            .bind(chain)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(Self::effect_row).collect()
-    }
-
-    async fn defer_job(&self, job_id: &str, delay: std::time::Duration) -> Result<(), StoreError> {
-        // run_at is whole seconds: round up, so the wait is never shorter than asked.
-        sqlx::query(
-            "UPDATE Jobs SET run_at = CAST((julianday('now') - 2440587.5) * 86400.0 + ? + 0.999999 AS INTEGER) WHERE id = ?",
-        )
-        .bind(delay.as_secs_f64())
-            .bind(job_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        rows.iter().map(Self::notification_row).collect()
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
@@ -842,6 +941,22 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn runnable_jobs(&self, queues: &[&str]) -> Result<i64, StoreError> {
+        let list = serde_json::to_string(queues).expect("names serialise");
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM Jobs
+             WHERE job_type IN (SELECT value FROM json_each(?))
+               AND (status IN ('Queued', 'Running')
+                    OR (status = 'Pending' AND (run_at IS NULL OR run_at <= CAST(strftime('%s', 'now') AS INTEGER)))
+                    OR (status = 'Failed' AND attempts < max_attempts
+                        AND (run_at IS NULL OR run_at <= CAST(strftime('%s', 'now') AS INTEGER))))",
+        )
+        .bind(list)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
     async fn retry_job(&self, job_id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE Jobs SET status = 'Pending', attempts = 0, run_at = CAST(strftime('%s', 'now') AS INTEGER),
@@ -852,6 +967,51 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn unqueued_work(&self, limit: i64) -> Result<Vec<JobRef>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT 'notification' AS kind, n.id AS id FROM notifications n
+             WHERE n.status = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM Jobs j WHERE j.job_type = 'appealflow.notifications'
+                               AND j.idempotency_key = 'notification:' || n.id)
+             UNION ALL
+             SELECT 'action' AS kind, x.id AS id FROM appeal_actions x
+             WHERE x.status = 'pending' AND NOT x.manual
+               AND NOT EXISTS (SELECT 1 FROM Jobs j WHERE j.job_type = 'appealflow.actions'
+                               AND (j.idempotency_key = 'action:' || x.id
+                                    OR j.idempotency_key LIKE 'action:' || x.id || ':retry:%'))
+             ORDER BY id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let id: i64 = row.try_get("id")?;
+                Ok(if kind == "action" { JobRef::Action(id) } else { JobRef::Notification(id) })
+            })
+            .collect()
+    }
+
+    async fn enqueue(&self, jobs: &[JobRef]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.jobs.write_sqlite(&mut tx, jobs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn retire_queue(&self, queue: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE Jobs SET status = 'Done', done_at = CAST(strftime('%s', 'now') AS INTEGER),
+                    last_result = '{\"Ok\": \"retired: carried out by the upgrade\"}'
+             WHERE job_type = ? AND status NOT IN ('Done', 'Killed')",
+        )
+        .bind(queue)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
@@ -966,7 +1126,8 @@ impl Store for SqliteStore {
     async fn row_counts(&self) -> Result<RowCounts, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM appeals) AS appeals, (SELECT COUNT(*) FROM appeal_events) AS events,
-                    (SELECT COUNT(*) FROM timers) AS timers, (SELECT COUNT(*) FROM outbox) AS outbox,
+                    (SELECT COUNT(*) FROM timers) AS timers, (SELECT COUNT(*) FROM notifications) AS notifications,
+                    (SELECT COUNT(*) FROM appeal_actions) AS actions, (SELECT COUNT(*) FROM Jobs) AS jobs,
                     (SELECT COUNT(*) FROM idempotency_keys) AS idempotency",
         )
         .fetch_one(&self.pool)
@@ -975,12 +1136,10 @@ impl Store for SqliteStore {
             appeals: row.try_get("appeals")?,
             events: row.try_get("events")?,
             timers: row.try_get("timers")?,
-            outbox: row.try_get("outbox")?,
+            notifications: row.try_get("notifications")?,
+            actions: row.try_get("actions")?,
+            jobs: row.try_get("jobs")?,
             idempotency: row.try_get("idempotency")?,
         })
-    }
-
-    fn fail_points(&self) -> &FailPoints {
-        &self.fail
     }
 }

@@ -31,6 +31,9 @@ pub const KNOWN_ACTIONS: &[&str] = &[
 /// Who a `notify` effect is addressed to.
 pub const KNOWN_RECIPIENTS: &[&str] = &["applicant", "leads", "security_contacts"];
 
+/// Roles that stand for people at the appeal desk (who can be alerted and act).
+const STAFF: [Role; 3] = [Role::Reviewer, Role::Lead, Role::Admin];
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowFile {
@@ -43,6 +46,7 @@ pub struct WorkflowFile {
     pub timers: Vec<TimerDef>,
     #[serde(default)]
     pub actions: Vec<ActionDef>,
+    pub bindings: Bindings,
 }
 
 /// When an action follows an approval without being tied to one item.
@@ -132,7 +136,7 @@ pub struct StateDef {
     pub on_enter: Vec<EffectDef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EffectDef {
     pub effect: String,
@@ -140,6 +144,40 @@ pub struct EffectDef {
     pub template: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// `notify`: deliver to the recipient's channels one at a time, in order (SMS, then
+    /// email), until one succeeds, instead of to all of them at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
+    /// `notify`: the transition fired (as `system`) when the notice reaches the recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<String>,
+    /// `notify`: the transition fired when every channel failed for good (or there is
+    /// none), so the appeal moves on without the notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undeliverable: Option<String>,
+    /// `notify`: the timer whose due time the template shows as `{{deadline}}` (its armed
+    /// instant, or — not armed yet — when it would fall due if it started now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+}
+
+/// The transitions appealflow's own code fires by role rather than by name, resolved and
+/// checked when the workflow loads (a definition without one is refused).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bindings {
+    /// Closes an appeal waiting in its resubmission window when a new appeal for the
+    /// same account is submitted.
+    pub supersede: String,
+    /// Screening's automatic rejection (an account that never completed identity
+    /// verification), run on every submission and resubmission.
+    pub screening: String,
+    /// Closes an approved appeal once every post-approval action succeeded.
+    pub completion: String,
+    /// Records a post-approval action done (by the worker, or a reviewer for a manual task).
+    pub action_succeeded: String,
+    /// Records a post-approval action failed for good.
+    pub action_failed: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -375,30 +413,68 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
     let transitions: BTreeMap<&str, &TransitionDef> = def.transitions.iter().map(|t| (t.name.as_str(), t)).collect();
     let known_states = || states.keys().copied().collect::<Vec<_>>().join(", ");
 
-    let check_effects = |entry: String, effects: &[EffectDef], push: &mut dyn FnMut(String, String)| {
-        for e in effects {
-            if !KNOWN_EFFECTS.contains(&e.effect.as_str()) {
-                push(entry.clone(), format!("unknown effect {:?} (known: {})", e.effect, KNOWN_EFFECTS.join(", ")));
-            }
-            if e.effect == "notify" {
-                match &e.template {
-                    None => push(entry.clone(), "effect \"notify\" needs a template".into()),
-                    Some(t) if !templates.contains(t) => {
-                        push(entry.clone(), format!("unknown template {t:?}: no templates/{t}.*.hbs file"))
-                    }
-                    Some(_) => {}
+    // `issued_in`: the states the appeal is in when the effects are planned (empty when
+    // that is not one state set, e.g. an action's after-effects).
+    let check_effects =
+        |entry: String, effects: &[EffectDef], issued_in: &[&str], push: &mut dyn FnMut(String, String)| {
+            for e in effects {
+                if !KNOWN_EFFECTS.contains(&e.effect.as_str()) {
+                    push(entry.clone(), format!("unknown effect {:?} (known: {})", e.effect, KNOWN_EFFECTS.join(", ")));
                 }
-                match &e.to {
-                    None => push(entry.clone(), "effect \"notify\" needs a recipient `to`".into()),
-                    Some(to) if !KNOWN_RECIPIENTS.contains(&to.as_str()) => push(
+                if e.effect != "notify"
+                    && (e.fallback || e.delivered.is_some() || e.undeliverable.is_some() || e.deadline.is_some())
+                {
+                    push(
                         entry.clone(),
-                        format!("unknown recipient {to:?} (known: {})", KNOWN_RECIPIENTS.join(", ")),
-                    ),
-                    Some(_) => {}
+                        format!(
+                            "only a notify effect takes fallback, delivered, undeliverable or deadline (not {:?})",
+                            e.effect
+                        ),
+                    );
+                }
+                if let Some(timer) = &e.deadline
+                    && !def.timers.iter().any(|t| &t.name == timer)
+                {
+                    push(entry.clone(), format!("`deadline`: unknown timer {timer:?}"));
+                }
+                for (key, name) in [("delivered", &e.delivered), ("undeliverable", &e.undeliverable)] {
+                    let Some(name) = name else { continue };
+                    match transitions.get(name.as_str()) {
+                        None => push(entry.clone(), format!("`{key}`: unknown transition {name:?}")),
+                        Some(t) => {
+                            if !t.roles.contains(&Role::System) {
+                                push(entry.clone(), format!("`{key}`: {name:?} may not be fired by the `system` role"));
+                            }
+                            for s in issued_in {
+                                if !t.from.iter().any(|f| f == s) {
+                                    push(
+                                        entry.clone(),
+                                        format!("`{key}`: {name:?} does not fire from {s:?}, where the notice is sent"),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+                if e.effect == "notify" {
+                    match &e.template {
+                        None => push(entry.clone(), "effect \"notify\" needs a template".into()),
+                        Some(t) if !templates.contains(t) => {
+                            push(entry.clone(), format!("unknown template {t:?}: no templates/{t}.*.hbs file"))
+                        }
+                        Some(_) => {}
+                    }
+                    match &e.to {
+                        None => push(entry.clone(), "effect \"notify\" needs a recipient `to`".into()),
+                        Some(to) if !KNOWN_RECIPIENTS.contains(&to.as_str()) => push(
+                            entry.clone(),
+                            format!("unknown recipient {to:?} (known: {})", KNOWN_RECIPIENTS.join(", ")),
+                        ),
+                        Some(_) => {}
+                    }
                 }
             }
-        }
-    };
+        };
 
     for s in &def.states {
         if s.terminal && s.outcomes.is_empty() {
@@ -407,7 +483,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         if !s.terminal && !s.outcomes.is_empty() {
             push(state_entry(s), "only a terminal state has outcomes".into());
         }
-        check_effects(state_entry(s), &s.on_enter, &mut push);
+        check_effects(state_entry(s), &s.on_enter, &[s.name.as_str()], &mut push);
     }
 
     let creations: Vec<&TransitionDef> = def.transitions.iter().filter(|t| t.from.is_empty()).collect();
@@ -446,7 +522,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         if t.roles.is_empty() {
             push(transition_entry(t), "no role may fire it: list at least one role".into());
         }
-        check_effects(transition_entry(t), &t.effects, &mut push);
+        check_effects(transition_entry(t), &t.effects, &[t.to.as_str()], &mut push);
         for g in &t.guards {
             if !KNOWN_GUARDS.contains(&g.as_str()) {
                 push(transition_entry(t), format!("unknown guard {g:?} (known: {})", KNOWN_GUARDS.join(", ")));
@@ -520,12 +596,17 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
             },
             (None, Some(_)) => {}
         }
-        check_effects(timer_entry(timer), &timer.fires.effects, &mut push);
+        let timer_states: Vec<&str> = timer.states.iter().map(String::as_str).collect();
+        let fired_in: Vec<&str> = match timer.fires.transition.as_deref().and_then(|n| transitions.get(n)) {
+            Some(t) => vec![t.to.as_str()],
+            None => timer_states.clone(),
+        };
+        check_effects(timer_entry(timer), &timer.fires.effects, &fired_in, &mut push);
         if let Some(w) = &timer.warning {
             if w.at == WarnAt::StartOfLastBusinessDay && !matches!(timer.after, Span::BusinessDays(_)) {
                 push(timer_entry(timer), "warning.at = start_of_last_business_day needs a business_days timer".into());
             }
-            check_effects(timer_entry(timer), &w.effects, &mut push);
+            check_effects(timer_entry(timer), &w.effects, &timer_states, &mut push);
         }
     }
 
@@ -544,7 +625,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         if (a.name == "manual_task") != a.manual {
             push(entry.clone(), "manual_task, and only it, is done by hand (`manual = true`)".into());
         }
-        check_effects(entry, &a.after, &mut push);
+        check_effects(entry, &a.after, &[], &mut push);
     }
 
     // Reachability from the creation transition's target.
@@ -593,6 +674,67 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
     for s in &def.states {
         if !s.terminal && !def.transitions.iter().any(|t| t.from.contains(&s.name)) {
             push(state_entry(s), "not terminal, yet no transition leaves it".into());
+        }
+    }
+
+    // No appeal can be stranded: every non-terminal state has a way out that does not
+    // depend on an external system succeeding — a timer that moves the appeal on, or a
+    // transition staff may fire while a timer alerts the leads to the appeal in that state.
+    // (A state no transition leaves at all is reported above.)
+    let exits = |s: &StateDef| def.transitions.iter().any(|t| t.from.contains(&s.name) && t.to != s.name);
+    for s in def.states.iter().filter(|s| !s.terminal && exits(s)) {
+        let running: Vec<&TimerDef> = def.timers.iter().filter(|t| t.states.contains(&s.name)).collect();
+        let timer_way_out = running
+            .iter()
+            .any(|t| t.fires.transition.as_deref().and_then(|n| transitions.get(n)).is_some_and(|tr| tr.to != s.name));
+        let alerts_leads =
+            |effects: &[EffectDef]| effects.iter().any(|e| e.effect == "notify" && e.to.as_deref() == Some("leads"));
+        let alerted = running
+            .iter()
+            .any(|t| alerts_leads(&t.fires.effects) || t.warning.as_ref().is_some_and(|w| alerts_leads(&w.effects)));
+        let staff_way_out = def
+            .transitions
+            .iter()
+            .any(|t| t.from.contains(&s.name) && t.to != s.name && t.roles.iter().any(|r| STAFF.contains(r)));
+        if !timer_way_out && !(staff_way_out && alerted) {
+            push(
+                state_entry(s),
+                "an appeal could be stranded here: no timer moves it on, and no transition staff may fire \
+                 out of it while a timer alerts the leads (notify `leads`)"
+                    .into(),
+            );
+        }
+    }
+
+    // The transitions appealflow fires by role exist and may be fired as it fires them.
+    let b = &def.bindings;
+    for (binding, name) in [
+        ("supersede", &b.supersede),
+        ("screening", &b.screening),
+        ("completion", &b.completion),
+        ("action_succeeded", &b.action_succeeded),
+        ("action_failed", &b.action_failed),
+    ] {
+        let entry = format!("bindings.{binding}");
+        let Some(t) = transitions.get(name.as_str()) else {
+            push(entry, format!("unknown transition {name:?}"));
+            continue;
+        };
+        if !t.roles.contains(&Role::System) {
+            push(entry.clone(), format!("{name:?} may not be fired by the `system` role"));
+        }
+        if t.from.is_empty() {
+            push(entry.clone(), format!("{name:?} creates an appeal; it must fire on one"));
+        }
+        let stays = t.from.iter().all(|f| *f == t.to);
+        match binding {
+            "action_succeeded" | "action_failed" if !stays => {
+                push(entry, format!("{name:?} must leave the appeal in its state (from = [{:?}])", t.to))
+            }
+            "supersede" | "screening" | "completion" if stays => {
+                push(entry, format!("{name:?} must move the appeal to another state"))
+            }
+            _ => {}
         }
     }
     out

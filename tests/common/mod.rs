@@ -7,8 +7,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use appealflow::app::work::Work;
 use appealflow::domain::{Actor, Role};
 use appealflow::engine::{Clock, Engine, ManualClock, NewAppeal};
+use appealflow::jobs::{Running, Runtime, WorkerSettings};
+use appealflow::startup::{Backend, WorkConfig};
 use appealflow::store::Store;
 use appealflow::workflow::Workflow;
 use chrono::{DateTime, Utc};
@@ -29,15 +32,25 @@ pub fn workflow() -> Arc<Workflow> {
 /// A database for one test; the temporary directory lives as long as the handle.
 pub struct TestDb {
     pub store: Arc<dyn Store>,
+    /// The pool the job queue's workers share.
+    pub backend: Backend,
     pub url: String,
-    _dir: Option<tempfile::TempDir>,
+    pub _dir: Option<tempfile::TempDir>,
 }
 
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("appealflow.db").display());
-    let store = appealflow::startup::open_store(&url).await.expect("sqlite store opens");
-    TestDb { store, url, _dir: Some(dir) }
+    let (store, backend) = appealflow::startup::open(&url).await.expect("sqlite store opens");
+    TestDb { store, backend, url, _dir: Some(dir) }
+}
+
+impl TestDb {
+    /// The same database opened again, as another process (or a restart) would.
+    pub async fn reopen(&self) -> TestDb {
+        let (store, backend) = appealflow::startup::open(&self.url).await.expect("the database opens again");
+        TestDb { store, backend, url: self.url.clone(), _dir: None }
+    }
 }
 
 /// The server URL with its database path replaced by `db`.
@@ -81,8 +94,8 @@ pub async fn postgres(test: &str) -> Option<TestDb> {
         .expect("create test database");
     admin.close().await.ok();
     let url = with_database(&admin_url, &name);
-    let store = appealflow::startup::open_store(&url).await.expect("postgres store opens");
-    Some(TestDb { store, url, _dir: None })
+    let (store, backend) = appealflow::startup::open(&url).await.expect("postgres store opens");
+    Some(TestDb { store, backend, url, _dir: None })
 }
 
 pub fn at(rfc3339: &str) -> DateTime<Utc> {
@@ -94,15 +107,65 @@ pub fn monday_morning() -> DateTime<Utc> {
     at("2026-03-09T10:00:00+08:00")
 }
 
-pub fn engine(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Engine {
-    Engine::new(store, workflow(), clock as Arc<dyn Clock>)
+/// The leads' distribution list engine-level tests configure.
+pub const LEADS: &str = "leads@example.com";
+
+pub fn engine(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Arc<Engine> {
+    let config = WorkConfig { lead_emails: vec![LEADS.into()], ..Default::default() };
+    appealflow::startup::engine(store, &workflows_dir(), clock as Arc<dyn Clock>, &config)
+        .expect("the shipped workflow and templates load")
+        .0
+}
+
+/// An appeal's notifications, in order.
+pub async fn notifications(store: &dyn Store, appeal_id: &str) -> Vec<appealflow::store::NotificationRecord> {
+    let filter = appealflow::store::WorkFilter { appeal_id: Some(appeal_id.to_string()), ..Default::default() };
+    store.notifications(&filter).await.expect("notifications read")
+}
+
+/// The jobs of one queue, oldest first.
+pub async fn jobs(store: &dyn Store, queue: &str) -> Vec<appealflow::store::JobRecord> {
+    let filter = appealflow::store::JobFilter { queue: Some(queue.to_string()), ..Default::default() };
+    let mut jobs = store.jobs(&filter).await.expect("jobs read");
+    jobs.reverse();
+    jobs
+}
+
+/// The engine and the worker's steps on a test database.
+pub fn work(db: &TestDb, clock: Arc<ManualClock>, config: &WorkConfig) -> (Arc<Engine>, Arc<Work>) {
+    let (engine, planner) =
+        appealflow::startup::engine(db.store.clone(), &workflows_dir(), clock as Arc<dyn Clock>, config)
+            .expect("the shipped workflow and templates load");
+    let work = Arc::new(appealflow::startup::build_work(engine.clone(), planner, config));
+    (engine, work)
+}
+
+/// The production worker on a test database, with the simulation's settings (quick
+/// polls, no backoff): `settle()` waits until it has nothing left to do.
+pub fn start_worker(db: &TestDb, work: Arc<Work>) -> Running {
+    start_worker_with(db, work, WorkerSettings::simulation())
+}
+
+pub fn start_worker_with(db: &TestDb, work: Arc<Work>, settings: WorkerSettings) -> Running {
+    let queues = appealflow::startup::queues(&db.backend, &settings);
+    Running::start(Runtime::new(work, queues, settings))
+}
+
+/// Waits until the worker has nothing left to do at the clock's present instant.
+pub async fn settle(worker: &Running) {
+    worker.settle(std::time::Duration::from_secs(60)).await.expect("the worker settles");
 }
 
 /// A minimal appeal record for engine-level tests (the intake rules are tested elsewhere).
 pub fn request(account: &str) -> NewAppeal {
     NewAppeal {
         account: account.to_string(),
-        data: serde_json::json!({ "draft": { "contact_phone": "+8613812345678", "items": ["reset_password"] } }),
+        data: serde_json::json!({
+            "draft": { "contact_phone": "+8613812345678", "items": ["reset_password"] },
+            "case": null,
+            "changes_secure_phone": true,
+            "entity_change": { "required": false },
+        }),
     }
 }
 

@@ -1,0 +1,436 @@
+//! What a decision's effects become, planned into the unit of work that commits the
+//! decision: notifications rendered for every addressee (each with its delivery job), a
+//! fallback chain across the applicant's channels where the workflow asks for one, and
+//! post-approval actions (each with its job). Nothing here sends or applies anything:
+//! the worker's steps do that, each committing its own result whole.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tracing::warn;
+
+use crate::adapters::notify::{TemplateError, Templates};
+use crate::app::intake::AppealData;
+use crate::domain::{PhoneNumber, Role, check_text};
+use crate::engine::{EffectPlanner, EngineError, Planned};
+use crate::store::{
+    AppealRecord, NewAction, NewNotification, NotificationStatus, Store, StoreError, TimerStatus, UnitOfWork,
+};
+use crate::workflow::Fire;
+use crate::workflow::decide::timer_due;
+use crate::workflow::definition::{ActionDef, ActionFacts, EffectDef};
+use crate::workflow::{Decision, Workflow};
+
+/// One addressee of a notification.
+struct Address {
+    channel: &'static str,
+    to: String,
+    masked: String,
+}
+
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+/// Titles of actions for notifications, by locale.
+pub fn action_title(action: &str, locale: &str) -> &'static str {
+    let en = locale == "en";
+    match action {
+        "rotate_secure_phone" => {
+            if en {
+                "secure phone change"
+            } else {
+                "安全手机更换"
+            }
+        }
+        "detach_mfa" => {
+            if en {
+                "MFA detachment"
+            } else {
+                "MFA 解绑"
+            }
+        }
+        "clear_security_questions" => {
+            if en {
+                "security questions reset"
+            } else {
+                "密保问题清除"
+            }
+        }
+        "clear_ip_logon_mask" => {
+            if en {
+                "IP logon mask removal"
+            } else {
+                "登录 IP 掩码清除"
+            }
+        }
+        "change_verified_entity" => {
+            if en {
+                "verified entity change"
+            } else {
+                "实名认证主体变更"
+            }
+        }
+        _ => {
+            if en {
+                "account restoration"
+            } else {
+                "账号恢复"
+            }
+        }
+    }
+}
+
+/// The applicant's contact details and language, read leniently from an appeal's record.
+struct Contact {
+    phone: Option<PhoneNumber>,
+    email: Option<String>,
+    locale: String,
+}
+
+impl Contact {
+    fn of(record: &AppealRecord) -> Contact {
+        let text = |p: &str| record.data.pointer(p).and_then(serde_json::Value::as_str);
+        Contact {
+            phone: text("/draft/contact_phone").and_then(|p| PhoneNumber::parse(p).ok()),
+            email: text("/draft/contact_email")
+                .filter(|e| check_text("contact_email", e, false).is_ok())
+                .map(str::to_string),
+            locale: text("/draft/locale").unwrap_or("zh-CN").to_string(),
+        }
+    }
+
+    fn addresses(&self) -> Vec<Address> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.phone {
+            out.push(Address { channel: "sms", to: p.as_e164().to_string(), masked: p.masked() });
+        }
+        if let Some(e) = &self.email {
+            out.push(Address { channel: "email", to: e.clone(), masked: mask_email(e) });
+        }
+        out
+    }
+}
+
+pub struct Planner {
+    store: Arc<dyn Store>,
+    workflow: Arc<Workflow>,
+    templates: Arc<Templates>,
+    /// A distribution list that gets the leads' alerts besides every lead token's email.
+    leads: Vec<String>,
+}
+
+impl Planner {
+    pub fn new(store: Arc<dyn Store>, workflow: Arc<Workflow>, templates: Arc<Templates>, leads: Vec<String>) -> Self {
+        Planner { store, workflow, templates, leads }
+    }
+
+    /// Checks that every notification the workflow can send has the variants its
+    /// recipients need (SMS and email for applicants and security contacts, email for
+    /// leads) in every locale: a gap is an error at start.
+    pub fn check_templates(&self) -> Result<(), TemplateError> {
+        let def = &self.workflow.def;
+        let mut effects: Vec<&EffectDef> = def.states.iter().flat_map(|s| &s.on_enter).collect();
+        effects.extend(def.transitions.iter().flat_map(|t| &t.effects));
+        for t in &def.timers {
+            effects.extend(&t.fires.effects);
+            if let Some(w) = &t.warning {
+                effects.extend(&w.effects);
+            }
+        }
+        for a in &def.actions {
+            effects.extend(&a.after);
+        }
+        for e in effects.into_iter().filter(|e| e.effect == "notify") {
+            let (Some(template), Some(to)) = (&e.template, &e.to) else { continue };
+            let channels: &[&str] = if to == "leads" { &["email"] } else { &["sms", "email"] };
+            for channel in channels {
+                self.templates.require(template, channel)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The reviewer leads: the email of every lead whose token is not revoked, and the
+    /// configured distribution list; each address once, sorted.
+    pub async fn lead_emails(&self) -> Result<Vec<String>, StoreError> {
+        let mut emails: std::collections::BTreeSet<String> = self.leads.iter().cloned().collect();
+        for t in self.store.tokens().await? {
+            if t.role == Role::Lead && t.revoked_at.is_none() {
+                emails.extend(t.email);
+            }
+        }
+        Ok(emails.into_iter().collect())
+    }
+
+    fn local(&self, at: DateTime<Utc>) -> String {
+        at.with_timezone(&self.workflow.calendar.time_zone).format("%Y-%m-%d %H:%M %:z").to_string()
+    }
+
+    /// When `timer` falls due for this appeal: as this decision arms it, as it is armed,
+    /// or — not armed yet — as it would if it started now.
+    async fn deadline(
+        &self,
+        appeal: &AppealRecord,
+        decision: &Decision,
+        timer: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, EngineError> {
+        if let Some(arm) = decision.arm.iter().find(|a| a.name == timer) {
+            return Ok(Some(arm.due_at));
+        }
+        if appeal.version > 1 || decision.from.is_some() {
+            let armed = self.store.timers(Some(&appeal.id)).await?.into_iter().rev().find(|t| {
+                t.name == timer && t.status == TimerStatus::Armed && !decision.cancel.iter().any(|c| c == timer)
+            });
+            if let Some(t) = armed {
+                return Ok(Some(t.due_at));
+            }
+        }
+        let Some(def) = self.workflow.timer(timer) else { return Ok(None) };
+        Ok(timer_due(&self.workflow, def, now).ok().map(|(due, _)| due))
+    }
+
+    /// The most recent reasons given on the appeal: this decision's, else its history's.
+    async fn reasons(&self, appeal: &AppealRecord, decision: &Decision) -> Result<String, EngineError> {
+        if !decision.reasons.is_empty() {
+            return Ok(decision.reasons.join("; "));
+        }
+        if appeal.version <= 1 {
+            return Ok(String::new());
+        }
+        let history = self.store.history(&appeal.id).await?;
+        Ok(history.iter().rev().find(|e| !e.reasons.is_empty()).map(|e| e.reasons.join("; ")).unwrap_or_default())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn context(
+        &self,
+        appeal: &AppealRecord,
+        decision: &Decision,
+        effect: &EffectDef,
+        locale: &str,
+        now: DateTime<Utc>,
+        action: Option<&str>,
+        new_phone: Option<&PhoneNumber>,
+    ) -> Result<serde_json::Value, EngineError> {
+        let deadline = match &effect.deadline {
+            Some(timer) => self.deadline(appeal, decision, timer, now).await?.map(|d| self.local(d)),
+            None => None,
+        };
+        let action = action.or_else(|| decision.payload.get("action").and_then(serde_json::Value::as_str));
+        Ok(serde_json::json!({
+            "ticket": appeal.ticket.to_string(),
+            "account": appeal.account,
+            "reasons": self.reasons(appeal, decision).await?,
+            "deadline": deadline.unwrap_or_default(),
+            "action": action.unwrap_or_default(),
+            "action_title": action.map(|a| action_title(a, locale)).unwrap_or_default(),
+            "new_phone": new_phone.map(PhoneNumber::masked).unwrap_or_default(),
+            "at": self.local(now),
+        }))
+    }
+
+    /// Renders one notification per addressee into `uow` (the first only `pending` when
+    /// the effect asks for a fallback chain, the rest `held`). Answers the transition to
+    /// fire when nobody can be addressed and the effect says what then.
+    #[allow(clippy::too_many_arguments)]
+    async fn notify(
+        &self,
+        appeal: &AppealRecord,
+        decision: &Decision,
+        effect: &EffectDef,
+        key: &str,
+        addresses: Vec<Address>,
+        ctx: &serde_json::Value,
+        locale: &str,
+        uow: &mut UnitOfWork,
+    ) -> Result<Option<Fire>, EngineError> {
+        let template = effect.template.as_deref().unwrap_or_default();
+        if addresses.is_empty() {
+            warn!(ticket = %appeal.ticket, template, recipient = ?effect.to, "notification has no addressee");
+            return Ok(effect.undeliverable.as_ref().map(|t| {
+                let mut fire = Fire::new(t.clone());
+                fire.payload = serde_json::json!({ "notice": key, "why": "no address to send it to" });
+                fire
+            }));
+        }
+        let _ = decision;
+        for (i, a) in addresses.into_iter().enumerate() {
+            let body = self
+                .templates
+                .render(template, a.channel, locale, ctx)
+                .map_err(|e| EngineError::Effects(e.to_string()))?
+                .trim_end()
+                .to_string();
+            let held = effect.fallback && i > 0;
+            uow.notifications.push(NewNotification {
+                appeal_id: Some(appeal.id.clone()),
+                idempotency_key: format!("{key}/{}/{i}", a.channel),
+                template: template.to_string(),
+                channel: a.channel.to_string(),
+                locale: locale.to_string(),
+                recipient: a.to,
+                recipient_masked: a.masked,
+                body,
+                status: if held { NotificationStatus::Held } else { NotificationStatus::Pending },
+                chain: effect.fallback.then(|| key.to_string()),
+                position: i as i64,
+                on_delivered: effect.delivered.clone(),
+                on_undeliverable: effect.undeliverable.clone(),
+            });
+        }
+        Ok(None)
+    }
+
+    async fn recipients(&self, appeal: &AppealRecord, to: Option<&str>) -> Result<Vec<Address>, EngineError> {
+        Ok(match to {
+            Some("leads") => self
+                .lead_emails()
+                .await?
+                .into_iter()
+                .map(|l| Address { channel: "email", masked: mask_email(&l), to: l })
+                .collect(),
+            _ => Contact::of(appeal).addresses(),
+        })
+    }
+
+    /// Plans one effect with the key it is recorded under.
+    async fn plan_effect(
+        &self,
+        appeal: &AppealRecord,
+        decision: &Decision,
+        effect: &EffectDef,
+        key: &str,
+        now: DateTime<Utc>,
+        uow: &mut UnitOfWork,
+    ) -> Result<Option<Fire>, EngineError> {
+        match effect.effect.as_str() {
+            "notify" => {
+                let locale = Contact::of(appeal).locale;
+                let ctx = self.context(appeal, decision, effect, &locale, now, None, None).await?;
+                let addresses = self.recipients(appeal, effect.to.as_deref()).await?;
+                self.notify(appeal, decision, effect, key, addresses, &ctx, &locale, uow).await
+            }
+            "post_approval_actions" => {
+                let data = AppealData::from_record(appeal)?;
+                let facts = ActionFacts {
+                    items: data.draft.items.clone(),
+                    changes_secure_phone: data.changes_secure_phone,
+                    entity_change: data.entity_change.required,
+                };
+                let defs = self.workflow.def.actions_for(&facts);
+                if defs.is_empty() {
+                    // Nothing to apply: the approval completes in the same commit.
+                    let mut fire = Fire::new(self.workflow.def.bindings.completion.clone());
+                    fire.payload = serde_json::json!({ "actions": 0 });
+                    return Ok(Some(fire));
+                }
+                uow.actions.extend(defs.into_iter().map(|d| NewAction {
+                    appeal_id: appeal.id.clone(),
+                    action: d.name.clone(),
+                    manual: d.manual,
+                }));
+                Ok(None)
+            }
+            other => Err(EngineError::Effects(format!("unknown effect {other:?}"))),
+        }
+    }
+
+    /// The notifications an action's success calls for (its `after` effects): the
+    /// security notice to the contacts it replaced (`before`), "done" to the applicant.
+    pub async fn plan_action_done(
+        &self,
+        appeal: &AppealRecord,
+        def: &ActionDef,
+        key: &str,
+        before: &serde_json::Value,
+        now: DateTime<Utc>,
+        uow: &mut UnitOfWork,
+    ) -> Result<(), EngineError> {
+        let contact = Contact::of(appeal);
+        let decision = Decision {
+            transition: def.name.clone(),
+            from: Some(appeal.state.clone()),
+            to: appeal.state.clone(),
+            outcome: appeal.outcome.clone(),
+            assignee: appeal.assignee.clone(),
+            reasons: vec![],
+            payload: serde_json::json!({ "action": def.name }),
+            arm: vec![],
+            cancel: vec![],
+            effects: vec![],
+        };
+        for effect in def.after.iter().filter(|e| e.effect == "notify") {
+            let template = effect.template.clone().unwrap_or_default();
+            let ctx = self
+                .context(appeal, &decision, effect, &contact.locale, now, Some(&def.name), contact.phone.as_ref())
+                .await?;
+            let addresses = match effect.to.as_deref() {
+                Some("security_contacts") => {
+                    let mut a = Vec::new();
+                    if let Some(p) =
+                        before.get("secure_phone").and_then(|p| p.as_str()).and_then(|p| PhoneNumber::parse(p).ok())
+                    {
+                        a.push(Address { channel: "sms", to: p.as_e164().to_string(), masked: p.masked() });
+                    }
+                    if let Some(e) = before.get("security_email").and_then(|e| e.as_str())
+                        && check_text("security_email", e, false).is_ok()
+                    {
+                        a.push(Address { channel: "email", to: e.to_string(), masked: mask_email(e) });
+                    }
+                    a
+                }
+                other => self.recipients(appeal, other).await?,
+            };
+            let key = format!("{key}:{template}");
+            self.notify(appeal, &decision, effect, &key, addresses, &ctx, &contact.locale, uow).await?;
+        }
+        Ok(())
+    }
+
+    /// Plans an effect an earlier version recorded in its outbox and left undone, under
+    /// the key it was recorded with (so whatever it did get to is not done twice).
+    pub async fn plan_legacy(
+        &self,
+        appeal: &AppealRecord,
+        event: &crate::store::EventRecord,
+        effect: &EffectDef,
+        key: &str,
+        now: DateTime<Utc>,
+        uow: &mut UnitOfWork,
+    ) -> Result<Option<Fire>, EngineError> {
+        let decision = Decision {
+            transition: event.transition.clone(),
+            from: event.from.clone(),
+            to: event.to.clone(),
+            outcome: event.outcome.clone(),
+            assignee: appeal.assignee.clone(),
+            reasons: event.reasons.clone(),
+            payload: event.payload.clone(),
+            arm: vec![],
+            cancel: vec![],
+            effects: vec![effect.clone()],
+        };
+        self.plan_effect(appeal, &decision, effect, key, now, uow).await
+    }
+}
+
+#[async_trait]
+impl EffectPlanner for Planner {
+    async fn plan(&self, p: &Planned<'_>, uow: &mut UnitOfWork) -> Result<Vec<Fire>, EngineError> {
+        let mut follow = Vec::new();
+        for (i, effect) in p.decision.effects.iter().enumerate() {
+            let key = UnitOfWork::effect_key(&p.appeal.id, p.appeal.version, i, effect);
+            follow.extend(self.plan_effect(p.appeal, p.decision, effect, &key, p.now, uow).await?);
+        }
+        Ok(follow)
+    }
+}
