@@ -77,7 +77,7 @@ pub async fn open_with(url: &str, options: &DbOptions) -> Result<(Arc<dyn Store>
         // Only the migrations: apalis's `setup` would also switch the connection to
         // `synchronous = OFF`, which appealflow's durability promise forbids.
         let queue = SqliteStorage::migrations();
-        if behind(&queue, sqlx::query_scalar(QUEUE_APPLIED).fetch_all(store.pool()).await) {
+        if behind(&queue, sqlx::query_scalar(QUEUE_APPLIED_SQLITE).fetch_all(store.pool()).await) {
             queue.run(store.pool()).await?;
         }
         let pool = store.pool().clone();
@@ -88,7 +88,7 @@ pub async fn open_with(url: &str, options: &DbOptions) -> Result<(Arc<dyn Store>
             store.migrate().await?;
         }
         let queue = PostgresStorage::migrations();
-        if behind(&queue, sqlx::query_scalar(QUEUE_APPLIED).fetch_all(store.pool()).await) {
+        if behind(&queue, sqlx::query_scalar(QUEUE_APPLIED_POSTGRES).fetch_all(store.pool()).await) {
             queue.run(store.pool()).await?;
         }
         let pool = store.pool().clone();
@@ -98,8 +98,10 @@ pub async fn open_with(url: &str, options: &DbOptions) -> Result<(Arc<dyn Store>
     }
 }
 
-/// What the job queue's migrations record as applied (in `_sqlx_migrations`).
-const QUEUE_APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+/// What the job queue's migrations record as applied (in its `_sqlx_migrations`: the
+/// `apalis` schema's on PostgreSQL, where its migrations move it).
+const QUEUE_APPLIED_SQLITE: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+const QUEUE_APPLIED_POSTGRES: &str = "SELECT version FROM apalis._sqlx_migrations WHERE success";
 
 /// Whether some of `migrator`'s migrations are not among `applied` (or that could not be
 /// read). A database whose schema is current is then opened without writing, so a

@@ -532,7 +532,9 @@ impl SqliteStore {
                             sp.commit().await?;
                             TimerFiring { timer, outcome: "fired", note: None }
                         }
-                        Err(CommitError::Store(e @ StoreError::Injected(_))) => return Err(e),
+                        // The database failing (or an injected failure) fails the batch:
+                        // nothing of it is kept, and the timer loop reports the error.
+                        Err(CommitError::Store(e)) => return Err(e),
                         Err(e) => {
                             sp.rollback().await?;
                             TimerFiring { timer, outcome: "failed", note: Some(e.to_string()) }

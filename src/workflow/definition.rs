@@ -696,7 +696,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
             .transitions
             .iter()
             .any(|t| t.from.contains(&s.name) && t.to != s.name && t.roles.iter().any(|r| STAFF.contains(r)));
-        if !timer_way_out && !(staff_way_out && alerted) {
+        if !(timer_way_out || (staff_way_out && alerted)) {
             push(
                 state_entry(s),
                 "an appeal could be stranded here: no timer moves it on, and no transition staff may fire \
