@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 on_both_backends!(
+    an_unverified_account_is_screened_again_on_resubmission_and_never_reaches_a_reviewer,
     submit_issues_a_ticket_queues_appeal_received_and_stores_documents_by_sha256,
     stored_appeal_holds_the_masked_operator_id_number_never_the_clear_one,
     incomplete_submission_is_refused_with_every_problem_at_once_and_nothing_is_stored,
@@ -421,6 +422,36 @@ async fn unknown_lookup_key_or_account_name_is_ineligible_no_account(db: TestDb)
         assert!(err.to_string().starts_with("cannot appeal: no account matches"), "{err}");
     }
     assert_eq!(h.db.store.row_counts().await.unwrap(), before);
+}
+
+/// Screening runs on every submission and every resubmission: an unverified account's
+/// appeal, continued in its window, is rejected again in the same commit — it never
+/// reaches the reviewers' queue, and cannot be approved into an account change.
+async fn an_unverified_account_is_screened_again_on_resubmission_and_never_reaches_a_reviewer(db: TestDb) {
+    let h = harness(db).await;
+    let out = h.submit(&unverified_draft()).await.unwrap();
+    assert_eq!(out.state, "rejected");
+    h.fire(&out.ticket, "notice_delivered", &Actor::system(), &[]).await;
+    h.clock.advance(Duration::hours(1));
+    let again = h.intake.resubmit(&out.ticket, input(&unverified_draft()), &files(), Some("again")).await.unwrap();
+    assert_eq!(
+        (again.transition.as_str(), again.state.as_str()),
+        ("resubmit", "submitted"),
+        "the command's own outcome"
+    );
+    let screened: Vec<_> = again.also.iter().map(|o| (o.transition.as_str(), o.state.as_str())).collect();
+    assert_eq!(screened, [("screen_reject", "rejected")], "screened in the same commit");
+    let record = h.record(&out.ticket).await;
+    assert_eq!(record.state, "rejected");
+    let transitions: Vec<_> = h.db.store.history(&record.id).await.unwrap().into_iter().map(|e| e.transition).collect();
+    assert_eq!(transitions, ["submit", "screen_reject", "notice_delivered", "resubmit", "screen_reject"]);
+    // A keyed repeat answers as the first did, writing nothing.
+    let counts = h.db.store.row_counts().await.unwrap();
+    let repeat = h.intake.resubmit(&out.ticket, input(&unverified_draft()), &files(), Some("again")).await.unwrap();
+    assert!(repeat.replayed && repeat.also.len() == 1, "{repeat:?}");
+    assert_eq!(h.db.store.row_counts().await.unwrap(), counts);
+    let err = h.intake.engine().fire(&out.ticket, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap_err();
+    assert!(matches!(err, EngineError::Refused(_)), "no reviewer can take it: {err}");
 }
 
 async fn unverified_account_is_screened_and_rejected_as_inapplicable_scenario(db: TestDb) {

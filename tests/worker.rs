@@ -32,6 +32,10 @@ on_both_backends!(
     approval_applies_every_action_once_sends_the_security_notice_and_closes,
     the_other_item_waits_for_a_reviewer_to_mark_its_manual_task_done,
     a_permanently_failing_account_endpoint_leaves_the_appeal_approved_and_flagged,
+    an_undeliverable_rejection_notice_still_opens_the_window_and_alerts_the_leads,
+    a_retried_sms_that_finally_gives_up_falls_back_to_email_which_opens_the_window,
+    a_notice_never_attempted_is_overtaken_by_its_deadline,
+    outbox_rows_an_earlier_version_left_are_carried_out_once_at_start,
 );
 
 const KEY: &str = "worker-test-key-0123456789";
@@ -45,7 +49,7 @@ struct Harness {
     clock: Arc<ManualClock>,
     intake: Intake,
     work: Arc<Work>,
-    worker: Running,
+    worker: Option<Running>,
     _blobs: tempfile::TempDir,
 }
 
@@ -63,7 +67,7 @@ async fn harness_with(db: TestDb, work_config: WorkConfig) -> Harness {
         serde_json::from_str(&std::fs::read_to_string(examples().join("accounts.json")).unwrap()).unwrap();
     let accounts: Vec<_> = inputs.into_iter().map(|a| a.into_account("test", &hasher).unwrap()).collect();
     db.store.put_accounts(&accounts, clock.now_utc()).await.unwrap();
-    Harness { db, clock, intake, work, worker, _blobs: blobs }
+    Harness { db, clock, intake, work, worker: Some(worker), _blobs: blobs }
 }
 
 trait Now {
@@ -100,7 +104,8 @@ impl Harness {
     }
 
     async fn run_until(&self, rfc3339: &str) {
-        let report = self.worker.run_until(&self.clock, at(rfc3339), std::time::Duration::from_secs(60)).await.unwrap();
+        let worker = self.worker.as_ref().expect("the worker runs");
+        let report = worker.run_until(&self.clock, at(rfc3339), std::time::Duration::from_secs(60)).await.unwrap();
         assert_eq!(report.dead_jobs, 0, "{report:?}");
     }
 
@@ -328,4 +333,162 @@ async fn a_permanently_failing_account_endpoint_leaves_the_appeal_approved_and_f
     assert!(failed[0].last_error.as_deref().unwrap_or("").contains("422"), "{:?}", failed[0].last_error);
     let calls = recorded.0.lock().unwrap().clone();
     assert_eq!(calls, [("detach_mfa".to_string(), failed[0].idempotency_key.clone())], "a 4xx is not retried");
+}
+
+// ------------------------------------------------------- an undeliverable notice
+
+/// A notification webhook on loopback that records what it received and answers each
+/// request with the status `answer` gives for (channel, recipient).
+struct Webhook {
+    url: String,
+    seen: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+async fn webhook(answer: fn(&str, &str) -> u16) -> Webhook {
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    let seen: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/notify",
+        post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let s = s.clone();
+            async move {
+                let field = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+                let (channel, recipient) = (field("channel"), field("recipient"));
+                s.lock().unwrap().push((field("template"), channel.clone(), recipient.clone()));
+                StatusCode::from_u16(answer(&channel, &recipient)).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Webhook { url, seen }
+}
+
+async fn harness_with_webhook(db: TestDb, hook: &Webhook) -> Harness {
+    harness_with(
+        db,
+        WorkConfig {
+            lead_emails: vec!["leads@example.com".into()],
+            notify_webhook: Some((hook.url.clone(), "hook-secret".into())),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// The applicant's SMS gateway refuses the number (400) and the mail server refuses the
+/// address: the rejection notice goes SMS first, then email, both fail for good — and the
+/// appeal still moves on. The window opens, the leads are told, the progress query shows
+/// the rejection with its reasons and deadline, and the applicant can continue.
+async fn an_undeliverable_rejection_notice_still_opens_the_window_and_alerts_the_leads(db: TestDb) {
+    let hook = webhook(|_, to| if to == "leads@example.com" { 200 } else { 400 }).await;
+    let h = harness_with_webhook(db, &hook).await;
+    let t = reject(&h).await;
+    h.run_until("2026-03-09T10:00:00+08:00").await;
+    let record = h.record(&t).await;
+    assert_eq!(record.state, "resubmission_window", "the window opened without the notice");
+    let history: Vec<String> = h.history(&t).await.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(history.last().map(String::as_str), Some("notice_undeliverable"), "{history:?}");
+    let notices: Vec<_> = h.notifications(&t).await.into_iter().filter(|n| n.template == "appeal_rejected").collect();
+    let chain: Vec<_> = notices.iter().map(|n| (n.channel.as_str(), n.status, n.attempts)).collect();
+    assert_eq!(
+        chain,
+        [("sms", NotificationStatus::Failed, 1), ("email", NotificationStatus::Failed, 1)],
+        "SMS first; email only after SMS failed for good; a 4xx is not retried"
+    );
+    let seen = hook.seen.lock().unwrap().clone();
+    let rejected: Vec<_> = seen.iter().filter(|(t, _, _)| t == "appeal_rejected").map(|(_, c, _)| c.as_str()).collect();
+    assert_eq!(rejected, ["sms", "email"], "in that order");
+    let alert = h.notifications(&t).await.into_iter().find(|n| n.template == "notice_undeliverable").unwrap();
+    assert_eq!((alert.recipient.as_str(), alert.status), ("leads@example.com", NotificationStatus::Sent));
+    assert!(alert.body.contains("2026-03-13 00:00 +08:00"), "the leads see the deadline: {}", alert.body);
+
+    let progress = h.intake.progress(&t.to_string(), "13812345678").await.unwrap();
+    assert_eq!(progress.stage, "rejected");
+    assert_eq!(progress.reasons, ["missing_documents: supplementary"]);
+    assert_eq!(progress.continue_until.as_deref(), Some("2026-03-12T16:00:00+00:00"), "{progress:?}");
+    let files = LocalFiles { base: examples() };
+    let out = h.intake.resubmit(&t, draft("draft-individual.json", |_| {}), &files, None).await.unwrap();
+    assert_eq!(out.state, "submitted", "the applicant can always continue");
+}
+
+/// A 5xx is retried, and a retried SMS that finally gives up falls back to email, which
+/// is delivered and opens the window as any delivery does.
+async fn a_retried_sms_that_finally_gives_up_falls_back_to_email_which_opens_the_window(db: TestDb) {
+    let hook = webhook(|channel, _| if channel == "sms" { 503 } else { 200 }).await;
+    let h = harness_with_webhook(db, &hook).await;
+    let t = reject(&h).await;
+    h.run_until("2026-03-09T10:00:00+08:00").await;
+    assert_eq!(h.record(&t).await.state, "resubmission_window");
+    let history: Vec<String> = h.history(&t).await.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(history.last().map(String::as_str), Some("notice_delivered"), "{history:?}");
+    let notices: Vec<_> = h.notifications(&t).await.into_iter().filter(|n| n.template == "appeal_rejected").collect();
+    let attempts = appealflow::jobs::DEFAULT_MAX_ATTEMPTS as i64;
+    let chain: Vec<_> = notices.iter().map(|n| (n.channel.as_str(), n.status, n.attempts)).collect();
+    assert_eq!(chain, [("sms", NotificationStatus::Failed, attempts), ("email", NotificationStatus::Sent, 1)]);
+    assert!(notices[0].last_error.as_deref().is_some_and(|e| e.contains("503")), "{:?}", notices[0].last_error);
+    let dead = h.db.store.jobs(&appealflow::store::JobFilter { dead_only: true, ..Default::default() }).await.unwrap();
+    assert_eq!(dead, [], "giving up on a channel is the notification's record, not a dead job");
+}
+
+/// No worker at all delivers the notice: the rejected state's own deadline moves the
+/// appeal on after 12 hours (the backstop that needs no external system).
+async fn a_notice_never_attempted_is_overtaken_by_its_deadline(db: TestDb) {
+    let mut h = harness(db).await;
+    h.worker.take().unwrap().stop().await.unwrap();
+    let t = reject(&h).await;
+    let notice = h.notifications(&t).await.into_iter().find(|n| n.template == "appeal_rejected").unwrap();
+    assert_eq!(notice.status, NotificationStatus::Pending, "queued, and nobody delivers it");
+    h.clock.set(at("2026-03-09T21:59:59+08:00"));
+    assert!(h.work.engine().run_due_timers(100).await.unwrap().is_empty(), "not before its 12 hours");
+    h.clock.set(at("2026-03-09T22:00:00+08:00"));
+    h.work.engine().run_due_timers(100).await.unwrap();
+    let record = h.record(&t).await;
+    assert_eq!(record.state, "resubmission_window", "the deadline fired");
+    let fired = h.history(&t).await.into_iter().find(|(n, _)| n == "notice_undeliverable").unwrap();
+    assert_eq!(fired.1, at("2026-03-09T22:00:00+08:00"));
+}
+
+// ----------------------------------------------------- upgrading from the outbox
+
+/// Outbox rows an earlier version committed but had not carried out (its relay ran
+/// after the commit) are carried out once when the worker starts — under the key they
+/// were recorded with — and marked done; a second start finds nothing.
+async fn outbox_rows_an_earlier_version_left_are_carried_out_once_at_start(db: TestDb) {
+    let mut h = harness(db).await;
+    h.worker.take().unwrap().stop().await.unwrap();
+    let t = h.submit("draft-individual.json", |_| {}).await;
+    let record = h.record(&t).await;
+    let key = format!("{}:1:9:notify:window_reminder", record.id);
+    let insert =
+        "INSERT INTO outbox (appeal_id, event_seq, effect, template, recipient, idempotency_key, status, created_at)
+                  VALUES ($1, 1, 'notify', 'window_reminder', 'applicant', $2, 'queued', $3)";
+    if h.db.url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&h.db.url).await.unwrap();
+        sqlx::query(insert)
+            .bind(&record.id)
+            .bind(&key)
+            .bind("2026-03-09T02:00:00.000000Z")
+            .execute(&pool)
+            .await
+            .unwrap();
+    } else {
+        let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+        sqlx::query(insert).bind(&record.id).bind(&key).bind(common::monday_morning()).execute(&pool).await.unwrap();
+    }
+    assert_eq!(h.db.store.legacy_effects(10).await.unwrap().len(), 1);
+    let worker = common::start_worker(&h.db, h.work.clone());
+    common::settle(&worker).await;
+    worker.stop().await.unwrap();
+    assert_eq!(h.db.store.legacy_effects(10).await.unwrap(), [], "marked done");
+    let made: Vec<_> = h.notifications(&t).await.into_iter().filter(|n| n.idempotency_key.starts_with(&key)).collect();
+    assert_eq!(made.len(), 2, "SMS and email, keyed by the outbox row: {made:?}");
+    assert!(made.iter().all(|n| n.status == NotificationStatus::Sent));
+    // Started again: nothing left to adopt, nothing made twice.
+    let counts = h.db.store.row_counts().await.unwrap();
+    assert_eq!(h.work.adopt_earlier_work(appealflow::jobs::LEGACY_EFFECTS_QUEUE).await.unwrap(), (0, 0));
+    assert_eq!(h.db.store.row_counts().await.unwrap(), counts);
 }

@@ -2,7 +2,7 @@
 //! strict mode, and the channels that deliver them. Every template is rendered with
 //! sample data when it loads, so a missing variable or template is an error at start,
 //! not at 3 a.m. Every notification is recorded in the `notifications` table (the
-//! outbox channel); a webhook channel additionally posts it to a configured URL.
+//! record-only channel); a webhook channel additionally posts it to a configured URL.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -189,7 +189,9 @@ pub async fn post_signed(
     }
 }
 
-/// Posts every notification, as JSON, to a configured URL.
+/// Posts every notification, as JSON, to a configured URL. Delivery is at least once: a
+/// crash between the POST and the commit of its result posts it again, with the same
+/// `Idempotency-Key` (the notification's key), which the receiver uses to send it once.
 pub struct Webhook {
     pub url: String,
     pub secret: Vec<u8>,

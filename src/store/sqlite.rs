@@ -327,10 +327,12 @@ impl SqliteStore {
             sqlx::query("UPDATE outbox SET status = 'done' WHERE id = ?").bind(id).execute(&mut *conn).await?;
         }
         if let Some(d) = &uow.defer_job {
-            // run_at is whole seconds: round up, so the wait is never shorter than asked.
+            // run_at is whole seconds: round up, so the wait is never shorter than asked
+            // (and no wait at all stays no wait).
             sqlx::query(
-                "UPDATE Jobs SET run_at = CAST((julianday('now') - 2440587.5) * 86400.0 + ? + 0.999999 AS INTEGER)
-                 WHERE id = ?",
+                "UPDATE Jobs SET run_at = CAST((julianday('now') - 2440587.5) * 86400.0 + ?1
+                                               + CASE WHEN ?1 > 0 THEN 0.999999 ELSE 0 END AS INTEGER)
+                 WHERE id = ?2",
             )
             .bind(d.delay.as_secs_f64())
             .bind(&d.job_id)
