@@ -1258,10 +1258,13 @@ async fn a_worker_that_cannot_write_its_database_says_so_and_gives_up_with_an_er
     let status = terminate(&mut server, Duration::from_secs(40)).await;
     assert!(status.success(), "{status}");
     if backend == "postgres" {
-        let admin = sqlx::PgPool::connect(&s.db.url).await.unwrap();
+        // Writable again (this session first: new sessions start read-only).
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&s.db.url).await.unwrap();
         let db_name = s.db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+        sqlx::query("SET default_transaction_read_only = off").execute(&mut admin).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {db_name} SET default_transaction_read_only = off")))
-            .execute(&admin)
+            .execute(&mut admin)
             .await
             .unwrap();
     }
