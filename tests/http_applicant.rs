@@ -27,6 +27,7 @@ on_both_backends!(
     bad_input_on_every_applicant_route_is_a_problem_document_and_stores_nothing,
     forged_or_stale_facial_recognition_signature_is_refused_and_changes_nothing,
     the_applicant_cannot_assert_a_facial_recognition_result_on_any_route,
+    slow_and_idle_connections_do_not_keep_healthz_from_answering,
     progress_is_rate_limited_per_client_and_answers_alike_for_unknown_ticket_and_wrong_phone,
     submit_retried_with_the_same_idempotency_key_returns_the_same_ticket,
     an_upload_streamed_in_small_chunks_is_stored_byte_for_byte_and_a_retry_adds_nothing,
@@ -809,4 +810,57 @@ async fn an_upload_streamed_in_small_chunks_is_stored_byte_for_byte_and_a_retry_
     // The same file as another kind of document is a new entry.
     let other = app.upload(&id, &secret, "kind=id_card_front", "scan.pdf", &content).await;
     assert_eq!((other.status, other.body["index"].clone()), (StatusCode::CREATED, json!(1)), "{:#}", other.body);
+}
+
+// ------------------------------------------------------------------- connections
+
+/// Slow-header and idle clients cannot keep anyone else out: headers must arrive within
+/// the header-read timeout, idle connections close, and at the connection cap the
+/// connection idle the longest makes room for a new one — `/healthz` keeps answering
+/// within 100 ms while 200 such connections are open against a cap of 64.
+async fn slow_and_idle_connections_do_not_keep_healthz_from_answering(db: TestDb) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = appealflow::http::server::ConnectionLimits {
+        max_connections: 64,
+        header_read_timeout: std::time::Duration::from_secs(1),
+        idle_timeout: std::time::Duration::from_secs(2),
+    };
+    let app = spawn_with(db, HttpConfig { connections: limits, ..HttpConfig::default() }).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        held.push(slow);
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..20 {
+        let start = std::time::Instant::now();
+        let r = fresh.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        slowest = slowest.max(start.elapsed());
+    }
+    assert!(slowest < std::time::Duration::from_millis(100), "healthz took {slowest:?} with 200 hostile connections");
+    // Past the header-read timeout every held connection has been closed by the server.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut open = 0;
+    for mut c in held {
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(std::time::Duration::from_millis(200), c.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {}
+            // A timed-out slow request may be answered (408) before the close; read on.
+            Ok(Ok(_)) => {
+                if !matches!(
+                    tokio::time::timeout(std::time::Duration::from_millis(200), c.read(&mut buf)).await,
+                    Ok(Ok(0)) | Ok(Err(_))
+                ) {
+                    open += 1;
+                }
+            }
+            Err(_) => open += 1,
+        }
+    }
+    assert_eq!(open, 0, "every slow or idle connection was closed");
 }

@@ -22,6 +22,19 @@ pub struct ServeArgs {
     /// Progress queries allowed per client address and per ticket, per minute.
     #[arg(long, default_value_t = 10)]
     pub progress_per_minute: u32,
+    /// Open connections at most (keep it below the process's open-file limit); when
+    /// reached, the connection idle the longest is closed to make room.
+    #[arg(long, env = "APPEALFLOW_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// A request's headers must arrive whole within this many seconds.
+    #[arg(long, env = "APPEALFLOW_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// A kept-alive connection with no request in flight is closed after this many seconds.
+    #[arg(long, env = "APPEALFLOW_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// A document upload, its whole body included, must complete within this many seconds.
+    #[arg(long, env = "APPEALFLOW_UPLOAD_TIMEOUT_SECS", default_value_t = 120)]
+    pub upload_timeout_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +72,12 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
     }
     let config = HttpConfig {
         progress_per_minute: args.progress_per_minute,
+        upload_timeout: std::time::Duration::from_secs(args.upload_timeout_secs.max(1)),
+        connections: crate::http::server::ConnectionLimits {
+            max_connections: args.max_connections.max(1),
+            header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout_secs.max(1)),
+            idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
+        },
         face_secret: std::env::var("APPEALFLOW_FACE_SECRET").ok().filter(|s| !s.is_empty()).map(String::into_bytes),
         ..HttpConfig::default()
     };

@@ -11,6 +11,7 @@ pub mod applicant;
 pub mod auth;
 pub mod error;
 pub mod limit;
+pub mod server;
 pub mod staff;
 
 use std::net::SocketAddr;
@@ -43,6 +44,10 @@ pub struct HttpConfig {
     pub progress_per_minute: u32,
     /// The facial-recognition provider's callback secret (HMAC-SHA256).
     pub face_secret: Option<Vec<u8>>,
+    /// Time limit of one document upload, its whole body included.
+    pub upload_timeout: Duration,
+    /// Header-read and idle timeouts, and the cap on open connections.
+    pub connections: server::ConnectionLimits,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +57,8 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             progress_per_minute: 10,
             face_secret: None,
+            upload_timeout: Duration::from_secs(120),
+            connections: server::ConnectionLimits::default(),
         }
     }
 }
@@ -115,7 +122,12 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let span = info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let start = Instant::now();
-    let timeout = state.config.request_timeout;
+    // An upload's body may take longer than a request's, never unboundedly long.
+    let timeout = if request.uri().path().contains("/documents") && request.method() != axum::http::Method::GET {
+        state.config.upload_timeout
+    } else {
+        state.config.request_timeout
+    };
     let mut response = match tokio::time::timeout(timeout, next.run(request).instrument(span.clone())).await {
         Ok(r) => r,
         Err(_) => {
@@ -269,7 +281,6 @@ pub async fn serve(
     state: Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.config.connections;
+    server::serve(listener, router(state), limits, Duration::from_secs(30), shutdown).await
 }

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -187,7 +186,7 @@ pub async fn serve(
                         debug!(%peer, error = %e, "connection ended");
                     }
                 }
-                _ = stop.wait_for(|s| *s) => {
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }
@@ -206,9 +205,4 @@ pub async fn serve(
         t.close();
     }
     Ok(())
-}
-
-/// The address a test or an operator connects to, as `serve` bound it.
-pub fn local_addr(listener: &tokio::net::TcpListener) -> std::io::Result<SocketAddr> {
-    listener.local_addr()
 }
