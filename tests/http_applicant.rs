@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use appealflow::adapters::notify::sign;
 use appealflow::app::intake::AppealData;
+use appealflow::domain::document::sample;
 use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
 use appealflow::engine::{Clock, ManualClock};
 use appealflow::http::{AppState, HttpConfig, Shared};
@@ -330,8 +331,9 @@ async fn enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_r
     assert_eq!(progress.body["stage"], "rejected", "{:#}", progress.body);
     assert!(progress.body["continue_until"].is_string(), "the notice was delivered: {:#}", progress.body);
 
-    let extra =
-        app.upload(&id, &secret, "kind=supplementary", "explanation.pdf", b"%PDF-1.7\nthe special circumstances").await;
+    let extra = app
+        .upload(&id, &secret, "kind=supplementary", "explanation.pdf", &sample::pdf("the special circumstances"))
+        .await;
     assert_eq!(extra.status, StatusCode::CREATED, "{:#}", extra.body);
     assert_eq!(extra.body["index"], 3);
     let resubmitted = app.on_appeal(&ticket, "resubmit", &id, &secret).await;
@@ -678,7 +680,7 @@ async fn the_applicant_cannot_assert_a_facial_recognition_result_on_any_route(db
     for query in
         ["kind=supplementary&facial_recognition=passed", "kind=supplementary&operator.facial_recognition=passed"]
     {
-        let a = app.upload(&id, &secret, query, "note.pdf", b"%PDF-1.7\nnote").await;
+        let a = app.upload(&id, &secret, query, "note.pdf", &sample::pdf("note")).await;
         assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {:#}", a.body);
     }
     assert_eq!(app.stored(&id).await.data["operator"]["facial_recognition"]["result"], "failed");
@@ -755,13 +757,15 @@ async fn an_upload_streamed_in_small_chunks_is_stored_byte_for_byte_and_a_retry_
 
     let app = spawn(db).await;
     let (id, secret) = app.create_draft(&enterprise_fields()).await;
-    let mut content = b"%PDF-1.7\n".to_vec();
+    let mut stream = Vec::new();
     for i in 0..2_000u32 {
         // Near misses: a truncated boundary, one without its CRLF, one with a single dash.
-        content.extend_from_slice(format!("obj {i}\r\n--{}X", &BOUNDARY[..BOUNDARY.len() - 1]).as_bytes());
-        content.extend_from_slice(format!(" --{BOUNDARY}\r\n-{BOUNDARY}\r\n").as_bytes());
-        content.extend((0..=255u8).map(|b| b.wrapping_mul(i as u8 | 1)));
+        stream.extend_from_slice(format!("obj {i}\r\n--{}X", &BOUNDARY[..BOUNDARY.len() - 1]).as_bytes());
+        stream.extend_from_slice(format!(" --{BOUNDARY}\r\n-{BOUNDARY}\r\n").as_bytes());
+        stream.extend((0..=255u8).map(|b| b.wrapping_mul(i as u8 | 1)));
     }
+    // A real PDF (its content stream holds the near misses): uploads are parsed.
+    let content = sample::pdf_with_stream(&stream);
     let delimiter = format!("\r\n--{BOUNDARY}").into_bytes();
     assert!(!content.windows(delimiter.len()).any(|w| w == delimiter), "the content never holds the delimiter");
     let sha = hex::encode(Sha256::digest(&content));

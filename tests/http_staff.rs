@@ -810,7 +810,7 @@ struct OtherScans;
 impl DocumentSource for OtherScans {
     fn read(&self, file: &str) -> Result<Vec<u8>, String> {
         match file {
-            "documents/licence.jpg" => Ok([&[0xFF, 0xD8, 0xFF, 0xE0][..], b"another scan of the licence"].concat()),
+            "documents/licence.jpg" => Ok(appealflow::domain::document::sample::jpeg("another scan of the licence")),
             other => std::fs::read(examples().join(other)).map_err(|e| e.to_string()),
         }
     }

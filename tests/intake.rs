@@ -70,17 +70,7 @@ impl DocumentSource for Files {
     }
 }
 
-fn jpeg(tag: &str) -> Vec<u8> {
-    [&[0xFF, 0xD8, 0xFF, 0xE0][..], tag.as_bytes()].concat()
-}
-
-fn png(tag: &str) -> Vec<u8> {
-    [&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A][..], tag.as_bytes()].concat()
-}
-
-fn pdf(tag: &str) -> Vec<u8> {
-    [&b"%PDF-1.7\n"[..], tag.as_bytes()].concat()
-}
+use appealflow::domain::document::sample::{jpeg, pdf, png};
 
 fn files() -> Files {
     let mut m = HashMap::new();
@@ -808,26 +798,28 @@ async fn malformed_documents_are_refused_naming_kind_and_reason_and_nothing_is_s
 }
 
 async fn document_over_the_configured_size_limit_is_refused(db: TestDb) {
-    const LIMIT: u64 = 64;
-    let h = harness_with(db, DocumentLimits { max_bytes: LIMIT }).await;
-    let before = h.db.store.row_counts().await.unwrap();
+    // A real image exactly at the limit, and one byte more (refused by size before it
+    // is ever decoded).
     let mut source = files();
-    let header = jpeg("");
-    let sized = |n: u64| [header.clone(), vec![b'x'; n as usize - header.len()]].concat();
-    source.0.insert("big.jpg".into(), sized(LIMIT + 1));
-    source.0.insert("just-fits.jpg".into(), sized(LIMIT));
+    let fits = source.0.values().max_by_key(|f| f.len()).expect("example files").clone();
+    let limit = fits.len() as u64;
+    let h = harness_with(db, DocumentLimits { max_bytes: limit, ..DocumentLimits::default() }).await;
+    let before = h.db.store.row_counts().await.unwrap();
+    source.0.insert("big-scan".into(), [fits.clone(), vec![0]].concat());
+    source.0.insert("just-fits-scan".into(), fits);
     let mut draft = enterprise_draft();
-    draft["documents"][0]["file"] = json!("big.jpg");
+    draft["documents"][0]["file"] = json!("big-scan");
     let err = h.intake.submit(input(&draft), &source, None).await.unwrap_err();
     let IntakeError::Invalid(problems) = &err else { panic!("expected Invalid, got {err:?}") };
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].field, "documents[0]");
     let rule = &problems[0].rule;
-    assert!(rule.starts_with("business_license: the file is 65 bytes; the limit is 64 bytes"), "{rule}");
+    let expected = format!("business_license: the file is {} bytes; the limit is {limit} bytes", limit + 1);
+    assert!(rule.starts_with(&expected), "{rule} / {expected}");
     assert_eq!(h.db.store.row_counts().await.unwrap(), before);
     assert!(h.blob_files().is_empty());
 
-    draft["documents"][0]["file"] = json!("just-fits.jpg");
+    draft["documents"][0]["file"] = json!("just-fits-scan");
     let out = h.intake.submit(input(&draft), &source, None).await.expect("a file at the limit is accepted");
     assert_eq!(out.state, "submitted");
 }

@@ -1224,7 +1224,7 @@ async fn a_worker_that_cannot_write_its_database_says_so_and_gives_up_with_an_er
         admin.close().await;
         s.db.url.clone()
     };
-    let envs = [("APPEALFLOW_DATABASE_URL", read_only_url.clone())];
+    let envs = [("APPEALFLOW_DATABASE_URL", read_only_url.clone()), ("APPEALFLOW_METRICS_TOKEN", "scrape".into())];
 
     // The standalone worker: down, retried, then given up — exit status 1, saying why.
     let started = Instant::now();
@@ -1242,7 +1242,7 @@ async fn a_worker_that_cannot_write_its_database_says_so_and_gives_up_with_an_er
         let r = reqwest::get(format!("{url}/readyz")).await.unwrap();
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap_or(Value::Null);
-        if status == 503 && body["down"].as_array().is_some_and(|d| d.len() == 3) {
+        if status == 503 && body["down"].as_array().is_some_and(|d| d.len() == 4) {
             break body;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "readyz: {status} {body}\n{}", s.log_tail(20));
@@ -1250,9 +1250,11 @@ async fn a_worker_that_cannot_write_its_database_says_so_and_gives_up_with_an_er
     };
     let down: BTreeSet<String> =
         body["down"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(down, BTreeSet::from([ACTIONS_QUEUE.into(), NOTIFICATIONS_QUEUE.into(), "timers".to_string()]));
+    let expected = [ACTIONS_QUEUE, NOTIFICATIONS_QUEUE, "timers", "janitor"];
+    assert_eq!(down, expected.into_iter().map(String::from).collect::<BTreeSet<_>>());
     assert_eq!(body["code"], "not-ready", "{body}");
-    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    let scrape = reqwest::Client::new().get(format!("{url}/metrics")).bearer_auth("scrape");
+    let metrics = scrape.send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("appealflow_worker_loop_up{loop=\"appealflow.actions\"} 0"), "{metrics}");
     assert_eq!(reqwest::get(format!("{url}/healthz")).await.unwrap().status(), 200, "it still answers");
     let status = terminate(&mut server, Duration::from_secs(40)).await;

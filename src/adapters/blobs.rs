@@ -51,6 +51,67 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The bytes whose SHA-256 is `sha256`, verified against it before they are returned.
     async fn get(&self, sha256: &str) -> Result<Bytes, BlobError>;
     async fn exists(&self, sha256: &str) -> Result<bool, BlobError>;
+    /// Starts a staged upload: a file the caller writes as the bytes arrive (never
+    /// holding them all), hashing as it goes, then adopts or drops.
+    async fn stage(&self) -> Result<Staged, BlobError>;
+    /// Makes a staged file the blob `blob` names (moving it into place, or dropping it
+    /// when the blob is already stored); the blob counts as fresh for the sweep's grace.
+    async fn adopt(&self, staged: Staged, blob: &BlobRef) -> Result<(), BlobError>;
+    /// Removes stored blobs not in `keep` and staged files, both last written before
+    /// `before`; answers what it removed.
+    async fn sweep(
+        &self,
+        keep: &std::collections::HashSet<String>,
+        before: std::time::SystemTime,
+    ) -> Result<Swept, BlobError>;
+}
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Swept {
+    pub blobs: u64,
+    pub bytes: u64,
+    pub staged: u64,
+}
+
+/// An upload being written to a staging file: its digest and size are computed from
+/// what was written, so the blob is addressed by what arrived, not by what was claimed.
+pub struct Staged {
+    path: std::path::PathBuf,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Staged {
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        use tokio::io::AsyncWriteExt;
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file.write_all(chunk).await.map_err(|e| BlobError::Io(format!("staging an upload: {e}")))
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flushes the file and answers what it holds.
+    pub async fn finish(&mut self) -> Result<BlobRef, BlobError> {
+        use tokio::io::AsyncWriteExt;
+        self.file.flush().await.map_err(|e| BlobError::Io(format!("staging an upload: {e}")))?;
+        Ok(BlobRef { sha256: hex::encode(self.hasher.clone().finalize()), size: self.size })
+    }
+
+    /// The staged file, to read back for inspection.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Drops the staged file (a refused or interrupted upload).
+    pub async fn discard(self) {
+        drop(self.file);
+        let _ = tokio::fs::remove_file(&self.path).await;
+    }
 }
 
 /// A digest checked to be 64 lowercase hex characters, so it is safe to build a path from.
@@ -79,10 +140,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Where uploads are written while they arrive (on the blob store's file system, so
+/// adopting one is a rename).
+const STAGING: &str = "staging";
+
 /// Blobs as files under one directory, written atomically by `object_store`.
 #[derive(Debug)]
 pub struct LocalBlobStore {
     store: LocalFileSystem,
+    dir: std::path::PathBuf,
 }
 
 impl LocalBlobStore {
@@ -92,7 +158,9 @@ impl LocalBlobStore {
             .map_err(|e| BlobError::Io(format!("cannot create the blob directory {}: {e}", dir.display())))?;
         // Documents are evidence for account changes: a put that returned must survive a crash.
         let store = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
-        Ok(LocalBlobStore { store })
+        std::fs::create_dir_all(dir.join(STAGING))
+            .map_err(|e| BlobError::Io(format!("cannot create {}: {e}", dir.join(STAGING).display())))?;
+        Ok(LocalBlobStore { store, dir: dir.to_path_buf() })
     }
 
     /// Reads and verifies the blob at `digest`.
@@ -147,6 +215,101 @@ impl BlobStore for LocalBlobStore {
             Err(err) => Err(err.into()),
         }
     }
+
+    async fn stage(&self) -> Result<Staged, BlobError> {
+        let path = self.dir.join(STAGING).join(format!("{}.part", uuid::Uuid::new_v4()));
+        let file = tokio::fs::File::create_new(&path)
+            .await
+            .map_err(|e| BlobError::Io(format!("cannot stage an upload in {}: {e}", path.display())))?;
+        Ok(Staged { path, file, hasher: Sha256::new(), size: 0 })
+    }
+
+    async fn adopt(&self, staged: Staged, blob: &BlobRef) -> Result<(), BlobError> {
+        let digest = Digest256::parse(&blob.sha256)?;
+        let target = self.dir.join("sha256").join(&digest.0[..2]).join(digest.0);
+        let io = |what: &str, e: std::io::Error| BlobError::Io(format!("{what} {}: {e}", target.display()));
+        staged.file.sync_all().await.map_err(|e| io("syncing the upload for", e))?;
+        let exists = match self.read_verified(&digest).await {
+            Ok(_) => true,
+            Err(BlobError::NotFound { .. } | BlobError::Corrupt { .. }) => false,
+            Err(e) => return Err(e),
+        };
+        if exists {
+            // Fresh again: a sweep that read the references before this upload's draft
+            // write must not remove it.
+            let now = std::time::SystemTime::now();
+            let file = std::fs::File::options().append(true).open(&target).map_err(|e| io("opening", e))?;
+            file.set_modified(now).map_err(|e| io("touching", e))?;
+            staged.discard().await;
+            return Ok(());
+        }
+        let parent = target.parent().expect("a blob path has a parent");
+        tokio::fs::create_dir_all(parent).await.map_err(|e| io("creating the directory of", e))?;
+        tokio::fs::rename(&staged.path, &target).await.map_err(|e| io("moving the upload to", e))?;
+        // The rename is durable once the directory is.
+        if let Ok(d) = std::fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    async fn sweep(
+        &self,
+        keep: &std::collections::HashSet<String>,
+        before: std::time::SystemTime,
+    ) -> Result<Swept, BlobError> {
+        let dir = self.dir.clone();
+        let keep = keep.clone();
+        tokio::task::spawn_blocking(move || sweep_dir(&dir, &keep, before))
+            .await
+            .map_err(|e| BlobError::Io(format!("sweep: {e}")))?
+    }
+}
+
+/// Old enough to remove: last written before `before`.
+fn stale(meta: &std::fs::Metadata, before: std::time::SystemTime) -> bool {
+    meta.modified().is_ok_and(|m| m < before)
+}
+
+fn sweep_dir(
+    dir: &Path,
+    keep: &std::collections::HashSet<String>,
+    before: std::time::SystemTime,
+) -> Result<Swept, BlobError> {
+    let io = |p: &Path, e: std::io::Error| BlobError::Io(format!("sweeping {}: {e}", p.display()));
+    let mut swept = Swept::default();
+    let staging = dir.join(STAGING);
+    for entry in std::fs::read_dir(&staging).map_err(|e| io(&staging, e))? {
+        let entry = entry.map_err(|e| io(&staging, e))?;
+        if entry.metadata().is_ok_and(|m| m.is_file() && stale(&m, before))
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            swept.staged += 1;
+        }
+    }
+    let root = dir.join("sha256");
+    let Ok(fans) = std::fs::read_dir(&root) else { return Ok(swept) };
+    for fan in fans {
+        let fan = fan.map_err(|e| io(&root, e))?.path();
+        if !fan.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&fan).map_err(|e| io(&fan, e))? {
+            let entry = entry.map_err(|e| io(&fan, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // object_store's own temporary files (`<digest>#<n>`) are swept by age too.
+            let digest = name.split('#').next().unwrap_or(&name);
+            if keep.contains(digest) && !name.contains('#') {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_file() && stale(&meta, before) && std::fs::remove_file(entry.path()).is_ok() {
+                swept.blobs += 1;
+                swept.bytes += meta.len();
+            }
+        }
+    }
+    Ok(swept)
 }
 
 #[cfg(test)]
@@ -276,5 +439,48 @@ mod tests {
         assert_eq!(store.put(bytes.clone()).await.expect("re-put"), blob);
         assert_eq!(store.get(&blob.sha256).await.expect("get"), bytes);
         assert_eq!(files_under(dir.path()).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_staged_upload_is_adopted_by_its_digest_and_swept_when_unreferenced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalBlobStore::open(dir.path()).expect("open");
+        let mut staged = store.stage().await.expect("stage");
+        staged.write(b"ab").await.expect("write");
+        staged.write(b"c").await.expect("write");
+        let blob = staged.finish().await.expect("finish");
+        assert_eq!(blob.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        store.adopt(staged, &blob).await.expect("adopt");
+        assert_eq!(store.get(&blob.sha256).await.expect("get"), Bytes::from_static(b"abc"));
+        assert_eq!(std::fs::read_dir(dir.path().join(STAGING)).expect("staging").count(), 0);
+
+        // Kept while referenced or young; removed once neither.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        let keep = std::collections::HashSet::from([blob.sha256.clone()]);
+        assert_eq!(store.sweep(&keep, later).await.expect("sweep").blobs, 0);
+        let young = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        assert_eq!(store.sweep(&Default::default(), young).await.expect("sweep").blobs, 0);
+        let swept = store.sweep(&Default::default(), later).await.expect("sweep");
+        assert_eq!((swept.blobs, swept.bytes), (1, 3));
+        assert!(!store.exists(&blob.sha256).await.expect("exists"));
+    }
+
+    #[tokio::test]
+    async fn adopting_content_already_stored_keeps_one_file_and_drops_the_staged_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalBlobStore::open(dir.path()).expect("open");
+        let first = store.put(Bytes::from_static(b"same")).await.expect("put");
+        let mut staged = store.stage().await.expect("stage");
+        staged.write(b"same").await.expect("write");
+        let blob = staged.finish().await.expect("finish");
+        assert_eq!(blob, first);
+        store.adopt(staged, &blob).await.expect("adopt");
+        assert_eq!(std::fs::read_dir(dir.path().join(STAGING)).expect("staging").count(), 0);
+        assert_eq!(store.get(&blob.sha256).await.expect("get"), Bytes::from_static(b"same"));
     }
 }

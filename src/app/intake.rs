@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::adapters::accounts::AccountDirectory;
 use crate::adapters::blobs::{BlobError, BlobStore};
-use crate::domain::document::{DocumentLimits, check_content};
+use crate::domain::document::{
+    ContentType, DocumentError, DocumentKind, DocumentLimits, DocumentProblem, check_content, inspect,
+};
 use crate::domain::draft::{Draft, DraftDocument, DraftInput, EntryPoint};
 use crate::domain::rules::{Checklist, Ineligible, Rules, eligibility, evaluate};
 use crate::domain::{Account, Actor, FieldError, IdHasher, PhoneNumber, Role, TicketNumber, VerificationType};
@@ -130,7 +132,7 @@ impl DocumentSource for NoFiles {
 /// A document read from a `file` and checked, not yet stored.
 struct LoadedDocument {
     index: usize,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     content_type: crate::domain::document::ContentType,
     name: Option<String>,
 }
@@ -179,6 +181,8 @@ pub struct Intake {
     blobs: Arc<dyn BlobStore>,
     hasher: IdHasher,
     limits: DocumentLimits,
+    decoy: std::sync::OnceLock<AppealRecord>,
+    inspecting: tokio::sync::Semaphore,
 }
 
 fn digest(value: &impl Serialize) -> String {
@@ -194,7 +198,16 @@ impl Intake {
         hasher: IdHasher,
         limits: DocumentLimits,
     ) -> Self {
-        Intake { engine, directory, rules, blobs, hasher, limits }
+        Intake {
+            engine,
+            directory,
+            rules,
+            blobs,
+            hasher,
+            limits,
+            decoy: std::sync::OnceLock::new(),
+            inspecting: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)),
+        }
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -215,7 +228,51 @@ impl Intake {
     }
 
     pub fn parse(&self, input: DraftInput) -> Result<Draft, IntakeError> {
-        input.parse(&self.hasher).map_err(IntakeError::Invalid)
+        let draft = input.parse(&self.hasher).map_err(IntakeError::Invalid)?;
+        let problems = self.limits.check_collection(draft.documents.iter().map(|d| (d.kind, d.size.unwrap_or(0))));
+        if problems.is_empty() { Ok(draft) } else { Err(IntakeError::Invalid(problems)) }
+    }
+
+    /// Checks one document's content: its type from its bytes, then inside it (images
+    /// decode completely under the pixel limit, PDFs carry nothing active). The parsers
+    /// run on the blocking pool, at most as many at once as there are cores, so a burst
+    /// of uploads cannot hold more decoded images in memory than that.
+    pub async fn examine(
+        &self,
+        kind: DocumentKind,
+        file_name: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<ContentType, DocumentError> {
+        let _permit = self.inspecting.acquire().await.expect("the inspection semaphore is never closed");
+        self.examine_now(kind, file_name, bytes).await
+    }
+
+    /// [`Intake::examine`] for a staged upload, read only once it is its turn.
+    pub async fn examine_file(
+        &self,
+        kind: DocumentKind,
+        file_name: Option<&str>,
+        path: &std::path::Path,
+    ) -> Result<Result<ContentType, DocumentError>, IntakeError> {
+        let _permit = self.inspecting.acquire().await.expect("the inspection semaphore is never closed");
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| BlobError::Io(format!("reading the staged upload {}: {e}", path.display())))?;
+        Ok(self.examine_now(kind, file_name, Bytes::from(bytes)).await)
+    }
+
+    async fn examine_now(
+        &self,
+        kind: DocumentKind,
+        file_name: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<ContentType, DocumentError> {
+        let content = check_content(kind, file_name, &bytes, &self.limits)?;
+        let limits = self.limits;
+        tokio::task::spawn_blocking(move || inspect(kind, content, &bytes, &limits))
+            .await
+            .unwrap_or(Err(DocumentError { kind, problem: DocumentProblem::Undecodable }))?;
+        Ok(content)
     }
 
     /// Locates the draft's account and checks it may appeal at all.
@@ -268,7 +325,8 @@ impl Intake {
                     .file_name
                     .clone()
                     .or_else(|| std::path::Path::new(file).file_name().map(|n| n.to_string_lossy().into_owned()));
-                match check_content(doc.kind, name.as_deref(), &bytes, &self.limits) {
+                let bytes = Bytes::from(bytes);
+                match self.examine(doc.kind, name.as_deref(), bytes.clone()).await {
                     Ok(content_type) => loaded.push(LoadedDocument { index: i, bytes, content_type, name }),
                     Err(e) => problems.push(FieldError::new(field, e.to_string())),
                 }
@@ -281,6 +339,12 @@ impl Intake {
                 ));
             }
         }
+        // The draft's byte budget, now that the local files' sizes are known.
+        let sizes = draft.documents.iter().enumerate().map(|(i, d)| {
+            let read = loaded.iter().find(|l| l.index == i).map(|l| l.bytes.len() as u64);
+            (d.kind, read.or(d.size).unwrap_or(0))
+        });
+        problems.extend(self.limits.check_collection(sizes));
         if !problems.is_empty() {
             return Err(IntakeError::Invalid(problems));
         }
@@ -302,7 +366,7 @@ impl Intake {
     /// Stores checked documents, content-addressed.
     async fn store_documents(&self, loaded: Vec<LoadedDocument>) -> Result<(), IntakeError> {
         for d in loaded {
-            self.blobs.put(Bytes::from(d.bytes)).await?;
+            self.blobs.put(d.bytes).await?;
         }
         Ok(())
     }
@@ -382,7 +446,8 @@ impl Intake {
             commands.push(Command::new(Target::Ticket(open.ticket.clone()), cmd, Actor::system()));
         }
         let primary = commands.len();
-        let creation = Fire::new(self.engine.workflow().creation().name.clone());
+        let mut creation = Fire::new(self.engine.workflow().creation().name.clone());
+        creation.payload = face_evidence(&data.draft);
         commands.push(Command::new(Target::New(new.clone()), creation, applicant.clone()));
         commands.extend(self.screening(&account, &checklist));
         let keyed = idempotency_key.map(|k| Engine::create_keyed(k, &new, &applicant));
@@ -498,7 +563,8 @@ impl Intake {
         };
         let value = serde_json::to_value(&data).expect("appeal data serialises");
         let mut cmd = Fire::new("resubmit");
-        cmd.payload = serde_json::json!({ "record": digest(&value) });
+        cmd.payload = face_evidence(&data.draft);
+        cmd.payload["record"] = serde_json::json!(digest(&value));
         let update = move |_: &AppealRecord| Ok(value.clone());
         let applicant = Actor::new("applicant", Role::Applicant);
         let keyed = idempotency_key.map(|key| Keyed {
@@ -579,25 +645,80 @@ impl Intake {
     /// Progress by ticket number and contact phone. An unknown ticket and a wrong phone
     /// give the same answer, so the query cannot be used to find out either.
     pub async fn progress(&self, ticket: &str, phone: &str) -> Result<Progress, IntakeError> {
-        let (Ok(ticket), Ok(phone)) = (TicketNumber::parse(ticket), PhoneNumber::parse(phone)) else {
-            return Err(IntakeError::NoMatch);
-        };
-        let Some(record) = self.engine.store().appeal_by_ticket(&ticket).await? else {
-            return Err(IntakeError::NoMatch);
-        };
-        let data = AppealData::from_record(&record)?;
-        let phone_matches = data.draft.contact_phone.as_ref().is_some_and(|p| {
-            // Compared without early exit so timing does not reveal a partial match.
-            let (a, b) = (p.as_e164().as_bytes(), phone.as_e164().as_bytes());
-            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-        });
-        if !phone_matches {
-            return Err(IntakeError::NoMatch);
-        }
-        let history = self.engine.store().history(&record.id).await?;
-        let timers = self.engine.store().timers(Some(&record.id)).await?;
-        Ok(progress_of(&record, &history, &timers))
+        // The same work whatever the input, so timing tells nothing: a malformed ticket
+        // is looked up as the decoy's; a record is parsed and a phone compared every
+        // time (the decoy's when nothing was found); history and timers are read for the
+        // matched appeal, or for the decoy (which has none) on every wrong answer.
+        let decoy = self.decoy();
+        let ticket = TicketNumber::parse(ticket).ok();
+        let phone = PhoneNumber::parse(phone).ok();
+        let lookup = ticket.as_ref().unwrap_or(&decoy.ticket);
+        let found = self.engine.store().appeal_by_ticket(lookup).await?;
+        let real = found.is_some() && ticket.is_some();
+        let record = found.as_ref().filter(|_| real).unwrap_or(decoy);
+        let data = AppealData::from_record(record)?;
+        let stored = data.draft.contact_phone.as_ref().map_or("", |p| p.as_e164());
+        let given = phone.as_ref().map_or("", |p| p.as_e164());
+        let phone_matches = constant_time_eq(stored.as_bytes(), given.as_bytes()) & real & phone.is_some();
+        let read = if phone_matches { &record.id } else { &decoy.id };
+        let history = self.engine.store().history(read).await?;
+        let timers = self.engine.store().timers(Some(read)).await?;
+        let progress = progress_of(record, &history, &timers);
+        if phone_matches { Ok(progress) } else { Err(IntakeError::NoMatch) }
     }
+
+    /// A well-formed appeal record that is not stored: what a wrong progress answer
+    /// parses and reads instead of a real one.
+    fn decoy(&self) -> &AppealRecord {
+        self.decoy.get_or_init(|| {
+            let input: DraftInput =
+                serde_json::from_str(include_str!("../../examples/http-draft.json")).expect("the example draft parses");
+            let draft = input.parse(&self.hasher).expect("the example draft is valid");
+            let data = AppealData {
+                draft,
+                case: Some("decoy".into()),
+                changes_secure_phone: true,
+                entity_change: EntityChange::default(),
+                previous_documents: Vec::new(),
+            };
+            let now = chrono::Utc::now();
+            AppealRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                ticket: TicketNumber::generate(),
+                workflow: String::new(),
+                workflow_version: 0,
+                state: "submitted".into(),
+                outcome: None,
+                version: 1,
+                assignee: None,
+                account: String::new(),
+                data: serde_json::to_value(&data).expect("appeal data serialises"),
+                created_at: now,
+                updated_at: now,
+            }
+        })
+    }
+}
+
+/// The facial-recognition result the provider's signed callback recorded on the draft,
+/// as the submission's event payload: the history says which check, by whom, vouched
+/// for the operator.
+fn face_evidence(draft: &Draft) -> serde_json::Value {
+    let face = draft.operator.as_ref().and_then(|op| op.facial_recognition.as_ref());
+    match face {
+        Some(f) => serde_json::json!({ "facial_recognition": f }),
+        None => serde_json::json!({}),
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal a partial match.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let longest = a.len().max(b.len());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..longest {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
 }
 
 fn progress_of(record: &AppealRecord, history: &[EventRecord], timers: &[crate::store::TimerRecord]) -> Progress {

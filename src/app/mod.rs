@@ -5,6 +5,8 @@ pub mod access;
 pub mod effects;
 pub mod health;
 pub mod intake;
+pub mod janitor;
+pub mod limits;
 pub mod work;
 
 use serde::Serialize;

@@ -165,10 +165,11 @@ impl Tour {
 }
 
 fn write_documents(dir: &Path) -> Result<(), CliError> {
-    let files: [(&str, &[u8]); 3] = [
-        ("licence.jpg", b"\xFF\xD8\xFF\xE0 demo business licence scan"),
-        ("letter.pdf", b"%PDF-1.7 demo appeal letter"),
-        ("receipt.png", b"\x89PNG\r\n\x1a\n demo payment receipt"),
+    use crate::domain::document::sample;
+    let files = [
+        ("licence.jpg", sample::jpeg("demo business licence scan")),
+        ("letter.pdf", sample::pdf("demo appeal letter")),
+        ("receipt.png", sample::png("demo payment receipt")),
     ];
     for (name, bytes) in files {
         std::fs::write(dir.join(name), bytes).map_err(|e| CliError::usage(format!("cannot write demo file: {e}")))?;
@@ -260,8 +261,11 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
     tour.timers_note(&ticket).await?;
 
     tour.clock.advance(Duration::days(1));
-    std::fs::write(tmp.path().join("letter-v2.pdf"), b"%PDF-1.7 demo appeal letter, stamped again")
-        .map_err(|e| CliError::usage(format!("cannot write demo file: {e}")))?;
+    std::fs::write(
+        tmp.path().join("letter-v2.pdf"),
+        crate::domain::document::sample::pdf("demo appeal letter stamped again"),
+    )
+    .map_err(|e| CliError::usage(format!("cannot write demo file: {e}")))?;
     let corrected: DraftInput = crate::app::parse_json(&draft(true, true).replace("letter.pdf", "letter-v2.pdf"))?;
     let out = tour.intake.resubmit(&ticket, corrected, &files, None).await?;
     tour.step("resubmit", &out, &format!("by {} (a new appeal letter; the old one is kept)", applicant.name));

@@ -47,6 +47,31 @@ pub struct Cli {
     #[arg(long, global = true, env = "APPEALFLOW_MAX_DOCUMENT_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_document_bytes: u64,
 
+    /// The most pixels an uploaded image may have (width × height).
+    #[arg(long, global = true, env = "APPEALFLOW_MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
+    pub max_image_pixels: u64,
+
+    /// The most documents one draft may hold.
+    #[arg(long, global = true, env = "APPEALFLOW_MAX_DOCUMENTS_PER_DRAFT", default_value_t = 20)]
+    pub max_documents_per_draft: usize,
+
+    /// The most documents of one kind one draft may hold.
+    #[arg(long, global = true, env = "APPEALFLOW_MAX_DOCUMENTS_PER_KIND", default_value_t = 5)]
+    pub max_documents_per_kind: usize,
+
+    /// An unsubmitted draft not written for this many hours is deleted (with its
+    /// documents) by the worker.
+    #[arg(long, global = true, env = "APPEALFLOW_DRAFT_TTL_HOURS", default_value_t = 7 * 24)]
+    pub draft_ttl_hours: u64,
+
+    /// A document file nothing refers to is removed once older than this many seconds.
+    #[arg(long, global = true, env = "APPEALFLOW_BLOB_GRACE_SECS", default_value_t = 3600)]
+    pub blob_grace_secs: u64,
+
+    /// The most bytes one draft's documents may add up to.
+    #[arg(long, global = true, env = "APPEALFLOW_MAX_DRAFT_BYTES", default_value_t = 50 * 1024 * 1024)]
+    pub max_draft_bytes: u64,
+
     /// Attempts a job gets before it is dead (written with every job, by whichever
     /// command enqueues it: give every process the same value).
     #[arg(long, global = true, env = "APPEALFLOW_MAX_ATTEMPTS", default_value_t = crate::jobs::DEFAULT_MAX_ATTEMPTS,
@@ -370,9 +395,17 @@ pub(crate) struct Context {
     pub intake: IntakeConfig,
     pub work: startup::WorkConfig,
     pub db: startup::DbOptions,
+    pub janitor: crate::app::janitor::JanitorConfig,
 }
 
 impl Context {
+    /// The janitor on `engine`, with the blob store of `--blob-dir`.
+    pub fn janitor(&self, engine: Arc<Engine>) -> Result<Arc<crate::app::janitor::Janitor>, CliError> {
+        let blobs = crate::adapters::blobs::LocalBlobStore::open(&self.intake.blob_dir)
+            .map_err(|e| CliError::usage(format!("--blob-dir: {e}")))?;
+        Ok(Arc::new(crate::app::janitor::Janitor::new(engine, Arc::new(blobs), self.janitor)))
+    }
+
     pub async fn open(&self) -> Result<(Arc<dyn crate::store::Store>, startup::Backend), CliError> {
         Ok(startup::open_with(&self.database_url, &self.db).await?)
     }
@@ -509,12 +542,23 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
         intake: IntakeConfig {
             blob_dir: cli.blob_dir.clone(),
             id_hash_key: id_hash_key(cli.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))?,
-            limits: DocumentLimits { max_bytes: cli.max_document_bytes },
+            limits: DocumentLimits {
+                max_bytes: cli.max_document_bytes,
+                max_pixels: cli.max_image_pixels,
+                max_per_draft: cli.max_documents_per_draft,
+                max_per_kind: cli.max_documents_per_kind,
+                max_draft_bytes: cli.max_draft_bytes,
+            },
         },
         work: work_config_from_env(),
         db: startup::DbOptions {
             max_attempts: cli.max_attempts.max(1),
             sqlite_busy: std::time::Duration::from_millis(cli.sqlite_busy_ms),
+        },
+        janitor: crate::app::janitor::JanitorConfig {
+            draft_ttl: std::time::Duration::from_secs(cli.draft_ttl_hours.max(1) * 3600),
+            blob_grace: std::time::Duration::from_secs(cli.blob_grace_secs),
+            ..Default::default()
         },
     };
 

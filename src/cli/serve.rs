@@ -5,6 +5,7 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 
 use super::{CliError, Context, print_json};
+use crate::app::janitor::Janitor;
 use crate::domain::Role;
 use crate::engine::ErrorClass;
 use crate::http::{AppState, HttpConfig};
@@ -19,9 +20,32 @@ pub struct ServeArgs {
     /// Do not run the job worker in this process.
     #[arg(long)]
     pub no_worker: bool,
-    /// Progress queries allowed per client address and per ticket, per minute.
-    #[arg(long, default_value_t = 10)]
+    /// Progress queries allowed per client address a minute (counted in this process).
+    #[arg(long, env = "APPEALFLOW_PROGRESS_PER_MINUTE", default_value_t = 10)]
     pub progress_per_minute: u32,
+    /// Wrong progress answers one client may give for one ticket in 15 minutes
+    /// (counted in the database, shared by every process).
+    #[arg(long, env = "APPEALFLOW_PROGRESS_CLIENT_FAILURES", default_value_t = 5)]
+    pub progress_client_failures: u32,
+    /// Wrong progress answers one ticket may receive in a day before each client is
+    /// held to one wrong answer a day for it (counted in the database).
+    #[arg(long, env = "APPEALFLOW_PROGRESS_TICKET_FAILURES", default_value_t = 30)]
+    pub progress_ticket_failures: u32,
+    /// A wrong progress answer is sent no sooner than this many milliseconds after the
+    /// query arrived (its timing then tells nothing about why it was wrong).
+    #[arg(long, env = "APPEALFLOW_PROGRESS_FLOOR_MS", default_value_t = 25)]
+    pub progress_floor_ms: u64,
+    /// Drafts one client address may create an hour (counted in the database).
+    #[arg(long, env = "APPEALFLOW_DRAFTS_PER_HOUR", default_value_t = 20)]
+    pub drafts_per_hour: u32,
+    /// A token that may read /metrics on --listen (admin tokens may too). Keep it in the
+    /// environment, not on a command line.
+    #[arg(long, env = "APPEALFLOW_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Also serve /metrics, without credentials, on this address (a private one: the
+    /// scraper's network, never the applicants').
+    #[arg(long, env = "APPEALFLOW_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Open connections at most (keep it below the process's open-file limit); when
     /// reached, the connection idle the longest is closed to make room.
     #[arg(long, env = "APPEALFLOW_MAX_CONNECTIONS", default_value_t = 512)]
@@ -63,6 +87,7 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
     let (store, backend) = ctx.open().await?;
     let (engine, planner) = startup::engine(store, &ctx.workflows, ctx.clock.clone(), &ctx.work)?;
     let intake = Arc::new(startup::build_intake(engine.clone(), &ctx.workflows, &ctx.intake)?);
+    let janitor = Janitor::new(engine.clone(), intake.blobs().clone(), ctx.janitor);
     let work = Arc::new(startup::build_work(engine, planner, &ctx.work));
     if !args.no_worker && work.lead_emails().await?.is_empty() {
         tracing::warn!(
@@ -70,8 +95,16 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
              set: SLA warnings and breaches reach nobody"
         );
     }
+    let failures = |n: u32, secs: u64| crate::app::limits::Budget::per(n.max(1), std::time::Duration::from_secs(secs));
     let config = HttpConfig {
         progress_per_minute: args.progress_per_minute,
+        progress_policy: crate::app::limits::ProgressPolicy {
+            per_client_failures: failures(args.progress_client_failures, 15 * 60),
+            per_ticket_failures: failures(args.progress_ticket_failures, 24 * 3600),
+        },
+        progress_floor: std::time::Duration::from_millis(args.progress_floor_ms),
+        drafts_per_hour: args.drafts_per_hour,
+        metrics_token: args.metrics_token.clone().filter(|t| !t.trim().is_empty()),
         upload_timeout: std::time::Duration::from_secs(args.upload_timeout_secs.max(1)),
         connections: crate::http::server::ConnectionLimits {
             max_connections: args.max_connections.max(1),
@@ -102,10 +135,23 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
     let worker = (!args.no_worker).then(|| {
         // In a server the worker never gives up: while it cannot work, /readyz says so.
         let settings = WorkerSettings { max_attempts: ctx.db.max_attempts, give_up_after: None, ..Default::default() };
-        let rt = Runtime::new(work.clone(), startup::queues(&backend, &settings), settings);
+        let rt =
+            Runtime::new(work.clone(), startup::queues(&backend, &settings), settings).with_janitor(Arc::new(janitor));
         tokio::spawn(crate::jobs::run(rt, wait(stop_rx.clone())))
     });
     let state = Arc::new(AppState::new(intake, work, config));
+    if let Some(addr) = &args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::usage(format!("--metrics-listen {addr}: cannot listen: {e}")))?;
+        println!(
+            "  metrics   http://{}/metrics (no credentials)",
+            metrics.local_addr().map_or(addr.clone(), |a| a.to_string())
+        );
+        let router = crate::http::metrics_router(state.clone());
+        let stop = wait(stop_rx.clone());
+        tokio::spawn(async move { axum::serve(metrics, router).with_graceful_shutdown(stop).await });
+    }
     crate::http::serve(listener, state, wait(stop_rx))
         .await
         .map_err(|e| CliError { class: ErrorClass::Internal, message: format!("server: {e}") })?;

@@ -131,6 +131,7 @@ fn work_error(e: WorkError) -> CliError {
 pub(super) async fn runtime(ctx: &Context, settings: WorkerSettings) -> Result<Runtime, CliError> {
     let (store, backend) = ctx.open().await?;
     let (engine, planner) = startup::engine(store, &ctx.workflows, ctx.clock.clone(), &ctx.work)?;
+    let janitor = ctx.janitor(engine.clone())?;
     let work = Arc::new(startup::build_work(engine, planner, &ctx.work));
     if work.lead_emails().await?.is_empty() {
         tracing::warn!(
@@ -139,7 +140,7 @@ pub(super) async fn runtime(ctx: &Context, settings: WorkerSettings) -> Result<R
         );
     }
     let queues = startup::queues(&backend, &settings);
-    Ok(Runtime::new(work, queues, settings))
+    Ok(Runtime::new(work, queues, settings).with_janitor(janitor))
 }
 
 /// How long a simulation may wait for the worker to settle at one instant.

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::FieldError;
 use serde::{Deserialize, Serialize};
 
 /// A document an applicant uploads, as named by the account-appeal help page.
@@ -189,14 +190,72 @@ impl fmt::Display for ContentType {
 
 const MIB: u64 = 1024 * 1024;
 
+/// What one upload, and one draft's uploads, may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DocumentLimits {
+    /// The largest document, in bytes.
     pub max_bytes: u64,
+    /// The most pixels an image may have (width × height): a decompression bomb's
+    /// declared size is refused before anything is decoded.
+    pub max_pixels: u64,
+    /// The most documents one draft may hold...
+    pub max_per_draft: usize,
+    /// ...and of one kind.
+    pub max_per_kind: usize,
+    /// The most bytes one draft's documents may add up to.
+    pub max_draft_bytes: u64,
 }
 
 impl Default for DocumentLimits {
     fn default() -> Self {
-        DocumentLimits { max_bytes: 10 * MIB }
+        DocumentLimits {
+            max_bytes: 10 * MIB,
+            max_pixels: 40_000_000,
+            max_per_draft: 20,
+            max_per_kind: 5,
+            max_draft_bytes: 50 * MIB,
+        }
+    }
+}
+
+impl DocumentLimits {
+    /// Checks one draft's documents (kind and size of each) against the per-draft
+    /// limits: how many, how many of one kind, how many bytes in all.
+    pub fn check_collection(&self, documents: impl IntoIterator<Item = (DocumentKind, u64)>) -> Vec<FieldError> {
+        let mut problems = Vec::new();
+        let mut count = 0usize;
+        let mut bytes = 0u64;
+        let mut per_kind: std::collections::BTreeMap<DocumentKind, usize> = Default::default();
+        for (kind, size) in documents {
+            count += 1;
+            bytes = bytes.saturating_add(size);
+            *per_kind.entry(kind).or_default() += 1;
+        }
+        if count > self.max_per_draft {
+            problems.push(FieldError::new(
+                "documents",
+                format!("a draft holds at most {} documents; this one would hold {count}", self.max_per_draft),
+            ));
+        }
+        for (kind, n) in per_kind {
+            if n > self.max_per_kind {
+                problems.push(FieldError::new(
+                    "documents",
+                    format!(
+                        "{kind}: a draft holds at most {} of this kind; this one would hold {n}",
+                        self.max_per_kind
+                    ),
+                ));
+            }
+        }
+        if bytes > self.max_draft_bytes {
+            let (size, max) = describe_sizes(bytes, self.max_draft_bytes);
+            problems.push(FieldError::new(
+                "documents",
+                format!("a draft's documents add up to at most {max}; this one's would be {size}"),
+            ));
+        }
+        problems
     }
 }
 
@@ -214,6 +273,20 @@ pub enum DocumentProblem {
         named: ContentType,
         actual: ContentType,
     },
+    /// An image that does not decode completely (damaged, truncated, or only dressed as one).
+    Undecodable,
+    /// An image with bytes after its end marker (a polyglot: an archive or a page behind it).
+    TrailingData,
+    /// An image larger than the pixel limit (a decompression bomb, or an absurd scan).
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        max: u64,
+    },
+    /// A PDF that cannot be read (damaged, truncated, or encrypted).
+    UnreadablePdf,
+    /// A PDF with active content: what it carries.
+    ActivePdf(&'static str),
 }
 
 /// A refused document: which kind it was meant to be and what is wrong. Its message never
@@ -243,6 +316,27 @@ impl fmt::Display for DocumentError {
                 "{kind}: the file is named as a {named} but its content is a {actual} — \
                  rename it with a .{ext} extension or upload the intended file",
                 ext = actual.extensions()[0],
+            ),
+            DocumentProblem::Undecodable => {
+                write!(
+                    f,
+                    "{kind}: the image does not decode completely (damaged or not a real image) — upload it again"
+                )
+            }
+            DocumentProblem::TrailingData => {
+                write!(f, "{kind}: the image carries other data after its end — upload the photo or scan on its own")
+            }
+            DocumentProblem::TooManyPixels { width, height, max } => write!(
+                f,
+                "{kind}: the image is {width}×{height} pixels; the limit is {max} pixels — upload a smaller photo"
+            ),
+            DocumentProblem::UnreadablePdf => write!(
+                f,
+                "{kind}: the PDF cannot be read (damaged, truncated or password-protected) — upload an unprotected copy"
+            ),
+            DocumentProblem::ActivePdf(what) => write!(
+                f,
+                "{kind}: the PDF carries {what}; documents with active content are refused — print it to a plain PDF and upload that"
             ),
         }
     }
@@ -294,6 +388,109 @@ pub fn check_content(
     Ok(actual)
 }
 
+/// Looks inside a document whose type is known: an image must decode completely within
+/// the pixel limit and end where its format ends; a PDF must parse and carry no
+/// JavaScript, launch action or embedded file. Parsers are the `image` and `lopdf`
+/// crates; a panic inside one is a refusal, not a crash.
+pub fn inspect(
+    kind: DocumentKind,
+    content: ContentType,
+    bytes: &[u8],
+    limits: &DocumentLimits,
+) -> Result<(), DocumentError> {
+    let refuse = |problem| DocumentError { kind, problem };
+    let result = std::panic::catch_unwind(|| match content {
+        ContentType::Jpeg | ContentType::Png => inspect_image(content, bytes, limits),
+        ContentType::Pdf => inspect_pdf(bytes),
+    });
+    result
+        .unwrap_or(Err(match content {
+            ContentType::Pdf => DocumentProblem::UnreadablePdf,
+            _ => DocumentProblem::Undecodable,
+        }))
+        .map_err(refuse)
+}
+
+/// The PNG trailer: an empty IEND chunk and its CRC.
+const PNG_END: &[u8] = &[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
+/// The JPEG end-of-image marker.
+const JPEG_END: &[u8] = &[0xFF, 0xD9];
+
+fn inspect_image(content: ContentType, bytes: &[u8], limits: &DocumentLimits) -> Result<(), DocumentProblem> {
+    let (format, end) = match content {
+        ContentType::Jpeg => (image::ImageFormat::Jpeg, JPEG_END),
+        _ => (image::ImageFormat::Png, PNG_END),
+    };
+    let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let (width, height) = reader().into_dimensions().map_err(|_| DocumentProblem::Undecodable)?;
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(DocumentProblem::TooManyPixels { width, height, max: limits.max_pixels });
+    }
+    let mut decoder = reader();
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(width);
+    l.max_image_height = Some(height);
+    // Four bytes a pixel (RGBA at most for JPEG and 8-bit PNG), twice over for the
+    // decoder's own buffers; 16-bit PNGs need twice that.
+    l.max_alloc = Some(limits.max_pixels.saturating_mul(16));
+    decoder.limits(l);
+    decoder.decode().map_err(|_| DocumentProblem::Undecodable)?;
+    // Decoded whole, and nothing after the format's end: a polyglot (an archive or a
+    // page behind the picture) is refused.
+    if !bytes.ends_with(end) {
+        return Err(DocumentProblem::TrailingData);
+    }
+    Ok(())
+}
+
+fn inspect_pdf(bytes: &[u8]) -> Result<(), DocumentProblem> {
+    let doc = lopdf::Document::load_mem(bytes).map_err(|_| DocumentProblem::UnreadablePdf)?;
+    if doc.trailer.get(b"Encrypt").is_ok() {
+        return Err(DocumentProblem::UnreadablePdf);
+    }
+    if let Some(what) = active_in(&lopdf::Object::Dictionary(doc.trailer.clone())) {
+        return Err(DocumentProblem::ActivePdf(what));
+    }
+    for object in doc.objects.values() {
+        if let Some(what) = active_in(object) {
+            return Err(DocumentProblem::ActivePdf(what));
+        }
+    }
+    Ok(())
+}
+
+/// What active content an object (and what it contains directly) carries, if any.
+fn active_in(object: &lopdf::Object) -> Option<&'static str> {
+    use lopdf::Object;
+    let dict = match object {
+        Object::Dictionary(d) => d,
+        Object::Stream(s) => &s.dict,
+        Object::Array(items) => return items.iter().find_map(active_in),
+        _ => return None,
+    };
+    for (key, value) in dict.iter() {
+        let named = |n: &[u8]| matches!(value, Object::Name(v) if v.as_slice() == n);
+        let found = match key.as_slice() {
+            b"JS" | b"JavaScript" => Some("JavaScript"),
+            b"S" if named(b"JavaScript") => Some("JavaScript"),
+            b"S" if named(b"Launch") => Some("a launch action"),
+            b"Launch" => Some("a launch action"),
+            b"EmbeddedFile" | b"EmbeddedFiles" => Some("an embedded file"),
+            b"Type" if named(b"EmbeddedFile") || named(b"Filespec") => Some("an embedded file"),
+            b"RichMedia" | b"RichMediaContent" => Some("rich media"),
+            b"XFA" => Some("an XFA form"),
+            _ => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+        if let Some(found) = active_in(value) {
+            return Some(found);
+        }
+    }
+    None
+}
+
 fn named_type(file_name: &str) -> Option<ContentType> {
     let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
     let (_, ext) = base.trim_end().rsplit_once('.')?;
@@ -342,6 +539,73 @@ fn prefix_within(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// Small, valid documents made on demand (each distinct by its tag): for the demo and
+/// the tests, which must upload real files now that files are looked into.
+pub mod sample {
+    /// A 24×16 JPEG whose pixels depend on `tag`.
+    pub fn jpeg(tag: &str) -> Vec<u8> {
+        encode(tag, image::ImageFormat::Jpeg)
+    }
+
+    /// A 24×16 PNG whose pixels depend on `tag`.
+    pub fn png(tag: &str) -> Vec<u8> {
+        encode(tag, image::ImageFormat::Png)
+    }
+
+    fn encode(tag: &str, format: image::ImageFormat) -> Vec<u8> {
+        use sha2::Digest;
+        let seed = sha2::Sha256::digest(tag.as_bytes());
+        let img = image::RgbImage::from_fn(24, 16, |x, y| {
+            let i = ((x + 24 * y) as usize * 3) % 30;
+            image::Rgb([seed[i], seed[i + 1], seed[i + 2]])
+        });
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, format).expect("encoding a small image in memory cannot fail");
+        out.into_inner()
+    }
+
+    /// A one-page PDF showing `tag`.
+    pub fn pdf(tag: &str) -> Vec<u8> {
+        let text: String = tag.chars().filter(|c| c.is_ascii_alphanumeric() || *c == ' ').collect();
+        pdf_with_stream(format!("BT /F1 12 Tf 20 40 Td ({text}) Tj ET").as_bytes())
+    }
+
+    /// A one-page PDF whose page content stream is `content` (any bytes).
+    pub fn pdf_with_stream(content: &[u8]) -> Vec<u8> {
+        pdf_with("", content)
+    }
+
+    /// A one-page PDF whose catalog also holds `catalog_extra` (entries of a PDF
+    /// dictionary, e.g. an `/OpenAction`), with a correct cross-reference table.
+    pub fn pdf_with(catalog_extra: &str, content: &[u8]) -> Vec<u8> {
+        let objects: Vec<Vec<u8>> = vec![
+            format!("<< /Type /Catalog /Pages 2 0 R {catalog_extra} >>").into_bytes(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 80] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
+                .to_vec(),
+            [format!("<< /Length {} >>\nstream\n", content.len()).as_bytes(), content, b"\nendstream"].concat(),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        ];
+        let mut out = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, body) in objects.iter().enumerate() {
+            offsets.push(out.len());
+            out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+            out.extend_from_slice(body);
+            out.extend_from_slice(b"\nendobj\n");
+        }
+        let xref = out.len();
+        out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+        for o in offsets {
+            out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+        }
+        out.extend_from_slice(
+            format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+        );
+        out
+    }
 }
 
 #[cfg(test)]
@@ -431,7 +695,7 @@ mod tests {
 
     #[test]
     fn rejects_content_over_the_limit_and_accepts_content_at_it() {
-        let limits = DocumentLimits { max_bytes: 16 };
+        let limits = DocumentLimits { max_bytes: 16, ..DocumentLimits::default() };
         let mut bytes = PDF[..16].to_vec();
         let at_limit = check_content(DocumentKind::Supplementary, None, &bytes, &limits);
         assert_eq!(at_limit, Ok(ContentType::Pdf));
@@ -548,7 +812,7 @@ mod tests {
             max_bytes in 0u64..96,
         ) {
             let bytes = [prefix, tail].concat();
-            let limits = DocumentLimits { max_bytes };
+            let limits = DocumentLimits { max_bytes, ..DocumentLimits::default() };
             match check_content(DocumentKind::Supplementary, name.as_deref(), &bytes, &limits) {
                 Ok(t) => {
                     prop_assert!(bytes.starts_with(t.magic()));
@@ -572,5 +836,37 @@ mod tests {
         fn long_sanitized_file_names_stay_within_255_bytes(raw in ".{200,400}") {
             prop_assert!(sanitize_file_name(&raw).len() <= 255);
         }
+    }
+
+    #[test]
+    fn sample_documents_pass_inspection() {
+        let limits = DocumentLimits::default();
+        for (content, bytes) in [
+            (ContentType::Jpeg, sample::jpeg("a")),
+            (ContentType::Png, sample::png("a")),
+            (ContentType::Pdf, sample::pdf("a")),
+        ] {
+            assert_eq!(ContentType::sniff(&bytes), Some(content));
+            inspect(DocumentKind::Supplementary, content, &bytes, &limits).unwrap_or_else(|e| panic!("{content}: {e}"));
+        }
+        assert_ne!(sample::jpeg("a"), sample::jpeg("b"), "distinct by tag");
+    }
+
+    #[test]
+    fn an_image_with_bytes_after_its_end_is_refused_as_a_polyglot() {
+        let mut jpeg = sample::jpeg("x");
+        jpeg.extend_from_slice(b"PK\x03\x04 an archive behind the picture");
+        let err = inspect(DocumentKind::IdCardFront, ContentType::Jpeg, &jpeg, &DocumentLimits::default()).unwrap_err();
+        assert_eq!(err.problem, DocumentProblem::TrailingData);
+        assert!(err.to_string().contains("after its end"), "{err}");
+    }
+
+    #[test]
+    fn a_pdf_with_javascript_is_refused_naming_it() {
+        let active = sample::pdf_with("/OpenAction << /S /JavaScript /JS (app.alert(1)) >>", b"BT ET");
+        let err =
+            inspect(DocumentKind::Supplementary, ContentType::Pdf, &active, &DocumentLimits::default()).unwrap_err();
+        assert_eq!(err.problem, DocumentProblem::ActivePdf("JavaScript"));
+        assert!(err.to_string().contains("carries JavaScript"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -24,7 +24,8 @@ use super::error::{ApiError, ApiResult};
 use crate::adapters::notify::sign;
 use crate::app::access::{hash_secret, new_secret, same_hash};
 use crate::app::intake::NoFiles;
-use crate::domain::document::{DocumentKind, check_content, sanitize_file_name};
+use crate::app::limits::Budget;
+use crate::domain::document::{DocumentKind, sanitize_file_name};
 use crate::domain::draft::{Attestation, DisposalIssued, DraftInput, FaceResult};
 use crate::domain::{Actor, FieldError, Role, TicketNumber};
 use crate::engine::EngineError;
@@ -63,7 +64,13 @@ struct Created {
 
 /// `POST /v1/drafts`: the draft's fields (no documents) → its id, its secret (shown
 /// once; only the hash is kept) and its checklist.
-async fn create_draft(State(state): State<Shared>, JsonBody(body): JsonBody<Value>) -> ApiResult<Response> {
+async fn create_draft(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Response> {
+    let per_hour = Budget::per(state.config.drafts_per_hour, Duration::from_secs(3600));
+    state.limits.take(&format!("drafts:{}", peer.ip()), per_hour).await?;
     let data = protect_id_number(&state, draft_fields(body, Vec::new())?)?;
     let input = to_input(&data)?;
     let draft = state.intake.parse(input.clone())?;
@@ -257,6 +264,16 @@ async fn add_document(
     body: Body,
 ) -> ApiResult<Response> {
     let draft = draft_access(&state, &id, secret.as_deref()).await?;
+    // A full draft is refused before a byte of the upload is read.
+    let held = draft.data.get("documents").and_then(Value::as_array).map_or(0, Vec::len);
+    let most = state.intake.limits().max_per_draft;
+    if held >= most {
+        drain(&mut body.into_data_stream(), state.intake.limits().max_bytes).await;
+        return Err(ApiError::field(
+            "documents",
+            format!("a draft holds at most {most} documents; remove one before adding another"),
+        ));
+    }
     let entry = receive_document(&state, &uri, &headers, body).await?;
     let mut data = draft.data.clone();
     let documents = documents_mut(&mut data)?;
@@ -330,13 +347,21 @@ async fn check_and_store(state: &Shared, draft: &DraftRecord, data: &Value) -> A
 /// (content-addressed); answers the document entry to put in the draft.
 async fn receive_document(state: &Shared, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Value> {
     let query = Query::<DocumentQuery>::try_from_uri(uri).map_err(|e| ApiError::field("query", e.body_text()))?.0;
+    if let Some(p) = query.signatory_share_percent
+        && !(p.is_finite() && (0.0..=100.0).contains(&p))
+    {
+        return Err(ApiError::field("signatory_share_percent", "a finite percentage from 0 to 100"));
+    }
     let kind = query.kind.parse::<DocumentKind>().map_err(|e| ApiError::field("kind", e.to_string()))?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let limits = state.intake.limits();
+    let blobs = state.intake.blobs().clone();
+    let mut staged = blobs.stage().await.map_err(ApiError::internal)?;
     let mut stream = body.into_data_stream();
-    let upload = match read_upload(&mut stream, content_type, kind, limits.max_bytes).await {
+    let upload = match read_upload(&mut stream, content_type, kind, limits.max_bytes, &mut staged).await {
         Ok(u) => u,
         Err(e) => {
+            staged.discard().await;
             if e.status == StatusCode::PAYLOAD_TOO_LARGE {
                 // Reading on (discarding) lets the client finish sending and see the answer.
                 drain(&mut stream, limits.max_bytes).await;
@@ -347,11 +372,24 @@ async fn receive_document(state: &Shared, uri: &Uri, headers: &HeaderMap, body: 
     // Always named: intake would otherwise name it after the staged file at submission,
     // and a keyed retry of the submission would no longer match the first.
     let file_name = sanitize_file_name(upload.file_name.as_deref().unwrap_or(kind.as_str()));
-    let content_type =
-        check_content(kind, upload.file_name.as_deref().map(|_| file_name.as_str()), &upload.bytes, &limits)
-            .map_err(|e| ApiError::field("file", e.to_string()))?;
-    let size = upload.bytes.len();
-    let blob = state.intake.blobs().put(Bytes::from(upload.bytes)).await.map_err(ApiError::internal)?;
+    let named = upload.file_name.as_deref().map(|_| file_name.as_str());
+    let examined = match state.intake.examine_file(kind, named, staged.path()).await {
+        Ok(examined) => examined,
+        Err(e) => {
+            staged.discard().await;
+            return Err(e.into());
+        }
+    };
+    let content_type = match examined {
+        Ok(t) => t,
+        Err(e) => {
+            staged.discard().await;
+            return Err(ApiError::field("file", e.to_string()));
+        }
+    };
+    let blob = upload.blob;
+    let size = blob.size;
+    blobs.adopt(staged, &blob).await.map_err(ApiError::internal)?;
     let sha256 = blob.sha256;
     let mut entry = json!({
         "kind": kind.as_str(),
@@ -382,7 +420,7 @@ async fn receive_document(state: &Shared, uri: &Uri, headers: &HeaderMap, body: 
 
 struct Upload {
     file_name: Option<String>,
-    bytes: Vec<u8>,
+    blob: crate::adapters::blobs::BlobRef,
 }
 
 fn malformed(why: impl std::fmt::Display) -> ApiError {
@@ -426,13 +464,14 @@ fn multipart_error(e: multer::Error, kind: DocumentKind, max: u64) -> ApiError {
     }
 }
 
-/// Streams the one file part of a multipart body (parsed by `multer`), refusing (413)
-/// as soon as its content exceeds `max`: at most `max` bytes plus one chunk are held.
+/// Streams the one file part of a multipart body (parsed by `multer`) into a staged
+/// file, refusing (413) as soon as its content exceeds `max`: one chunk is held at a time.
 async fn read_upload(
     stream: &mut BodyDataStream,
     content_type: &str,
     kind: DocumentKind,
     max: u64,
+    staged: &mut crate::adapters::blobs::Staged,
 ) -> ApiResult<Upload> {
     let boundary = boundary_of(content_type)?;
     let limits = multer::Constraints::new()
@@ -441,18 +480,18 @@ async fn read_upload(
     let fail = |e| multipart_error(e, kind, max);
     let mut field = parts.next_field().await.map_err(fail)?.ok_or_else(|| malformed("there is no file part"))?;
     let file_name = field.file_name().map(str::to_string).filter(|n| !n.is_empty());
-    let mut bytes: Vec<u8> = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(fail)? {
-        if (bytes.len() + chunk.len()) as u64 > max {
+        if staged.size() + chunk.len() as u64 > max {
             return Err(too_large(kind, max));
         }
-        bytes.extend_from_slice(&chunk);
+        staged.write(&chunk).await.map_err(ApiError::internal)?;
     }
     drop(field);
     if parts.next_field().await.map_err(fail)?.is_some() {
         return Err(malformed("send exactly one part, the file"));
     }
-    Ok(Upload { file_name, bytes })
+    let blob = staged.finish().await.map_err(ApiError::internal)?;
+    Ok(Upload { file_name, blob })
 }
 
 /// Reads and discards what is left of a refused body (up to `budget` bytes, for a few

@@ -72,6 +72,12 @@ impl FromRequestParts<Shared> for DraftSecret {
     }
 }
 
+/// Whether a Content-Type is `application/json`, exactly, with or without parameters
+/// (`application/json; charset=utf-8`); `application/jsonx` is not.
+pub fn is_json(content_type: &str) -> bool {
+    content_type.split(';').next().is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// JSON body whose rejections are problem documents naming what is wrong (without
 /// repeating the offending value).
 pub struct JsonBody<T>(pub T);
@@ -82,7 +88,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let content_type =
             req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !content_type.starts_with("application/json") {
+        if !is_json(content_type) {
             return Err(ApiError::field("content-type", "send the body as application/json"));
         }
         let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
@@ -98,5 +104,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 crate::engine::EngineError::Invalid(errors) => ApiError::invalid(errors),
                 other => ApiError::invalid(vec![FieldError::new("body", other.to_string())]),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_is_matched_exactly_with_parameters() {
+        for yes in ["application/json", "application/json; charset=utf-8", "Application/JSON ;charset=UTF-8"] {
+            assert!(super::is_json(yes), "{yes}");
+        }
+        for no in ["application/jsonx", "application/json-seq", "text/json", "", "application/x-json"] {
+            assert!(!super::is_json(no), "{no}");
+        }
     }
 }

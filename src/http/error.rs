@@ -201,3 +201,12 @@ impl From<StoreError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::app::limits::LimitError> for ApiError {
+    fn from(e: crate::app::limits::LimitError) -> Self {
+        match e {
+            crate::app::limits::LimitError::Limited(l) => ApiError::too_many(l.retry_after_secs),
+            crate::app::limits::LimitError::Store(e) => ApiError::internal(e),
+        }
+    }
+}

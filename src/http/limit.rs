@@ -1,39 +1,35 @@
-//! A fixed-window rate limiter kept in memory: enough for one process answering the
-//! progress query; a key over its budget gets 429 with `Retry-After`.
+//! The process-local request limit per client address (the progress query's flood
+//! guard), on `governor`'s GCRA: a client address over its rate gets 429 with
+//! `Retry-After`. Budgets that must hold across processes (guesses per ticket, drafts
+//! per client) are counted in the database by `app::limits`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 
 use super::error::ApiError;
 
-pub struct RateLimiter {
-    per_window: u32,
-    window: Duration,
-    counts: Mutex<HashMap<String, (Instant, u32)>>,
+pub struct ClientRate {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
 
-impl RateLimiter {
-    pub fn new(per_window: u32, window: Duration) -> Self {
-        RateLimiter { per_window, window, counts: Mutex::new(HashMap::new()) }
+impl ClientRate {
+    /// `per_minute` requests a minute per client address, in a burst of as many.
+    pub fn per_minute(per_minute: u32) -> Self {
+        let n = NonZeroU32::new(per_minute.max(1)).expect("at least one");
+        ClientRate { limiter: governor::RateLimiter::keyed(Quota::per_minute(n)) }
     }
 
-    /// Counts one request for `key`; refuses it when the key's budget is spent.
-    pub fn check(&self, key: &str) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let mut counts = self.counts.lock().expect("limiter lock is never poisoned");
-        if counts.len() > 100_000 {
-            counts.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+    /// Counts one request from `client`; refuses it when the client is over its rate.
+    pub fn check(&self, client: IpAddr) -> Result<(), ApiError> {
+        if self.limiter.len() > 100_000 {
+            self.limiter.retain_recent();
         }
-        let entry = counts.entry(key.to_string()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        if entry.1 >= self.per_window {
-            let retry = self.window.saturating_sub(now.duration_since(entry.0)).as_secs().max(1);
-            return Err(ApiError::too_many(retry));
-        }
-        entry.1 += 1;
-        Ok(())
+        self.limiter.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::too_many(wait.as_secs().max(1))
+        })
     }
 }

@@ -40,8 +40,18 @@ pub struct HttpConfig {
     pub max_json_bytes: usize,
     /// Time limit of one request.
     pub request_timeout: Duration,
-    /// Progress queries allowed per client address, and per ticket, per minute.
+    /// Progress queries allowed per client address a minute (process-local).
     pub progress_per_minute: u32,
+    /// Wrong progress answers allowed per (ticket, client) and per ticket (shared by
+    /// every process on the database).
+    pub progress_policy: crate::app::limits::ProgressPolicy,
+    /// A wrong progress answer is sent no sooner than this after the query arrived, so
+    /// its timing is the floor's, not the work's.
+    pub progress_floor: Duration,
+    /// Drafts one client address may create an hour (shared by every process).
+    pub drafts_per_hour: u32,
+    /// Bearer token `/metrics` asks for on the main listener (`None`: admin tokens).
+    pub metrics_token: Option<String>,
     /// The facial-recognition provider's callback secret (HMAC-SHA256).
     pub face_secret: Option<Vec<u8>>,
     /// Time limit of one document upload, its whole body included.
@@ -56,6 +66,10 @@ impl Default for HttpConfig {
             max_json_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             progress_per_minute: 10,
+            progress_policy: crate::app::limits::ProgressPolicy::default(),
+            progress_floor: Duration::from_millis(25),
+            drafts_per_hour: 20,
+            metrics_token: None,
             face_secret: None,
             upload_timeout: Duration::from_secs(120),
             connections: server::ConnectionLimits::default(),
@@ -78,14 +92,18 @@ pub struct AppState {
     pub intake: Arc<Intake>,
     pub work: Arc<Work>,
     pub config: HttpConfig,
-    pub limiter: limit::RateLimiter,
+    pub limiter: limit::ClientRate,
+    pub limits: crate::app::limits::Limits,
     pub metrics: Metrics,
+    /// The last computed gauges and when (served for `GAUGES_TTL`).
+    gauges: tokio::sync::Mutex<Option<(Instant, crate::store::Gauges)>>,
 }
 
 impl AppState {
     pub fn new(intake: Arc<Intake>, work: Arc<Work>, config: HttpConfig) -> Self {
-        let limiter = limit::RateLimiter::new(config.progress_per_minute, Duration::from_secs(60));
-        AppState { intake, work, config, limiter, metrics: Metrics::default() }
+        let limiter = limit::ClientRate::per_minute(config.progress_per_minute);
+        let limits = crate::app::limits::Limits::new(intake.engine(), config.progress_policy);
+        AppState { intake, work, config, limiter, limits, metrics: Metrics::default(), gauges: Default::default() }
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -202,9 +220,54 @@ async fn readyz(State(state): State<Shared>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<Shared>) -> ApiResult<Response> {
+/// `GET /metrics` on the main listener: for operators only — the metrics token
+/// (`--metrics-token`) or an admin's token. `--metrics-listen` serves it without
+/// credentials on an address of its own (a private network, for the scraper).
+async fn metrics(State(state): State<Shared>, headers: axum::http::HeaderMap) -> ApiResult<Response> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <metrics token or admin token>"))?;
+    let by_metrics_token = state.config.metrics_token.as_deref().is_some_and(|t| {
+        crate::app::access::same_hash(&crate::app::access::hash_secret(t), &crate::app::access::hash_secret(bearer))
+    });
+    if !by_metrics_token {
+        let record = state
+            .engine()
+            .store()
+            .token_by_hash(&crate::app::access::hash_secret(bearer))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+        auth::Staff(crate::domain::Actor::new(record.name, record.role)).require(&[crate::domain::Role::Admin])?;
+    }
+    render_metrics(&state).await
+}
+
+/// The metrics router for `--metrics-listen`: `/metrics` without credentials.
+pub fn metrics_router(state: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(|State(state): State<Shared>| async move { render_metrics(&state).await }))
+        .with_state(state)
+}
+
+/// How long computed gauges are served before they are counted again.
+const GAUGES_TTL: Duration = Duration::from_secs(5);
+
+async fn render_metrics(state: &Shared) -> ApiResult<Response> {
     use std::fmt::Write;
-    let g = state.engine().store().gauges("review_sla").await?;
+    let g = {
+        let mut cached = state.gauges.lock().await;
+        match &*cached {
+            Some((at, g)) if at.elapsed() < GAUGES_TTL => g.clone(),
+            _ => {
+                let g = state.engine().store().gauges("review_sla").await?;
+                *cached = Some((Instant::now(), g.clone()));
+                g
+            }
+        }
+    };
     let mut out = String::new();
     let _ = writeln!(out, "# TYPE appealflow_appeals gauge");
     for s in &state.engine().workflow().def.states {
@@ -260,19 +323,30 @@ struct ProgressQuery {
     phone: String,
 }
 
-/// `POST /v1/progress`: the phone travels in the body, never in a URL. The same 404 for
-/// an unknown ticket and a wrong phone; limited per client address and per ticket.
+/// `POST /v1/progress`: the phone travels in the body, never in a URL. The same 404,
+/// after the same work and no sooner than the configured floor, for an unknown ticket,
+/// a wrong phone and a malformed ticket. Limited per client address (process-local)
+/// and, for wrong answers, per ticket and client and per ticket (in the database; see
+/// `app::limits` for why the owner cannot be locked out).
 async fn progress(
     State(state): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: auth::JsonBody<ProgressQuery>,
 ) -> ApiResult<Response> {
+    let arrived = Instant::now();
     let q = body.0;
-    let ticket_key = q.ticket.chars().filter(char::is_ascii_digit).collect::<String>();
-    state.limiter.check(&format!("ip:{}", peer.ip()))?;
-    state.limiter.check(&format!("ticket:{ticket_key}"))?;
-    let progress = state.intake.progress(&q.ticket, &q.phone).await?;
-    Ok(Json(progress).into_response())
+    let client = peer.ip().to_string();
+    state.limiter.check(peer.ip())?;
+    state.limits.progress_allowed(&q.ticket, &client).await?;
+    match state.intake.progress(&q.ticket, &q.phone).await {
+        Ok(progress) => Ok(Json(progress).into_response()),
+        Err(crate::app::intake::IntakeError::NoMatch) => {
+            state.limits.progress_failed(&q.ticket, &client).await?;
+            tokio::time::sleep_until((arrived + state.config.progress_floor).into()).await;
+            Err(crate::app::intake::IntakeError::NoMatch.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.

@@ -22,7 +22,7 @@ use super::error::{ApiError, ApiResult};
 use crate::app::intake::{AppealData, EntityChange, EntityLink};
 use crate::app::work::ManualTaskError;
 use crate::app::{AppealView, parse_json, parse_ticket};
-use crate::domain::document::DocumentKind;
+use crate::domain::document::{ContentType, DocumentKind};
 use crate::domain::draft::DraftDocument;
 use crate::domain::{Actor, AppealItem, FieldError, Role, TicketNumber, check_text};
 use crate::engine::{CommandOutcome, EngineError};
@@ -821,15 +821,12 @@ fn sha256_param(raw: &str) -> ApiResult<String> {
 }
 
 /// `attachment; filename="..."` with anything outside plain ASCII replaced.
-fn disposition(name: Option<&str>, kind: DocumentKind) -> HeaderValue {
-    let name: String = name
-        .unwrap_or(kind.as_str())
-        .chars()
-        .map(|c| if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' { c } else { '_' })
-        .take(120)
-        .collect();
-    HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
-        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+/// The name a download is saved under, chosen by appealflow: ticket, kind, position
+/// and the extension of the type sniffed from the bytes — never the applicant's name,
+/// which could say `.html` or `.hta` over an image.
+fn download_name(ticket: &TicketNumber, kind: DocumentKind, index: usize, content: Option<ContentType>) -> String {
+    let ext = content.map_or("bin", |c| c.extensions()[0]);
+    format!("{}-{}-{}.{ext}", ticket.as_str(), kind.as_str(), index + 1)
 }
 
 async fn document(
@@ -845,23 +842,33 @@ async fn document(
         return Err(ApiError::forbidden("reviewers download an appeal's documents while they hold its claim"));
     }
     let data = appeal_data(&record)?;
-    let doc = data
+    let (index, doc) = data
         .draft
         .documents
         .iter()
         .chain(data.previous_documents.iter().map(|p| &p.document))
-        .find(|d| d.sha256.as_deref() == Some(sha.as_str()))
+        .enumerate()
+        .find(|(_, d)| d.sha256.as_deref() == Some(sha.as_str()))
         .ok_or_else(|| ApiError::not_found(format!("appeal {ticket} has no document with this sha256")))?;
     let bytes = read_document(&state, &sha).await?;
     tracing::info!(actor = %actor.name, role = %actor.role, ticket = %ticket, sha256 = %sha, kind = %doc.kind,
                    "document downloaded");
-    let content_type = doc.content_type.map_or("application/octet-stream", |c| c.mime());
+    // The type is what the bytes are, whatever was recorded or claimed.
+    let content = ContentType::sniff(&bytes);
+    let content_type = content.map_or("application/octet-stream", |c| c.mime());
+    let name = download_name(&ticket, doc.kind, index, content);
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CONTENT_DISPOSITION, disposition(doc.file_name.as_deref(), doc.kind));
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+            .expect("digits, a kind name and an extension"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    // Opened in a browser anyway, the document may run nothing and load nothing.
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
     Ok(response)
 }
 

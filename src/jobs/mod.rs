@@ -228,11 +228,18 @@ pub struct Runtime {
     pub queues: Queues,
     pub settings: WorkerSettings,
     passes: Arc<TimerPasses>,
+    janitor: Option<Arc<crate::app::janitor::Janitor>>,
 }
 
 impl Runtime {
     pub fn new(work: Arc<Work>, queues: Queues, settings: WorkerSettings) -> Self {
-        Runtime { work, queues, settings, passes: Arc::new(TimerPasses::default()) }
+        Runtime { work, queues, settings, passes: Arc::new(TimerPasses::default()), janitor: None }
+    }
+
+    /// Also runs the janitor's passes (expired drafts, old counters, unreferenced files).
+    pub fn with_janitor(mut self, janitor: Arc<crate::app::janitor::Janitor>) -> Self {
+        self.janitor = Some(janitor);
+        self
     }
 
     fn step_run(&self, id: &TaskId, attempt: &Attempt) -> StepRun {
@@ -443,6 +450,32 @@ async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) -
     }
 }
 
+const JANITOR: &str = "janitor";
+
+/// The janitor's passes, every `every`. A failing pass is reported (health, log) and
+/// tried again at the next; housekeeping never stops the worker.
+async fn janitor_loop(
+    health: Arc<crate::app::health::Health>,
+    janitor: Arc<crate::app::janitor::Janitor>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    health.starting(JANITOR);
+    loop {
+        match janitor.run_once().await {
+            Ok(_) => health.up(JANITOR),
+            Err(e) => {
+                let error = e.to_string();
+                health.down(JANITOR, &error);
+                warn!(%error, "janitor pass failed; trying again at the next");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(janitor.config().every) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
 /// Why the worker stopped on its own.
 #[derive(Debug, thiserror::Error)]
 #[error("worker gave up: {0}")]
@@ -512,6 +545,9 @@ impl Running {
                 let _ = go.wait_for(|g| *g).await;
                 supervise_queue(rt, queue, base, stop).await
             });
+        }
+        if let Some(janitor) = rt.janitor.clone() {
+            tasks.spawn(janitor_loop(rt.work.health().clone(), janitor, stop_rx.clone()));
         }
         tasks.spawn(timer_loop(rt.clone(), stop_rx));
         Running { rt, stop: stop_tx, tasks }

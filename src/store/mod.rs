@@ -727,6 +727,23 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// Counts one hit of `key` in fixed window `window` (kept until `expires_at`);
+    /// answers the window's count including this hit. Shared by every process.
+    async fn count_hit(&self, key: &str, window: i64, expires_at: DateTime<Utc>) -> Result<i64, StoreError>;
+
+    /// How many hits `key` has in `window`, without counting one.
+    async fn hits(&self, key: &str, window: i64) -> Result<i64, StoreError>;
+
+    /// Forgets counters whose window has passed; answers how many.
+    async fn prune_rate_limits(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Deletes drafts never submitted and last written before `before`; answers how many.
+    async fn delete_stale_drafts(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Every document digest a draft or an appeal (as submitted, or replaced at a
+    /// resubmission) refers to: what the blob store must keep.
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>, StoreError>;
+
     /// Counts for monitoring; `breach_timer` names the timer whose firing is a breach.
     async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError>;
 

@@ -1084,6 +1084,54 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn count_hit(&self, key: &str, window: i64, expires_at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "INSERT INTO rate_limits (key, slot, count, expires_at) VALUES ($1, $2, 1, $3)
+             ON CONFLICT (key, slot) DO UPDATE SET count = rate_limits.count + 1 RETURNING count",
+        )
+        .bind(key)
+        .bind(window)
+        .bind(expires_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    async fn hits(&self, key: &str, window: i64) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT count FROM rate_limits WHERE key = $1 AND slot = $2")
+            .bind(key)
+            .bind(window)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn prune_rate_limits(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM rate_limits WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_stale_drafts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM drafts WHERE ticket IS NULL AND updated_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows: Vec<Option<String>> = sqlx::query_scalar(
+            "SELECT d ->> 'sha256' FROM drafts, jsonb_array_elements(COALESCE(data -> 'documents', '[]')) d
+             UNION SELECT d ->> 'sha256'
+                   FROM appeals, jsonb_array_elements(COALESCE(data -> 'draft' -> 'documents', '[]')) d
+             UNION SELECT d -> 'document' ->> 'sha256'
+                   FROM appeals, jsonb_array_elements(COALESCE(data -> 'previous_documents', '[]')) d",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().flatten().collect())
+    }
+
     async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError> {
         let appeals_by_state: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, COUNT(*)::bigint FROM appeals GROUP BY state ORDER BY state")

@@ -1106,6 +1106,54 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn count_hit(&self, key: &str, window: i64, expires_at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "INSERT INTO rate_limits (key, slot, count, expires_at) VALUES (?, ?, 1, ?)
+             ON CONFLICT (key, slot) DO UPDATE SET count = count + 1 RETURNING count",
+        )
+        .bind(key)
+        .bind(window)
+        .bind(ts(expires_at))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    async fn hits(&self, key: &str, window: i64) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT count FROM rate_limits WHERE key = ? AND slot = ?")
+            .bind(key)
+            .bind(window)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn prune_rate_limits(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM rate_limits WHERE expires_at < ?").bind(ts(now)).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_stale_drafts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM drafts WHERE ticket IS NULL AND updated_at < ?")
+            .bind(ts(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows: Vec<Option<String>> = sqlx::query_scalar(
+            "SELECT json_extract(d.value, '$.sha256') FROM drafts, json_each(drafts.data, '$.documents') d
+             UNION SELECT json_extract(d.value, '$.sha256') FROM appeals, json_each(appeals.data, '$.draft.documents') d
+             UNION SELECT json_extract(d.value, '$.document.sha256')
+                   FROM appeals, json_each(appeals.data, '$.previous_documents') d",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().flatten().collect())
+    }
+
     async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError> {
         let appeals_by_state: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, COUNT(*) FROM appeals GROUP BY state ORDER BY state")
