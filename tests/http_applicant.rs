@@ -9,10 +9,11 @@ mod common;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use appealflow::adapters::notify::sign;
 use appealflow::app::intake::AppealData;
-use appealflow::domain::document::sample;
+use appealflow::domain::document::{DocumentLimits, sample};
 use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
 use appealflow::engine::{Clock, ManualClock};
 use appealflow::http::{AppState, HttpConfig, Shared};
@@ -32,6 +33,14 @@ on_both_backends!(
     progress_is_rate_limited_per_client_and_answers_alike_for_unknown_ticket_and_wrong_phone,
     submit_retried_with_the_same_idempotency_key_returns_the_same_ticket,
     an_upload_streamed_in_small_chunks_is_stored_byte_for_byte_and_a_retry_adds_nothing,
+    every_hostile_file_is_refused_with_its_reason_and_leaves_nothing_behind,
+    documents_are_limited_per_draft_per_kind_and_in_bytes_and_unreferenced_files_are_collected,
+    progress_takes_the_same_time_for_an_unknown_ticket_a_wrong_phone_and_a_malformed_ticket,
+    guesses_from_elsewhere_never_lock_the_owner_out_and_stay_bounded_per_ticket_across_processes,
+    drafts_per_client_are_limited_across_processes,
+    metrics_are_for_operators_and_their_gauges_are_cached,
+    non_finite_numbers_and_near_json_content_types_are_refused_by_name,
+    the_submission_history_keeps_the_providers_facial_recognition_result,
 );
 
 const KEY: &str = "http-applicant-test-key-0123456789";
@@ -58,10 +67,13 @@ struct App {
 }
 
 async fn spawn_with(db: TestDb, config: HttpConfig) -> App {
+    spawn_limited(db, config, DocumentLimits::default()).await
+}
+
+async fn spawn_limited(db: TestDb, config: HttpConfig, limits: DocumentLimits) -> App {
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
     let blobs = tempfile::tempdir().expect("blob dir");
-    let intake_config =
-        IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits: Default::default() };
+    let intake_config = IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits };
     let (engine, work) = common::work(&db, clock.clone(), &WorkConfig::default());
     let intake = build_intake(engine, &common::workflows_dir(), &intake_config).expect("intake builds");
     let hasher = IdHasher::new(KEY.as_bytes()).expect("long enough key");
@@ -839,7 +851,7 @@ async fn slow_and_idle_connections_do_not_keep_healthz_from_answering(db: TestDb
         held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
     }
     let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-    let mut slowest = std::time::Duration::ZERO;
+    let mut slowest = Duration::ZERO;
     for _ in 0..20 {
         let start = std::time::Instant::now();
         let r = fresh.get(app.url("/healthz")).send().await.unwrap();
@@ -867,4 +879,379 @@ async fn slow_and_idle_connections_do_not_keep_healthz_from_answering(db: TestDb
         }
     }
     assert_eq!(open, 0, "every slow or idle connection was closed");
+}
+
+// ------------------------------------------------------------------------- trust boundary
+
+/// A client whose requests come from `ip` (any 127/8 address is this machine).
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder().local_address(std::net::IpAddr::from(ip)).build().expect("client")
+}
+
+impl App {
+    async fn progress_from(&self, client: &reqwest::Client, ticket: &str, phone: &str) -> Answer {
+        self.send(client.post(self.url("/v1/progress")).json(&json!({ "ticket": ticket, "phone": phone }))).await
+    }
+
+    /// Files in the blob store: stored blobs and staged uploads.
+    fn blob_files(&self) -> (usize, usize) {
+        let count = |dir: PathBuf| -> usize {
+            let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+            entries
+                .map(|e| e.unwrap().path())
+                .map(|p| if p.is_dir() { std::fs::read_dir(p).unwrap().count() } else { 1 })
+                .sum()
+        };
+        (count(self._blobs.path().join("sha256")), count(self._blobs.path().join("staging")))
+    }
+
+    fn janitor(&self, config: appealflow::app::janitor::JanitorConfig) -> appealflow::app::janitor::Janitor {
+        appealflow::app::janitor::Janitor::new(self.state.engine().clone(), self.state.intake.blobs().clone(), config)
+    }
+
+    async fn submitted_ticket(&self) -> String {
+        let (id, secret) = self.ready_draft().await;
+        let a = self.submit(&id, &secret, None).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:#}", a.body);
+        a.body["ticket"].as_str().unwrap().to_string()
+    }
+}
+
+fn hostile(name: &str) -> Vec<u8> {
+    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hostile").join(name)).expect("hostile file")
+}
+
+/// Every file of tests/hostile, uploaded as an applicant would: refused (422) with a
+/// reason naming the document and what is wrong; the draft unchanged; no file kept,
+/// staged or stored.
+async fn every_hostile_file_is_refused_with_its_reason_and_leaves_nothing_behind(db: TestDb) {
+    let app = spawn(db).await;
+    let (id, secret) = app.create_draft(&enterprise_fields()).await;
+    let corpus = [
+        ("polyglot-jpeg-zip.jpg", "carries other data after its end"),
+        ("png-with-html-after-end.png", "carries other data after its end"),
+        ("html-in-jpeg-header.hta", "does not decode completely"),
+        ("script.svg.jpg", "is not a JPEG, PNG or PDF"),
+        ("page.html.png", "is not a JPEG, PNG or PDF"),
+        ("truncated.jpg", "does not decode completely"),
+        ("truncated.png", "does not decode completely"),
+        ("truncated.pdf", "cannot be read"),
+        ("mislabelled-pdf.jpg", "named as a JPEG but its content is a PDF"),
+        ("png-bomb-60000x60000.png", "60000×60000 pixels"),
+        ("openaction-javascript.pdf", "carries JavaScript"),
+        ("names-javascript.pdf", "carries JavaScript"),
+        ("page-annotation-javascript.pdf", "carries JavaScript"),
+        ("launch-action.pdf", "carries a launch action"),
+        ("embedded-file.pdf", "carries an embedded file"),
+    ];
+    let listed: std::collections::BTreeSet<String> =
+        std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hostile"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "README.md")
+            .collect();
+    assert_eq!(listed, corpus.iter().map(|(n, _)| n.to_string()).collect(), "every file of the corpus is tried");
+    for (name, why) in corpus {
+        let a = app.upload(&id, &secret, "kind=supplementary", name, &hostile(name)).await;
+        a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        assert_eq!(a.body["errors"][0]["field"], "file", "{name}: {:#}", a.body);
+        let rule = a.body["errors"][0]["rule"].as_str().unwrap();
+        assert!(rule.starts_with("supplementary: "), "{name}: {rule}");
+        assert!(rule.contains(why), "{name}: {rule}");
+    }
+    assert_eq!(app.stored(&id).await.data["documents"], json!([]));
+    assert_eq!(app.blob_files(), (0, 0), "nothing refused is kept, staged or stored");
+    // A real document still goes in.
+    let ok = app.upload(&id, &secret, "kind=supplementary", "note.pdf", &sample::pdf("a plain page")).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{:#}", ok.body);
+    assert_eq!(app.blob_files(), (1, 0));
+}
+
+async fn documents_are_limited_per_draft_per_kind_and_in_bytes_and_unreferenced_files_are_collected(db: TestDb) {
+    let limits = DocumentLimits { max_per_draft: 4, max_per_kind: 2, max_draft_bytes: 3_000, ..Default::default() };
+    let config = HttpConfig { face_secret: Some(FACE_SECRET.to_vec()), ..HttpConfig::default() };
+    let app = spawn_limited(db, config, limits).await;
+    let (id, secret) = app.create_draft(&enterprise_fields()).await;
+    let sup = |tag: &str| sample::pdf(tag);
+    for tag in ["first note", "second note"] {
+        let a = app.upload(&id, &secret, "kind=supplementary", "note.pdf", &sup(tag)).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:#}", a.body);
+    }
+    // A third of one kind.
+    let a = app.upload(&id, &secret, "kind=supplementary", "note.pdf", &sup("third note")).await;
+    a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    assert_eq!(a.body["errors"][0]["field"], "documents");
+    assert!(a.detail().contains("supplementary: a draft holds at most 2 of this kind"), "{}", a.detail());
+    for (query, file) in [("kind=business_license", "licence.jpg"), ("kind=enterprise_appeal_letter", "letter.pdf")] {
+        let a = app.upload(&id, &secret, query, file, &example_document(file)).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:#}", a.body);
+    }
+    // A fifth document: refused before its bytes are read.
+    let a = app.upload(&id, &secret, "kind=proof_of_payment", "receipt.png", &example_document("receipt.png")).await;
+    a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    assert!(a.detail().contains("a draft holds at most 4 documents"), "{}", a.detail());
+    // Room for one more, but not for its bytes.
+    let removed = app
+        .send(app.http.delete(app.url(&format!("/v1/drafts/{id}/documents/0"))).header("x-draft-secret", &secret))
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{:#}", removed.body);
+    let a = app.upload(&id, &secret, "kind=proof_of_payment", "receipt.png", &example_document("receipt.png")).await;
+    a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    assert!(a.detail().contains("a draft's documents add up to at most"), "{}", a.detail());
+    let kept = app.stored(&id).await.data["documents"].as_array().unwrap().clone();
+    assert_eq!(kept.len(), 3, "{kept:#?}");
+
+    // The refused and removed uploads' files are collected; the draft's three stay.
+    let (stored, staged) = app.blob_files();
+    assert_eq!(staged, 0);
+    assert!(stored > 3, "{stored} files before the janitor");
+    let janitor =
+        app.janitor(appealflow::app::janitor::JanitorConfig { blob_grace: Duration::ZERO, ..Default::default() });
+    let young = app.janitor(appealflow::app::janitor::JanitorConfig::default()).run_once().await.unwrap();
+    assert_eq!(young.blobs_removed, 0, "files younger than the grace period are kept: {young:?}");
+    let cleaned = janitor.run_once().await.unwrap();
+    assert_eq!(cleaned.blobs_removed as usize, stored - 3, "{cleaned:?}");
+    assert_eq!(app.blob_files(), (3, 0));
+    for doc in &kept {
+        assert!(app.state.intake.blobs().exists(doc["sha256"].as_str().unwrap()).await.unwrap());
+    }
+    // An unsubmitted draft expires after its time to live, and its files with it; a
+    // submitted one stays.
+    let ticket = app.submitted_ticket().await;
+    app.clock.advance(chrono::Duration::days(8));
+    let cleaned = janitor.run_once().await.unwrap();
+    assert_eq!(cleaned.drafts_expired, 1, "{cleaned:?}");
+    assert!(app.db.store.draft(&id).await.unwrap().is_none());
+    assert_eq!(app.blob_files().0, 3, "the submitted appeal's documents stay");
+    assert_eq!(app.draft_count().await, 1);
+    let data = app.appeal_data(&ticket).await;
+    for doc in &data.draft.documents {
+        assert!(app.state.intake.blobs().exists(doc.sha256.as_deref().unwrap()).await.unwrap());
+    }
+}
+
+/// Mann–Whitney U statistic of `a` against `b`, as a z-score (normal approximation).
+fn mann_whitney_z(a: &[f64], b: &[f64]) -> f64 {
+    let mut u = 0.0;
+    for x in a {
+        for y in b {
+            u += if x > y {
+                1.0
+            } else if x == y {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    let (n, m) = (a.len() as f64, b.len() as f64);
+    (u - n * m / 2.0) / (n * m * (n + m + 1.0) / 12.0).sqrt()
+}
+
+/// 120 queries of each kind, interleaved: an unknown ticket, a wrong phone for a real
+/// ticket and a malformed ticket cannot be told apart by time (each pair's Mann–Whitney
+/// |z| < 4.5; before, the unknown ticket answered measurably sooner).
+async fn progress_takes_the_same_time_for_an_unknown_ticket_a_wrong_phone_and_a_malformed_ticket(db: TestDb) {
+    use appealflow::app::limits::{Budget, ProgressPolicy};
+    let many = Budget::per(100_000, Duration::from_secs(3600));
+    let config = HttpConfig {
+        progress_per_minute: 100_000,
+        progress_policy: ProgressPolicy { per_client_failures: many, per_ticket_failures: many },
+        ..HttpConfig::default()
+    };
+    let app = spawn_with(db, HttpConfig { face_secret: Some(FACE_SECRET.to_vec()), ..config }).await;
+    let ticket = app.submitted_ticket().await;
+    let unknown = TicketNumber::generate().to_string();
+    let kinds = [(unknown.as_str(), PHONE), (ticket.as_str(), "13700000000"), ("1234-abcd", PHONE)];
+    let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+    let run = async {
+        for _ in 0..5 {
+            for (t, p) in kinds {
+                app.progress(t, p).await;
+            }
+        }
+        for _ in 0..120 {
+            for (i, (t, p)) in kinds.iter().enumerate() {
+                let started = Instant::now();
+                let a = app.progress(t, p).await;
+                samples[i].push(started.elapsed().as_secs_f64());
+                a.assert_problem(StatusCode::NOT_FOUND, "not-found");
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), run).await.expect("bounded in time");
+    let floor = HttpConfig::default().progress_floor.as_secs_f64();
+    for (i, s) in samples.iter().enumerate() {
+        assert!(s.iter().all(|t| *t >= floor), "kind {i}: every wrong answer waits for the floor");
+    }
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        let z = mann_whitney_z(&samples[a], &samples[b]);
+        assert!(z.abs() < 4.5, "kinds {a} and {b} differ in time: z = {z:.2}");
+    }
+}
+
+async fn guesses_from_elsewhere_never_lock_the_owner_out_and_stay_bounded_per_ticket_across_processes(db: TestDb) {
+    use appealflow::app::limits::{Budget, ProgressPolicy};
+    let policy = ProgressPolicy {
+        per_client_failures: Budget::per(5, Duration::from_secs(900)),
+        per_ticket_failures: Budget::per(8, Duration::from_secs(86_400)),
+    };
+    let config = HttpConfig {
+        face_secret: Some(FACE_SECRET.to_vec()),
+        progress_per_minute: 1_000,
+        progress_policy: policy,
+        progress_floor: Duration::ZERO,
+        ..HttpConfig::default()
+    };
+    let second_db = db.reopen().await;
+    let a = spawn_with(db, config.clone()).await;
+    let b = spawn_with(second_db, config).await;
+    let ticket = a.submitted_ticket().await;
+    let (attacker, owner) = (client_from([127, 0, 0, 2]), client_from([127, 0, 0, 3]));
+
+    // Ten wrong guesses from one address (split over two processes): the fifth is the
+    // last answered, then that address is refused for this ticket...
+    let mut answers = Vec::new();
+    for i in 0..10 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        answers.push(app.progress_from(&attacker, &ticket, "13700000000").await.status);
+    }
+    assert_eq!(answers[..5], [StatusCode::NOT_FOUND; 5], "{answers:?}");
+    assert_eq!(answers[5..], [StatusCode::TOO_MANY_REQUESTS; 5], "{answers:?}");
+    // ...while the owner, from their own address, is answered on either process.
+    assert_eq!(a.progress_from(&owner, &ticket, PHONE).await.status, StatusCode::OK);
+    assert_eq!(b.progress_from(&owner, &ticket, PHONE).await.status, StatusCode::OK);
+
+    // Once the ticket has had its day's wrong answers, each address gets one.
+    for last in 4..=6u8 {
+        let client = client_from([127, 0, 0, last]);
+        assert_eq!(b.progress_from(&client, &ticket, "13700000001").await.status, StatusCode::NOT_FOUND);
+    }
+    let client = client_from([127, 0, 0, 7]);
+    assert_eq!(a.progress_from(&client, &ticket, "13700000002").await.status, StatusCode::NOT_FOUND);
+    let again = a.progress_from(&client, &ticket, "13700000003").await;
+    again.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+    assert!(again.retry_after.is_some());
+    // Only the owner's own typo, while the ticket is under guessing, holds the owner
+    // off (for the rest of the 15-minute window, not for the day).
+    assert_eq!(a.progress_from(&owner, &ticket, "13700000004").await.status, StatusCode::NOT_FOUND);
+    let held = a.progress_from(&owner, &ticket, PHONE).await;
+    held.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+    let retry: u64 = held.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    a.clock.advance(chrono::Duration::minutes(15));
+    assert_eq!(a.progress_from(&owner, &ticket, PHONE).await.status, StatusCode::OK);
+    // The refusals are per ticket: the same address asking about another is answered.
+    let other = TicketNumber::generate().to_string();
+    b.progress_from(&attacker, &other, PHONE).await.assert_problem(StatusCode::NOT_FOUND, "not-found");
+}
+
+async fn drafts_per_client_are_limited_across_processes(db: TestDb) {
+    let config = HttpConfig { drafts_per_hour: 3, ..HttpConfig::default() };
+    let second_db = db.reopen().await;
+    let a = spawn_with(db, config.clone()).await;
+    let b = spawn_with(second_db, config).await;
+    let (one, two) = (client_from([127, 0, 0, 2]), client_from([127, 0, 0, 3]));
+    async fn create(app: &App, client: &reqwest::Client) -> Answer {
+        app.send(client.post(app.url("/v1/drafts")).json(&enterprise_fields())).await
+    }
+    for app in [&a, &b, &a] {
+        assert_eq!(create(app, &one).await.status, StatusCode::CREATED);
+    }
+    let refused = create(&b, &one).await;
+    refused.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+    let retry: u64 = refused.retry_after.as_deref().expect("Retry-After").parse().unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert_eq!(a.draft_count().await, 3, "the refused request stored nothing");
+    assert_eq!(create(&a, &two).await.status, StatusCode::CREATED, "another client has its own budget");
+    // The next hour grants a new budget.
+    a.clock.advance(chrono::Duration::hours(1));
+    assert_eq!(create(&a, &one).await.status, StatusCode::CREATED);
+}
+
+async fn metrics_are_for_operators_and_their_gauges_are_cached(db: TestDb) {
+    use appealflow::app::access::create_token;
+    let config = HttpConfig {
+        face_secret: Some(FACE_SECRET.to_vec()),
+        metrics_token: Some("metrics-scraper-token".into()),
+        ..HttpConfig::default()
+    };
+    let app = spawn_with(db, config).await;
+    let now = app.clock.now();
+    let (admin, _) = create_token(app.db.store.as_ref(), Role::Admin, "ada", None, now).await.unwrap();
+    let (reviewer, _) = create_token(app.db.store.as_ref(), Role::Reviewer, "ann", None, now).await.unwrap();
+    let scrape = |token: Option<&str>| {
+        let mut rq = app.http.get(app.url("/metrics"));
+        if let Some(t) = token {
+            rq = rq.bearer_auth(t);
+        }
+        app.send(rq)
+    };
+    scrape(None).await.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    scrape(Some("not-a-token")).await.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    scrape(Some(&reviewer)).await.assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    let first = scrape(Some("metrics-scraper-token")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let submitted = |a: &Answer| {
+        a.body
+            .as_str()
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("appealflow_appeals{state=\"submitted\"}"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(submitted(&first), "appealflow_appeals{state=\"submitted\"} 0");
+    // Computed at most every few seconds: a new appeal shows only once the cache is old.
+    app.submitted_ticket().await;
+    let cached = scrape(Some(&admin)).await;
+    assert_eq!(cached.status, StatusCode::OK);
+    assert_eq!(submitted(&cached), "appealflow_appeals{state=\"submitted\"} 0");
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    assert_eq!(submitted(&scrape(Some(&admin)).await), "appealflow_appeals{state=\"submitted\"} 1");
+
+    // The separate listener serves them without credentials.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, appealflow::http::metrics_router(app.state.clone())).await });
+    let open = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
+    assert_eq!(open.status(), StatusCode::OK);
+    assert!(open.text().await.unwrap().contains("appealflow_appeals{state=\"submitted\"} 1"));
+    let other = reqwest::get(format!("http://{addr}/v1/queue")).await.unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND, "only /metrics is on the metrics listener");
+}
+
+async fn non_finite_numbers_and_near_json_content_types_are_refused_by_name(db: TestDb) {
+    let app = spawn(db).await;
+    let (id, secret) = app.create_draft(&enterprise_fields()).await;
+    for value in ["NaN", "inf", "-inf", "1e309", "101", "-1"] {
+        let query = format!("kind=asset_disposal_certificate&signatory_share_percent={value}");
+        let a = app.upload(&id, &secret, &query, "id.jpg", &sample::jpeg("shareholder")).await;
+        a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        assert_eq!(a.body["errors"][0]["field"], "signatory_share_percent", "{value}: {:#}", a.body);
+    }
+    assert_eq!(app.stored(&id).await.data["documents"], json!([]));
+    assert_eq!(app.blob_files(), (0, 0));
+    let before = app.draft_count().await;
+    for content_type in ["application/jsonx", "application/json-patch+json", "text/json", "application/x-json"] {
+        let a = app.post_raw("/v1/drafts", None, content_type, enterprise_fields().to_string().into_bytes()).await;
+        a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        assert_eq!(a.body["errors"][0]["field"], "content-type", "{content_type}");
+    }
+    let ok = app
+        .post_raw("/v1/drafts", None, "application/json; charset=utf-8", enterprise_fields().to_string().into_bytes())
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{:#}", ok.body);
+    assert_eq!(app.draft_count().await, before + 1);
+}
+
+async fn the_submission_history_keeps_the_providers_facial_recognition_result(db: TestDb) {
+    let app = spawn(db).await;
+    let ticket = app.submitted_ticket().await;
+    let record = app.db.store.appeal_by_ticket(&TicketNumber::parse(&ticket).unwrap()).await.unwrap().unwrap();
+    let history = app.db.store.history(&record.id).await.unwrap();
+    let face = &history[0].payload["facial_recognition"];
+    assert_eq!(face["result"], "passed", "{:#}", history[0].payload);
+    assert_eq!(face["provider"], "example-face");
+    assert_eq!(face["reference"], "fr-1");
 }

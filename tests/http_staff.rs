@@ -846,6 +846,14 @@ async fn documents_are_served_only_for_the_appeals_own_documents(db: TestDb) {
                 let file = docs.iter().position(|d| d["sha256"] == *sha).unwrap();
                 let name = ["licence.jpg", "letter.pdf", "receipt.png"][file];
                 assert_eq!(reply.body, std::fs::read(examples().join("documents").join(name)).unwrap());
+                // Saved under a name appealflow chose (ticket, kind, position, the sniffed
+                // type's extension), never the applicant's; nothing in it may run.
+                let ext = name.rsplit('.').next().unwrap();
+                let header = |n: &str| reply.headers.get(n).map(|v| v.to_str().unwrap().to_string());
+                let saved = format!("{}-{}-{}.{ext}", t.as_str(), doc["kind"].as_str().unwrap(), file + 1);
+                assert_eq!(header("content-disposition"), Some(format!("attachment; filename=\"{saved}\"")));
+                assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+                assert_eq!(header("content-security-policy").as_deref(), Some("default-src 'none'; sandbox"));
             } else {
                 assert_eq!(reply.problem(DOWNLOAD_SERVED)["code"], "documents-unavailable");
             }

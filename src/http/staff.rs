@@ -200,7 +200,9 @@ pub const API: &[ApiRoute] = &[
     // Service.
     route("GET", "/healthz", "healthz").summary("Liveness"),
     route("GET", "/readyz", "readyz").summary("Readiness: database reachable, migrations applied").errors(&[503]),
-    route("GET", "/metrics", "metrics").summary("Prometheus metrics"),
+    route("GET", "/metrics", "metrics")
+        .summary("Prometheus metrics, for operators: an admin's token or the metrics token (--metrics-token)")
+        .access(Access::Staff(ADMINS)),
     route("GET", "/openapi.json", "openapi")
         .summary("This document")
         .reply(Reply::Json("OpenApi"))
@@ -221,7 +223,7 @@ pub const API: &[ApiRoute] = &[
             "A repeat creates another draft: the secret is shown once and kept only as a hash, so it cannot be \
              replayed. A draft never submitted changes nothing.",
         )
-        .errors(&[422]),
+        .errors(&[422, 429]),
     route("GET", "/v1/drafts/{id}", "get_draft")
         .summary("A draft")
         .access(Access::Applicant)
