@@ -943,6 +943,8 @@ async fn every_hostile_file_is_refused_with_its_reason_and_leaves_nothing_behind
         ("page-annotation-javascript.pdf", "carries JavaScript"),
         ("launch-action.pdf", "carries a launch action"),
         ("embedded-file.pdf", "carries an embedded file"),
+        ("deeply-nested.pdf", "cannot be read"),
+        ("deeply-nested-object-stream.pdf", "cannot be read"),
     ];
     let listed: std::collections::BTreeSet<String> =
         std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hostile"))
