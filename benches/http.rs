@@ -71,8 +71,12 @@ async fn run(name: &str, db: common::TestDb, secs: u64, clients: usize) {
         appealflow::startup::engine(db.store.clone(), &common::workflows_dir(), clock.clone(), &WorkConfig::default())
             .unwrap();
     let blobs = tempfile::tempdir().unwrap();
-    let config =
-        IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits: Default::default() };
+    let config = IntakeConfig {
+        blob_dir: blobs.path().into(),
+        id_hash_key: Some(KEY.into()),
+        limits: Default::default(),
+        pdf_inspector: None,
+    };
     let intake = build_intake(engine.clone(), &common::workflows_dir(), &config).unwrap();
     let work = build_work(engine.clone(), planner, &WorkConfig::default());
 

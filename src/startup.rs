@@ -222,6 +222,9 @@ pub struct IntakeConfig {
     pub blob_dir: PathBuf,
     pub id_hash_key: Option<String>,
     pub limits: DocumentLimits,
+    /// The appealflow binary that parses uploaded PDFs in a sandboxed child process
+    /// (the CLI sets its own executable); `None` parses them in this process.
+    pub pdf_inspector: Option<PathBuf>,
 }
 
 /// The account-appeal rules (`rules.toml` beside the workflow).
@@ -239,7 +242,11 @@ pub fn build_intake(engine: Arc<Engine>, workflows_dir: &Path, config: &IntakeCo
     let hasher = id_hasher(config.id_hash_key.as_deref())?;
     let blobs = LocalBlobStore::open(&config.blob_dir)?;
     let directory = StoreDirectory::new(engine.store().clone());
-    Ok(Intake::new(engine, Arc::new(directory), Arc::new(rules), Arc::new(blobs), hasher, config.limits))
+    let intake = Intake::new(engine, Arc::new(directory), Arc::new(rules), Arc::new(blobs), hasher, config.limits);
+    Ok(match &config.pdf_inspector {
+        Some(exe) => intake.with_pdf_sandbox(crate::adapters::pdf_sandbox::PdfSandbox::new(exe.clone())),
+        None => intake,
+    })
 }
 
 /// Opens the database at `url` and builds the engine on it.

@@ -79,8 +79,12 @@ impl Process {
         let db = root.reopen().await;
         let config = WorkConfig { lead_emails: vec![LEADS.into()], ..Default::default() };
         let (engine, work): (_, Arc<Work>) = common::work(&db, clock, &config);
-        let intake_config =
-            IntakeConfig { blob_dir: blobs.to_path_buf(), id_hash_key: Some(KEY.into()), limits: Default::default() };
+        let intake_config = IntakeConfig {
+            blob_dir: blobs.to_path_buf(),
+            id_hash_key: Some(KEY.into()),
+            limits: Default::default(),
+            pdf_inspector: None,
+        };
         let intake = build_intake(engine, &common::workflows_dir(), &intake_config).unwrap();
         let worker = common::start_worker(&db, work);
         Process { db, intake, worker }

@@ -73,7 +73,13 @@ async fn spawn_with(db: TestDb, config: HttpConfig) -> App {
 async fn spawn_limited(db: TestDb, config: HttpConfig, limits: DocumentLimits) -> App {
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
     let blobs = tempfile::tempdir().expect("blob dir");
-    let intake_config = IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits };
+    // PDFs are parsed in the sandboxed child, as the server does.
+    let intake_config = IntakeConfig {
+        blob_dir: blobs.path().into(),
+        id_hash_key: Some(KEY.into()),
+        limits,
+        pdf_inspector: Some(env!("CARGO_BIN_EXE_appealflow").into()),
+    };
     let (engine, work) = common::work(&db, clock.clone(), &WorkConfig::default());
     let intake = build_intake(engine, &common::workflows_dir(), &intake_config).expect("intake builds");
     let hasher = IdHasher::new(KEY.as_bytes()).expect("long enough key");
@@ -353,7 +359,8 @@ async fn enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_r
     assert_eq!(resubmitted.body["state"], "submitted");
     let data = app.appeal_data(&ticket).await;
     assert_eq!(data.draft.documents.len(), 4, "the added document went with the resubmission");
-    assert_eq!(app.progress(&ticket, PHONE).await.body["stage"], "received");
+    let progress = app.progress(&ticket, PHONE).await;
+    assert_eq!(progress.body["stage"], "received", "{progress:?}");
 
     let withdrawn = app.on_appeal(&ticket, "withdraw", &id, &secret).await;
     assert_eq!(withdrawn.status, StatusCode::OK, "{:#}", withdrawn.body);
@@ -945,6 +952,7 @@ async fn every_hostile_file_is_refused_with_its_reason_and_leaves_nothing_behind
         ("embedded-file.pdf", "carries an embedded file"),
         ("deeply-nested.pdf", "cannot be read"),
         ("deeply-nested-object-stream.pdf", "cannot be read"),
+        ("nested-behind-a-comment.pdf", "cannot be read"),
     ];
     let listed: std::collections::BTreeSet<String> =
         std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hostile"))
@@ -963,6 +971,8 @@ async fn every_hostile_file_is_refused_with_its_reason_and_leaves_nothing_behind
     }
     assert_eq!(app.stored(&id).await.data["documents"], json!([]));
     assert_eq!(app.blob_files(), (0, 0), "nothing refused is kept, staged or stored");
+    let health = app.send(app.http.get(app.url("/healthz"))).await;
+    assert_eq!(health.status, StatusCode::OK, "the server outlived every file");
     // A real document still goes in.
     let ok = app.upload(&id, &secret, "kind=supplementary", "note.pdf", &sample::pdf("a plain page")).await;
     assert_eq!(ok.status, StatusCode::CREATED, "{:#}", ok.body);
@@ -1002,6 +1012,8 @@ async fn documents_are_limited_per_draft_per_kind_and_in_bytes_and_unreferenced_
     assert!(a.detail().contains("a draft's documents add up to at most"), "{}", a.detail());
     let kept = app.stored(&id).await.data["documents"].as_array().unwrap().clone();
     assert_eq!(kept.len(), 3, "{kept:#?}");
+    // Refused uploads kept no file; the removed document's file waits for the janitor.
+    assert_eq!(app.blob_files(), (4, 0));
 
     // The refused and removed uploads' files are collected; the draft's three stay.
     let (stored, staged) = app.blob_files();
@@ -1024,6 +1036,10 @@ async fn documents_are_limited_per_draft_per_kind_and_in_bytes_and_unreferenced_
     let cleaned = janitor.run_once().await.unwrap();
     assert_eq!(cleaned.drafts_expired, 1, "{cleaned:?}");
     assert!(app.db.store.draft(&id).await.unwrap().is_none());
+    // Its files go at the next pass (references are read before drafts expire, so a
+    // draft submitted meanwhile never loses its files).
+    assert_eq!(app.blob_files().0, 4, "the expired draft's own note is still there");
+    assert_eq!(janitor.run_once().await.unwrap().blobs_removed, 1);
     assert_eq!(app.blob_files().0, 3, "the submitted appeal's documents stay");
     assert_eq!(app.draft_count().await, 1);
     let data = app.appeal_data(&ticket).await;

@@ -123,8 +123,12 @@ async fn harness(db: TestDb) -> Harness {
     // Monday 9 March 2026, 10:00 in Shanghai.
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
     let blobs = tempfile::tempdir().unwrap();
-    let config =
-        IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits: Default::default() };
+    let config = IntakeConfig {
+        blob_dir: blobs.path().into(),
+        id_hash_key: Some(KEY.into()),
+        limits: Default::default(),
+        pdf_inspector: None,
+    };
     let work_config = WorkConfig { lead_emails: vec!["leads@example.com".into()], ..Default::default() };
     let (engine, work) = common::work(&db, clock.clone(), &work_config);
     let intake = Arc::new(build_intake(engine, &common::workflows_dir(), &config).unwrap());
@@ -422,6 +426,7 @@ fn matrix() -> Vec<Cell> {
         cell("GET", "/v1/admin/workflow", None, Setup::Nothing, [401, 401, 403, 403, 403, 200]),
         cell("GET", "/v1/admin/calendars", None, Setup::Nothing, [401, 401, 403, 403, 403, 200]),
         cell("GET", "/openapi.json", None, Setup::Nothing, [200, 200, 200, 200, 200, 200]),
+        cell("GET", "/metrics", None, Setup::Nothing, [401, 401, 403, 403, 403, 200]),
     ]
 }
 

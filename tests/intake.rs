@@ -150,7 +150,12 @@ async fn harness_with(db: TestDb, limits: DocumentLimits) -> Harness {
     let clock = Arc::new(ManualClock::new(monday_morning()));
     let engine = common::engine(db.store.clone(), clock.clone());
     let blob_dir = tempfile::tempdir().expect("blob dir");
-    let config = IntakeConfig { blob_dir: blob_dir.path().to_path_buf(), id_hash_key: Some(KEY.into()), limits };
+    let config = IntakeConfig {
+        blob_dir: blob_dir.path().to_path_buf(),
+        id_hash_key: Some(KEY.into()),
+        limits,
+        pdf_inspector: None,
+    };
     let intake = build_intake(engine, &common::workflows_dir(), &config).expect("intake builds");
     db.store.put_accounts(&accounts(), monday_morning()).await.expect("accounts import");
     Harness { db, clock, intake, blob_dir }

@@ -58,8 +58,12 @@ async fn harness_with(db: TestDb, work_config: WorkConfig) -> Harness {
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
     let (engine, work) = common::work(&db, clock.clone(), &work_config);
     let blobs = tempfile::tempdir().unwrap();
-    let config =
-        IntakeConfig { blob_dir: blobs.path().into(), id_hash_key: Some(KEY.into()), limits: Default::default() };
+    let config = IntakeConfig {
+        blob_dir: blobs.path().into(),
+        id_hash_key: Some(KEY.into()),
+        limits: Default::default(),
+        pdf_inspector: None,
+    };
     let intake = build_intake(engine, &common::workflows_dir(), &config).unwrap();
     let worker = common::start_worker(&db, work.clone());
     let hasher = IdHasher::new(KEY.as_bytes()).unwrap();

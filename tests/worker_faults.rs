@@ -252,6 +252,7 @@ impl Setup {
             blob_dir: dir.path().join("blobs"),
             id_hash_key: Some(ID_KEY.into()),
             limits: Default::default(),
+            pdf_inspector: None,
         };
         let intake = build_intake(engine, &common::workflows_dir(), &config).expect("intake builds");
         Setup { db, intake, dir, spawned: 0 }

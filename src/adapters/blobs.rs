@@ -81,6 +81,17 @@ pub struct Staged {
     file: tokio::fs::File,
     hasher: Sha256,
     size: u64,
+    /// Moved into the store: nothing to remove when dropped.
+    adopted: bool,
+}
+
+/// A staged upload not adopted (refused, interrupted, its request gone) is removed.
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.adopted {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl Staged {
@@ -107,10 +118,9 @@ impl Staged {
         &self.path
     }
 
-    /// Drops the staged file (a refused or interrupted upload).
+    /// Drops the staged file (a refused or interrupted upload); dropping does the same.
     pub async fn discard(self) {
-        drop(self.file);
-        let _ = tokio::fs::remove_file(&self.path).await;
+        drop(self);
     }
 }
 
@@ -221,10 +231,10 @@ impl BlobStore for LocalBlobStore {
         let file = tokio::fs::File::create_new(&path)
             .await
             .map_err(|e| BlobError::Io(format!("cannot stage an upload in {}: {e}", path.display())))?;
-        Ok(Staged { path, file, hasher: Sha256::new(), size: 0 })
+        Ok(Staged { path, file, hasher: Sha256::new(), size: 0, adopted: false })
     }
 
-    async fn adopt(&self, staged: Staged, blob: &BlobRef) -> Result<(), BlobError> {
+    async fn adopt(&self, mut staged: Staged, blob: &BlobRef) -> Result<(), BlobError> {
         let digest = Digest256::parse(&blob.sha256)?;
         let target = self.dir.join("sha256").join(&digest.0[..2]).join(digest.0);
         let io = |what: &str, e: std::io::Error| BlobError::Io(format!("{what} {}: {e}", target.display()));
@@ -246,6 +256,7 @@ impl BlobStore for LocalBlobStore {
         let parent = target.parent().expect("a blob path has a parent");
         tokio::fs::create_dir_all(parent).await.map_err(|e| io("creating the directory of", e))?;
         tokio::fs::rename(&staged.path, &target).await.map_err(|e| io("moving the upload to", e))?;
+        staged.adopted = true;
         // The rename is durable once the directory is.
         if let Ok(d) = std::fs::File::open(parent) {
             let _ = d.sync_all();

@@ -4,3 +4,4 @@
 pub mod accounts;
 pub mod blobs;
 pub mod notify;
+pub mod pdf_sandbox;

@@ -182,7 +182,8 @@ pub struct Intake {
     hasher: IdHasher,
     limits: DocumentLimits,
     decoy: std::sync::OnceLock<AppealRecord>,
-    inspecting: tokio::sync::Semaphore,
+    inspecting: Arc<tokio::sync::Semaphore>,
+    pdf_sandbox: Option<crate::adapters::pdf_sandbox::PdfSandbox>,
 }
 
 fn digest(value: &impl Serialize) -> String {
@@ -206,7 +207,10 @@ impl Intake {
             hasher,
             limits,
             decoy: std::sync::OnceLock::new(),
-            inspecting: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)),
+            inspecting: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )),
+            pdf_sandbox: None,
         }
     }
 
@@ -228,9 +232,7 @@ impl Intake {
     }
 
     pub fn parse(&self, input: DraftInput) -> Result<Draft, IntakeError> {
-        let draft = input.parse(&self.hasher).map_err(IntakeError::Invalid)?;
-        let problems = self.limits.check_collection(draft.documents.iter().map(|d| (d.kind, d.size.unwrap_or(0))));
-        if problems.is_empty() { Ok(draft) } else { Err(IntakeError::Invalid(problems)) }
+        input.parse(&self.hasher).map_err(IntakeError::Invalid)
     }
 
     /// Checks one document's content: its type from its bytes, then inside it (images
@@ -243,8 +245,8 @@ impl Intake {
         file_name: Option<&str>,
         bytes: Bytes,
     ) -> Result<ContentType, DocumentError> {
-        let _permit = self.inspecting.acquire().await.expect("the inspection semaphore is never closed");
-        self.examine_now(kind, file_name, bytes).await
+        let permit = self.inspecting.clone().acquire_owned().await.expect("the inspection semaphore is never closed");
+        self.examine_now(kind, file_name, bytes, permit).await
     }
 
     /// [`Intake::examine`] for a staged upload, read only once it is its turn.
@@ -254,25 +256,44 @@ impl Intake {
         file_name: Option<&str>,
         path: &std::path::Path,
     ) -> Result<Result<ContentType, DocumentError>, IntakeError> {
-        let _permit = self.inspecting.acquire().await.expect("the inspection semaphore is never closed");
+        let permit = self.inspecting.clone().acquire_owned().await.expect("the inspection semaphore is never closed");
         let bytes = tokio::fs::read(path)
             .await
             .map_err(|e| BlobError::Io(format!("reading the staged upload {}: {e}", path.display())))?;
-        Ok(self.examine_now(kind, file_name, Bytes::from(bytes)).await)
+        Ok(self.examine_now(kind, file_name, Bytes::from(bytes), permit).await)
     }
 
+    /// The permit travels with the work: an inspection whose request went away still
+    /// counts until it ends (the sandbox's child is killed with the request).
     async fn examine_now(
         &self,
         kind: DocumentKind,
         file_name: Option<&str>,
         bytes: Bytes,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<ContentType, DocumentError> {
         let content = check_content(kind, file_name, &bytes, &self.limits)?;
+        if let (ContentType::Pdf, Some(sandbox)) = (content, &self.pdf_sandbox) {
+            let verdict = sandbox.inspect(&bytes).await;
+            drop(permit);
+            verdict.map_err(|problem| DocumentError { kind, problem })?;
+            return Ok(content);
+        }
         let limits = self.limits;
-        tokio::task::spawn_blocking(move || inspect(kind, content, &bytes, &limits))
-            .await
-            .unwrap_or(Err(DocumentError { kind, problem: DocumentProblem::Undecodable }))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            inspect(kind, content, &bytes, &limits)
+        })
+        .await
+        .unwrap_or(Err(DocumentError { kind, problem: DocumentProblem::Undecodable }))?;
         Ok(content)
+    }
+
+    /// Parses PDFs in a sandboxed child process (the server always does; without it,
+    /// in this process).
+    pub fn with_pdf_sandbox(mut self, sandbox: crate::adapters::pdf_sandbox::PdfSandbox) -> Self {
+        self.pdf_sandbox = Some(sandbox);
+        self
     }
 
     /// Locates the draft's account and checks it may appeal at all.

@@ -66,17 +66,17 @@ impl Janitor {
         self.config
     }
 
-    /// One pass: drafts first (their documents become unreferenced), then counters, then
-    /// the files. Draft age is on the engine's clock; file age on the file system's.
+    /// One pass: the references, then expired drafts, counters and unreferenced files. Draft age is on the engine's clock; file age on the file system's.
     pub async fn run_once(&self) -> Result<Cleaned, JanitorError> {
         let store = self.engine.store();
         let now = self.engine.now();
         let ttl = chrono::Duration::from_std(self.config.draft_ttl).unwrap_or(chrono::Duration::MAX);
+        // The references are read first: a file adopted after this read is younger than
+        // the grace period, so it is kept; and a draft submitted while this pass deletes
+        // expired drafts keeps its files (an expired draft's files go at the next pass).
+        let keep = store.referenced_blobs().await?;
         let drafts_expired = store.delete_stale_drafts(now - ttl).await?;
         let counters_pruned = store.prune_rate_limits(now).await?;
-        // The references are read before the files are listed: a file adopted after
-        // this read is younger than the grace period, so it is kept.
-        let keep = store.referenced_blobs().await?;
         let before = std::time::SystemTime::now() - self.config.blob_grace;
         let Swept { blobs, bytes, staged } = self.blobs.sweep(&keep, before).await?;
         let cleaned = Cleaned {

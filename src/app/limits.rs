@@ -46,6 +46,12 @@ impl Budget {
     }
 }
 
+/// A progress query counted as a wrong answer until it is answered right.
+#[derive(Debug)]
+pub struct Attempt {
+    keys: [(String, i64); 2],
+}
+
 /// A refusal: the budget is spent; try again after this many seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {
@@ -107,35 +113,30 @@ impl Limits {
         if count > i64::from(budget.hits) { Err(LimitError::Limited(self.retry(budget))) } else { Ok(()) }
     }
 
-    /// How many hits `key` has in the current window of `budget`.
-    async fn spent(&self, key: &str, budget: Budget) -> Result<i64, LimitError> {
-        let (slot, _) = budget.slot(self.clock.now());
-        Ok(self.store.hits(key, slot).await?)
-    }
-
-    /// Whether `client` may ask about `ticket` now (asked before the query is answered).
-    pub async fn progress_allowed(&self, ticket: &str, client: &str) -> Result<(), LimitError> {
+    /// Counts a progress query by `client` about `ticket` as a wrong answer before it is
+    /// answered (so concurrent guesses cannot all pass one check), and refuses it when the
+    /// budgets are spent. A right answer takes the count back ([`Limits::progress_right`]).
+    pub async fn progress_attempt(&self, ticket: &str, client: &str) -> Result<Attempt, LimitError> {
         let p = self.progress;
-        let mine = self.spent(&progress_key(ticket, Some(client)), p.per_client_failures).await?;
-        if mine >= i64::from(p.per_client_failures.hits) {
+        let now = self.clock.now();
+        let (mine_key, theirs_key) = (progress_key(ticket, Some(client)), progress_key(ticket, None));
+        let (mine_slot, mine_end) = p.per_client_failures.slot(now);
+        let (theirs_slot, theirs_end) = p.per_ticket_failures.slot(now);
+        let mine = self.store.count_hit(&mine_key, mine_slot, mine_end).await?;
+        let theirs = self.store.count_hit(&theirs_key, theirs_slot, theirs_end).await?;
+        let over_mine = mine > i64::from(p.per_client_failures.hits);
+        // Once the ticket is under guessing, a client gets one wrong answer a window.
+        let over_theirs = theirs > i64::from(p.per_ticket_failures.hits) && mine > 1;
+        if over_mine || over_theirs {
             return Err(LimitError::Limited(self.retry(p.per_client_failures)));
         }
-        let theirs = self.spent(&progress_key(ticket, None), p.per_ticket_failures).await?;
-        if theirs >= i64::from(p.per_ticket_failures.hits) && mine >= 1 {
-            return Err(LimitError::Limited(self.retry(p.per_client_failures)));
-        }
-        Ok(())
+        Ok(Attempt { keys: [(mine_key, mine_slot), (theirs_key, theirs_slot)] })
     }
 
-    /// Records a wrong answer (unknown ticket, wrong phone or malformed input alike).
-    pub async fn progress_failed(&self, ticket: &str, client: &str) -> Result<(), LimitError> {
-        let p = self.progress;
-        for (key, budget) in [
-            (progress_key(ticket, Some(client)), p.per_client_failures),
-            (progress_key(ticket, None), p.per_ticket_failures),
-        ] {
-            let (slot, end) = budget.slot(self.clock.now());
-            self.store.count_hit(&key, slot, end).await?;
+    /// The attempt was answered right: it does not count against anyone.
+    pub async fn progress_right(&self, attempt: Attempt) -> Result<(), LimitError> {
+        for (key, slot) in attempt.keys {
+            self.store.uncount_hit(&key, slot).await?;
         }
         Ok(())
     }
@@ -143,6 +144,21 @@ impl Limits {
     /// Forgets counters whose windows have passed.
     pub async fn prune(&self) -> Result<u64, StoreError> {
         self.store.prune_rate_limits(self.clock.now()).await
+    }
+}
+
+/// The client a budget is kept for: its IPv4 address, or its IPv6 /64 (one subscriber's
+/// network, whose addresses are theirs to choose).
+pub fn client_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -167,6 +183,16 @@ mod tests {
         assert_eq!(b.slot(t), (2, DateTime::from_timestamp(180, 0).unwrap()));
         let t = DateTime::from_timestamp(180, 0).unwrap();
         assert_eq!(b.slot(t).0, 3);
+    }
+
+    #[test]
+    fn ipv6_clients_are_kept_by_their_64_bit_prefix() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_eq!(client_key(a), "2001:db8:1:2::/64");
+        assert_eq!(client_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+        assert_eq!(client_key("10.0.0.1".parse().unwrap()), "10.0.0.1");
     }
 
     #[test]

@@ -193,6 +193,7 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
         blob_dir: tmp.path().join("blobs"),
         id_hash_key: Some(format!("demo-only-key-{}", uuid::Uuid::new_v4())),
         limits: Default::default(),
+        pdf_inspector: std::env::current_exe().ok(),
     };
     let intake = startup::build_intake(engine.clone(), workflows, &config)?;
     let work = Arc::new(startup::build_work(engine.clone(), planner, &work_config));

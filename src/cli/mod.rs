@@ -549,6 +549,8 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
                 max_per_kind: cli.max_documents_per_kind,
                 max_draft_bytes: cli.max_draft_bytes,
             },
+            // PDFs are parsed by this very binary in a sandboxed child process.
+            pdf_inspector: std::env::current_exe().ok(),
         },
         work: work_config_from_env(),
         db: startup::DbOptions {

@@ -219,6 +219,22 @@ impl Default for DocumentLimits {
 }
 
 impl DocumentLimits {
+    /// Checks a change to a draft's documents: refused only when it breaks a limit *and*
+    /// grows the draft (more documents, more of a kind, or more bytes), so a draft over a
+    /// limit lowered since (or admitted before the limit existed) can always be shrunk.
+    pub fn check_change(&self, before: &[(DocumentKind, u64)], after: &[(DocumentKind, u64)]) -> Vec<FieldError> {
+        let problems = self.check_collection(after.iter().copied());
+        if problems.is_empty() {
+            return problems;
+        }
+        let bytes = |d: &[(DocumentKind, u64)]| d.iter().map(|(_, s)| *s).sum::<u64>();
+        let of = |d: &[(DocumentKind, u64)], k: DocumentKind| d.iter().filter(|(x, _)| *x == k).count();
+        let grew = after.len() > before.len()
+            || bytes(after) > bytes(before)
+            || after.iter().any(|(k, _)| of(after, *k) > of(before, *k));
+        if grew { problems } else { Vec::new() }
+    }
+
     /// Checks one draft's documents (kind and size of each) against the per-draft
     /// limits: how many, how many of one kind, how many bytes in all.
     pub fn check_collection(&self, documents: impl IntoIterator<Item = (DocumentKind, u64)>) -> Vec<FieldError> {
@@ -456,7 +472,8 @@ thread_local! {
     static TOO_DEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-fn inspect_pdf(bytes: &[u8]) -> Result<(), DocumentProblem> {
+/// A PDF's verdict (in this process: the server runs it in `adapters::pdf_sandbox`).
+pub fn inspect_pdf(bytes: &[u8]) -> Result<(), DocumentProblem> {
     // Encrypted documents are refused unread: lopdf would parse their object streams
     // without the nesting check below.
     if nesting_depth(bytes) > MAX_PDF_NESTING || find(bytes, b"/Encrypt").is_some() {
@@ -999,6 +1016,23 @@ mod tests {
             inspect(DocumentKind::Supplementary, ContentType::Pdf, &active, &DocumentLimits::default()).unwrap_err();
         assert_eq!(err.problem, DocumentProblem::ActivePdf("JavaScript"));
         assert!(err.to_string().contains("carries JavaScript"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use DocumentKind::{BusinessLicense as L, Supplementary as S};
+
+    #[test]
+    fn a_draft_over_a_limit_can_shrink_but_not_grow() {
+        let limits = DocumentLimits { max_per_draft: 2, max_per_kind: 1, max_draft_bytes: 100, ..Default::default() };
+        let over = [(S, 10), (S, 10), (L, 10)];
+        assert!(limits.check_change(&over, &over[..2]).is_empty(), "removing one is allowed");
+        assert!(limits.check_change(&over, &[(S, 10), (S, 5), (L, 10)]).is_empty(), "a smaller replacement too");
+        assert!(!limits.check_change(&over, &[(S, 10), (S, 10), (L, 11)]).is_empty(), "more bytes are not");
+        assert!(!limits.check_change(&[(S, 10)], &[(S, 10), (S, 1)]).is_empty(), "a second of a kind is not");
+        assert!(limits.check_change(&[], &[(S, 10)]).is_empty());
     }
 }
 

@@ -70,7 +70,7 @@ async fn create_draft(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     let per_hour = Budget::per(state.config.drafts_per_hour, Duration::from_secs(3600));
-    state.limits.take(&format!("drafts:{}", peer.ip()), per_hour).await?;
+    state.limits.take(&format!("drafts:{}", crate::app::limits::client_key(peer.ip())), per_hour).await?;
     let data = protect_id_number(&state, draft_fields(body, Vec::new())?)?;
     let input = to_input(&data)?;
     let draft = state.intake.parse(input.clone())?;
@@ -264,17 +264,27 @@ async fn add_document(
     body: Body,
 ) -> ApiResult<Response> {
     let draft = draft_access(&state, &id, secret.as_deref()).await?;
-    // A full draft is refused before a byte of the upload is read.
-    let held = draft.data.get("documents").and_then(Value::as_array).map_or(0, Vec::len);
-    let most = state.intake.limits().max_per_draft;
-    if held >= most {
-        drain(&mut body.into_data_stream(), state.intake.limits().max_bytes).await;
-        return Err(ApiError::field(
-            "documents",
-            format!("a draft holds at most {most} documents; remove one before adding another"),
-        ));
+    // A full draft, or one full of this kind, is refused before a byte of the upload is read.
+    let limits = state.intake.limits();
+    let held = collection(&draft.data);
+    let kind = query_kind(&uri)?;
+    let of_kind = held.iter().filter(|(k, _)| *k == kind).count();
+    let full = if held.len() >= limits.max_per_draft {
+        Some(format!("a draft holds at most {} documents; remove one before adding another", limits.max_per_draft))
+    } else if of_kind >= limits.max_per_kind {
+        Some(format!(
+            "{kind}: a draft holds at most {} of this kind; remove one before adding another",
+            limits.max_per_kind
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = full {
+        drain(&mut body.into_data_stream(), limits.max_bytes).await;
+        return Err(ApiError::field("documents", why));
     }
-    let entry = receive_document(&state, &uri, &headers, body).await?;
+    let received = receive_document(&state, &uri, &headers, body).await?;
+    let entry = received.entry.clone();
     let mut data = draft.data.clone();
     let documents = documents_mut(&mut data)?;
     // A repeated upload (a client retry) of the same file as the same document is
@@ -286,7 +296,7 @@ async fn add_document(
     }
     documents.push(entry.clone());
     let index = documents.len() - 1;
-    check_and_store(&state, &draft, &data).await?;
+    keep_document(&state, &draft, &data, received).await?;
     Ok((StatusCode::CREATED, Json(json!({ "index": index, "document": entry }))).into_response())
 }
 
@@ -301,10 +311,11 @@ async fn replace_document(
 ) -> ApiResult<Response> {
     let draft = draft_access(&state, &id, secret.as_deref()).await?;
     let index = document_index(&draft.data, &index)?;
-    let entry = receive_document(&state, &uri, &headers, body).await?;
+    let received = receive_document(&state, &uri, &headers, body).await?;
+    let entry = received.entry.clone();
     let mut data = draft.data.clone();
     documents_mut(&mut data)?[index] = entry.clone();
-    check_and_store(&state, &draft, &data).await?;
+    keep_document(&state, &draft, &data, received).await?;
     Ok(Json(json!({ "index": index, "document": entry })).into_response())
 }
 
@@ -337,6 +348,38 @@ fn document_index(data: &Value, raw: &str) -> ApiResult<usize> {
         .ok_or_else(|| ApiError::not_found(format!("the draft has {count} document(s), numbered from 0")))
 }
 
+/// The kind and size of each document of a stored draft.
+fn collection(data: &Value) -> Vec<(DocumentKind, u64)> {
+    let documents = data.get("documents").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    documents
+        .iter()
+        .filter_map(|d| {
+            let kind = d.get("kind")?.as_str()?.parse().ok()?;
+            Some((kind, d.get("size").and_then(Value::as_u64).unwrap_or(0)))
+        })
+        .collect()
+}
+
+/// The `kind` an upload's query names, read before its body.
+fn query_kind(uri: &Uri) -> ApiResult<DocumentKind> {
+    let query = Query::<DocumentQuery>::try_from_uri(uri).map_err(|e| ApiError::field("query", e.body_text()))?.0;
+    query.kind.parse::<DocumentKind>().map_err(|e| ApiError::field("kind", e.to_string()))
+}
+
+/// Puts a received document into the draft: the change is checked against the draft's
+/// limits (refused only when it grows a draft past one) and as a whole draft, then the
+/// file is adopted into the blob store and the draft written. A refused change keeps no
+/// file (the staged upload is dropped).
+async fn keep_document(state: &Shared, draft: &DraftRecord, data: &Value, received: Received) -> ApiResult<()> {
+    let problems = state.intake.limits().check_change(&collection(&draft.data), &collection(data));
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    state.intake.parse(to_input(data)?)?;
+    state.intake.blobs().adopt(received.staged, &received.blob).await.map_err(ApiError::internal)?;
+    store_data(state, draft, data).await
+}
+
 /// Parses the whole changed draft, then stores it.
 async fn check_and_store(state: &Shared, draft: &DraftRecord, data: &Value) -> ApiResult<()> {
     state.intake.parse(to_input(data)?)?;
@@ -345,7 +388,7 @@ async fn check_and_store(state: &Shared, draft: &DraftRecord, data: &Value) -> A
 
 /// Reads the query and the upload, checks the content and stores it in the blob store
 /// (content-addressed); answers the document entry to put in the draft.
-async fn receive_document(state: &Shared, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Value> {
+async fn receive_document(state: &Shared, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Received> {
     let query = Query::<DocumentQuery>::try_from_uri(uri).map_err(|e| ApiError::field("query", e.body_text()))?.0;
     if let Some(p) = query.signatory_share_percent
         && !(p.is_finite() && (0.0..=100.0).contains(&p))
@@ -389,8 +432,7 @@ async fn receive_document(state: &Shared, uri: &Uri, headers: &HeaderMap, body: 
     };
     let blob = upload.blob;
     let size = blob.size;
-    blobs.adopt(staged, &blob).await.map_err(ApiError::internal)?;
-    let sha256 = blob.sha256;
+    let sha256 = blob.sha256.clone();
     let mut entry = json!({
         "kind": kind.as_str(),
         "sha256": sha256,
@@ -413,7 +455,14 @@ async fn receive_document(state: &Shared, uri: &Uri, headers: &HeaderMap, body: 
     if let Some(v) = query.attestation {
         entry["attestation"] = json!(v);
     }
-    Ok(entry)
+    Ok(Received { entry, staged, blob })
+}
+
+/// A checked upload, staged: its draft entry, the staged file and what it holds.
+struct Received {
+    entry: Value,
+    staged: crate::adapters::blobs::Staged,
+    blob: crate::adapters::blobs::BlobRef,
 }
 
 // ------------------------------------------------------------------------- multipart

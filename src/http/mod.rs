@@ -335,13 +335,15 @@ async fn progress(
 ) -> ApiResult<Response> {
     let arrived = Instant::now();
     let q = body.0;
-    let client = peer.ip().to_string();
+    let client = crate::app::limits::client_key(peer.ip());
     state.limiter.check(peer.ip())?;
-    state.limits.progress_allowed(&q.ticket, &client).await?;
+    let attempt = state.limits.progress_attempt(&q.ticket, &client).await?;
     match state.intake.progress(&q.ticket, &q.phone).await {
-        Ok(progress) => Ok(Json(progress).into_response()),
+        Ok(progress) => {
+            state.limits.progress_right(attempt).await?;
+            Ok(Json(progress).into_response())
+        }
         Err(crate::app::intake::IntakeError::NoMatch) => {
-            state.limits.progress_failed(&q.ticket, &client).await?;
             tokio::time::sleep_until((arrived + state.config.progress_floor).into()).await;
             Err(crate::app::intake::IntakeError::NoMatch.into())
         }

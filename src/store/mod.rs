@@ -731,8 +731,8 @@ pub trait Store: Send + Sync + 'static {
     /// answers the window's count including this hit. Shared by every process.
     async fn count_hit(&self, key: &str, window: i64, expires_at: DateTime<Utc>) -> Result<i64, StoreError>;
 
-    /// How many hits `key` has in `window`, without counting one.
-    async fn hits(&self, key: &str, window: i64) -> Result<i64, StoreError>;
+    /// Takes back one hit of `key` in `window` (a counted attempt that turned out right).
+    async fn uncount_hit(&self, key: &str, window: i64) -> Result<(), StoreError>;
 
     /// Forgets counters whose window has passed; answers how many.
     async fn prune_rate_limits(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;

@@ -1119,13 +1119,13 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    async fn hits(&self, key: &str, window: i64) -> Result<i64, StoreError> {
-        let n: Option<i64> = sqlx::query_scalar("SELECT count FROM rate_limits WHERE key = ? AND slot = ?")
+    async fn uncount_hit(&self, key: &str, window: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE rate_limits SET count = count - 1 WHERE key = ? AND slot = ? AND count > 0")
             .bind(key)
             .bind(window)
-            .fetch_optional(&self.pool)
+            .execute(&self.pool)
             .await?;
-        Ok(n.unwrap_or(0))
+        Ok(())
     }
 
     async fn prune_rate_limits(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
