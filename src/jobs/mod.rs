@@ -625,7 +625,8 @@ impl Running {
             loop {
                 if tokio::time::Instant::now() > deadline {
                     let runnable = store.runnable_jobs(&QUEUES).await.unwrap_or(-1);
-                    return Err(SettleError::Timeout { runnable, health: self.rt.work.health().problems() });
+                    let jobs = unfinished_jobs(store.as_ref()).await;
+                    return Err(SettleError::Timeout { runnable, health: self.rt.work.health().problems(), jobs });
                 }
                 if let Some(problem) = self.rt.work.health().statuses().into_iter().find(|s| s.gave_up) {
                     return Err(SettleError::GaveUp(problem.last_error.unwrap_or(problem.name)));
@@ -635,9 +636,9 @@ impl Running {
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            let fired = tokio::time::timeout_at(deadline, self.timer_pass())
-                .await
-                .map_err(|_| SettleError::Timeout { runnable: -1, health: self.rt.work.health().problems() })?;
+            let fired = tokio::time::timeout_at(deadline, self.timer_pass()).await.map_err(|_| {
+                SettleError::Timeout { runnable: -1, health: self.rt.work.health().problems(), jobs: Vec::new() }
+            })?;
             if fired == 0 && store.runnable_jobs(&QUEUES).await? == 0 {
                 return Ok(());
             }
@@ -687,6 +688,26 @@ impl Running {
     }
 }
 
+/// The jobs not done (status, attempts, when due, last result), for a settle that timed
+/// out: what a reader needs to tell a stuck job from a slow one.
+async fn unfinished_jobs(store: &dyn crate::store::Store) -> Vec<String> {
+    let filter = crate::store::JobFilter { dead_only: false, queue: None, limit: Some(1000) };
+    match store.jobs(&filter).await {
+        Ok(jobs) => jobs
+            .into_iter()
+            .filter(|j| matches!(j.status.as_str(), "Pending" | "Queued" | "Running"))
+            .take(20)
+            .map(|j| {
+                format!(
+                    "{} {} {} attempts {}/{} due {} last {:?}",
+                    j.queue, j.id, j.status, j.attempts, j.max_attempts, j.run_at, j.last_result
+                )
+            })
+            .collect(),
+        Err(e) => vec![format!("could not list the jobs: {e}")],
+    }
+}
+
 /// What a simulation counts, read from the database.
 struct Counts {
     jobs_done: usize,
@@ -711,8 +732,10 @@ impl Counts {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettleError {
-    #[error("the worker did not settle in time ({runnable} job(s) still runnable; loops down: {health:?})")]
-    Timeout { runnable: i64, health: Vec<crate::app::health::LoopStatus> },
+    #[error(
+        "the worker did not settle in time ({runnable} job(s) still runnable; loops down: {health:?}; jobs not done: {jobs:?})"
+    )]
+    Timeout { runnable: i64, health: Vec<crate::app::health::LoopStatus>, jobs: Vec<String> },
     #[error("a worker loop gave up: {0}")]
     GaveUp(String),
     #[error(transparent)]
