@@ -148,9 +148,7 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
             "  metrics   http://{}/metrics (no credentials)",
             metrics.local_addr().map_or(addr.clone(), |a| a.to_string())
         );
-        let router = crate::http::metrics_router(state.clone());
-        let stop = wait(stop_rx.clone());
-        tokio::spawn(async move { axum::serve(metrics, router).with_graceful_shutdown(stop).await });
+        tokio::spawn(crate::http::serve_metrics(metrics, state.clone(), wait(stop_rx.clone())));
     }
     crate::http::serve(listener, state, wait(stop_rx))
         .await

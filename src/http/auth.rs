@@ -33,21 +33,32 @@ impl FromRequestParts<Shared> for Staff {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Self::Rejection> {
-        let header =
-            parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
-                ApiError::unauthorized("send Authorization: Bearer <token> (appealflow tokens create)")
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be: Bearer <token>"))?;
-        let record = state
-            .engine()
-            .store()
-            .token_by_hash(&hash_secret(token.trim()))
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
-        Ok(Staff(Actor::new(record.name, record.role)))
+        let token = bearer(&parts.headers)?;
+        staff_by_token(state, token).await
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token> (appealflow tokens create)"))?;
+    header
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be: Bearer <token>"))
+}
+
+/// The staff member a token belongs to, unless it is unknown or revoked.
+pub async fn staff_by_token(state: &Shared, token: &str) -> Result<Staff, ApiError> {
+    let record = state
+        .engine()
+        .store()
+        .token_by_hash(&hash_secret(token))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+    Ok(Staff(Actor::new(record.name, record.role)))
 }
 
 /// Checks a draft's secret; the same answer for an unknown draft and a wrong secret.

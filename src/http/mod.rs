@@ -224,25 +224,23 @@ async fn readyz(State(state): State<Shared>) -> Response {
 /// (`--metrics-token`) or an admin's token. `--metrics-listen` serves it without
 /// credentials on an address of its own (a private network, for the scraper).
 async fn metrics(State(state): State<Shared>, headers: axum::http::HeaderMap) -> ApiResult<Response> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <metrics token or admin token>"))?;
-    let by_metrics_token = state.config.metrics_token.as_deref().is_some_and(|t| {
-        crate::app::access::same_hash(&crate::app::access::hash_secret(t), &crate::app::access::hash_secret(bearer))
-    });
+    let token = auth::bearer(&headers)?;
+    let by_metrics_token =
+        state.config.metrics_token.as_deref().is_some_and(|t| crate::app::access::same_hash(t, token));
     if !by_metrics_token {
-        let record = state
-            .engine()
-            .store()
-            .token_by_hash(&crate::app::access::hash_secret(bearer))
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
-        auth::Staff(crate::domain::Actor::new(record.name, record.role)).require(&[crate::domain::Role::Admin])?;
+        auth::staff_by_token(&state, token).await?.require(&[crate::domain::Role::Admin])?;
     }
     render_metrics(&state).await
+}
+
+/// Serves `/metrics` alone, without credentials, on `listener` (`--metrics-listen`)
+/// until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, metrics_router(state)).with_graceful_shutdown(shutdown).await
 }
 
 /// The metrics router for `--metrics-listen`: `/metrics` without credentials.

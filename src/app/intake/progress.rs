@@ -1,0 +1,128 @@
+//! The progress query (ticket + contact phone), built to do the same work whatever the
+//! input: see `Intake::progress`.
+
+use serde::Serialize;
+
+use super::{AppealData, EntityChange, Intake, IntakeError};
+use crate::app::access::same_hash;
+use crate::domain::draft::DraftInput;
+use crate::domain::{PhoneNumber, TicketNumber};
+use crate::store::{AppealRecord, EventRecord, TimerStatus};
+
+/// The stage a progress query reports.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Progress {
+    pub ticket: String,
+    /// received, under_review, approved, rejected, closed
+    pub stage: String,
+    pub outcome: Option<String>,
+    pub reasons: Vec<String>,
+    /// While rejected: until when the applicant may add documents and continue (null
+    /// while the rejection notice is still being delivered).
+    pub continue_until: Option<String>,
+    pub received_at: String,
+    pub updated_at: String,
+}
+
+impl Intake {
+    /// Progress by ticket number and contact phone. An unknown ticket and a wrong phone
+    /// give the same answer, so the query cannot be used to find out either.
+    pub async fn progress(&self, ticket: &str, phone: &str) -> Result<Progress, IntakeError> {
+        // The same work whatever the input, so timing tells nothing: a malformed ticket
+        // is looked up as the decoy's; a record is parsed and a phone compared every
+        // time (the decoy's when nothing was found); history and timers are read for the
+        // matched appeal, or for the decoy (which has none) on every wrong answer.
+        let decoy = self.decoy();
+        let ticket = TicketNumber::parse(ticket).ok();
+        let phone = PhoneNumber::parse(phone).ok();
+        let lookup = ticket.as_ref().unwrap_or(&decoy.ticket);
+        let found = self.engine.store().appeal_by_ticket(lookup).await?;
+        let real = found.is_some() && ticket.is_some();
+        let record = found.as_ref().filter(|_| real).unwrap_or(decoy);
+        let data = AppealData::from_record(record)?;
+        let stored = data.draft.contact_phone.as_ref().map_or("", |p| p.as_e164());
+        let given = phone.as_ref().map_or("", |p| p.as_e164());
+        // Compared without an early exit: timing does not reveal a partial match.
+        let phone_matches = same_hash(stored, given) & real & phone.is_some();
+        let read = if phone_matches { &record.id } else { &decoy.id };
+        let history = self.engine.store().history(read).await?;
+        let timers = self.engine.store().timers(Some(read)).await?;
+        let progress = progress_of(record, &history, &timers);
+        if phone_matches { Ok(progress) } else { Err(IntakeError::NoMatch) }
+    }
+
+    /// A well-formed appeal record that is not stored: what a wrong progress answer
+    /// parses and reads instead of a real one.
+    fn decoy(&self) -> &AppealRecord {
+        self.decoy.get_or_init(|| {
+            let input: DraftInput = serde_json::from_str(include_str!("../../../examples/http-draft.json"))
+                .expect("the example draft parses");
+            let draft = input.parse(&self.hasher).expect("the example draft is valid");
+            let data = AppealData {
+                draft,
+                case: Some("decoy".into()),
+                changes_secure_phone: true,
+                entity_change: EntityChange::default(),
+                previous_documents: Vec::new(),
+            };
+            let now = chrono::Utc::now();
+            AppealRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                ticket: TicketNumber::generate(),
+                workflow: String::new(),
+                workflow_version: 0,
+                state: "submitted".into(),
+                outcome: None,
+                version: 1,
+                assignee: None,
+                account: String::new(),
+                data: serde_json::to_value(&data).expect("appeal data serialises"),
+                created_at: now,
+                updated_at: now,
+            }
+        })
+    }
+}
+
+fn progress_of(record: &AppealRecord, history: &[EventRecord], timers: &[crate::store::TimerRecord]) -> Progress {
+    let stage = match record.state.as_str() {
+        "submitted" => "received",
+        "under_review" => "under_review",
+        "approved" => "approved",
+        "rejected" | "resubmission_window" => "rejected",
+        "closed" => "closed",
+        other => other,
+    };
+    let reasons = if stage == "rejected" {
+        history
+            .iter()
+            .rev()
+            .find(|e| e.transition == "reject" || e.transition == "screen_reject")
+            .map(|e| e.reasons.clone())
+            .unwrap_or_default()
+    } else {
+        vec![]
+    };
+    let continue_until = (record.state == "resubmission_window")
+        .then(|| {
+            timers
+                .iter()
+                .find(|t| t.name == "resubmission_window" && t.status == TimerStatus::Armed)
+                .map(|t| t.due_at.to_rfc3339())
+        })
+        .flatten();
+    let received_at = history
+        .iter()
+        .rev()
+        .find(|e| e.transition == "submit" || e.transition == "resubmit")
+        .map_or(record.created_at, |e| e.at);
+    Progress {
+        ticket: record.ticket.to_string(),
+        stage: stage.to_string(),
+        outcome: record.outcome.clone(),
+        reasons,
+        continue_until,
+        received_at: received_at.to_rfc3339(),
+        updated_at: record.updated_at.to_rfc3339(),
+    }
+}
