@@ -185,6 +185,7 @@ fn lifecycle_through_the_cli_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(appealflow_no_postgres, ignore = "no PostgreSQL: set APPEALFLOW_TEST_POSTGRES_URL=postgres://... to run it")]
 async fn lifecycle_through_the_cli_on_postgres() {
     if let Some(db) = common::postgres("lifecycle_through_the_cli_on_postgres").await {
         let url = db.url.clone();
@@ -413,6 +414,12 @@ fn workflow_check_and_graph() {
     let dot = run("sqlite::memory:", &["workflow", "graph", "--format", "dot"]);
     assert!(dot.stdout.starts_with("digraph"));
 
+    // The README's diagram is the one `workflow graph` prints, edge for edge.
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find("```mermaid\n").expect("README has a mermaid diagram") + "```mermaid\n".len();
+    let block = &readme[start..start + readme[start..].find("```").expect("the diagram ends")];
+    assert_eq!(block, graph.stdout, "README's mermaid block differs from `appealflow workflow graph`");
+
     // A broken copy is refused, naming the file and the entry.
     let tmp = tempfile::tempdir().unwrap();
     let wf_dir = tmp.path().join("account-appeal");
@@ -560,6 +567,7 @@ fn readme_curl_walkthrough_works_against_serve_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(appealflow_no_postgres, ignore = "no PostgreSQL: set APPEALFLOW_TEST_POSTGRES_URL=postgres://... to run it")]
 async fn readme_curl_walkthrough_works_against_serve_on_postgres() {
     if let Some(db) = common::postgres("readme_curl_walkthrough_works_against_serve_on_postgres").await {
         let url = db.url.clone();
@@ -608,4 +616,39 @@ fn tokens_carry_a_leads_email_and_a_bad_address_is_refused_storing_nothing() {
     assert!(list[0].get("token_hash").is_none(), "the hash is not shown: {list}");
     let text = run(&url, &["tokens", "list"]).stdout;
     assert!(text.contains("lead") && text.contains("lee@example.com"), "{text}");
+}
+
+/// Settings are declared flags: `--help` names their environment variables (never a
+/// secret's value) and the values an argument allows; `workflow check` takes the
+/// `--workflows` folder as well as a workflow's own; and a command that opens no
+/// database leaves no key file beside it.
+#[test]
+fn settings_are_flags_with_help_and_commands_without_a_database_touch_nothing() {
+    let help = run("sqlite::memory:", &["--help"]);
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    for var in [
+        "APPEALFLOW_ID_HASH_KEY",
+        "APPEALFLOW_LEAD_EMAILS",
+        "APPEALFLOW_ACTIONS_URL",
+        "APPEALFLOW_ALLOW_CLOCK_OVERRIDE",
+    ] {
+        assert!(help.stdout.contains(var), "{var} not in --help:\n{}", help.stdout);
+    }
+    assert!(!help.stdout.contains("cli-test-key-0123456789"), "a secret's value is shown:\n{}", help.stdout);
+    let tokens = run("sqlite::memory:", &["tokens", "create", "--help"]);
+    assert!(tokens.stdout.contains("reviewer, lead, admin"), "{}", tokens.stdout);
+    let bad = run("sqlite::memory:", &["tokens", "create", "--role", "applicant", "--name", "x"]);
+    assert_error(&bad, 2, "applicant");
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quiet.db");
+    let url = format!("sqlite://{}", db.display());
+    let parent = common::workflows_dir();
+    let parent = parent.to_str().unwrap();
+    for args in [vec!["workflow", "check", parent], vec!["workflow", "graph", parent], vec!["workflow", "check"]] {
+        let r = run_with(&url, &args, None, &[("APPEALFLOW_ID_HASH_KEY", "")]);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    }
+    assert!(!db.exists(), "no database was needed");
+    assert!(!dir.path().join("quiet.db.idkey").exists(), "no key file was needed");
 }

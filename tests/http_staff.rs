@@ -17,7 +17,7 @@ use appealflow::app::intake::{DocumentSource, LocalFiles};
 use appealflow::domain::draft::DraftInput;
 use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
 use appealflow::engine::{Clock, Engine, ManualClock};
-use appealflow::http::staff::API;
+use appealflow::http::api::API;
 use appealflow::http::{AppState, HttpConfig};
 use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
 use appealflow::store::{RowCounts, TimerStatus};
@@ -39,6 +39,7 @@ on_both_backends!(
     admin_sees_the_loaded_workflow_and_calendars,
     openapi_describes_every_route_the_router_serves_and_nothing_else,
     readyz_answers_503_while_the_schema_is_behind_the_build,
+    unknown_paths_wrong_methods_and_missing_credentials_answer_problem_documents,
 );
 
 const KEY: &str = "http-staff-test-key-0123456789";
@@ -438,7 +439,7 @@ async fn every_staff_route_answers_each_caller_as_the_matrix_says(db: TestDb) {
     // Every staff route of the table is in the matrix.
     let covered: BTreeSet<(&str, String)> =
         cells.iter().map(|c| (c.method, c.path.replace("no-such-job", "{id}"))).collect();
-    for r in API.iter().filter(|r| matches!(r.access, appealflow::http::staff::Access::Staff(_))) {
+    for r in API.iter().filter(|r| matches!(r.access, appealflow::http::api::Access::Staff(_))) {
         assert!(covered.contains(&(r.method, r.path.to_string())), "{} {} is not in the matrix", r.method, r.path);
     }
     let mut failures = Vec::new();
@@ -1192,11 +1193,12 @@ async fn openapi_describes_every_route_the_router_serves_and_nothing_else(db: Te
         assert!(doc["components"]["schemas"].get(name).is_some(), "{r} does not resolve");
     }
 
-    // Every documented route is served: the router does not answer 404 (no route) or
-    // 405 (no such method). A handler's own 404 is a problem document.
+    // Every documented route is served: the router does not answer 404 `no-route` or
+    // 405. A handler's own 404 is another problem (`not-found`).
+    let no_route = |reply: &Reply| reply.status == 404 && reply.problem(404)["code"] == "no-route";
     for (method, path) in &table {
         let reply = h.send_raw(method, &fill(path), None, None, &[]).await;
-        let unrouted = reply.status == 405 || (reply.status == 404 && reply.content_type != "application/problem+json");
+        let unrouted = reply.status == 405 || no_route(&reply);
         assert!(!unrouted, "{method} {path} is documented but not served: {} {}", reply.status, reply.text());
     }
     // No other method is served on a documented path.
@@ -1214,8 +1216,12 @@ async fn openapi_describes_every_route_the_router_serves_and_nothing_else(db: Te
     for path in UNDOCUMENTED {
         for method in METHODS {
             let reply = h.send_raw(method, &fill(path), Some(&h.tokens.ada), None, &[]).await;
-            assert_eq!(reply.status, 404, "{method} {path} is served but not documented: {}", reply.text());
-            assert_ne!(reply.content_type, "application/problem+json", "{method} {path}: no handler ran");
+            assert!(
+                no_route(&reply),
+                "{method} {path} is served but not documented: {} {}",
+                reply.status,
+                reply.text()
+            );
         }
     }
 }
@@ -1263,4 +1269,31 @@ async fn readyz_answers_503_while_the_schema_is_behind_the_build(db: TestDb) {
     assert!(p["detail"].as_str().unwrap().contains("appealflow migrate"), "{p}");
     // Liveness does not depend on the schema.
     assert_eq!(h.send_raw("GET", "/healthz", None, None, &[]).await.status, 200);
+}
+
+async fn unknown_paths_wrong_methods_and_missing_credentials_answer_problem_documents(db: TestDb) {
+    let h = harness(db).await;
+    // An unknown path: a problem document naming it, not an empty body.
+    let r = h.get("/v1/no-such-route", &h.tokens.ann).await;
+    let p = r.problem(404);
+    assert_eq!(p["code"], "no-route", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("/v1/no-such-route"), "{p}");
+    // A known path with a method it does not take: 405, its methods in Allow.
+    let r = h.send("DELETE", "/v1/queue", Some(&h.tokens.ann), None, &[]).await;
+    let p = r.problem(405);
+    assert_eq!(p["code"], "method-not-allowed", "{p}");
+    let allow = r.headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(allow.contains("GET"), "Allow: {allow:?}");
+    // 401s say how to authenticate: a bearer token for staff routes...
+    for token in [None, Some(UNKNOWN_TOKEN)] {
+        let r = h.send("GET", "/v1/queue", token, None, &[]).await;
+        r.problem(401);
+        let challenge = r.headers.get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert!(challenge.starts_with("Bearer "), "WWW-Authenticate: {challenge:?}");
+    }
+    // ...the draft's secret for an applicant's draft.
+    let r = h.send("GET", "/v1/drafts/some-draft", None, None, &[]).await;
+    r.problem(401);
+    let challenge = r.headers.get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(challenge.starts_with("DraftSecret "), "WWW-Authenticate: {challenge:?}");
 }

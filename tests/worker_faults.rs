@@ -881,6 +881,7 @@ const PG_APPROVED: usize = 8;
 const LEADS: &str = "lead-a@example.com,lead-b@example.com";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(appealflow_no_postgres, ignore = "no PostgreSQL: set APPEALFLOW_TEST_POSTGRES_URL=postgres://... to run it")]
 async fn several_workers_on_postgres_fire_each_timer_and_action_once() {
     let Some(db) = common::postgres("several_workers_on_postgres_fire_each_timer_and_action_once").await else {
         return;

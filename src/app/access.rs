@@ -71,3 +71,12 @@ pub async fn create_token(
     store.insert_token(&record).await?;
     Ok((token, record))
 }
+
+/// The staff member an API token belongs to, unless it is unknown or revoked.
+pub async fn staff_by_token(
+    engine: &crate::engine::Engine,
+    token: &str,
+) -> Result<Option<crate::domain::Actor>, crate::store::StoreError> {
+    let record = engine.store().token_by_hash(&hash_secret(token)).await?;
+    Ok(record.map(|r| crate::domain::Actor::new(r.name, r.role)))
+}

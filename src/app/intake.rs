@@ -19,7 +19,7 @@ use crate::domain::document::{
 use crate::domain::draft::{Draft, DraftDocument, DraftInput, EntryPoint};
 use crate::domain::rules::{Checklist, Ineligible, Rules, eligibility, evaluate};
 use crate::domain::{Account, Actor, FieldError, IdHasher, Role, TicketNumber, VerificationType};
-use crate::engine::{Command, CommandOutcome, Engine, EngineError, ErrorClass, Keyed, NewAppeal, Target};
+use crate::engine::{Command, CommandOutcome, Engine, EngineError, Keyed, NewAppeal, Target};
 use crate::store::{AppealRecord, StoreError, UnitOfWork};
 use crate::workflow::Fire;
 
@@ -90,20 +90,6 @@ fn join_problems(problems: &[FieldError]) -> String {
 impl From<StoreError> for IntakeError {
     fn from(e: StoreError) -> Self {
         IntakeError::Engine(EngineError::Store(e))
-    }
-}
-
-impl IntakeError {
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            IntakeError::Invalid(_) | IntakeError::Incomplete(_) | IntakeError::NoMatch => ErrorClass::BadInput,
-            IntakeError::Ineligible(_) | IntakeError::NotResubmittable { .. } | IntakeError::Refused(_) => {
-                ErrorClass::Refused
-            }
-            IntakeError::Engine(e) => e.class(),
-            IntakeError::Blob(BlobError::NotFound { .. }) => ErrorClass::BadInput,
-            IntakeError::Blob(_) => ErrorClass::Internal,
-        }
     }
 }
 

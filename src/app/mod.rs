@@ -2,11 +2,16 @@
 //! turn raw input into domain types and engine results into views.
 
 pub mod access;
+pub mod admin;
+pub mod drafts;
 pub mod effects;
 pub mod health;
+pub mod idempotent;
 pub mod intake;
 pub mod janitor;
 pub mod limits;
+pub mod problem;
+pub mod review;
 pub mod work;
 
 use serde::Serialize;
@@ -14,6 +19,28 @@ use serde::Serialize;
 use crate::domain::{FieldError, TicketNumber};
 use crate::engine::{Engine, EngineError};
 use crate::store::{AppealFilter, AppealRecord, EventRecord, TimerRecord};
+
+/// A refusal by an app service beyond the engine's own: the caller may not, the thing is
+/// not there, or it is not in a state that allows it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("only a dead job can be retried (this one is {status}, {attempts} attempts)")]
+    NotDead { status: String, attempts: i64 },
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<crate::store::StoreError> for ServiceError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ServiceError::Engine(e.into())
+    }
+}
 
 /// Parses JSON input, reporting where it is wrong without repeating the offending value
 /// (it may be a phone or an identity number, which never go into an error message).
@@ -127,6 +154,12 @@ pub struct AppealView {
     pub review_due_at: Option<String>,
     pub timers: Vec<TimerView>,
     pub history: Vec<HistoryView>,
+}
+
+/// The appeal's history, oldest first.
+pub async fn history(engine: &Engine, ticket: &TicketNumber) -> Result<Vec<EventRecord>, EngineError> {
+    let record = review::load(engine, ticket).await?;
+    Ok(engine.store().history(&record.id).await?)
 }
 
 pub async fn show(engine: &Engine, ticket: &TicketNumber) -> Result<AppealView, EngineError> {

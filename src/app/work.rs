@@ -46,7 +46,7 @@ impl From<StoreError> for WorkError {
 
 impl From<EngineError> for WorkError {
     fn from(e: EngineError) -> Self {
-        match e.class() {
+        match crate::app::problem::Classify::class(&e) {
             crate::engine::ErrorClass::Internal => WorkError::Retry(e.to_string()),
             _ => WorkError::Permanent(e.to_string()),
         }

@@ -224,7 +224,7 @@ pub(super) async fn accounts(ctx: &Context, cmd: AccountsCommand) -> Result<(), 
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| CliError::usage(format!("{}: cannot read: {e}", file.display())))?;
             let inputs: Vec<AccountInput> = parse_json(&text)?;
-            let hasher = crate::startup::id_hasher(ctx.intake.id_hash_key.as_deref())?;
+            let hasher = crate::startup::id_hasher(ctx.intake_config()?.id_hash_key.as_deref())?;
             let mut accounts = Vec::new();
             let mut problems: Vec<FieldError> = Vec::new();
             for (i, input) in inputs.into_iter().enumerate() {
@@ -237,17 +237,12 @@ pub(super) async fn accounts(ctx: &Context, cmd: AccountsCommand) -> Result<(), 
                 return Err(EngineError::Invalid(problems).into());
             }
             let engine = ctx.engine().await?;
-            engine.store().put_accounts(&accounts, engine.now()).await.map_err(|e| match e {
-                crate::store::StoreError::DuplicateAccountKey { .. } => CliError::usage(e.to_string()),
-                other => other.into(),
-            })?;
+            app::admin::import_accounts(&engine, &accounts).await?;
             println!("{} account(s) imported", accounts.len());
         }
         AccountsCommand::Show { name, json } => {
             let engine = ctx.engine().await?;
-            let account = engine
-                .store()
-                .account(&name)
+            let account = app::admin::account(&engine, &name)
                 .await?
                 .ok_or_else(|| CliError::usage(format!("no account named {name:?} in the directory")))?;
             if json {
@@ -297,19 +292,8 @@ fn print_account(a: &Account) {
 pub(super) async fn timers(engine: &Engine, cmd: TimersCommand) -> Result<(), CliError> {
     match cmd {
         TimersCommand::List { appeal, json } => {
-            let appeal_id = match appeal {
-                Some(t) => {
-                    let ticket = app::parse_ticket(&t)?;
-                    let record = engine
-                        .store()
-                        .appeal_by_ticket(&ticket)
-                        .await?
-                        .ok_or_else(|| EngineError::NotFound(ticket.to_string()))?;
-                    Some(record.id)
-                }
-                None => None,
-            };
-            let timers = engine.store().timers(appeal_id.as_deref()).await?;
+            let ticket = appeal.as_deref().map(app::parse_ticket).transpose()?;
+            let timers = app::admin::timers(engine, ticket.as_ref()).await?;
             if json {
                 print_json(&timers);
             } else {

@@ -102,7 +102,7 @@ impl Tour {
     /// actions) is done; then prints what happened.
     async fn advance_to(&self, at: DateTime<Utc>) -> Result<(), CliError> {
         loop {
-            let next = self.engine().store().due_timers(at, 1).await?.into_iter().next();
+            let next = crate::app::admin::next_due_timer(self.engine(), at).await?;
             let step_to = next.as_ref().map_or(at, |t| t.due_at.max(self.clock.now()));
             let before = self.history_len().await?;
             self.worker.run_until(&self.clock, step_to, std::time::Duration::from_secs(120)).await.map_err(|e| {
@@ -119,14 +119,12 @@ impl Tour {
 
     async fn history_len(&self) -> Result<usize, CliError> {
         let Some(t) = self.ticket.lock().expect("demo lock").clone() else { return Ok(0) };
-        let record = self.engine().store().appeal_by_ticket(&t).await?.ok_or_else(|| CliError::usage("vanished"))?;
-        Ok(self.engine().store().history(&record.id).await?.len())
+        Ok(crate::app::history(self.engine(), &t).await?.len())
     }
 
     async fn print_new_events(&self, from: usize) -> Result<(), CliError> {
         let Some(t) = self.ticket.lock().expect("demo lock").clone() else { return Ok(()) };
-        let record = self.engine().store().appeal_by_ticket(&t).await?.ok_or_else(|| CliError::usage("vanished"))?;
-        for e in self.engine().store().history(&record.id).await?.into_iter().skip(from) {
+        for e in crate::app::history(self.engine(), &t).await?.into_iter().skip(from) {
             let state = format!("{}{}", e.to, e.outcome.as_deref().map(|o| format!(" ({o})")).unwrap_or_default());
             println!(
                 "{}  {:<28} -> {:<20} v{}  by the worker ({})",
@@ -143,7 +141,7 @@ impl Tour {
     /// Prints notifications recorded since the last call, as rendered.
     async fn print_notifications(&self) -> Result<(), CliError> {
         use std::sync::atomic::Ordering;
-        let all = self.engine().store().notifications(&crate::store::WorkFilter::default()).await?;
+        let all = crate::app::admin::notifications(self.engine(), None, None).await?;
         for n in all.into_iter().filter(|n| n.id > self.shown.load(Ordering::SeqCst)) {
             self.shown.store(n.id, Ordering::SeqCst);
             let first = n.body.lines().next().unwrap_or("");
@@ -153,9 +151,7 @@ impl Tour {
     }
 
     async fn timers_note(&self, ticket: &TicketNumber) -> Result<(), CliError> {
-        let record =
-            self.engine().store().appeal_by_ticket(ticket).await?.ok_or_else(|| CliError::usage("vanished"))?;
-        for t in self.engine().store().timers(Some(&record.id)).await? {
+        for t in crate::app::admin::timers(self.engine(), Some(ticket)).await? {
             if t.status == crate::store::TimerStatus::Armed {
                 println!("{:>30}timer {} due {}", "", t.name, self.local(t.due_at));
             }
@@ -222,7 +218,7 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
         .map(|a| a.into_account("demo", tour.intake.hasher()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CliError::usage(format!("demo accounts: {e:?}")))?;
-    engine.store().put_accounts(&accounts, start).await?;
+    crate::app::admin::import_accounts(&engine, &accounts).await?;
     println!("account directory: acme-ops (enterprise, active; located by domain acme.example)");
     println!();
 
@@ -279,13 +275,10 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
     // The worker applies the post-approval actions (each once, by its key), sends the
     // security notice to the previous phone and email, and closes the appeal.
     tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
-    let record = engine.store().appeal_by_ticket(&ticket).await?.ok_or_else(|| CliError::usage("vanished"))?;
-    for a in
-        engine.store().actions(&crate::store::WorkFilter { appeal_id: Some(record.id), ..Default::default() }).await?
-    {
+    for a in crate::app::admin::actions(&engine, Some(&ticket), false).await? {
         println!("{:>30}action {} {} (key {})", "", a.action, a.status, a.idempotency_key);
     }
-    let account = engine.store().account("acme-ops").await?.ok_or_else(|| CliError::usage("vanished"))?;
+    let account = crate::app::admin::account(&engine, "acme-ops").await?.ok_or_else(|| CliError::usage("vanished"))?;
     println!(
         "{:>30}account acme-ops now: secure phone {}, MFA attached: {}",
         "",

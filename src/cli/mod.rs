@@ -17,6 +17,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::app::intake::{Intake, IntakeError};
+use crate::app::problem::Classify;
 use crate::domain::Role;
 use crate::domain::document::DocumentLimits;
 use crate::engine::{Clock, Engine, EngineError, ErrorClass, ManualClock, SystemClock};
@@ -87,6 +88,48 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "RFC3339")]
     pub now: Option<String>,
 
+    /// Allow --now and `worker --until` (a simulated clock): for tests and simulations only.
+    #[arg(long, global = true, env = CLOCK_OVERRIDE_ENV, value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_clock_override: bool,
+
+    /// The key ID numbers are hashed with (keep it secret, and the same for every process
+    /// on one database). Required with PostgreSQL; with an embedded SQLite database a
+    /// random key is kept beside it (DB.idkey) when none is given.
+    #[arg(long, global = true, env = ID_HASH_KEY_ENV, hide_env_values = true, value_name = "KEY")]
+    pub id_hash_key: Option<String>,
+
+    /// Reviewer leads' email addresses, comma-separated (SLA warnings and breaches), in
+    /// addition to the emails of lead tokens.
+    #[arg(long, global = true, env = "APPEALFLOW_LEAD_EMAILS", value_delimiter = ',', value_name = "EMAILS")]
+    pub lead_emails: Vec<String>,
+
+    /// Every notification is also POSTed here, signed with --notify-webhook-secret.
+    #[arg(long, global = true, env = "APPEALFLOW_NOTIFY_WEBHOOK_URL", value_name = "URL")]
+    pub notify_webhook_url: Option<String>,
+
+    /// The HMAC-SHA256 secret notification webhooks are signed with.
+    #[arg(
+        long,
+        global = true,
+        env = "APPEALFLOW_NOTIFY_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub notify_webhook_secret: Option<String>,
+
+    /// Account changes are POSTed to URL/ACTION (signed with --actions-secret) instead of
+    /// being applied to the embedded account directory.
+    #[arg(long, global = true, env = "APPEALFLOW_ACTIONS_URL", value_name = "URL")]
+    pub actions_url: Option<String>,
+
+    /// The HMAC-SHA256 secret account-change requests are signed with.
+    #[arg(long, global = true, env = "APPEALFLOW_ACTIONS_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub actions_secret: Option<String>,
+
+    /// Time limit of one call to the notification webhook or the actions endpoint, in seconds.
+    #[arg(long, global = true, env = "APPEALFLOW_HTTP_TIMEOUT_SECS", default_value_t = 10, value_name = "SECS")]
+    pub http_timeout_secs: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -149,11 +192,17 @@ pub enum CalendarCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum WorkflowCommand {
-    /// Validate a workflow directory (default: the account-appeal workflow).
-    Check { dir: Option<PathBuf> },
+    /// Validate a workflow (default: the account-appeal workflow of --workflows).
+    Check {
+        /// A workflow's folder (workflows/account-appeal), or a folder of workflows like
+        /// --workflows (its account-appeal workflow is checked, with its calendars).
+        dir: Option<PathBuf>,
+    },
     /// Print the state machine as a mermaid stateDiagram-v2 or a Graphviz dot graph.
     Graph {
+        /// As for `workflow check`.
         dir: Option<PathBuf>,
+        /// The graph's notation.
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
     },
@@ -216,10 +265,13 @@ pub enum AppealCommand {
         /// The account (verified as the new company) the request was filed from.
         #[arg(long)]
         account: String,
+        /// Who links it (a reviewer's name, say).
         #[arg(long)]
         actor: String,
-        #[arg(long)]
+        /// The actor's role.
+        #[arg(long, value_parser = role_parser(&Role::ALL))]
         role: Role,
+        /// A repeat with the same key answers as the first did.
         #[arg(long)]
         idempotency_key: Option<String>,
         /// Refuse unless the appeal is still at this version.
@@ -237,11 +289,15 @@ pub enum AppealCommand {
 
 #[derive(Debug, Args)]
 pub struct FireArgs {
+    /// The appeal's ticket number.
     pub ticket: String,
+    /// The transition to fire (`appealflow workflow graph` lists them).
     pub transition: String,
+    /// Who fires it (a reviewer's name, say).
     #[arg(long)]
     pub actor: String,
-    #[arg(long)]
+    /// The actor's role.
+    #[arg(long, value_parser = role_parser(&Role::ALL))]
     pub role: Role,
     /// A reason for the decision (repeat for several).
     #[arg(long = "reason")]
@@ -278,6 +334,25 @@ pub enum TimersCommand {
     Run,
 }
 
+/// The workflow folder `workflow check`/`graph` read, and the folder of workflows (with
+/// the calendars) around it: DIR may name either.
+fn workflow_dir(dir: Option<PathBuf>, workflows: &Path) -> (PathBuf, PathBuf) {
+    match dir {
+        None => (workflows.join(DEFAULT_WORKFLOW), workflows.to_path_buf()),
+        Some(d) if !d.join("workflow.toml").exists() && d.join(DEFAULT_WORKFLOW).join("workflow.toml").exists() => {
+            (d.join(DEFAULT_WORKFLOW), d)
+        }
+        Some(d) => (d, workflows.to_path_buf()),
+    }
+}
+
+/// A `--role` argument: one of `roles`, listed in `--help` and in the error.
+pub fn role_parser(roles: &[Role]) -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(roles.iter().map(|r| r.as_str()))
+        .map(|s| s.parse::<Role>().expect("a listed role parses"))
+}
+
 /// An error with its exit code, printed as one line.
 #[derive(Debug)]
 pub struct CliError {
@@ -299,17 +374,25 @@ impl CliError {
     }
 }
 
-impl From<EngineError> for CliError {
-    fn from(e: EngineError) -> Self {
-        CliError { class: e.class(), message: e.to_string() }
-    }
+/// The one mapping of a classified app error to the CLI: its class decides the exit code.
+macro_rules! classified {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for CliError {
+            fn from(e: $error) -> Self {
+                CliError { class: e.class(), message: e.to_string() }
+            }
+        }
+    )*};
 }
 
-impl From<IntakeError> for CliError {
-    fn from(e: IntakeError) -> Self {
-        CliError { class: e.class(), message: e.to_string() }
-    }
-}
+classified!(
+    EngineError,
+    IntakeError,
+    crate::store::StoreError,
+    crate::app::ServiceError,
+    crate::app::work::ManualTaskError,
+    crate::app::work::WorkError,
+);
 
 impl From<StartupError> for CliError {
     fn from(e: StartupError) -> Self {
@@ -322,12 +405,6 @@ impl From<StartupError> for CliError {
             _ => e.to_string(),
         };
         CliError { class, message }
-    }
-}
-
-impl From<crate::store::StoreError> for CliError {
-    fn from(e: crate::store::StoreError) -> Self {
-        CliError { class: ErrorClass::Internal, message: e.to_string() }
     }
 }
 
@@ -393,6 +470,8 @@ pub(crate) struct Context {
     pub workflows: PathBuf,
     pub clock: Arc<dyn Clock>,
     pub intake: IntakeConfig,
+    /// `--id-hash-key` / APPEALFLOW_ID_HASH_KEY, if given.
+    pub id_hash_key: Option<String>,
     pub work: startup::WorkConfig,
     pub db: startup::DbOptions,
     pub janitor: crate::app::janitor::JanitorConfig,
@@ -410,28 +489,34 @@ impl Context {
         Ok(startup::open_with(&self.database_url, &self.db).await?)
     }
 
-    pub async fn store(&self) -> Result<Arc<dyn crate::store::Store>, CliError> {
+    pub async fn database(&self) -> Result<Arc<dyn crate::store::Store>, CliError> {
         Ok(self.open().await?.0)
     }
 
     pub async fn engine(&self) -> Result<Arc<Engine>, CliError> {
-        let store = self.store().await?;
+        let store = self.database().await?;
         Ok(startup::engine(store, &self.workflows, self.clock.clone(), &self.work)?.0)
     }
 
     pub async fn intake(&self) -> Result<Intake, CliError> {
-        Ok(startup::build_intake(self.engine().await?, &self.workflows, &self.intake)?)
+        Ok(startup::build_intake(self.engine().await?, &self.workflows, &self.intake_config()?)?)
+    }
+
+    /// The intake settings with the ID-number hash key: the one given, or for an embedded
+    /// SQLite database the key kept beside it (created on first use).
+    pub fn intake_config(&self) -> Result<IntakeConfig, CliError> {
+        let mut config = self.intake.clone();
+        config.id_hash_key = id_hash_key(self.id_hash_key.as_deref(), &self.database_url)?;
+        Ok(config)
     }
 }
 
 /// The ID-number hash key: `APPEALFLOW_ID_HASH_KEY`, or — for an embedded SQLite
 /// database only — a random key kept in a file beside it (`DB.idkey`, readable by its
 /// owner only), created on first use. A PostgreSQL deployment must configure the key.
-fn id_hash_key(database_url: &str) -> Result<Option<String>, CliError> {
-    if let Ok(key) = std::env::var(ID_HASH_KEY_ENV)
-        && !key.is_empty()
-    {
-        return Ok(Some(key));
+fn id_hash_key(given: Option<&str>, database_url: &str) -> Result<Option<String>, CliError> {
+    if let Some(key) = given.filter(|k| !k.is_empty()) {
+        return Ok(Some(key.to_string()));
     }
     let Some(path) = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:")) else {
         return Ok(None);
@@ -465,19 +550,16 @@ fn id_hash_key(database_url: &str) -> Result<Option<String>, CliError> {
     }
 }
 
-/// Where notifications and account changes go, from the environment.
-fn work_config_from_env() -> startup::WorkConfig {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let pair = |url: &str, secret: &str| var(url).map(|u| (u, var(secret).unwrap_or_default()));
+/// Where notifications and account changes go.
+fn work_config(cli: &Cli) -> startup::WorkConfig {
+    let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let pair =
+        |url: &Option<String>, secret: &Option<String>| given(url).map(|u| (u, given(secret).unwrap_or_default()));
     startup::WorkConfig {
-        lead_emails: var("APPEALFLOW_LEAD_EMAILS")
-            .map(|v| v.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect())
-            .unwrap_or_default(),
-        notify_webhook: pair("APPEALFLOW_NOTIFY_WEBHOOK_URL", "APPEALFLOW_NOTIFY_WEBHOOK_SECRET"),
-        actions_url: pair("APPEALFLOW_ACTIONS_URL", "APPEALFLOW_ACTIONS_SECRET"),
-        http_timeout: std::time::Duration::from_secs(
-            var("APPEALFLOW_HTTP_TIMEOUT_SECS").and_then(|v| v.parse().ok()).unwrap_or(10),
-        ),
+        lead_emails: cli.lead_emails.iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect(),
+        notify_webhook: pair(&cli.notify_webhook_url, &cli.notify_webhook_secret),
+        actions_url: pair(&cli.actions_url, &cli.actions_secret),
+        http_timeout: std::time::Duration::from_secs(cli.http_timeout_secs),
     }
 }
 
@@ -517,7 +599,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 /// Runs a parsed command line. `explicit_database` says whether `--database-url` was
 /// given on the command line (the demo ignores the environment's database).
 pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
-    let override_allowed = std::env::var(CLOCK_OVERRIDE_ENV).as_deref() == Ok("1");
+    let override_allowed = cli.allow_clock_override;
     // `worker --until` simulates on a manual clock, starting now unless --now says when.
     let wants_manual = matches!(&cli.command, Command::Worker(w) if w.until.is_some());
     if wants_manual && !override_allowed {
@@ -537,11 +619,14 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
     let workflows = cli.workflows.clone().unwrap_or_else(startup::default_workflows_dir);
     let ctx = Context {
         database_url: cli.database_url.clone().unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+        id_hash_key: cli.id_hash_key.clone(),
         workflows: workflows.clone(),
         clock,
         intake: IntakeConfig {
             blob_dir: cli.blob_dir.clone(),
-            id_hash_key: id_hash_key(cli.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))?,
+            // Resolved when a command needs it (`Context::intake_config`): a command that
+            // opens no database creates no key file.
+            id_hash_key: None,
             limits: DocumentLimits {
                 max_bytes: cli.max_document_bytes,
                 max_pixels: cli.max_image_pixels,
@@ -552,7 +637,7 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
             // PDFs are parsed by this very binary in a sandboxed child process.
             pdf_inspector: std::env::current_exe().ok(),
         },
-        work: work_config_from_env(),
+        work: work_config(&cli),
         db: startup::DbOptions {
             max_attempts: cli.max_attempts.max(1),
             sqlite_busy: std::time::Duration::from_millis(cli.sqlite_busy_ms),
@@ -566,7 +651,7 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
 
     match cli.command {
         Command::Migrate => {
-            ctx.store().await?;
+            ctx.database().await?;
             println!("migrations applied to {}", redact_url(&ctx.database_url));
         }
         Command::Demo => {
@@ -574,7 +659,7 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
             demo::run(url, &workflows, &ctx.db).await?
         }
         Command::Workflow(WorkflowCommand::Check { dir }) => {
-            let dir = dir.unwrap_or_else(|| workflows.join(DEFAULT_WORKFLOW));
+            let (dir, workflows) = workflow_dir(dir, &workflows);
             match load_dir(&dir, &workflows) {
                 Ok(wf) => println!(
                     "{}: workflow {:?} v{} is valid ({} states, {} transitions, {} timers, calendar {})",
@@ -596,7 +681,7 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
             }
         }
         Command::Workflow(WorkflowCommand::Graph { dir, format }) => {
-            let dir = dir.unwrap_or_else(|| workflows.join(DEFAULT_WORKFLOW));
+            let (dir, workflows) = workflow_dir(dir, &workflows);
             let wf = load_dir(&dir, &workflows).map_err(|e| CliError::usage(one_line(&e)))?;
             print!("{}", render(&wf.def, format));
         }

@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// environment, not on a command line.
     #[arg(long, env = "APPEALFLOW_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// The facial-recognition provider's callback secret (HMAC-SHA256); without it,
+    /// provider callbacks are refused. Keep it in the environment.
+    #[arg(long, env = "APPEALFLOW_FACE_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub face_secret: Option<String>,
     /// Also serve /metrics, without credentials, on this address (a private one: the
     /// scraper's network, never the applicants').
     #[arg(long, env = "APPEALFLOW_METRICS_LISTEN")]
@@ -65,7 +69,8 @@ pub struct ServeArgs {
 pub enum TokensCommand {
     /// Create a token for a reviewer, lead or admin; prints it once.
     Create {
-        #[arg(long)]
+        /// The token's role.
+        #[arg(long, value_parser = super::role_parser(&[Role::Reviewer, Role::Lead, Role::Admin]))]
         role: Role,
         #[arg(long)]
         name: String,
@@ -86,7 +91,7 @@ pub enum TokensCommand {
 pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError> {
     let (store, backend) = ctx.open().await?;
     let (engine, planner) = startup::engine(store, &ctx.workflows, ctx.clock.clone(), &ctx.work)?;
-    let intake = Arc::new(startup::build_intake(engine.clone(), &ctx.workflows, &ctx.intake)?);
+    let intake = Arc::new(startup::build_intake(engine.clone(), &ctx.workflows, &ctx.intake_config()?)?);
     let janitor = Janitor::new(engine.clone(), intake.blobs().clone(), ctx.janitor);
     let work = Arc::new(startup::build_work(engine, planner, &ctx.work));
     if !args.no_worker && work.lead_emails().await?.is_empty() {
@@ -111,7 +116,7 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
             header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout_secs.max(1)),
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
         },
-        face_secret: std::env::var("APPEALFLOW_FACE_SECRET").ok().filter(|s| !s.is_empty()).map(String::into_bytes),
+        face_secret: args.face_secret.clone().filter(|s| !s.is_empty()).map(String::into_bytes),
         ..HttpConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -165,7 +170,7 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
 }
 
 pub(super) async fn tokens(ctx: &Context, cmd: TokensCommand) -> Result<(), CliError> {
-    let store = ctx.store().await?;
+    let store = ctx.database().await?;
     match cmd {
         TokensCommand::Create { role, name, email } => {
             let (token, record) =

@@ -8,12 +8,12 @@ use clap::{Args, Subcommand};
 
 use super::{CliError, Context, print_json};
 use crate::app;
-use crate::app::work::{ManualTaskError, WorkError};
+use crate::app::ServiceError;
+use crate::app::admin::{self, JobQuery};
 use crate::domain::{Actor, Role};
 use crate::engine::{EngineError, ErrorClass, ManualClock};
 use crate::jobs::{QUEUES, Running, Runtime, WorkerSettings};
 use crate::startup;
-use crate::store::{ActionStatus, JobFilter, WorkFilter};
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -73,15 +73,21 @@ pub enum JobsCommand {
         /// Only dead jobs (attempts used up, or aborted).
         #[arg(long)]
         dead: bool,
-        #[arg(long)]
+        /// Only this queue.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(QUEUES))]
         queue: Option<String>,
-        #[arg(long, default_value_t = 100)]
+        /// At most this many.
+        #[arg(long, default_value_t = admin::DEFAULT_JOB_LIMIT,
+              value_parser = clap::value_parser!(i64).range(1..=admin::MAX_JOB_LIMIT))]
         limit: i64,
         #[arg(long)]
         json: bool,
     },
     /// Put a dead job back in its queue with fresh attempts.
-    Retry { id: String },
+    Retry {
+        /// The job's id (`jobs list --dead`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,30 +107,32 @@ pub enum NotificationsCommand {
 pub enum ActionsCommand {
     /// Post-approval actions; --attention for those that failed or exhausted their attempts.
     List {
+        /// Only this appeal's actions.
         #[arg(long, value_name = "TICKET")]
         appeal: Option<String>,
+        /// Only those needing a person: failed for good, or pending with their job dead.
         #[arg(long)]
         attention: bool,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Try a permanently failed action again.
-    Retry { id: i64 },
+    Retry {
+        /// The action's id (`actions list`).
+        id: i64,
+    },
     /// Mark an appeal's manual task ("Other" item) done.
     TaskDone {
+        /// The appeal's ticket number.
         ticket: String,
+        /// Who did the task.
         #[arg(long)]
         actor: String,
-        #[arg(long)]
+        /// The actor's role.
+        #[arg(long, value_parser = super::role_parser(&[Role::Reviewer, Role::Lead, Role::Admin]))]
         role: Role,
     },
-}
-
-fn work_error(e: WorkError) -> CliError {
-    match e {
-        WorkError::Retry(m) => CliError { class: ErrorClass::Internal, message: m },
-        WorkError::Permanent(m) => CliError { class: ErrorClass::Refused, message: m },
-    }
 }
 
 /// The worker's runtime on the context's database.
@@ -224,15 +232,11 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 }
 
 pub(super) async fn jobs(ctx: &Context, cmd: JobsCommand) -> Result<(), CliError> {
-    let store = ctx.store().await?;
+    let engine = ctx.engine().await?;
     match cmd {
         JobsCommand::List { dead, queue, limit, json } => {
-            if let Some(q) = &queue
-                && !QUEUES.contains(&q.as_str())
-            {
-                return Err(CliError::usage(format!("--queue: unknown queue {q:?} (known: {})", QUEUES.join(", "))));
-            }
-            let jobs = store.jobs(&JobFilter { dead_only: dead, queue, limit: Some(limit) }).await?;
+            let query = JobQuery { dead_only: dead, queue, limit };
+            let jobs = admin::jobs(&engine, query).await.map_err(as_flags)?;
             if json {
                 print_json(&jobs);
             } else {
@@ -253,29 +257,44 @@ pub(super) async fn jobs(ctx: &Context, cmd: JobsCommand) -> Result<(), CliError
             }
         }
         JobsCommand::Retry { id } => {
-            if store.retry_job(&id).await? {
-                println!("job {id} is queued again");
-            } else {
-                return Err(CliError {
+            let operator = Actor::new("cli", Role::Admin);
+            admin::retry_job(&engine, &id, &operator, None).await.map_err(|e| match e {
+                ServiceError::NotDead { .. } | ServiceError::NotFound(_) => CliError {
                     class: ErrorClass::Refused,
                     message: format!(
                         "job {id} is not dead (or does not exist): only a dead job can be retried by hand"
                     ),
-                });
-            }
+                },
+                other => other.into(),
+            })?;
+            println!("job {id} is queued again");
         }
     }
     Ok(())
 }
 
+/// A refused query's fields named as the command's flags (`--queue`).
+fn as_flags(e: EngineError) -> CliError {
+    match e {
+        EngineError::Invalid(errors) => CliError::usage(
+            errors
+                .iter()
+                .map(|f| format!("--{}: {}", f.field.replace('_', "-"), f.rule))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        other => other.into(),
+    }
+}
+
+fn ticket_arg(raw: Option<&str>) -> Result<Option<crate::domain::TicketNumber>, CliError> {
+    Ok(raw.map(app::parse_ticket).transpose()?)
+}
+
 pub(super) async fn notifications(ctx: &Context, cmd: NotificationsCommand) -> Result<(), CliError> {
     let engine = ctx.engine().await?;
     let NotificationsCommand::List { appeal, status, json } = cmd;
-    let appeal_id = match appeal {
-        Some(t) => Some(appeal_id(&engine, &t).await?),
-        None => None,
-    };
-    let rows = engine.store().notifications(&WorkFilter { appeal_id, status, limit: None }).await?;
+    let rows = admin::notifications(&engine, ticket_arg(appeal.as_deref())?.as_ref(), status).await?;
     if json {
         print_json(&rows);
     } else {
@@ -295,38 +314,11 @@ pub(super) async fn notifications(ctx: &Context, cmd: NotificationsCommand) -> R
     Ok(())
 }
 
-async fn appeal_id(engine: &crate::engine::Engine, ticket: &str) -> Result<String, CliError> {
-    let ticket = app::parse_ticket(ticket)?;
-    Ok(engine.store().appeal_by_ticket(&ticket).await?.ok_or_else(|| EngineError::NotFound(ticket.to_string()))?.id)
-}
-
 pub(super) async fn actions(ctx: &Context, cmd: ActionsCommand) -> Result<(), CliError> {
     match cmd {
         ActionsCommand::List { appeal, attention, json } => {
             let engine = ctx.engine().await?;
-            let appeal_id = match appeal {
-                Some(t) => Some(appeal_id(&engine, &t).await?),
-                None => None,
-            };
-            // Needing attention: failed for good, or pending with its job dead.
-            let dead: Vec<i64> = engine
-                .store()
-                .jobs(&JobFilter { dead_only: true, queue: Some(crate::jobs::ACTIONS_QUEUE.into()), limit: None })
-                .await?
-                .iter()
-                .filter_map(|j| j.args.get("action_id").and_then(|v| v.as_i64()))
-                .collect();
-            let rows: Vec<_> = engine
-                .store()
-                .actions(&WorkFilter { appeal_id, ..Default::default() })
-                .await?
-                .into_iter()
-                .filter(|a| {
-                    !attention
-                        || a.status == ActionStatus::Failed
-                        || (a.status == ActionStatus::Pending && dead.contains(&a.id))
-                })
-                .collect();
+            let rows = admin::actions(&engine, ticket_arg(appeal.as_deref())?.as_ref(), attention).await?;
             if json {
                 print_json(&rows);
             } else {
@@ -344,24 +336,15 @@ pub(super) async fn actions(ctx: &Context, cmd: ActionsCommand) -> Result<(), Cl
             }
         }
         ActionsCommand::Retry { id } => {
-            let store = ctx.store().await?;
-            if !store.retry_action(id, ctx.clock.now()).await? {
-                return Err(CliError {
-                    class: ErrorClass::Refused,
-                    message: format!("action {id} has not failed (or does not exist)"),
-                });
-            }
+            let engine = ctx.engine().await?;
+            admin::retry_action(&engine, id).await?;
             println!("action {id} is pending again and queued");
         }
         ActionsCommand::TaskDone { ticket, actor, role } => {
             let rt = runtime(ctx, WorkerSettings::default()).await?;
             let ticket = app::parse_ticket(&ticket)?;
-            let done =
-                rt.work.complete_manual(&ticket, &Actor::new(actor.trim(), role), None).await.map_err(|e| match e {
-                    ManualTaskError::Work(w) => work_error(w),
-                    ManualTaskError::NotFound(_) => CliError { class: ErrorClass::BadInput, message: e.to_string() },
-                    _ => CliError { class: ErrorClass::Refused, message: e.to_string() },
-                })?;
+            let done = rt.work.complete_manual(&ticket, &Actor::new(actor.trim(), role), None).await?;
+
             println!(
                 "{ticket}: manual task done{}",
                 if done.replayed {

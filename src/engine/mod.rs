@@ -73,7 +73,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-/// How a caller should treat an error: it decides CLI exit codes and HTTP statuses.
+/// How a caller should treat an error, coarsely: the CLI's exit codes and the worker's
+/// retry decision (`app::problem` classifies every error once, finely, for every surface).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// The input was wrong (bad field, unknown ticket): fix it and try again.
@@ -82,22 +83,6 @@ pub enum ErrorClass {
     Refused,
     /// Something broke inside appealflow or its database.
     Internal,
-}
-
-impl EngineError {
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            EngineError::NotFound(_) | EngineError::Invalid(_) => ErrorClass::BadInput,
-            EngineError::Refused(Refusal::UnknownTransition { .. }) => ErrorClass::BadInput,
-            EngineError::Refused(Refusal::Calendar(_)) => ErrorClass::Internal,
-            EngineError::Refused(_)
-            | EngineError::Conflict { .. }
-            | EngineError::Stale(_)
-            | EngineError::IdempotencyMismatch { .. }
-            | EngineError::OpenAppeal { .. } => ErrorClass::Refused,
-            EngineError::Effects(_) | EngineError::Store(_) => ErrorClass::Internal,
-        }
-    }
 }
 
 impl From<crate::failpoint::Injected> for EngineError {

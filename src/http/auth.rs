@@ -7,8 +7,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::Shared;
-use super::error::ApiError;
-use crate::app::access::{hash_secret, same_hash};
+use super::error::{ApiError, DRAFT_CHALLENGE};
 use crate::domain::{Actor, FieldError, Role};
 use crate::store::DraftRecord;
 
@@ -52,24 +51,17 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
 
 /// The staff member a token belongs to, unless it is unknown or revoked.
 pub async fn staff_by_token(state: &Shared, token: &str) -> Result<Staff, ApiError> {
-    let record = state
-        .engine()
-        .store()
-        .token_by_hash(&hash_secret(token))
+    crate::app::access::staff_by_token(state.engine(), token)
         .await?
-        .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
-    Ok(Staff(Actor::new(record.name, record.role)))
+        .map(Staff)
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
 }
 
 /// Checks a draft's secret; the same answer for an unknown draft and a wrong secret.
-pub async fn draft_access(state: &Shared, id: &str, parts_secret: Option<&str>) -> Result<DraftRecord, ApiError> {
-    let denied = || ApiError::not_found("no draft matches this id and secret");
-    let secret = parts_secret.ok_or_else(|| ApiError::unauthorized("send the draft's secret in X-Draft-Secret"))?;
-    let draft = state.engine().store().draft(id).await?.ok_or_else(denied)?;
-    if !same_hash(&draft.secret_hash, &hash_secret(secret)) {
-        return Err(denied());
-    }
-    Ok(draft)
+pub async fn draft_access(state: &Shared, id: &str, secret: Option<&str>) -> Result<DraftRecord, ApiError> {
+    let secret =
+        secret.ok_or_else(|| ApiError::challenge(DRAFT_CHALLENGE, "send the draft's secret in X-Draft-Secret"))?;
+    Ok(state.drafts.open(id, secret).await?)
 }
 
 /// The applicant's draft secret header.

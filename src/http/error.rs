@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::intake::IntakeError;
+use crate::app::problem::{Classify, Kind, Problem};
 use crate::domain::FieldError;
-use crate::engine::{EngineError, ErrorClass};
+use crate::engine::EngineError;
 use crate::store::StoreError;
-use crate::workflow::Refusal;
 
 pub const PROBLEM_BASE: &str = "https://appealflow.dev/problems/";
 
@@ -25,10 +25,19 @@ pub struct ApiError {
     /// Extra members (e.g. the appeal's current state and version on a conflict).
     pub extra: Option<serde_json::Value>,
     pub retry_after: Option<u64>,
+    /// A 401's `WWW-Authenticate` challenge: how to authenticate.
+    pub challenge: Option<&'static str>,
 }
 
+/// The challenge of a 401 for staff routes.
+pub const BEARER_CHALLENGE: &str = "Bearer realm=\"appealflow\"";
+/// The challenge of a 401 for an applicant's draft (its secret in `X-Draft-Secret`).
+pub const DRAFT_CHALLENGE: &str = "DraftSecret realm=\"appealflow-drafts\"";
+/// The challenge of a 401 for the facial-recognition provider's signed callback.
+pub const SIGNATURE_CHALLENGE: &str = "HMAC-SHA256 realm=\"appealflow-provider\"";
+
 #[derive(Serialize)]
-struct Problem<'a> {
+struct ProblemBody<'a> {
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,
@@ -43,7 +52,16 @@ struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, title, detail: detail.into(), errors: vec![], extra: None, retry_after: None }
+        ApiError {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            errors: vec![],
+            extra: None,
+            retry_after: None,
+            challenge: None,
+        }
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
@@ -59,8 +77,17 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
+    /// A 401 for staff: a bearer token is wanted.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", detail)
+        Self::challenge(BEARER_CHALLENGE, detail)
+    }
+
+    /// A 401 answered with this `WWW-Authenticate` challenge.
+    pub fn challenge(challenge: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            challenge: Some(challenge),
+            ..Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", detail)
+        }
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
@@ -98,7 +125,7 @@ impl IntoResponse for ApiError {
             ),
             other => other.clone(),
         });
-        let body = Problem {
+        let body = ProblemBody {
             kind: format!("{PROBLEM_BASE}{}", self.code),
             title: self.title,
             status: self.status.as_u16(),
@@ -109,6 +136,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, serde_json::to_string(&body).expect("problems serialise")).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -116,97 +146,62 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        match &e {
-            EngineError::NotFound(_) => ApiError::not_found(e.to_string()),
-            EngineError::Invalid(errors) => ApiError::invalid(errors.clone()),
-            EngineError::Conflict { state, version } => ApiError {
-                extra: Some(serde_json::json!({ "state": state, "version": version })),
-                ..ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", e.to_string())
-            },
-            EngineError::Refused(Refusal::StaleVersion { current, state, .. }) => ApiError {
-                extra: Some(serde_json::json!({ "state": state, "version": current })),
-                ..ApiError::new(StatusCode::CONFLICT, "stale-version", "Stale version", e.to_string())
-            },
-            EngineError::Refused(Refusal::WrongState { state, version, .. }) => ApiError {
-                extra: Some(serde_json::json!({ "state": state, "version": version })),
-                ..ApiError::new(StatusCode::CONFLICT, "wrong-state", "Not allowed in this state", e.to_string())
-            },
-            EngineError::Refused(Refusal::WrongRole { .. }) => ApiError::forbidden(e.to_string()),
-            EngineError::Refused(Refusal::UnknownTransition { .. }) => ApiError::not_found(e.to_string()),
-            EngineError::Refused(Refusal::GuardFailed { guard, .. }) if guard == "holds_claim" => {
-                ApiError::forbidden(e.to_string())
-            }
-            EngineError::Refused(Refusal::GuardFailed { .. }) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", "Refused by a rule", e.to_string())
-            }
-            EngineError::IdempotencyMismatch { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                "Idempotency key reused",
-                e.to_string(),
-            ),
-            EngineError::OpenAppeal { ticket, state, .. } => ApiError {
-                extra: Some(serde_json::json!({ "open_ticket": ticket, "state": state })),
-                ..ApiError::new(StatusCode::CONFLICT, "open-appeal", "An appeal is already open", e.to_string())
-            },
-            EngineError::Stale(_) => ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", e.to_string()),
-            EngineError::Refused(Refusal::Calendar(_)) | EngineError::Effects(_) | EngineError::Store(_) => {
-                ApiError::internal(&e)
-            }
+impl ApiError {
+    /// The one mapping of a classified problem to an HTTP answer.
+    pub fn from_problem(p: Problem) -> Self {
+        let status = match p.kind {
+            Kind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::NotAllowed => StatusCode::FORBIDDEN,
+            Kind::Conflict => StatusCode::CONFLICT,
+            Kind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::TooMany { retry_after } => return ApiError::too_many(retry_after),
+            Kind::Internal => return ApiError::internal(p.detail),
+        };
+        ApiError {
+            status,
+            code: p.code,
+            title: p.title,
+            detail: p.detail,
+            errors: p.errors,
+            extra: p.extra,
+            retry_after: None,
+            challenge: None,
         }
     }
-}
 
-impl From<IntakeError> for ApiError {
-    fn from(e: IntakeError) -> Self {
-        match e {
-            IntakeError::Invalid(errors) => ApiError::invalid(errors),
-            IntakeError::Incomplete(checklist) => ApiError {
-                extra: Some(serde_json::json!({ "missing": checklist.missing })),
-                ..ApiError::invalid(checklist.problems.clone())
-            },
-            IntakeError::Ineligible(why) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "ineligible", "Cannot appeal", why.to_string())
+    /// The same problem with its fields named as query parameters (`query.state`).
+    pub fn in_query(mut self) -> Self {
+        for e in &mut self.errors {
+            if !e.field.starts_with("query.") {
+                e.field = format!("query.{}", e.field);
             }
-            IntakeError::NotResubmittable { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "not-resubmittable", "Cannot be continued", e.to_string())
-            }
-            IntakeError::Refused(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", "Refused by a rule", m)
-            }
-            IntakeError::NoMatch => ApiError::not_found(e.to_string()),
-            IntakeError::Engine(e) => e.into(),
-            IntakeError::Blob(b) => match e_class(&b) {
-                ErrorClass::BadInput => ApiError::field("sha256", b.to_string()),
-                _ => ApiError::internal(b),
-            },
         }
+        if !self.errors.is_empty() {
+            self.detail = self.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+        }
+        self
     }
 }
 
-fn e_class(b: &crate::adapters::blobs::BlobError) -> ErrorClass {
-    match b {
-        crate::adapters::blobs::BlobError::NotFound { .. }
-        | crate::adapters::blobs::BlobError::InvalidDigest { .. } => ErrorClass::BadInput,
-        _ => ErrorClass::Internal,
-    }
+macro_rules! classified {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                ApiError::from_problem(e.problem())
+            }
+        }
+    )*};
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::internal(e)
-    }
-}
+classified!(
+    EngineError,
+    IntakeError,
+    StoreError,
+    crate::app::ServiceError,
+    crate::app::work::ManualTaskError,
+    crate::app::limits::LimitError,
+    crate::app::drafts::DraftError,
+);
 
 pub type ApiResult<T> = Result<T, ApiError>;
-
-impl From<crate::app::limits::LimitError> for ApiError {
-    fn from(e: crate::app::limits::LimitError) -> Self {
-        match e {
-            crate::app::limits::LimitError::Limited(l) => ApiError::too_many(l.retry_after_secs),
-            crate::app::limits::LimitError::Store(e) => ApiError::internal(e),
-        }
-    }
-}

@@ -7,12 +7,18 @@
 // failed request; boxing it would only add indirection on the error path.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
+pub mod api;
 pub mod applicant;
 pub mod auth;
+pub mod decisions;
 pub mod error;
+pub mod extractors;
 pub mod limit;
+pub mod openapi;
 pub mod server;
 pub mod staff;
+pub mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,6 +96,7 @@ pub const LATENCY_BUCKETS_MS: [u64; 6] = [5, 10, 25, 100, 500, 2500];
 
 pub struct AppState {
     pub intake: Arc<Intake>,
+    pub drafts: crate::app::drafts::Drafts,
     pub work: Arc<Work>,
     pub config: HttpConfig,
     pub limiter: limit::ClientRate,
@@ -103,7 +110,17 @@ impl AppState {
     pub fn new(intake: Arc<Intake>, work: Arc<Work>, config: HttpConfig) -> Self {
         let limiter = limit::ClientRate::per_minute(config.progress_per_minute);
         let limits = crate::app::limits::Limits::new(intake.engine(), config.progress_policy);
-        AppState { intake, work, config, limiter, limits, metrics: Metrics::default(), gauges: Default::default() }
+        let drafts = crate::app::drafts::Drafts::new(intake.clone());
+        AppState {
+            intake,
+            drafts,
+            work,
+            config,
+            limiter,
+            limits,
+            metrics: Metrics::default(),
+            gauges: Default::default(),
+        }
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -122,7 +139,9 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/progress", post(progress))
         .merge(applicant::routes())
-        .merge(staff::routes())
+        .merge(api::routes())
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(max_json))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -171,6 +190,27 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
     response
 }
 
+/// Every answer is a problem document, an unknown path's and a wrong method's included.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let path: String = uri.path().chars().take(200).collect();
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no-route",
+        "No such route",
+        format!("no route {method} {path} (the routes are listed at /openapi.json)"),
+    )
+}
+
+/// A known path with a method it does not take (the `Allow` header lists those it does).
+async fn wrong_method(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("this path does not take {method}; the Allow header lists the methods it does"),
+    )
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -200,7 +240,7 @@ async fn readyz(State(state): State<Shared>) -> Response {
         }
         .into_response();
     }
-    match state.engine().store().pending_migrations().await {
+    match crate::app::review::pending_migrations(state.engine()).await {
         Ok(pending) if pending.is_empty() => (StatusCode::OK, "ready").into_response(),
         Ok(pending) => {
             tracing::warn!(?pending, "not ready: migrations not applied");
@@ -260,7 +300,7 @@ async fn render_metrics(state: &Shared) -> ApiResult<Response> {
         match &*cached {
             Some((at, g)) if at.elapsed() < GAUGES_TTL => g.clone(),
             _ => {
-                let g = state.engine().store().gauges("review_sla").await?;
+                let g = crate::app::review::gauges(state.engine()).await?;
                 *cached = Some((Instant::now(), g.clone()));
                 g
             }

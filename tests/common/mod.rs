@@ -192,6 +192,7 @@ macro_rules! on_both_backends {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[cfg_attr(appealflow_no_postgres, ignore = "no PostgreSQL: set APPEALFLOW_TEST_POSTGRES_URL=postgres://... to run it")]
                 async fn $name() {
                     if let Some(db) = $crate::common::postgres(stringify!($name)).await {
                         super::$name(db).await;

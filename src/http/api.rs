@@ -1,0 +1,352 @@
+//! The one table of every route of the API ([`API`]): it builds the staff and admin
+//! router, the OpenAPI document served at `/openapi.json` (see `openapi.rs`), and the
+//! route check in the tests.
+
+use axum::Router;
+use axum::routing::{MethodRouter, get, post};
+
+use super::Shared;
+use crate::domain::Role;
+
+// ------------------------------------------------------------------ the route table
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health, metrics, the progress query, creating a draft, this document).
+    Public,
+    /// An applicant presenting the draft's secret (`X-Draft-Secret`).
+    Applicant,
+    /// The facial-recognition provider, by HMAC signature.
+    Provider,
+    /// A bearer token with one of these roles.
+    Staff(&'static [Role]),
+}
+
+/// What a route reads from its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    None,
+    /// Nothing, or an empty JSON object.
+    Empty,
+    /// A JSON document of this component schema.
+    Json(&'static str),
+    /// A `multipart/form-data` upload with one `file` part.
+    Multipart,
+}
+
+/// What a route answers with on success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// JSON of this component schema.
+    Json(&'static str),
+    /// Plain text (health, Prometheus exposition).
+    Text,
+    /// A document's bytes, with the stored content type.
+    Document,
+}
+
+/// A query parameter: name, JSON-schema type, description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryParam {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub description: &'static str,
+}
+
+/// One route of the API. `path` uses the `{name}` template syntax that axum and OpenAPI
+/// share, so the same string is routed and documented.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRoute {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub operation: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    pub query: &'static [QueryParam],
+    pub body: Body,
+    pub reply: Reply,
+    /// Takes `If-Match: <version>` (optimistic concurrency on the appeal).
+    pub if_match: bool,
+    /// The success status (200, or 201 for what creates a resource).
+    pub status: u16,
+    /// For a POST that does not take `Idempotency-Key`: why repeating it is safe (or
+    /// what a repeat does), as documented instead.
+    pub unkeyed: Option<&'static str>,
+    /// Success answers besides `status` (e.g. 200 for a repeated upload).
+    pub also: &'static [(u16, &'static str)],
+    /// Problem statuses the route answers besides the generic ones.
+    pub errors: &'static [u16],
+    /// The handler, for the routes this module serves; the others live in `http/mod.rs`
+    /// and `http/applicant.rs` and are only described here.
+    handler: Option<fn() -> MethodRouter<Shared>>,
+}
+
+pub(super) const STAFF: &[Role] = &[Role::Reviewer, Role::Lead, Role::Admin];
+pub(super) const LEADS: &[Role] = &[Role::Lead, Role::Admin];
+pub(super) const ADMINS: &[Role] = &[Role::Admin];
+
+const fn route(method: &'static str, path: &'static str, operation: &'static str) -> ApiRoute {
+    ApiRoute {
+        method,
+        path,
+        operation,
+        summary: "",
+        access: Access::Public,
+        query: &[],
+        body: Body::None,
+        reply: Reply::Text,
+        if_match: false,
+        status: 200,
+        errors: &[],
+        unkeyed: None,
+        also: &[],
+        handler: None,
+    }
+}
+
+impl ApiRoute {
+    const fn summary(mut self, s: &'static str) -> Self {
+        self.summary = s;
+        self
+    }
+    const fn access(mut self, a: Access) -> Self {
+        self.access = a;
+        self
+    }
+    const fn query(mut self, q: &'static [QueryParam]) -> Self {
+        self.query = q;
+        self
+    }
+    const fn body(mut self, b: Body) -> Self {
+        self.body = b;
+        self
+    }
+    const fn reply(mut self, r: Reply) -> Self {
+        self.reply = r;
+        self
+    }
+    /// A POST that takes no `Idempotency-Key`, and what a repeat does instead.
+    const fn unkeyed(mut self, why: &'static str) -> Self {
+        self.unkeyed = Some(why);
+        self
+    }
+    const fn also(mut self, answers: &'static [(u16, &'static str)]) -> Self {
+        self.also = answers;
+        self
+    }
+    const fn created(mut self) -> Self {
+        self.status = 201;
+        self
+    }
+    const fn errors(mut self, e: &'static [u16]) -> Self {
+        self.errors = e;
+        self
+    }
+    /// A staff decision: If-Match, Idempotency-Key, the decision answer.
+    const fn decision(mut self, handler: fn() -> MethodRouter<Shared>) -> Self {
+        self.if_match = true;
+        self.reply = Reply::Json("Decision");
+        self.errors = &[403, 404, 409, 422];
+        self.handler = Some(handler);
+        self
+    }
+    const fn serve(mut self, handler: fn() -> MethodRouter<Shared>) -> Self {
+        self.handler = Some(handler);
+        self
+    }
+}
+
+const QUEUE_QUERY: &[QueryParam] = &[
+    QueryParam {
+        name: "state",
+        kind: "string",
+        description: "Open states to list, comma-separated or repeated (default: submitted,under_review)",
+    },
+    QueryParam { name: "page", kind: "integer", description: "Page number, from 1 (default 1)" },
+    QueryParam { name: "per_page", kind: "integer", description: "Items per page, 1 to 100 (default 20)" },
+];
+
+const JOBS_QUERY: &[QueryParam] = &[
+    QueryParam { name: "dead", kind: "boolean", description: "Only dead jobs (attempts used up, or aborted)" },
+    QueryParam { name: "queue", kind: "string", description: "Only this queue" },
+    QueryParam { name: "limit", kind: "integer", description: "At most this many, 1 to 1000 (default 100)" },
+];
+
+/// Every route of the API, in the order the OpenAPI document lists them.
+pub const API: &[ApiRoute] = &[
+    // Service.
+    route("GET", "/healthz", "healthz").summary("Liveness"),
+    route("GET", "/readyz", "readyz").summary("Readiness: database reachable, migrations applied").errors(&[503]),
+    route("GET", "/metrics", "metrics")
+        .summary("Prometheus metrics, for operators: an admin's token or the metrics token (--metrics-token)")
+        .access(Access::Staff(ADMINS)),
+    route("GET", "/openapi.json", "openapi")
+        .summary("This document")
+        .reply(Reply::Json("OpenApi"))
+        .serve(|| get(super::openapi::openapi)),
+    route("POST", "/v1/progress", "progress")
+        .summary("Progress of an appeal by ticket and contact phone (the phone never goes in a URL)")
+        .body(Body::Json("ProgressQuery"))
+        .reply(Reply::Json("Progress"))
+        .unkeyed("A query: a repeat changes nothing (it counts against the rate limit)")
+        .errors(&[404, 422, 429]),
+    // Applicants.
+    route("POST", "/v1/drafts", "create_draft")
+        .summary("Create a draft: its id and its secret (shown once)")
+        .body(Body::Json("DraftInput"))
+        .reply(Reply::Json("DraftCreated"))
+        .created()
+        .unkeyed(
+            "A repeat creates another draft: the secret is shown once and kept only as a hash, so it cannot be \
+             replayed. A draft never submitted changes nothing.",
+        )
+        .errors(&[422, 429]),
+    route("GET", "/v1/drafts/{id}", "get_draft")
+        .summary("A draft")
+        .access(Access::Applicant)
+        .reply(Reply::Json("Draft"))
+        .errors(&[404]),
+    route("PUT", "/v1/drafts/{id}", "put_draft")
+        .summary("Replace a draft's content")
+        .access(Access::Applicant)
+        .body(Body::Json("DraftInput"))
+        .reply(Reply::Json("Draft"))
+        .errors(&[404, 422]),
+    route("POST", "/v1/drafts/{id}/documents", "add_document")
+        .summary("Upload a document to a draft")
+        .access(Access::Applicant)
+        .body(Body::Multipart)
+        .reply(Reply::Json("Draft"))
+        .created()
+        .also(&[(200, "The same document was already in the draft: its entry, with `repeated: true`")])
+        .unkeyed("A repeat of the same file as the same document answers 200 with the entry already there")
+        .errors(&[404, 413, 422]),
+    route("PUT", "/v1/drafts/{id}/documents/{index}", "replace_document")
+        .summary("Replace a draft's document")
+        .access(Access::Applicant)
+        .body(Body::Multipart)
+        .reply(Reply::Json("Draft"))
+        .errors(&[404, 413, 422]),
+    route("DELETE", "/v1/drafts/{id}/documents/{index}", "remove_document")
+        .summary("Remove a draft's document")
+        .access(Access::Applicant)
+        .reply(Reply::Json("Draft"))
+        .errors(&[404]),
+    route("GET", "/v1/drafts/{id}/checklist", "draft_checklist")
+        .summary("What each document is for, what is missing, every other problem")
+        .access(Access::Applicant)
+        .reply(Reply::Json("Checklist"))
+        .errors(&[404, 422]),
+    route("POST", "/v1/facial-recognition", "facial_recognition")
+        .summary("The facial-recognition provider's callback (HMAC-SHA256 signed)")
+        .access(Access::Provider)
+        .body(Body::Json("FacialRecognitionResult"))
+        .reply(Reply::Json("Draft"))
+        .unkeyed("A repeat of the same signed result records the same result again")
+        .errors(&[404, 422]),
+    route("POST", "/v1/drafts/{id}/submit", "submit_draft")
+        .summary("Submit a draft: the ticket number")
+        .access(Access::Applicant)
+        .reply(Reply::Json("Submitted"))
+        .created()
+        .errors(&[404, 409, 422]),
+    route("POST", "/v1/appeals/{ticket}/resubmit", "resubmit")
+        .summary("Continue a rejected appeal within its window")
+        .access(Access::Applicant)
+        .body(Body::Json("Resubmission"))
+        .reply(Reply::Json("Decision"))
+        .errors(&[404, 409, 422]),
+    route("POST", "/v1/appeals/{ticket}/withdraw", "withdraw")
+        .summary("Withdraw an appeal")
+        .access(Access::Applicant)
+        .reply(Reply::Json("Decision"))
+        .errors(&[404, 409, 422]),
+    // Reviewers, leads, admins.
+    route("GET", "/v1/queue", "queue")
+        .summary("Open appeals by review deadline, breached first")
+        .access(Access::Staff(STAFF))
+        .query(QUEUE_QUERY)
+        .reply(Reply::Json("QueuePage"))
+        .errors(&[422])
+        .serve(|| get(super::staff::queue)),
+    route("GET", "/v1/appeals/{ticket}", "appeal")
+        .summary("An appeal: state, history, checklist case, documents, actions, notifications")
+        .access(Access::Staff(STAFF))
+        .reply(Reply::Json("AppealDetail"))
+        .errors(&[404, 422])
+        .serve(|| get(super::staff::appeal)),
+    route("GET", "/v1/appeals/{ticket}/documents/{sha256}", "document")
+        .summary("A document of the appeal (reviewers: only while they hold it); every download is logged")
+        .access(Access::Staff(STAFF))
+        .reply(Reply::Document)
+        .errors(&[403, 404, 422])
+        .serve(|| get(super::staff::document)),
+    route("POST", "/v1/appeals/{ticket}/claim", "claim")
+        .summary("Claim the appeal from the queue")
+        .access(Access::Staff(STAFF))
+        .body(Body::Empty)
+        .decision(|| post(super::decisions::claim)),
+    route("POST", "/v1/appeals/{ticket}/release", "release")
+        .summary("Give the claim back")
+        .access(Access::Staff(STAFF))
+        .body(Body::Empty)
+        .decision(|| post(super::decisions::release)),
+    route("POST", "/v1/appeals/{ticket}/approve", "approve")
+        .summary("Approve the appeal")
+        .access(Access::Staff(STAFF))
+        .body(Body::Empty)
+        .decision(|| post(super::decisions::approve)),
+    route("POST", "/v1/appeals/{ticket}/reject", "reject")
+        .summary("Reject the appeal with reasons")
+        .access(Access::Staff(STAFF))
+        .body(Body::Json("Rejection"))
+        .decision(|| post(super::decisions::reject)),
+    route("POST", "/v1/appeals/{ticket}/link-entity-change", "link_entity_change")
+        .summary("Link the entity-change ticket filed from an account verified as the new company")
+        .access(Access::Staff(STAFF))
+        .body(Body::Json("EntityChangeLink"))
+        .decision(|| post(super::decisions::link_entity_change)),
+    route("POST", "/v1/appeals/{ticket}/task-done", "task_done")
+        .summary("Mark the manual task (the \"other\" item) done")
+        .access(Access::Staff(STAFF))
+        .body(Body::Empty)
+        .decision(|| post(super::decisions::task_done)),
+    route("POST", "/v1/appeals/{ticket}/reassign", "reassign")
+        .summary("Hand the appeal (claimed or not) to a reviewer, with a whole claim period, in one commit")
+        .access(Access::Staff(LEADS))
+        .body(Body::Json("Reassignment"))
+        .decision(|| post(super::decisions::reassign)),
+    route("GET", "/v1/admin/jobs", "jobs")
+        .summary("The job queue's rows, newest first")
+        .access(Access::Staff(ADMINS))
+        .query(JOBS_QUERY)
+        .reply(Reply::Json("Jobs"))
+        .errors(&[422])
+        .serve(|| get(super::admin::jobs)),
+    route("POST", "/v1/admin/jobs/{id}/retry", "retry_job")
+        .summary("Put a dead job back in its queue with fresh attempts")
+        .access(Access::Staff(ADMINS))
+        .body(Body::Empty)
+        .reply(Reply::Json("JobRetried"))
+        .errors(&[404, 409, 422])
+        .serve(|| post(super::admin::retry_job)),
+    route("GET", "/v1/admin/workflow", "workflow")
+        .summary("The loaded workflow definition and its state diagram (mermaid)")
+        .access(Access::Staff(ADMINS))
+        .reply(Reply::Json("WorkflowDocument"))
+        .serve(|| get(super::admin::workflow)),
+    route("GET", "/v1/admin/calendars", "calendars")
+        .summary("Business-day calendars: names, time zones, published years")
+        .access(Access::Staff(ADMINS))
+        .reply(Reply::Json("Calendars"))
+        .serve(|| get(super::admin::calendars)),
+];
+
+/// The routes this module serves, built from [`API`].
+pub fn routes() -> Router<Shared> {
+    API.iter().fold(Router::new(), |router, r| match r.handler {
+        Some(handler) => router.route(r.path, handler()),
+        None => router,
+    })
+}

@@ -1,0 +1,150 @@
+//! Reviewers' and leads' decisions on an appeal: claim, release, approve, reject, link
+//! an entity change, mark a manual task done, reassign. Each takes `If-Match` and
+//! `Idempotency-Key` and answers the outcome with the new version as its ETag.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::Shared;
+use super::auth::{JsonBody, Staff};
+use super::error::ApiResult;
+use super::extractors::{LeadOrAdmin, NoBody, Params, Preconditions, ticket};
+use super::staff::etag;
+use crate::app::intake::EntityLink;
+use crate::app::review;
+use crate::domain::Actor;
+use crate::engine::CommandOutcome;
+use crate::workflow::Fire;
+
+fn decided(outcome: &impl Serialize, version: i64) -> Response {
+    let mut response = Json(outcome).into_response();
+    response.headers_mut().insert(header::ETAG, etag(version));
+    response
+}
+
+async fn fire(
+    state: &Shared,
+    actor: &Actor,
+    raw: &str,
+    transition: &str,
+    reasons: Vec<String>,
+    pre: &Preconditions,
+) -> ApiResult<Response> {
+    let ticket = ticket(raw)?;
+    let mut cmd = Fire::new(transition);
+    cmd.reasons = reasons;
+    cmd.expect_version = pre.if_match;
+    let outcome = state.engine().fire(&ticket, &cmd, actor, pre.key.as_deref()).await?;
+    Ok(decided(&outcome, outcome.version))
+}
+
+pub(super) async fn claim(
+    State(state): State<Shared>,
+    staff: Staff,
+    Params(raw): Params<String>,
+    pre: Preconditions,
+    _: NoBody,
+) -> ApiResult<Response> {
+    fire(&state, &staff.0, &raw, "claim", vec![], &pre).await
+}
+
+pub(super) async fn release(
+    State(state): State<Shared>,
+    staff: Staff,
+    Params(raw): Params<String>,
+    pre: Preconditions,
+    _: NoBody,
+) -> ApiResult<Response> {
+    fire(&state, &staff.0, &raw, "release", vec![], &pre).await
+}
+
+pub(super) async fn approve(
+    State(state): State<Shared>,
+    staff: Staff,
+    Params(raw): Params<String>,
+    pre: Preconditions,
+    _: NoBody,
+) -> ApiResult<Response> {
+    fire(&state, &staff.0, &raw, "approve", vec![], &pre).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Rejection {
+    reasons: Vec<String>,
+}
+
+pub(super) async fn reject(
+    State(state): State<Shared>,
+    staff: Staff,
+    Params(raw): Params<String>,
+    pre: Preconditions,
+    JsonBody(body): JsonBody<Rejection>,
+) -> ApiResult<Response> {
+    fire(&state, &staff.0, &raw, "reject", body.reasons, &pre).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EntityChangeLink {
+    entity_ticket: String,
+    account: String,
+}
+
+pub(super) async fn link_entity_change(
+    State(state): State<Shared>,
+    staff: Staff,
+    Params(raw): Params<String>,
+    pre: Preconditions,
+    JsonBody(body): JsonBody<EntityChangeLink>,
+) -> ApiResult<Response> {
+    let ticket = ticket(&raw)?;
+    let link = EntityLink { entity_ticket: &body.entity_ticket, account: &body.account };
+    let outcome = state.intake.link_entity_change(&ticket, &link, &staff.0, pre.if_match, pre.key.as_deref()).await?;
+    Ok(decided(&outcome, outcome.version))
+}
+
+pub(super) async fn task_done(
+    State(state): State<Shared>,
+    staff: Staff,
+    Params(raw): Params<String>,
+    pre: Preconditions,
+    _: NoBody,
+) -> ApiResult<Response> {
+    let ticket = ticket(&raw)?;
+    let done = state.work.complete_manual(&ticket, &staff.0, pre.if_match).await?;
+    let after = review::load(state.engine(), &ticket).await?;
+    let outcome = CommandOutcome {
+        ticket,
+        transition: "task_done".into(),
+        from: Some(done.from),
+        state: after.state,
+        outcome: after.outcome,
+        version: after.version,
+        replayed: done.replayed,
+        also: vec![],
+    };
+    Ok(decided(&outcome, outcome.version))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Reassignment {
+    to: String,
+}
+
+pub(super) async fn reassign(
+    State(state): State<Shared>,
+    LeadOrAdmin(lead): LeadOrAdmin,
+    Params(raw): Params<String>,
+    pre: Preconditions,
+    JsonBody(body): JsonBody<Reassignment>,
+) -> ApiResult<Response> {
+    let ticket = ticket(&raw)?;
+    let done = review::reassign(state.engine(), &ticket, &body.to, &lead, pre.if_match, pre.key.as_deref()).await?;
+    let version = done.outcome.version;
+    Ok(decided(&done, version))
+}
