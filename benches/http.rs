@@ -6,7 +6,7 @@
 //! `cargo bench --bench http` (PostgreSQL too when APPEALFLOW_TEST_POSTGRES_URL is set).
 //! `APPEALFLOW_BENCH_SECS` (default 5) and `APPEALFLOW_BENCH_CLIENTS` (default 16).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;

@@ -12,7 +12,7 @@
 
 #[path = "support/baseline.rs"]
 mod baseline;
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! `cargo bench --bench uploads` (PostgreSQL too when APPEALFLOW_TEST_POSTGRES_URL is set).
 //! `APPEALFLOW_BENCH_UPLOADS` (default 40), `APPEALFLOW_BENCH_UPLOAD_MIB` (default 10).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::process::{Child, Command, Stdio};

@@ -564,7 +564,7 @@ impl Intake {
         let applicant = Actor::new("applicant", Role::Applicant);
         let keyed = idempotency_key.map(|key| Keyed {
             key: key.to_string(),
-            basis: serde_json::json!({ "op": "fire", "ticket": ticket, "cmd": cmd, "actor": applicant }),
+            basis: serde_json::json!({ "op": "fire", "ticket": ticket.as_str(), "cmd": cmd, "actor": applicant }),
         });
         let mut commands = vec![Command {
             target: Target::Ticket(ticket.clone()),

@@ -105,9 +105,11 @@ impl TryFrom<String> for TicketNumber {
     }
 }
 
+/// Serialised as it is shown everywhere else (groups of four separated by '-'), so every
+/// answer writes a ticket one way; either form parses back.
 impl From<TicketNumber> for String {
     fn from(t: TicketNumber) -> String {
-        t.0
+        t.to_string()
     }
 }
 

@@ -307,7 +307,7 @@ impl Engine {
     ) -> Result<CommandOutcome, EngineError> {
         let keyed = idempotency_key.map(|key| Keyed {
             key: key.to_string(),
-            basis: serde_json::json!({ "op": "fire", "ticket": ticket, "cmd": cmd, "actor": actor }),
+            basis: serde_json::json!({ "op": "fire", "ticket": ticket.as_str(), "cmd": cmd, "actor": actor }),
         });
         let command =
             Command { target: Target::Ticket(ticket.clone()), fire: cmd.clone(), actor: actor.clone(), update };

@@ -143,6 +143,7 @@ pub fn router(state: Shared) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(max_json))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -188,6 +189,17 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+/// A handler that panics answers 500 as a problem document (logged with the panic's
+/// message), instead of dropping the connection; the process goes on serving.
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    ApiError::internal(format!("a request handler panicked: {message}")).into_response()
 }
 
 /// Every answer is a problem document, an unknown path's and a wrong method's included.
@@ -397,4 +409,34 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = state.config.connections;
     server::serve(listener, router(state), limits, Duration::from_secs(30), shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_500_problem_and_the_router_serves_on() {
+        let app: Router = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
+        let res = app.clone().oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "internal");
+        assert!(!problem.to_string().contains("boom"), "no internals in the answer: {problem}");
+        let res = app.oneshot(Request::get("/fine").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
 }

@@ -5,7 +5,7 @@
 //! [`JobWriter`], into the job queue's own tables) — in ONE database transaction, or
 //! nothing at all. A job therefore exists if and only if the commit that caused it does.
 //! Each backend owns its SQL and its migrations (`migrations/sqlite`,
-//! `migrations/postgres`); `tests/store_conformance.rs` runs the same suite on both.
+//! `migrations/postgres`); `tests/it/store_conformance.rs` runs the same suite on both.
 
 pub mod postgres;
 pub mod sqlite;

@@ -4,12 +4,13 @@
 //! per account, resubmission inside and outside the window (manual clock), linking the
 //! entity-change ticket, the progress query, and malformed documents.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::{TestDb, monday_morning, reviewer};
 use appealflow::app::intake::{AppealData, DocumentSource, EntityLink, Intake, IntakeError, Submitted};
 use appealflow::domain::document::DocumentLimits;
 use appealflow::domain::draft::DraftInput;
@@ -20,7 +21,6 @@ use appealflow::startup::{IntakeConfig, build_intake};
 use appealflow::store::{AppealRecord, TimerStatus};
 use appealflow::workflow::{Fire, Refusal};
 use chrono::{DateTime, Duration, Utc};
-use common::{TestDb, monday_morning, reviewer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

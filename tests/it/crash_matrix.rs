@@ -17,7 +17,7 @@
 //! crash no pending row was without its job and no open appeal without an armed timer;
 //! history versions are contiguous. The matrix of fail points × backends is printed.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::TestDb;
 use appealflow::app::intake::{Intake, LocalFiles};
 use appealflow::app::work::Work;
 use appealflow::domain::draft::DraftInput;
@@ -35,7 +36,6 @@ use appealflow::jobs::Running;
 use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
 use appealflow::store::{Store, TimerStatus, WorkFilter};
 use appealflow::workflow::Fire;
-use common::TestDb;
 use serde_json::{Value, json};
 
 const KEY: &str = "crash-matrix-key-0123456789abcdef";

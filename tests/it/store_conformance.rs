@@ -2,10 +2,11 @@
 //! (one unit of work with the jobs it causes, idempotent commands, optimistic
 //! concurrency, durable timers claimed once) hold on both backends.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
+use crate::common::{LEADS, TestDb, applicant, engine, jobs, monday_morning, notifications, request, reviewer};
 use appealflow::engine::{EngineError, ManualClock};
 use appealflow::failpoint::{self, Mode};
 use appealflow::jobs::{ACTIONS_QUEUE, NOTIFICATIONS_QUEUE};
@@ -15,7 +16,6 @@ use appealflow::store::{
 };
 use appealflow::workflow::{Fire, Refusal};
 use chrono::Duration;
-use common::{LEADS, TestDb, applicant, engine, jobs, monday_morning, notifications, request, reviewer};
 
 on_both_backends!(
     create_issues_ticket_and_arms_the_review_sla,

@@ -7,11 +7,12 @@
 //! clock, and `Running::run_until` fires each timer at its own due instant and lets the
 //! worker do all the work it causes before the clock moves on.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::common::{TestDb, at};
 use appealflow::app::intake::{Intake, LocalFiles};
 use appealflow::app::work::Work;
 use appealflow::domain::draft::DraftInput;
@@ -22,7 +23,6 @@ use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
 use appealflow::store::{ActionStatus, NotificationRecord, NotificationStatus, WorkFilter};
 use appealflow::workflow::Fire;
 use chrono::{DateTime, Utc};
-use common::{TestDb, at};
 
 on_both_backends!(
     sla_warning_and_breach_fire_at_their_instants_and_notify_the_leads,

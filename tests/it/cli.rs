@@ -1,7 +1,7 @@
 //! The `appealflow` binary as a user runs it: real processes, a real database file (and
 //! a real PostgreSQL database when configured), exit codes and one-line errors.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;
@@ -471,7 +471,7 @@ fn readme_walkthrough_works_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let mut lines = vec!["set -u".to_string()];
     for (i, line) in script.lines().enumerate() {
-        let line = line.replace("cargo run -q --", BIN);
+        let line = line.replace("cargo run -q --release --", BIN);
         let expected = line.split("exit ").nth(1).and_then(|r| r.trim().parse::<i32>().ok()).unwrap_or(0);
         lines.push(format!(
             "{line}\ncode=$?; if [ $code -ne {expected} ]; then echo \"walk-through line {}: exit $code, expected {expected}\" >&2; exit 1; fi",
@@ -510,7 +510,7 @@ fn readme_curl_walkthrough(url: &str, id_key: Option<&str>) {
     let after_first = first + block[first..].find("```").unwrap() + 3;
     let open = after_first + block[after_first..].find("```sh\n").unwrap() + 6;
     let close = open + block[open..].find("```").unwrap();
-    let script = block[open..close].replace("cargo run -q --", BIN);
+    let script = block[open..close].replace("cargo run -q --release --", BIN);
 
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -4,7 +4,7 @@
 //! downloads, dead-job administration, and the OpenAPI document checked against the
 //! router.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::common::{TestDb, at};
 use appealflow::app::access::create_token;
 use appealflow::app::intake::{DocumentSource, LocalFiles};
 use appealflow::domain::draft::DraftInput;
@@ -22,7 +23,6 @@ use appealflow::http::{AppState, HttpConfig};
 use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
 use appealflow::store::{RowCounts, TimerStatus};
 use appealflow::workflow::Fire;
-use common::{TestDb, at};
 use serde_json::{Value, json};
 
 on_both_backends!(

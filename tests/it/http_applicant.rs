@@ -4,13 +4,14 @@
 //! every route answered with a problem document and nothing stored; the signed
 //! facial-recognition callback; the rate-limited progress query; idempotent submission.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::TestDb;
 use appealflow::adapters::notify::sign;
 use appealflow::app::intake::AppealData;
 use appealflow::domain::document::{DocumentLimits, sample};
@@ -19,7 +20,6 @@ use appealflow::engine::{Clock, ManualClock};
 use appealflow::http::{AppState, HttpConfig, Shared};
 use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
 use appealflow::workflow::Fire;
-use common::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

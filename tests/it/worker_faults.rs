@@ -18,7 +18,7 @@
 //! The workers are the built binary (`appealflow worker` / `serve`), started and killed
 //! as child processes; the appeals are set up through the library on the same database.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::TestDb;
 use appealflow::adapters::notify::sign;
 use appealflow::app::intake::{Intake, LocalFiles};
 use appealflow::domain::draft::DraftInput;
@@ -45,7 +46,6 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::TestDb;
 use rand::Rng;
 use serde_json::{Value, json};
 
