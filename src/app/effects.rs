@@ -19,7 +19,7 @@ use crate::store::{
 };
 use crate::workflow::Fire;
 use crate::workflow::decide::timer_due;
-use crate::workflow::definition::{ActionDef, ActionFacts, EffectDef};
+use crate::workflow::definition::{ActionDef, ActionFacts, ActionKind, EffectDef, EffectKind, Recipient};
 use crate::workflow::{Decision, Workflow};
 
 /// One addressee of a notification.
@@ -40,52 +40,22 @@ pub fn mask_email(email: &str) -> String {
 }
 
 /// Titles of actions for notifications, by locale.
-pub fn action_title(action: &str, locale: &str) -> &'static str {
-    let en = locale == "en";
-    match action {
-        "rotate_secure_phone" => {
-            if en {
-                "secure phone change"
-            } else {
-                "安全手机更换"
-            }
-        }
-        "detach_mfa" => {
-            if en {
-                "MFA detachment"
-            } else {
-                "MFA 解绑"
-            }
-        }
-        "clear_security_questions" => {
-            if en {
-                "security questions reset"
-            } else {
-                "密保问题清除"
-            }
-        }
-        "clear_ip_logon_mask" => {
-            if en {
-                "IP logon mask removal"
-            } else {
-                "登录 IP 掩码清除"
-            }
-        }
-        "change_verified_entity" => {
-            if en {
-                "verified entity change"
-            } else {
-                "实名认证主体变更"
-            }
-        }
-        _ => {
-            if en {
-                "account restoration"
-            } else {
-                "账号恢复"
-            }
-        }
-    }
+pub fn action_title(action: ActionKind, locale: &str) -> &'static str {
+    let (en, zh) = match action {
+        ActionKind::RotateSecurePhone => ("secure phone change", "安全手机更换"),
+        ActionKind::DetachMfa => ("MFA detachment", "MFA 解绑"),
+        ActionKind::ClearSecurityQuestions => ("security questions reset", "密保问题清除"),
+        ActionKind::ClearIpLogonMask => ("IP logon mask removal", "登录 IP 掩码清除"),
+        ActionKind::ChangeVerifiedEntity => ("verified entity change", "实名认证主体变更"),
+        ActionKind::ManualTask => ("account restoration", "账号恢复"),
+    };
+    if locale == "en" { en } else { zh }
+}
+
+/// The title of an action named in a stored payload (an action this version does not
+/// know reads as an account restoration).
+fn title_of(action: &str, locale: &str) -> &'static str {
+    action_title(action.parse().unwrap_or(ActionKind::ManualTask), locale)
 }
 
 /// The applicant's contact details and language, read leniently from an appeal's record.
@@ -119,6 +89,20 @@ impl Contact {
     }
 }
 
+/// The security phone and email an action replaced, from the account's record before it.
+fn security_contacts(before: &serde_json::Value) -> Vec<Address> {
+    let mut a = Vec::new();
+    if let Some(p) = before.get("secure_phone").and_then(|p| p.as_str()).and_then(|p| PhoneNumber::parse(p).ok()) {
+        a.push(Address { channel: "sms", to: p.as_e164().to_string(), masked: p.masked() });
+    }
+    if let Some(e) = before.get("security_email").and_then(|e| e.as_str())
+        && check_text("security_email", e, false).is_ok()
+    {
+        a.push(Address { channel: "email", to: e.to_string(), masked: mask_email(e) });
+    }
+    a
+}
+
 pub struct Planner {
     store: Arc<dyn Store>,
     workflow: Arc<Workflow>,
@@ -148,9 +132,12 @@ impl Planner {
         for a in &def.actions {
             effects.extend(&a.after);
         }
-        for e in effects.into_iter().filter(|e| e.effect == "notify") {
-            let (Some(template), Some(to)) = (&e.template, &e.to) else { continue };
-            let channels: &[&str] = if to == "leads" { &["email"] } else { &["sms", "email"] };
+        for e in effects.into_iter().filter(|e| e.effect == EffectKind::Notify) {
+            let (Some(template), Some(to)) = (&e.template, e.to) else { continue };
+            let channels: &[&str] = match to {
+                Recipient::Leads => &["email"],
+                Recipient::Applicant | Recipient::SecurityContacts => &["sms", "email"],
+            };
             for channel in channels {
                 self.templates.require(template, channel)?;
             }
@@ -232,7 +219,7 @@ impl Planner {
             "reasons": self.reasons(appeal, decision).await?,
             "deadline": deadline.unwrap_or_default(),
             "action": action.unwrap_or_default(),
-            "action_title": action.map(|a| action_title(a, locale)).unwrap_or_default(),
+            "action_title": action.map(|a| title_of(a, locale)).unwrap_or_default(),
             "new_phone": new_phone.map(PhoneNumber::masked).unwrap_or_default(),
             "at": self.local(now),
         }))
@@ -290,15 +277,25 @@ impl Planner {
         Ok(None)
     }
 
-    async fn recipients(&self, appeal: &AppealRecord, to: Option<&str>) -> Result<Vec<Address>, EngineError> {
+    /// Who a notification goes to. `before`: the account's record before the action an
+    /// effect follows (its replaced security contacts), when it follows one.
+    async fn recipients(
+        &self,
+        appeal: &AppealRecord,
+        to: Option<Recipient>,
+        before: Option<&serde_json::Value>,
+    ) -> Result<Vec<Address>, EngineError> {
         Ok(match to {
-            Some("leads") => self
+            Some(Recipient::Leads) => self
                 .lead_emails()
                 .await?
                 .into_iter()
                 .map(|l| Address { channel: "email", masked: mask_email(&l), to: l })
                 .collect(),
-            _ => Contact::of(appeal).addresses(),
+            // An effect recorded by an earlier version may name no recipient.
+            Some(Recipient::Applicant) | None => Contact::of(appeal).addresses(),
+            // Validation allows them only after an action, which has a `before`.
+            Some(Recipient::SecurityContacts) => before.map(security_contacts).unwrap_or_default(),
         })
     }
 
@@ -312,14 +309,14 @@ impl Planner {
         now: DateTime<Utc>,
         uow: &mut UnitOfWork,
     ) -> Result<Option<Fire>, EngineError> {
-        match effect.effect.as_str() {
-            "notify" => {
+        match effect.effect {
+            EffectKind::Notify => {
                 let locale = Contact::of(appeal).locale;
                 let ctx = self.context(appeal, decision, effect, &locale, now, None, None).await?;
-                let addresses = self.recipients(appeal, effect.to.as_deref()).await?;
+                let addresses = self.recipients(appeal, effect.to, None).await?;
                 self.notify(appeal, decision, effect, key, addresses, &ctx, &locale, uow).await
             }
-            "post_approval_actions" => {
+            EffectKind::PostApprovalActions => {
                 let data = AppealData::from_record(appeal)?;
                 let facts = ActionFacts {
                     items: data.draft.items.clone(),
@@ -335,12 +332,11 @@ impl Planner {
                 }
                 uow.actions.extend(defs.into_iter().map(|d| NewAction {
                     appeal_id: appeal.id.clone(),
-                    action: d.name.clone(),
+                    action: d.name.to_string(),
                     manual: d.manual,
                 }));
                 Ok(None)
             }
-            other => Err(EngineError::Effects(format!("unknown effect {other:?}"))),
         }
     }
 
@@ -357,7 +353,7 @@ impl Planner {
     ) -> Result<(), EngineError> {
         let contact = Contact::of(appeal);
         let decision = Decision {
-            transition: def.name.clone(),
+            transition: def.name.to_string(),
             from: Some(appeal.state.clone()),
             to: appeal.state.clone(),
             outcome: appeal.outcome.clone(),
@@ -368,28 +364,20 @@ impl Planner {
             cancel: vec![],
             effects: vec![],
         };
-        for effect in def.after.iter().filter(|e| e.effect == "notify") {
+        for effect in def.after.iter().filter(|e| e.effect == EffectKind::Notify) {
             let template = effect.template.clone().unwrap_or_default();
             let ctx = self
-                .context(appeal, &decision, effect, &contact.locale, now, Some(&def.name), contact.phone.as_ref())
+                .context(
+                    appeal,
+                    &decision,
+                    effect,
+                    &contact.locale,
+                    now,
+                    Some(def.name.as_str()),
+                    contact.phone.as_ref(),
+                )
                 .await?;
-            let addresses = match effect.to.as_deref() {
-                Some("security_contacts") => {
-                    let mut a = Vec::new();
-                    if let Some(p) =
-                        before.get("secure_phone").and_then(|p| p.as_str()).and_then(|p| PhoneNumber::parse(p).ok())
-                    {
-                        a.push(Address { channel: "sms", to: p.as_e164().to_string(), masked: p.masked() });
-                    }
-                    if let Some(e) = before.get("security_email").and_then(|e| e.as_str())
-                        && check_text("security_email", e, false).is_ok()
-                    {
-                        a.push(Address { channel: "email", to: e.to_string(), masked: mask_email(e) });
-                    }
-                    a
-                }
-                other => self.recipients(appeal, other).await?,
-            };
+            let addresses = self.recipients(appeal, effect.to, Some(before)).await?;
             let key = format!("{key}:{template}");
             self.notify(appeal, &decision, effect, &key, addresses, &ctx, &contact.locale, uow).await?;
         }

@@ -417,7 +417,7 @@ impl Intake {
         // Nothing is stored when another appeal is open (one waiting in its window is
         // superseded, in the same commit as the new appeal is created).
         let open = self.open_appeal(&account.name).await?;
-        let window = &self.engine.workflow().def.bindings;
+        let window = self.engine.workflow().bindings();
         let supersedes = open.as_ref().filter(|o| {
             self.engine.workflow().transition(&window.supersede).is_some_and(|t| t.from.contains(&o.state))
         });
@@ -441,7 +441,7 @@ impl Intake {
             commands.push(Command::new(Target::Ticket(open.ticket.clone()), cmd, Actor::system()));
         }
         let primary = commands.len();
-        let mut creation = Fire::new(self.engine.workflow().creation().name.clone());
+        let mut creation = Fire::new(window.submit.clone());
         creation.payload = face_evidence(&data.draft);
         commands.push(Command::new(Target::New(new.clone()), creation, applicant.clone()));
         commands.extend(self.screening(&account, &checklist));
@@ -457,7 +457,7 @@ impl Intake {
         if account.verification != VerificationType::None {
             return None;
         }
-        let mut cmd = Fire::new(self.engine.workflow().def.bindings.screening.clone());
+        let mut cmd = Fire::new(self.engine.workflow().bindings().screening.clone());
         cmd.reasons = vec![checklist.screening.clone().unwrap_or_else(|| "inapplicable_scenario".into())];
         Some(Command::new(Target::Same, cmd, Actor::system()))
     }
@@ -470,7 +470,7 @@ impl Intake {
             .await?
             .ok_or_else(|| EngineError::NotFound(created.ticket.to_string()))?;
         let history = self.engine.store().history(&record.id).await?;
-        let screening_transition = &self.engine.workflow().def.bindings.screening;
+        let screening_transition = &self.engine.workflow().bindings().screening;
         let screening = history
             .iter()
             .rev()
@@ -504,19 +504,25 @@ impl Intake {
         idempotency_key: Option<&str>,
     ) -> Result<CommandOutcome, IntakeError> {
         let record = self.engine.catch_up(self.load(ticket).await?).await?;
-        if record.state != "resubmission_window" {
-            let why = match (record.state.as_str(), record.outcome.as_deref()) {
-                ("closed", Some("expired")) => "the 3 calendar days to continue have passed".to_string(),
-                ("closed", Some(outcome)) => format!("it is closed ({outcome})"),
-                ("rejected", _) => "the rejection notice has not been delivered yet; try again shortly".to_string(),
-                (state, _) => format!("it is {state}, not rejected"),
+        let wf = self.engine.workflow();
+        let b = wf.bindings();
+        if record.state != b.window_state {
+            let terminal = wf.state(&record.state).is_some_and(|s| s.terminal);
+            let awaiting_notice = wf.transition(&b.notice_delivered).is_some_and(|t| t.from.contains(&record.state));
+            let why = match (record.outcome.as_deref(), terminal, awaiting_notice) {
+                (Some(outcome), true, _) if Some(outcome) == wf.window_expiry_outcome() => {
+                    "the 3 calendar days to continue have passed".to_string()
+                }
+                (Some(outcome), true, _) => format!("it is {} ({outcome})", record.state),
+                (_, _, true) => "the rejection notice has not been delivered yet; try again shortly".to_string(),
+                _ => format!("it is {}, not rejected", record.state),
             };
             // A keyed repeat of a resubmission that went through answers as it did.
             if let Some(key) = idempotency_key
                 && let Some(rec) = self.engine.store().idempotency(key).await?
                 && let Ok(first) = serde_json::from_value::<CommandOutcome>(rec.response)
                 && first.ticket == *ticket
-                && first.transition == "resubmit"
+                && first.transition == b.resubmit
             {
                 return Ok(CommandOutcome { replayed: true, ..first });
             }
@@ -557,7 +563,7 @@ impl Intake {
             previous_documents: replaced,
         };
         let value = serde_json::to_value(&data).expect("appeal data serialises");
-        let mut cmd = Fire::new("resubmit");
+        let mut cmd = Fire::new(b.resubmit.clone());
         cmd.payload = face_evidence(&data.draft);
         cmd.payload["record"] = serde_json::json!(digest(&value));
         let update = move |_: &AppealRecord| Ok(value.clone());
@@ -622,7 +628,7 @@ impl Intake {
             )));
         }
         let now = self.engine.now();
-        let mut cmd = Fire::new("link_entity_change");
+        let mut cmd = Fire::new(self.engine.workflow().bindings().link_entity_change.clone());
         cmd.expect_version = expect_version;
         cmd.payload = serde_json::json!({ "entity_ticket": entity_ticket, "account": new_company_account });
         let actor_name = actor.name.clone();

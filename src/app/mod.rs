@@ -167,13 +167,13 @@ pub async fn show(engine: &Engine, ticket: &TicketNumber) -> Result<AppealView, 
         engine.store().appeal_by_ticket(ticket).await?.ok_or_else(|| EngineError::NotFound(ticket.to_string()))?;
     let history = engine.store().history(&record.id).await?;
     let timers = engine.store().timers(Some(&record.id)).await?;
-    Ok(view(&record, &history, &timers))
+    Ok(view(&engine.workflow().bindings().review_sla, &record, &history, &timers))
 }
 
-fn view(record: &AppealRecord, history: &[EventRecord], timers: &[TimerRecord]) -> AppealView {
+fn view(review_sla: &str, record: &AppealRecord, history: &[EventRecord], timers: &[TimerRecord]) -> AppealView {
     let review_due_at = timers
         .iter()
-        .find(|t| t.name == "review_sla" && t.status == crate::store::TimerStatus::Armed)
+        .find(|t| t.name == review_sla && t.status == crate::store::TimerStatus::Armed)
         .map(|t| t.due_at.to_rfc3339());
     AppealView {
         ticket: record.ticket.to_string(),

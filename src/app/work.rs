@@ -26,6 +26,7 @@ use crate::store::{
     ActionRecord, ActionStatus, ActionUpdate, AppealRecord, CommitError, DeliveryUpdate, JobDeferral,
     NotificationRecord, NotificationStatus, StoreError, UnitOfWork, WorkFilter,
 };
+use crate::workflow::definition::ActionKind;
 use crate::workflow::{Fire, Refusal};
 
 #[derive(Debug, thiserror::Error)]
@@ -246,14 +247,16 @@ impl Work {
         data: &AppealData,
         new_company_rep: Option<crate::domain::account::Person>,
     ) -> Result<AccountChange, String> {
-        Ok(match action {
-            "rotate_secure_phone" => AccountChange::RotateSecurePhone {
+        let not_seam = || format!("action {action:?} is not applied through the account seam");
+        let kind: ActionKind = action.parse().map_err(|_| not_seam())?;
+        Ok(match kind {
+            ActionKind::RotateSecurePhone => AccountChange::RotateSecurePhone {
                 phone: data.draft.contact_phone.clone().ok_or("the appeal has no contact phone to rotate to")?,
             },
-            "detach_mfa" => AccountChange::DetachMfa,
-            "clear_security_questions" => AccountChange::ClearSecurityQuestions,
-            "clear_ip_logon_mask" => AccountChange::ClearIpLogonMask,
-            "change_verified_entity" => AccountChange::ChangeVerifiedEntity {
+            ActionKind::DetachMfa => AccountChange::DetachMfa,
+            ActionKind::ClearSecurityQuestions => AccountChange::ClearSecurityQuestions,
+            ActionKind::ClearIpLogonMask => AccountChange::ClearIpLogonMask,
+            ActionKind::ChangeVerifiedEntity => AccountChange::ChangeVerifiedEntity {
                 enterprise_name: data
                     .draft
                     .new_company
@@ -262,7 +265,7 @@ impl Work {
                     .ok_or("the appeal names no new company")?,
                 legal_representative: new_company_rep,
             },
-            other => return Err(format!("action {other:?} is not applied through the account seam")),
+            ActionKind::ManualTask => return Err(not_seam()),
         })
     }
 
@@ -276,7 +279,7 @@ impl Work {
         succeeded: bool,
         detail: serde_json::Value,
     ) -> Result<Vec<Fire>, WorkError> {
-        let b = &self.engine.workflow().def.bindings;
+        let b = self.engine.workflow().bindings();
         let mut fire = Fire::new(if succeeded { b.action_succeeded.clone() } else { b.action_failed.clone() });
         fire.payload = serde_json::json!({ "action": action.action, "key": action.idempotency_key, "detail": detail });
         let mut fires = vec![fire];
@@ -313,8 +316,8 @@ impl Work {
             crate::failpoint!(self.scope(), "action.before_apply");
             let record = self.appeal(&action.appeal_id).await?;
             let data = AppealData::from_record(&record)?;
-            let rep = match (&action.action[..], &data.entity_change.account) {
-                ("change_verified_entity", Some(acct)) => {
+            let rep = match (action.action.parse::<ActionKind>(), &data.entity_change.account) {
+                (Ok(ActionKind::ChangeVerifiedEntity), Some(acct)) => {
                     self.directory.by_name(acct).await?.and_then(|a| a.legal_representative)
                 }
                 _ => None,
@@ -350,7 +353,9 @@ impl Work {
                         done_by: None,
                     });
                     uow.ledger.extend(done.ledger);
-                    if let Some(def) = self.engine.workflow().def.actions.iter().find(|a| a.name == action.action) {
+                    if let Some(def) =
+                        self.engine.workflow().def.actions.iter().find(|a| a.name.as_str() == action.action)
+                    {
                         self.planner
                             .plan_action_done(&record, def, &action.idempotency_key, &done.before, now, &mut uow)
                             .await?;
@@ -432,7 +437,8 @@ impl Work {
             if actor.role == Role::Reviewer {
                 // Nobody holds an approved appeal: its manual task belongs to whoever approved it.
                 let history = store.history(&record.id).await?;
-                let approver = history.iter().rev().find(|e| e.transition == "approve").map(|e| e.actor.as_str());
+                let approve = &self.engine.workflow().bindings().approve;
+                let approver = history.iter().rev().find(|e| &e.transition == approve).map(|e| e.actor.as_str());
                 if approver != Some(actor.name.as_str()) {
                     return Err(ManualTaskError::NotAllowed(
                         "a reviewer marks the manual task done only on an appeal they approved".into(),
@@ -460,7 +466,7 @@ impl Work {
                 result: Some(serde_json::json!({ "manual": true })),
                 done_by: Some(actor.name.clone()),
             });
-            if let Some(def) = self.engine.workflow().def.actions.iter().find(|a| a.name == task.action) {
+            if let Some(def) = self.engine.workflow().def.actions.iter().find(|a| a.name.as_str() == task.action) {
                 self.planner
                     .plan_action_done(&record, def, &task.idempotency_key, &serde_json::Value::Null, now, &mut uow)
                     .await?;
@@ -609,11 +615,19 @@ impl Work {
                 uow.legacy_effects_done.push(e.id);
                 let follow = match history.iter().find(|h| h.seq == e.event_seq) {
                     Some(event) => {
+                        let kind = e
+                            .effect
+                            .parse()
+                            .map_err(|_| EngineError::Effects(format!("unknown effect {:?}", e.effect)))?;
                         let effect = crate::workflow::definition::EffectDef {
-                            effect: e.effect.clone(),
+                            effect: kind,
                             template: e.template.clone(),
-                            to: e.recipient.clone(),
-                            ..Default::default()
+                            // One this version does not know goes to the applicant, as it did.
+                            to: e.recipient.as_deref().and_then(|r| r.parse().ok()),
+                            fallback: false,
+                            delivered: None,
+                            undeliverable: None,
+                            deadline: None,
                         };
                         self.planner.plan_legacy(&appeal, event, &effect, &e.idempotency_key, now, &mut uow).await?
                     }

@@ -277,7 +277,7 @@ impl Engine {
         actor: &Actor,
         idempotency_key: Option<&str>,
     ) -> Result<CommandOutcome, EngineError> {
-        let creation = Fire::new(self.workflow.creation().name.clone());
+        let creation = Fire::new(self.workflow.bindings().submit.clone());
         let keyed = idempotency_key.map(|k| Self::create_keyed(k, appeal, actor));
         let command = Command::new(Target::New(appeal.clone()), creation, actor.clone());
         self.execute(vec![command], 0, UnitOfWork::default(), keyed).await
@@ -481,7 +481,7 @@ impl Engine {
                         EngineError::OpenAppeal { account, ticket: open.ticket.to_string(), state: open.state }
                     }
                     // It closed in the meantime: the caller may simply try again.
-                    None => EngineError::Conflict { state: "closed".into(), version: 0 },
+                    None => EngineError::Conflict { state: self.workflow.bindings().closed_state.clone(), version: 0 },
                 }))
             }
             Err(CommitError::IdempotencyKeyTaken) => {

@@ -695,7 +695,7 @@ async fn unfinished_jobs(store: &dyn crate::store::Store) -> Vec<String> {
     match store.jobs(&filter).await {
         Ok(jobs) => jobs
             .into_iter()
-            .filter(|j| matches!(j.status.as_str(), "Pending" | "Queued" | "Running"))
+            .filter(|j| j.status.is_open())
             .take(20)
             .map(|j| {
                 format!(
@@ -722,7 +722,7 @@ impl Counts {
         let actions = store.actions(&crate::store::WorkFilter::default()).await?;
         let notifications = store.notifications(&crate::store::WorkFilter::default()).await?;
         Ok(Counts {
-            jobs_done: jobs.iter().filter(|j| j.status == "Done").count(),
+            jobs_done: jobs.iter().filter(|j| j.status == crate::store::JobStatus::Done).count(),
             actions: actions.iter().filter(|a| a.status == crate::store::ActionStatus::Succeeded).count(),
             sent: notifications.iter().filter(|n| n.status == crate::store::NotificationStatus::Sent).count(),
             dead: jobs.iter().filter(|j| j.dead).count(),

@@ -300,8 +300,7 @@ macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),* }
+        pub enum $name { $(#[serde(rename = $text)] $variant),* }
 
         impl $name {
             pub const ALL: &[$name] = &[$($name::$variant),*];
@@ -320,7 +319,8 @@ macro_rules! status_enum {
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                // `pad`, so a width in a format string lines columns up.
+                f.pad(self.as_str())
             }
         }
 
@@ -345,6 +345,28 @@ status_enum!(
     /// Where a post-approval action stands.
     ActionStatus { Pending = "pending", Succeeded = "succeeded", Failed = "failed" }
 );
+
+status_enum!(
+    /// Where a job stands in apalis's table, spelled as apalis stores it.
+    JobStatus { Pending = "Pending", Queued = "Queued", Running = "Running", Done = "Done", Failed = "Failed", Killed = "Killed" }
+);
+
+impl JobStatus {
+    /// Not finished: waiting, queued or running (a failed job may still be retried; see
+    /// [`JobRecord::dead`]).
+    pub fn is_open(self) -> bool {
+        match self {
+            JobStatus::Pending | JobStatus::Queued | JobStatus::Running => true,
+            JobStatus::Done | JobStatus::Failed | JobStatus::Killed => false,
+        }
+    }
+}
+
+impl PartialEq<&str> for JobStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -499,8 +521,7 @@ pub struct WorkFilter {
 pub struct JobRecord {
     pub id: String,
     pub queue: String,
-    /// Pending, Queued, Running, Done, Failed or Killed.
-    pub status: String,
+    pub status: JobStatus,
     pub attempts: i64,
     pub max_attempts: i64,
     /// Dead: no attempt will follow (attempts used up, or aborted).

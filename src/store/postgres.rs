@@ -14,9 +14,9 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use super::{
     ActionRecord, ActionStatus, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate,
-    DraftRecord, EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobWriter, LegacyEffect,
-    NotificationRecord, NotificationStatus, RowCounts, Store, StoreError, TimerFiring, TimerHandler, TimerRecord,
-    TimerStatus, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter,
+    DraftRecord, EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobStatus, JobWriter,
+    LegacyEffect, NotificationRecord, NotificationStatus, RowCounts, Store, StoreError, TimerFiring, TimerHandler,
+    TimerRecord, TimerStatus, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter,
 };
 use crate::domain::{Account, LookupKind, TicketNumber};
 
@@ -903,14 +903,14 @@ impl Store for PgStore {
         .await?;
         rows.iter()
             .map(|row| {
-                let status: String = row.try_get("status")?;
+                let status = JobStatus::parse(&row.try_get::<String, _>("status")?)?;
                 let attempts: i64 = row.try_get("attempts")?;
                 let max_attempts: i64 = row.try_get("max_attempts")?;
                 let args: Option<String> = row.try_get("args")?;
                 Ok(JobRecord {
                     id: row.try_get("id")?,
                     queue: row.try_get("job_type")?,
-                    dead: status == "Killed" || (status == "Failed" && attempts >= max_attempts),
+                    dead: status == JobStatus::Killed || (status == JobStatus::Failed && attempts >= max_attempts),
                     status,
                     attempts,
                     max_attempts,

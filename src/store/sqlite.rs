@@ -13,9 +13,9 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
     ActionRecord, ActionStatus, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate,
-    DraftRecord, EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobWriter, LegacyEffect,
-    NotificationRecord, NotificationStatus, RowCounts, Store, StoreError, TimerFiring, TimerHandler, TimerRecord,
-    TimerStatus, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter,
+    DraftRecord, EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobStatus, JobWriter,
+    LegacyEffect, NotificationRecord, NotificationStatus, RowCounts, Store, StoreError, TimerFiring, TimerHandler,
+    TimerRecord, TimerStatus, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter,
 };
 use crate::domain::{Account, LookupKind, TicketNumber};
 
@@ -925,7 +925,7 @@ impl Store for SqliteStore {
         .await?;
         rows.iter()
             .map(|row| {
-                let status: String = row.try_get("status")?;
+                let status = JobStatus::parse(&row.try_get::<String, _>("status")?)?;
                 let attempts: i64 = row.try_get("attempts")?;
                 let max_attempts: i64 = row.try_get("max_attempts")?;
                 let run_at: i64 = row.try_get("run_at")?;
@@ -933,7 +933,7 @@ impl Store for SqliteStore {
                 Ok(JobRecord {
                     id: row.try_get("id")?,
                     queue: row.try_get("job_type")?,
-                    dead: status == "Killed" || (status == "Failed" && attempts >= max_attempts),
+                    dead: status == JobStatus::Killed || (status == JobStatus::Failed && attempts >= max_attempts),
                     status,
                     attempts,
                     max_attempts,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::{BusinessDays, CalendarDays, CalendarError};
 use crate::domain::{Actor, Role};
-use crate::workflow::definition::{EffectDef, Span, TimerDef, WarnAt, Workflow};
+use crate::workflow::definition::{EffectDef, Guard, Span, TimerDef, WarnAt, Workflow};
 
 /// What `decide` needs to know about an appeal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,17 +108,17 @@ fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
     items.into_iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn check_guard(guard: &str, snapshot: Option<&Snapshot>, cmd: &Fire, actor: &Actor) -> Result<(), String> {
+fn check_guard(guard: Guard, snapshot: Option<&Snapshot>, cmd: &Fire, actor: &Actor) -> Result<(), String> {
     match guard {
-        "has_reasons" => {
+        Guard::HasReasons => {
             if cmd.reasons.iter().any(|r| !r.trim().is_empty()) {
                 Ok(())
             } else {
                 Err("at least one reason is required".into())
             }
         }
-        "rejection_reasons" => crate::domain::rejection::check_reasons(&cmd.reasons),
-        "holds_claim" => {
+        Guard::RejectionReasons => crate::domain::rejection::check_reasons(&cmd.reasons),
+        Guard::HoldsClaim => {
             if matches!(actor.role, Role::Lead | Role::Admin | Role::System) {
                 return Ok(());
             }
@@ -128,7 +128,7 @@ fn check_guard(guard: &str, snapshot: Option<&Snapshot>, cmd: &Fire, actor: &Act
                 None => Err("nobody holds a claim on the appeal".into()),
             }
         }
-        "entity_change_linked" => {
+        Guard::EntityChangeLinked => {
             let facts = snapshot.map(|s| &s.facts);
             match facts {
                 Some(f) if f.entity_change_required && !f.entity_change_linked => {
@@ -138,7 +138,6 @@ fn check_guard(guard: &str, snapshot: Option<&Snapshot>, cmd: &Fire, actor: &Act
                 _ => Ok(()),
             }
         }
-        other => Err(format!("guard {other:?} is not implemented")),
     }
 }
 
@@ -231,10 +230,10 @@ pub fn decide(
     if !t.roles.contains(&actor.role) {
         return Err(Refusal::WrongRole { transition: t.name.clone(), role: actor.role, allowed: join(&t.roles) });
     }
-    for g in &t.guards {
+    for &g in &t.guards {
         check_guard(g, snapshot, cmd, actor).map_err(|reason| Refusal::GuardFailed {
             transition: t.name.clone(),
-            guard: g.clone(),
+            guard: g.to_string(),
             reason,
         })?;
     }

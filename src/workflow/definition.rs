@@ -1,6 +1,22 @@
 //! Workflow definitions as data: the types `workflows/<name>/workflow.toml` deserialises
 //! into, and the loader that validates a definition before anything runs on it. Every
 //! problem names the file and the entry at fault, and all problems are reported at once.
+//!
+//! Names Rust implements are enums ([`Guard`], [`EffectKind`], [`ActionKind`],
+//! [`Recipient`]: serde snake_case, `as_str`/`Display`, `FromStr`); a definition naming
+//! another is refused. Names Rust relies on are the definition's `[bindings]`, resolved
+//! and checked at load, and read through the loaded [`Workflow`] — never spelled in code:
+//!
+//! - `wf.bindings()` → `&Bindings`, each field the bound name as a `String` (use as
+//!   `&str`): transitions `submit`, `resubmit`, `claim`, `release`, `reassign`, `approve`,
+//!   `reject`, `withdraw`, `link_entity_change`, `supersede`, `screening`, `completion`,
+//!   `action_succeeded`, `action_failed`, `notice_delivered`, `notice_undeliverable`;
+//!   states `window_state`, `closed_state`; timers `review_sla`, `window_timer`; template
+//!   `rejection_notice`. E.g. `Fire::new(wf.bindings().claim.clone())`.
+//! - `wf.review_sla()` / `wf.window_timer()` → `&TimerDef`; `wf.review_states()` →
+//!   `&[String]` (the states the review SLA runs in: the review queue);
+//!   `wf.window_expiry_outcome()` → `Option<&str>`; `wf.target(transition)` →
+//!   `Option<&str>` (the state it enters); `wf.creation()` → `&TransitionDef`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -11,25 +27,129 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Calendar;
 use crate::domain::Role;
 
-/// Guards the engine knows how to evaluate (see `workflow::decide`).
-pub const KNOWN_GUARDS: &[&str] = &["holds_claim", "has_reasons", "rejection_reasons", "entity_change_linked"];
+/// A name the Rust code implements, as the definition spells it.
+macro_rules! name_enum {
+    ($(#[$doc:meta])* $name:ident, $kind:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant),*
+        }
 
-/// Effects the engine knows how to enqueue.
-pub const KNOWN_EFFECTS: &[&str] = &["notify", "post_approval_actions"];
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant),*];
+            /// What a definition problem calls it ("unknown guard ...").
+            pub const KIND: &str = $kind;
 
-/// Post-approval actions the account seam knows how to apply (or, for `manual_task`,
-/// a reviewer marks done).
-pub const KNOWN_ACTIONS: &[&str] = &[
-    "rotate_secure_phone",
-    "detach_mfa",
-    "clear_security_questions",
-    "clear_ip_logon_mask",
-    "change_verified_entity",
-    "manual_task",
-];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
 
-/// Who a `notify` effect is addressed to.
-pub const KNOWN_RECIPIENTS: &[&str] = &["applicant", "leads", "security_contacts"];
+            /// Every name, comma-separated, for messages.
+            pub fn known() -> String {
+                [$($text),*].join(", ")
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                match s {
+                    $($text => Ok($name::$variant),)*
+                    other => Err(UnknownName { kind: $kind, name: other.to_string(), known: $name::known() }),
+                }
+            }
+        }
+    };
+}
+
+/// A name no Rust code implements.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {name:?} (known: {known})")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub name: String,
+    pub known: String,
+}
+
+name_enum!(
+    /// Guards the engine knows how to evaluate (see `workflow::decide`).
+    Guard, "guard" {
+        /// A reviewer fires it only on an appeal they hold (leads, admins and `system` always).
+        HoldsClaim = "holds_claim",
+        /// At least one non-empty reason.
+        HasReasons = "has_reasons",
+        /// Reasons from the rejection catalogue (`domain::rejection`).
+        RejectionReasons = "rejection_reasons",
+        /// A deregistered enterprise's entity-change ticket is linked.
+        EntityChangeLinked = "entity_change_linked",
+    }
+);
+
+impl Guard {
+    /// Whether the guard asks the command for reasons (which a timer never gives).
+    pub fn needs_reasons(self) -> bool {
+        match self {
+            Guard::HasReasons | Guard::RejectionReasons => true,
+            Guard::HoldsClaim | Guard::EntityChangeLinked => false,
+        }
+    }
+}
+
+name_enum!(
+    /// Effects the engine knows how to plan.
+    EffectKind, "effect" {
+        /// A notification rendered from a template for a recipient.
+        Notify = "notify",
+        /// The post-approval actions the appeal calls for, each with its job.
+        PostApprovalActions = "post_approval_actions",
+    }
+);
+
+name_enum!(
+    /// Post-approval actions the account seam knows how to apply (or, for `manual_task`,
+    /// a reviewer marks done).
+    ActionKind, "action" {
+        RotateSecurePhone = "rotate_secure_phone",
+        DetachMfa = "detach_mfa",
+        ClearSecurityQuestions = "clear_security_questions",
+        ClearIpLogonMask = "clear_ip_logon_mask",
+        ChangeVerifiedEntity = "change_verified_entity",
+        ManualTask = "manual_task",
+    }
+);
+
+impl ActionKind {
+    /// Done by a reviewer by hand (`appeal task-done`), not through the account seam.
+    pub fn is_manual(self) -> bool {
+        match self {
+            ActionKind::ManualTask => true,
+            ActionKind::RotateSecurePhone
+            | ActionKind::DetachMfa
+            | ActionKind::ClearSecurityQuestions
+            | ActionKind::ClearIpLogonMask
+            | ActionKind::ChangeVerifiedEntity => false,
+        }
+    }
+}
+
+name_enum!(
+    /// Who a `notify` effect is addressed to.
+    Recipient, "recipient" {
+        /// The applicant's contact phone and email.
+        Applicant = "applicant",
+        /// Every lead's email and the configured distribution list.
+        Leads = "leads",
+        /// The security phone and email an action replaced (only after an action).
+        SecurityContacts = "security_contacts",
+    }
+);
 
 /// Roles that stand for people at the appeal desk (who can be alerted and act).
 const STAFF: [Role; 3] = [Role::Reviewer, Role::Lead, Role::Admin];
@@ -63,7 +183,7 @@ pub enum ActionWhen {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionDef {
-    pub name: String,
+    pub name: ActionKind,
     #[serde(default)]
     pub description: String,
     /// Selected when the appeal asks for any of these items...
@@ -136,14 +256,14 @@ pub struct StateDef {
     pub on_enter: Vec<EffectDef>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EffectDef {
-    pub effect: String,
+    pub effect: EffectKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
+    pub to: Option<Recipient>,
     /// `notify`: deliver to the recipient's channels one at a time, in order (SMS, then
     /// email), until one succeeds, instead of to all of them at once.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -161,11 +281,32 @@ pub struct EffectDef {
     pub deadline: Option<String>,
 }
 
-/// The transitions appealflow's own code fires by role rather than by name, resolved and
-/// checked when the workflow loads (a definition without one is refused).
+/// The names appealflow's own code relies on — transitions it fires, states and timers
+/// it reads, a template it names — resolved and checked when the workflow loads: a
+/// definition without one, or naming a transition, state, timer or template it does not
+/// have, is refused. Code outside `workflow/` uses these (through
+/// [`Workflow::bindings`]) and never spells a workflow name itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bindings {
+    // ---- transitions
+    /// Creates an appeal (the definition's one transition without `from`).
+    pub submit: String,
+    /// The applicant continues a rejected appeal within its window.
+    pub resubmit: String,
+    /// A reviewer takes an appeal from the queue.
+    pub claim: String,
+    /// The claim is given back and the appeal returns to the queue.
+    pub release: String,
+    /// A lead hands the appeal to a named reviewer.
+    pub reassign: String,
+    pub approve: String,
+    /// A reviewer's rejection with reasons.
+    pub reject: String,
+    /// The applicant (or an admin) withdraws the appeal.
+    pub withdraw: String,
+    /// Links the entity-change ticket of a deregistered enterprise's appeal.
+    pub link_entity_change: String,
     /// Closes an appeal waiting in its resubmission window when a new appeal for the
     /// same account is submitted.
     pub supersede: String,
@@ -178,6 +319,23 @@ pub struct Bindings {
     pub action_succeeded: String,
     /// Records a post-approval action failed for good.
     pub action_failed: String,
+    /// The rejection notice reached the applicant: the resubmission window opens.
+    pub notice_delivered: String,
+    /// No channel reached the applicant with the rejection notice.
+    pub notice_undeliverable: String,
+    // ---- states
+    /// Where a rejected appeal waits for the applicant to continue it.
+    pub window_state: String,
+    /// The terminal state an appeal ends in.
+    pub closed_state: String,
+    // ---- timers
+    /// The review SLA, running from receipt until a decision.
+    pub review_sla: String,
+    /// How long the resubmission window stays open.
+    pub window_timer: String,
+    // ---- templates
+    /// The rejection notice sent to the applicant.
+    pub rejection_notice: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,7 +348,7 @@ pub struct TransitionDef {
     pub to: String,
     pub roles: Vec<Role>,
     #[serde(default)]
-    pub guards: Vec<String>,
+    pub guards: Vec<Guard>,
     /// Required when `to` is terminal: the outcome the appeal closes with.
     #[serde(default)]
     pub outcome: Option<String>,
@@ -319,6 +477,43 @@ impl Workflow {
         self.def.timers.iter().find(|t| t.name == name)
     }
 
+    /// The names appealflow's code relies on (transitions it fires, states and timers it
+    /// reads, a template it names), each checked to exist when the workflow loaded.
+    pub fn bindings(&self) -> &Bindings {
+        &self.def.bindings
+    }
+
+    /// The state a transition enters.
+    pub fn target(&self, transition: &str) -> Option<&str> {
+        self.transition(transition).map(|t| t.to.as_str())
+    }
+
+    /// The review SLA timer (`bindings.review_sla`).
+    pub fn review_sla(&self) -> &TimerDef {
+        self.timer(&self.def.bindings.review_sla).expect("validation resolves bindings.review_sla")
+    }
+
+    /// The states the review SLA runs in: the review queue.
+    pub fn review_states(&self) -> &[String] {
+        &self.review_sla().states
+    }
+
+    /// The timer that closes the resubmission window (`bindings.window_timer`).
+    pub fn window_timer(&self) -> &TimerDef {
+        self.timer(&self.def.bindings.window_timer).expect("validation resolves bindings.window_timer")
+    }
+
+    /// The outcome an appeal closes with when its resubmission window runs out (the
+    /// outcome of the transition the window timer fires).
+    pub fn window_expiry_outcome(&self) -> Option<&str> {
+        self.window_timer()
+            .fires
+            .transition
+            .as_deref()
+            .and_then(|t| self.transition(t))
+            .and_then(|t| t.outcome.as_deref())
+    }
+
     /// The transition that creates an appeal (the one with no `from`).
     pub fn creation(&self) -> &TransitionDef {
         self.def
@@ -335,19 +530,43 @@ impl Workflow {
             DefinitionError(vec![DefinitionProblem { file: file.clone(), entry: entry.to_string(), problem }])
         };
         let text = std::fs::read_to_string(&file).map_err(|e| single("file", format!("cannot read: {e}")))?;
-        let def: WorkflowFile = toml::from_str(&text).map_err(|e| {
-            let entry = match e.span() {
-                Some(span) => {
-                    let line = text[..span.start].matches('\n').count() + 1;
-                    format!("line {line}")
+        let at_line = |e: &toml::de::Error| match e.span() {
+            Some(span) => {
+                let line = text[..span.start].matches('\n').count() + 1;
+                format!("line {line}")
+            }
+            None => "file".to_string(),
+        };
+        let (def, mut problems) = match toml::from_str::<WorkflowFile>(&text) {
+            Ok(def) => (def, Vec::new()),
+            Err(e) => {
+                // A name no Rust code implements is a problem of its entry, reported with
+                // every other problem: left out, the rest is parsed and checked.
+                let mut value: toml::Table =
+                    toml::from_str(&text).map_err(|e| single(&at_line(&e), e.message().into()))?;
+                let unknown = unknown_names(&mut value);
+                if unknown.is_empty() {
+                    return Err(single(&at_line(&e), e.message().to_string()));
                 }
-                None => "file".to_string(),
-            };
-            single(&entry, e.message().to_string())
-        })?;
+                match WorkflowFile::deserialize(value) {
+                    Ok(def) => (def, unknown),
+                    Err(e) => {
+                        let mut problems = unknown;
+                        problems.push(DefinitionProblem {
+                            file: PathBuf::new(),
+                            entry: "file".into(),
+                            problem: e.message().to_string(),
+                        });
+                        return Err(DefinitionError(
+                            problems.into_iter().map(|p| DefinitionProblem { file: file.clone(), ..p }).collect(),
+                        ));
+                    }
+                }
+            }
+        };
         let templates = template_names(&dir.join("templates"));
         let calendar = Calendar::load(calendars_dir, &def.workflow.calendar);
-        let mut problems = validate(&def, &templates);
+        problems.extend(validate(&def, &templates));
         if let Err(e) = &calendar {
             problems.push(DefinitionProblem {
                 file: file.clone(),
@@ -363,6 +582,84 @@ impl Workflow {
         }
         Ok(Workflow { def, calendar: calendar.expect("checked above"), dir: dir.to_path_buf(), templates })
     }
+}
+
+/// Finds the guards, effects, recipients and actions no Rust code implements in a parsed
+/// definition, and removes them (an effect or action with an unknown name goes whole), so
+/// the rest can be parsed and checked. One problem per unknown name, naming its entry.
+fn unknown_names(def: &mut toml::Table) -> Vec<DefinitionProblem> {
+    use toml::Value;
+    let mut out = Vec::new();
+    let mut push = |entry: &str, problem: String| {
+        out.push(DefinitionProblem { file: PathBuf::new(), entry: entry.to_string(), problem });
+    };
+    fn name_of(entry: &toml::Table) -> String {
+        entry.get("name").and_then(Value::as_str).unwrap_or("?").to_string()
+    }
+    fn unknown<T: std::str::FromStr<Err = UnknownName>>(value: Option<&Value>) -> Option<UnknownName> {
+        value.and_then(Value::as_str).and_then(|s| s.parse::<T>().err())
+    }
+    /// Drops the effects of `list` that name an unknown effect or recipient.
+    fn effects(entry: &str, list: Option<&mut Value>, push: &mut dyn FnMut(&str, String)) {
+        let Some(list) = list.and_then(Value::as_array_mut) else { return };
+        list.retain(|e| {
+            let Some(e) = e.as_table() else { return true };
+            let problems: Vec<UnknownName> =
+                [unknown::<EffectKind>(e.get("effect")), unknown::<Recipient>(e.get("to"))]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            for p in &problems {
+                push(entry, p.to_string());
+            }
+            problems.is_empty()
+        });
+    }
+    if let Some(states) = def.get_mut("states").and_then(Value::as_array_mut) {
+        for s in states.iter_mut().filter_map(Value::as_table_mut) {
+            let entry = format!("states.{}", name_of(s));
+            effects(&entry, s.get_mut("on_enter"), &mut push);
+        }
+    }
+    if let Some(transitions) = def.get_mut("transitions").and_then(Value::as_array_mut) {
+        for t in transitions.iter_mut().filter_map(Value::as_table_mut) {
+            let entry = format!("transitions.{}", name_of(t));
+            if let Some(guards) = t.get_mut("guards").and_then(Value::as_array_mut) {
+                guards.retain(|g| match unknown::<Guard>(Some(g)) {
+                    Some(p) => {
+                        push(&entry, p.to_string());
+                        false
+                    }
+                    None => true,
+                });
+            }
+            effects(&entry, t.get_mut("effects"), &mut push);
+        }
+    }
+    if let Some(timers) = def.get_mut("timers").and_then(Value::as_array_mut) {
+        for t in timers.iter_mut().filter_map(Value::as_table_mut) {
+            let entry = format!("timers.{}", name_of(t));
+            for part in ["fires", "warning"] {
+                let list = t.get_mut(part).and_then(Value::as_table_mut).and_then(|p| p.get_mut("effects"));
+                effects(&entry, list, &mut push);
+            }
+        }
+    }
+    if let Some(actions) = def.get_mut("actions").and_then(Value::as_array_mut) {
+        actions.retain_mut(|a| {
+            let Some(a) = a.as_table_mut() else { return true };
+            let entry = format!("actions.{}", name_of(a));
+            effects(&entry, a.get_mut("after"), &mut push);
+            match unknown::<ActionKind>(a.get("name")) {
+                Some(p) => {
+                    push(&entry, p.to_string());
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+    out
 }
 
 /// Template names present in a templates directory: `appeal_received.sms.en.hbs`
@@ -414,49 +711,52 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
     let known_states = || states.keys().copied().collect::<Vec<_>>().join(", ");
 
     // `issued_in`: the states the appeal is in when the effects are planned (empty when
-    // that is not one state set, e.g. an action's after-effects).
-    let check_effects =
-        |entry: String, effects: &[EffectDef], issued_in: &[&str], push: &mut dyn FnMut(String, String)| {
-            for e in effects {
-                if !KNOWN_EFFECTS.contains(&e.effect.as_str()) {
-                    push(entry.clone(), format!("unknown effect {:?} (known: {})", e.effect, KNOWN_EFFECTS.join(", ")));
-                }
-                if e.effect != "notify"
-                    && (e.fallback || e.delivered.is_some() || e.undeliverable.is_some() || e.deadline.is_some())
-                {
-                    push(
-                        entry.clone(),
-                        format!(
-                            "only a notify effect takes fallback, delivered, undeliverable or deadline (not {:?})",
-                            e.effect
-                        ),
-                    );
-                }
-                if let Some(timer) = &e.deadline
-                    && !def.timers.iter().any(|t| &t.name == timer)
-                {
-                    push(entry.clone(), format!("`deadline`: unknown timer {timer:?}"));
-                }
-                for (key, name) in [("delivered", &e.delivered), ("undeliverable", &e.undeliverable)] {
-                    let Some(name) = name else { continue };
-                    match transitions.get(name.as_str()) {
-                        None => push(entry.clone(), format!("`{key}`: unknown transition {name:?}")),
-                        Some(t) => {
-                            if !t.roles.contains(&Role::System) {
-                                push(entry.clone(), format!("`{key}`: {name:?} may not be fired by the `system` role"));
-                            }
-                            for s in issued_in {
-                                if !t.from.iter().any(|f| f == s) {
-                                    push(
-                                        entry.clone(),
-                                        format!("`{key}`: {name:?} does not fire from {s:?}, where the notice is sent"),
-                                    );
-                                }
+    // that is not one state set, e.g. an action's after-effects); `after_action`: the
+    // effects follow a post-approval action (whose replaced contacts they may address).
+    let check_effects = |entry: String,
+                         effects: &[EffectDef],
+                         issued_in: &[&str],
+                         after_action: bool,
+                         push: &mut dyn FnMut(String, String)| {
+        for e in effects {
+            if e.effect != EffectKind::Notify
+                && (e.fallback || e.delivered.is_some() || e.undeliverable.is_some() || e.deadline.is_some())
+            {
+                push(
+                    entry.clone(),
+                    format!(
+                        "only a notify effect takes fallback, delivered, undeliverable or deadline (not {:?})",
+                        e.effect.as_str()
+                    ),
+                );
+            }
+            if let Some(timer) = &e.deadline
+                && !def.timers.iter().any(|t| &t.name == timer)
+            {
+                push(entry.clone(), format!("`deadline`: unknown timer {timer:?}"));
+            }
+            for (key, name) in [("delivered", &e.delivered), ("undeliverable", &e.undeliverable)] {
+                let Some(name) = name else { continue };
+                match transitions.get(name.as_str()) {
+                    None => push(entry.clone(), format!("`{key}`: unknown transition {name:?}")),
+                    Some(t) => {
+                        if !t.roles.contains(&Role::System) {
+                            push(entry.clone(), format!("`{key}`: {name:?} may not be fired by the `system` role"));
+                        }
+                        for s in issued_in {
+                            if !t.from.iter().any(|f| f == s) {
+                                push(
+                                    entry.clone(),
+                                    format!("`{key}`: {name:?} does not fire from {s:?}, where the notice is sent"),
+                                );
                             }
                         }
                     }
                 }
-                if e.effect == "notify" {
+            }
+            match e.effect {
+                EffectKind::PostApprovalActions => {}
+                EffectKind::Notify => {
                     match &e.template {
                         None => push(entry.clone(), "effect \"notify\" needs a template".into()),
                         Some(t) if !templates.contains(t) => {
@@ -464,17 +764,20 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
                         }
                         Some(_) => {}
                     }
-                    match &e.to {
+                    match e.to {
                         None => push(entry.clone(), "effect \"notify\" needs a recipient `to`".into()),
-                        Some(to) if !KNOWN_RECIPIENTS.contains(&to.as_str()) => push(
+                        Some(Recipient::SecurityContacts) if !after_action => push(
                             entry.clone(),
-                            format!("unknown recipient {to:?} (known: {})", KNOWN_RECIPIENTS.join(", ")),
+                            "recipient \"security_contacts\" (the contacts an action replaced) is known only \
+                             after an action"
+                                .into(),
                         ),
-                        Some(_) => {}
+                        Some(Recipient::Applicant | Recipient::Leads | Recipient::SecurityContacts) => {}
                     }
                 }
             }
-        };
+        }
+    };
 
     for s in &def.states {
         if s.terminal && s.outcomes.is_empty() {
@@ -483,7 +786,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         if !s.terminal && !s.outcomes.is_empty() {
             push(state_entry(s), "only a terminal state has outcomes".into());
         }
-        check_effects(state_entry(s), &s.on_enter, &[s.name.as_str()], &mut push);
+        check_effects(state_entry(s), &s.on_enter, &[s.name.as_str()], false, &mut push);
     }
 
     let creations: Vec<&TransitionDef> = def.transitions.iter().filter(|t| t.from.is_empty()).collect();
@@ -522,12 +825,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         if t.roles.is_empty() {
             push(transition_entry(t), "no role may fire it: list at least one role".into());
         }
-        check_effects(transition_entry(t), &t.effects, &[t.to.as_str()], &mut push);
-        for g in &t.guards {
-            if !KNOWN_GUARDS.contains(&g.as_str()) {
-                push(transition_entry(t), format!("unknown guard {g:?} (known: {})", KNOWN_GUARDS.join(", ")));
-            }
-        }
+        check_effects(transition_entry(t), &t.effects, &[t.to.as_str()], false, &mut push);
         if t.reassigns && states.get(t.to.as_str()).is_some_and(|s| !s.held) {
             push(transition_entry(t), format!("`reassigns` needs a held target state, and {:?} is not held", t.to));
         }
@@ -581,7 +879,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
                     if timer.states.contains(&tr.to) {
                         push(timer_entry(timer), format!("fires {name:?}, which stays among the timer's own states"));
                     }
-                    if tr.guards.iter().any(|g| g == "has_reasons" || g == "rejection_reasons") {
+                    if tr.guards.iter().any(|g| g.needs_reasons()) {
                         push(
                             timer_entry(timer),
                             format!(
@@ -601,31 +899,28 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
             Some(t) => vec![t.to.as_str()],
             None => timer_states.clone(),
         };
-        check_effects(timer_entry(timer), &timer.fires.effects, &fired_in, &mut push);
+        check_effects(timer_entry(timer), &timer.fires.effects, &fired_in, false, &mut push);
         if let Some(w) = &timer.warning {
             if w.at == WarnAt::StartOfLastBusinessDay && !matches!(timer.after, Span::BusinessDays(_)) {
                 push(timer_entry(timer), "warning.at = start_of_last_business_day needs a business_days timer".into());
             }
-            check_effects(timer_entry(timer), &w.effects, &timer_states, &mut push);
+            check_effects(timer_entry(timer), &w.effects, &timer_states, false, &mut push);
         }
     }
 
     let mut seen = BTreeSet::new();
     for a in &def.actions {
         let entry = format!("actions.{}", a.name);
-        if !seen.insert(a.name.as_str()) {
+        if !seen.insert(a.name) {
             push(entry.clone(), "duplicate action name".into());
-        }
-        if !KNOWN_ACTIONS.contains(&a.name.as_str()) {
-            push(entry.clone(), format!("unknown action {:?} (known: {})", a.name, KNOWN_ACTIONS.join(", ")));
         }
         if a.items.is_empty() && a.when.is_none() {
             push(entry.clone(), "selects no appeal: give `items` or `when`".into());
         }
-        if (a.name == "manual_task") != a.manual {
+        if a.name.is_manual() != a.manual {
             push(entry.clone(), "manual_task, and only it, is done by hand (`manual = true`)".into());
         }
-        check_effects(entry, &a.after, &[], &mut push);
+        check_effects(entry, &a.after, &[], true, &mut push);
     }
 
     // Reachability from the creation transition's target.
@@ -687,8 +982,9 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         let timer_way_out = running
             .iter()
             .any(|t| t.fires.transition.as_deref().and_then(|n| transitions.get(n)).is_some_and(|tr| tr.to != s.name));
-        let alerts_leads =
-            |effects: &[EffectDef]| effects.iter().any(|e| e.effect == "notify" && e.to.as_deref() == Some("leads"));
+        let alerts_leads = |effects: &[EffectDef]| {
+            effects.iter().any(|e| e.effect == EffectKind::Notify && e.to == Some(Recipient::Leads))
+        };
         let alerted = running
             .iter()
             .any(|t| alerts_leads(&t.fires.effects) || t.warning.as_ref().is_some_and(|w| alerts_leads(&w.effects)));
@@ -706,36 +1002,111 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         }
     }
 
-    // The transitions appealflow fires by role exist and may be fired as it fires them.
+    check_bindings(def, &states, &transitions, templates, &mut push);
+    out
+}
+
+/// The names appealflow's code relies on exist, and each can do what the code uses it for.
+fn check_bindings(
+    def: &WorkflowFile,
+    states: &BTreeMap<&str, &StateDef>,
+    transitions: &BTreeMap<&str, &TransitionDef>,
+    templates: &BTreeSet<String>,
+    push: &mut dyn FnMut(String, String),
+) {
+    /// What the code does with a bound transition.
+    #[derive(PartialEq)]
+    enum Use {
+        /// Creates an appeal.
+        Creates,
+        /// Fired on an appeal by whoever the definition lets.
+        Fires,
+        /// Fired by appealflow itself (as `system`), moving the appeal to another state.
+        SystemMoves,
+        /// Fired by appealflow itself, leaving the appeal in its state.
+        SystemStays,
+    }
     let b = &def.bindings;
-    for (binding, name) in [
-        ("supersede", &b.supersede),
-        ("screening", &b.screening),
-        ("completion", &b.completion),
-        ("action_succeeded", &b.action_succeeded),
-        ("action_failed", &b.action_failed),
+    let entry = |binding: &str| format!("bindings.{binding}");
+    for (binding, name, how) in [
+        ("submit", &b.submit, Use::Creates),
+        ("resubmit", &b.resubmit, Use::Fires),
+        ("claim", &b.claim, Use::Fires),
+        ("release", &b.release, Use::Fires),
+        ("reassign", &b.reassign, Use::Fires),
+        ("approve", &b.approve, Use::Fires),
+        ("reject", &b.reject, Use::Fires),
+        ("withdraw", &b.withdraw, Use::Fires),
+        ("link_entity_change", &b.link_entity_change, Use::Fires),
+        ("supersede", &b.supersede, Use::SystemMoves),
+        ("screening", &b.screening, Use::SystemMoves),
+        ("completion", &b.completion, Use::SystemMoves),
+        ("notice_delivered", &b.notice_delivered, Use::SystemMoves),
+        ("notice_undeliverable", &b.notice_undeliverable, Use::SystemMoves),
+        ("action_succeeded", &b.action_succeeded, Use::SystemStays),
+        ("action_failed", &b.action_failed, Use::SystemStays),
     ] {
-        let entry = format!("bindings.{binding}");
         let Some(t) = transitions.get(name.as_str()) else {
-            push(entry, format!("unknown transition {name:?}"));
+            push(entry(binding), format!("unknown transition {name:?}"));
             continue;
         };
-        if !t.roles.contains(&Role::System) {
-            push(entry.clone(), format!("{name:?} may not be fired by the `system` role"));
-        }
-        if t.from.is_empty() {
-            push(entry.clone(), format!("{name:?} creates an appeal; it must fire on one"));
-        }
-        let stays = t.from.iter().all(|f| *f == t.to);
-        match binding {
-            "action_succeeded" | "action_failed" if !stays => {
-                push(entry, format!("{name:?} must leave the appeal in its state (from = [{:?}])", t.to))
+        // Without exactly one creation transition, that is the problem reported.
+        let one_creation = def.transitions.iter().filter(|t| t.from.is_empty()).count() == 1;
+        match (how == Use::Creates, t.from.is_empty()) {
+            (true, false) if one_creation => {
+                push(entry(binding), format!("{name:?} must create the appeal (have no `from`)"))
             }
-            "supersede" | "screening" | "completion" if stays => {
-                push(entry, format!("{name:?} must move the appeal to another state"))
-            }
+            (false, true) => push(entry(binding), format!("{name:?} creates an appeal; it must fire on one")),
             _ => {}
         }
+        let stays = t.from.iter().all(|f| *f == t.to);
+        let by_system = matches!(how, Use::SystemMoves | Use::SystemStays);
+        if by_system && !t.roles.contains(&Role::System) {
+            push(entry(binding), format!("{name:?} may not be fired by the `system` role"));
+        }
+        match how {
+            Use::Creates | Use::Fires => {}
+            Use::SystemStays if !stays => {
+                push(entry(binding), format!("{name:?} must leave the appeal in its state (from = [{:?}])", t.to))
+            }
+            Use::SystemMoves if stays && !t.from.is_empty() => {
+                push(entry(binding), format!("{name:?} must move the appeal to another state"))
+            }
+            Use::SystemMoves | Use::SystemStays => {}
+        }
     }
-    out
+
+    let window = states.get(b.window_state.as_str());
+    if window.is_none() {
+        push(entry("window_state"), format!("unknown state {:?}", b.window_state));
+    }
+    if window.is_some_and(|s| s.terminal) {
+        push(entry("window_state"), format!("{:?} is terminal: nothing can be resubmitted from it", b.window_state));
+    }
+    if window.is_some() && transitions.get(b.resubmit.as_str()).is_some_and(|t| !t.from.contains(&b.window_state)) {
+        push(entry("resubmit"), format!("{:?} does not fire from {:?} (`window_state`)", b.resubmit, b.window_state));
+    }
+    match states.get(b.closed_state.as_str()) {
+        None => push(entry("closed_state"), format!("unknown state {:?}", b.closed_state)),
+        Some(s) if !s.terminal => push(entry("closed_state"), format!("{:?} is not terminal", b.closed_state)),
+        Some(_) => {}
+    }
+    let timer = |name: &str| def.timers.iter().find(|t| t.name == name);
+    if timer(&b.review_sla).is_none() {
+        push(entry("review_sla"), format!("unknown timer {:?}", b.review_sla));
+    }
+    match timer(&b.window_timer) {
+        None => push(entry("window_timer"), format!("unknown timer {:?}", b.window_timer)),
+        Some(t) if window.is_some() && !t.states.contains(&b.window_state) => push(
+            entry("window_timer"),
+            format!("{:?} does not run in {:?} (`window_state`)", b.window_timer, b.window_state),
+        ),
+        Some(_) => {}
+    }
+    if !templates.contains(&b.rejection_notice) {
+        push(
+            entry("rejection_notice"),
+            format!("unknown template {:?}: no templates/{}.*.hbs file", b.rejection_notice, b.rejection_notice),
+        );
+    }
 }

@@ -6,4 +6,7 @@ pub mod definition;
 pub mod graph;
 
 pub use decide::{Decision, Facts, Fire, Refusal, Snapshot, TimerArm, decide, decide_timer};
-pub use definition::{DefinitionError, DefinitionProblem, Workflow, WorkflowFile};
+pub use definition::{
+    ActionKind, Bindings, DefinitionError, DefinitionProblem, EffectKind, Guard, Recipient, UnknownName, Workflow,
+    WorkflowFile,
+};

@@ -1114,3 +1114,185 @@ fn refuses_restarting_an_unknown_timer_or_one_that_does_not_run_there() {
         &["timer \"resubmission_window\" must run in \"under_review\"", "it runs in: resubmission_window"],
     );
 }
+
+// ------------------------------------------------------------ bindings and typed names
+
+/// The keys of the shipped `[bindings]` table.
+fn binding_keys() -> Vec<String> {
+    let table: Table = shipped_text().parse().unwrap();
+    table.get("bindings").and_then(Value::as_table).expect("[bindings]").keys().cloned().collect()
+}
+
+#[test]
+fn shipped_workflow_binds_every_name_the_code_relies_on() {
+    let wf = shipped();
+    let b = wf.bindings();
+    for (binding, name) in [
+        (&b.submit, "submit"),
+        (&b.resubmit, "resubmit"),
+        (&b.claim, "claim"),
+        (&b.release, "release"),
+        (&b.reassign, "reassign"),
+        (&b.approve, "approve"),
+        (&b.reject, "reject"),
+        (&b.withdraw, "withdraw"),
+        (&b.link_entity_change, "link_entity_change"),
+        (&b.supersede, "supersede"),
+        (&b.screening, "screen_reject"),
+        (&b.completion, "complete"),
+        (&b.action_succeeded, "action_succeeded"),
+        (&b.action_failed, "action_failed"),
+        (&b.notice_delivered, "notice_delivered"),
+        (&b.notice_undeliverable, "notice_undeliverable"),
+    ] {
+        assert_eq!(binding, name);
+        assert!(wf.transition(binding).is_some(), "{name}");
+    }
+    assert_eq!(b.submit, wf.creation().name);
+    assert_eq!(b.window_state, "resubmission_window");
+    assert_eq!(b.closed_state, "closed");
+    assert_eq!(b.rejection_notice, "appeal_rejected");
+    assert_eq!(wf.review_sla().name, "review_sla");
+    assert_eq!(wf.review_states(), ["submitted", "under_review"]);
+    assert_eq!(wf.window_timer().name, "resubmission_window");
+    assert_eq!(wf.window_expiry_outcome(), Some("expired"));
+    assert_eq!(wf.target(&b.claim), Some("under_review"));
+    assert_eq!(binding_keys().len(), 21);
+}
+
+#[test]
+fn refuses_a_workflow_lacking_any_binding_naming_the_binding() {
+    for key in binding_keys() {
+        let problems = refused_edit(|t| {
+            t.get_mut("bindings").and_then(Value::as_table_mut).unwrap().remove(&key);
+        });
+        assert_eq!(problems.len(), 1, "{key}: {problems:#?}");
+        assert!(problems[0].problem.contains(&format!("missing field `{key}`")), "{key}: {problems:#?}");
+    }
+}
+
+#[test]
+fn refuses_bindings_naming_a_transition_state_timer_or_template_it_does_not_have() {
+    let problems = refused_edit(|t| {
+        let b = t.get_mut("bindings").and_then(Value::as_table_mut).unwrap();
+        b.insert("claim".into(), "grab".into());
+        b.insert("notice_delivered".into(), "notice_arrived".into());
+        b.insert("window_state".into(), "limbo".into());
+        b.insert("closed_state".into(), "purgatory".into());
+        b.insert("review_sla".into(), "egg_timer".into());
+        b.insert("window_timer".into(), "hourglass".into());
+        b.insert("rejection_notice".into(), "appeal_lost".into());
+    });
+    assert_problem(&problems, "bindings.claim", &["unknown transition \"grab\""]);
+    assert_problem(&problems, "bindings.notice_delivered", &["unknown transition \"notice_arrived\""]);
+    assert_problem(&problems, "bindings.window_state", &["unknown state \"limbo\""]);
+    assert_problem(&problems, "bindings.closed_state", &["unknown state \"purgatory\""]);
+    assert_problem(&problems, "bindings.review_sla", &["unknown timer \"egg_timer\""]);
+    assert_problem(&problems, "bindings.window_timer", &["unknown timer \"hourglass\""]);
+    assert_problem(&problems, "bindings.rejection_notice", &["unknown template \"appeal_lost\""]);
+    assert_eq!(problems.len(), 7, "{problems:#?}");
+}
+
+#[test]
+fn refuses_bindings_whose_names_exist_but_cannot_do_the_job() {
+    let problems = refused_edit(|t| {
+        let b = t.get_mut("bindings").and_then(Value::as_table_mut).unwrap();
+        b.insert("submit".into(), "claim".into());
+        b.insert("claim".into(), "submit".into());
+        b.insert("notice_delivered".into(), "approve".into());
+        b.insert("closed_state".into(), "approved".into());
+        b.insert("window_timer".into(), "claim_expiry".into());
+        b.insert("resubmit".into(), "release".into());
+    });
+    assert_problem(&problems, "bindings.submit", &["\"claim\" must create the appeal"]);
+    assert_problem(&problems, "bindings.claim", &["\"submit\" creates an appeal"]);
+    assert_problem(&problems, "bindings.notice_delivered", &["`system` role"]);
+    assert_problem(&problems, "bindings.closed_state", &["\"approved\" is not terminal"]);
+    assert_problem(&problems, "bindings.window_timer", &["\"claim_expiry\" does not run in \"resubmission_window\""]);
+    assert_problem(&problems, "bindings.resubmit", &["\"release\" does not fire from \"resubmission_window\""]);
+    assert_eq!(problems.len(), 6, "{problems:#?}");
+}
+
+#[test]
+fn refuses_unknown_action_naming_it() {
+    let problems = refused_edit(|t| {
+        named(t, "actions", "detach_mfa").insert("name".into(), "detach_everything".into());
+    });
+    assert_only_problem(
+        &problems,
+        "actions.detach_everything",
+        &["unknown action \"detach_everything\"", "rotate_secure_phone", "manual_task"],
+    );
+}
+
+#[test]
+fn reports_unknown_guards_effects_recipients_and_actions_with_every_other_problem() {
+    let problems = refused_edit(|t| {
+        t.get_mut("workflow").and_then(Value::as_table_mut).unwrap().insert("calendar".into(), "atlantis".into());
+        named(t, "transitions", "approve").insert("guards".into(), strings(&["holds_claim", "is_a_friday"]));
+        named(t, "states", "approved").insert(
+            "on_enter".into(),
+            Value::Array(vec![
+                effect(r#"effect = "launch_rockets""#),
+                effect(
+                    r#"effect = "notify"
+                          template = "appeal_approved"
+                          to = "the_press""#,
+                ),
+                effect(r#"effect = "post_approval_actions""#),
+            ]),
+        );
+        named(t, "actions", "manual_task").insert("name".into(), "pray".into());
+        named(t, "transitions", "expire").insert("outcome".into(), "evaporated".into());
+    });
+    assert_problem(&problems, "workflow.calendar", &["atlantis"]);
+    assert_problem(&problems, "transitions.approve", &["unknown guard \"is_a_friday\"", "holds_claim"]);
+    assert_problem(&problems, "states.approved", &["unknown effect \"launch_rockets\"", "post_approval_actions"]);
+    assert_problem(&problems, "states.approved", &["unknown recipient \"the_press\"", "security_contacts"]);
+    assert_problem(&problems, "actions.pray", &["unknown action \"pray\""]);
+    assert_problem(&problems, "transitions.expire", &["evaporated"]);
+    assert_eq!(problems.len(), 6, "{problems:#?}");
+}
+
+#[test]
+fn refuses_security_contacts_outside_an_action() {
+    let problems = refused_edit(|t| {
+        named(t, "transitions", "approve").insert(
+            "effects".into(),
+            Value::Array(vec![effect(
+                r#"effect = "notify"
+                   template = "security_notice"
+                   to = "security_contacts""#,
+            )]),
+        );
+    });
+    assert_only_problem(&problems, "transitions.approve", &["\"security_contacts\"", "only after an action"]);
+}
+
+#[test]
+fn every_implemented_name_parses_back_from_its_text() {
+    use appealflow::workflow::{ActionKind, EffectKind, Guard, Recipient};
+    for g in Guard::ALL {
+        assert_eq!(g.as_str().parse::<Guard>().unwrap(), *g);
+        assert_eq!(g.to_string(), g.as_str());
+    }
+    for e in EffectKind::ALL {
+        assert_eq!(e.as_str().parse::<EffectKind>().unwrap(), *e);
+    }
+    for a in ActionKind::ALL {
+        assert_eq!(a.as_str().parse::<ActionKind>().unwrap(), *a);
+        assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+    }
+    for r in Recipient::ALL {
+        assert_eq!(r.as_str().parse::<Recipient>().unwrap(), *r);
+    }
+    let err = "is_a_friday".parse::<Guard>().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "unknown guard \"is_a_friday\" (known: holds_claim, has_reasons, rejection_reasons, entity_change_linked)"
+    );
+    // Every guard, effect, recipient and action the shipped definition names is one.
+    let wf = shipped();
+    assert!(wf.def.transitions.iter().flat_map(|t| &t.guards).any(|g| *g == Guard::HoldsClaim));
+    assert_eq!(wf.def.actions.iter().map(|a| a.name).collect::<Vec<_>>(), ActionKind::ALL);
+}

@@ -8,6 +8,7 @@ use crate::app::access::same_hash;
 use crate::domain::draft::DraftInput;
 use crate::domain::{PhoneNumber, TicketNumber};
 use crate::store::{AppealRecord, EventRecord, TimerStatus};
+use crate::workflow::Workflow;
 
 /// The stage a progress query reports.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -47,7 +48,7 @@ impl Intake {
         let read = if phone_matches { &record.id } else { &decoy.id };
         let history = self.engine.store().history(read).await?;
         let timers = self.engine.store().timers(Some(read)).await?;
-        let progress = progress_of(record, &history, &timers);
+        let progress = progress_of(self.engine.workflow(), record, &history, &timers);
         if phone_matches { Ok(progress) } else { Err(IntakeError::NoMatch) }
     }
 
@@ -71,7 +72,7 @@ impl Intake {
                 ticket: TicketNumber::generate(),
                 workflow: String::new(),
                 workflow_version: 0,
-                state: "submitted".into(),
+                state: self.engine.workflow().creation().to.clone(),
                 outcome: None,
                 version: 1,
                 assignee: None,
@@ -84,37 +85,50 @@ impl Intake {
     }
 }
 
-fn progress_of(record: &AppealRecord, history: &[EventRecord], timers: &[crate::store::TimerRecord]) -> Progress {
-    let stage = match record.state.as_str() {
-        "submitted" => "received",
-        "under_review" => "under_review",
-        "approved" => "approved",
-        "rejected" | "resubmission_window" => "rejected",
-        "closed" => "closed",
-        other => other,
+fn progress_of(
+    wf: &Workflow,
+    record: &AppealRecord,
+    history: &[EventRecord],
+    timers: &[crate::store::TimerRecord],
+) -> Progress {
+    let b = wf.bindings();
+    let state = record.state.as_str();
+    let entered_by = |transition: &str| wf.target(transition) == Some(state);
+    let stage = if entered_by(&b.submit) {
+        "received"
+    } else if entered_by(&b.claim) {
+        "under_review"
+    } else if entered_by(&b.approve) {
+        "approved"
+    } else if entered_by(&b.reject) || state == b.window_state {
+        "rejected"
+    } else if state == b.closed_state {
+        "closed"
+    } else {
+        state
     };
     let reasons = if stage == "rejected" {
         history
             .iter()
             .rev()
-            .find(|e| e.transition == "reject" || e.transition == "screen_reject")
+            .find(|e| e.transition == b.reject || e.transition == b.screening)
             .map(|e| e.reasons.clone())
             .unwrap_or_default()
     } else {
         vec![]
     };
-    let continue_until = (record.state == "resubmission_window")
+    let continue_until = (state == b.window_state)
         .then(|| {
             timers
                 .iter()
-                .find(|t| t.name == "resubmission_window" && t.status == TimerStatus::Armed)
+                .find(|t| t.name == b.window_timer && t.status == TimerStatus::Armed)
                 .map(|t| t.due_at.to_rfc3339())
         })
         .flatten();
     let received_at = history
         .iter()
         .rev()
-        .find(|e| e.transition == "submit" || e.transition == "resubmit")
+        .find(|e| e.transition == b.submit || e.transition == b.resubmit)
         .map_or(record.created_at, |e| e.at);
     Progress {
         ticket: record.ticket.to_string(),
