@@ -87,7 +87,7 @@ pub async fn retry_job(engine: &Engine, id: &str, actor: &Actor, key: Option<&st
         {
             return Ok(answer);
         }
-        return Err(ServiceError::NotDead { status: job.status, attempts: job.attempts });
+        return Err(ServiceError::NotDead { status: job.status.as_str().to_string(), attempts: job.attempts });
     }
     tracing::info!(actor = %actor.name, job = %job.id, queue = %job.queue, "dead job retried");
     let answer = Retried { id: job.id, queue: job.queue, retried: true };

@@ -117,7 +117,9 @@ impl Classify for EngineError {
             }
             EngineError::Refused(Refusal::WrongRole { .. }) => Problem::not_allowed(detail),
             EngineError::Refused(Refusal::UnknownTransition { .. }) => Problem::not_found(detail),
-            EngineError::Refused(Refusal::GuardFailed { guard, .. }) if guard == "holds_claim" => {
+            EngineError::Refused(Refusal::GuardFailed { guard, .. })
+                if guard == crate::workflow::Guard::HoldsClaim.as_str() =>
+            {
                 Problem::not_allowed(detail)
             }
             EngineError::Refused(Refusal::GuardFailed { .. }) => {

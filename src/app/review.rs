@@ -90,13 +90,10 @@ pub async fn queue(engine: &Engine, query: QueueQuery) -> Result<QueuePage, Engi
     if !problems.is_empty() {
         return Err(EngineError::Invalid(problems));
     }
-    let review_sla = "review_sla";
+    let review_sla = wf.bindings().review_sla.as_str();
     let mut states = query.states;
     if states.is_empty() {
-        states = match wf.timer(review_sla) {
-            Some(t) => t.states.clone(),
-            None => open.iter().map(|s| s.to_string()).collect(),
-        };
+        states = wf.review_states().to_vec();
     }
     states.sort();
     states.dedup();
@@ -371,7 +368,7 @@ pub async fn reassign(
             "no reviewer with an active token has this name",
         )]));
     }
-    let mut cmd = Fire::new("reassign");
+    let mut cmd = Fire::new(engine.workflow().bindings().reassign.as_str());
     cmd.expect_version = expect_version;
     cmd.payload = json!({ "to": to });
     let outcome = engine.fire(ticket, &cmd, lead, key).await?;
@@ -380,7 +377,7 @@ pub async fn reassign(
 
 /// The desk's gauges for metrics: open appeals by state, review deadlines near and past.
 pub async fn gauges(engine: &Engine) -> Result<crate::store::Gauges, EngineError> {
-    Ok(engine.store().gauges("review_sla").await?)
+    Ok(engine.store().gauges(&engine.workflow().bindings().review_sla).await?)
 }
 
 /// Migrations this build has that the database lacks (readiness).

@@ -196,6 +196,7 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
     let settings = WorkerSettings { max_attempts: db.max_attempts, ..WorkerSettings::simulation() };
     let worker = Running::start(Runtime::new(work, startup::queues(&backend, &settings), settings));
     let tz = engine.workflow().calendar.time_zone;
+    let names = engine.workflow().bindings().clone();
     let tour = Tour { intake, worker, clock, tz, shown: Default::default(), ticket: Default::default() };
     let files = LocalFiles { base: tmp.path().to_path_buf() };
 
@@ -242,7 +243,7 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
     let submitted = tour.intake.submit(complete, &files, None).await?;
     let ticket = submitted.ticket.clone();
     *tour.ticket.lock().expect("demo lock") = Some(ticket.clone());
-    tour.line("submit", &submitted.state, &format!("v{}  ticket {ticket}", submitted.version));
+    tour.line(&names.submit, &submitted.state, &format!("v{}  ticket {ticket}", submitted.version));
     tour.timers_note(&ticket).await?;
     tour.advance_to(start).await?;
 
@@ -251,8 +252,9 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
     let applicant = Actor::new("applicant", Role::Applicant);
     let reviewer = Actor::new("li.wei", Role::Reviewer);
     tour.advance_to(start + Duration::days(6)).await?;
-    tour.fire(&ticket, "claim", &reviewer, &[]).await?;
-    tour.fire(&ticket, "reject", &reviewer, &["documents_not_meeting_requirements: enterprise_appeal_letter"]).await?;
+    tour.fire(&ticket, &names.claim, &reviewer, &[]).await?;
+    tour.fire(&ticket, &names.reject, &reviewer, &["documents_not_meeting_requirements: enterprise_appeal_letter"])
+        .await?;
     // The worker delivers the rejection notice; its delivery opens the window.
     tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
     tour.timers_note(&ticket).await?;
@@ -265,13 +267,13 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
     .map_err(|e| CliError::usage(format!("cannot write demo file: {e}")))?;
     let corrected: DraftInput = crate::app::parse_json(&draft(true, true).replace("letter.pdf", "letter-v2.pdf"))?;
     let out = tour.intake.resubmit(&ticket, corrected, &files, None).await?;
-    tour.step("resubmit", &out, &format!("by {} (a new appeal letter; the old one is kept)", applicant.name));
+    tour.step(&names.resubmit, &out, &format!("by {} (a new appeal letter; the old one is kept)", applicant.name));
     tour.timers_note(&ticket).await?;
     tour.advance_to(tour.clock.now()).await?;
     tour.clock.advance(Duration::hours(2));
-    tour.fire(&ticket, "claim", &reviewer, &[]).await?;
+    tour.fire(&ticket, &names.claim, &reviewer, &[]).await?;
     tour.clock.advance(Duration::minutes(20));
-    tour.fire(&ticket, "approve", &reviewer, &[]).await?;
+    tour.fire(&ticket, &names.approve, &reviewer, &[]).await?;
     // The worker applies the post-approval actions (each once, by its key), sends the
     // security notice to the previous phone and email, and closes the appeal.
     tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;

@@ -290,6 +290,9 @@ async fn withdraw(
 ) -> ApiResult<Response> {
     let (_, ticket) = appeal_access(&state, &ticket, &headers).await?;
     let actor = Actor::new("applicant", Role::Applicant);
-    let outcome = state.engine().fire(&ticket, &Fire::new("withdraw"), &actor, key.as_deref()).await?;
+    let outcome = state
+        .engine()
+        .fire(&ticket, &Fire::new(state.engine().workflow().bindings().withdraw.as_str()), &actor, key.as_deref())
+        .await?;
     Ok(Json(json!({ "state": outcome.state, "outcome": outcome.outcome, "version": outcome.version })).into_response())
 }

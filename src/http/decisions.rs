@@ -48,7 +48,8 @@ pub(super) async fn claim(
     pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
-    fire(&state, &staff.0, &raw, "claim", vec![], &pre).await
+    let transition = state.engine().workflow().bindings().claim.clone();
+    fire(&state, &staff.0, &raw, &transition, vec![], &pre).await
 }
 
 pub(super) async fn release(
@@ -58,7 +59,8 @@ pub(super) async fn release(
     pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
-    fire(&state, &staff.0, &raw, "release", vec![], &pre).await
+    let transition = state.engine().workflow().bindings().release.clone();
+    fire(&state, &staff.0, &raw, &transition, vec![], &pre).await
 }
 
 pub(super) async fn approve(
@@ -68,7 +70,8 @@ pub(super) async fn approve(
     pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
-    fire(&state, &staff.0, &raw, "approve", vec![], &pre).await
+    let transition = state.engine().workflow().bindings().approve.clone();
+    fire(&state, &staff.0, &raw, &transition, vec![], &pre).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,7 +87,8 @@ pub(super) async fn reject(
     pre: Preconditions,
     JsonBody(body): JsonBody<Rejection>,
 ) -> ApiResult<Response> {
-    fire(&state, &staff.0, &raw, "reject", body.reasons, &pre).await
+    let transition = state.engine().workflow().bindings().reject.clone();
+    fire(&state, &staff.0, &raw, &transition, body.reasons, &pre).await
 }
 
 #[derive(Debug, Deserialize)]

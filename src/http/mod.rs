@@ -325,7 +325,7 @@ async fn render_metrics(state: &Shared) -> ApiResult<Response> {
         let _ = writeln!(out, "appealflow_appeals{{state=\"{}\"}} {n}", s.name);
     }
     let _ = writeln!(out, "# TYPE appealflow_jobs gauge");
-    for status in ["Pending", "Queued", "Running", "Done", "Failed", "Killed"] {
+    for status in crate::store::JobStatus::ALL.iter().map(|s| s.as_str()) {
         let n = g.jobs_by_status.iter().find(|(name, _)| name == status).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "appealflow_jobs{{status=\"{status}\"}} {n}");
     }
