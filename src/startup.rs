@@ -1,6 +1,7 @@
 //! Wiring: the only place that names concrete backends. Opens the store a URL names,
 //! applies migrations, loads and validates the workflow, and builds the engine.
 
+use crate::store::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -12,7 +12,7 @@ use crate::adapters::notify::{DeliveryError, post_signed};
 use crate::domain::account::AccountChange;
 use crate::domain::{Account, LookupKind};
 use crate::engine::Clock;
-use crate::store::{LedgerEntry, Store, StoreError};
+use crate::store::{DirectoryStore, LedgerEntry, StoreError};
 
 #[async_trait]
 pub trait AccountDirectory: Send + Sync + 'static {
@@ -22,11 +22,11 @@ pub trait AccountDirectory: Send + Sync + 'static {
 
 /// The embedded directory: the `accounts` table in appealflow's database.
 pub struct StoreDirectory {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DirectoryStore>,
 }
 
 impl StoreDirectory {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn DirectoryStore>) -> Self {
         StoreDirectory { store }
     }
 }
@@ -78,11 +78,11 @@ pub trait AccountActions: Send + Sync + 'static {
 /// step to commit with its result; the commit writes it only while the account is
 /// still as read, and a key applies once.
 pub struct DirectoryActions {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DirectoryStore>,
 }
 
 impl DirectoryActions {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn DirectoryStore>) -> Self {
         DirectoryActions { store }
     }
 }

@@ -6,7 +6,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::domain::Role;
-use crate::store::{Store, StoreError, TokenRecord};
+use crate::store::{AccessStore, StoreError, TokenRecord};
 
 /// A new random secret: `prefix` then 64 hex characters (256 bits).
 pub fn new_secret(prefix: &str) -> String {
@@ -39,7 +39,7 @@ pub enum TokenError {
 /// Creates an API token; returns the token (shown once) and what is stored of it. A
 /// lead's `email` receives SLA warnings and breaches while the token is not revoked.
 pub async fn create_token(
-    store: &dyn Store,
+    store: &dyn AccessStore,
     role: Role,
     name: &str,
     email: Option<&str>,

@@ -109,3 +109,9 @@ impl Health {
         self.statuses().into_iter().filter(|l| !l.up).collect()
     }
 }
+
+/// Ends a graceful shutdown once the server and the worker have stopped: the database's
+/// log is checkpointed (SQLite) and its connections closed.
+pub async fn close_database(engine: &crate::engine::Engine) {
+    engine.store().close().await;
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::engine::{Clock, Engine};
-use crate::store::{Store, StoreError};
+use crate::store::{AccessStore, StoreError};
 
 /// A budget: so many hits per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ impl Default for ProgressPolicy {
 
 /// Budgets counted in the store.
 pub struct Limits {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccessStore>,
     clock: Arc<dyn Clock>,
     progress: ProgressPolicy,
 }

@@ -144,6 +144,7 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
             Runtime::new(work.clone(), startup::queues(&backend, &settings), settings).with_janitor(Arc::new(janitor));
         tokio::spawn(crate::jobs::run(rt, wait(stop_rx.clone())))
     });
+    let engine = intake.engine().clone();
     let state = Arc::new(AppState::new(intake, work, config));
     if let Some(addr) = &args.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(addr)
@@ -165,6 +166,7 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
             Err(e) => return Err(CliError { class: ErrorClass::Internal, message: format!("worker: {e}") }),
         }
     }
+    crate::app::health::close_database(&engine).await;
     println!("appealflow stopped");
     Ok(())
 }

@@ -185,9 +185,10 @@ pub(super) async fn worker(ctx: &Context, args: WorkerArgs, clock: Option<Arc<Ma
     }
     let rt = runtime(ctx, settings).await?;
     println!("appealflow worker on {} (queues: {})", super::redact_url(&ctx.database_url), QUEUES.join(", "));
-    crate::jobs::run(rt, shutdown_signal())
-        .await
-        .map_err(|e| CliError { class: ErrorClass::Internal, message: e.to_string() })
+    let engine = rt.work.engine().clone();
+    let stopped = crate::jobs::run(rt, shutdown_signal()).await;
+    crate::app::health::close_database(&engine).await;
+    stopped.map_err(|e| CliError { class: ErrorClass::Internal, message: e.to_string() })
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not

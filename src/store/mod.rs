@@ -608,8 +608,9 @@ pub struct TimerFiring {
     pub note: Option<String>,
 }
 
+/// The database itself: which engine, the fail-point scope, the schema.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Database: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
@@ -623,6 +624,16 @@ pub trait Store: Send + Sync + 'static {
     /// database: empty when the schema is current.
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError>;
 
+    /// A graceful shutdown's last step, once nothing else uses the database: SQLite folds
+    /// its write-ahead log into the database file (so the file alone is a whole copy)
+    /// and closes the pool.
+    async fn close(&self) {}
+}
+
+/// What the engine needs: appeals, their history and timers, one-commit units of work,
+/// idempotency records, the open appeal of an account.
+#[async_trait]
+pub trait AppealStore: Send + Sync + 'static {
     /// Commits one unit of work atomically, with the jobs it causes.
     async fn commit(&self, uow: &UnitOfWork) -> Result<(), CommitError>;
 
@@ -664,6 +675,13 @@ pub trait Store: Send + Sync + 'static {
     /// admin's job retry); false when the key is already recorded.
     async fn remember_idempotency(&self, record: &IdempotencyRecord) -> Result<bool, StoreError>;
 
+    /// The account's appeal that has not closed, if any.
+    async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError>;
+}
+
+/// The embedded account directory and the ledger of account changes applied to it.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync + 'static {
     /// Inserts or replaces accounts (with their lookup keys) all at once, or none.
     async fn put_accounts(&self, accounts: &[Account], at: DateTime<Utc>) -> Result<(), StoreError>;
 
@@ -679,10 +697,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The ledger, oldest first (keys with what they changed).
     async fn ledger(&self) -> Result<Vec<(String, AppliedChange)>, StoreError>;
+}
 
-    /// The account's appeal that has not closed, if any.
-    async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError>;
-
+/// What the worker needs: post-approval actions, notifications, the work to enqueue.
+#[async_trait]
+pub trait WorkStore: Send + Sync + 'static {
     /// Outbox rows an earlier version left not yet carried out, oldest first.
     async fn legacy_effects(&self, limit: i64) -> Result<Vec<LegacyEffect>, StoreError>;
 
@@ -701,6 +720,19 @@ pub trait Store: Send + Sync + 'static {
     /// The notifications of a fallback chain, in order.
     async fn chain(&self, chain: &str) -> Result<Vec<NotificationRecord>, StoreError>;
 
+    /// Pending notifications and pending non-manual actions that have no job at all —
+    /// work whose job was lost. Never any on a database only this version wrote (jobs
+    /// commit with their rows); an earlier version's relay could leave some.
+    async fn unqueued_work(&self, limit: i64) -> Result<Vec<JobRef>, StoreError>;
+
+    /// Writes jobs for rows that exist, in one transaction.
+    async fn enqueue(&self, jobs: &[JobRef]) -> Result<(), StoreError>;
+}
+
+/// Queue administration, the only code that reads apalis's own tables: jobs listed,
+/// counted and retried, queues retired, the gauges.
+#[async_trait]
+pub trait QueueAdmin: Send + Sync + 'static {
     /// The job queue's rows, newest first.
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
 
@@ -711,18 +743,24 @@ pub trait Store: Send + Sync + 'static {
     /// Puts a dead (failed or aborted) job back in the queue with fresh attempts.
     async fn retry_job(&self, job_id: &str) -> Result<bool, StoreError>;
 
-    /// Pending notifications and pending non-manual actions that have no job at all —
-    /// work whose job was lost. Never any on a database only this version wrote (jobs
-    /// commit with their rows); an earlier version's relay could leave some.
-    async fn unqueued_work(&self, limit: i64) -> Result<Vec<JobRef>, StoreError>;
-
-    /// Writes jobs for rows that exist, in one transaction.
-    async fn enqueue(&self, jobs: &[JobRef]) -> Result<(), StoreError>;
-
     /// Marks jobs of a queue an earlier version used, and that no worker serves now,
     /// done; returns how many.
     async fn retire_queue(&self, queue: &str) -> Result<u64, StoreError>;
 
+    /// Counts for monitoring; `breach_timer` names the timer whose firing is a breach.
+    async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError>;
+}
+
+/// Test and diagnostic hooks, apart from the production traits: rows per table.
+#[async_trait]
+pub trait Diagnostics: Send + Sync + 'static {
+    /// Counts of rows per table, for tests and diagnostics.
+    async fn row_counts(&self) -> Result<RowCounts, StoreError>;
+}
+
+/// Access: API tokens, applicants' drafts, rate-limit counters, what the janitor sweeps.
+#[async_trait]
+pub trait AccessStore: Send + Sync + 'static {
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
 
     /// An unrevoked token by its hash.
@@ -764,12 +802,16 @@ pub trait Store: Send + Sync + 'static {
     /// Every document digest a draft or an appeal (as submitted, or replaced at a
     /// resubmission) refers to: what the blob store must keep.
     async fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>, StoreError>;
+}
 
-    /// Counts for monitoring; `breach_timer` names the timer whose firing is a breach.
-    async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError>;
+/// Everything a backend provides; callers name the narrow trait they need.
+pub trait Store: Database + AppealStore + DirectoryStore + WorkStore + QueueAdmin + AccessStore + Diagnostics {}
 
-    /// Counts of rows per table, for tests and diagnostics.
-    async fn row_counts(&self) -> Result<RowCounts, StoreError>;
+impl<T: Database + AppealStore + DirectoryStore + WorkStore + QueueAdmin + AccessStore + Diagnostics> Store for T {}
+
+/// The store's traits, for code holding a whole `dyn Store`.
+pub mod prelude {
+    pub use super::{AccessStore, AppealStore, Database, Diagnostics, DirectoryStore, QueueAdmin, Store, WorkStore};
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -12,10 +12,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 
+use super::prelude::*;
 use super::{
     ActionRecord, ActionStatus, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate,
     DraftRecord, EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobStatus, JobWriter,
-    LegacyEffect, NotificationRecord, NotificationStatus, RowCounts, Store, StoreError, TimerFiring, TimerHandler,
+    LegacyEffect, NotificationRecord, NotificationStatus, RowCounts, StoreError, TimerFiring, TimerHandler,
     TimerRecord, TimerStatus, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter,
 };
 use crate::domain::{Account, LookupKind, TicketNumber};
@@ -540,7 +541,7 @@ const TIMER_COLUMNS: &str =
     "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
 
 #[async_trait]
-impl Store for PgStore {
+impl Database for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
@@ -562,7 +563,10 @@ impl Store for PgStore {
     fn scope(&self) -> &str {
         &self.scope
     }
+}
 
+#[async_trait]
+impl AppealStore for PgStore {
     async fn commit(&self, uow: &UnitOfWork) -> Result<(), CommitError> {
         let mut tx = self.pool.begin().await?;
         self.write_uow(&mut tx, uow).await?;
@@ -701,6 +705,19 @@ impl Store for PgStore {
         .transpose()
     }
 
+    async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError> {
+        sqlx::query("SELECT * FROM appeals WHERE account = $1 AND outcome IS NULL")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::appeal)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for PgStore {
     async fn put_accounts(&self, accounts: &[Account], at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for a in accounts {
@@ -789,17 +806,10 @@ impl Store for PgStore {
             .await?;
         rows.iter().map(|row| Ok((row.try_get("idempotency_key")?, Self::applied_row(row)?))).collect()
     }
+}
 
-    async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError> {
-        sqlx::query("SELECT * FROM appeals WHERE account = $1 AND outcome IS NULL")
-            .bind(account)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(Self::appeal)
-            .transpose()
-    }
-
+#[async_trait]
+impl WorkStore for PgStore {
     async fn legacy_effects(&self, limit: i64) -> Result<Vec<LegacyEffect>, StoreError> {
         let rows = sqlx::query("SELECT * FROM outbox WHERE status <> 'done' ORDER BY id LIMIT $1")
             .bind(limit)
@@ -887,6 +897,42 @@ impl Store for PgStore {
         rows.iter().map(Self::notification_row).collect()
     }
 
+    async fn unqueued_work(&self, limit: i64) -> Result<Vec<JobRef>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT 'notification' AS kind, n.id AS id FROM notifications n
+             WHERE n.status = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.job_type = 'appealflow.notifications'
+                               AND j.idempotency_key = 'notification:' || n.id)
+             UNION ALL
+             SELECT 'action' AS kind, x.id AS id FROM appeal_actions x
+             WHERE x.status = 'pending' AND NOT x.manual
+               AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.job_type = 'appealflow.actions'
+                               AND (j.idempotency_key = 'action:' || x.id
+                                    OR j.idempotency_key LIKE 'action:' || x.id || ':retry:%'))
+             ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let id: i64 = row.try_get("id")?;
+                Ok(if kind == "action" { JobRef::Action(id) } else { JobRef::Notification(id) })
+            })
+            .collect()
+    }
+
+    async fn enqueue(&self, jobs: &[JobRef]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.jobs.write_postgres(&mut tx, jobs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for PgStore {
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, job_type, status, attempts::bigint AS attempts, max_attempts::bigint AS max_attempts, run_at,
@@ -948,39 +994,6 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn unqueued_work(&self, limit: i64) -> Result<Vec<JobRef>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT 'notification' AS kind, n.id AS id FROM notifications n
-             WHERE n.status = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.job_type = 'appealflow.notifications'
-                               AND j.idempotency_key = 'notification:' || n.id)
-             UNION ALL
-             SELECT 'action' AS kind, x.id AS id FROM appeal_actions x
-             WHERE x.status = 'pending' AND NOT x.manual
-               AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.job_type = 'appealflow.actions'
-                               AND (j.idempotency_key = 'action:' || x.id
-                                    OR j.idempotency_key LIKE 'action:' || x.id || ':retry:%'))
-             ORDER BY id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                let id: i64 = row.try_get("id")?;
-                Ok(if kind == "action" { JobRef::Action(id) } else { JobRef::Notification(id) })
-            })
-            .collect()
-    }
-
-    async fn enqueue(&self, jobs: &[JobRef]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        self.jobs.write_postgres(&mut tx, jobs).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn retire_queue(&self, queue: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE apalis.jobs SET status = 'Done', done_at = now(),
@@ -993,6 +1006,54 @@ impl Store for PgStore {
         Ok(done.rows_affected())
     }
 
+    async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError> {
+        let appeals_by_state: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*)::bigint FROM appeals GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        let jobs_by_status: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*)::bigint FROM apalis.jobs GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        let dead_jobs: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*)::bigint FROM apalis.jobs WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let sla_breaches: i64 =
+            sqlx::query_scalar("SELECT COUNT(*)::bigint FROM timers WHERE name = $1 AND status = 'fired'")
+                .bind(breach_timer)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Gauges { appeals_by_state, jobs_by_status, dead_jobs, sla_breaches })
+    }
+}
+
+#[async_trait]
+impl Diagnostics for PgStore {
+    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM appeals) AS appeals, (SELECT COUNT(*) FROM appeal_events) AS events,
+                    (SELECT COUNT(*) FROM timers) AS timers, (SELECT COUNT(*) FROM notifications) AS notifications,
+                    (SELECT COUNT(*) FROM appeal_actions) AS actions, (SELECT COUNT(*) FROM apalis.jobs) AS jobs,
+                    (SELECT COUNT(*) FROM idempotency_keys) AS idempotency",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RowCounts {
+            appeals: row.try_get("appeals")?,
+            events: row.try_get("events")?,
+            timers: row.try_get("timers")?,
+            notifications: row.try_get("notifications")?,
+            actions: row.try_get("actions")?,
+            jobs: row.try_get("jobs")?,
+            idempotency: row.try_get("idempotency")?,
+        })
+    }
+}
+
+#[async_trait]
+impl AccessStore for PgStore {
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_tokens (id, name, role, token_hash, email, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -1130,47 +1191,5 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().flatten().collect())
-    }
-
-    async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError> {
-        let appeals_by_state: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*)::bigint FROM appeals GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
-                .await?;
-        let jobs_by_status: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*)::bigint FROM apalis.jobs GROUP BY status ORDER BY status")
-                .fetch_all(&self.pool)
-                .await?;
-        let dead_jobs: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*)::bigint FROM apalis.jobs WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let sla_breaches: i64 =
-            sqlx::query_scalar("SELECT COUNT(*)::bigint FROM timers WHERE name = $1 AND status = 'fired'")
-                .bind(breach_timer)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(Gauges { appeals_by_state, jobs_by_status, dead_jobs, sla_breaches })
-    }
-
-    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM appeals) AS appeals, (SELECT COUNT(*) FROM appeal_events) AS events,
-                    (SELECT COUNT(*) FROM timers) AS timers, (SELECT COUNT(*) FROM notifications) AS notifications,
-                    (SELECT COUNT(*) FROM appeal_actions) AS actions, (SELECT COUNT(*) FROM apalis.jobs) AS jobs,
-                    (SELECT COUNT(*) FROM idempotency_keys) AS idempotency",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(RowCounts {
-            appeals: row.try_get("appeals")?,
-            events: row.try_get("events")?,
-            timers: row.try_get("timers")?,
-            notifications: row.try_get("notifications")?,
-            actions: row.try_get("actions")?,
-            jobs: row.try_get("jobs")?,
-            idempotency: row.try_get("idempotency")?,
-        })
     }
 }

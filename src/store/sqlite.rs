@@ -11,10 +11,11 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::prelude::*;
 use super::{
     ActionRecord, ActionStatus, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate,
     DraftRecord, EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobStatus, JobWriter,
-    LegacyEffect, NotificationRecord, NotificationStatus, RowCounts, Store, StoreError, TimerFiring, TimerHandler,
+    LegacyEffect, NotificationRecord, NotificationStatus, RowCounts, StoreError, TimerFiring, TimerHandler,
     TimerRecord, TimerStatus, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter,
 };
 use crate::domain::{Account, LookupKind, TicketNumber};
@@ -567,7 +568,7 @@ const TIMER_COLUMNS: &str =
     "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Database for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
@@ -580,6 +581,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn close(&self) {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+            tracing::warn!(error = %e, "the WAL checkpoint at shutdown failed; the next open replays the log");
+        }
+        self.pool.close().await;
+    }
+
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
         let applied: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM appealflow_migrations WHERE success").fetch_all(&self.pool).await?;
@@ -589,7 +597,10 @@ impl Store for SqliteStore {
     fn scope(&self) -> &str {
         &self.scope
     }
+}
 
+#[async_trait]
+impl AppealStore for SqliteStore {
     async fn commit(&self, uow: &UnitOfWork) -> Result<(), CommitError> {
         self.commit_inner(uow).await
     }
@@ -723,6 +734,19 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError> {
+        sqlx::query("SELECT * FROM appeals WHERE account = ? AND outcome IS NULL")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::appeal)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for SqliteStore {
     async fn put_accounts(&self, accounts: &[Account], at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for a in accounts {
@@ -812,17 +836,10 @@ impl Store for SqliteStore {
             .await?;
         rows.iter().map(|row| Ok((row.try_get("idempotency_key")?, Self::applied_row(row)?))).collect()
     }
+}
 
-    async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError> {
-        sqlx::query("SELECT * FROM appeals WHERE account = ? AND outcome IS NULL")
-            .bind(account)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(Self::appeal)
-            .transpose()
-    }
-
+#[async_trait]
+impl WorkStore for SqliteStore {
     async fn legacy_effects(&self, limit: i64) -> Result<Vec<LegacyEffect>, StoreError> {
         let rows = sqlx::query("SELECT * FROM outbox WHERE status <> 'done' ORDER BY id LIMIT ?")
             .bind(limit)
@@ -910,6 +927,42 @@ impl Store for SqliteStore {
         rows.iter().map(Self::notification_row).collect()
     }
 
+    async fn unqueued_work(&self, limit: i64) -> Result<Vec<JobRef>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT 'notification' AS kind, n.id AS id FROM notifications n
+             WHERE n.status = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM Jobs j WHERE j.job_type = 'appealflow.notifications'
+                               AND j.idempotency_key = 'notification:' || n.id)
+             UNION ALL
+             SELECT 'action' AS kind, x.id AS id FROM appeal_actions x
+             WHERE x.status = 'pending' AND NOT x.manual
+               AND NOT EXISTS (SELECT 1 FROM Jobs j WHERE j.job_type = 'appealflow.actions'
+                               AND (j.idempotency_key = 'action:' || x.id
+                                    OR j.idempotency_key LIKE 'action:' || x.id || ':retry:%'))
+             ORDER BY id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let id: i64 = row.try_get("id")?;
+                Ok(if kind == "action" { JobRef::Action(id) } else { JobRef::Notification(id) })
+            })
+            .collect()
+    }
+
+    async fn enqueue(&self, jobs: &[JobRef]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.jobs.write_sqlite(&mut tx, jobs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for SqliteStore {
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, job_type, status, attempts, max_attempts, run_at, last_result, CAST(job AS TEXT) AS args
@@ -973,39 +1026,6 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn unqueued_work(&self, limit: i64) -> Result<Vec<JobRef>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT 'notification' AS kind, n.id AS id FROM notifications n
-             WHERE n.status = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM Jobs j WHERE j.job_type = 'appealflow.notifications'
-                               AND j.idempotency_key = 'notification:' || n.id)
-             UNION ALL
-             SELECT 'action' AS kind, x.id AS id FROM appeal_actions x
-             WHERE x.status = 'pending' AND NOT x.manual
-               AND NOT EXISTS (SELECT 1 FROM Jobs j WHERE j.job_type = 'appealflow.actions'
-                               AND (j.idempotency_key = 'action:' || x.id
-                                    OR j.idempotency_key LIKE 'action:' || x.id || ':retry:%'))
-             ORDER BY id LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                let id: i64 = row.try_get("id")?;
-                Ok(if kind == "action" { JobRef::Action(id) } else { JobRef::Notification(id) })
-            })
-            .collect()
-    }
-
-    async fn enqueue(&self, jobs: &[JobRef]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        self.jobs.write_sqlite(&mut tx, jobs).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn retire_queue(&self, queue: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE Jobs SET status = 'Done', done_at = CAST(strftime('%s', 'now') AS INTEGER),
@@ -1018,6 +1038,53 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError> {
+        let appeals_by_state: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM appeals GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        let jobs_by_status: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM Jobs GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        let dead_jobs: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM Jobs WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let sla_breaches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE name = ? AND status = 'fired'")
+            .bind(breach_timer)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Gauges { appeals_by_state, jobs_by_status, dead_jobs, sla_breaches })
+    }
+}
+
+#[async_trait]
+impl Diagnostics for SqliteStore {
+    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM appeals) AS appeals, (SELECT COUNT(*) FROM appeal_events) AS events,
+                    (SELECT COUNT(*) FROM timers) AS timers, (SELECT COUNT(*) FROM notifications) AS notifications,
+                    (SELECT COUNT(*) FROM appeal_actions) AS actions, (SELECT COUNT(*) FROM Jobs) AS jobs,
+                    (SELECT COUNT(*) FROM idempotency_keys) AS idempotency",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RowCounts {
+            appeals: row.try_get("appeals")?,
+            events: row.try_get("events")?,
+            timers: row.try_get("timers")?,
+            notifications: row.try_get("notifications")?,
+            actions: row.try_get("actions")?,
+            jobs: row.try_get("jobs")?,
+            idempotency: row.try_get("idempotency")?,
+        })
+    }
+}
+
+#[async_trait]
+impl AccessStore for SqliteStore {
     async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash, email, created_at) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&t.id)
@@ -1152,46 +1219,5 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().flatten().collect())
-    }
-
-    async fn gauges(&self, breach_timer: &str) -> Result<Gauges, StoreError> {
-        let appeals_by_state: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM appeals GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
-                .await?;
-        let jobs_by_status: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM Jobs GROUP BY status ORDER BY status")
-                .fetch_all(&self.pool)
-                .await?;
-        let dead_jobs: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM Jobs WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let sla_breaches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE name = ? AND status = 'fired'")
-            .bind(breach_timer)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Gauges { appeals_by_state, jobs_by_status, dead_jobs, sla_breaches })
-    }
-
-    async fn row_counts(&self) -> Result<RowCounts, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM appeals) AS appeals, (SELECT COUNT(*) FROM appeal_events) AS events,
-                    (SELECT COUNT(*) FROM timers) AS timers, (SELECT COUNT(*) FROM notifications) AS notifications,
-                    (SELECT COUNT(*) FROM appeal_actions) AS actions, (SELECT COUNT(*) FROM Jobs) AS jobs,
-                    (SELECT COUNT(*) FROM idempotency_keys) AS idempotency",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(RowCounts {
-            appeals: row.try_get("appeals")?,
-            events: row.try_get("events")?,
-            timers: row.try_get("timers")?,
-            notifications: row.try_get("notifications")?,
-            actions: row.try_get("actions")?,
-            jobs: row.try_get("jobs")?,
-            idempotency: row.try_get("idempotency")?,
-        })
     }
 }

@@ -546,7 +546,14 @@ fn readme_curl_walkthrough(url: &str, id_key: Option<&str>) {
     let out = walk.output().unwrap();
     // SIGTERM, as an operator would stop it.
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
-    let _ = server.wait();
+    let stopped = server.wait().unwrap();
+    assert!(stopped.success(), "serve stops cleanly on SIGTERM: {stopped}");
+    // On the embedded database a graceful stop leaves the write-ahead log folded into the
+    // database file: the file alone is a whole copy.
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let wal = std::fs::metadata(format!("{path}-wal")).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(wal, 0, "{path}-wal holds {wal} bytes after a graceful stop");
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(r#""stage":"received""#), "{stdout}");

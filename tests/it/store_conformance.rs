@@ -37,6 +37,7 @@ on_both_backends!(
     history_is_append_only,
     a_late_command_meets_the_overdue_timer_first,
     control_characters_in_reasons_are_bad_input_on_both_backends,
+    the_job_queue_table_has_every_column_queue_administration_reads_and_writes,
     a_released_claim_does_not_tell_the_applicant_again,
     a_draft_written_from_a_stale_read_is_refused_not_lost,
     gauges_count_appeals_by_state_and_sla_breaches,
@@ -810,4 +811,42 @@ async fn no_pending_row_is_ever_without_its_job(db: TestDb) {
     assert!(matches!(orphans[0], JobRef::Action(_)));
     db.store.enqueue(&orphans).await.unwrap();
     assert_eq!(db.store.unqueued_work(100).await.unwrap(), []);
+}
+
+/// Queue administration (jobs listed, counted, retried, work enqueued once) reads and
+/// writes apalis's own job table; this pins the columns it relies on, so an apalis
+/// upgrade that renames one fails here rather than in production.
+async fn the_job_queue_table_has_every_column_queue_administration_reads_and_writes(db: TestDb) {
+    use sqlx::Connection;
+    let columns: Vec<String> = if db.url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('Jobs')").fetch_all(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = 'apalis' AND table_name = 'jobs'",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+    };
+    let columns: Vec<String> = columns.into_iter().map(|c| c.to_ascii_lowercase()).collect();
+    for needed in [
+        "id",
+        "job",
+        "job_type",
+        "status",
+        "attempts",
+        "max_attempts",
+        "run_at",
+        "last_result",
+        "done_at",
+        "idempotency_key",
+    ] {
+        assert!(columns.iter().any(|c| c == needed), "apalis's job table lacks {needed:?}: {columns:?}");
+    }
+    // And the administration itself works on it: a listing, the counts, a refused retry.
+    db.store.jobs(&appealflow::store::JobFilter::default()).await.unwrap();
+    db.store.gauges("review_sla").await.unwrap();
+    assert!(!db.store.retry_job("no-such-job").await.unwrap(), "an unknown job is not retried");
 }
