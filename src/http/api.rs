@@ -50,8 +50,10 @@ pub enum Reply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueryParam {
     pub name: &'static str,
-    pub kind: &'static str,
+    /// The parameter's JSON schema, as JSON text (type, and its range or values).
+    pub schema: &'static str,
     pub description: &'static str,
+    pub required: bool,
 }
 
 /// One route of the API. `path` uses the `{name}` template syntax that axum and OpenAPI
@@ -157,20 +159,51 @@ impl ApiRoute {
     }
 }
 
+const fn param(name: &'static str, schema: &'static str, description: &'static str) -> QueryParam {
+    QueryParam { name, schema, description, required: false }
+}
+
 const QUEUE_QUERY: &[QueryParam] = &[
-    QueryParam {
-        name: "state",
-        kind: "string",
-        description: "Open states to list, comma-separated or repeated (default: submitted,under_review)",
-    },
-    QueryParam { name: "page", kind: "integer", description: "Page number, from 1 (default 1)" },
-    QueryParam { name: "per_page", kind: "integer", description: "Items per page, 1 to 100 (default 20)" },
+    param(
+        "state",
+        r#"{"type": "string", "pattern": "^[a-z_]+(,[a-z_]+)*$"}"#,
+        "Open states to list, comma-separated or repeated (default: where the review SLA runs)",
+    ),
+    param("page", r#"{"type": "integer", "minimum": 1, "maximum": 1000000}"#, "Page number, from 1 (default 1)"),
+    param("per_page", r#"{"type": "integer", "minimum": 1, "maximum": 100}"#, "Items per page, 1 to 100 (default 20)"),
 ];
 
 const JOBS_QUERY: &[QueryParam] = &[
-    QueryParam { name: "dead", kind: "boolean", description: "Only dead jobs (attempts used up, or aborted)" },
-    QueryParam { name: "queue", kind: "string", description: "Only this queue" },
-    QueryParam { name: "limit", kind: "integer", description: "At most this many, 1 to 1000 (default 100)" },
+    param("dead", r#"{"type": "boolean"}"#, "Only dead jobs (attempts used up, or aborted)"),
+    param(
+        "queue",
+        r#"{"type": "string", "enum": ["appealflow.notifications", "appealflow.actions"]}"#,
+        "Only this queue",
+    ),
+    param(
+        "limit",
+        r#"{"type": "integer", "minimum": 1, "maximum": 1000}"#,
+        "At most this many, 1 to 1000 (default 100)",
+    ),
+];
+
+/// What an upload says about its document besides the content.
+const UPLOAD_QUERY: &[QueryParam] = &[
+    QueryParam {
+        name: "kind",
+        schema: r#"{"type": "string", "pattern": "^[a-z_]+$"}"#,
+        description: "The document's kind (one of the checklist's kinds)",
+        required: true,
+    },
+    param("stamped", r#"{"type": "boolean"}"#, "The letter bears the company's official seal"),
+    param("company_name", r#"{"type": "string", "maxLength": 200}"#, "The company the document names"),
+    param(
+        "signatory_share_percent",
+        r#"{"type": "number", "minimum": 0, "maximum": 100}"#,
+        "The signatory's declared share of the company, in percent",
+    ),
+    param("issued", r#"{"type": "string", "pattern": "^[a-z_]+$"}"#, "How a disposal document was issued"),
+    param("attestation", r#"{"type": "string", "pattern": "^[a-z_]+$"}"#, "What the document attests"),
 ];
 
 /// Every route of the API, in the order the OpenAPI document lists them.
@@ -211,28 +244,30 @@ pub const API: &[ApiRoute] = &[
         .summary("Replace a draft's content")
         .access(Access::Applicant)
         .body(Body::Json("DraftInput"))
-        .reply(Reply::Json("Draft"))
-        .errors(&[404, 422]),
+        .reply(Reply::Json("DraftReplaced"))
+        .errors(&[404, 409, 422]),
     route("POST", "/v1/drafts/{id}/documents", "add_document")
         .summary("Upload a document to a draft")
         .access(Access::Applicant)
+        .query(UPLOAD_QUERY)
         .body(Body::Multipart)
-        .reply(Reply::Json("Draft"))
+        .reply(Reply::Json("DocumentAdded"))
         .created()
         .also(&[(200, "The same document was already in the draft: its entry, with `repeated: true`")])
         .unkeyed("A repeat of the same file as the same document answers 200 with the entry already there")
-        .errors(&[404, 413, 422]),
+        .errors(&[404, 409, 413, 422]),
     route("PUT", "/v1/drafts/{id}/documents/{index}", "replace_document")
         .summary("Replace a draft's document")
         .access(Access::Applicant)
+        .query(UPLOAD_QUERY)
         .body(Body::Multipart)
-        .reply(Reply::Json("Draft"))
-        .errors(&[404, 413, 422]),
+        .reply(Reply::Json("DocumentAdded"))
+        .errors(&[404, 409, 413, 422]),
     route("DELETE", "/v1/drafts/{id}/documents/{index}", "remove_document")
         .summary("Remove a draft's document")
         .access(Access::Applicant)
-        .reply(Reply::Json("Draft"))
-        .errors(&[404]),
+        .reply(Reply::Json("Documents"))
+        .errors(&[404, 409]),
     route("GET", "/v1/drafts/{id}/checklist", "draft_checklist")
         .summary("What each document is for, what is missing, every other problem")
         .access(Access::Applicant)
@@ -242,7 +277,7 @@ pub const API: &[ApiRoute] = &[
         .summary("The facial-recognition provider's callback (HMAC-SHA256 signed)")
         .access(Access::Provider)
         .body(Body::Json("FacialRecognitionResult"))
-        .reply(Reply::Json("Draft"))
+        .reply(Reply::Json("FaceRecorded"))
         .unkeyed("A repeat of the same signed result records the same result again")
         .errors(&[404, 422]),
     route("POST", "/v1/drafts/{id}/submit", "submit_draft")
@@ -254,13 +289,12 @@ pub const API: &[ApiRoute] = &[
     route("POST", "/v1/appeals/{ticket}/resubmit", "resubmit")
         .summary("Continue a rejected appeal within its window")
         .access(Access::Applicant)
-        .body(Body::Json("Resubmission"))
-        .reply(Reply::Json("Decision"))
+        .reply(Reply::Json("Resubmitted"))
         .errors(&[404, 409, 422]),
     route("POST", "/v1/appeals/{ticket}/withdraw", "withdraw")
         .summary("Withdraw an appeal")
         .access(Access::Applicant)
-        .reply(Reply::Json("Decision"))
+        .reply(Reply::Json("Withdrawn"))
         .errors(&[404, 409, 422]),
     // Reviewers, leads, admins.
     route("GET", "/v1/queue", "queue")

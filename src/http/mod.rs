@@ -15,10 +15,13 @@ pub mod decisions;
 pub mod error;
 pub mod extractors;
 pub mod limit;
+pub mod metrics;
 pub mod openapi;
 pub mod server;
 pub mod staff;
 pub mod upload;
+
+pub use metrics::{metrics_router, serve_metrics};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,7 +139,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/progress", post(progress))
         .merge(applicant::routes())
         .merge(api::routes())
@@ -270,100 +273,6 @@ async fn readyz(State(state): State<Shared>) -> Response {
                 .into_response()
         }
     }
-}
-
-/// `GET /metrics` on the main listener: for operators only — the metrics token
-/// (`--metrics-token`) or an admin's token. `--metrics-listen` serves it without
-/// credentials on an address of its own (a private network, for the scraper).
-async fn metrics(State(state): State<Shared>, headers: axum::http::HeaderMap) -> ApiResult<Response> {
-    let token = auth::bearer(&headers)?;
-    let by_metrics_token =
-        state.config.metrics_token.as_deref().is_some_and(|t| crate::app::access::same_hash(t, token));
-    if !by_metrics_token {
-        auth::staff_by_token(&state, token).await?.require(&[crate::domain::Role::Admin])?;
-    }
-    render_metrics(&state).await
-}
-
-/// Serves `/metrics` alone, without credentials, on `listener` (`--metrics-listen`)
-/// until `shutdown` resolves.
-pub async fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    state: Shared,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, metrics_router(state)).with_graceful_shutdown(shutdown).await
-}
-
-/// The metrics router for `--metrics-listen`: `/metrics` without credentials.
-pub fn metrics_router(state: Shared) -> Router {
-    Router::new()
-        .route("/metrics", get(|State(state): State<Shared>| async move { render_metrics(&state).await }))
-        .with_state(state)
-}
-
-/// How long computed gauges are served before they are counted again.
-const GAUGES_TTL: Duration = Duration::from_secs(5);
-
-async fn render_metrics(state: &Shared) -> ApiResult<Response> {
-    use std::fmt::Write;
-    let g = {
-        let mut cached = state.gauges.lock().await;
-        match &*cached {
-            Some((at, g)) if at.elapsed() < GAUGES_TTL => g.clone(),
-            _ => {
-                let g = crate::app::review::gauges(state.engine()).await?;
-                *cached = Some((Instant::now(), g.clone()));
-                g
-            }
-        }
-    };
-    let mut out = String::new();
-    let _ = writeln!(out, "# TYPE appealflow_appeals gauge");
-    for s in &state.engine().workflow().def.states {
-        let n = g.appeals_by_state.iter().find(|(name, _)| *name == s.name).map_or(0, |(_, n)| *n);
-        let _ = writeln!(out, "appealflow_appeals{{state=\"{}\"}} {n}", s.name);
-    }
-    let _ = writeln!(out, "# TYPE appealflow_jobs gauge");
-    for status in crate::store::JobStatus::ALL.iter().map(|s| s.as_str()) {
-        let n = g.jobs_by_status.iter().find(|(name, _)| name == status).map_or(0, |(_, n)| *n);
-        let _ = writeln!(out, "appealflow_jobs{{status=\"{status}\"}} {n}");
-    }
-    let _ = writeln!(out, "appealflow_jobs_dead {}", g.dead_jobs);
-    let loops = state.work.health().statuses();
-    if !loops.is_empty() {
-        let _ = writeln!(out, "# TYPE appealflow_worker_loop_up gauge");
-        for l in &loops {
-            let _ = writeln!(out, "appealflow_worker_loop_up{{loop=\"{}\"}} {}", l.name, u8::from(l.up));
-        }
-        let _ = writeln!(out, "# TYPE appealflow_worker_loop_restarts_total counter");
-        for l in &loops {
-            let _ = writeln!(out, "appealflow_worker_loop_restarts_total{{loop=\"{}\"}} {}", l.name, l.restarts);
-        }
-    }
-    let _ =
-        writeln!(out, "# TYPE appealflow_sla_breaches_total counter\nappealflow_sla_breaches_total {}", g.sla_breaches);
-    let m = &state.metrics;
-    let requests = m.requests.load(Ordering::Relaxed);
-    let _ = writeln!(out, "# TYPE appealflow_http_requests_total counter\nappealflow_http_requests_total {requests}");
-    let _ = writeln!(out, "appealflow_http_server_errors_total {}", m.server_errors.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# TYPE appealflow_http_request_duration_seconds histogram");
-    for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "appealflow_http_request_duration_seconds_bucket{{le=\"{}\"}} {}",
-            *b as f64 / 1000.0,
-            m.latency_buckets[i].load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(out, "appealflow_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {requests}");
-    let _ = writeln!(
-        out,
-        "appealflow_http_request_duration_seconds_sum {}",
-        m.latency_micros.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(out, "appealflow_http_request_duration_seconds_count {requests}");
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 #[derive(Deserialize)]

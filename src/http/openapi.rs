@@ -45,8 +45,12 @@ fn path_parameters(path: &str) -> Vec<Value> {
                 "index" => "The document's position in the draft, from 0",
                 _ => "",
             };
-            let schema =
-                if name == "index" { json!({ "type": "integer", "minimum": 0 }) } else { json!({ "type": "string" }) };
+            let schema = match name {
+                "index" => json!({ "type": "integer", "minimum": 0 }),
+                "ticket" => json!({ "type": "string", "pattern": "^[0-9]{4}([- ]?[0-9]{4}){4}$" }),
+                "sha256" => json!({ "type": "string", "pattern": "^[0-9a-fA-F]{64}$" }),
+                _ => json!({ "type": "string", "minLength": 1, "maxLength": 100 }),
+            };
             json!({ "name": name, "in": "path", "required": true, "description": description, "schema": schema })
         })
         .collect()
@@ -55,23 +59,27 @@ fn path_parameters(path: &str) -> Vec<Value> {
 fn operation(r: &ApiRoute) -> Value {
     let mut parameters = path_parameters(r.path);
     for q in r.query {
+        let mut schema: Value = serde_json::from_str(q.schema).expect("a route table's query schema is JSON");
+        if r.body == Body::Multipart && q.name == "kind" {
+            schema =
+                json!({ "type": "string", "enum": DocumentKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>() });
+        }
         parameters.push(json!({
-            "name": q.name, "in": "query", "required": false, "description": q.description,
-            "schema": { "type": q.kind }
+            "name": q.name, "in": "query", "required": q.required, "description": q.description, "schema": schema
         }));
     }
     if r.method == "POST" && r.unkeyed.is_none() {
         parameters.push(json!({
             "name": "Idempotency-Key", "in": "header", "required": false,
             "description": "A repeat with the same key answers as the first request did (`replayed: true`)",
-            "schema": { "type": "string", "maxLength": MAX_KEY_CHARS }
+            "schema": { "type": "string", "pattern": format!("^[\\x21-\\x7e]{{1,{MAX_KEY_CHARS}}}$") }
         }));
     }
     if r.if_match {
         parameters.push(json!({
             "name": "If-Match", "in": "header", "required": false,
             "description": "The appeal's version the decision was made on; a stale one gets 409",
-            "schema": { "type": "string" }
+            "schema": { "type": "string", "pattern": "^(W/)?\"?[1-9][0-9]{0,17}\"?$" }
         }));
     }
     if r.access == Access::Applicant && !r.path.contains("{id}") {
@@ -140,8 +148,11 @@ fn operation(r: &ApiRoute) -> Value {
     if let Some(why) = r.unkeyed {
         op["x-repeat"] = json!(why);
     }
+    // The other success answers carry the same body as the first.
     for (status, description) in r.also {
-        op["responses"][status.to_string()] = json!({ "description": description });
+        let mut answer = op["responses"][r.status.to_string()].clone();
+        answer["description"] = json!(description);
+        op["responses"][status.to_string()] = answer;
     }
     match r.access {
         Access::Staff(roles) => {
@@ -168,10 +179,8 @@ fn operation(r: &ApiRoute) -> Value {
                 "required": true,
                 "content": { "multipart/form-data": { "schema": {
                     "type": "object", "required": ["file"],
-                    "properties": {
-                        "kind": { "type": "string", "enum": DocumentKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>() },
-                        "file": { "type": "string", "format": "binary" }
-                    }
+                    "description": "One part, the file; what it is goes in the query (`kind`, ...)",
+                    "properties": { "file": { "type": "string", "format": "binary" } }
                 } } }
             });
         }
@@ -272,20 +281,64 @@ fn schemas() -> Value {
         },
         "DraftInput": object("A draft's content: entry point, items, scenario, operator, contact, documents"),
         "DraftCreated": {
-            "type": "object",
-            "properties": { "id": string, "secret": { "type": "string", "description": "Shown once" } }
+            "type": "object", "required": ["draft_id", "secret", "checklist"],
+            "properties": {
+                "draft_id": string, "secret": { "type": "string", "description": "Shown once" },
+                "checklist": { "$ref": "#/components/schemas/Checklist" }
+            }
         },
-        "Draft": object("A draft as stored (ID numbers only masked)"),
+        "Draft": {
+            "type": "object", "required": ["draft_id", "data", "ticket", "checklist", "created_at", "updated_at"],
+            "properties": {
+                "draft_id": string, "data": object("The draft as stored (ID numbers only protected and masked)"),
+                "ticket": nullable_string,
+                "checklist": { "oneOf": [{ "$ref": "#/components/schemas/Checklist" }, { "type": "null" }],
+                               "description": "null when the account can no longer be located" },
+                "created_at": { "type": "string", "format": "date-time" },
+                "updated_at": { "type": "string", "format": "date-time" }
+            }
+        },
+        "DraftReplaced": {
+            "type": "object", "required": ["draft_id", "data", "checklist"],
+            "properties": {
+                "draft_id": string, "data": object("The draft as stored"),
+                "checklist": { "$ref": "#/components/schemas/Checklist" }
+            }
+        },
+        "DocumentAdded": {
+            "type": "object", "required": ["index", "document"],
+            "properties": {
+                "index": { "type": "integer", "minimum": 0 },
+                "document": object("The document's entry: kind, sha256, size, content type, file name and what the query said"),
+                "repeated": { "type": "boolean", "description": "The same file as the same document was already there" }
+            }
+        },
+        "Documents": {
+            "type": "object", "required": ["documents"],
+            "properties": { "documents": { "type": "array", "items": object("A document's entry") } }
+        },
+        "FaceRecorded": {
+            "type": "object", "required": ["draft_id", "facial_recognition"],
+            "properties": { "draft_id": string, "facial_recognition": object("result, provider, reference") }
+        },
         "Checklist": object("What each document is for, what is missing, and every other problem"),
         "FacialRecognitionResult": object("The provider's result for a draft"),
         "Submitted": {
-            "type": "object",
+            "type": "object", "required": ["ticket", "state", "superseded", "screening"],
             "properties": {
-                "ticket": string, "state": string, "version": { "type": "integer" },
-                "superseded": nullable_string, "screening": nullable_string, "replayed": { "type": "boolean" }
+                "ticket": string, "state": string,
+                "superseded": { "type": ["string", "null"], "description": "The earlier appeal this one closed" },
+                "screening": { "type": ["string", "null"], "description": "Screening's rejection, with guidance" }
             }
         },
-        "Resubmission": object("The draft to continue the appeal with"),
+        "Resubmitted": {
+            "type": "object", "required": ["ticket", "state", "outcome", "version"],
+            "properties": { "ticket": string, "state": string, "outcome": nullable_string, "version": { "type": "integer" } }
+        },
+        "Withdrawn": {
+            "type": "object", "required": ["state", "outcome", "version"],
+            "properties": { "state": string, "outcome": nullable_string, "version": { "type": "integer" } }
+        },
     })
 }
 

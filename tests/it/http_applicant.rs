@@ -142,6 +142,30 @@ impl Answer {
     fn detail(&self) -> String {
         format!("{} {}", self.body["detail"], self.body["errors"])
     }
+
+    /// The answer is what `/openapi.json` documents for `method path` and its status: a
+    /// documented status, a JSON object with every required member and no undocumented one.
+    fn as_documented(&self, method: &str, path: &str) -> &Self {
+        let doc = appealflow::http::openapi::openapi_document();
+        let op = &doc["paths"][path][method.to_ascii_lowercase()];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        let response = &op["responses"][self.status.as_str()];
+        assert!(response.is_object(), "{method} {path}: status {} is not documented", self.status);
+        let mut schema = &response["content"]["application/json"]["schema"];
+        if let Some(name) = schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+            schema = &doc["components"]["schemas"][name];
+        }
+        let body = self.body.as_object().unwrap_or_else(|| panic!("{method} {path}: not an object: {}", self.body));
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap();
+            assert!(body.contains_key(name), "{method} {path}: documented `{name}` missing from {:#}", self.body);
+        }
+        let properties = schema["properties"].as_object().unwrap_or_else(|| panic!("{method} {path}: opaque schema"));
+        for key in body.keys() {
+            assert!(properties.contains_key(key), "{method} {path}: `{key}` is not documented: {schema:#}");
+        }
+        self
+    }
 }
 
 impl App {
@@ -229,6 +253,7 @@ impl App {
         let body = json!({ "draft_id": id, "result": "passed", "provider": "example-face", "reference": "fr-1" });
         let a = self.face_callback(&body, self.now(), FACE_SECRET).await;
         assert_eq!(a.status, StatusCode::OK, "{:#}", a.body);
+        a.as_documented("POST", "/v1/facial-recognition");
     }
 
     /// A complete enterprise draft: created, documents uploaded, face recognised.
@@ -305,6 +330,7 @@ async fn enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_r
     let app = spawn(db).await;
     let created = app.post_json("/v1/drafts", None, &enterprise_fields()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:#}", created.body);
+    created.as_documented("POST", "/v1/drafts");
     let id = created.body["draft_id"].as_str().unwrap().to_string();
     let secret = created.body["secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("afd_"), "{secret}");
@@ -317,6 +343,11 @@ async fn enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_r
     assert_eq!(stored.data["operator"]["id"]["masked"], "440304********2416");
     let shown = app.get(&format!("/v1/drafts/{id}"), &secret).await;
     assert!(!shown.body.to_string().contains("19850615"), "{:#}", shown.body);
+    shown.as_documented("GET", "/v1/drafts/{id}");
+    let replaced = app.send(
+        app.http.put(app.url(&format!("/v1/drafts/{id}"))).header("x-draft-secret", &secret).json(&enterprise_fields()),
+    );
+    replaced.await.as_documented("PUT", "/v1/drafts/{id}");
 
     app.upload_examples(&id, &secret).await;
     let checklist = app.get(&format!("/v1/drafts/{id}/checklist"), &secret).await;
@@ -335,6 +366,7 @@ async fn enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_r
 
     let submitted = app.submit(&id, &secret, None).await;
     assert_eq!(submitted.status, StatusCode::CREATED, "{:#}", submitted.body);
+    submitted.as_documented("POST", "/v1/drafts/{id}/submit");
     assert_eq!(submitted.body["state"], "submitted");
     let ticket = submitted.body["ticket"].as_str().unwrap().to_string();
     assert_eq!(app.stored(&id).await.ticket.as_deref(), Some(ticket.as_str()));
@@ -354,8 +386,15 @@ async fn enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_r
         .await;
     assert_eq!(extra.status, StatusCode::CREATED, "{:#}", extra.body);
     assert_eq!(extra.body["index"], 3);
+    extra.as_documented("POST", "/v1/drafts/{id}/documents");
+    let again = app
+        .upload(&id, &secret, "kind=supplementary", "explanation.pdf", &sample::pdf("the special circumstances"))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "a repeat answers the entry already there: {:#}", again.body);
+    again.as_documented("POST", "/v1/drafts/{id}/documents");
     let resubmitted = app.on_appeal(&ticket, "resubmit", &id, &secret).await;
     assert_eq!(resubmitted.status, StatusCode::OK, "{:#}", resubmitted.body);
+    resubmitted.as_documented("POST", "/v1/appeals/{ticket}/resubmit");
     assert_eq!(resubmitted.body["state"], "submitted");
     let data = app.appeal_data(&ticket).await;
     assert_eq!(data.draft.documents.len(), 4, "the added document went with the resubmission");
@@ -364,6 +403,7 @@ async fn enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_r
 
     let withdrawn = app.on_appeal(&ticket, "withdraw", &id, &secret).await;
     assert_eq!(withdrawn.status, StatusCode::OK, "{:#}", withdrawn.body);
+    withdrawn.as_documented("POST", "/v1/appeals/{ticket}/withdraw");
     assert_eq!(withdrawn.body["state"], "closed");
     assert_eq!(withdrawn.body["outcome"], "withdrawn");
     assert!(withdrawn.body["version"].as_i64().unwrap() > 1);
