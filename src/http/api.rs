@@ -79,8 +79,9 @@ pub struct ApiRoute {
     pub also: &'static [(u16, &'static str)],
     /// Problem statuses the route answers besides the generic ones.
     pub errors: &'static [u16],
-    /// The handler, for the routes this module serves; the others live in `http/mod.rs`
-    /// and `http/applicant.rs` and are only described here.
+    /// The handler, for the routes this table's router serves (staff, decisions, admin,
+    /// this document); the others are routed in `http/mod.rs` and `http/applicant.rs` and
+    /// only described here.
     handler: Option<fn() -> MethodRouter<Shared>>,
 }
 

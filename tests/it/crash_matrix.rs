@@ -21,7 +21,6 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,9 +42,7 @@ const LEADS: &str = "leads@example.com";
 /// How long a step may take before the run is declared stuck.
 const STEP: Duration = Duration::from_secs(60);
 
-fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
+use crate::common::examples;
 
 fn accounts() -> Vec<Value> {
     let mut all: Vec<Value> =

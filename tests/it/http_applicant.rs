@@ -6,7 +6,6 @@
 
 use crate::common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use crate::common::TestDb;
 use appealflow::adapters::notify::sign;
 use appealflow::app::intake::AppealData;
 use appealflow::domain::document::{DocumentLimits, sample};
-use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
+use appealflow::domain::{Actor, Role, TicketNumber};
 use appealflow::engine::{Clock, ManualClock};
 use appealflow::http::{AppState, HttpConfig, Shared};
 use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
@@ -49,9 +48,7 @@ const PHONE: &str = "13712345678";
 const BOUNDARY: &str = "----appealflow-test-7d1f0c";
 const MIB: usize = 1024 * 1024;
 
-fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
+use crate::common::examples;
 
 fn example_document(name: &str) -> Vec<u8> {
     std::fs::read(examples().join("documents").join(name)).expect("example document")
@@ -82,18 +79,10 @@ async fn spawn_limited(db: TestDb, config: HttpConfig, limits: DocumentLimits) -
     };
     let (engine, work) = common::work(&db, clock.clone(), &WorkConfig::default());
     let intake = build_intake(engine, &common::workflows_dir(), &intake_config).expect("intake builds");
-    let hasher = IdHasher::new(KEY.as_bytes()).expect("long enough key");
-    let inputs: Vec<AccountInput> =
-        serde_json::from_str(&std::fs::read_to_string(examples().join("accounts.json")).expect("accounts.json"))
-            .expect("accounts parse");
-    let accounts: Vec<_> = inputs.into_iter().map(|a| a.into_account("test", &hasher).expect("valid")).collect();
-    db.store.put_accounts(&accounts, clock.now()).await.expect("accounts import");
-
+    common::import_example_accounts(&db, KEY, clock.now()).await;
     let state: Shared = Arc::new(AppState::new(Arc::new(intake), work, config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-    let addr: SocketAddr = listener.local_addr().expect("bound address");
-    tokio::spawn(appealflow::http::serve(listener, state.clone(), std::future::pending()));
-    App { db, base: format!("http://{addr}"), http: reqwest::Client::new(), clock, state, _blobs: blobs }
+    let base = common::spawn_server(state.clone()).await;
+    App { db, base, http: reqwest::Client::new(), clock, state, _blobs: blobs }
 }
 
 async fn spawn(db: TestDb) -> App {

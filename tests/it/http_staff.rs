@@ -7,8 +7,6 @@
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -48,9 +46,7 @@ const UNKNOWN_TOKEN: &str = "aft_00000000000000000000000000000000000000000000000
 /// What a download answers once every check has passed.
 const DOWNLOAD_SERVED: u16 = 200;
 
-fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
+use crate::common::examples;
 
 fn example(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(examples().join(name)).unwrap()).unwrap()
@@ -153,17 +149,12 @@ async fn harness(db: TestDb) -> Harness {
         ada: token(Role::Admin, "ada").await,
     };
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = appealflow::http::router(state.clone());
-    tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
-    });
+    let base = common::spawn_server(state.clone()).await;
     Harness {
         db,
         clock,
         state,
-        base: format!("http://{addr}"),
+        base,
         client: reqwest::Client::new(),
         tokens,
         hasher,

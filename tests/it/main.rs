@@ -16,6 +16,7 @@ mod http_staff;
 mod intake;
 mod intake_rules;
 mod store_conformance;
+mod store_driver;
 mod worker;
 mod worker_faults;
 mod workflow_definitions;

@@ -9,14 +9,13 @@
 
 use crate::common;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::common::{TestDb, at};
 use appealflow::app::intake::{Intake, LocalFiles};
 use appealflow::app::work::Work;
 use appealflow::domain::draft::DraftInput;
-use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
+use appealflow::domain::{Actor, Role, TicketNumber};
 use appealflow::engine::ManualClock;
 use appealflow::jobs::Running;
 use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
@@ -40,9 +39,7 @@ on_both_backends!(
 
 const KEY: &str = "worker-test-key-0123456789";
 
-fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
+use crate::common::examples;
 
 struct Harness {
     db: TestDb,
@@ -66,11 +63,7 @@ async fn harness_with(db: TestDb, work_config: WorkConfig) -> Harness {
     };
     let intake = build_intake(engine, &common::workflows_dir(), &config).unwrap();
     let worker = common::start_worker(&db, work.clone());
-    let hasher = IdHasher::new(KEY.as_bytes()).unwrap();
-    let inputs: Vec<AccountInput> =
-        serde_json::from_str(&std::fs::read_to_string(examples().join("accounts.json")).unwrap()).unwrap();
-    let accounts: Vec<_> = inputs.into_iter().map(|a| a.into_account("test", &hasher).unwrap()).collect();
-    db.store.put_accounts(&accounts, clock.now_utc()).await.unwrap();
+    common::import_example_accounts(&db, KEY, clock.now_utc()).await;
     Harness { db, clock, intake, work, worker: Some(worker), _blobs: blobs }
 }
 

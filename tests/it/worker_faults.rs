@@ -67,9 +67,7 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
+use crate::common::examples;
 
 /// Written straight to the stderr handle so figures show with `--nocapture` and are not
 /// interleaved mid-line with other tests' output.

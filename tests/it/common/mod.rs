@@ -20,6 +20,30 @@ use sqlx::Connection;
 pub const PG_ENV: &str = "APPEALFLOW_TEST_POSTGRES_URL";
 pub const REQUIRE_PG_ENV: &str = "APPEALFLOW_REQUIRE_POSTGRES";
 
+/// The repository's `examples/` folder (accounts, drafts, documents).
+pub fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// Imports `examples/accounts.json` into the directory, ID numbers hashed with `key`.
+pub async fn import_example_accounts(db: &TestDb, key: &str, at: DateTime<Utc>) {
+    let hasher = appealflow::domain::IdHasher::new(key.as_bytes()).expect("a long enough key");
+    let text = std::fs::read_to_string(examples().join("accounts.json")).expect("examples/accounts.json");
+    let inputs: Vec<appealflow::domain::AccountInput> = serde_json::from_str(&text).expect("accounts parse");
+    let accounts: Vec<_> =
+        inputs.into_iter().map(|a| a.into_account("examples", &hasher).expect("a valid example account")).collect();
+    db.store.put_accounts(&accounts, at).await.expect("accounts import");
+}
+
+/// Serves `state` on a loopback port as `appealflow serve` does (connection limits,
+/// client addresses); the base URL.
+pub async fn spawn_server(state: appealflow::http::Shared) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("bound address");
+    tokio::spawn(appealflow::http::serve(listener, state, std::future::pending()));
+    format!("http://{addr}")
+}
+
 pub fn workflows_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workflows")
 }
