@@ -4,9 +4,9 @@
 pub mod decide;
 pub mod definition;
 pub mod graph;
+pub mod names;
+pub mod validate;
 
 pub use decide::{Decision, Facts, Fire, Refusal, Snapshot, TimerArm, decide, decide_timer};
-pub use definition::{
-    ActionKind, Bindings, DefinitionError, DefinitionProblem, EffectKind, Guard, Recipient, UnknownName, Workflow,
-    WorkflowFile,
-};
+pub use definition::{Bindings, DefinitionError, DefinitionProblem, Workflow, WorkflowFile};
+pub use names::{ActionKind, EffectKind, Guard, Recipient, UnknownName};
