@@ -17,7 +17,7 @@ use appealflow::app::intake::LocalFiles;
 use appealflow::domain::{AccountInput, IdHasher, Role};
 use appealflow::engine::{Clock, SystemClock};
 use appealflow::http::{AppState, HttpConfig};
-use appealflow::startup::{IntakeConfig, WorkConfig, build_intake, build_work};
+use appealflow::startup::{WorkConfig, build_work};
 
 const KEY: &str = "bench-key-0123456789abcdef";
 
@@ -71,13 +71,7 @@ async fn run(name: &str, db: common::TestDb, secs: u64, clients: usize) {
         appealflow::startup::engine(db.store.clone(), &common::workflows_dir(), clock.clone(), &WorkConfig::default())
             .unwrap();
     let blobs = tempfile::tempdir().unwrap();
-    let config = IntakeConfig {
-        blob_dir: blobs.path().into(),
-        id_hash_key: Some(KEY.into()),
-        limits: Default::default(),
-        pdf_inspector: None,
-    };
-    let intake = build_intake(engine.clone(), &common::workflows_dir(), &config).unwrap();
+    let intake = common::intake(engine.clone(), blobs.path(), KEY);
     let work = build_work(engine.clone(), planner, &WorkConfig::default());
 
     // One individual account per appeal (one open appeal per account).

@@ -23,100 +23,14 @@ use crate::engine::{Command, CommandOutcome, Engine, EngineError, Keyed, NewAppe
 use crate::store::{AppealRecord, StoreError, UnitOfWork};
 use crate::workflow::Fire;
 
+mod error;
+mod files;
 mod progress;
+mod record;
+pub use error::IntakeError;
+pub use files::{DocumentSource, LocalFiles, NoFiles};
 pub use progress::Progress;
-
-/// The entity-change request a deregistered enterprise's appeal waits for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntityChange {
-    pub required: bool,
-    pub ticket: Option<String>,
-    pub account: Option<String>,
-    pub linked_by: Option<String>,
-    pub linked_at: Option<DateTime<Utc>>,
-}
-
-/// A document replaced or removed at resubmission: kept, never deleted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReplacedDocument {
-    pub document: DraftDocument,
-    pub replaced_at: DateTime<Utc>,
-}
-
-/// The record stored with a submitted appeal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppealData {
-    pub draft: Draft,
-    pub case: Option<String>,
-    pub changes_secure_phone: bool,
-    pub entity_change: EntityChange,
-    #[serde(default)]
-    pub previous_documents: Vec<ReplacedDocument>,
-}
-
-impl AppealData {
-    pub fn from_record(record: &AppealRecord) -> Result<AppealData, EngineError> {
-        serde_json::from_value(record.data.clone())
-            .map_err(|e| EngineError::Store(StoreError::Corrupt(format!("appeal {} record: {e}", record.ticket))))
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum IntakeError {
-    #[error("invalid draft: {}", join_problems(.0))]
-    Invalid(Vec<FieldError>),
-    #[error("the appeal cannot be submitted yet ({} problem{}): {}", .0.problems.len(),
-        if .0.problems.len() == 1 { "" } else { "s" }, join_problems(&.0.problems))]
-    Incomplete(Box<Checklist>),
-    #[error("cannot appeal: {0}")]
-    Ineligible(Ineligible),
-    #[error("appeal {ticket} cannot be continued ({why}): start a new appeal")]
-    NotResubmittable { ticket: String, why: String },
-    #[error("{0}")]
-    Refused(String),
-    /// Deliberately the same for an unknown ticket and a wrong phone number.
-    #[error("no appeal matches this ticket number and phone number")]
-    NoMatch,
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error("document store: {0}")]
-    Blob(#[from] BlobError),
-}
-
-fn join_problems(problems: &[FieldError]) -> String {
-    problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
-}
-
-impl From<StoreError> for IntakeError {
-    fn from(e: StoreError) -> Self {
-        IntakeError::Engine(EngineError::Store(e))
-    }
-}
-
-/// Where the content of a draft's `file` documents comes from.
-pub trait DocumentSource: Send + Sync {
-    fn read(&self, file: &str) -> Result<Vec<u8>, String>;
-}
-
-/// Files on the local disk, relative to a base directory (the draft file's).
-pub struct LocalFiles {
-    pub base: PathBuf,
-}
-
-impl DocumentSource for LocalFiles {
-    fn read(&self, file: &str) -> Result<Vec<u8>, String> {
-        std::fs::read(self.base.join(file)).map_err(|e| format!("cannot read {file:?}: {e}"))
-    }
-}
-
-/// A source that has no files: every document must already be uploaded.
-pub struct NoFiles;
-
-impl DocumentSource for NoFiles {
-    fn read(&self, file: &str) -> Result<Vec<u8>, String> {
-        Err(format!("{file:?}: upload the document first and give its sha256"))
-    }
-}
+pub use record::{AppealData, EntityChange, ReplacedDocument};
 
 /// A document read from a `file` and checked, not yet stored.
 struct LoadedDocument {

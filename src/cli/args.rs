@@ -187,7 +187,7 @@ pub enum WorkflowCommand {
         /// As for `workflow check`.
         dir: Option<PathBuf>,
         /// The graph's notation.
-        #[arg(long, value_enum, default_value = "mermaid")]
+        #[arg(long, default_value = "mermaid", value_parser = graph_format())]
         format: GraphFormat,
     },
 }
@@ -316,4 +316,11 @@ pub enum TimersCommand {
     },
     /// Fire every timer due now (or at --now) once, then exit.
     Run,
+}
+
+/// `--format` of `workflow graph`: the notations `workflow::graph` renders.
+fn graph_format() -> impl clap::builder::TypedValueParser<Value = GraphFormat> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(GraphFormat::ALL.map(GraphFormat::as_str))
+        .map(|s| GraphFormat::ALL.into_iter().find(|f| f.as_str() == s).expect("a listed format"))
 }

@@ -17,7 +17,7 @@ use crate::app::intake::EntityLink;
 use crate::app::review;
 use crate::domain::Actor;
 use crate::engine::CommandOutcome;
-use crate::workflow::Fire;
+use crate::workflow::{Bindings, Fire};
 
 fn decided(outcome: &impl Serialize, version: i64) -> Response {
     let mut response = Json(outcome).into_response();
@@ -25,16 +25,17 @@ fn decided(outcome: &impl Serialize, version: i64) -> Response {
     response
 }
 
+/// Fires the transition the workflow binds to `bound` (claim, release, ...).
 async fn fire(
     state: &Shared,
     actor: &Actor,
     raw: &str,
-    transition: &str,
+    bound: fn(&Bindings) -> &String,
     reasons: Vec<String>,
     pre: &Preconditions,
 ) -> ApiResult<Response> {
     let ticket = ticket(raw)?;
-    let mut cmd = Fire::new(transition);
+    let mut cmd = Fire::new(bound(state.engine().workflow().bindings()).as_str());
     cmd.reasons = reasons;
     cmd.expect_version = pre.if_match;
     let outcome = state.engine().fire(&ticket, &cmd, actor, pre.key.as_deref()).await?;
@@ -48,8 +49,7 @@ pub(super) async fn claim(
     pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
-    let transition = state.engine().workflow().bindings().claim.clone();
-    fire(&state, &staff.0, &raw, &transition, vec![], &pre).await
+    fire(&state, &staff.0, &raw, |b| &b.claim, vec![], &pre).await
 }
 
 pub(super) async fn release(
@@ -59,8 +59,7 @@ pub(super) async fn release(
     pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
-    let transition = state.engine().workflow().bindings().release.clone();
-    fire(&state, &staff.0, &raw, &transition, vec![], &pre).await
+    fire(&state, &staff.0, &raw, |b| &b.release, vec![], &pre).await
 }
 
 pub(super) async fn approve(
@@ -70,8 +69,7 @@ pub(super) async fn approve(
     pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
-    let transition = state.engine().workflow().bindings().approve.clone();
-    fire(&state, &staff.0, &raw, &transition, vec![], &pre).await
+    fire(&state, &staff.0, &raw, |b| &b.approve, vec![], &pre).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,8 +85,7 @@ pub(super) async fn reject(
     pre: Preconditions,
     JsonBody(body): JsonBody<Rejection>,
 ) -> ApiResult<Response> {
-    let transition = state.engine().workflow().bindings().reject.clone();
-    fire(&state, &staff.0, &raw, &transition, body.reasons, &pre).await
+    fire(&state, &staff.0, &raw, |b| &b.reject, body.reasons, &pre).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,10 +4,21 @@ use std::fmt::Write;
 
 use crate::workflow::definition::WorkflowFile;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphFormat {
     Mermaid,
     Dot,
+}
+
+impl GraphFormat {
+    pub const ALL: [GraphFormat; 2] = [GraphFormat::Mermaid, GraphFormat::Dot];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GraphFormat::Mermaid => "mermaid",
+            GraphFormat::Dot => "dot",
+        }
+    }
 }
 
 fn label(t: &crate::workflow::definition::TransitionDef) -> String {

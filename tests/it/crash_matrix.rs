@@ -32,7 +32,7 @@ use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
 use appealflow::engine::ManualClock;
 use appealflow::failpoint::{self, Mode, POINTS};
 use appealflow::jobs::Running;
-use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
+use appealflow::startup::WorkConfig;
 use appealflow::store::{Store, TimerStatus, WorkFilter};
 use appealflow::workflow::Fire;
 use serde_json::{Value, json};
@@ -76,13 +76,7 @@ impl Process {
         let db = root.reopen().await;
         let config = WorkConfig { lead_emails: vec![LEADS.into()], ..Default::default() };
         let (engine, work): (_, Arc<Work>) = common::work(&db, clock, &config);
-        let intake_config = IntakeConfig {
-            blob_dir: blobs.to_path_buf(),
-            id_hash_key: Some(KEY.into()),
-            limits: Default::default(),
-            pdf_inspector: None,
-        };
-        let intake = build_intake(engine, &common::workflows_dir(), &intake_config).unwrap();
+        let intake = common::intake(engine, blobs.to_path_buf(), KEY);
         let worker = common::start_worker(&db, work);
         Process { db, intake, worker }
     }

@@ -18,7 +18,7 @@ use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
 use appealflow::engine::{Clock, Engine, ManualClock};
 use appealflow::http::api::API;
 use appealflow::http::{AppState, HttpConfig};
-use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
+use appealflow::startup::WorkConfig;
 use appealflow::store::{RowCounts, TimerStatus};
 use appealflow::workflow::Fire;
 use serde_json::{Value, json};
@@ -120,15 +120,9 @@ async fn harness(db: TestDb) -> Harness {
     // Monday 9 March 2026, 10:00 in Shanghai.
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
     let blobs = tempfile::tempdir().unwrap();
-    let config = IntakeConfig {
-        blob_dir: blobs.path().into(),
-        id_hash_key: Some(KEY.into()),
-        limits: Default::default(),
-        pdf_inspector: None,
-    };
     let work_config = WorkConfig { lead_emails: vec!["leads@example.com".into()], ..Default::default() };
     let (engine, work) = common::work(&db, clock.clone(), &work_config);
-    let intake = Arc::new(build_intake(engine, &common::workflows_dir(), &config).unwrap());
+    let intake = Arc::new(common::intake(engine, blobs.path(), KEY));
     let state = Arc::new(AppState::new(intake, work, HttpConfig::default()));
 
     let hasher = IdHasher::new(KEY.as_bytes()).unwrap();

@@ -18,7 +18,7 @@ use appealflow::domain::draft::DraftInput;
 use appealflow::domain::{Actor, Role, TicketNumber};
 use appealflow::engine::ManualClock;
 use appealflow::jobs::Running;
-use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
+use appealflow::startup::WorkConfig;
 use appealflow::store::{ActionStatus, NotificationRecord, NotificationStatus, WorkFilter};
 use appealflow::workflow::Fire;
 use chrono::{DateTime, Utc};
@@ -55,13 +55,7 @@ async fn harness_with(db: TestDb, work_config: WorkConfig) -> Harness {
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
     let (engine, work) = common::work(&db, clock.clone(), &work_config);
     let blobs = tempfile::tempdir().unwrap();
-    let config = IntakeConfig {
-        blob_dir: blobs.path().into(),
-        id_hash_key: Some(KEY.into()),
-        limits: Default::default(),
-        pdf_inspector: None,
-    };
-    let intake = build_intake(engine, &common::workflows_dir(), &config).unwrap();
+    let intake = common::intake(engine, blobs.path(), KEY);
     let worker = common::start_worker(&db, work.clone());
     common::import_example_accounts(&db, KEY, clock.now_utc()).await;
     Harness { db, clock, intake, work, worker: Some(worker), _blobs: blobs }

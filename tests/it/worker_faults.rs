@@ -36,7 +36,7 @@ use appealflow::domain::draft::DraftInput;
 use appealflow::domain::{Account, AccountInput, Actor, IdHasher, PhoneNumber, Role, TicketNumber};
 use appealflow::engine::{EngineError, ManualClock};
 use appealflow::jobs::{ACTIONS_QUEUE, NOTIFICATIONS_QUEUE};
-use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
+use appealflow::startup::WorkConfig;
 use appealflow::store::{
     ActionStatus, AppealRecord, JobFilter, JobRecord, NotificationStatus, TimerStatus, WorkFilter,
 };
@@ -246,13 +246,7 @@ impl Setup {
         let clock = Arc::new(ManualClock::new(now));
         let (engine, _) = common::work(&db, clock, &WorkConfig::default());
         let dir = tempfile::tempdir().unwrap();
-        let config = IntakeConfig {
-            blob_dir: dir.path().join("blobs"),
-            id_hash_key: Some(ID_KEY.into()),
-            limits: Default::default(),
-            pdf_inspector: None,
-        };
-        let intake = build_intake(engine, &common::workflows_dir(), &config).expect("intake builds");
+        let intake = common::intake(engine, dir.path().join("blobs"), ID_KEY);
         Setup { db, intake, dir, spawned: 0 }
     }
 

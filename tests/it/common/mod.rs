@@ -44,6 +44,18 @@ pub async fn spawn_server(state: appealflow::http::Shared) -> String {
     format!("http://{addr}")
 }
 
+/// Intake on `engine` with the shipped rules, documents in `blob_dir`, ID numbers hashed
+/// with `key`, the default document limits and PDFs parsed in-process.
+pub fn intake(engine: Arc<Engine>, blob_dir: impl Into<PathBuf>, key: &str) -> appealflow::app::intake::Intake {
+    let config = appealflow::startup::IntakeConfig {
+        blob_dir: blob_dir.into(),
+        id_hash_key: Some(key.into()),
+        limits: Default::default(),
+        pdf_inspector: None,
+    };
+    appealflow::startup::build_intake(engine, &workflows_dir(), &config).expect("intake builds")
+}
+
 pub fn workflows_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workflows")
 }

@@ -1,0 +1,96 @@
+//! Timers on the engine: an appeal's due timers fired before a command acts on it
+//! (`catch_up`), and every due timer fired in batches (`run_due_timers`), each decided
+//! by the pure `decide_timer` inside the store's claiming transaction.
+
+use super::*;
+
+impl Engine {
+    /// Fires this appeal's timers that are already due, earliest first, so that a
+    /// command never acts on a state whose deadline has passed (a window closed while
+    /// no worker ran is closed before the late resubmission is decided).
+    pub async fn catch_up(&self, record: AppealRecord) -> Result<AppealRecord, EngineError> {
+        let now = self.clock.now();
+        let mut fired_any = false;
+        loop {
+            let firings =
+                self.store.fire_due_timers(now, 16, Some(&record.id), &TimerDecider { engine: self, now }).await?;
+            if !firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale") {
+                break;
+            }
+            fired_any = true;
+        }
+        if !fired_any {
+            return Ok(record);
+        }
+        self.store
+            .appeal_by_id(&record.id)
+            .await?
+            .ok_or_else(|| EngineError::Store(StoreError::Corrupt(format!("appeal {} vanished", record.ticket))))
+    }
+
+    /// Fires every armed timer due at or before the clock's now, in batches of `batch`
+    /// (at most one timer per appeal per batch), one transaction per batch. Each fire
+    /// re-checks the appeal's state and settles the timer row with its effects, so a
+    /// timer acts at most once even with several workers. Timers that are due but refuse
+    /// to act are reported and left armed.
+    pub async fn run_due_timers(&self, batch: i64) -> Result<Vec<TimerFiring>, EngineError> {
+        let now = self.clock.now();
+        let mut all = Vec::new();
+        loop {
+            let firings = self.store.fire_due_timers(now, batch, None, &TimerDecider { engine: self, now }).await?;
+            let progressed = firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale");
+            log_firings(&firings);
+            all.extend(firings);
+            if !progressed {
+                return Ok(all);
+            }
+        }
+    }
+}
+
+fn log_firings(firings: &[TimerFiring]) {
+    for f in firings {
+        match f.outcome {
+            "fired" => info!(ticket = %f.timer.ticket, timer = %f.timer.name, "timer fired"),
+            "stale" => {
+                warn!(ticket = %f.timer.ticket, timer = %f.timer.name, note = ?f.note, "stale timer settled without acting")
+            }
+            // A timer that should act but is refused (its deadline computation left the
+            // calendar's published range, say) stays armed and is reported: dropping
+            // it would lose the deadline.
+            _ => {
+                tracing::error!(ticket = %f.timer.ticket, timer = %f.timer.name, outcome = f.outcome, note = ?f.note, "due timer not fired")
+            }
+        }
+    }
+}
+
+/// Decides due timers for the store, inside its claiming transaction.
+struct TimerDecider<'a> {
+    engine: &'a Engine,
+    now: DateTime<Utc>,
+}
+
+#[async_trait]
+impl TimerHandler for TimerDecider<'_> {
+    async fn decide(&self, timer: &TimerRecord, appeal: &AppealRecord) -> TimerVerdict {
+        let engine = self.engine;
+        let decision = match decide_timer(&engine.workflow, &Engine::snapshot(appeal), &timer.name, self.now) {
+            Ok(d) => d,
+            Err(skip @ (TimerSkip::Unknown(_) | TimerSkip::NotRunning { .. })) => {
+                return TimerVerdict::Stale(skip.to_string());
+            }
+            Err(TimerSkip::Refused(refusal)) => return TimerVerdict::Leave(format!("refused, left armed: {refusal}")),
+        };
+        let mut uow = UnitOfWork::new(self.now);
+        let write = write_for(appeal, &decision);
+        let mut outcomes = Vec::new();
+        match engine
+            .add(&mut uow, Some(appeal), write, decision, &Actor::system(), Some(timer.id), self.now, &mut outcomes)
+            .await
+        {
+            Ok(_) => TimerVerdict::Fire(Box::new(uow)),
+            Err(e) => TimerVerdict::Leave(format!("left armed: {e}")),
+        }
+    }
+}
