@@ -66,3 +66,10 @@ impl Actor {
         Actor::new("appealflow", Role::System)
     }
 }
+
+impl TryFrom<String> for Role {
+    type Error = RoleError;
+    fn try_from(s: String) -> Result<Self, RoleError> {
+        s.parse()
+    }
+}

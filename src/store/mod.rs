@@ -4,122 +4,28 @@
 //! account changes, the idempotency record, and the jobs all this causes (through
 //! [`JobWriter`], into the job queue's own tables) — in ONE database transaction, or
 //! nothing at all. A job therefore exists if and only if the commit that caused it does.
-//! Each backend owns its SQL and its migrations (`migrations/sqlite`,
-//! `migrations/postgres`); `tests/it/store_conformance.rs` runs the same suite on both.
+//!
+//! The statements both engines run alike are written once, in `store/shared/`, and
+//! compiled into each backend; a backend module keeps by hand only what truly differs
+//! (how it opens a write transaction, row locks, clock functions, JSON functions, the
+//! job queue's table). Rows map themselves once (`records.rs`, via `FromRow`).
+//! Migrations stay per backend (`migrations/sqlite`, `migrations/postgres`);
+//! `tests/it/store_conformance.rs` and `tests/it/store_driver.rs` run on both.
 
+pub mod codec;
+mod records;
 mod traits;
+pub use records::*;
 pub use traits::*;
 
 pub mod postgres;
 pub mod sqlite;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-use crate::domain::{Account, LookupKind, Role, TicketNumber};
+use crate::domain::{Account, Role, TicketNumber};
 use crate::workflow::decide::TimerArm;
 use crate::workflow::definition::EffectDef;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppealRecord {
-    pub id: String,
-    pub ticket: TicketNumber,
-    pub workflow: String,
-    pub workflow_version: i64,
-    pub state: String,
-    pub outcome: Option<String>,
-    pub version: i64,
-    pub assignee: Option<String>,
-    /// The account the appeal is about (its name in the account directory).
-    pub account: String,
-    /// The appeal's record as submitted (validated at the edge).
-    pub data: serde_json::Value,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// One row of an appeal's append-only history. `seq` equals the appeal's version after
-/// the commit that wrote it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRecord {
-    pub seq: i64,
-    pub transition: String,
-    pub from: Option<String>,
-    pub to: String,
-    pub outcome: Option<String>,
-    pub actor: String,
-    pub role: Role,
-    pub reasons: Vec<String>,
-    pub payload: serde_json::Value,
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimerStatus {
-    Armed,
-    Fired,
-    Cancelled,
-}
-
-impl TimerStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TimerStatus::Armed => "armed",
-            TimerStatus::Fired => "fired",
-            TimerStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "armed" => TimerStatus::Armed,
-            "fired" => TimerStatus::Fired,
-            "cancelled" => TimerStatus::Cancelled,
-            other => {
-                return Err(StoreError::Corrupt(format!("unknown timer status {other:?}")));
-            }
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimerRecord {
-    pub id: i64,
-    pub appeal_id: String,
-    pub ticket: TicketNumber,
-    pub name: String,
-    /// Increases each time the same timer is armed again on the same appeal.
-    pub generation: i64,
-    pub due_at: DateTime<Utc>,
-    pub status: TimerStatus,
-    pub armed_at: DateTime<Utc>,
-    pub settled_at: Option<DateTime<Utc>>,
-}
-
-/// An effect row an earlier version left in the outbox (the outbox is no longer
-/// written; rows not yet carried out are adopted once at start-up).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LegacyEffect {
-    pub id: i64,
-    pub appeal_id: String,
-    pub event_seq: i64,
-    pub effect: String,
-    pub template: Option<String>,
-    pub recipient: Option<String>,
-    pub idempotency_key: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdempotencyRecord {
-    pub key: String,
-    /// A hash of the command the key was first used with.
-    pub fingerprint: String,
-    /// What the first execution answered, replayed to repeats.
-    pub response: serde_json::Value,
-    pub created_at: DateTime<Utc>,
-}
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 /// The appeal row a unit of work writes.
 #[derive(Debug, Clone)]
@@ -299,78 +205,6 @@ pub struct LedgerEntry {
     pub after: serde_json::Value,
 }
 
-macro_rules! status_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name { $(#[serde(rename = $text)] $variant),* }
-
-        impl $name {
-            pub const ALL: &[$name] = &[$($name::$variant),*];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),* }
-            }
-
-            pub fn parse(s: &str) -> Result<Self, StoreError> {
-                match s {
-                    $($text => Ok($name::$variant),)*
-                    other => Err(StoreError::Corrupt(format!(concat!("unknown ", stringify!($name), " {:?}"), other))),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                // `pad`, so a width in a format string lines columns up.
-                f.pad(self.as_str())
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                $name::parse(s).map_err(|_| format!(
-                    "unknown value {s:?} (one of: {})",
-                    [$($text),*].join(", ")
-                ))
-            }
-        }
-    };
-}
-
-status_enum!(
-    /// Where a notification stands.
-    NotificationStatus { Pending = "pending", Held = "held", Sent = "sent", Failed = "failed", Skipped = "skipped" }
-);
-
-status_enum!(
-    /// Where a post-approval action stands.
-    ActionStatus { Pending = "pending", Succeeded = "succeeded", Failed = "failed" }
-);
-
-status_enum!(
-    /// Where a job stands in apalis's table, spelled as apalis stores it.
-    JobStatus { Pending = "Pending", Queued = "Queued", Running = "Running", Done = "Done", Failed = "Failed", Killed = "Killed" }
-);
-
-impl JobStatus {
-    /// Not finished: waiting, queued or running (a failed job may still be retried; see
-    /// [`JobRecord::dead`]).
-    pub fn is_open(self) -> bool {
-        match self {
-            JobStatus::Pending | JobStatus::Queued | JobStatus::Running => true,
-            JobStatus::Done | JobStatus::Failed | JobStatus::Killed => false,
-        }
-    }
-}
-
-impl PartialEq<&str> for JobStatus {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -438,35 +272,6 @@ impl NewAction {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActionRecord {
-    pub id: i64,
-    pub appeal_id: String,
-    pub ticket: TicketNumber,
-    pub action: String,
-    /// `{appeal_id}:{action}`: the same on every attempt, on every worker.
-    pub idempotency_key: String,
-    pub manual: bool,
-    /// Failed means for good: the appeal needs attention.
-    pub status: ActionStatus,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub result: Option<serde_json::Value>,
-    pub done_by: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// What the built-in directory's ledger says about one change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppliedChange {
-    pub account: String,
-    pub action: String,
-    pub before: serde_json::Value,
-    pub after: serde_json::Value,
-    pub applied_at: DateTime<Utc>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNotification {
     pub appeal_id: Option<String>,
@@ -486,103 +291,6 @@ pub struct NewNotification {
     pub on_delivered: Option<String>,
     /// The transition fired when every channel of its chain failed for good.
     pub on_undeliverable: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotificationRecord {
-    pub id: i64,
-    pub appeal_id: Option<String>,
-    pub idempotency_key: String,
-    pub template: String,
-    pub channel: String,
-    pub locale: String,
-    /// The full address, needed to deliver; shown only masked.
-    #[serde(skip_serializing)]
-    pub recipient: String,
-    pub recipient_masked: String,
-    pub body: String,
-    pub status: NotificationStatus,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub sent_at: Option<DateTime<Utc>>,
-    pub chain: Option<String>,
-    pub position: i64,
-    pub on_delivered: Option<String>,
-    pub on_undeliverable: Option<String>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct WorkFilter {
-    pub appeal_id: Option<String>,
-    pub status: Option<String>,
-    pub limit: Option<i64>,
-}
-
-/// A row of the job queue's table (apalis's, in the same database).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobRecord {
-    pub id: String,
-    pub queue: String,
-    pub status: JobStatus,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    /// Dead: no attempt will follow (attempts used up, or aborted).
-    pub dead: bool,
-    pub run_at: DateTime<Utc>,
-    pub last_result: Option<String>,
-    /// The job's arguments (IDs only).
-    pub args: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct JobFilter {
-    pub dead_only: bool,
-    pub queue: Option<String>,
-    pub limit: Option<i64>,
-}
-
-/// An API token as stored: only its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    pub id: String,
-    pub name: String,
-    pub role: Role,
-    #[serde(skip_serializing)]
-    pub token_hash: String,
-    /// Where a lead's SLA warnings and breaches go.
-    pub email: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-/// An applicant's draft as stored (the secret only as a hash).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DraftRecord {
-    pub id: String,
-    #[serde(skip_serializing)]
-    pub secret_hash: String,
-    pub data: serde_json::Value,
-    /// Set once the draft was submitted.
-    pub ticket: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// What `/metrics` reports, counted by the database rather than by loading rows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Gauges {
-    pub appeals_by_state: Vec<(String, i64)>,
-    pub jobs_by_status: Vec<(String, i64)>,
-    pub dead_jobs: i64,
-    /// Review SLA timers that fired: deadlines passed without a decision.
-    pub sla_breaches: i64,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct AppealFilter {
-    pub state: Option<String>,
-    pub limit: Option<i64>,
 }
 
 /// What to do with one claimed due timer, decided by the engine.
@@ -614,15 +322,4 @@ pub struct TimerFiring {
 /// The store's traits, for code holding a whole `dyn Store`.
 pub mod prelude {
     pub use super::{AccessStore, AppealStore, Database, Diagnostics, DirectoryStore, QueueAdmin, Store, WorkStore};
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct RowCounts {
-    pub appeals: i64,
-    pub events: i64,
-    pub timers: i64,
-    pub notifications: i64,
-    pub actions: i64,
-    pub jobs: i64,
-    pub idempotency: i64,
 }

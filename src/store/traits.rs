@@ -1,6 +1,7 @@
 //! The store's traits, one per kind of caller, and `Store`, their sum for wiring.
 
 use super::*;
+use crate::domain::LookupKind;
 
 /// The database itself: which engine, the fail-point scope, the schema.
 #[async_trait]

@@ -1,0 +1,31 @@
+//! The statements both backends run alike, written once. This folder is compiled into
+//! each backend (`store/sqlite.rs` and `store/postgres.rs` each declare it as their
+//! module `shared`), so `Backend` and `Conn` below are that backend's store and
+//! connection. What differs comes from the backend as associated items: how a write
+//! transaction begins (`BEGIN`), the row locks of a timer claim, the job queue's table
+//! and clock (`JOBS`, `JOB_NOW`, `JOB_COLUMNS`), how a job's next run is deferred, JSON
+//! functions, the migrations, and the job queue's own writer (`write_jobs`).
+
+mod access;
+mod appeals;
+mod commit;
+mod directory;
+mod work;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use super::{Backend, Conn};
+use crate::domain::{Account, LookupKind, TicketNumber};
+use crate::store::codec::{MaybeStamp, Stamp};
+use crate::store::prelude::*;
+use crate::store::{
+    ActionRecord, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate, DraftRecord,
+    EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobStatus, LegacyEffect, NotificationRecord,
+    NotificationStatus, RowCounts, StoreError, TimerFiring, TimerHandler, TimerRecord, TimerVerdict, TokenRecord,
+    UnitOfWork, WorkFilter,
+};
+
+const TIMER_COLUMNS: &str =
+    "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
