@@ -197,14 +197,26 @@ const UPLOAD_QUERY: &[QueryParam] = &[
         required: true,
     },
     param("stamped", r#"{"type": "boolean"}"#, "The letter bears the company's official seal"),
-    param("company_name", r#"{"type": "string", "maxLength": 200}"#, "The company the document names"),
+    param(
+        "company_name",
+        r#"{"type": "string", "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}"#,
+        "The company the document names (no control characters)",
+    ),
     param(
         "signatory_share_percent",
         r#"{"type": "number", "minimum": 0, "maximum": 100}"#,
         "The signatory's declared share of the company, in percent",
     ),
-    param("issued", r#"{"type": "string", "pattern": "^[a-z_]+$"}"#, "How a disposal document was issued"),
-    param("attestation", r#"{"type": "string", "pattern": "^[a-z_]+$"}"#, "What the document attests"),
+    param(
+        "issued",
+        r#"{"type": "string", "enum": ["before_deregistration", "after_deregistration"]}"#,
+        "How a disposal document was issued",
+    ),
+    param(
+        "attestation",
+        r#"{"type": "string", "enum": ["company_seal", "shareholder_signatures"]}"#,
+        "What the document attests",
+    ),
 ];
 
 /// Every route of the API, in the order the OpenAPI document lists them.

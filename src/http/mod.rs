@@ -17,6 +17,7 @@ pub mod extractors;
 pub mod limit;
 pub mod metrics;
 pub mod openapi;
+mod schemas;
 pub mod server;
 pub mod staff;
 pub mod upload;

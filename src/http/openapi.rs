@@ -3,14 +3,18 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::extract::State;
 use serde_json::{Value, json};
 
+use super::Shared;
 use super::api::{ADMINS, API, Access, ApiRoute, Body, Reply, STAFF};
 use super::extractors::MAX_KEY_CHARS;
+use super::schemas::{schemas, ticket_schema};
 use crate::domain::document::DocumentKind;
+use crate::workflow::Workflow;
 
-pub(super) async fn openapi() -> Json<Value> {
-    Json(openapi_document())
+pub(super) async fn openapi(State(state): State<Shared>) -> Json<Value> {
+    Json(openapi_document(state.engine().workflow()))
 }
 
 fn problem_response(status: u16) -> (String, Value) {
@@ -47,7 +51,7 @@ fn path_parameters(path: &str) -> Vec<Value> {
             };
             let schema = match name {
                 "index" => json!({ "type": "integer", "minimum": 0 }),
-                "ticket" => json!({ "type": "string", "pattern": "^[0-9]{4}([- ]?[0-9]{4}){4}$" }),
+                "ticket" => ticket_schema(),
                 "sha256" => json!({ "type": "string", "pattern": "^[0-9a-fA-F]{64}$" }),
                 _ => json!({ "type": "string", "minLength": 1, "maxLength": 100 }),
             };
@@ -56,13 +60,19 @@ fn path_parameters(path: &str) -> Vec<Value> {
         .collect()
 }
 
-fn operation(r: &ApiRoute) -> Value {
+fn operation(r: &ApiRoute, wf: &Workflow) -> Value {
     let mut parameters = path_parameters(r.path);
     for q in r.query {
         let mut schema: Value = serde_json::from_str(q.schema).expect("a route table's query schema is JSON");
         if r.body == Body::Multipart && q.name == "kind" {
             schema =
                 json!({ "type": "string", "enum": DocumentKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>() });
+        }
+        if r.operation == "queue" && q.name == "state" {
+            // The workflow's open states, comma-separated.
+            let open: Vec<&str> = wf.def.states.iter().filter(|s| !s.terminal).map(|s| s.name.as_str()).collect();
+            let one = format!("(?:{})", open.join("|"));
+            schema = json!({ "type": "string", "pattern": format!("^{one}(?:,{one})*$") });
         }
         parameters.push(json!({
             "name": q.name, "in": "query", "required": q.required, "description": q.description, "schema": schema
@@ -148,6 +158,9 @@ fn operation(r: &ApiRoute) -> Value {
     if let Some(why) = r.unkeyed {
         op["x-repeat"] = json!(why);
     }
+    if let Some(links) = links(r.operation) {
+        op["responses"][r.status.to_string()]["links"] = links;
+    }
     // The other success answers carry the same body as the first.
     for (status, description) in r.also {
         let mut answer = op["responses"][r.status.to_string()].clone();
@@ -177,176 +190,72 @@ fn operation(r: &ApiRoute) -> Value {
         Body::Multipart => {
             op["requestBody"] = json!({
                 "required": true,
-                "content": { "multipart/form-data": { "schema": {
-                    "type": "object", "required": ["file"],
-                    "description": "One part, the file; what it is goes in the query (`kind`, ...)",
-                    "properties": { "file": { "type": "string", "format": "binary" } }
-                } } }
+                "content": { "multipart/form-data": {
+                    "schema": {
+                        "type": "object", "required": ["file"], "additionalProperties": false,
+                        "description": "Exactly one part, the file; what it is goes in the query (`kind`, ...)",
+                        "properties": { "file": { "type": "string", "format": "binary" } }
+                    },
+                    "encoding": { "file": { "contentType": "image/jpeg, image/png, application/pdf" } }
+                } }
             });
         }
     }
     op
 }
 
-fn schemas() -> Value {
-    let object = |description: &str| json!({ "type": "object", "description": description });
-    let string = json!({ "type": "string" });
-    let nullable_string = json!({ "type": ["string", "null"] });
-    json!({
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem details; `code` is stable (also the last segment of `type`)",
-            "required": ["type", "title", "status", "detail", "code"],
-            "properties": {
-                "type": { "type": "string", "format": "uri" },
-                "title": string, "status": { "type": "integer" }, "detail": string, "code": string,
-                "errors": { "type": "array", "items": {
-                    "type": "object", "properties": { "field": string, "rule": string } } },
-                "state": string, "version": { "type": "integer" }
-            }
-        },
-        "Decision": {
-            "type": "object",
-            "required": ["ticket", "transition", "from", "state", "outcome", "version", "replayed"],
-            "properties": {
-                "ticket": string, "transition": string, "from": nullable_string, "state": string,
-                "outcome": nullable_string, "version": { "type": "integer" }, "replayed": { "type": "boolean" },
-                "assignee": { "type": "string", "description": "reassign only: who holds the claim now" }
-            }
-        },
-        "QueuePage": {
-            "type": "object",
-            "properties": {
-                "states": { "type": "array", "items": string },
-                "page": { "type": "integer" }, "per_page": { "type": "integer" }, "total": { "type": "integer" },
-                "items": { "type": "array", "items": {
-                    "type": "object",
-                    "properties": {
-                        "ticket": string, "account": string, "state": string, "version": { "type": "integer" },
-                        "assignee": nullable_string,
-                        "review_due_at": { "type": ["string", "null"], "format": "date-time" },
-                        "breached": { "type": "boolean" }
-                    }
-                } }
-            }
-        },
-        "AppealDetail": object("The appeal (state, version, timers, history) with its checklist case, documents \
-            (metadata only), previous documents, actions, notifications (recipients masked) and entity-change link"),
-        "Rejection": {
-            "type": "object", "required": ["reasons"], "additionalProperties": false,
-            "properties": { "reasons": { "type": "array", "minItems": 1, "items": string,
-                "description": "documents_not_meeting_requirements, inapplicable_scenario, missing_documents, other (each may say `: detail`)" } }
-        },
-        "EntityChangeLink": {
-            "type": "object", "required": ["entity_ticket", "account"], "additionalProperties": false,
-            "properties": { "entity_ticket": string, "account": string }
-        },
-        "Reassignment": {
-            "type": "object", "required": ["to"], "additionalProperties": false,
-            "properties": { "to": { "type": "string", "description": "A reviewer's name (as on their token)" } }
-        },
-        "Jobs": { "type": "object", "properties": { "jobs": { "type": "array", "items": object("A job-queue row") } } },
-        "JobRetried": {
-            "type": "object",
-            "properties": { "id": string, "queue": string, "retried": { "type": "boolean" } }
-        },
-        "WorkflowDocument": {
-            "type": "object",
-            "properties": {
-                "name": string, "version": { "type": "integer" }, "calendar": string,
-                "definition": object("The loaded workflow definition"), "mermaid": string
-            }
-        },
-        "Calendars": { "type": "object", "properties": { "calendars": { "type": "array", "items": {
-            "type": "object",
-            "properties": {
-                "name": string, "description": string, "time_zone": string,
-                "published": object("first_year and last_year"),
-                "years": { "type": "array", "items": { "type": "integer" } },
-                "in_use": { "type": "boolean" }
-            }
-        } } } },
-        "OpenApi": object("This OpenAPI 3.1 document"),
-        "ProgressQuery": {
-            "type": "object", "required": ["ticket", "phone"], "additionalProperties": false,
-            "properties": { "ticket": string, "phone": string }
-        },
-        "Progress": {
-            "type": "object",
-            "properties": {
-                "ticket": string, "stage": string, "outcome": nullable_string,
-                "reasons": { "type": "array", "items": string }, "continue_until": nullable_string,
-                "received_at": string, "updated_at": string
-            }
-        },
-        "DraftInput": object("A draft's content: entry point, items, scenario, operator, contact, documents"),
-        "DraftCreated": {
-            "type": "object", "required": ["draft_id", "secret", "checklist"],
-            "properties": {
-                "draft_id": string, "secret": { "type": "string", "description": "Shown once" },
-                "checklist": { "$ref": "#/components/schemas/Checklist" }
-            }
-        },
-        "Draft": {
-            "type": "object", "required": ["draft_id", "data", "ticket", "checklist", "created_at", "updated_at"],
-            "properties": {
-                "draft_id": string, "data": object("The draft as stored (ID numbers only protected and masked)"),
-                "ticket": nullable_string,
-                "checklist": { "oneOf": [{ "$ref": "#/components/schemas/Checklist" }, { "type": "null" }],
-                               "description": "null when the account can no longer be located" },
-                "created_at": { "type": "string", "format": "date-time" },
-                "updated_at": { "type": "string", "format": "date-time" }
-            }
-        },
-        "DraftReplaced": {
-            "type": "object", "required": ["draft_id", "data", "checklist"],
-            "properties": {
-                "draft_id": string, "data": object("The draft as stored"),
-                "checklist": { "$ref": "#/components/schemas/Checklist" }
-            }
-        },
-        "DocumentAdded": {
-            "type": "object", "required": ["index", "document"],
-            "properties": {
-                "index": { "type": "integer", "minimum": 0 },
-                "document": object("The document's entry: kind, sha256, size, content type, file name and what the query said"),
-                "repeated": { "type": "boolean", "description": "The same file as the same document was already there" }
-            }
-        },
-        "Documents": {
-            "type": "object", "required": ["documents"],
-            "properties": { "documents": { "type": "array", "items": object("A document's entry") } }
-        },
-        "FaceRecorded": {
-            "type": "object", "required": ["draft_id", "facial_recognition"],
-            "properties": { "draft_id": string, "facial_recognition": object("result, provider, reference") }
-        },
-        "Checklist": object("What each document is for, what is missing, and every other problem"),
-        "FacialRecognitionResult": object("The provider's result for a draft"),
-        "Submitted": {
-            "type": "object", "required": ["ticket", "state", "superseded", "screening"],
-            "properties": {
-                "ticket": string, "state": string,
-                "superseded": { "type": ["string", "null"], "description": "The earlier appeal this one closed" },
-                "screening": { "type": ["string", "null"], "description": "Screening's rejection, with guidance" }
-            }
-        },
-        "Resubmitted": {
-            "type": "object", "required": ["ticket", "state", "outcome", "version"],
-            "properties": { "ticket": string, "state": string, "outcome": nullable_string, "version": { "type": "integer" } }
-        },
-        "Withdrawn": {
-            "type": "object", "required": ["state", "outcome", "version"],
-            "properties": { "state": string, "outcome": nullable_string, "version": { "type": "integer" } }
-        },
+/// Where an answer leads: the applicant's walk (draft → documents → submit → progress,
+/// withdraw) and the reviewer's (appeal → claim → decide), so a client, or a stateful
+/// test, can follow it.
+fn links(operation: &str) -> Option<Value> {
+    let draft = |op: &str, id: &str, secret: &str| json!({ "operationId": op, "parameters": { "path.id": id, "header.X-Draft-Secret": secret } });
+    let created = |op: &str| draft(op, "$response.body#/draft_id", "$response.body#/secret");
+    let same = |op: &str| draft(op, "$request.path.id", "$request.header.X-Draft-Secret");
+    let appeal = |op: &str, ticket: &str| json!({ "operationId": op, "parameters": { "path.ticket": ticket } });
+    let decided = |op: &str| {
+        json!({ "operationId": op, "parameters": {
+            "path.ticket": "$request.path.ticket", "header.If-Match": "$response.body#/version" } })
+    };
+    Some(match operation {
+        "create_draft" => json!({
+            "GetDraft": created("get_draft"), "ReplaceDraft": created("put_draft"),
+            "AddDocument": created("add_document"), "Checklist": created("draft_checklist"),
+            "Submit": created("submit_draft")
+        }),
+        "put_draft" => json!({ "AddDocument": same("add_document"), "Submit": same("submit_draft") }),
+        "add_document" => {
+            let at = |op: &str| {
+                json!({ "operationId": op, "parameters": {
+                    "path.id": "$request.path.id", "path.index": "$response.body#/index",
+                    "header.X-Draft-Secret": "$request.header.X-Draft-Secret" } })
+            };
+            json!({
+                "ReplaceDocument": at("replace_document"), "RemoveDocument": at("remove_document"),
+                "Checklist": same("draft_checklist"), "Submit": same("submit_draft")
+            })
+        }
+        "submit_draft" => json!({
+            "Progress": { "operationId": "progress",
+                          "requestBody": { "ticket": "$response.body#/ticket", "phone": "+8613900002222" } },
+            "Withdraw": { "operationId": "withdraw", "parameters": {
+                "path.ticket": "$response.body#/ticket", "header.X-Draft-Id": "$request.path.id",
+                "header.X-Draft-Secret": "$request.header.X-Draft-Secret" } },
+            "Appeal": appeal("appeal", "$response.body#/ticket"),
+            "Claim": appeal("claim", "$response.body#/ticket")
+        }),
+        "claim" => json!({
+            "Approve": decided("approve"), "Reject": decided("reject"), "Release": decided("release"),
+            "Appeal": appeal("appeal", "$request.path.ticket")
+        }),
+        _ => return None,
     })
 }
 
 /// The OpenAPI 3.1 document of the whole API, from [`API`].
-pub fn openapi_document() -> Value {
+pub fn openapi_document(wf: &Workflow) -> Value {
     let mut paths: BTreeMap<&str, serde_json::Map<String, Value>> = BTreeMap::new();
     for r in API {
-        paths.entry(r.path).or_default().insert(r.method.to_ascii_lowercase(), operation(r));
+        paths.entry(r.path).or_default().insert(r.method.to_ascii_lowercase(), operation(r, wf));
     }
     json!({
         "openapi": "3.1.0",

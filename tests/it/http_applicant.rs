@@ -135,7 +135,7 @@ impl Answer {
     /// The answer is what `/openapi.json` documents for `method path` and its status: a
     /// documented status, a JSON object with every required member and no undocumented one.
     fn as_documented(&self, method: &str, path: &str) -> &Self {
-        let doc = appealflow::http::openapi::openapi_document();
+        let doc = appealflow::http::openapi::openapi_document(&crate::common::workflow());
         let op = &doc["paths"][path][method.to_ascii_lowercase()];
         assert!(op.is_object(), "{method} {path} is not documented");
         let response = &op["responses"][self.status.as_str()];

@@ -688,7 +688,18 @@ async fn bad_input_on_every_staff_route_is_a_problem_document_and_stores_nothing
         cases.push((m, p, body.map(|(ct, b)| (ct, b.as_bytes().to_vec())), headers, s, c));
     };
     // The queue and the job listing: unknown parameters, values out of range.
-    for q in ["state=closed", "state=bogus", "page=0", "page=x", "per_page=101", "sort=due", "page=1&page=2"] {
+    for q in [
+        "state=closed",
+        "state=bogus",
+        "state=",
+        "state=submitted,",
+        "state=submitted,,under_review",
+        "page=0",
+        "page=x",
+        "per_page=101",
+        "sort=due",
+        "page=1&page=2",
+    ] {
         add("GET", format!("/v1/queue?{q}"), None, vec![], 422, "invalid-input");
     }
     for q in ["dead=maybe", "queue=nope", "limit=0", "limit=x", "state=dead"] {
@@ -1171,6 +1182,31 @@ async fn openapi_describes_every_route_the_router_serves_and_nothing_else(db: Te
     assert_eq!(unkeyed, BTreeSet::from(["add_document", "create_draft", "facial_recognition", "progress"]));
     let upload = &doc["paths"]["/v1/drafts/{id}/documents"]["post"]["responses"];
     assert!(upload["201"].is_object() && upload["200"].is_object(), "a repeated upload answers 200: {upload}");
+    // Every link leads to an operation of the document and fills only parameters it has.
+    let operations: Vec<&serde_json::Value> =
+        doc["paths"].as_object().unwrap().values().flat_map(|ops| ops.as_object().unwrap().values()).collect();
+    let mut links = 0;
+    for op in &operations {
+        for answer in op["responses"].as_object().unwrap().values() {
+            for (name, link) in answer["links"].as_object().into_iter().flatten() {
+                links += 1;
+                let target = operations
+                    .iter()
+                    .find(|o| o["operationId"] == link["operationId"])
+                    .unwrap_or_else(|| panic!("link {name} of {}: no such operation", op["operationId"]));
+                for key in link["parameters"].as_object().into_iter().flatten().map(|(k, _)| k) {
+                    let (place, param) = key.split_once('.').unwrap();
+                    assert!(
+                        target["parameters"].as_array().unwrap().iter().any(|x| x["in"] == place && x["name"] == param),
+                        "link {name} of {} fills {key}, which {} does not take",
+                        op["operationId"],
+                        target["operationId"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(links >= 15, "the applicant's and the reviewer's walks are linked ({links} links)");
     let mut refs = Vec::new();
     collect_refs(&doc, &mut refs);
     for r in refs {
