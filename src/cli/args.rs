@@ -163,12 +163,16 @@ pub enum CalendarCommand {
     List,
     /// The deadline N business days from an instant, with every day skipped and why.
     Due {
+        /// The calendar's name (`calendar list` names them).
         #[arg(long)]
         calendar: String,
+        /// The instant counting starts from.
         #[arg(long, value_name = "RFC3339")]
         from: String,
+        /// How many business days to count.
         #[arg(long)]
         business_days: u32,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -203,38 +207,50 @@ pub enum AppealCommand {
     /// Submit a draft (JSON file, or - for standard input); prints the ticket number.
     /// Document `file` paths are read relative to the draft file.
     Create {
+        /// The draft: a JSON file, or - for standard input.
         #[arg(long, value_name = "FILE|-")]
         json: String,
+        /// A repeat with the same key answers as the first did.
         #[arg(long)]
         idempotency_key: Option<String>,
     },
     /// Print a draft's document checklist: each document, required/optional/conditional
     /// and why, what is missing, and every other problem.
     Checklist {
+        /// The draft: a JSON file, or - for standard input.
         #[arg(long, value_name = "FILE|-")]
         json: String,
+        /// How to print the checklist.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
     /// Continue a rejected appeal within its window with a modified draft.
     Resubmit {
+        /// The rejected appeal's ticket number.
         ticket: String,
+        /// The modified draft: a JSON file, or - for standard input.
         #[arg(long, value_name = "FILE|-")]
         json: String,
+        /// A repeat with the same key answers as the first did.
         #[arg(long)]
         idempotency_key: Option<String>,
     },
     /// Progress by ticket number and contact phone, as the applicant sees it.
     Progress {
+        /// The ticket number, as the applicant has it.
         ticket: String,
+        /// The contact phone given with the appeal.
         #[arg(long)]
         phone: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show an appeal's state, timers and history.
     Show {
+        /// The appeal's ticket number.
         ticket: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -242,6 +258,7 @@ pub enum AppealCommand {
     Fire(FireArgs),
     /// Link the entity-change request of a deregistered enterprise's appeal.
     LinkEntityChange {
+        /// The deregistered enterprise's appeal (its ticket number).
         ticket: String,
         /// The ticket reference of the entity-change request.
         #[arg(long)]
@@ -264,8 +281,10 @@ pub enum AppealCommand {
     },
     /// List appeals, optionally in one state.
     List {
+        /// Only appeals in this state (`workflow graph` shows the states).
         #[arg(long)]
         state: Option<String>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -286,6 +305,7 @@ pub struct FireArgs {
     /// A reason for the decision (repeat for several).
     #[arg(long = "reason")]
     pub reasons: Vec<String>,
+    /// A repeat with the same key answers as the first did.
     #[arg(long)]
     pub idempotency_key: Option<String>,
     /// Refuse unless the appeal is still at this version.
@@ -296,10 +316,15 @@ pub struct FireArgs {
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
     /// Load accounts from a JSON file (an array of accounts); all or nothing.
-    Import { file: PathBuf },
+    Import {
+        /// The accounts: a JSON file holding an array of accounts.
+        file: PathBuf,
+    },
     /// Show one account as the appeal rules see it.
     Show {
+        /// The account's name.
         name: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -309,8 +334,10 @@ pub enum AccountsCommand {
 pub enum TimersCommand {
     /// List timers (all, or one appeal's).
     List {
+        /// Only this appeal's timers (its ticket number).
         #[arg(long, value_name = "TICKET")]
         appeal: Option<String>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -323,4 +350,33 @@ fn graph_format() -> impl clap::builder::TypedValueParser<Value = GraphFormat> {
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(GraphFormat::ALL.map(GraphFormat::as_str))
         .map(|s| GraphFormat::ALL.into_iter().find(|f| f.as_str() == s).expect("a listed format"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument of every command says what it is in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                    missing.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "appealflow", &mut missing);
+        assert!(missing.is_empty(), "arguments without help text:\n{}", missing.join("\n"));
+    }
 }

@@ -72,6 +72,8 @@ pub enum TokensCommand {
         /// The token's role.
         #[arg(long, value_parser = super::role_parser(&[Role::Reviewer, Role::Lead, Role::Admin]))]
         role: Role,
+        /// Who the token is for: the name decisions are recorded under (1 to 100
+        /// characters; a reviewer's name is what `reassign` takes).
         #[arg(long)]
         name: String,
         /// A lead's email address: SLA warnings and breaches go there while the token
@@ -81,11 +83,15 @@ pub enum TokensCommand {
     },
     /// Tokens (never the tokens themselves).
     List {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token by its id.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id (`tokens list`).
+        id: String,
+    },
 }
 
 pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError> {

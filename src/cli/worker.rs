@@ -14,6 +14,7 @@ use crate::domain::{Actor, Role};
 use crate::engine::{EngineError, ErrorClass, ManualClock};
 use crate::jobs::{QUEUES, Running, Runtime, WorkerSettings};
 use crate::startup;
+use crate::store::NotificationStatus;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -80,6 +81,7 @@ pub enum JobsCommand {
         #[arg(long, default_value_t = admin::DEFAULT_JOB_LIMIT,
               value_parser = clap::value_parser!(i64).range(1..=admin::MAX_JOB_LIMIT))]
         limit: i64,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -94,10 +96,14 @@ pub enum JobsCommand {
 pub enum NotificationsCommand {
     /// Notifications recorded, oldest first (recipients masked).
     List {
+        /// Only this appeal's notifications (its ticket number).
         #[arg(long, value_name = "TICKET")]
         appeal: Option<String>,
-        #[arg(long)]
+        /// Only notifications in this status.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+            NotificationStatus::ALL.iter().map(|s| s.as_str())))]
         status: Option<String>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
