@@ -4,6 +4,7 @@
 
 mod appeal;
 mod args;
+mod calendar;
 mod demo;
 mod serve;
 mod worker;
@@ -382,92 +383,13 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
         Command::Appeal(cmd) => appeal::appeal(&ctx, cmd).await?,
         Command::Accounts(cmd) => appeal::accounts(&ctx, cmd).await?,
         Command::Timers(cmd) => appeal::timers(ctx.engine().await?.as_ref(), cmd).await?,
-        Command::Calendar(cmd) => calendar(&workflows.join("calendars"), cmd)?,
+        Command::Calendar(cmd) => calendar::calendar(&workflows.join("calendars"), cmd)?,
         Command::Worker(args) => worker::worker(&ctx, args, manual_clock).await?,
         Command::Serve(args) => serve::serve(&ctx, args).await?,
         Command::Tokens(cmd) => serve::tokens(&ctx, cmd).await?,
         Command::Jobs(cmd) => worker::jobs(&ctx, cmd).await?,
         Command::Notifications(cmd) => worker::notifications(&ctx, cmd).await?,
         Command::Actions(cmd) => worker::actions(&ctx, cmd).await?,
-    }
-    Ok(())
-}
-
-fn calendar(dir: &Path, cmd: CalendarCommand) -> Result<(), CliError> {
-    use crate::calendar::{BusinessDays, Calendar, DayRole};
-    let load = |name: &str| Calendar::load(dir, name).map_err(|e| CliError::usage(e.to_string()));
-    match cmd {
-        CalendarCommand::List => {
-            for name in Calendar::names(dir) {
-                let cal = load(&name)?;
-                println!(
-                    "{:<14} {:<16} {}-{}  {}",
-                    cal.name,
-                    cal.time_zone.to_string(),
-                    cal.published.first_year,
-                    cal.published.last_year,
-                    cal.description
-                );
-            }
-        }
-        CalendarCommand::Due { calendar, from, business_days, json } => {
-            let cal = load(&calendar)?;
-            let at = DateTime::parse_from_rfc3339(&from)
-                .map_err(|e| CliError::usage(format!("--from: {from:?} is not an RFC 3339 instant ({e})")))?
-                .with_timezone(&Utc);
-            let ex = cal
-                .explain_business_deadline(at, BusinessDays(business_days))
-                .map_err(|e| CliError { class: ErrorClass::Refused, message: e.to_string() })?;
-            let tz = cal.time_zone;
-            let local = |t: DateTime<Utc>| t.with_timezone(&tz).to_rfc3339();
-            if json {
-                let skipped: Vec<_> = ex
-                    .skipped()
-                    .map(|d| serde_json::json!({ "date": d.date, "reason": d.kind.to_string(), "kind": d.kind }))
-                    .collect();
-                let makeup: Vec<_> = ex
-                    .makeup_counted()
-                    .map(|d| serde_json::json!({ "date": d.date, "reason": d.kind.to_string() }))
-                    .collect();
-                print_json(&serde_json::json!({
-                    "calendar": ex.calendar,
-                    "time_zone": ex.time_zone,
-                    "from": local(ex.received),
-                    "business_days": ex.business_days,
-                    "last_business_day": ex.last_business_day,
-                    "due": local(ex.due),
-                    "provisional": ex.provisional,
-                    "skipped": skipped,
-                    "makeup_working_days_counted": makeup,
-                    "days": ex.days,
-                }));
-            } else {
-                println!(
-                    "due {} — the end of {}, {} business day(s) on {} ({}) from {}",
-                    local(ex.due),
-                    ex.last_business_day.format("%a %Y-%m-%d"),
-                    ex.business_days,
-                    ex.calendar,
-                    ex.time_zone,
-                    local(ex.received)
-                );
-                if ex.provisional {
-                    println!(
-                        "  PROVISIONAL: {} is published only until {}; past it only the weekend and the statutory \
-                         fixed-date holidays are known",
-                        ex.calendar, cal.published.last_year
-                    );
-                }
-                for d in &ex.days {
-                    let what = match &d.role {
-                        DayRole::DayOfReceipt => "day of receipt, not counted".to_string(),
-                        DayRole::Counted(n) => format!("business day {n} ({})", d.kind),
-                        DayRole::Skipped => format!("skipped: {}", d.kind),
-                    };
-                    println!("  {}  {what}", d.date.format("%a %Y-%m-%d"));
-                }
-            }
-        }
     }
     Ok(())
 }
@@ -494,21 +416,4 @@ pub fn redact_url(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn now_is_refused_without_the_override_permission() {
-        let err = clock_for(Some("2026-01-05T09:00:00Z"), false).err().unwrap();
-        assert_eq!(err.class, ErrorClass::BadInput);
-        assert!(err.message.contains(CLOCK_OVERRIDE_ENV));
-        let clock = clock_for(Some("2026-01-05T09:00:00+08:00"), true).unwrap();
-        assert_eq!(clock.now().to_rfc3339(), "2026-01-05T01:00:00+00:00");
-    }
-
-    #[test]
-    fn database_passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact_url("sqlite://appealflow.db"), "sqlite://appealflow.db");
-    }
-}
+mod tests;

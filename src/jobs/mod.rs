@@ -36,8 +36,12 @@ use crate::engine::ManualClock;
 use crate::store::{JobRef, JobWriter, PgConn, SqliteConn, StoreError};
 
 mod running;
+mod settings;
+mod writer;
 
 pub use running::*;
+pub use settings::WorkerSettings;
+pub use writer::ApalisJobs;
 
 pub const ACTIONS_QUEUE: &str = "appealflow.actions";
 pub const NOTIFICATIONS_QUEUE: &str = "appealflow.notifications";
@@ -60,144 +64,6 @@ pub struct NotificationJob {
 /// How many attempts a job gets before it is dead (the default of
 /// `APPEALFLOW_MAX_ATTEMPTS`): written with every job, by whichever process enqueues it.
 pub const DEFAULT_MAX_ATTEMPTS: usize = 8;
-
-/// Writes appealflow's jobs into apalis's tables through the caller's transaction, with
-/// apalis's own `push_tasks` (so the rows are exactly what its workers poll for).
-#[derive(Debug, Clone)]
-pub struct ApalisJobs {
-    max_attempts: usize,
-}
-
-impl ApalisJobs {
-    pub fn new(max_attempts: usize) -> Self {
-        ApalisJobs { max_attempts: max_attempts.max(1) }
-    }
-
-    /// The jobs grouped by queue, as apalis tasks (JSON arguments, idempotency keys).
-    fn tasks(&self, jobs: &[JobRef]) -> Vec<(&'static str, Vec<Task<Vec<u8>>>)> {
-        let mut out: Vec<(&'static str, Vec<Task<Vec<u8>>>)> = Vec::new();
-        for job in jobs {
-            let (queue, args, key) = match job {
-                JobRef::Action(id) => {
-                    (ACTIONS_QUEUE, serde_json::to_vec(&ActionJob { action_id: *id }), format!("action:{id}"))
-                }
-                JobRef::ActionRetry { id, nonce } => (
-                    ACTIONS_QUEUE,
-                    serde_json::to_vec(&ActionJob { action_id: *id }),
-                    format!("action:{id}:retry:{nonce}"),
-                ),
-                JobRef::Notification(id) => (
-                    NOTIFICATIONS_QUEUE,
-                    serde_json::to_vec(&NotificationJob { notification_id: *id }),
-                    format!("notification:{id}"),
-                ),
-            };
-            let task = TaskBuilder::new(args.expect("job arguments serialise"))
-                .max_attempts(self.max_attempts)
-                .idempotency_key(key)
-                .build();
-            match out.iter_mut().find(|(q, _)| *q == queue) {
-                Some((_, tasks)) => tasks.push(task),
-                None => out.push((queue, vec![task])),
-            }
-        }
-        out
-    }
-}
-
-fn queue_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Queue(e.to_string())
-}
-
-#[async_trait]
-impl JobWriter for ApalisJobs {
-    async fn write_sqlite(&self, conn: &mut SqliteConn, jobs: &[JobRef]) -> Result<(), StoreError> {
-        for (queue, tasks) in self.tasks(jobs) {
-            apalis_sqlite::queries::push_tasks(&mut *conn, queue, &tasks).await.map_err(queue_error)?;
-        }
-        Ok(())
-    }
-
-    async fn write_postgres(&self, conn: &mut PgConn, jobs: &[JobRef]) -> Result<(), StoreError> {
-        for (queue, tasks) in self.tasks(jobs) {
-            apalis_postgres::queries::push_tasks(&mut *conn, queue, tasks).await.map_err(queue_error)?;
-        }
-        Ok(())
-    }
-}
-
-/// How the worker runs.
-#[derive(Debug, Clone)]
-pub struct WorkerSettings {
-    /// Attempts before a job is dead: the number every job is written with.
-    pub max_attempts: usize,
-    /// Delay before the second attempt; doubles each time, up to `backoff_max`.
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-    pub concurrency: usize,
-    /// How often idle workers and the timer loop look for work.
-    pub poll: Duration,
-    /// A worker silent for `heartbeat * missed_heartbeats` is presumed dead.
-    pub heartbeat: Duration,
-    pub missed_heartbeats: usize,
-    /// How long in-flight jobs get to finish after SIGTERM/SIGINT.
-    pub grace: Duration,
-    /// The longest wait between restarts of a failing loop.
-    pub restart_max: Duration,
-    /// Stop (with an error) when a loop has been failing this long; `None`: never.
-    pub give_up_after: Option<Duration>,
-    /// Due timers claimed and fired per transaction.
-    pub timer_batch: i64,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        WorkerSettings {
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            backoff_base: Duration::from_secs(30),
-            backoff_max: Duration::from_secs(3600),
-            concurrency: 4,
-            poll: Duration::from_millis(500),
-            heartbeat: Duration::from_secs(3),
-            missed_heartbeats: 3,
-            grace: Duration::from_secs(30),
-            restart_max: Duration::from_secs(30),
-            give_up_after: Some(Duration::from_secs(300)),
-            timer_batch: 100,
-        }
-    }
-}
-
-impl WorkerSettings {
-    /// For a deterministic run on a manual clock (`worker --until`, tests): quick polls,
-    /// no backoff (a retry waits in real time, which a simulation does not pass), short
-    /// heartbeats.
-    pub fn simulation() -> Self {
-        WorkerSettings {
-            backoff_base: Duration::ZERO,
-            backoff_max: Duration::ZERO,
-            poll: Duration::from_millis(10),
-            heartbeat: Duration::from_secs(1),
-            grace: Duration::from_secs(10),
-            restart_max: Duration::from_secs(2),
-            give_up_after: Some(Duration::from_secs(60)),
-            ..WorkerSettings::default()
-        }
-    }
-
-    /// The wait after the `attempt`th failure (1-based): base, 2·base, 4·base, ...
-    pub fn backoff(&self, attempt: usize) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(20);
-        self.backoff_base.saturating_mul(factor).min(self.backoff_max)
-    }
-
-    /// The wait before restarting a loop after its `failures`th failure in a row:
-    /// 250 ms, 500 ms, 1 s, ... up to `restart_max`.
-    pub fn restart_backoff(&self, failures: u32) -> Duration {
-        let factor = 1u32 << failures.saturating_sub(1).min(16);
-        Duration::from_millis(250).saturating_mul(factor).min(self.restart_max)
-    }
-}
 
 /// The two queues on one backend. Built by `startup` (which names the backend).
 #[derive(Clone)]

@@ -1,0 +1,201 @@
+//! Calendar files (`workflows/calendars/NAME.toml`): their format, and each file parsed,
+//! validated and loaded by name into a `Calendar`.
+
+use super::*;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CalendarFile {
+    name: String,
+    description: Option<String>,
+    time_zone: Tz,
+    /// Days of the week that are not working days, e.g. `["sat", "sun"]`.
+    weekend: Vec<String>,
+    published: Published,
+    #[serde(default)]
+    beyond_published: BeyondPublished,
+    /// Holidays fixed by date every year, used only past the published years.
+    #[serde(default)]
+    recurring_holidays: Vec<RecurringFile>,
+    #[serde(default)]
+    holidays: Vec<HolidayFile>,
+    #[serde(default)]
+    makeup_working_days: Vec<MakeupFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    pub first_year: i32,
+    pub last_year: i32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HolidayFile {
+    name: String,
+    from: NaiveDate,
+    /// Inclusive; defaults to `from` for a one-day holiday.
+    to: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringFile {
+    pub name: String,
+    pub month: u32,
+    pub day: u32,
+    /// Consecutive days from `month`/`day` (1 to 7).
+    #[serde(default = "one_day")]
+    pub days: u32,
+}
+
+fn one_day() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MakeupFile {
+    date: NaiveDate,
+    /// The holiday this working day makes up for.
+    #[serde(rename = "for")]
+    for_holiday: String,
+}
+
+fn parse_weekday(s: &str) -> Option<Weekday> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "mon" | "monday" => Weekday::Mon,
+        "tue" | "tuesday" => Weekday::Tue,
+        "wed" | "wednesday" => Weekday::Wed,
+        "thu" | "thursday" => Weekday::Thu,
+        "fri" | "friday" => Weekday::Fri,
+        "sat" | "saturday" => Weekday::Sat,
+        "sun" | "sunday" => Weekday::Sun,
+        _ => return None,
+    })
+}
+
+impl Calendar {
+    /// Parses and validates one calendar file.
+    pub fn from_toml(file: &Path, text: &str) -> Result<Calendar, CalendarError> {
+        let invalid = |problem: String| CalendarError::Invalid { file: file.to_path_buf(), problem };
+        let raw: CalendarFile = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        let Published { first_year, last_year } = raw.published;
+        if first_year > last_year {
+            return Err(invalid(format!("published.first_year {first_year} is after last_year {last_year}")));
+        }
+        let in_range = |d: NaiveDate| (first_year..=last_year).contains(&d.year());
+        let mut weekend = HashSet::new();
+        for w in &raw.weekend {
+            weekend
+                .insert(parse_weekday(w).ok_or_else(|| invalid(format!("weekend: {w:?} is not a day of the week")))?);
+        }
+        if weekend.len() == 7 {
+            return Err(invalid("weekend: lists every day of the week, leaving no working day".into()));
+        }
+        let mut holidays = BTreeMap::new();
+        for h in &raw.holidays {
+            let to = h.to.unwrap_or(h.from);
+            if to < h.from {
+                return Err(invalid(format!("holiday {:?}: `to` {to} is before `from` {}", h.name, h.from)));
+            }
+            let mut d = h.from;
+            while d <= to {
+                if !in_range(d) {
+                    return Err(invalid(format!("holiday {:?}: {d} is outside the published years", h.name)));
+                }
+                if let Some(prev) = holidays.insert(d, h.name.clone()) {
+                    return Err(invalid(format!("{d} is listed as both {prev:?} and {:?}", h.name)));
+                }
+                d = d + Days::new(1);
+            }
+        }
+        let mut makeup = BTreeMap::new();
+        for m in &raw.makeup_working_days {
+            if !weekend.contains(&m.date.weekday()) {
+                return Err(invalid(format!(
+                    "make-up working day {} is a {}, which is already a working day",
+                    m.date,
+                    m.date.weekday()
+                )));
+            }
+            if holidays.contains_key(&m.date) {
+                return Err(invalid(format!("{} is both a holiday and a make-up working day", m.date)));
+            }
+            if !in_range(m.date) {
+                return Err(invalid(format!("make-up working day {} is outside the published years", m.date)));
+            }
+            if !raw.holidays.iter().any(|h| h.name == m.for_holiday) {
+                return Err(invalid(format!(
+                    "make-up working day {}: `for` names {:?}, which is not a holiday in this file",
+                    m.date, m.for_holiday
+                )));
+            }
+            if makeup.insert(m.date, m.for_holiday.clone()).is_some() {
+                return Err(invalid(format!("make-up working day {} is listed twice", m.date)));
+            }
+        }
+        for r in &raw.recurring_holidays {
+            if NaiveDate::from_ymd_opt(2000, r.month, r.day).is_none() {
+                return Err(invalid(format!(
+                    "recurring holiday {:?}: month {} day {} is not a date",
+                    r.name, r.month, r.day
+                )));
+            }
+            if !(1..=7).contains(&r.days) {
+                return Err(invalid(format!("recurring holiday {:?}: `days` must be 1 to 7, not {}", r.name, r.days)));
+            }
+        }
+        if !raw.recurring_holidays.is_empty() && raw.beyond_published == BeyondPublished::Refuse {
+            return Err(invalid(
+                "recurring_holidays are used only past the published years: set beyond_published = \"provisional\""
+                    .into(),
+            ));
+        }
+        Ok(Calendar {
+            name: raw.name,
+            description: raw.description.unwrap_or_default(),
+            time_zone: raw.time_zone,
+            published: raw.published,
+            beyond_published: raw.beyond_published,
+            recurring_holidays: raw.recurring_holidays,
+            weekend,
+            holidays,
+            makeup,
+        })
+    }
+
+    /// Loads `dir/NAME.toml`.
+    pub fn load(dir: &Path, name: &str) -> Result<Calendar, CalendarError> {
+        let file = dir.join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&file).map_err(|_| CalendarError::Unknown {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            known: Self::names(dir).join(", "),
+        })?;
+        let cal = Self::from_toml(&file, &text)?;
+        if cal.name != name {
+            return Err(CalendarError::Invalid {
+                file,
+                problem: format!("name {:?} does not match the file name {name:?}", cal.name),
+            });
+        }
+        Ok(cal)
+    }
+
+    /// The calendar names available in `dir`, sorted.
+    pub fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let p = e.path();
+                (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(str::to_string))?
+            })
+            .collect();
+        names.sort();
+        names
+    }
+}

@@ -1,0 +1,50 @@
+//! Who may appeal at all: the help page's scenarios where an appeal cannot be submitted,
+//! and the guidance screening gives an unverified account.
+
+use super::*;
+
+/// Why an account cannot appeal at all (the help page's "Scenarios where you cannot
+/// submit an appeal").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Ineligible {
+    #[error("no account matches that {what}: check the spelling, or try another of the account's domain names")]
+    NoAccount { what: String },
+    #[error(
+        "this account has no associated phone number, domain name, ICP-filed domain name, enterprise email \
+         domain or issued invoices, so it cannot be located to appeal for a forgotten username"
+    )]
+    NoAssociations,
+    #[error(
+        "the enterprise this account was verified with is deregistered; while you can log on, change the \
+         account's verified entity to another enterprise or unregister the account instead of appealing"
+    )]
+    DeregisteredLoggedIn,
+}
+
+/// Guidance given with the screening rejection of an unverified account.
+pub fn unverified_guidance(account: &Account) -> String {
+    let mut g = String::from(
+        "inapplicable_scenario: the account has not completed identity verification, so its ownership cannot be determined",
+    );
+    if account.associations.icp_filings {
+        g.push_str("; it holds domain names or products with ICP filings: transfer them offline first");
+    }
+    g.push_str("; if you can still log on, complete identity verification for the account first");
+    g
+}
+
+pub fn eligibility(entry: &EntryPoint, account: &Account) -> Result<(), Ineligible> {
+    match entry {
+        EntryPoint::ForgotUsername { .. } if !account.associations.any_for_username_search() => {
+            Err(Ineligible::NoAssociations)
+        }
+        EntryPoint::SecurityPage { .. }
+            if account.verification == VerificationType::Enterprise
+                && account.enterprise_status == Some(EnterpriseStatus::Deregistered) =>
+        {
+            Err(Ineligible::DeregisteredLoggedIn)
+        }
+        _ => Ok(()),
+    }
+}
