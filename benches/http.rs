@@ -17,7 +17,7 @@ use appealflow::app::intake::LocalFiles;
 use appealflow::domain::{AccountInput, IdHasher, Role};
 use appealflow::engine::{Clock, SystemClock};
 use appealflow::http::{AppState, HttpConfig};
-use appealflow::startup::{WorkConfig, build_work};
+use appealflow::startup::WorkConfig;
 
 const KEY: &str = "bench-key-0123456789abcdef";
 
@@ -67,12 +67,10 @@ where
 
 async fn run(name: &str, db: common::TestDb, secs: u64, clients: usize) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (engine, planner) =
-        appealflow::startup::engine(db.store.clone(), &common::workflows_dir(), clock.clone(), &WorkConfig::default())
-            .unwrap();
     let blobs = tempfile::tempdir().unwrap();
-    let intake = common::intake(engine.clone(), blobs.path(), KEY);
-    let work = build_work(engine.clone(), planner, &WorkConfig::default());
+    let app = common::app(&db, clock.clone(), &WorkConfig::default(), Some(common::intake_config(blobs.path(), KEY)));
+    let work = app.work.clone();
+    let intake = app.intake().expect("built with intake").clone();
 
     // One individual account per appeal (one open appeal per account).
     let hasher = IdHasher::new(KEY.as_bytes()).unwrap();
@@ -106,7 +104,7 @@ async fn run(name: &str, db: common::TestDb, secs: u64, clients: usize) {
             .unwrap();
 
     let http = HttpConfig { progress_per_minute: u32::MAX, ..HttpConfig::default() };
-    let state = Arc::new(AppState::new(Arc::new(intake), Arc::new(work), http));
+    let state = Arc::new(AppState::new(intake, work, http));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     tokio::spawn(appealflow::http::serve(listener, state, std::future::pending()));

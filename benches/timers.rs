@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appealflow::engine::{ManualClock, SystemClock};
-use appealflow::jobs::{Runtime, WorkerSettings};
-use appealflow::startup::{self, WorkConfig};
+use appealflow::jobs::WorkerSettings;
+use appealflow::startup::WorkConfig;
 use appealflow::workflow::Fire;
 use chrono::Utc;
 
 async fn burn_down(db: &common::TestDb, timers: usize) -> (f64, usize) {
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
-    let engine = common::engine(db.store.clone(), clock.clone());
+    let engine = common::engine(db, clock.clone());
     for i in 0..timers / 2 {
         engine.create(&common::request(&format!("burn{i}")), &common::applicant(), None).await.unwrap();
     }
@@ -40,10 +40,10 @@ async fn burn_down(db: &common::TestDb, timers: usize) -> (f64, usize) {
 /// Claims made 4 hours ago (less a little) so their expiry timers fall due one by one
 /// over the next seconds, on the wall clock; the real worker loop fires them.
 async fn lateness(db: &common::TestDb, count: usize) -> Vec<Duration> {
-    let (store, backend) = startup::open(&db.url).await.unwrap();
+    let db = db.reopen().await;
     let now = Utc::now();
     let clock = Arc::new(ManualClock::new(now));
-    let setup = common::engine(store.clone(), clock.clone());
+    let setup = common::engine(&db, clock.clone());
     let mut expected = Vec::new();
     for i in 0..count {
         let t = setup.create(&common::request(&format!("late{i}")), &common::applicant(), None).await.unwrap().ticket;
@@ -53,12 +53,8 @@ async fn lateness(db: &common::TestDb, count: usize) -> Vec<Duration> {
         setup.fire(&t, &Fire::new("claim"), &common::reviewer("bench"), None).await.unwrap();
         expected.push((t, claimed_at + chrono::Duration::hours(4)));
     }
-    let (engine, planner) =
-        startup::engine(store.clone(), &common::workflows_dir(), Arc::new(SystemClock), &WorkConfig::default())
-            .unwrap();
-    let work = Arc::new(startup::build_work(engine, planner, &WorkConfig::default()));
-    let settings = WorkerSettings::default();
-    let rt = Runtime::new(work, startup::queues(&backend, &settings), settings);
+    let app = common::app(&db, Arc::new(SystemClock), &WorkConfig::default(), None);
+    let rt = app.runtime(WorkerSettings::default());
     let wait = Duration::from_millis(1500 + 300 * count as u64);
     let worker = tokio::spawn(appealflow::jobs::run(rt, async move { tokio::time::sleep(wait).await }));
     let _ = worker.await;
@@ -66,8 +62,8 @@ async fn lateness(db: &common::TestDb, count: usize) -> Vec<Duration> {
     // (fired) against when it was due.
     let mut late = Vec::new();
     for (t, _) in expected {
-        let record = store.appeal_by_ticket(&t).await.unwrap().unwrap();
-        for timer in store.timers(Some(&record.id)).await.unwrap() {
+        let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
+        for timer in db.store.timers(Some(&record.id)).await.unwrap() {
             if timer.name == "claim_expiry" && timer.status == appealflow::store::TimerStatus::Fired {
                 late.push((timer.settled_at.unwrap() - timer.due_at).to_std().unwrap_or_default());
             }

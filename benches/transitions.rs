@@ -20,7 +20,7 @@ use appealflow::workflow::Fire;
 /// Claim/release cycles on a set of appeals, one transition per commit, sequentially.
 async fn engine_transitions(db: &common::TestDb, n: usize) -> f64 {
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
-    let engine = common::engine(db.store.clone(), clock);
+    let engine = common::engine(db, clock);
     let appeals = (n / 20).max(1);
     let mut tickets = Vec::new();
     for i in 0..appeals {

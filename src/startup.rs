@@ -1,5 +1,9 @@
 //! Wiring: the only place that names concrete backends. Opens the store a URL names,
-//! applies migrations, loads and validates the workflow, and builds the engine.
+//! applies migrations, loads and validates the workflow, and builds the engine; every
+//! process assembles these through [`Application::build`].
+
+mod application;
+pub use application::{Application, Settings};
 
 use crate::store::prelude::*;
 use std::path::{Path, PathBuf};
@@ -115,11 +119,6 @@ fn behind(migrator: &sqlx::migrate::Migrator, applied: Result<Vec<i64>, sqlx::Er
     }
 }
 
-/// Opens the database and brings its schema up to date.
-pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(open(url).await?.0)
-}
-
 /// The job queues on the backend, each with an explicit name (never one derived from a
 /// Rust type) and heartbeats short enough that a crashed worker's jobs return in seconds.
 pub fn queues(backend: &Backend, settings: &WorkerSettings) -> Queues {
@@ -161,7 +160,7 @@ pub struct WorkConfig {
 /// The engine on a store, with the workflow from `workflows_dir` and the planner that
 /// turns its effects into notifications and actions (templates checked here: a missing
 /// one is an error at start).
-pub fn engine(
+pub(crate) fn engine(
     store: Arc<dyn Store>,
     workflows_dir: &Path,
     clock: Arc<dyn Clock>,
@@ -176,7 +175,7 @@ pub fn engine(
 }
 
 /// The worker's steps: where notifications and account changes go.
-pub fn build_work(engine: Arc<Engine>, planner: Arc<Planner>, config: &WorkConfig) -> Work {
+pub(crate) fn build_work(engine: Arc<Engine>, planner: Arc<Planner>, config: &WorkConfig) -> Work {
     let timeout = if config.http_timeout.is_zero() { std::time::Duration::from_secs(10) } else { config.http_timeout };
     let channel: Arc<dyn Channel> = match &config.notify_webhook {
         Some((url, secret)) => Arc::new(Webhook::new(url.clone(), secret.as_bytes().to_vec(), timeout)),
@@ -238,7 +237,11 @@ pub fn id_hasher(key: Option<&str>) -> Result<IdHasher, StartupError> {
     Ok(IdHasher::new(key.as_bytes())?)
 }
 
-pub fn build_intake(engine: Arc<Engine>, workflows_dir: &Path, config: &IntakeConfig) -> Result<Intake, StartupError> {
+pub(crate) fn build_intake(
+    engine: Arc<Engine>,
+    workflows_dir: &Path,
+    config: &IntakeConfig,
+) -> Result<Intake, StartupError> {
     let rules = load_rules(workflows_dir)?;
     let hasher = id_hasher(config.id_hash_key.as_deref())?;
     let blobs = LocalBlobStore::open(&config.blob_dir)?;
@@ -248,15 +251,4 @@ pub fn build_intake(engine: Arc<Engine>, workflows_dir: &Path, config: &IntakeCo
         Some(exe) => intake.with_pdf_sandbox(crate::adapters::pdf_sandbox::PdfSandbox::new(exe.clone())),
         None => intake,
     })
-}
-
-/// Opens the database at `url` and builds the engine on it.
-pub async fn build_engine(
-    database_url: &str,
-    workflows_dir: &Path,
-    clock: Arc<dyn Clock>,
-    config: &WorkConfig,
-) -> Result<Arc<Engine>, StartupError> {
-    let store = open_store(database_url).await?;
-    Ok(engine(store, workflows_dir, clock, config)?.0)
 }

@@ -15,12 +15,12 @@ use crate::app::intake::{Intake, IntakeError, LocalFiles};
 use crate::domain::draft::DraftInput;
 use crate::domain::{AccountInput, Actor, Role, TicketNumber};
 use crate::engine::{Clock, CommandOutcome, Engine, ManualClock};
-use crate::jobs::{Running, Runtime, WorkerSettings};
-use crate::startup::{self, DbOptions, IntakeConfig, WorkConfig};
+use crate::jobs::{Running, WorkerSettings};
+use crate::startup::{Application, DbOptions, IntakeConfig, Settings, WorkConfig};
 use crate::workflow::Fire;
 
 struct Tour {
-    intake: Intake,
+    intake: Arc<Intake>,
     /// The production worker, on the simulated clock.
     worker: Running,
     clock: Arc<ManualClock>,
@@ -182,19 +182,23 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
     // Thursday before the 2026 Mid-Autumn Festival holiday (Fri 25 - Sun 27 Sep).
     let start = DateTime::parse_from_rfc3339("2026-09-24T10:00:00+08:00").expect("a valid instant").with_timezone(&Utc);
     let clock = Arc::new(ManualClock::new(start));
-    let (store, backend) = startup::open_with(&url, db).await?;
-    let work_config = WorkConfig { lead_emails: vec!["reviewer-leads@acme.example".into()], ..Default::default() };
-    let (engine, planner) = startup::engine(store, workflows, clock.clone(), &work_config)?;
     let config = IntakeConfig {
         blob_dir: tmp.path().join("blobs"),
         id_hash_key: Some(format!("demo-only-key-{}", uuid::Uuid::new_v4())),
         limits: Default::default(),
         pdf_inspector: std::env::current_exe().ok(),
     };
-    let intake = startup::build_intake(engine.clone(), workflows, &config)?;
-    let work = Arc::new(startup::build_work(engine.clone(), planner, &work_config));
-    let settings = WorkerSettings { max_attempts: db.max_attempts, ..WorkerSettings::simulation() };
-    let worker = Running::start(Runtime::new(work, startup::queues(&backend, &settings), settings));
+    let settings = Settings {
+        db: db.clone(),
+        work: WorkConfig { lead_emails: vec!["reviewer-leads@acme.example".into()], ..Default::default() },
+        ..Settings::new(url.clone(), workflows)
+    }
+    .with_intake(config.clone());
+    let app = Application::build(&settings, clock.clone()).await?;
+    let engine = app.engine.clone();
+    let intake = app.intake().expect("built with intake settings").clone();
+    let worker_settings = WorkerSettings { max_attempts: db.max_attempts, ..WorkerSettings::simulation() };
+    let worker = Running::start(app.runtime(worker_settings));
     let tz = engine.workflow().calendar.time_zone;
     let names = engine.workflow().bindings().clone();
     let tour = Tour { intake, worker, clock, tz, shown: Default::default(), ticket: Default::default() };

@@ -23,7 +23,7 @@ use crate::app::problem::Classify;
 use crate::domain::Role;
 use crate::domain::document::DocumentLimits;
 use crate::engine::{Clock, Engine, EngineError, ErrorClass, ManualClock, SystemClock};
-use crate::startup::{self, DEFAULT_DATABASE_URL, DEFAULT_WORKFLOW, IntakeConfig, StartupError};
+use crate::startup::{self, Application, DEFAULT_DATABASE_URL, DEFAULT_WORKFLOW, IntakeConfig, Settings, StartupError};
 use crate::workflow::Workflow;
 use crate::workflow::graph::render;
 
@@ -180,21 +180,35 @@ impl Context {
         Ok(Arc::new(crate::app::janitor::Janitor::new(engine, Arc::new(blobs), self.janitor)))
     }
 
-    pub async fn open(&self) -> Result<(Arc<dyn crate::store::Store>, startup::Backend), CliError> {
-        Ok(startup::open_with(&self.database_url, &self.db).await?)
+    pub async fn database(&self) -> Result<Arc<dyn crate::store::Store>, CliError> {
+        Ok(startup::open_with(&self.database_url, &self.db).await?.0)
     }
 
-    pub async fn database(&self) -> Result<Arc<dyn crate::store::Store>, CliError> {
-        Ok(self.open().await?.0)
+    /// What the application is built from; `intake` for commands that take appeals in
+    /// (only they need the ID-number hash key).
+    pub fn settings(&self, intake: bool) -> Result<Settings, CliError> {
+        let settings = Settings {
+            database_url: self.database_url.clone(),
+            workflows: self.workflows.clone(),
+            db: self.db.clone(),
+            work: self.work.clone(),
+            intake: None,
+        };
+        Ok(if intake { settings.with_intake(self.intake_config()?) } else { settings })
+    }
+
+    /// The application on the context's database, as every command builds it.
+    pub async fn application(&self, intake: bool) -> Result<Application, CliError> {
+        Ok(Application::build(&self.settings(intake)?, self.clock.clone()).await?)
     }
 
     pub async fn engine(&self) -> Result<Arc<Engine>, CliError> {
-        let store = self.database().await?;
-        Ok(startup::engine(store, &self.workflows, self.clock.clone(), &self.work)?.0)
+        Ok(self.application(false).await?.engine)
     }
 
-    pub async fn intake(&self) -> Result<Intake, CliError> {
-        Ok(startup::build_intake(self.engine().await?, &self.workflows, &self.intake_config()?)?)
+    pub async fn intake(&self) -> Result<Arc<Intake>, CliError> {
+        let app = self.application(true).await?;
+        Ok(app.intake().expect("built with intake settings").clone())
     }
 
     /// The intake settings with the ID-number hash key: the one given, or for an embedded

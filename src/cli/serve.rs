@@ -9,8 +9,7 @@ use crate::app::janitor::Janitor;
 use crate::domain::Role;
 use crate::engine::ErrorClass;
 use crate::http::{AppState, HttpConfig};
-use crate::jobs::{Runtime, WorkerSettings};
-use crate::startup;
+use crate::jobs::WorkerSettings;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -95,11 +94,10 @@ pub enum TokensCommand {
 }
 
 pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError> {
-    let (store, backend) = ctx.open().await?;
-    let (engine, planner) = startup::engine(store, &ctx.workflows, ctx.clock.clone(), &ctx.work)?;
-    let intake = Arc::new(startup::build_intake(engine.clone(), &ctx.workflows, &ctx.intake_config()?)?);
-    let janitor = Janitor::new(engine.clone(), intake.blobs().clone(), ctx.janitor);
-    let work = Arc::new(startup::build_work(engine, planner, &ctx.work));
+    let app = ctx.application(true).await?;
+    let intake = app.intake().expect("built with intake settings").clone();
+    let janitor = Janitor::new(app.engine.clone(), intake.blobs().clone(), ctx.janitor);
+    let work = app.work.clone();
     if !args.no_worker && work.lead_emails().await?.is_empty() {
         tracing::warn!(
             "no reviewer lead has an email (tokens create --role lead --email ...) and APPEALFLOW_LEAD_EMAILS is not \
@@ -146,9 +144,7 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
     let worker = (!args.no_worker).then(|| {
         // In a server the worker never gives up: while it cannot work, /readyz says so.
         let settings = WorkerSettings { max_attempts: ctx.db.max_attempts, give_up_after: None, ..Default::default() };
-        let rt =
-            Runtime::new(work.clone(), startup::queues(&backend, &settings), settings).with_janitor(Arc::new(janitor));
-        tokio::spawn(crate::jobs::run(rt, wait(stop_rx.clone())))
+        tokio::spawn(crate::jobs::run(app.runtime(settings).with_janitor(Arc::new(janitor)), wait(stop_rx.clone())))
     });
     let engine = intake.engine().clone();
     let state = Arc::new(AppState::new(intake, work, config));

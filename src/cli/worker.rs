@@ -13,7 +13,6 @@ use crate::app::admin::{self, JobQuery};
 use crate::domain::{Actor, Role};
 use crate::engine::{EngineError, ErrorClass, ManualClock};
 use crate::jobs::{QUEUES, Running, Runtime, WorkerSettings};
-use crate::startup;
 use crate::store::NotificationStatus;
 
 #[derive(Debug, Args)]
@@ -143,18 +142,15 @@ pub enum ActionsCommand {
 
 /// The worker's runtime on the context's database.
 pub(super) async fn runtime(ctx: &Context, settings: WorkerSettings) -> Result<Runtime, CliError> {
-    let (store, backend) = ctx.open().await?;
-    let (engine, planner) = startup::engine(store, &ctx.workflows, ctx.clock.clone(), &ctx.work)?;
-    let janitor = ctx.janitor(engine.clone())?;
-    let work = Arc::new(startup::build_work(engine, planner, &ctx.work));
-    if work.lead_emails().await?.is_empty() {
+    let app = ctx.application(false).await?;
+    let janitor = ctx.janitor(app.engine.clone())?;
+    if app.work.lead_emails().await?.is_empty() {
         tracing::warn!(
             "no reviewer lead has an email (tokens create --role lead --email ...) and APPEALFLOW_LEAD_EMAILS is not \
              set: SLA warnings and breaches reach nobody"
         );
     }
-    let queues = startup::queues(&backend, &settings);
-    Ok(Runtime::new(work, queues, settings).with_janitor(janitor))
+    Ok(app.runtime(settings).with_janitor(janitor))
 }
 
 /// How long a simulation may wait for the worker to settle at one instant.

@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use crate::common::TestDb;
 use appealflow::app::intake::{Intake, LocalFiles};
-use appealflow::app::work::Work;
 use appealflow::domain::draft::DraftInput;
 use appealflow::domain::{AccountInput, Actor, IdHasher, Role, TicketNumber};
 use appealflow::engine::ManualClock;
@@ -67,7 +66,7 @@ fn draft(name: &str, edit: impl FnOnce(&mut Value)) -> DraftInput {
 /// One running instance of appealflow on the test's database: what a process has.
 struct Process {
     db: TestDb,
-    intake: Intake,
+    intake: Arc<Intake>,
     worker: Running,
 }
 
@@ -75,9 +74,9 @@ impl Process {
     async fn start(root: &TestDb, clock: Arc<ManualClock>, blobs: &std::path::Path) -> Process {
         let db = root.reopen().await;
         let config = WorkConfig { lead_emails: vec![LEADS.into()], ..Default::default() };
-        let (engine, work): (_, Arc<Work>) = common::work(&db, clock, &config);
-        let intake = common::intake(engine, blobs.to_path_buf(), KEY);
-        let worker = common::start_worker(&db, work);
+        let app = common::app(&db, clock, &config, Some(common::intake_config(blobs, KEY)));
+        let intake = app.intake().expect("built with intake").clone();
+        let worker = common::start_app_worker(&app);
         Process { db, intake, worker }
     }
 

@@ -17,7 +17,7 @@ use appealflow::domain::document::{DocumentLimits, sample};
 use appealflow::domain::{Actor, Role, TicketNumber};
 use appealflow::engine::{Clock, ManualClock};
 use appealflow::http::{AppState, HttpConfig, Shared};
-use appealflow::startup::{IntakeConfig, WorkConfig, build_intake};
+use appealflow::startup::{IntakeConfig, WorkConfig};
 use appealflow::workflow::Fire;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -77,10 +77,9 @@ async fn spawn_limited(db: TestDb, config: HttpConfig, limits: DocumentLimits) -
         limits,
         pdf_inspector: Some(env!("CARGO_BIN_EXE_appealflow").into()),
     };
-    let (engine, work) = common::work(&db, clock.clone(), &WorkConfig::default());
-    let intake = build_intake(engine, &common::workflows_dir(), &intake_config).expect("intake builds");
+    let app = common::app(&db, clock.clone(), &WorkConfig::default(), Some(intake_config));
     common::import_example_accounts(&db, KEY, clock.now()).await;
-    let state: Shared = Arc::new(AppState::new(Arc::new(intake), work, config));
+    let state: Shared = Arc::new(AppState::new(app.intake().expect("built with intake").clone(), app.work, config));
     let base = common::spawn_server(state.clone()).await;
     App { db, base, http: reqwest::Client::new(), clock, state, _blobs: blobs }
 }

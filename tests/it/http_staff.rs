@@ -121,9 +121,9 @@ async fn harness(db: TestDb) -> Harness {
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
     let blobs = tempfile::tempdir().unwrap();
     let work_config = WorkConfig { lead_emails: vec!["leads@example.com".into()], ..Default::default() };
-    let (engine, work) = common::work(&db, clock.clone(), &work_config);
-    let intake = Arc::new(common::intake(engine, blobs.path(), KEY));
-    let state = Arc::new(AppState::new(intake, work, HttpConfig::default()));
+    let app = common::app(&db, clock.clone(), &work_config, Some(common::intake_config(blobs.path(), KEY)));
+    let state =
+        Arc::new(AppState::new(app.intake().expect("built with intake").clone(), app.work, HttpConfig::default()));
 
     let hasher = IdHasher::new(KEY.as_bytes()).unwrap();
     let accounts: Vec<Value> = serde_json::from_value(example("accounts.json")).unwrap();

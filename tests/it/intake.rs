@@ -17,7 +17,7 @@ use appealflow::domain::draft::DraftInput;
 use appealflow::domain::rules::Ineligible;
 use appealflow::domain::{Account, AccountInput, Actor, IdHasher, TicketNumber};
 use appealflow::engine::{EngineError, ManualClock};
-use appealflow::startup::{IntakeConfig, build_intake};
+use appealflow::startup::IntakeConfig;
 use appealflow::store::{AppealRecord, TimerStatus};
 use appealflow::workflow::{Fire, Refusal};
 use chrono::{DateTime, Duration, Utc};
@@ -142,13 +142,12 @@ fn accounts() -> Vec<Account> {
 struct Harness {
     db: TestDb,
     clock: Arc<ManualClock>,
-    intake: Intake,
+    intake: Arc<Intake>,
     blob_dir: tempfile::TempDir,
 }
 
 async fn harness_with(db: TestDb, limits: DocumentLimits) -> Harness {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = common::engine(db.store.clone(), clock.clone());
     let blob_dir = tempfile::tempdir().expect("blob dir");
     let config = IntakeConfig {
         blob_dir: blob_dir.path().to_path_buf(),
@@ -156,7 +155,9 @@ async fn harness_with(db: TestDb, limits: DocumentLimits) -> Harness {
         limits,
         pdf_inspector: None,
     };
-    let intake = build_intake(engine, &common::workflows_dir(), &config).expect("intake builds");
+    let work = appealflow::startup::WorkConfig { lead_emails: vec![common::LEADS.into()], ..Default::default() };
+    let app = common::app(&db, clock.clone(), &work, Some(config));
+    let intake = app.intake().expect("built with intake").clone();
     db.store.put_accounts(&accounts(), monday_morning()).await.expect("accounts import");
     Harness { db, clock, intake, blob_dir }
 }

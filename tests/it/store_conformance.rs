@@ -50,7 +50,7 @@ on_both_backends!(
 
 async fn create_issues_ticket_and_arms_the_review_sla(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let out = engine.create(&request("acme"), &applicant(), None).await.unwrap();
     assert_eq!((out.state.as_str(), out.version, out.from.as_deref()), ("submitted", 1, None));
     let record = db.store.appeal_by_ticket(&out.ticket).await.unwrap().unwrap();
@@ -81,7 +81,7 @@ async fn create_issues_ticket_and_arms_the_review_sla(db: TestDb) {
 
 async fn transition_writes_state_event_timers_notifications_and_jobs_together(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock.clone());
+    let engine = engine(&db, clock.clone());
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     let mut reject = Fire::new("reject");
@@ -124,7 +124,7 @@ async fn transition_writes_state_event_timers_notifications_and_jobs_together(db
 /// notification, action, key, and no job.
 async fn a_failure_at_any_point_of_a_commit_leaves_no_trace_not_even_a_job(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     let before = db.store.row_counts().await.unwrap();
@@ -151,7 +151,7 @@ async fn a_failure_at_any_point_of_a_commit_leaves_no_trace_not_even_a_job(db: T
 
 async fn failure_before_commit_of_a_new_appeal_leaves_no_trace(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let scope = db.store.scope().to_string();
     failpoint::arm(&scope, "commit.before_commit", Mode::Error, 1);
     assert!(engine.create(&request("acme"), &applicant(), Some("k")).await.is_err());
@@ -161,7 +161,7 @@ async fn failure_before_commit_of_a_new_appeal_leaves_no_trace(db: TestDb) {
 
 async fn repeated_idempotency_key_replays_first_result_and_writes_nothing(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock.clone());
+    let engine = engine(&db, clock.clone());
     let first = engine.create(&request("acme"), &applicant(), Some("create-1")).await.unwrap();
     let again = engine.create(&request("acme"), &applicant(), Some("create-1")).await.unwrap();
     assert_eq!(again.ticket, first.ticket);
@@ -180,7 +180,7 @@ async fn repeated_idempotency_key_replays_first_result_and_writes_nothing(db: Te
 
 async fn idempotency_key_reused_for_another_command_is_refused(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let t = engine.create(&request("acme"), &applicant(), Some("k1")).await.unwrap().ticket;
     let before = db.store.row_counts().await.unwrap();
     let err = engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), Some("k1")).await.unwrap_err();
@@ -192,7 +192,7 @@ async fn idempotency_key_reused_for_another_command_is_refused(db: TestDb) {
 
 async fn fifty_concurrent_claims_exactly_one_wins(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = Arc::new(engine(db.store.clone(), clock));
+    let engine = Arc::new(engine(&db, clock));
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     let barrier = Arc::new(tokio::sync::Barrier::new(50));
     let tasks: Vec<_> = (0..50)
@@ -232,7 +232,7 @@ async fn fifty_concurrent_claims_exactly_one_wins(db: TestDb) {
 
 async fn concurrent_repeats_of_one_key_commit_once(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = Arc::new(engine(db.store.clone(), clock));
+    let engine = Arc::new(engine(&db, clock));
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -253,7 +253,7 @@ async fn concurrent_repeats_of_one_key_commit_once(db: TestDb) {
 
 async fn stale_expected_version_is_refused_naming_the_current_version(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     let mut release = Fire::new("release");
@@ -271,7 +271,7 @@ async fn stale_expected_version_is_refused_naming_the_current_version(db: TestDb
 
 async fn refusals_change_nothing(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     let before = db.store.row_counts().await.unwrap();
     let cases: Vec<(Fire, appealflow::domain::Actor)> = vec![
@@ -298,7 +298,7 @@ async fn refusals_change_nothing(db: TestDb) {
 
 async fn only_the_claim_holder_may_decide(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     let err = engine.fire(&t, &Fire::new("approve"), &reviewer("bob"), None).await.unwrap_err();
@@ -313,7 +313,7 @@ async fn only_the_claim_holder_may_decide(db: TestDb) {
 
 async fn leaving_a_state_cancels_its_timers_and_they_never_act(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock.clone());
+    let engine = engine(&db, clock.clone());
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), None).await.unwrap();
@@ -338,7 +338,7 @@ async fn reject_and_deliver(engine: &appealflow::engine::Engine, t: &appealflow:
 
 async fn resubmission_window_expires_one_second_after_its_deadline(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock.clone());
+    let engine = engine(&db, clock.clone());
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     reject_and_deliver(&engine, &t).await;
     // Delivered Monday 9 March (Shanghai): the window closes at the end of Thursday 12 March.
@@ -363,7 +363,7 @@ async fn resubmission_window_expires_one_second_after_its_deadline(db: TestDb) {
 
 async fn resubmission_just_before_the_deadline_is_accepted(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock.clone());
+    let engine = engine(&db, clock.clone());
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     reject_and_deliver(&engine, &t).await;
     clock.set(common::at("2026-03-12T23:59:59+08:00"));
@@ -385,7 +385,7 @@ async fn resubmission_just_before_the_deadline_is_accepted(db: TestDb) {
 
 async fn sla_warning_and_breach_fire_once_without_changing_state(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock.clone());
+    let engine = engine(&db, clock.clone());
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     clock.set(common::at("2026-03-11T23:59:59+08:00"));
     assert!(engine.run_due_timers(100).await.unwrap().is_empty(), "no warning before the last business day");
@@ -415,8 +415,8 @@ async fn sla_warning_and_breach_fire_once_without_changing_state(db: TestDb) {
 
 async fn a_due_timer_fires_once_with_two_engines_racing(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let a = engine(db.store.clone(), clock.clone());
-    let b = engine(db.store.clone(), clock.clone());
+    let a = engine(&db, clock.clone());
+    let b = engine(&db, clock.clone());
     let mut tickets = Vec::new();
     for i in 0..10 {
         tickets.push(a.create(&request(&format!("acct{i}")), &applicant(), None).await.unwrap().ticket);
@@ -449,7 +449,7 @@ async fn a_due_timer_fires_once_with_two_engines_racing(db: TestDb) {
 
 async fn history_is_append_only(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     engine.create(&request("acme"), &applicant(), None).await.unwrap();
     let rewrite = if db.url.starts_with("sqlite") {
         let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
@@ -467,7 +467,7 @@ async fn history_is_append_only(db: TestDb) {
 
 async fn a_late_command_meets_the_overdue_timer_first(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock.clone());
+    let engine = engine(&db, clock.clone());
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     reject_and_deliver(&engine, &t).await;
     // No worker polls: the window closed at Friday 00:00 and it is now one second later.
@@ -487,7 +487,7 @@ async fn a_late_command_meets_the_overdue_timer_first(db: TestDb) {
 
 async fn control_characters_in_reasons_are_bad_input_on_both_backends(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     let before = db.store.row_counts().await.unwrap();
@@ -502,7 +502,7 @@ async fn control_characters_in_reasons_are_bad_input_on_both_backends(db: TestDb
 
 async fn a_released_claim_does_not_tell_the_applicant_again(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     engine.fire(&t, &Fire::new("release"), &reviewer("ann"), None).await.unwrap();
@@ -539,7 +539,7 @@ async fn a_draft_written_from_a_stale_read_is_refused_not_lost(db: TestDb) {
 
 async fn gauges_count_appeals_by_state_and_sla_breaches(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock.clone());
+    let engine = engine(&db, clock.clone());
     let a = engine.create(&request("a"), &applicant(), None).await.unwrap().ticket;
     engine.create(&request("b"), &applicant(), None).await.unwrap();
     engine.fire(&a, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
@@ -562,7 +562,7 @@ async fn gauges_count_appeals_by_state_and_sla_breaches(db: TestDb) {
 /// pending) fails whole: its transition and every other row are not written.
 async fn a_conditional_write_that_no_longer_holds_fails_the_whole_unit_of_work(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), None).await.unwrap();
@@ -687,7 +687,7 @@ async fn an_account_change_applies_once_and_only_to_the_account_as_read(db: Test
 /// released, it gets its job in the same commit; a skipped one never gets one.
 async fn a_fallback_chain_moves_on_by_release_and_skip_with_a_job_for_the_released(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
     let jobs_before = jobs(db.store.as_ref(), NOTIFICATIONS_QUEUE).await.len();
@@ -729,7 +729,7 @@ async fn a_fallback_chain_moves_on_by_release_and_skip_with_a_job_for_the_releas
 async fn submitting_supersedes_creates_and_screens_in_one_commit(db: TestDb) {
     use appealflow::engine::{Command, Target};
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     let old = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     reject_and_deliver(&engine, &old).await;
     let batch = |key: Option<&str>| {
@@ -775,7 +775,7 @@ async fn submitting_supersedes_creates_and_screens_in_one_commit(db: TestDb) {
 /// job; a row left without one (as an earlier version's relay could) is found and queued.
 async fn no_pending_row_is_ever_without_its_job(db: TestDb) {
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let engine = engine(db.store.clone(), clock);
+    let engine = engine(&db, clock);
     for i in 0..3 {
         let t = engine.create(&request(&format!("acct{i}")), &applicant(), None).await.unwrap().ticket;
         engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();

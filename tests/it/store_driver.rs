@@ -40,7 +40,7 @@ async fn database_names_its_backend_and_reports_a_current_schema_after_a_second_
 }
 
 async fn appeals_are_read_by_id_and_by_account_and_their_timers_fall_due_in_order(db: TestDb) {
-    let engine = engine(db.store.clone(), Arc::new(ManualClock::new(monday_morning())));
+    let engine = engine(&db, Arc::new(ManualClock::new(monday_morning())));
     let out = engine.create(&request("acme"), &applicant(), None).await.unwrap();
     let by_ticket = db.store.appeal_by_ticket(&out.ticket).await.unwrap().unwrap();
     let by_id = db.store.appeal_by_id(&by_ticket.id).await.unwrap().unwrap();
@@ -75,7 +75,7 @@ impl TimerHandler for LeaveArmed {
 }
 
 async fn a_timer_the_handler_leaves_stays_armed_and_due(db: TestDb) {
-    let engine = engine(db.store.clone(), Arc::new(ManualClock::new(monday_morning())));
+    let engine = engine(&db, Arc::new(ManualClock::new(monday_morning())));
     let out = engine.create(&request("acme"), &applicant(), None).await.unwrap();
     let id = db.store.appeal_by_ticket(&out.ticket).await.unwrap().unwrap().id;
     let later = monday_morning() + Duration::days(30);
@@ -114,7 +114,7 @@ async fn the_directory_finds_an_account_by_its_normalised_domain(db: TestDb) {
 }
 
 async fn the_worker_reads_one_notification_and_one_action_by_id_and_retries_only_a_failed_action(db: TestDb) {
-    let engine = engine(db.store.clone(), Arc::new(ManualClock::new(monday_morning())));
+    let engine = engine(&db, Arc::new(ManualClock::new(monday_morning())));
     let out = engine.create(&request("acme"), &applicant(), None).await.unwrap();
     let id = db.store.appeal_by_ticket(&out.ticket).await.unwrap().unwrap().id;
     let all = db.store.notifications(&WorkFilter { appeal_id: Some(id.clone()), ..Default::default() }).await.unwrap();
@@ -132,7 +132,7 @@ async fn the_worker_reads_one_notification_and_one_action_by_id_and_retries_only
 
 async fn queue_counts_runnable_jobs_and_retires_an_unknown_queue_as_nothing(db: TestDb) {
     assert_eq!(db.store.runnable_jobs(&[NOTIFICATIONS_QUEUE, ACTIONS_QUEUE]).await.unwrap(), 0);
-    let engine = engine(db.store.clone(), Arc::new(ManualClock::new(monday_morning())));
+    let engine = engine(&db, Arc::new(ManualClock::new(monday_morning())));
     engine.create(&request("acme"), &applicant(), None).await.unwrap();
     assert_eq!(db.store.runnable_jobs(&[NOTIFICATIONS_QUEUE]).await.unwrap(), 1, "the notice's job");
     assert_eq!(db.store.runnable_jobs(&[ACTIONS_QUEUE]).await.unwrap(), 0);

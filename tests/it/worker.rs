@@ -44,7 +44,7 @@ use crate::common::examples;
 struct Harness {
     db: TestDb,
     clock: Arc<ManualClock>,
-    intake: Intake,
+    intake: Arc<Intake>,
     work: Arc<Work>,
     worker: Option<Running>,
     _blobs: tempfile::TempDir,
@@ -53,10 +53,10 @@ struct Harness {
 async fn harness_with(db: TestDb, work_config: WorkConfig) -> Harness {
     // Monday 9 March 2026, 10:00 in Shanghai.
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
-    let (engine, work) = common::work(&db, clock.clone(), &work_config);
     let blobs = tempfile::tempdir().unwrap();
-    let intake = common::intake(engine, blobs.path(), KEY);
-    let worker = common::start_worker(&db, work.clone());
+    let app = common::app(&db, clock.clone(), &work_config, Some(common::intake_config(blobs.path(), KEY)));
+    let (intake, work) = (app.intake().expect("built with intake").clone(), app.work.clone());
+    let worker = common::start_app_worker(&app);
     common::import_example_accounts(&db, KEY, clock.now_utc()).await;
     Harness { db, clock, intake, work, worker: Some(worker), _blobs: blobs }
 }

@@ -228,7 +228,7 @@ struct Run {
 /// One test's database, library handles on it, and the environment its processes get.
 struct Setup {
     db: TestDb,
-    intake: Intake,
+    intake: Arc<Intake>,
     dir: tempfile::TempDir,
     spawned: usize,
 }
@@ -244,9 +244,10 @@ impl Setup {
     /// The library side's clock stopped at `now`.
     async fn at(db: TestDb, now: chrono::DateTime<chrono::Utc>) -> Setup {
         let clock = Arc::new(ManualClock::new(now));
-        let (engine, _) = common::work(&db, clock, &WorkConfig::default());
         let dir = tempfile::tempdir().unwrap();
-        let intake = common::intake(engine, dir.path().join("blobs"), ID_KEY);
+        let config = common::intake_config(dir.path().join("blobs"), ID_KEY);
+        let app = common::app(&db, clock, &WorkConfig::default(), Some(config));
+        let intake = app.intake().expect("built with intake").clone();
         Setup { db, intake, dir, spawned: 0 }
     }
 

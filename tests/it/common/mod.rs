@@ -11,7 +11,7 @@ use appealflow::app::work::Work;
 use appealflow::domain::{Actor, Role};
 use appealflow::engine::{Clock, Engine, ManualClock, NewAppeal};
 use appealflow::jobs::{Running, Runtime, WorkerSettings};
-use appealflow::startup::{Backend, WorkConfig};
+use appealflow::startup::{Application, Backend, IntakeConfig, Settings, WorkConfig};
 use appealflow::store::Store;
 use appealflow::workflow::Workflow;
 use chrono::{DateTime, Utc};
@@ -44,16 +44,25 @@ pub async fn spawn_server(state: appealflow::http::Shared) -> String {
     format!("http://{addr}")
 }
 
-/// Intake on `engine` with the shipped rules, documents in `blob_dir`, ID numbers hashed
-/// with `key`, the default document limits and PDFs parsed in-process.
-pub fn intake(engine: Arc<Engine>, blob_dir: impl Into<PathBuf>, key: &str) -> appealflow::app::intake::Intake {
-    let config = appealflow::startup::IntakeConfig {
+/// The intake settings of the tests: documents in `blob_dir`, ID numbers hashed with
+/// `key`, the default document limits and PDFs parsed in-process.
+pub fn intake_config(blob_dir: impl Into<PathBuf>, key: &str) -> IntakeConfig {
+    IntakeConfig {
         blob_dir: blob_dir.into(),
         id_hash_key: Some(key.into()),
         limits: Default::default(),
         pdf_inspector: None,
-    };
-    appealflow::startup::build_intake(engine, &workflows_dir(), &config).expect("intake builds")
+    }
+}
+
+/// The application on a test database, built as every process builds it
+/// ([`Application::on`]): the shipped workflow, `work`'s settings, and the intake side
+/// when `intake` is given.
+pub fn app(db: &TestDb, clock: Arc<dyn Clock>, work: &WorkConfig, intake: Option<IntakeConfig>) -> Application {
+    let mut settings = Settings::new(db.url.clone(), workflows_dir()).with_work(work.clone());
+    settings.intake = intake;
+    Application::on(db.store.clone(), db.backend.clone(), &settings, clock)
+        .expect("the shipped workflow, templates and rules load")
 }
 
 pub fn workflows_dir() -> PathBuf {
@@ -146,11 +155,9 @@ pub fn monday_morning() -> DateTime<Utc> {
 /// The leads' distribution list engine-level tests configure.
 pub const LEADS: &str = "leads@example.com";
 
-pub fn engine(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Arc<Engine> {
+pub fn engine(db: &TestDb, clock: Arc<ManualClock>) -> Arc<Engine> {
     let config = WorkConfig { lead_emails: vec![LEADS.into()], ..Default::default() };
-    appealflow::startup::engine(store, &workflows_dir(), clock as Arc<dyn Clock>, &config)
-        .expect("the shipped workflow and templates load")
-        .0
+    app(db, clock, &config, None).engine
 }
 
 /// An appeal's notifications, in order.
@@ -169,11 +176,8 @@ pub async fn jobs(store: &dyn Store, queue: &str) -> Vec<appealflow::store::JobR
 
 /// The engine and the worker's steps on a test database.
 pub fn work(db: &TestDb, clock: Arc<ManualClock>, config: &WorkConfig) -> (Arc<Engine>, Arc<Work>) {
-    let (engine, planner) =
-        appealflow::startup::engine(db.store.clone(), &workflows_dir(), clock as Arc<dyn Clock>, config)
-            .expect("the shipped workflow and templates load");
-    let work = Arc::new(appealflow::startup::build_work(engine.clone(), planner, config));
-    (engine, work)
+    let app = app(db, clock, config, None);
+    (app.engine, app.work)
 }
 
 /// The production worker on a test database, with the simulation's settings (quick
@@ -185,6 +189,11 @@ pub fn start_worker(db: &TestDb, work: Arc<Work>) -> Running {
 pub fn start_worker_with(db: &TestDb, work: Arc<Work>, settings: WorkerSettings) -> Running {
     let queues = appealflow::startup::queues(&db.backend, &settings);
     Running::start(Runtime::new(work, queues, settings))
+}
+
+/// The production worker of `app`, with the simulation's settings.
+pub fn start_app_worker(app: &Application) -> Running {
+    Running::start(app.runtime(WorkerSettings::simulation()))
 }
 
 /// Waits until the worker has nothing left to do at the clock's present instant.
