@@ -1,7 +1,6 @@
-//! `/metrics` for operators: Prometheus exposition of the request counters, the desk's
-//! gauges (cached for a few seconds) and the worker loops' health.
+//! `/metrics` for operators: Prometheus exposition of the desk's gauges (cached for a
+//! few seconds), the worker loops' health and the HTTP metrics (see `observe.rs`).
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -10,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::error::ApiResult;
-use super::{LATENCY_BUCKETS_MS, Shared, auth};
+use super::{Shared, auth};
 
 /// `GET /metrics` on the main listener: for operators only — the metrics token
 /// (`--metrics-token`) or an admin's token. `--metrics-listen` serves it without
@@ -83,25 +82,6 @@ pub(super) async fn render_metrics(state: &Shared) -> ApiResult<Response> {
     }
     let _ =
         writeln!(out, "# TYPE appealflow_sla_breaches_total counter\nappealflow_sla_breaches_total {}", g.sla_breaches);
-    let m = &state.metrics;
-    let requests = m.requests.load(Ordering::Relaxed);
-    let _ = writeln!(out, "# TYPE appealflow_http_requests_total counter\nappealflow_http_requests_total {requests}");
-    let _ = writeln!(out, "appealflow_http_server_errors_total {}", m.server_errors.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# TYPE appealflow_http_request_duration_seconds histogram");
-    for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "appealflow_http_request_duration_seconds_bucket{{le=\"{}\"}} {}",
-            *b as f64 / 1000.0,
-            m.latency_buckets[i].load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(out, "appealflow_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {requests}");
-    let _ = writeln!(
-        out,
-        "appealflow_http_request_duration_seconds_sum {}",
-        m.latency_micros.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(out, "appealflow_http_request_duration_seconds_count {requests}");
+    out.push_str(&state.metrics.render());
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

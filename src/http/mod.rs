@@ -16,6 +16,7 @@ pub mod error;
 pub mod extractors;
 pub mod limit;
 pub mod metrics;
+mod observe;
 pub mod openapi;
 mod schemas;
 pub mod server;
@@ -26,17 +27,14 @@ pub use metrics::{metrics_router, serve_metrics};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tracing::{Instrument, info_span};
 
 use crate::app::intake::Intake;
 use crate::app::work::Work;
@@ -87,17 +85,6 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Default)]
-pub struct Metrics {
-    pub requests: AtomicU64,
-    pub server_errors: AtomicU64,
-    /// Sum of request durations, microseconds (with `requests`, the mean latency).
-    pub latency_micros: AtomicU64,
-    pub latency_buckets: [AtomicU64; 6],
-}
-
-pub const LATENCY_BUCKETS_MS: [u64; 6] = [5, 10, 25, 100, 500, 2500];
-
 pub struct AppState {
     pub intake: Arc<Intake>,
     pub drafts: crate::app::drafts::Drafts,
@@ -105,7 +92,7 @@ pub struct AppState {
     pub config: HttpConfig,
     pub limiter: limit::ClientRate,
     pub limits: crate::app::limits::Limits,
-    pub metrics: Metrics,
+    pub metrics: observe::HttpMetrics,
     /// The last computed gauges and when (served for `GAUGES_TTL`).
     gauges: tokio::sync::Mutex<Option<(Instant, crate::store::Gauges)>>,
 }
@@ -122,7 +109,7 @@ impl AppState {
             config,
             limiter,
             limits,
-            metrics: Metrics::default(),
+            metrics: observe::HttpMetrics::default(),
             gauges: Default::default(),
         }
     }
@@ -137,7 +124,7 @@ pub type Shared = Arc<AppState>;
 /// The whole API.
 pub fn router(state: Shared) -> Router {
     let max_json = state.config.max_json_bytes;
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
@@ -147,52 +134,8 @@ pub fn router(state: Shared) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(max_json))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
-}
-
-/// Request id, tracing span, time limit, metrics. Logs the method and the path
-/// template's concrete path — bodies, secrets and phone numbers never.
-async fn observe(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let span = info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    let start = Instant::now();
-    // An upload's body may take longer than a request's, never unboundedly long.
-    let timeout = if request.uri().path().contains("/documents") && request.method() != axum::http::Method::GET {
-        state.config.upload_timeout
-    } else {
-        state.config.request_timeout
-    };
-    let mut response = match tokio::time::timeout(timeout, next.run(request).instrument(span.clone())).await {
-        Ok(r) => r,
-        Err(_) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out", "try again").into_response()
-        }
-    };
-    let elapsed = start.elapsed();
-    let m = &state.metrics;
-    m.requests.fetch_add(1, Ordering::Relaxed);
-    m.latency_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-    for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
-        if elapsed.as_millis() as u64 <= *b {
-            m.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    if response.status().is_server_error() {
-        m.server_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    span.in_scope(|| tracing::info!(status = response.status().as_u16(), ms = elapsed.as_millis() as u64, "request"));
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", v);
-    }
-    response
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
+    observe::layers(router, &state).with_state(state)
 }
 
 /// A handler that panics answers 500 as a problem document (logged with the panic's

@@ -40,6 +40,7 @@ on_both_backends!(
     metrics_are_for_operators_and_their_gauges_are_cached,
     non_finite_numbers_and_near_json_content_types_are_refused_by_name,
     the_submission_history_keeps_the_providers_facial_recognition_result,
+    every_answer_carries_a_request_id_kept_from_the_client_only_when_it_is_a_short_token,
 );
 
 const KEY: &str = "http-applicant-test-key-0123456789";
@@ -1256,6 +1257,23 @@ async fn metrics_are_for_operators_and_their_gauges_are_cached(db: TestDb) {
     tokio::time::sleep(Duration::from_millis(5_100)).await;
     assert_eq!(submitted(&scrape(Some(&admin)).await), "appealflow_appeals{state=\"submitted\"} 1");
 
+    // The HTTP metrics count this server's requests (each server counts its own): the
+    // scrapes above, the 401s and 403 among them, and the submission's requests.
+    let text = scrape(Some(&admin)).await.body.as_str().unwrap().to_string();
+    let value = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("{name} not in the exposition:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let requests = value("appealflow_http_requests_total");
+    assert!(requests >= 10.0, "{requests} requests counted:\n{text}");
+    assert_eq!(value("appealflow_http_server_errors_total"), 0.0);
+    assert_eq!(value("appealflow_http_request_duration_seconds_count"), requests);
+    assert!(text.contains("# TYPE appealflow_http_request_duration_seconds histogram"), "{text}");
+    assert!(text.contains("appealflow_http_request_duration_seconds_bucket{le=\"0.005\"}"), "{text}");
+
     // The separate listener serves them without credentials.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1300,4 +1318,30 @@ async fn the_submission_history_keeps_the_providers_facial_recognition_result(db
     assert_eq!(face["result"], "passed", "{:#}", history[0].payload);
     assert_eq!(face["provider"], "example-face");
     assert_eq!(face["reference"], "fr-1");
+}
+
+async fn every_answer_carries_a_request_id_kept_from_the_client_only_when_it_is_a_short_token(db: TestDb) {
+    let app = spawn(db).await;
+    let id_of = |given: Option<&'static str>, path: &'static str| {
+        let mut rq = app.http.get(app.url(path));
+        if let Some(id) = given {
+            rq = rq.header("x-request-id", id);
+        }
+        async move {
+            let response = rq.send().await.expect("answered");
+            response.headers().get("x-request-id").expect("a request id").to_str().unwrap().to_string()
+        }
+    };
+    // Kept when usable, on answers and problems alike.
+    assert_eq!(id_of(Some("trace-42-abc"), "/healthz").await, "trace-42-abc");
+    assert_eq!(id_of(Some("trace-43"), "/no/such/route").await, "trace-43");
+    // Made afresh when absent or unusable (too long, or characters that do not belong in a log).
+    let made = id_of(None, "/healthz").await;
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+    assert_ne!(id_of(None, "/healthz").await, made, "each request gets its own");
+    let long: &'static str = Box::leak("a".repeat(65).into_boxed_str());
+    for unusable in [long, "two words", "line\tbreak", "quote\"d"] {
+        let id = id_of(Some(unusable), "/healthz").await;
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{unusable:?} answered with {id:?}");
+    }
 }
