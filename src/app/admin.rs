@@ -55,8 +55,8 @@ pub async fn jobs(engine: &Engine, query: JobQuery) -> Result<Vec<JobRecord>, En
 }
 
 /// A dead job queued again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Retried {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JobRetried {
     pub id: String,
     pub queue: String,
     pub retried: bool,
@@ -64,12 +64,17 @@ pub struct Retried {
 
 /// Queues dead job `id` again. Only a dead job can be retried: any other is refused with
 /// its status. With `key`, a repeat (or a twin that lost the race) gets the first answer.
-pub async fn retry_job(engine: &Engine, id: &str, actor: &Actor, key: Option<&str>) -> Result<Retried, ServiceError> {
+pub async fn retry_job(
+    engine: &Engine,
+    id: &str,
+    actor: &Actor,
+    key: Option<&str>,
+) -> Result<JobRetried, ServiceError> {
     let store = engine.store();
     // A keyed retry is recorded beside the appeal commands' keys, in its own namespace.
     let keyed = key.map(|k| Idempotent::new(engine, "jobs.retry", k, id));
     if let Some(k) = &keyed
-        && let Some(answer) = k.replay::<Retried>().await?
+        && let Some(answer) = k.replay::<JobRetried>().await?
     {
         return Ok(answer);
     }
@@ -83,14 +88,14 @@ pub async fn retry_job(engine: &Engine, id: &str, actor: &Actor, key: Option<&st
     // race to its twin replays the twin's answer.
     if !job.dead || !store.retry_job(&job.id).await? {
         if let Some(k) = &keyed
-            && let Some(answer) = k.replay::<Retried>().await?
+            && let Some(answer) = k.replay::<JobRetried>().await?
         {
             return Ok(answer);
         }
         return Err(ServiceError::NotDead { status: job.status.as_str().to_string(), attempts: job.attempts });
     }
     tracing::info!(actor = %actor.name, job = %job.id, queue = %job.queue, "dead job retried");
-    let answer = Retried { id: job.id, queue: job.queue, retried: true };
+    let answer = JobRetried { id: job.id, queue: job.queue, retried: true };
     if let Some(k) = keyed {
         k.remember(&answer).await?;
     }

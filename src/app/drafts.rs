@@ -16,7 +16,7 @@ use super::intake::{DocumentSource, Intake, IntakeError, NoFiles, Submitted};
 use super::problem::{Classify, Kind, Problem};
 use crate::adapters::blobs::{BlobRef, Staged};
 use crate::domain::document::{ContentType, DocumentKind};
-use crate::domain::draft::{Attestation, DisposalIssued, DraftInput, FaceResult};
+use crate::domain::draft::{Attestation, DisposalIssued, DraftDocument, DraftInput, FaceResult, FacialRecognition};
 use crate::domain::rules::Checklist;
 use crate::domain::{FieldError, IdNumber, TicketNumber};
 use crate::engine::{CommandOutcome, EngineError};
@@ -64,9 +64,10 @@ impl Classify for DraftError {
 }
 
 /// A new draft: its id, its secret (shown once) and its checklist.
-#[derive(Debug, Clone, Serialize)]
-pub struct Created {
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DraftCreated {
     pub draft_id: String,
+    /// Shown once
     pub secret: String,
     pub checklist: Checklist,
 }
@@ -127,9 +128,12 @@ impl Received {
 }
 
 /// Where an added document went.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Added {
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DocumentAdded {
     pub index: usize,
+    /// The document's entry: kind, sha256, size, content type, file name and what the
+    /// query said (kept as the JSON the draft stores, in `DraftDocument`'s shape).
+    #[schema(value_type = DraftDocument)]
     pub document: Value,
     /// The same file as the same document was already there (a client's retry).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -152,7 +156,7 @@ impl Drafts {
 
     /// A new draft from the applicant's fields (no documents): checked as a whole draft
     /// for an account that may appeal.
-    pub async fn create(&self, fields: Value) -> Result<Created, DraftError> {
+    pub async fn create(&self, fields: Value) -> Result<DraftCreated, DraftError> {
         let data = self.protect_id_number(draft_fields(fields, Vec::new())?);
         let input = to_input(&data)?;
         let draft = self.intake.parse(input.clone())?;
@@ -169,7 +173,7 @@ impl Drafts {
             updated_at: now,
         };
         self.intake.engine().store().insert_draft(&record).await?;
-        Ok(Created { draft_id: record.id, secret, checklist })
+        Ok(DraftCreated { draft_id: record.id, secret, checklist })
     }
 
     /// The draft with this id and secret; the same refusal for an unknown id and a wrong secret.
@@ -234,18 +238,18 @@ impl Drafts {
 
     /// Adds a received document. A repeated upload (a client's retry) of the same file as
     /// the same document is answered with the entry already there instead of adding it twice.
-    pub async fn add_document(&self, draft: &DraftRecord, received: Received) -> Result<Added, DraftError> {
+    pub async fn add_document(&self, draft: &DraftRecord, received: Received) -> Result<DocumentAdded, DraftError> {
         let entry = received.entry.clone();
         let mut data = draft.data.clone();
         let documents = documents_mut(&mut data)?;
         if let Some(index) = documents.iter().position(|d| *d == entry) {
             received.staged.discard().await;
-            return Ok(Added { index, document: entry, repeated: true });
+            return Ok(DocumentAdded { index, document: entry, repeated: true });
         }
         documents.push(entry.clone());
         let index = documents.len() - 1;
         self.keep_document(draft, &data, received).await?;
-        Ok(Added { index, document: entry, repeated: false })
+        Ok(DocumentAdded { index, document: entry, repeated: false })
     }
 
     /// Replaces document `index` with a received one.
@@ -254,7 +258,7 @@ impl Drafts {
         draft: &DraftRecord,
         index: &str,
         received: Received,
-    ) -> Result<Added, DraftError> {
+    ) -> Result<DocumentAdded, DraftError> {
         let index = match document_index(&draft.data, index) {
             Ok(i) => i,
             Err(e) => {
@@ -266,7 +270,7 @@ impl Drafts {
         let mut data = draft.data.clone();
         documents_mut(&mut data)?[index] = entry.clone();
         self.keep_document(draft, &data, received).await?;
-        Ok(Added { index, document: entry, repeated: false })
+        Ok(DocumentAdded { index, document: entry, repeated: false })
     }
 
     /// Checks that `index` names a document of the draft (before an upload is read).
@@ -291,10 +295,11 @@ impl Drafts {
         result: FaceResult,
         provider: &str,
         reference: &str,
-    ) -> Result<Value, DraftError> {
+    ) -> Result<FacialRecognition, DraftError> {
         let draft = self.intake.engine().store().draft(draft_id).await?.ok_or(DraftError::Denied)?;
         let mut data = draft.data.clone();
-        let result = json!({ "result": result, "provider": provider, "reference": reference });
+        let recorded = FacialRecognition { result, provider: provider.into(), reference: reference.into() };
+        let result = serde_json::to_value(&recorded).expect("a result serialises");
         match data.get_mut("operator") {
             Some(Value::Object(op)) => {
                 op.insert("facial_recognition".into(), result);
@@ -302,7 +307,7 @@ impl Drafts {
             _ => data["operator"] = json!({ "facial_recognition": result }),
         }
         self.check_and_write(&draft, &data).await?;
-        Ok(data["operator"]["facial_recognition"].clone())
+        Ok(recorded)
     }
 
     /// Submits the draft as an appeal and records its ticket on the draft.

@@ -91,7 +91,7 @@ pub fn parse_ticket(raw: &str) -> Result<TicketNumber, EngineError> {
     TicketNumber::parse(raw).map_err(|e| EngineError::Invalid(vec![FieldError::new("ticket", e.to_string())]))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryView {
     pub seq: i64,
     pub transition: String,
@@ -120,7 +120,7 @@ impl From<&EventRecord> for HistoryView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TimerView {
     pub name: String,
     pub generation: i64,
@@ -140,7 +140,7 @@ impl From<&TimerRecord> for TimerView {
 }
 
 /// What `appeal show` prints.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AppealView {
     pub ticket: String,
     pub account: String,

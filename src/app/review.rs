@@ -39,7 +39,7 @@ impl Default for QueueQuery {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueueItem {
     pub ticket: String,
     pub account: String,
@@ -47,11 +47,12 @@ pub struct QueueItem {
     pub version: i64,
     pub assignee: Option<String>,
     /// The review SLA's deadline (armed, or already fired).
+    #[schema(format = DateTime)]
     pub review_due_at: Option<String>,
     pub breached: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueuePage {
     pub states: Vec<String>,
     pub page: i64,
@@ -139,7 +140,7 @@ pub async fn queue(engine: &Engine, query: QueueQuery) -> Result<QueuePage, Engi
     Ok(QueuePage { states, page: query.page, per_page: query.per_page, total, items })
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DocumentView {
     pub kind: DocumentKind,
     pub sha256: Option<String>,
@@ -160,14 +161,14 @@ impl From<&DraftDocument> for DocumentView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PreviousDocumentView {
     #[serde(flatten)]
     pub document: DocumentView,
     pub replaced_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ActionView {
     pub id: i64,
     pub action: String,
@@ -181,7 +182,7 @@ pub struct ActionView {
 }
 
 /// A notification as reviewers see it: the recipient only masked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NotificationView {
     pub id: i64,
     pub template: String,
@@ -196,7 +197,7 @@ pub struct NotificationView {
 }
 
 /// An appeal as reviewers see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AppealDetail {
     #[serde(flatten)]
     pub appeal: AppealView,

@@ -23,7 +23,7 @@ struct CalendarFile {
     makeup_working_days: Vec<MakeupFile>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Published {
     pub first_year: i32,
@@ -39,7 +39,7 @@ struct HolidayFile {
     to: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecurringFile {
     pub name: String,

@@ -52,7 +52,7 @@ pub enum CalendarError {
 pub const PROVISIONAL_YEARS: i32 = 2;
 
 /// What a calendar does with a day past its published years.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BeyondPublished {
     /// Refuse: the computation is an error.

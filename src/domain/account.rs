@@ -26,7 +26,7 @@ pub enum EnterpriseStatus {
 }
 
 /// The keys a forgotten-username search locates an account by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LookupKind {
     Domain,

@@ -23,7 +23,7 @@ pub use limits::DocumentLimits;
 pub use pdf::inspect_pdf;
 
 /// A document an applicant uploads, as named by the account-appeal help page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentKind {
     /// Photo of the front of the verified individual's ID card.
@@ -136,7 +136,7 @@ impl FromStr for DocumentKind {
 }
 
 /// The content types an appeal document may have, recognised by their magic bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContentType {
     Jpeg,

@@ -32,7 +32,7 @@ pub enum EntryPoint {
     SecurityPage { account: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scenario {
     Active,
@@ -40,7 +40,7 @@ pub enum Scenario {
     Deregistered,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OperatorKind {
     /// The verified individual themself (individual accounts).
@@ -49,7 +49,7 @@ pub enum OperatorKind {
     OtherPerson,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaceResult {
     Passed,
@@ -57,7 +57,7 @@ pub enum FaceResult {
 }
 
 /// The facial-recognition result as the provider reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FacialRecognition {
     pub result: FaceResult,
@@ -87,14 +87,14 @@ pub struct NewCompany {
     pub credit_code: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DisposalIssued {
     BeforeDeregistration,
     AfterDeregistration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Attestation {
     CompanySeal,
@@ -103,7 +103,7 @@ pub enum Attestation {
 
 /// Where a document's content is: uploaded to the blob store (`sha256`), or a local file
 /// the CLI reads at submission.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DraftDocument {
     pub kind: DocumentKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]

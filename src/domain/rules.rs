@@ -20,7 +20,7 @@ mod eligibility;
 pub use checklist::{Checklist, ChecklistEntry, EntryStatus, evaluate};
 pub use eligibility::{Ineligible, eligibility, unverified_guidance};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Need {
     Required,
@@ -29,7 +29,7 @@ pub enum Need {
 }
 
 /// Conditions a `conditional` requirement names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     /// The appeal ends with the secure phone changed (items 1-4, or opted in).

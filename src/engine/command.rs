@@ -4,20 +4,24 @@
 use super::*;
 
 /// What a command answered; replayed verbatim for a repeated idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandOutcome {
     pub ticket: TicketNumber,
     pub transition: String,
+    #[schema(required = true)]
     pub from: Option<String>,
     pub state: String,
+    #[schema(required = true)]
     pub outcome: Option<String>,
     pub version: i64,
     /// True when this answer is the replay of an earlier command with the same key.
     #[serde(default)]
+    #[schema(required = true)]
     pub replayed: bool,
     /// The other transitions the same unit of work committed (a compound command's, and
     /// those its effects called for), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
     pub also: Vec<CommandOutcome>,
 }
 

@@ -6,7 +6,15 @@ use axum::Router;
 use axum::routing::{MethodRouter, get, post};
 
 use super::Shared;
+use super::schemas::{SchemaOf, schema};
+use super::{admin, applicant, decisions};
+use crate::app::admin::JobRetried;
+use crate::app::drafts::{DocumentAdded, DraftCreated};
+use crate::app::intake::Progress;
+use crate::app::review::{AppealDetail, QueuePage};
 use crate::domain::Role;
+use crate::domain::draft::DraftInput;
+use crate::domain::rules::Checklist;
 
 // ------------------------------------------------------------------ the route table
 
@@ -24,22 +32,22 @@ pub enum Access {
 }
 
 /// What a route reads from its body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum Body {
     None,
     /// Nothing, or an empty JSON object.
     Empty,
-    /// A JSON document of this component schema.
-    Json(&'static str),
+    /// A JSON document of this type (its schema is a component of the document).
+    Json(SchemaOf),
     /// A `multipart/form-data` upload with one `file` part.
     Multipart,
 }
 
 /// What a route answers with on success.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum Reply {
-    /// JSON of this component schema.
-    Json(&'static str),
+    /// JSON of this type (its schema is a component of the document).
+    Json(SchemaOf),
     /// Plain text (health, Prometheus exposition).
     Text,
     /// A document's bytes, with the stored content type.
@@ -58,7 +66,7 @@ pub struct QueryParam {
 
 /// One route of the API. `path` uses the `{name}` template syntax that axum and OpenAPI
 /// share, so the same string is routed and documented.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ApiRoute {
     pub method: &'static str,
     pub path: &'static str,
@@ -149,7 +157,7 @@ impl ApiRoute {
     /// A staff decision: If-Match, Idempotency-Key, the decision answer.
     const fn decision(mut self, handler: fn() -> MethodRouter<Shared>) -> Self {
         self.if_match = true;
-        self.reply = Reply::Json("Decision");
+        self.reply = Reply::Json(schema::<decisions::Decision>);
         self.errors = &[403, 404, 409, 422];
         self.handler = Some(handler);
         self
@@ -229,19 +237,19 @@ pub const API: &[ApiRoute] = &[
         .access(Access::Staff(ADMINS)),
     route("GET", "/openapi.json", "openapi")
         .summary("This document")
-        .reply(Reply::Json("OpenApi"))
+        .reply(Reply::Json(schema::<super::openapi::OpenApi>))
         .serve(|| get(super::openapi::openapi)),
     route("POST", "/v1/progress", "progress")
         .summary("Progress of an appeal by ticket and contact phone (the phone never goes in a URL)")
-        .body(Body::Json("ProgressQuery"))
-        .reply(Reply::Json("Progress"))
+        .body(Body::Json(schema::<super::ProgressQuery>))
+        .reply(Reply::Json(schema::<Progress>))
         .unkeyed("A query: a repeat changes nothing (it counts against the rate limit)")
         .errors(&[404, 422, 429]),
     // Applicants.
     route("POST", "/v1/drafts", "create_draft")
         .summary("Create a draft: its id and its secret (shown once)")
-        .body(Body::Json("DraftInput"))
-        .reply(Reply::Json("DraftCreated"))
+        .body(Body::Json(schema::<DraftInput>))
+        .reply(Reply::Json(schema::<DraftCreated>))
         .created()
         .unkeyed(
             "A repeat creates another draft: the secret is shown once and kept only as a hash, so it cannot be \
@@ -251,20 +259,20 @@ pub const API: &[ApiRoute] = &[
     route("GET", "/v1/drafts/{id}", "get_draft")
         .summary("A draft")
         .access(Access::Applicant)
-        .reply(Reply::Json("Draft"))
+        .reply(Reply::Json(schema::<applicant::Draft>))
         .errors(&[404]),
     route("PUT", "/v1/drafts/{id}", "put_draft")
         .summary("Replace a draft's content")
         .access(Access::Applicant)
-        .body(Body::Json("DraftInput"))
-        .reply(Reply::Json("DraftReplaced"))
+        .body(Body::Json(schema::<DraftInput>))
+        .reply(Reply::Json(schema::<applicant::DraftReplaced>))
         .errors(&[404, 409, 422]),
     route("POST", "/v1/drafts/{id}/documents", "add_document")
         .summary("Upload a document to a draft")
         .access(Access::Applicant)
         .query(UPLOAD_QUERY)
         .body(Body::Multipart)
-        .reply(Reply::Json("DocumentAdded"))
+        .reply(Reply::Json(schema::<DocumentAdded>))
         .created()
         .also(&[(200, "The same document was already in the draft: its entry, with `repeated: true`")])
         .unkeyed("A repeat of the same file as the same document answers 200 with the entry already there")
@@ -274,53 +282,53 @@ pub const API: &[ApiRoute] = &[
         .access(Access::Applicant)
         .query(UPLOAD_QUERY)
         .body(Body::Multipart)
-        .reply(Reply::Json("DocumentAdded"))
+        .reply(Reply::Json(schema::<DocumentAdded>))
         .errors(&[404, 409, 413, 422]),
     route("DELETE", "/v1/drafts/{id}/documents/{index}", "remove_document")
         .summary("Remove a draft's document")
         .access(Access::Applicant)
-        .reply(Reply::Json("Documents"))
+        .reply(Reply::Json(schema::<applicant::Documents>))
         .errors(&[404, 409]),
     route("GET", "/v1/drafts/{id}/checklist", "draft_checklist")
         .summary("What each document is for, what is missing, every other problem")
         .access(Access::Applicant)
-        .reply(Reply::Json("Checklist"))
+        .reply(Reply::Json(schema::<Checklist>))
         .errors(&[404, 422]),
     route("POST", "/v1/facial-recognition", "facial_recognition")
         .summary("The facial-recognition provider's callback (HMAC-SHA256 signed)")
         .access(Access::Provider)
-        .body(Body::Json("FacialRecognitionResult"))
-        .reply(Reply::Json("FaceRecorded"))
+        .body(Body::Json(schema::<applicant::FacialRecognitionResult>))
+        .reply(Reply::Json(schema::<applicant::FaceRecorded>))
         .unkeyed("A repeat of the same signed result records the same result again")
         .errors(&[404, 422]),
     route("POST", "/v1/drafts/{id}/submit", "submit_draft")
         .summary("Submit a draft: the ticket number")
         .access(Access::Applicant)
-        .reply(Reply::Json("Submitted"))
+        .reply(Reply::Json(schema::<applicant::Submitted>))
         .created()
         .errors(&[404, 409, 422]),
     route("POST", "/v1/appeals/{ticket}/resubmit", "resubmit")
         .summary("Continue a rejected appeal within its window")
         .access(Access::Applicant)
-        .reply(Reply::Json("Resubmitted"))
+        .reply(Reply::Json(schema::<applicant::Resubmitted>))
         .errors(&[404, 409, 422]),
     route("POST", "/v1/appeals/{ticket}/withdraw", "withdraw")
         .summary("Withdraw an appeal")
         .access(Access::Applicant)
-        .reply(Reply::Json("Withdrawn"))
+        .reply(Reply::Json(schema::<applicant::Withdrawn>))
         .errors(&[404, 409, 422]),
     // Reviewers, leads, admins.
     route("GET", "/v1/queue", "queue")
         .summary("Open appeals by review deadline, breached first")
         .access(Access::Staff(STAFF))
         .query(QUEUE_QUERY)
-        .reply(Reply::Json("QueuePage"))
+        .reply(Reply::Json(schema::<QueuePage>))
         .errors(&[422])
         .serve(|| get(super::staff::queue)),
     route("GET", "/v1/appeals/{ticket}", "appeal")
         .summary("An appeal: state, history, checklist case, documents, actions, notifications")
         .access(Access::Staff(STAFF))
-        .reply(Reply::Json("AppealDetail"))
+        .reply(Reply::Json(schema::<AppealDetail>))
         .errors(&[404, 422])
         .serve(|| get(super::staff::appeal)),
     route("GET", "/v1/appeals/{ticket}/documents/{sha256}", "document")
@@ -347,12 +355,12 @@ pub const API: &[ApiRoute] = &[
     route("POST", "/v1/appeals/{ticket}/reject", "reject")
         .summary("Reject the appeal with reasons")
         .access(Access::Staff(STAFF))
-        .body(Body::Json("Rejection"))
+        .body(Body::Json(schema::<decisions::Rejection>))
         .decision(|| post(super::decisions::reject)),
     route("POST", "/v1/appeals/{ticket}/link-entity-change", "link_entity_change")
         .summary("Link the entity-change ticket filed from an account verified as the new company")
         .access(Access::Staff(STAFF))
-        .body(Body::Json("EntityChangeLink"))
+        .body(Body::Json(schema::<decisions::EntityChangeLink>))
         .decision(|| post(super::decisions::link_entity_change)),
     route("POST", "/v1/appeals/{ticket}/task-done", "task_done")
         .summary("Mark the manual task (the \"other\" item) done")
@@ -362,31 +370,31 @@ pub const API: &[ApiRoute] = &[
     route("POST", "/v1/appeals/{ticket}/reassign", "reassign")
         .summary("Hand the appeal (claimed or not) to a reviewer, with a whole claim period, in one commit")
         .access(Access::Staff(LEADS))
-        .body(Body::Json("Reassignment"))
+        .body(Body::Json(schema::<decisions::Reassignment>))
         .decision(|| post(super::decisions::reassign)),
     route("GET", "/v1/admin/jobs", "jobs")
         .summary("The job queue's rows, newest first")
         .access(Access::Staff(ADMINS))
         .query(JOBS_QUERY)
-        .reply(Reply::Json("Jobs"))
+        .reply(Reply::Json(schema::<admin::Jobs>))
         .errors(&[422])
         .serve(|| get(super::admin::jobs)),
     route("POST", "/v1/admin/jobs/{id}/retry", "retry_job")
         .summary("Put a dead job back in its queue with fresh attempts")
         .access(Access::Staff(ADMINS))
         .body(Body::Empty)
-        .reply(Reply::Json("JobRetried"))
+        .reply(Reply::Json(schema::<JobRetried>))
         .errors(&[404, 409, 422])
         .serve(|| post(super::admin::retry_job)),
     route("GET", "/v1/admin/workflow", "workflow")
         .summary("The loaded workflow definition and its state diagram (mermaid)")
         .access(Access::Staff(ADMINS))
-        .reply(Reply::Json("WorkflowDocument"))
+        .reply(Reply::Json(schema::<admin::WorkflowDocument<'static>>))
         .serve(|| get(super::admin::workflow)),
     route("GET", "/v1/admin/calendars", "calendars")
         .summary("Business-day calendars: names, time zones, published years")
         .access(Access::Staff(ADMINS))
-        .reply(Reply::Json("Calendars"))
+        .reply(Reply::Json(schema::<admin::Calendars>))
         .serve(|| get(super::admin::calendars)),
 ];
 

@@ -11,8 +11,8 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::Shared;
 use super::auth::{DraftSecret, JsonBody, draft_access};
@@ -22,9 +22,10 @@ use super::upload::{drain, query_kind, receive_document};
 use crate::adapters::notify::sign;
 use crate::app::access::same_hash;
 use crate::app::drafts::DraftError;
-use crate::app::intake::{NoFiles, Submitted};
+use crate::app::intake::NoFiles;
 use crate::app::limits::Budget;
-use crate::domain::draft::FaceResult;
+use crate::domain::draft::{DraftDocument, FaceResult, FacialRecognition};
+use crate::domain::rules::Checklist;
 use crate::domain::{Actor, Role};
 use crate::engine::EngineError;
 use crate::store::DraftRecord;
@@ -50,6 +51,43 @@ pub fn routes() -> Router<Shared> {
 
 // ------------------------------------------------------------------------- drafts
 
+/// `GET /v1/drafts/{id}`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Draft {
+    draft_id: String,
+    /// The draft as stored (ID numbers only protected and masked): the applicant's own
+    /// JSON, free-form here.
+    #[schema(value_type = Object)]
+    data: Value,
+    #[schema(required = true)]
+    ticket: Option<String>,
+    /// null when the account can no longer be located
+    #[schema(required = true)]
+    checklist: Option<Checklist>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+/// `PUT /v1/drafts/{id}`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct DraftReplaced {
+    draft_id: String,
+    /// The draft as stored: the applicant's own JSON, free-form here.
+    #[schema(value_type = Object)]
+    data: Value,
+    checklist: Checklist,
+}
+
+/// `DELETE /v1/drafts/{id}/documents/{index}`'s answer: the documents left.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Documents {
+    /// The entries as the draft stores them, in `DraftDocument`'s shape.
+    #[schema(value_type = Vec<DraftDocument>)]
+    documents: Value,
+}
+
 /// `POST /v1/drafts`: the draft's fields (no documents) → its id, its secret (shown
 /// once; only the hash is kept) and its checklist.
 async fn create_draft(
@@ -72,14 +110,14 @@ async fn show_draft(
 ) -> ApiResult<Response> {
     let draft = draft_access(&state, &id, secret.as_deref()).await?;
     let checklist = state.drafts.checklist_if_any(&draft).await?;
-    Ok(Json(json!({
-        "draft_id": draft.id,
-        "data": draft.data,
-        "ticket": draft.ticket,
-        "checklist": checklist,
-        "created_at": draft.created_at.to_rfc3339(),
-        "updated_at": draft.updated_at.to_rfc3339(),
-    }))
+    Ok(Json(Draft {
+        draft_id: draft.id,
+        data: draft.data,
+        ticket: draft.ticket,
+        checklist,
+        created_at: draft.created_at.to_rfc3339(),
+        updated_at: draft.updated_at.to_rfc3339(),
+    })
     .into_response())
 }
 
@@ -93,7 +131,7 @@ async fn replace_draft(
 ) -> ApiResult<Response> {
     let draft = draft_access(&state, &id, secret.as_deref()).await?;
     let (data, checklist) = state.drafts.replace(&draft, body).await?;
-    Ok(Json(json!({ "draft_id": draft.id, "data": data, "checklist": checklist })).into_response())
+    Ok(Json(DraftReplaced { draft_id: draft.id, data, checklist }).into_response())
 }
 
 /// `GET /v1/drafts/{id}/checklist`.
@@ -155,18 +193,26 @@ async fn remove_document(
 ) -> ApiResult<Response> {
     let draft = draft_access(&state, &id, secret.as_deref()).await?;
     let documents = state.drafts.remove_document(&draft, &index).await?;
-    Ok(Json(json!({ "documents": documents })).into_response())
+    Ok(Json(Documents { documents }).into_response())
 }
 
 // ------------------------------------------------------------------------- callback
 
-#[derive(Debug, Deserialize)]
+/// The provider's result for a draft.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FaceCallback {
+pub(super) struct FacialRecognitionResult {
     draft_id: String,
     result: FaceResult,
     provider: String,
     reference: String,
+}
+
+/// `POST /v1/facial-recognition`'s answer: the result as recorded on the draft.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct FaceRecorded {
+    draft_id: String,
+    facial_recognition: FacialRecognition,
 }
 
 /// `POST /v1/facial-recognition`: the provider's result for a draft's operator,
@@ -206,7 +252,7 @@ async fn facial_recognition(
         return Err(ApiError::challenge(SIGNATURE_CHALLENGE, "the signature does not match"));
     }
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::field("body", "not UTF-8"))?;
-    let callback = crate::app::parse_json::<FaceCallback>(text).map_err(|e| match e {
+    let callback = crate::app::parse_json::<FacialRecognitionResult>(text).map_err(|e| match e {
         EngineError::Invalid(errors) => ApiError::invalid(errors),
         other => ApiError::field("body", other.to_string()),
     })?;
@@ -218,10 +264,42 @@ async fn facial_recognition(
             DraftError::Denied => ApiError::not_found("no draft has this id"),
             other => other.into(),
         })?;
-    Ok(Json(json!({ "draft_id": callback.draft_id, "facial_recognition": recorded })).into_response())
+    Ok(Json(FaceRecorded { draft_id: callback.draft_id, facial_recognition: recorded }).into_response())
 }
 
 // ------------------------------------------------------------------------- appeals
+
+/// `POST /v1/drafts/{id}/submit`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Submitted {
+    ticket: String,
+    state: String,
+    /// Screening's rejection, with guidance
+    #[schema(required = true)]
+    screening: Option<String>,
+    /// The earlier appeal this one closed
+    #[schema(required = true)]
+    superseded: Option<String>,
+}
+
+/// `POST /v1/appeals/{ticket}/resubmit`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Resubmitted {
+    ticket: String,
+    state: String,
+    #[schema(required = true)]
+    outcome: Option<String>,
+    version: i64,
+}
+
+/// `POST /v1/appeals/{ticket}/withdraw`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Withdrawn {
+    state: String,
+    #[schema(required = true)]
+    outcome: Option<String>,
+    version: i64,
+}
 
 /// `POST /v1/drafts/{id}/submit` → the ticket. Refused with every problem at once.
 async fn submit(
@@ -231,17 +309,14 @@ async fn submit(
     IdempotencyKey(key): IdempotencyKey,
 ) -> ApiResult<Response> {
     let draft = draft_access(&state, &id, secret.as_deref()).await?;
-    let submitted: Submitted = state.drafts.submit(&draft, key.as_deref()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "ticket": submitted.ticket.to_string(),
-            "state": submitted.state,
-            "screening": submitted.screening,
-            "superseded": submitted.superseded,
-        })),
-    )
-        .into_response())
+    let submitted = state.drafts.submit(&draft, key.as_deref()).await?;
+    let answer = Submitted {
+        ticket: submitted.ticket.to_string(),
+        state: submitted.state,
+        screening: submitted.screening,
+        superseded: submitted.superseded,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 /// The draft named by `X-Draft-Id` + `X-Draft-Secret`, if it created appeal `ticket`;
@@ -272,12 +347,12 @@ async fn resubmit(
 ) -> ApiResult<Response> {
     let (draft, ticket) = appeal_access(&state, &ticket, &headers).await?;
     let outcome = state.drafts.resubmit(&draft, &ticket, key.as_deref(), &NoFiles).await?;
-    Ok(Json(json!({
-        "ticket": outcome.ticket.to_string(),
-        "state": outcome.state,
-        "outcome": outcome.outcome,
-        "version": outcome.version,
-    }))
+    Ok(Json(Resubmitted {
+        ticket: outcome.ticket.to_string(),
+        state: outcome.state,
+        outcome: outcome.outcome,
+        version: outcome.version,
+    })
     .into_response())
 }
 
@@ -294,5 +369,5 @@ async fn withdraw(
         .engine()
         .fire(&ticket, &Fire::new(state.engine().workflow().bindings().withdraw.as_str()), &actor, key.as_deref())
         .await?;
-    Ok(Json(json!({ "state": outcome.state, "outcome": outcome.outcome, "version": outcome.version })).into_response())
+    Ok(Json(Withdrawn { state: outcome.state, outcome: outcome.outcome, version: outcome.version }).into_response())
 }

@@ -15,12 +15,24 @@ use super::extractors::{LeadOrAdmin, NoBody, Params, Preconditions, ticket};
 use super::staff::etag;
 use crate::app::intake::EntityLink;
 use crate::app::review;
-use crate::domain::Actor;
+use crate::domain::{Actor, TicketNumber};
 use crate::engine::CommandOutcome;
 use crate::workflow::{Bindings, Fire};
 
-fn decided(outcome: &impl Serialize, version: i64) -> Response {
-    let mut response = Json(outcome).into_response();
+/// What a decision answers: the command's outcome, with the new version as the ETag.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Decision {
+    #[serde(flatten)]
+    outcome: CommandOutcome,
+    /// reassign only: who holds the claim now
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    assignee: Option<String>,
+}
+
+fn decided(outcome: CommandOutcome, assignee: Option<String>) -> Response {
+    let version = outcome.version;
+    let mut response = Json(Decision { outcome, assignee }).into_response();
     response.headers_mut().insert(header::ETAG, etag(version));
     response
 }
@@ -39,7 +51,7 @@ async fn fire(
     cmd.reasons = reasons;
     cmd.expect_version = pre.if_match;
     let outcome = state.engine().fire(&ticket, &cmd, actor, pre.key.as_deref()).await?;
-    Ok(decided(&outcome, outcome.version))
+    Ok(decided(outcome, None))
 }
 
 pub(super) async fn claim(
@@ -72,9 +84,10 @@ pub(super) async fn approve(
     fire(&state, &staff.0, &raw, |b| &b.approve, vec![], &pre).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Rejection {
+    #[schema(schema_with = super::schemas::rejection_reasons)]
     reasons: Vec<String>,
 }
 
@@ -88,10 +101,13 @@ pub(super) async fn reject(
     fire(&state, &staff.0, &raw, |b| &b.reject, body.reasons, &pre).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EntityChangeLink {
+    /// The entity-change appeal's ticket (parsed by hand: a malformed one is refused with 422)
+    #[schema(value_type = TicketNumber)]
     entity_ticket: String,
+    /// The account the new entity's appeal was filed from
     account: String,
 }
 
@@ -105,7 +121,7 @@ pub(super) async fn link_entity_change(
     let ticket = ticket(&raw)?;
     let link = EntityLink { entity_ticket: &body.entity_ticket, account: &body.account };
     let outcome = state.intake.link_entity_change(&ticket, &link, &staff.0, pre.if_match, pre.key.as_deref()).await?;
-    Ok(decided(&outcome, outcome.version))
+    Ok(decided(outcome, None))
 }
 
 pub(super) async fn task_done(
@@ -128,12 +144,13 @@ pub(super) async fn task_done(
         replayed: done.replayed,
         also: vec![],
     };
-    Ok(decided(&outcome, outcome.version))
+    Ok(decided(outcome, None))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Reassignment {
+    #[schema(schema_with = super::schemas::reviewer_name)]
     to: String,
 }
 
@@ -146,6 +163,5 @@ pub(super) async fn reassign(
 ) -> ApiResult<Response> {
     let ticket = ticket(&raw)?;
     let done = review::reassign(state.engine(), &ticket, &body.to, &lead, pre.if_match, pre.key.as_deref()).await?;
-    let version = done.outcome.version;
-    Ok(decided(&done, version))
+    Ok(decided(done.outcome, Some(done.assignee)))
 }

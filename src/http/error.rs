@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::intake::IntakeError;
-use crate::app::problem::{Classify, Kind, Problem};
+use crate::app::problem::{self, Classify, Kind};
 use crate::domain::FieldError;
 use crate::engine::EngineError;
 use crate::store::StoreError;
@@ -36,18 +36,32 @@ pub const DRAFT_CHALLENGE: &str = "DraftSecret realm=\"appealflow-drafts\"";
 /// The challenge of a 401 for the facial-recognition provider's signed callback.
 pub const SIGNATURE_CHALLENGE: &str = "HMAC-SHA256 realm=\"appealflow-provider\"";
 
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// RFC 9457 problem details; `code` is stable (also the last segment of `type`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
     #[serde(rename = "type")]
+    #[schema(format = "uri")]
     kind: String,
     title: &'a str,
     status: u16,
     detail: &'a str,
     code: &'a str,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    #[schema(value_type = Vec<FieldError>)]
     errors: &'a [FieldError],
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    extra: Option<&'a serde_json::Value>,
+    /// A conflict's: the appeal's current state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    state: Option<String>,
+    /// A conflict's: the appeal's current version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    version: Option<i64>,
+    /// Any other extra members (e.g. readiness's `down`): free-form, so not documented
+    /// member by member (the schema allows other members).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -115,24 +129,31 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // Extra members never shadow the standard ones.
-        let extra = self.extra.as_ref().map(|e| match e {
-            serde_json::Value::Object(map) => serde_json::Value::Object(
-                map.iter()
-                    .filter(|(k, _)| !["type", "title", "status", "detail", "code", "errors"].contains(&k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-            other => other.clone(),
-        });
-        let body = ProblemBody {
+        // Extra members never shadow the standard ones; a conflict's state and version
+        // are members of their own.
+        let mut extra = match self.extra {
+            Some(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        extra.retain(|k, _| !["type", "title", "status", "detail", "code", "errors"].contains(&k.as_str()));
+        let state = extra.get("state").and_then(serde_json::Value::as_str).map(str::to_string);
+        let version = extra.get("version").and_then(serde_json::Value::as_i64);
+        if state.is_some() {
+            extra.remove("state");
+        }
+        if version.is_some() {
+            extra.remove("version");
+        }
+        let body = Problem {
             kind: format!("{PROBLEM_BASE}{}", self.code),
             title: self.title,
             status: self.status.as_u16(),
             detail: &self.detail,
             code: self.code,
             errors: &self.errors,
-            extra: extra.as_ref(),
+            state,
+            version,
+            extra,
         };
         let mut response = (self.status, serde_json::to_string(&body).expect("problems serialise")).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -148,7 +169,7 @@ impl IntoResponse for ApiError {
 
 impl ApiError {
     /// The one mapping of a classified problem to an HTTP answer.
-    pub fn from_problem(p: Problem) -> Self {
+    pub fn from_problem(p: problem::Problem) -> Self {
         let status = match p.kind {
             Kind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::NotFound => StatusCode::NOT_FOUND,

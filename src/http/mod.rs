@@ -219,10 +219,13 @@ async fn readyz(State(state): State<Shared>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/progress`'s body.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProgressQuery {
+    /// The ticket number as the applicant has it
     ticket: String,
+    /// The contact phone given with the appeal
     phone: String,
 }
 

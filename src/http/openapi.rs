@@ -1,4 +1,5 @@
-//! The OpenAPI 3.1 document of the whole API, built from the route table ([`API`]).
+//! The OpenAPI 3.1 document of the whole API, built from the route table ([`API`]): the
+//! operations from its lines, the component schemas from the types they name.
 
 use std::collections::BTreeMap;
 
@@ -8,13 +9,25 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::api::{ADMINS, API, Access, ApiRoute, Body, Reply, STAFF};
+use super::error::Problem;
 use super::extractors::MAX_KEY_CHARS;
-use super::schemas::{schemas, ticket_schema};
+use super::schemas::{Component, components, json_of, schema};
+use crate::domain::TicketNumber;
 use crate::domain::document::DocumentKind;
 use crate::workflow::Workflow;
 
-pub(super) async fn openapi(State(state): State<Shared>) -> Json<Value> {
-    Json(openapi_document(state.engine().workflow()))
+/// This OpenAPI 3.1 document (free-form: its schema is the OpenAPI specification's).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(value_type = Object)]
+pub(super) struct OpenApi(Value);
+
+pub(super) async fn openapi(State(state): State<Shared>) -> Json<OpenApi> {
+    Json(OpenApi(openapi_document(state.engine().workflow())))
+}
+
+/// The `$ref` of a component.
+fn schema_ref(c: &Component) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{}", c.name) })
 }
 
 fn problem_response(status: u16) -> (String, Value) {
@@ -33,7 +46,7 @@ fn problem_response(status: u16) -> (String, Value) {
         status.to_string(),
         json!({
             "description": description,
-            "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+            "content": { "application/problem+json": { "schema": schema_ref(&schema::<Problem<'static>>()) } }
         }),
     )
 }
@@ -51,7 +64,7 @@ fn path_parameters(path: &str) -> Vec<Value> {
             };
             let schema = match name {
                 "index" => json!({ "type": "integer", "minimum": 0 }),
-                "ticket" => ticket_schema(),
+                "ticket" => json_of::<TicketNumber>(),
                 "sha256" => json!({ "type": "string", "pattern": "^[0-9a-fA-F]{64}$" }),
                 _ => json!({ "type": "string", "minLength": 1, "maxLength": 100 }),
             };
@@ -64,7 +77,7 @@ fn operation(r: &ApiRoute, wf: &Workflow) -> Value {
     let mut parameters = path_parameters(r.path);
     for q in r.query {
         let mut schema: Value = serde_json::from_str(q.schema).expect("a route table's query schema is JSON");
-        if r.body == Body::Multipart && q.name == "kind" {
+        if matches!(r.body, Body::Multipart) && q.name == "kind" {
             schema =
                 json!({ "type": "string", "enum": DocumentKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>() });
         }
@@ -104,10 +117,9 @@ fn operation(r: &ApiRoute, wf: &Workflow) -> Value {
             "description": "The draft's secret, as returned when it was created", "schema": { "type": "string" }
         }));
     }
-    let schema_ref = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
     let ok = match r.reply {
-        Reply::Json(name) => {
-            json!({ "description": "OK", "content": { "application/json": { "schema": schema_ref(name) } } })
+        Reply::Json(of) => {
+            json!({ "description": "OK", "content": { "application/json": { "schema": schema_ref(&of()) } } })
         }
         Reply::Text => json!({ "description": "OK", "content": { "text/plain": { "schema": { "type": "string" } } } }),
         Reply::Document => json!({
@@ -183,9 +195,9 @@ fn operation(r: &ApiRoute, wf: &Workflow) -> Value {
                 "content": { "application/json": { "schema": { "type": "object", "maxProperties": 0 } } }
             });
         }
-        Body::Json(name) => {
+        Body::Json(of) => {
             op["requestBody"] =
-                json!({ "required": true, "content": { "application/json": { "schema": schema_ref(name) } } });
+                json!({ "required": true, "content": { "application/json": { "schema": schema_ref(&of()) } } });
         }
         Body::Multipart => {
             op["requestBody"] = json!({
@@ -251,6 +263,19 @@ fn links(operation: &str) -> Option<Value> {
     })
 }
 
+/// Every type the document names: the problem, and each route's body and answer.
+fn named_types() -> impl Iterator<Item = Component> {
+    let bodies = API.iter().filter_map(|r| match r.body {
+        Body::Json(of) => Some(of()),
+        _ => None,
+    });
+    let replies = API.iter().filter_map(|r| match r.reply {
+        Reply::Json(of) => Some(of()),
+        _ => None,
+    });
+    std::iter::once(schema::<Problem<'static>>()).chain(bodies).chain(replies)
+}
+
 /// The OpenAPI 3.1 document of the whole API, from [`API`].
 pub fn openapi_document(wf: &Workflow) -> Value {
     let mut paths: BTreeMap<&str, serde_json::Map<String, Value>> = BTreeMap::new();
@@ -267,7 +292,7 @@ pub fn openapi_document(wf: &Workflow) -> Value {
         },
         "paths": paths,
         "components": {
-            "schemas": schemas(),
+            "schemas": components(named_types()),
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer",
                             "description": "A reviewer's, lead's or admin's token (appealflow tokens create)" },

@@ -1,25 +1,84 @@
-//! The components of the OpenAPI document: request bodies as the handlers parse them
-//! (unknown members refused, enumerations and patterns as the server checks them) and
-//! the answers they give.
+//! The component schemas of the OpenAPI document come from the types the handlers read
+//! and answer with (`utoipa::ToSchema`): the route table names a type ([`schema`]), and
+//! `openapi.rs` collects that type's schema and every schema it refers to. This module
+//! keeps the few schemas no derive attribute can state, each a hand-implemented
+//! `PartialSchema` or a `schema_with` function: the ticket number, the rejection reasons
+//! and the reviewer's name (patterns built from the domain's own lists).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::{RefOr, extensions::Extensions};
+use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::appeal::AppealItem;
+use crate::domain::TicketNumber;
 use crate::domain::document::DocumentKind;
 
-/// A ticket number: 20 digits (groups of four may be separated by '-' or a space), the
-/// last a Damm check digit over the others. The `ticket-number` format names the check
-/// digit, which no pattern can express; a mistyped ticket is refused with 422.
-pub(super) fn ticket_schema() -> Value {
-    json!({
-        "type": "string", "format": "ticket-number", "pattern": "^[0-9]{4}([- ]?[0-9]{4}){4}$",
-        "description": "20 digits, the last a Damm check digit; '-' or a space may separate groups of four"
-    })
+/// A type's component schema, and those it refers to.
+pub struct Component {
+    pub name: Cow<'static, str>,
+    pub schema: RefOr<Schema>,
+    pub refers_to: Vec<(String, RefOr<Schema>)>,
 }
 
-fn names<'a>(all: impl IntoIterator<Item = &'a str>) -> Vec<Value> {
-    all.into_iter().map(|n| json!(n)).collect()
+/// How the route table names a body's or an answer's type: `schema::<Rejection>`.
+pub type SchemaOf = fn() -> Component;
+
+/// The component schema of `T`, as its derive (or hand-written impl) states it.
+pub fn schema<T: ToSchema>() -> Component {
+    let mut refers_to = Vec::new();
+    T::schemas(&mut refers_to);
+    Component { name: T::name(), schema: T::schema(), refers_to }
 }
+
+/// The components section: every named type's schema, once. Two different schemas
+/// under one name (two types of the same name) are a programming error.
+pub(super) fn components(all: impl IntoIterator<Item = Component>) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut add = |name: String, schema: &RefOr<Schema>| {
+        let schema = serde_json::to_value(schema).expect("schemas serialise");
+        if let Some(before) = out.insert(name.clone(), schema.clone()) {
+            assert_eq!(before, schema, "two different types are named {name} in the OpenAPI document");
+        }
+    };
+    for c in all {
+        add(c.name.into_owned(), &c.schema);
+        for (name, schema) in &c.refers_to {
+            add(name.clone(), schema);
+        }
+    }
+    out
+}
+
+/// The JSON of a schema, for the operations part (parameters).
+pub(super) fn json_of<T: PartialSchema>() -> Value {
+    serde_json::to_value(T::schema()).expect("schemas serialise")
+}
+
+// ------------------------------------------------------------- the ticket number
+
+const TICKET_PATTERN: &str = "^[0-9]{4}([- ]?[0-9]{4}){4}$";
+
+/// A ticket number as a client sends it: 20 digits (groups of four may be separated by
+/// '-' or a space), the last a Damm check digit over the others. The `ticket-number`
+/// format names the check digit, which no pattern can express; a mistyped ticket is
+/// refused with 422. Hand-written: the type parses itself from a string.
+impl PartialSchema for TicketNumber {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom("ticket-number".into())))
+            .pattern(Some(TICKET_PATTERN))
+            .description(Some("20 digits, the last a Damm check digit; '-' or a space may separate groups of four"))
+            .into()
+    }
+}
+
+impl ToSchema for TicketNumber {}
+
+// ------------------------------------------------------------- free text
 
 /// Whitespace the server trims (Rust's `char::is_whitespace`, less the control characters
 /// text may not carry).
@@ -27,7 +86,8 @@ const TRIMMED: &str = "[ \\t\\r\\n\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u
 /// A character free text may hold: no control characters but tab and line breaks.
 const TEXT_CHAR: &str = "[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]";
 
-/// What one rejection reason may say (blank entries are ignored).
+/// What one rejection reason may say (blank entries are ignored): built from the
+/// document kinds, so hand-written.
 fn reason_pattern() -> String {
     let kinds = DocumentKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join("|");
     let ws = format!("{TRIMMED}*");
@@ -39,239 +99,78 @@ fn reason_pattern() -> String {
     )
 }
 
-/// A name: control characters refused, at least one visible character, at most 100.
-fn name_pattern() -> String {
+/// A rejection's reasons (`Rejection::reasons`): each matches [`reason_pattern`], and at
+/// least one is not blank. JSON Schema's `contains` has no utoipa attribute or builder
+/// method, so it is added as a raw keyword beside the array's others.
+pub(super) fn rejection_reasons() -> Schema {
+    let item = ObjectBuilder::new().schema_type(Type::String).pattern(Some(reason_pattern()));
+    let mut keywords = Extensions::default();
+    keywords.insert("contains".into(), json!({ "type": "string", "pattern": format!("(?!{TRIMMED}){TEXT_CHAR}") }));
+    ArrayBuilder::new()
+        .items(item)
+        .description(Some(
+            "At least one of documents_not_meeting_requirements, inapplicable_scenario, missing_documents (each may \
+             name the documents concerned: `missing_documents: kind, kind`) and `other: words`; blank entries are \
+             ignored",
+        ))
+        .extensions(Some(keywords))
+        .into()
+}
+
+/// A reviewer's name (`Reassignment::to`): control characters refused, at least one
+/// visible character, 1 to 100 characters. The pattern is built from the whitespace the
+/// server trims, so hand-written.
+pub(super) fn reviewer_name() -> Schema {
     let char = "[^\\u0000-\\u001f\\u007f-\\u009f]";
-    format!("^{TRIMMED}*{char}*(?!{TRIMMED}){char}{char}*{TRIMMED}*$")
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(100))
+        .pattern(Some(format!("^{TRIMMED}*{char}*(?!{TRIMMED}){char}{char}*{TRIMMED}*$")))
+        .description(Some("An active reviewer's name (as on their token), 1 to 100 characters"))
+        .into()
 }
 
-/// `POST /v1/drafts` and `PUT /v1/drafts/{id}`: what a draft holds. Whether the named
-/// account exists, and the checks no schema can state (ID-number and credit-code check
-/// characters, phone and email forms), are answered with 422 naming the field.
-fn draft_input() -> Value {
-    let text = json!({ "type": ["string", "null"] });
-    let nullable_enum = |values: &[&str]| {
-        let mut v = names(values.iter().copied());
-        v.push(Value::Null);
-        json!({ "enum": v })
-    };
-    json!({
-        "type": "object", "additionalProperties": false, "required": ["entry_point"],
-        "properties": {
-            "entry_point": {
-                "type": "object", "additionalProperties": false, "required": ["kind"],
-                "description": "How the applicant reached the appeal: forgot_username (with lookup and value), \
-                    forgot_password or security_page (with account)",
-                "properties": {
-                    "kind": { "enum": ["forgot_username", "forgot_password", "security_page"] },
-                    "account": text, "value": text,
-                    "lookup": nullable_enum(&["domain", "icp_domain", "email_domain"])
-                }
-            },
-            "items": { "type": "array", "uniqueItems": true,
-                       "items": { "enum": names(AppealItem::ALL.iter().map(|i| i.as_str())) } },
-            "also_change_secure_phone": { "type": "boolean" },
-            "scenario": nullable_enum(&["active", "name_changed", "deregistered"]),
-            "operator": {
-                "type": ["object", "null"], "additionalProperties": false,
-                "properties": {
-                    "kind": nullable_enum(&["verified_individual", "other_person"]),
-                    "claims_legal_representative": { "type": "boolean" },
-                    "name": text,
-                    "id_number": { "type": ["string", "null"],
-                                   "description": "The 18-character resident ID number; stored only as a keyed hash" },
-                    "id": { "type": ["object", "null"], "description": "An ID number as stored (hash and mask)" },
-                    "facial_recognition": { "type": ["object", "null"],
-                                            "description": "Recorded by the provider's callback only" }
-                }
-            },
-            "contact_phone": text, "contact_email": text,
-            "new_company": {
-                "type": ["object", "null"], "additionalProperties": false,
-                "properties": { "name": text, "credit_code": text }
-            },
-            "supplementary_content": text,
-            "documents": { "type": "array", "items": {
-                "type": "object", "additionalProperties": false, "required": ["kind"],
-                "properties": {
-                    "kind": { "enum": names(DocumentKind::ALL.iter().map(|k| k.as_str())) },
-                    "file": text, "sha256": text, "file_name": text, "company_name": text,
-                    "size": { "type": ["integer", "null"], "minimum": 0 },
-                    "content_type": nullable_enum(&["jpeg", "png", "pdf"]),
-                    "stamped": { "type": ["boolean", "null"] },
-                    "signatory_share_percent": { "type": ["number", "null"] },
-                    "issued": nullable_enum(&["before_deregistration", "after_deregistration"]),
-                    "attestation": nullable_enum(&["company_seal", "shareholder_signatures"])
-                }
-            } },
-            "locale": text
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::TICKET_PATTERN;
+    use crate::workflow::Workflow;
+
+    fn components() -> Value {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workflows");
+        let wf = Workflow::load(&dir.join("account-appeal"), &dir.join("calendars")).expect("shipped workflow loads");
+        super::super::openapi::openapi_document(&wf)["components"]["schemas"].take()
+    }
+
+    /// The derived components state what the server checks (what schemathesis relies on).
+    #[test]
+    fn derived_components_keep_the_constraints_the_server_checks() {
+        let s = components();
+        assert_eq!(s["TicketNumber"]["format"], "ticket-number");
+        assert_eq!(s["TicketNumber"]["pattern"], TICKET_PATTERN);
+        assert_eq!(s["EntityChangeLink"]["properties"]["entity_ticket"]["$ref"], "#/components/schemas/TicketNumber");
+        let reasons = &s["Rejection"]["properties"]["reasons"];
+        assert!(reasons["items"]["pattern"].as_str().unwrap().contains("|missing_documents)"), "{reasons}");
+        assert!(reasons["contains"]["pattern"].is_string(), "{reasons}");
+        let to = &s["Reassignment"]["properties"]["to"];
+        assert_eq!((&to["minLength"], &to["maxLength"]), (&json!(1), &json!(100)));
+        assert!(to["pattern"].is_string());
+        for name in ["DraftInput", "Rejection", "Reassignment", "EntityChangeLink", "ProgressQuery"] {
+            assert_eq!(s[name]["additionalProperties"], false, "{name}: serde refuses unknown members");
         }
-    })
-}
-
-pub(super) fn schemas() -> Value {
-    let ticket = ticket_schema();
-    let object = |description: &str| json!({ "type": "object", "description": description });
-    let string = json!({ "type": "string" });
-    let nullable_string = json!({ "type": ["string", "null"] });
-    json!({
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem details; `code` is stable (also the last segment of `type`)",
-            "required": ["type", "title", "status", "detail", "code"],
-            "properties": {
-                "type": { "type": "string", "format": "uri" },
-                "title": string, "status": { "type": "integer" }, "detail": string, "code": string,
-                "errors": { "type": "array", "items": {
-                    "type": "object", "properties": { "field": string, "rule": string } } },
-                "state": string, "version": { "type": "integer" }
-            }
-        },
-        "Decision": {
-            "type": "object",
-            "required": ["ticket", "transition", "from", "state", "outcome", "version", "replayed"],
-            "properties": {
-                "ticket": string, "transition": string, "from": nullable_string, "state": string,
-                "outcome": nullable_string, "version": { "type": "integer" }, "replayed": { "type": "boolean" },
-                "assignee": { "type": "string", "description": "reassign only: who holds the claim now" }
-            }
-        },
-        "QueuePage": {
-            "type": "object",
-            "properties": {
-                "states": { "type": "array", "items": string },
-                "page": { "type": "integer" }, "per_page": { "type": "integer" }, "total": { "type": "integer" },
-                "items": { "type": "array", "items": {
-                    "type": "object",
-                    "properties": {
-                        "ticket": string, "account": string, "state": string, "version": { "type": "integer" },
-                        "assignee": nullable_string,
-                        "review_due_at": { "type": ["string", "null"], "format": "date-time" },
-                        "breached": { "type": "boolean" }
-                    }
-                } }
-            }
-        },
-        "AppealDetail": object("The appeal (state, version, timers, history) with its checklist case, documents \
-            (metadata only), previous documents, actions, notifications (recipients masked) and entity-change link"),
-        "Rejection": {
-            "type": "object", "required": ["reasons"], "additionalProperties": false,
-            "properties": { "reasons": {
-                "type": "array", "items": { "type": "string", "pattern": reason_pattern() },
-                "contains": { "type": "string", "pattern": format!("(?!{TRIMMED}){TEXT_CHAR}") },
-                "description": "At least one of documents_not_meeting_requirements, inapplicable_scenario, \
-                    missing_documents (each may name the documents concerned: `missing_documents: kind, kind`) \
-                    and `other: words`; blank entries are ignored"
-            } }
-        },
-        "EntityChangeLink": {
-            "type": "object", "required": ["entity_ticket", "account"], "additionalProperties": false,
-            "properties": {
-                "entity_ticket": ticket.clone(),
-                "account": { "type": "string", "description": "The account the new entity's appeal was filed from" }
-            }
-        },
-        "Reassignment": {
-            "type": "object", "required": ["to"], "additionalProperties": false,
-            "properties": { "to": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": name_pattern(),
-                "description": "An active reviewer's name (as on their token), 1 to 100 characters" } }
-        },
-        "Jobs": { "type": "object", "properties": { "jobs": { "type": "array", "items": object("A job-queue row") } } },
-        "JobRetried": {
-            "type": "object",
-            "properties": { "id": string, "queue": string, "retried": { "type": "boolean" } }
-        },
-        "WorkflowDocument": {
-            "type": "object",
-            "properties": {
-                "name": string, "version": { "type": "integer" }, "calendar": string,
-                "definition": object("The loaded workflow definition"), "mermaid": string
-            }
-        },
-        "Calendars": { "type": "object", "properties": { "calendars": { "type": "array", "items": {
-            "type": "object",
-            "properties": {
-                "name": string, "description": string, "time_zone": string,
-                "published": object("first_year and last_year"),
-                "years": { "type": "array", "items": { "type": "integer" } },
-                "in_use": { "type": "boolean" }
-            }
-        } } } },
-        "OpenApi": object("This OpenAPI 3.1 document"),
-        "ProgressQuery": {
-            "type": "object", "required": ["ticket", "phone"], "additionalProperties": false,
-            "properties": {
-                "ticket": { "type": "string", "description": "The ticket number as the applicant has it" },
-                "phone": { "type": "string", "description": "The contact phone given with the appeal" }
-            }
-        },
-        "Progress": {
-            "type": "object",
-            "properties": {
-                "ticket": string, "stage": string, "outcome": nullable_string,
-                "reasons": { "type": "array", "items": string }, "continue_until": nullable_string,
-                "received_at": string, "updated_at": string
-            }
-        },
-        "DraftInput": draft_input(),
-        "DraftCreated": {
-            "type": "object", "required": ["draft_id", "secret", "checklist"],
-            "properties": {
-                "draft_id": string, "secret": { "type": "string", "description": "Shown once" },
-                "checklist": { "$ref": "#/components/schemas/Checklist" }
-            }
-        },
-        "Draft": {
-            "type": "object", "required": ["draft_id", "data", "ticket", "checklist", "created_at", "updated_at"],
-            "properties": {
-                "draft_id": string, "data": object("The draft as stored (ID numbers only protected and masked)"),
-                "ticket": nullable_string,
-                "checklist": { "oneOf": [{ "$ref": "#/components/schemas/Checklist" }, { "type": "null" }],
-                               "description": "null when the account can no longer be located" },
-                "created_at": { "type": "string", "format": "date-time" },
-                "updated_at": { "type": "string", "format": "date-time" }
-            }
-        },
-        "DraftReplaced": {
-            "type": "object", "required": ["draft_id", "data", "checklist"],
-            "properties": {
-                "draft_id": string, "data": object("The draft as stored"),
-                "checklist": { "$ref": "#/components/schemas/Checklist" }
-            }
-        },
-        "DocumentAdded": {
-            "type": "object", "required": ["index", "document"],
-            "properties": {
-                "index": { "type": "integer", "minimum": 0 },
-                "document": object("The document's entry: kind, sha256, size, content type, file name and what the query said"),
-                "repeated": { "type": "boolean", "description": "The same file as the same document was already there" }
-            }
-        },
-        "Documents": {
-            "type": "object", "required": ["documents"],
-            "properties": { "documents": { "type": "array", "items": object("A document's entry") } }
-        },
-        "FaceRecorded": {
-            "type": "object", "required": ["draft_id", "facial_recognition"],
-            "properties": { "draft_id": string, "facial_recognition": object("result, provider, reference") }
-        },
-        "Checklist": object("What each document is for, what is missing, and every other problem"),
-        "FacialRecognitionResult": object("The provider's result for a draft"),
-        "Submitted": {
-            "type": "object", "required": ["ticket", "state", "superseded", "screening"],
-            "properties": {
-                "ticket": string, "state": string,
-                "superseded": { "type": ["string", "null"], "description": "The earlier appeal this one closed" },
-                "screening": { "type": ["string", "null"], "description": "Screening's rejection, with guidance" }
-            }
-        },
-        "Resubmitted": {
-            "type": "object", "required": ["ticket", "state", "outcome", "version"],
-            "properties": { "ticket": string, "state": string, "outcome": nullable_string, "version": { "type": "integer" } }
-        },
-        "Withdrawn": {
-            "type": "object", "required": ["state", "outcome", "version"],
-            "properties": { "state": string, "outcome": nullable_string, "version": { "type": "integer" } }
-        },
-    })
+        let draft = &s["DraftInput"];
+        assert_eq!(draft["required"], json!(["entry_point"]));
+        assert_eq!(draft["properties"]["scenario"]["oneOf"][0]["type"], "null", "an Option accepts null");
+        assert_eq!(draft["properties"]["contact_phone"]["type"], json!(["string", "null"]));
+        assert_eq!(draft["properties"]["items"]["uniqueItems"], true);
+        assert_eq!(draft["properties"]["operator"]["oneOf"][1]["additionalProperties"], false);
+        assert_eq!(
+            s["CommandOutcome"]["required"],
+            json!(["ticket", "transition", "from", "state", "outcome", "version", "replayed"])
+        );
+        assert_eq!(s["Problem"]["required"], json!(["type", "title", "status", "detail", "code"]));
+        assert_eq!(s["Problem"]["properties"]["state"]["type"], "string", "present only on a conflict, never null");
+    }
 }

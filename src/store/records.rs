@@ -101,7 +101,7 @@ pub struct IdempotencyRecord {
 macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name { $(#[serde(rename = $text)] $variant),* }
 
         impl $name {
@@ -254,7 +254,7 @@ pub struct WorkFilter {
 }
 
 /// A row of the job queue's table (apalis's, in the same database).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobRecord {
     pub id: String,
     pub queue: String,
@@ -265,7 +265,8 @@ pub struct JobRecord {
     pub dead: bool,
     pub run_at: DateTime<Utc>,
     pub last_result: Option<String>,
-    /// The job's arguments (IDs only).
+    /// The job's arguments (IDs only): free-form, each queue's own.
+    #[schema(value_type = Object)]
     pub args: serde_json::Value,
 }
 

@@ -11,7 +11,7 @@ use crate::store::{AppealRecord, EventRecord, TimerStatus};
 use crate::workflow::Workflow;
 
 /// The stage a progress query reports.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Progress {
     pub ticket: String,
     /// received, under_review, approved, rejected, closed

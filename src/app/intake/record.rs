@@ -4,7 +4,7 @@
 use super::*;
 
 /// The entity-change request a deregistered enterprise's appeal waits for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntityChange {
     pub required: bool,
     pub ticket: Option<String>,

@@ -3,40 +3,66 @@
 
 use super::*;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+// The OpenAPI document's request schema is derived from these types. Their text fields
+// are parsed by hand below (so every problem is reported at once, naming the field);
+// `schema(value_type = ...)` states the values that parsing accepts.
+
+/// How the applicant reached the appeal: forgot_username (with lookup and value),
+/// forgot_password or security_page (with account).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryPointInput {
+    #[schema(value_type = EntryKind)]
     pub kind: String,
     pub account: Option<String>,
+    #[schema(value_type = Option<LookupKind>)]
     pub lookup: Option<String>,
     pub value: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The entry points `EntryPointInput::kind` names (the values its parsing accepts).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only: `kind` is parsed by hand, naming the field at fault
+pub enum EntryKind {
+    ForgotUsername,
+    ForgotPassword,
+    SecurityPage,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorInput {
+    #[schema(value_type = Option<OperatorKind>)]
     pub kind: Option<String>,
     #[serde(default)]
     pub claims_legal_representative: bool,
     pub name: Option<String>,
+    /// The 18-character resident ID number; stored only as a keyed hash
     pub id_number: Option<String>,
-    /// The ID number already protected (a stored draft keeps only this, never the
-    /// clear number); accepted from appealflow's own storage, not from applicants.
+    /// An ID number as stored (hash and mask): a stored draft keeps only this, never the
+    /// clear number. Accepted from appealflow's own storage, refused from applicants, so
+    /// documented as a bare object.
+    #[schema(value_type = Option<Object>)]
     #[serde(default)]
     pub id: Option<ProtectedId>,
+    /// Recorded by the provider's callback only (refused from applicants, so documented
+    /// as a bare object).
+    #[schema(value_type = Option<Object>)]
     pub facial_recognition: Option<FacialRecognition>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCompanyInput {
     pub name: Option<String>,
     pub credit_code: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentInput {
+    #[schema(value_type = DocumentKind)]
     pub kind: String,
     pub file: Option<String>,
     pub sha256: Option<String>,
@@ -50,21 +76,31 @@ pub struct DocumentInput {
     pub attestation: Option<Attestation>,
 }
 
-/// A draft as JSON arrives from the CLI or the HTTP API.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A draft as JSON arrives from the CLI or the HTTP API (`POST /v1/drafts`,
+/// `PUT /v1/drafts/{id}`). Whether the named account exists, and the checks no schema
+/// can state (ID-number and credit-code check characters, phone and email forms), are
+/// answered with 422 naming the field.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DraftInput {
+    /// Required: a draft without one is refused (422).
+    #[schema(required = true, nullable = false, inline)]
     pub entry_point: Option<EntryPointInput>,
+    #[schema(value_type = BTreeSet<AppealItem>)]
     #[serde(default)]
     pub items: Vec<String>,
     #[serde(default)]
     pub also_change_secure_phone: bool,
+    #[schema(value_type = Option<Scenario>)]
     pub scenario: Option<String>,
+    #[schema(inline)]
     pub operator: Option<OperatorInput>,
     pub contact_phone: Option<String>,
     pub contact_email: Option<String>,
+    #[schema(inline)]
     pub new_company: Option<NewCompanyInput>,
     pub supplementary_content: Option<String>,
+    #[schema(inline)]
     #[serde(default)]
     pub documents: Vec<DocumentInput>,
     pub locale: Option<String>,

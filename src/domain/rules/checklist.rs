@@ -3,7 +3,7 @@
 
 use super::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryStatus {
     Provided,
@@ -23,7 +23,7 @@ impl fmt::Display for EntryStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChecklistEntry {
     pub documents: Vec<DocumentKind>,
     pub need: Need,
@@ -37,7 +37,7 @@ pub struct ChecklistEntry {
 }
 
 /// What a draft needs and lacks.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Checklist {
     pub case: Option<String>,
     pub case_title: Option<String>,
