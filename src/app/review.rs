@@ -74,7 +74,7 @@ fn appeal_data(record: &AppealRecord) -> Result<AppealData, EngineError> {
 /// first (so breached first), those without one last, paged.
 pub async fn queue(engine: &Engine, query: QueueQuery) -> Result<QueuePage, EngineError> {
     let wf = engine.workflow();
-    let open: Vec<&str> = wf.def.states.iter().filter(|s| !s.terminal).map(|s| s.name.as_str()).collect();
+    let open = wf.open_states();
     let mut problems = Vec::new();
     if let Some(bad) = query.states.iter().find(|s| !open.contains(&s.as_str())) {
         problems.push(FieldError::new(

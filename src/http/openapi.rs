@@ -83,8 +83,7 @@ fn operation(r: &ApiRoute, wf: &Workflow) -> Value {
         }
         if r.operation == "queue" && q.name == "state" {
             // The workflow's open states, comma-separated.
-            let open: Vec<&str> = wf.def.states.iter().filter(|s| !s.terminal).map(|s| s.name.as_str()).collect();
-            let one = format!("(?:{})", open.join("|"));
+            let one = format!("(?:{})", wf.open_states().join("|"));
             schema = json!({ "type": "string", "pattern": format!("^{one}(?:,{one})*$") });
         }
         parameters.push(json!({

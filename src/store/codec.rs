@@ -10,7 +10,7 @@ use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
-use sqlx::{Decode, Encode, Postgres, Sqlite, Type, ValueRef};
+use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type, ValueRef};
 
 /// A point in time as a column holds it (bind it; read it with `#[sqlx(try_from = "Stamp")]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,25 +67,6 @@ impl<'r> Decode<'r, Sqlite> for Stamp {
     }
 }
 
-impl Type<Sqlite> for MaybeStamp {
-    fn type_info() -> SqliteTypeInfo {
-        <Stamp as Type<Sqlite>>::type_info()
-    }
-
-    fn compatible(ty: &SqliteTypeInfo) -> bool {
-        <Stamp as Type<Sqlite>>::compatible(ty)
-    }
-}
-
-impl<'r> Decode<'r, Sqlite> for MaybeStamp {
-    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-        if value.is_null() {
-            return Ok(MaybeStamp(None));
-        }
-        Ok(MaybeStamp(Some(<Stamp as Decode<Sqlite>>::decode(value)?.0)))
-    }
-}
-
 impl Type<Postgres> for Stamp {
     fn type_info() -> PgTypeInfo {
         <DateTime<Utc> as Type<Postgres>>::type_info()
@@ -108,22 +89,29 @@ impl<'r> Decode<'r, Postgres> for Stamp {
     }
 }
 
-impl Type<Postgres> for MaybeStamp {
-    fn type_info() -> PgTypeInfo {
-        <Stamp as Type<Postgres>>::type_info()
+// A nullable column: whatever a backend stores a `Stamp` as, or NULL.
+impl<DB: Database> Type<DB> for MaybeStamp
+where
+    Stamp: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <Stamp as Type<DB>>::type_info()
     }
 
-    fn compatible(ty: &PgTypeInfo) -> bool {
-        <Stamp as Type<Postgres>>::compatible(ty)
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <Stamp as Type<DB>>::compatible(ty)
     }
 }
 
-impl<'r> Decode<'r, Postgres> for MaybeStamp {
-    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+impl<'r, DB: Database> Decode<'r, DB> for MaybeStamp
+where
+    Stamp: Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, BoxDynError> {
         if value.is_null() {
             return Ok(MaybeStamp(None));
         }
-        Ok(MaybeStamp(Some(<Stamp as Decode<Postgres>>::decode(value)?.0)))
+        Ok(MaybeStamp(Some(<Stamp as Decode<'r, DB>>::decode(value)?.0)))
     }
 }
 

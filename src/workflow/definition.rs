@@ -370,6 +370,11 @@ impl Workflow {
         self.timer(&self.def.bindings.review_sla).expect("validation resolves bindings.review_sla")
     }
 
+    /// The states an appeal may still be in (not terminal): what the queue may list.
+    pub fn open_states(&self) -> Vec<&str> {
+        self.def.states.iter().filter(|s| !s.terminal).map(|s| s.name.as_str()).collect()
+    }
+
     /// The states the review SLA runs in: the review queue.
     pub fn review_states(&self) -> &[String] {
         &self.review_sla().states
