@@ -473,7 +473,7 @@ fn asset_disposal_certificate_issued_before_deregistration_with_the_company_seal
 
 #[test]
 fn asset_disposal_certificate_issued_after_deregistration_signed_by_over_two_thirds_is_accepted() {
-    for share in [66.7, 70.0, 100.0] {
+    for share in [66.67, 66.7, 70.0, 100.0] {
         let v = with_disposal(Some("after_deregistration"), Some("shareholder_signatures"), Some(share));
         assert_ready(&check(&deregistered_enterprise(), &v), &format!("after + signatures of {share}%"));
     }
@@ -482,7 +482,7 @@ fn asset_disposal_certificate_issued_after_deregistration_signed_by_over_two_thi
 #[test]
 fn asset_disposal_certificate_signed_by_two_thirds_or_less_is_refused() {
     let acct = deregistered_enterprise();
-    for share in [Some(200.0 / 3.0), Some(66.0), Some(50.0), None] {
+    for share in [Some(66.66), Some(200.0 / 3.0), Some(66.0), Some(50.0), None] {
         let v = with_disposal(Some("after_deregistration"), Some("shareholder_signatures"), share);
         let c = check(&acct, &v);
         assert_only_problem(&c, &disposal_field(&v, "signatory_share_percent"), "two thirds", &format!("{share:?}"));
@@ -490,10 +490,16 @@ fn asset_disposal_certificate_signed_by_two_thirds_or_less_is_refused() {
 }
 
 #[test]
-fn asset_disposal_certificate_signed_by_exactly_66_67_percent_is_refused() {
+fn asset_disposal_certificate_signed_by_a_declared_66_67_percent_is_accepted() {
     let v = with_disposal(Some("after_deregistration"), Some("shareholder_signatures"), Some(66.67));
+    assert_ready(&check(&deregistered_enterprise(), &v), "after + signatures of 66.67%");
+}
+
+#[test]
+fn asset_disposal_certificate_signed_by_a_declared_66_66_percent_is_refused() {
+    let v = with_disposal(Some("after_deregistration"), Some("shareholder_signatures"), Some(66.66));
     let c = check(&deregistered_enterprise(), &v);
-    assert_only_problem(&c, &disposal_field(&v, "signatory_share_percent"), "two thirds", "66.67%");
+    assert_only_problem(&c, &disposal_field(&v, "signatory_share_percent"), "66.67% or more", "66.66%");
 }
 
 #[test]
@@ -532,20 +538,27 @@ fn with_member_form_share(share: Option<f64>) -> (Value, String) {
 #[test]
 fn member_account_holder_change_form_signed_by_two_thirds_or_less_is_refused() {
     let acct = deregistered_enterprise();
-    for share in [Some(200.0 / 3.0), Some(66.0), Some(50.0), Some(0.0), None] {
+    for share in [Some(66.66), Some(200.0 / 3.0), Some(66.0), Some(50.0), Some(0.0), None] {
         let (v, field) = with_member_form_share(share);
         assert_only_problem(&check(&acct, &v), &field, "more than two thirds", &format!("{share:?}"));
     }
-    for share in [66.7, 80.0, 100.0] {
+    for share in [66.67, 66.7, 80.0, 100.0] {
         let (v, _) = with_member_form_share(Some(share));
         assert_ready(&check(&acct, &v), &format!("{share}%"));
     }
 }
 
 #[test]
-fn member_account_holder_change_form_signed_by_exactly_66_67_percent_is_refused() {
-    let (v, field) = with_member_form_share(Some(66.67));
-    assert_only_problem(&check(&deregistered_enterprise(), &v), &field, "more than two thirds", "66.67%");
+fn member_account_holder_change_form_signed_by_a_declared_66_67_percent_is_accepted() {
+    let (v, _) = with_member_form_share(Some(66.67));
+    assert_ready(&check(&deregistered_enterprise(), &v), "66.67%");
+}
+
+#[test]
+fn member_account_holder_change_form_signed_by_a_declared_66_66_percent_is_refused() {
+    let (v, field) = with_member_form_share(Some(66.66));
+    let c = check(&deregistered_enterprise(), &v);
+    assert_only_problem(&c, &field, "66.67% or more (declared: 66.66%)", "66.66%");
 }
 
 #[test]

@@ -58,10 +58,14 @@ impl Checklist {
     }
 }
 
+/// The smallest declared share that counts as "more than two thirds".
+pub const OVER_TWO_THIRDS_PERCENT: f64 = 66.67;
+
 fn share_over_two_thirds(p: f64) -> bool {
-    // "More than two thirds". A declared 66.67 % may be two thirds rounded up, so the
-    // safer reading requires strictly more than 66.67 % (see rules.toml).
-    p > 66.67 + 1e-9
+    // "More than two thirds". Two thirds is 66.666…%, so a share declared to two decimals
+    // is more than two thirds from 66.67 % up (see rules.toml); the tolerance absorbs a
+    // share computed rather than typed (66.67 reached by sums of f64s).
+    p >= OVER_TWO_THIRDS_PERCENT - 1e-9
 }
 
 fn check_document(
@@ -95,7 +99,7 @@ fn check_document(
             other => problems.push(FieldError::new(
                 format!("{field}.signatory_share_percent"),
                 format!(
-                    "{}: must be signed by shareholders holding more than two thirds of the shares (declared: {})",
+                    "{}: must be signed by shareholders holding more than two thirds of the shares, {OVER_TWO_THIRDS_PERCENT}% or more (declared: {})",
                     doc.kind,
                     other.map_or("nothing".to_string(), |p| format!("{p}%"))
                 ),
@@ -108,8 +112,11 @@ fn check_document(
                     Some(p) if share_over_two_thirds(p) => {}
                     _ => problems.push(FieldError::new(
                         format!("{field}.signatory_share_percent"),
-                        "asset_disposal_certificate issued after deregistration: must be signed and fingerprinted \
-                         by shareholders holding more than two thirds of the shares",
+                        format!(
+                            "asset_disposal_certificate issued after deregistration: must be signed and \
+                             fingerprinted by shareholders holding more than two thirds of the shares, \
+                             {OVER_TWO_THIRDS_PERCENT}% or more"
+                        ),
                     )),
                 }
             }
@@ -362,5 +369,24 @@ pub fn evaluate(rules: &Rules, account: &Account, draft: &Draft) -> Checklist {
         missing,
         problems,
         screening: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_over_two_thirds;
+
+    #[test]
+    fn a_declared_66_67_percent_or_more_is_more_than_two_thirds() {
+        for p in [66.67, 66.670_000_000_1, 66.7, 100.0, 66.6 + 0.07] {
+            assert!(share_over_two_thirds(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_declared_share_under_66_67_percent_is_not() {
+        for p in [66.66, 66.669, 200.0 / 3.0, 50.0, 0.0] {
+            assert!(!share_over_two_thirds(p), "{p}");
+        }
     }
 }
