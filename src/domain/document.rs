@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::FieldError;
+use super::{FieldError, Locale};
 use serde::{Deserialize, Serialize};
 
 mod content;
@@ -92,24 +92,42 @@ impl DocumentKind {
 
     /// A short English title shown to applicants.
     pub fn title(self) -> &'static str {
-        match self {
-            DocumentKind::IdCardFront => "ID card of the verified individual (front)",
-            DocumentKind::IdCardBack => "ID card of the verified individual (back)",
-            DocumentKind::IndividualAppealLetter => "Account appeal application letter (individual, stamped)",
-            DocumentKind::EnterpriseAppealLetter => "Account appeal application letter (enterprise, stamped)",
-            DocumentKind::BusinessLicense => "Latest business license duplicate",
-            DocumentKind::ProofOfPayment => "Proof of payment",
-            DocumentKind::BusinessNameChangeCertificate => "Business name change certificate",
-            DocumentKind::MemberAccountHolderChangeForm => "Member account holder change application form",
-            DocumentKind::DeregistrationCertificate => "Business deregistration certificate",
-            DocumentKind::CreditSystemScreenshot => {
-                "Credit information publicity system screenshot showing deregistration"
+        self.name_in(Locale::En)
+    }
+
+    /// The document's human name in `locale`, as applicants see it (checklists, rejection
+    /// reasons).
+    pub fn name_in(self, locale: Locale) -> &'static str {
+        let (en, zh) = match self {
+            DocumentKind::IdCardFront => ("ID card of the verified individual (front)", "实名认证人身份证（人像面）"),
+            DocumentKind::IdCardBack => ("ID card of the verified individual (back)", "实名认证人身份证（国徽面）"),
+            DocumentKind::IndividualAppealLetter => {
+                ("Account appeal application letter (individual, stamped)", "账号申诉申请函（个人版，已盖章）")
             }
-            DocumentKind::AssetDisposalCertificate => "Enterprise asset disposal certificate",
-            DocumentKind::NewLegalRepresentativeIdCard => {
-                "New company's legal representative ID card (front and back, stamped)"
+            DocumentKind::EnterpriseAppealLetter => {
+                ("Account appeal application letter (enterprise, stamped)", "账号申诉申请函（企业版，已盖章）")
             }
-            DocumentKind::Supplementary => "Supplementary document",
+            DocumentKind::BusinessLicense => ("Latest business license duplicate", "最新营业执照副本"),
+            DocumentKind::ProofOfPayment => ("Proof of payment", "付款凭证"),
+            DocumentKind::BusinessNameChangeCertificate => ("Business name change certificate", "企业名称变更证明"),
+            DocumentKind::MemberAccountHolderChangeForm => {
+                ("Member account holder change application form", "会员账号主体变更申请表")
+            }
+            DocumentKind::DeregistrationCertificate => ("Business deregistration certificate", "企业注销证明"),
+            DocumentKind::CreditSystemScreenshot => (
+                "Credit information publicity system screenshot showing deregistration",
+                "国家企业信用信息公示系统注销状态截图",
+            ),
+            DocumentKind::AssetDisposalCertificate => ("Enterprise asset disposal certificate", "企业资产处置证明"),
+            DocumentKind::NewLegalRepresentativeIdCard => (
+                "New company's legal representative ID card (front and back, stamped)",
+                "新公司法定代表人身份证正反面复印件（加盖公章）",
+            ),
+            DocumentKind::Supplementary => ("Supplementary document", "补充材料"),
+        };
+        match locale {
+            Locale::En => en,
+            Locale::ZhCn => zh,
         }
     }
 }

@@ -11,6 +11,7 @@ use super::account::{LookupKind, normalize_domain};
 use super::appeal::{AppealItem, FieldError, check_text};
 use super::document::{ContentType, DocumentKind};
 use super::identity::{IdHasher, IdNumber, ProtectedId};
+use super::locale::Locale;
 use super::phone::PhoneNumber;
 
 mod input;
@@ -150,6 +151,11 @@ pub struct Draft {
 }
 
 impl Draft {
+    /// The applicant's language: the draft's `locale`, else the default.
+    pub fn language(&self) -> Locale {
+        Locale::or_default(self.locale.as_deref())
+    }
+
     /// The account name the entry point names directly (None for a domain search).
     pub fn named_account(&self) -> Option<&str> {
         match &self.entry_point {
@@ -200,5 +206,39 @@ impl Draft {
             }
         }
         texts.into_iter().filter_map(|(field, value, multi)| check_text(&field, value, multi).err()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_with_locale(locale: serde_json::Value) -> Result<Draft, Vec<FieldError>> {
+        let mut v: serde_json::Value =
+            serde_json::from_str(include_str!("../../examples/http-draft.json")).expect("the example parses");
+        v["locale"] = locale;
+        let input: DraftInput = serde_json::from_value(v).expect("a draft input");
+        input.parse(&IdHasher::new(b"a test key, long enough").expect("key"))
+    }
+
+    #[test]
+    fn keeps_the_locale_as_its_canonical_tag_whatever_variant_was_given() {
+        for (given, kept, language) in
+            [("en-US", "en", Locale::En), ("zh", "zh-CN", Locale::ZhCn), ("en", "en", Locale::En)]
+        {
+            let draft = parse_with_locale(serde_json::json!(given)).expect("parses");
+            assert_eq!(draft.locale.as_deref(), Some(kept), "{given}");
+            assert_eq!(draft.language(), language, "{given}");
+        }
+        let draft = parse_with_locale(serde_json::Value::Null).expect("parses");
+        assert_eq!((draft.locale.as_deref(), draft.language()), (None, Locale::ZhCn));
+    }
+
+    #[test]
+    fn refuses_an_unsupported_locale_naming_the_field_and_the_supported_ones() {
+        let errors = parse_with_locale(serde_json::json!("fr")).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "locale");
+        assert!(errors[0].rule.contains("en or zh-CN"), "{}", errors[0].rule);
     }
 }

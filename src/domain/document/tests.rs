@@ -22,6 +22,22 @@ fn document_kinds_round_trip_through_their_codes_and_serde() {
 }
 
 #[test]
+fn every_document_kind_has_a_distinct_human_name_in_each_locale() {
+    for locale in Locale::ALL {
+        let names: std::collections::BTreeSet<&str> = DocumentKind::ALL.iter().map(|k| k.name_in(locale)).collect();
+        assert_eq!(names.len(), DocumentKind::ALL.len(), "{locale}: {names:?}");
+        assert!(names.iter().all(|n| !n.is_empty() && !n.contains('_')), "{locale}: {names:?}");
+    }
+    assert_eq!(DocumentKind::ProofOfPayment.name_in(Locale::En), "Proof of payment");
+    assert_eq!(DocumentKind::ProofOfPayment.name_in(Locale::ZhCn), "付款凭证");
+    assert_eq!(DocumentKind::BusinessLicense.title(), DocumentKind::BusinessLicense.name_in(Locale::En));
+    // The Chinese names are Chinese: each holds at least one CJK character.
+    for kind in DocumentKind::ALL {
+        assert!(kind.name_in(Locale::ZhCn).chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{kind}");
+    }
+}
+
+#[test]
 fn unknown_document_kind_error_lists_the_known_kinds() {
     let err = "passport".parse::<DocumentKind>().unwrap_err();
     let msg = err.to_string();

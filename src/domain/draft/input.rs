@@ -103,6 +103,8 @@ pub struct DraftInput {
     #[schema(inline)]
     #[serde(default)]
     pub documents: Vec<DocumentInput>,
+    /// The applicant's language for notifications and the progress answer: `zh-CN`
+    /// (default) or `en`; a tag such as `en-US` or `zh` is read as one of these.
     pub locale: Option<String>,
 }
 
@@ -350,12 +352,15 @@ impl DraftInput {
             });
         }
 
-        let locale = text(self.locale);
-        if let Some(l) = &locale
-            && !["en", "zh-CN"].contains(&l.as_str())
-        {
-            errors.push(FieldError::new("locale", format!("{l:?} is not one of: en, zh-CN")));
-        }
+        // Kept as the canonical tag (`en`, `zh-CN`) whatever variant was given (`en-US`, `zh`).
+        let locale = match text(self.locale).map(|l| Locale::parse(&l)) {
+            None => None,
+            Some(Ok(l)) => Some(l.as_str().to_string()),
+            Some(Err(e)) => {
+                errors.push(FieldError::new("locale", e.to_string()));
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }

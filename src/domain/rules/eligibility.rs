@@ -24,13 +24,14 @@ pub enum Ineligible {
 
 /// Guidance given with the screening rejection of an unverified account.
 pub fn unverified_guidance(account: &Account) -> String {
-    let mut g = String::from(
-        "inapplicable_scenario: the account has not completed identity verification, so its ownership cannot be determined",
-    );
+    use crate::domain::rejection::screening;
+    let mut g = format!("inapplicable_scenario: {}", screening::UNVERIFIED);
     if account.associations.icp_filings {
-        g.push_str("; it holds domain names or products with ICP filings: transfer them offline first");
+        g.push_str("; ");
+        g.push_str(screening::ICP_FILINGS);
     }
-    g.push_str("; if you can still log on, complete identity verification for the account first");
+    g.push_str("; ");
+    g.push_str(screening::VERIFY_FIRST);
     g
 }
 
