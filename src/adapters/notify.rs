@@ -25,6 +25,7 @@ pub fn sample_context() -> serde_json::Value {
         "ticket": "4821-0937-5521-6604-3319",
         "account": "acme-ops",
         "reasons": "missing_documents: proof_of_payment",
+        "reasons_in_words": "Documents are missing: Proof of payment",
         "deadline": "2026-03-13 00:00 +08:00",
         "action": "rotate_secure_phone",
         "action_title": "secure phone change",

@@ -12,7 +12,8 @@ use tracing::warn;
 
 use crate::adapters::notify::{TemplateError, Templates};
 use crate::app::intake::AppealData;
-use crate::domain::{PhoneNumber, Role, check_text};
+use crate::domain::rejection::all_in_words;
+use crate::domain::{Locale, PhoneNumber, Role, check_text};
 use crate::engine::{EffectPlanner, EngineError, Planned};
 use crate::store::{
     AppealRecord, NewAction, NewNotification, NotificationStatus, Store, StoreError, TimerStatus, UnitOfWork,
@@ -62,7 +63,7 @@ fn title_of(action: &str, locale: &str) -> &'static str {
 struct Contact {
     phone: Option<PhoneNumber>,
     email: Option<String>,
-    locale: String,
+    locale: Locale,
 }
 
 impl Contact {
@@ -73,7 +74,7 @@ impl Contact {
             email: text("/draft/contact_email")
                 .filter(|e| check_text("contact_email", e, false).is_ok())
                 .map(str::to_string),
-            locale: text("/draft/locale").unwrap_or("zh-CN").to_string(),
+            locale: Locale::or_default(text("/draft/locale")),
         }
     }
 
@@ -186,15 +187,15 @@ impl Planner {
     }
 
     /// The most recent reasons given on the appeal: this decision's, else its history's.
-    async fn reasons(&self, appeal: &AppealRecord, decision: &Decision) -> Result<String, EngineError> {
+    async fn reasons(&self, appeal: &AppealRecord, decision: &Decision) -> Result<Vec<String>, EngineError> {
         if !decision.reasons.is_empty() {
-            return Ok(decision.reasons.join("; "));
+            return Ok(decision.reasons.clone());
         }
         if appeal.version <= 1 {
-            return Ok(String::new());
+            return Ok(Vec::new());
         }
         let history = self.store.history(&appeal.id).await?;
-        Ok(history.iter().rev().find(|e| !e.reasons.is_empty()).map(|e| e.reasons.join("; ")).unwrap_or_default())
+        Ok(history.iter().rev().find(|e| !e.reasons.is_empty()).map(|e| e.reasons.clone()).unwrap_or_default())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -203,7 +204,7 @@ impl Planner {
         appeal: &AppealRecord,
         decision: &Decision,
         effect: &EffectDef,
-        locale: &str,
+        locale: Locale,
         now: DateTime<Utc>,
         action: Option<&str>,
         new_phone: Option<&PhoneNumber>,
@@ -213,13 +214,16 @@ impl Planner {
             None => None,
         };
         let action = action.or_else(|| decision.payload.get("action").and_then(serde_json::Value::as_str));
+        let reasons = self.reasons(appeal, decision).await?;
         Ok(serde_json::json!({
             "ticket": appeal.ticket.to_string(),
             "account": appeal.account,
-            "reasons": self.reasons(appeal, decision).await?,
+            // Codes for staff; words, naming the documents, for the applicant.
+            "reasons": reasons.join("; "),
+            "reasons_in_words": all_in_words(&reasons, locale),
             "deadline": deadline.unwrap_or_default(),
             "action": action.unwrap_or_default(),
-            "action_title": action.map(|a| title_of(a, locale)).unwrap_or_default(),
+            "action_title": action.map(|a| title_of(a, locale.as_str())).unwrap_or_default(),
             "new_phone": new_phone.map(PhoneNumber::masked).unwrap_or_default(),
             "at": self.local(now),
         }))
@@ -237,7 +241,7 @@ impl Planner {
         key: &str,
         addresses: Vec<Address>,
         ctx: &serde_json::Value,
-        locale: &str,
+        locale: Locale,
         uow: &mut UnitOfWork,
     ) -> Result<Option<Fire>, EngineError> {
         let template = effect.template.as_deref().unwrap_or_default();
@@ -253,7 +257,7 @@ impl Planner {
         for (i, a) in addresses.into_iter().enumerate() {
             let body = self
                 .templates
-                .render(template, a.channel, locale, ctx)
+                .render(template, a.channel, locale.as_str(), ctx)
                 .map_err(|e| EngineError::Effects(e.to_string()))?
                 .trim_end()
                 .to_string();
@@ -263,7 +267,7 @@ impl Planner {
                 idempotency_key: format!("{key}/{}/{i}", a.channel),
                 template: template.to_string(),
                 channel: a.channel.to_string(),
-                locale: locale.to_string(),
+                locale: locale.as_str().to_string(),
                 recipient: a.to,
                 recipient_masked: a.masked,
                 body,
@@ -312,9 +316,9 @@ impl Planner {
         match effect.effect {
             EffectKind::Notify => {
                 let locale = Contact::of(appeal).locale;
-                let ctx = self.context(appeal, decision, effect, &locale, now, None, None).await?;
+                let ctx = self.context(appeal, decision, effect, locale, now, None, None).await?;
                 let addresses = self.recipients(appeal, effect.to, None).await?;
-                self.notify(appeal, decision, effect, key, addresses, &ctx, &locale, uow).await
+                self.notify(appeal, decision, effect, key, addresses, &ctx, locale, uow).await
             }
             EffectKind::PostApprovalActions => {
                 let data = AppealData::from_record(appeal)?;
@@ -371,7 +375,7 @@ impl Planner {
                     appeal,
                     &decision,
                     effect,
-                    &contact.locale,
+                    contact.locale,
                     now,
                     Some(def.name.as_str()),
                     contact.phone.as_ref(),
@@ -379,7 +383,7 @@ impl Planner {
                 .await?;
             let addresses = self.recipients(appeal, effect.to, Some(before)).await?;
             let key = format!("{key}:{template}");
-            self.notify(appeal, &decision, effect, &key, addresses, &ctx, &contact.locale, uow).await?;
+            self.notify(appeal, &decision, effect, &key, addresses, &ctx, contact.locale, uow).await?;
         }
         Ok(())
     }

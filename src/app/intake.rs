@@ -134,6 +134,34 @@ impl Intake {
         Ok(evaluate(&self.rules, &account, &draft))
     }
 
+    /// The checklist for a draft with its documents' content examined as submission
+    /// would: each `file` read from `files` and checked (empty, too large, not a JPEG,
+    /// PNG or PDF, damaged, active content...), each `sha256` looked up, the draft's byte
+    /// budget counted. Every refusal is one more problem, so the checklist is ready only
+    /// when submission would accept the documents. Writes nothing.
+    pub async fn checklist_with_files(
+        &self,
+        input: DraftInput,
+        files: &dyn DocumentSource,
+    ) -> Result<Checklist, IntakeError> {
+        let draft = self.parse(input)?;
+        let account = self.resolve(&draft).await?;
+        let mut checklist = evaluate(&self.rules, &account, &draft);
+        checklist.problems.extend(self.document_problems(&draft, files).await?);
+        Ok(checklist)
+    }
+
+    /// What submission would refuse in a draft's documents' content (see
+    /// [`Intake::checklist_with_files`]), each problem naming the document's field and
+    /// kind and the rule in words; empty when every document would be accepted.
+    pub async fn document_problems(
+        &self,
+        draft: &Draft,
+        files: &dyn DocumentSource,
+    ) -> Result<Vec<FieldError>, IntakeError> {
+        Ok(self.read_documents(draft, files).await?.1)
+    }
+
     /// Reads and checks every `file` document (and that every `sha256` document was
     /// uploaded); refuses them all together. Writes nothing.
     async fn check_documents(
@@ -141,6 +169,19 @@ impl Intake {
         draft: &Draft,
         files: &dyn DocumentSource,
     ) -> Result<Vec<LoadedDocument>, IntakeError> {
+        let (loaded, problems) = self.read_documents(draft, files).await?;
+        if !problems.is_empty() {
+            return Err(IntakeError::Invalid(problems));
+        }
+        Ok(loaded)
+    }
+
+    /// The documents read and checked, and every problem found doing so.
+    async fn read_documents(
+        &self,
+        draft: &Draft,
+        files: &dyn DocumentSource,
+    ) -> Result<(Vec<LoadedDocument>, Vec<FieldError>), IntakeError> {
         let mut problems = Vec::new();
         let mut loaded = Vec::new();
         for (i, doc) in draft.documents.iter().enumerate() {
@@ -177,10 +218,7 @@ impl Intake {
             (d.kind, read.or(d.size).unwrap_or(0))
         });
         problems.extend(self.limits.check_collection(sizes));
-        if !problems.is_empty() {
-            return Err(IntakeError::Invalid(problems));
-        }
-        Ok(loaded)
+        Ok((loaded, problems))
     }
 
     /// Points the draft's documents at their content addresses (no I/O).

@@ -150,6 +150,12 @@ impl Calendar {
         at.with_timezone(&self.time_zone).date_naive()
     }
 
+    /// An instant as applicants are shown it: RFC 3339 in the calendar's zone, with the
+    /// zone's offset (`2026-12-07T23:59:59+08:00`), never UTC.
+    pub fn local_rfc3339(&self, at: DateTime<Utc>) -> String {
+        at.with_timezone(&self.time_zone).to_rfc3339()
+    }
+
     /// The instant local midnight starts `date`.
     pub fn start_of(&self, date: NaiveDate) -> Result<DateTime<Utc>, CalendarError> {
         let midnight = date.and_hms_opt(0, 0, 0).expect("midnight is a valid time");

@@ -34,12 +34,20 @@ pub(super) async fn appeal(ctx: &Context, cmd: AppealCommand) -> Result<(), CliE
             }
         }
         AppealCommand::Checklist { json, format } => {
-            let (text, _) = read_input(&json)?;
+            let (text, base) = read_input(&json)?;
             let input: DraftInput = parse_json(&text)?;
-            let checklist = ctx.intake().await?.checklist(input).await?;
+            // The local files examined as `create` would, so "ready" means it would accept them.
+            let checklist = ctx.intake().await?.checklist_with_files(input, &LocalFiles { base }).await?;
             match format {
                 Format::Json => print_json(&checklist),
                 Format::Text => print_checklist(&checklist),
+            }
+            if !checklist.ready() {
+                // As `create` would refuse it: bad input, exit 2.
+                return Err(CliError::usage(format!(
+                    "the draft is not ready to submit: {} problem(s), listed above",
+                    checklist.problems.len()
+                )));
             }
         }
         AppealCommand::Resubmit { ticket, json, idempotency_key } => {
@@ -68,7 +76,8 @@ pub(super) async fn appeal(ctx: &Context, cmd: AppealCommand) -> Result<(), CliE
                     progress.stage,
                     progress.outcome.as_deref().map(|o| format!(" ({o})")).unwrap_or_default()
                 );
-                for r in &progress.reasons {
+                // In the appeal's language; `--json` keeps the codes beside the words.
+                for r in &progress.reasons_in_words {
                     println!("reason    {r}");
                 }
                 if let Some(until) = &progress.continue_until {
@@ -76,6 +85,7 @@ pub(super) async fn appeal(ctx: &Context, cmd: AppealCommand) -> Result<(), CliE
                 }
                 println!("received  {}", progress.received_at);
                 println!("updated   {}", progress.updated_at);
+                println!("time zone {}", progress.time_zone);
             }
         }
         AppealCommand::Show { ticket, json } => {

@@ -64,8 +64,10 @@ pub(super) struct Draft {
     /// null when the account can no longer be located
     #[schema(required = true)]
     checklist: Option<Checklist>,
+    /// RFC 3339 in the workflow's time zone, with its offset (`+08:00` for cn-mainland).
     #[schema(format = DateTime)]
     created_at: String,
+    /// As `created_at`.
     #[schema(format = DateTime)]
     updated_at: String,
 }
@@ -110,13 +112,15 @@ async fn show_draft(
 ) -> ApiResult<Response> {
     let draft = draft_access(&state, &id, secret.as_deref()).await?;
     let checklist = state.drafts.checklist_if_any(&draft).await?;
+    // Shown to the applicant: in the workflow's time zone, as the progress answer.
+    let calendar = &state.intake.engine().workflow().calendar;
     Ok(Json(Draft {
         draft_id: draft.id,
         data: draft.data,
         ticket: draft.ticket,
         checklist,
-        created_at: draft.created_at.to_rfc3339(),
-        updated_at: draft.updated_at.to_rfc3339(),
+        created_at: calendar.local_rfc3339(draft.created_at),
+        updated_at: calendar.local_rfc3339(draft.updated_at),
     })
     .into_response())
 }

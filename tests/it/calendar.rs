@@ -317,6 +317,13 @@ fn receipt_at_00_05_local_is_on_the_local_day_not_the_utc_day() {
     golden(&cn(), "2026-03-05T16:05:00Z", 3, "2026-03-11", "2026-03-11T00:00:00+08:00", "2026-03-12T00:00:00+08:00");
 }
 
+#[test]
+fn instants_are_shown_in_the_calendars_zone_with_its_offset() {
+    assert_eq!(cn().local_rfc3339(at("2026-12-07T15:59:59Z")), "2026-12-07T23:59:59+08:00");
+    // Past local midnight in Shanghai while still the day before in UTC.
+    assert_eq!(cn().local_rfc3339(at("2026-03-09T16:05:00Z")), "2026-03-10T00:05:00+08:00");
+}
+
 /// cn-mainland as it would be with the default policy: refuse past the published years.
 fn cn_refusing() -> Calendar {
     let text = std::fs::read_to_string(calendars_dir().join("cn-mainland.toml")).unwrap();

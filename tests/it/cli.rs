@@ -168,6 +168,25 @@ fn lifecycle_through_the_cli(url: &str) {
     assert!(history.iter().all(|h| h["at"].as_str().is_some()));
     assert_eq!(history[2]["reasons"][0], "missing_documents");
 
+    // The applicant's view: the reason in words in the draft's language (zh-CN, none
+    // given), times in the workflow's zone.
+    let progress = run(url, &["appeal", "progress", &ticket, "--phone", "13812345678"]);
+    assert_eq!(progress.code, 0, "{}", progress.stderr);
+    for needle in ["stage     rejected", "reason    缺少材料\n", "+08:00\n", "time zone Asia/Shanghai"] {
+        assert!(progress.stdout.contains(needle), "{needle:?} not in:\n{}", progress.stdout);
+    }
+    assert!(
+        !progress.stdout.contains("missing_documents") && !progress.stdout.contains("+00:00"),
+        "{}",
+        progress.stdout
+    );
+    let json = run(url, &["appeal", "progress", &ticket, "--phone", "13812345678", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        (&v["reasons"], &v["reasons_in_words"]),
+        (&serde_json::json!(["missing_documents"]), &serde_json::json!(["缺少材料"]))
+    );
+
     let listed = run(url, &["appeal", "list", "--state", "rejected", "--json"]);
     assert_eq!(listed.code, 0, "{}", listed.stderr);
     let rows: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
@@ -251,7 +270,8 @@ fn checklist_shows_each_document_and_what_is_missing() {
         r#""kind": "other_person", "name": "Zhao Liu", "id_number": "440304198506152416""#,
     );
     let r = run_with(&url, &["appeal", "checklist", "--json", "-"], Some(&other_person), &[]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Not ready: exit 2, as `create` would refuse it, with one line on stderr.
+    assert_error(&r, 2, "not ready to submit");
     for needle in [
         "case: individual_other",
         "[MISSING   ] id_card_front",
@@ -263,11 +283,74 @@ fn checklist_shows_each_document_and_what_is_missing() {
         assert!(r.stdout.contains(needle), "{needle:?} not in:\n{}", r.stdout);
     }
     let json = run_with(&url, &["appeal", "checklist", "--json", "-", "--format", "json"], Some(&other_person), &[]);
+    assert_eq!(json.code, 2, "{}", json.stderr);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let missing: Vec<&str> = v["missing"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
     assert_eq!(missing, ["id_card_front", "id_card_back", "individual_appeal_letter", "proof_of_payment"]);
     let ready = run_with(&url, &["appeal", "checklist", "--json", "-"], Some(APPEAL), &[]);
     assert!(ready.stdout.contains("ready to submit: yes"), "{}", ready.stdout);
+    assert_eq!(ready.code, 0, "{}", ready.stderr);
+}
+
+/// APPEAL with these documents, each a local `file` beside the draft in `dir`.
+fn appeal_with_files(dir: &Path, files: &[(&str, &str, &[u8])]) -> std::path::PathBuf {
+    let mut v: serde_json::Value = serde_json::from_str(APPEAL).unwrap();
+    let mut documents = Vec::new();
+    for (kind, name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        documents.push(serde_json::json!({ "kind": kind, "file": name }));
+    }
+    v["documents"] = documents.into();
+    let draft = dir.join("draft.json");
+    std::fs::write(&draft, v.to_string()).unwrap();
+    draft
+}
+
+#[test]
+fn checklist_flags_each_local_file_create_would_refuse_and_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    import_accounts(&url);
+    let receipt = std::fs::read(common::examples().join("documents/receipt.png")).unwrap();
+    let too_large = vec![0x25u8; 12 * 1024 * 1024];
+    let draft = appeal_with_files(
+        dir.path(),
+        &[
+            ("supplementary", "fine.png", &receipt),
+            ("supplementary", "empty.pdf", b""),
+            ("supplementary", "notes.txt", b"just some words"),
+            ("supplementary", "huge.pdf", &too_large),
+        ],
+    );
+    let draft = draft.to_str().unwrap();
+    let r = run(&url, &["appeal", "checklist", "--json", draft]);
+    assert_error(&r, 2, "not ready to submit: 3 problem(s)");
+    for needle in [
+        "documents[1]: supplementary: the file is empty",
+        "documents[2]: supplementary: the file is not a JPEG, PNG or PDF",
+        "documents[3]: supplementary: the file is 12 MiB; the limit is 10 MiB",
+        "ready to submit: no",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} not in:\n{}", r.stdout);
+    }
+    assert!(!r.stdout.contains("documents[0]"), "the good file passes:\n{}", r.stdout);
+    // `create` refuses the same draft for the same reasons, and stores nothing.
+    let created = run(&url, &["appeal", "create", "--json", draft]);
+    assert_error(&created, 2, "supplementary: the file is empty");
+    assert_eq!(run(&url, &["appeal", "list", "--json"]).stdout.trim(), "[]");
+
+    let json = run(&url, &["appeal", "checklist", "--json", draft, "--format", "json"]);
+    assert_eq!(json.code, 2, "{}", json.stderr);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let fields: Vec<&str> = v["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["documents[1]", "documents[2]", "documents[3]"]);
+
+    // With only the good file the draft is ready, and `create` takes it.
+    let good = appeal_with_files(dir.path(), &[("supplementary", "fine.png", &receipt)]);
+    let ready = run(&url, &["appeal", "checklist", "--json", good.to_str().unwrap()]);
+    assert_eq!(ready.code, 0, "{}\n{}", ready.stdout, ready.stderr);
+    assert!(ready.stdout.contains("ready to submit: yes"), "{}", ready.stdout);
+    assert_eq!(run(&url, &["appeal", "create", "--json", good.to_str().unwrap()]).code, 0);
 }
 
 #[test]

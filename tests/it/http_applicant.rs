@@ -333,6 +333,9 @@ async fn enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_r
     let shown = app.get(&format!("/v1/drafts/{id}"), &secret).await;
     assert!(!shown.body.to_string().contains("19850615"), "{:#}", shown.body);
     shown.as_documented("GET", "/v1/drafts/{id}");
+    for at in ["created_at", "updated_at"] {
+        assert!(shown.body[at].as_str().unwrap().ends_with("+08:00"), "in the workflow's zone: {:#}", shown.body);
+    }
     let replaced = app.send(
         app.http.put(app.url(&format!("/v1/drafts/{id}"))).header("x-draft-secret", &secret).json(&enterprise_fields()),
     );
@@ -369,6 +372,13 @@ async fn enterprise_applicant_goes_from_draft_to_ticket_then_resubmits_after_a_r
     let progress = app.progress(&ticket, PHONE).await;
     assert_eq!(progress.body["stage"], "rejected", "{:#}", progress.body);
     assert!(progress.body["continue_until"].is_string(), "the notice was delivered: {:#}", progress.body);
+    // Shown in the workflow's zone, the reasons as codes and in the applicant's words.
+    assert_eq!(progress.body["time_zone"], "Asia/Shanghai", "{:#}", progress.body);
+    for at in ["continue_until", "received_at", "updated_at"] {
+        assert!(progress.body[at].as_str().unwrap().ends_with("+08:00"), "{at}: {:#}", progress.body);
+    }
+    assert_eq!(progress.body["reasons"], json!(["missing_documents: supplementary"]));
+    assert_eq!(progress.body["reasons_in_words"], json!(["缺少材料：补充材料"]));
 
     let extra = app
         .upload(&id, &secret, "kind=supplementary", "explanation.pdf", &sample::pdf("the special circumstances"))

@@ -740,32 +740,38 @@ async fn progress_reports_each_stage_for_the_right_phone(db: TestDb) {
     let p = h.intake.progress(&t, PHONE).await.unwrap();
     assert_eq!((p.stage.as_str(), p.outcome.as_deref(), p.continue_until.as_deref()), ("received", None, None));
     assert_eq!(p.ticket, t);
-    assert!(p.reasons.is_empty());
-    assert_eq!(p.received_at, monday_morning().to_rfc3339());
+    assert!(p.reasons.is_empty() && p.reasons_in_words.is_empty());
+    // In the workflow's zone (cn-mainland: Shanghai), with its offset.
+    assert_eq!(p.received_at, "2026-03-09T10:00:00+08:00");
+    assert_eq!(p.time_zone, "Asia/Shanghai");
 
     h.clock.advance(Duration::minutes(30));
     h.fire(&out.ticket, "claim", &reviewer("ann"), &[]).await;
     let p = h.intake.progress(&t, PHONE).await.unwrap();
     assert_eq!(p.stage, "under_review");
-    assert_eq!(p.updated_at, (monday_morning() + Duration::minutes(30)).to_rfc3339());
+    assert_eq!(p.updated_at, "2026-03-09T10:30:00+08:00");
 
     let reasons = ["missing_documents: proof_of_payment", "other: the letter is not stamped"];
     h.fire(&out.ticket, "reject", &reviewer("ann"), &reasons).await;
     let p = h.intake.progress(&t, PHONE).await.unwrap();
     assert_eq!((p.stage.as_str(), p.reasons.as_slice()), ("rejected", &reasons.map(String::from)[..]));
     assert_eq!(p.continue_until, None, "the window opens when the notice is delivered");
+    // In words, in the draft's language (none given: zh-CN), the document by its name.
+    assert_eq!(p.reasons_in_words, ["缺少材料：付款凭证", "the letter is not stamped"]);
 
     h.fire(&out.ticket, "notice_delivered", &Actor::system(), &[]).await;
     let p = h.intake.progress(&t, PHONE).await.unwrap();
     assert_eq!(p.stage, "rejected");
     assert_eq!(p.reasons, reasons.map(String::from));
-    assert_eq!(p.continue_until, Some(window_deadline().to_rfc3339()));
+    assert_eq!(p.continue_until.as_deref(), Some("2026-03-13T00:00:00+08:00"));
 
     h.clock.set(window_deadline() + Duration::seconds(1));
     h.intake.engine().run_due_timers(100).await.unwrap();
     let p = h.intake.progress(&t, PHONE).await.unwrap();
     assert_eq!((p.stage.as_str(), p.outcome.as_deref()), ("closed", Some("expired")));
-    assert!(p.reasons.is_empty() && p.continue_until.is_none(), "{p:?}");
+    assert_eq!(p.continue_until, None, "{p:?}");
+    assert_eq!(p.reasons, reasons.map(String::from), "the reasons stay once the window expired");
+    assert_eq!(p.updated_at, "2026-03-13T00:00:01+08:00");
 }
 
 async fn malformed_documents_are_refused_naming_kind_and_reason_and_nothing_is_stored(db: TestDb) {

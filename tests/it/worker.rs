@@ -41,10 +41,10 @@ const KEY: &str = "worker-test-key-0123456789";
 
 use crate::common::examples;
 
-struct Harness {
-    db: TestDb,
-    clock: Arc<ManualClock>,
-    intake: Arc<Intake>,
+pub(crate) struct Harness {
+    pub(crate) db: TestDb,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) intake: Arc<Intake>,
     work: Arc<Work>,
     worker: Option<Running>,
     _blobs: tempfile::TempDir,
@@ -71,11 +71,11 @@ impl Now for ManualClock {
     }
 }
 
-async fn harness(db: TestDb) -> Harness {
+pub(crate) async fn harness(db: TestDb) -> Harness {
     harness_with(db, WorkConfig { lead_emails: vec!["leads@example.com".into()], ..Default::default() }).await
 }
 
-fn draft(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> DraftInput {
+pub(crate) fn draft(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> DraftInput {
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(examples().join(name)).unwrap()).unwrap();
     edit(&mut v);
@@ -83,24 +83,24 @@ fn draft(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> DraftInput {
 }
 
 impl Harness {
-    async fn submit(&self, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> TicketNumber {
+    pub(crate) async fn submit(&self, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> TicketNumber {
         let files = LocalFiles { base: examples() };
         self.intake.submit(draft(name, edit), &files, None).await.unwrap().ticket
     }
 
-    async fn fire(&self, ticket: &TicketNumber, transition: &str, reasons: &[&str]) {
+    pub(crate) async fn fire(&self, ticket: &TicketNumber, transition: &str, reasons: &[&str]) {
         let mut cmd = Fire::new(transition);
         cmd.reasons = reasons.iter().map(|r| r.to_string()).collect();
         self.work.engine().fire(ticket, &cmd, &Actor::new("ann", Role::Reviewer), None).await.unwrap();
     }
 
-    async fn run_until(&self, rfc3339: &str) {
+    pub(crate) async fn run_until(&self, rfc3339: &str) {
         let worker = self.worker.as_ref().expect("the worker runs");
         let report = worker.run_until(&self.clock, at(rfc3339), std::time::Duration::from_secs(60)).await.unwrap();
         assert_eq!(report.dead_jobs, 0, "{report:?}");
     }
 
-    async fn record(&self, ticket: &TicketNumber) -> appealflow::store::AppealRecord {
+    pub(crate) async fn record(&self, ticket: &TicketNumber) -> appealflow::store::AppealRecord {
         self.db.store.appeal_by_ticket(ticket).await.unwrap().unwrap()
     }
 
@@ -109,7 +109,7 @@ impl Harness {
         self.db.store.history(&id).await.unwrap().into_iter().map(|e| (e.transition, e.at)).collect()
     }
 
-    async fn notifications(&self, ticket: &TicketNumber) -> Vec<NotificationRecord> {
+    pub(crate) async fn notifications(&self, ticket: &TicketNumber) -> Vec<NotificationRecord> {
         let id = self.record(ticket).await.id;
         self.db.store.notifications(&WorkFilter { appeal_id: Some(id), ..Default::default() }).await.unwrap()
     }
@@ -191,7 +191,8 @@ async fn rejection_notice_delivery_opens_the_window_and_a_resubmission_before_th
     assert_eq!(h.record(&t).await.state, "resubmission_window");
     let notice = h.notifications(&t).await.into_iter().find(|n| n.template == "appeal_rejected").unwrap();
     assert_eq!(notice.status, NotificationStatus::Sent);
-    assert!(notice.body.contains("missing_documents: supplementary"), "{}", notice.body);
+    // The reasons in words, in the applicant's language (zh-CN: the draft names none).
+    assert!(notice.body.contains("缺少材料：补充材料"), "{}", notice.body);
     // Delivered Monday: the window closes at the end of Thursday 12 March, Shanghai time.
     assert!(notice.body.contains("2026-03-13 00:00 +08:00"), "{}", notice.body);
     h.run_until("2026-03-12T23:59:59+08:00").await;
@@ -400,7 +401,7 @@ async fn an_undeliverable_rejection_notice_still_opens_the_window_and_alerts_the
     let progress = h.intake.progress(&t.to_string(), "13812345678").await.unwrap();
     assert_eq!(progress.stage, "rejected");
     assert_eq!(progress.reasons, ["missing_documents: supplementary"]);
-    assert_eq!(progress.continue_until.as_deref(), Some("2026-03-12T16:00:00+00:00"), "{progress:?}");
+    assert_eq!(progress.continue_until.as_deref(), Some("2026-03-13T00:00:00+08:00"), "{progress:?}");
     let files = LocalFiles { base: examples() };
     let out = h.intake.resubmit(&t, draft("draft-individual.json", |_| {}), &files, None).await.unwrap();
     assert_eq!(out.state, "submitted", "the applicant can always continue");

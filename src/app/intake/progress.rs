@@ -6,23 +6,34 @@ use serde::Serialize;
 use super::{AppealData, EntityChange, Intake, IntakeError};
 use crate::app::access::same_hash;
 use crate::domain::draft::DraftInput;
-use crate::domain::{PhoneNumber, TicketNumber};
+use crate::domain::rejection::in_words;
+use crate::domain::{Locale, PhoneNumber, TicketNumber};
 use crate::store::{AppealRecord, EventRecord, TimerStatus};
 use crate::workflow::Workflow;
 
-/// The stage a progress query reports.
+/// The stage a progress query reports. Times are RFC 3339 in the workflow's time zone
+/// (`time_zone`), with its offset: `2026-12-07T23:59:59+08:00`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Progress {
     pub ticket: String,
     /// received, under_review, approved, rejected, closed
     pub stage: String,
     pub outcome: Option<String>,
+    /// The latest rejection's reasons as codes (`code` or `code: detail`), for machines:
+    /// kept whatever the stage since (resubmitted, closed when the window expired) until a
+    /// later approval; empty if the appeal was never rejected.
     pub reasons: Vec<String>,
+    /// The same reasons in words, in the appeal's language (the draft's `locale`), naming
+    /// each document.
+    pub reasons_in_words: Vec<String>,
     /// While rejected: until when the applicant may add documents and continue (null
     /// while the rejection notice is still being delivered).
     pub continue_until: Option<String>,
     pub received_at: String,
     pub updated_at: String,
+    /// The IANA time zone the times are given in: the workflow calendar's
+    /// (`Asia/Shanghai` for cn-mainland).
+    pub time_zone: String,
 }
 
 impl Intake {
@@ -48,7 +59,8 @@ impl Intake {
         let read = if phone_matches { &record.id } else { &decoy.id };
         let history = self.engine.store().history(read).await?;
         let timers = self.engine.store().timers(Some(read)).await?;
-        let progress = progress_of(self.engine.workflow(), record, &history, &timers);
+        let locale = data.draft.language();
+        let progress = progress_of(self.engine.workflow(), record, locale, &history, &timers);
         if phone_matches { Ok(progress) } else { Err(IntakeError::NoMatch) }
     }
 
@@ -85,13 +97,28 @@ impl Intake {
     }
 }
 
+/// The reasons of the latest decision on the appeal when that decision was a rejection
+/// (a reviewer's or screening's), whatever happened since short of an approval.
+fn latest_rejection(wf: &Workflow, history: &[EventRecord]) -> Vec<String> {
+    let b = wf.bindings();
+    history
+        .iter()
+        .rev()
+        .find(|e| e.transition == b.reject || e.transition == b.screening || e.transition == b.approve)
+        .filter(|e| e.transition != b.approve)
+        .map(|e| e.reasons.clone())
+        .unwrap_or_default()
+}
+
 fn progress_of(
     wf: &Workflow,
     record: &AppealRecord,
+    locale: Locale,
     history: &[EventRecord],
     timers: &[crate::store::TimerRecord],
 ) -> Progress {
     let b = wf.bindings();
+    let calendar = &wf.calendar;
     let state = record.state.as_str();
     let entered_by = |transition: &str| wf.target(transition) == Some(state);
     let stage = if entered_by(&b.submit) {
@@ -107,22 +134,14 @@ fn progress_of(
     } else {
         state
     };
-    let reasons = if stage == "rejected" {
-        history
-            .iter()
-            .rev()
-            .find(|e| e.transition == b.reject || e.transition == b.screening)
-            .map(|e| e.reasons.clone())
-            .unwrap_or_default()
-    } else {
-        vec![]
-    };
+    let reasons = latest_rejection(wf, history);
+    let reasons_in_words = reasons.iter().map(|r| in_words(r, locale)).collect();
     let continue_until = (state == b.window_state)
         .then(|| {
             timers
                 .iter()
                 .find(|t| t.name == b.window_timer && t.status == TimerStatus::Armed)
-                .map(|t| t.due_at.to_rfc3339())
+                .map(|t| calendar.local_rfc3339(t.due_at))
         })
         .flatten();
     let received_at = history
@@ -135,8 +154,10 @@ fn progress_of(
         stage: stage.to_string(),
         outcome: record.outcome.clone(),
         reasons,
+        reasons_in_words,
         continue_until,
-        received_at: received_at.to_rfc3339(),
-        updated_at: record.updated_at.to_rfc3339(),
+        received_at: calendar.local_rfc3339(received_at),
+        updated_at: calendar.local_rfc3339(record.updated_at),
+        time_zone: calendar.time_zone.name().to_string(),
     }
 }
