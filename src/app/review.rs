@@ -3,9 +3,12 @@
 //! bytes (reviewers only while they hold the claim), and reassignment to a reviewer who
 //! holds an active token. The JSON API and the CLI translate to and from these.
 
-use std::collections::HashMap;
+mod queue;
 
-use chrono::{DateTime, Utc};
+pub use queue::{
+    AssigneeFilter, MAX_PER_PAGE, QueueItem, QueuePage, QueueQuery, StateCount, parse_item, parse_scenario, queue,
+};
+
 use serde::Serialize;
 use serde_json::json;
 
@@ -16,50 +19,8 @@ use crate::domain::document::{ContentType, DocumentKind};
 use crate::domain::draft::DraftDocument;
 use crate::domain::{Actor, AppealItem, FieldError, Role, TicketNumber, check_text};
 use crate::engine::{CommandOutcome, Engine, EngineError};
-use crate::store::{AppealFilter, AppealRecord, TimerStatus, WorkFilter};
+use crate::store::{AppealRecord, WorkFilter};
 use crate::workflow::Fire;
-
-/// Items a queue page holds at most.
-pub const MAX_PER_PAGE: i64 = 100;
-
-/// Which part of the queue to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueQuery {
-    /// Open states to list; empty: where the review SLA runs.
-    pub states: Vec<String>,
-    /// From 1.
-    pub page: i64,
-    /// 1 to [`MAX_PER_PAGE`].
-    pub per_page: i64,
-}
-
-impl Default for QueueQuery {
-    fn default() -> Self {
-        QueueQuery { states: Vec::new(), page: 1, per_page: 20 }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct QueueItem {
-    pub ticket: String,
-    pub account: String,
-    pub state: String,
-    pub version: i64,
-    pub assignee: Option<String>,
-    /// The review SLA's deadline (armed, or already fired).
-    #[schema(format = DateTime)]
-    pub review_due_at: Option<String>,
-    pub breached: bool,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct QueuePage {
-    pub states: Vec<String>,
-    pub page: i64,
-    pub per_page: i64,
-    pub total: usize,
-    pub items: Vec<QueueItem>,
-}
 
 /// The appeal with this ticket, or `NotFound`.
 pub async fn load(engine: &Engine, ticket: &TicketNumber) -> Result<AppealRecord, EngineError> {
@@ -68,76 +29,6 @@ pub async fn load(engine: &Engine, ticket: &TicketNumber) -> Result<AppealRecord
 
 fn appeal_data(record: &AppealRecord) -> Result<AppealData, EngineError> {
     AppealData::from_record(record).map_err(|e| EngineError::Effects(format!("stored appeal does not parse: {e}")))
-}
-
-/// The review queue: the appeals in the asked open states, earliest review deadline
-/// first (so breached first), those without one last, paged.
-pub async fn queue(engine: &Engine, query: QueueQuery) -> Result<QueuePage, EngineError> {
-    let wf = engine.workflow();
-    let open = wf.open_states();
-    let mut problems = Vec::new();
-    if let Some(bad) = query.states.iter().find(|s| !open.contains(&s.as_str())) {
-        problems.push(FieldError::new(
-            "state",
-            format!("{:?} is not an open state (open: {})", bad.chars().take(40).collect::<String>(), open.join(", ")),
-        ));
-    }
-    if query.page < 1 {
-        problems.push(FieldError::new("page", "an integer from 1"));
-    }
-    if !(1..=MAX_PER_PAGE).contains(&query.per_page) {
-        problems.push(FieldError::new("per_page", format!("an integer from 1 to {MAX_PER_PAGE}")));
-    }
-    if !problems.is_empty() {
-        return Err(EngineError::Invalid(problems));
-    }
-    let review_sla = wf.bindings().review_sla.as_str();
-    let mut states = query.states;
-    if states.is_empty() {
-        states = wf.review_states().to_vec();
-    }
-    states.sort();
-    states.dedup();
-
-    let store = engine.store();
-    let mut records = Vec::new();
-    for s in &states {
-        records.extend(store.list_appeals(&AppealFilter { state: Some(s.clone()), limit: None }).await?);
-    }
-    // The latest review SLA of each appeal that is still running or has fired.
-    let mut due: HashMap<String, (i64, DateTime<Utc>, TimerStatus)> = HashMap::new();
-    for t in store.timers(None).await? {
-        if t.name != review_sla || t.status == TimerStatus::Cancelled {
-            continue;
-        }
-        let newer = due.get(&t.appeal_id).is_none_or(|(generation, ..)| t.generation > *generation);
-        if newer {
-            due.insert(t.appeal_id.clone(), (t.generation, t.due_at, t.status));
-        }
-    }
-    let now = engine.now();
-    let mut rows: Vec<(Option<DateTime<Utc>>, QueueItem, DateTime<Utc>)> = records
-        .into_iter()
-        .map(|r| {
-            let sla = due.get(&r.id);
-            let breached = sla.is_some_and(|(_, at, status)| *status == TimerStatus::Fired || *at <= now);
-            let item = QueueItem {
-                ticket: r.ticket.to_string(),
-                account: r.account,
-                state: r.state,
-                version: r.version,
-                assignee: r.assignee,
-                review_due_at: sla.map(|(_, at, _)| at.to_rfc3339()),
-                breached,
-            };
-            (sla.map(|(_, at, _)| *at), item, r.created_at)
-        })
-        .collect();
-    rows.sort_by(|a, b| (a.0.is_none(), a.0, a.2, &a.1.ticket).cmp(&(b.0.is_none(), b.0, b.2, &b.1.ticket)));
-    let total = rows.len();
-    let skip = usize::try_from((query.page - 1) * query.per_page).unwrap_or(usize::MAX);
-    let items = rows.into_iter().skip(skip).take(query.per_page as usize).map(|(_, item, _)| item).collect();
-    Ok(QueuePage { states, page: query.page, per_page: query.per_page, total, items })
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -239,6 +239,7 @@ impl Engine {
                 arm: decision.arm,
                 cancel: decision.cancel,
                 fire_timer,
+                review_sla: Some(self.workflow.bindings().review_sla.clone()),
             });
             follow_ups.extend(asked);
             if let Some(fire) = follow_ups.pop_front() {

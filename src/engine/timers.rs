@@ -93,4 +93,8 @@ impl TimerHandler for TimerDecider<'_> {
             Err(e) => TimerVerdict::Leave(format!("left armed: {e}")),
         }
     }
+
+    fn review_sla(&self) -> Option<&str> {
+        Some(self.engine.workflow.bindings().review_sla.as_str())
+    }
 }

@@ -180,6 +180,18 @@ const QUEUE_QUERY: &[QueryParam] = &[
     ),
     param("page", r#"{"type": "integer", "minimum": 1, "maximum": 1000000}"#, "Page number, from 1 (default 1)"),
     param("per_page", r#"{"type": "integer", "minimum": 1, "maximum": 100}"#, "Items per page, 1 to 100 (default 20)"),
+    param(
+        "item",
+        r#"{"type": "string", "enum": ["retrieve_username", "reset_password", "change_secure_phone", "change_security_email", "detach_mfa", "clear_security_questions", "clear_ip_logon_mask", "other"]}"#,
+        "Only appeals that ask for this item",
+    ),
+    param(
+        "scenario",
+        r#"{"type": "string", "enum": ["active", "name_changed", "deregistered"]}"#,
+        "Only appeals of this scenario",
+    ),
+    param("assignee", r#"{"type": "string"}"#, "Only appeals this reviewer holds"),
+    param("unclaimed", r#"{"type": "boolean"}"#, "Only appeals nobody holds (not with assignee)"),
 ];
 
 const JOBS_QUERY: &[QueryParam] = &[
@@ -319,7 +331,7 @@ pub const API: &[ApiRoute] = &[
         .errors(&[404, 409, 422]),
     // Reviewers, leads, admins.
     route("GET", "/v1/queue", "queue")
-        .summary("Open appeals by review deadline, breached first")
+        .summary("Open appeals by review deadline, breached first; filtered, paged, with counts per open state")
         .access(Access::Staff(STAFF))
         .query(QUEUE_QUERY)
         .reply(Reply::Json(schema::<QueuePage>))

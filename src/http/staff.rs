@@ -10,24 +10,44 @@ use super::Shared;
 use super::auth::Staff;
 use super::error::{ApiError, ApiResult};
 use super::extractors::{Params, QueryPairs, ticket};
-use crate::app::review::{self, QueuePage, QueueQuery};
+use crate::app::review::{self, AssigneeFilter, QueuePage, QueueQuery};
+use crate::domain::FieldError;
 
 /// `If-Match`'s counterpart: the appeal's version as an entity tag.
 pub(super) fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("a number is a valid header value")
 }
 
-/// `GET /v1/queue?state=...&page=...&per_page=...`.
+/// `GET /v1/queue?state=...&page=...&per_page=...&item=...&scenario=...&assignee=...&unclaimed=true`.
 pub(super) async fn queue(State(state): State<Shared>, _staff: Staff, query: QueryPairs) -> ApiResult<Json<QueuePage>> {
-    query.check_known(&["state", "page", "per_page"])?;
+    query.check_known(&["state", "page", "per_page", "item", "scenario", "assignee", "unclaimed"])?;
     // Each `state` value names one or more open states, comma-separated; every name,
     // an empty one included, is checked by the queue.
     let states: Vec<String> =
         query.0.iter().filter(|(k, _)| k == "state").flat_map(|(_, v)| v.split(',')).map(str::to_string).collect();
+    let in_query = |e: FieldError| ApiError::invalid(vec![e]).in_query();
+    let item = query.one("item")?.map(review::parse_item).transpose().map_err(in_query)?;
+    let scenario = query.one("scenario")?.map(review::parse_scenario).transpose().map_err(in_query)?;
+    let unclaimed = match query.one("unclaimed")? {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::field("query.unclaimed", "true or false")),
+    };
+    let assignee = match (query.one("assignee")?, unclaimed) {
+        (Some(_), true) => {
+            return Err(ApiError::field("query.assignee", "either a reviewer's name or unclaimed=true, not both"));
+        }
+        (Some(name), false) => AssigneeFilter::Named(name.to_string()),
+        (None, true) => AssigneeFilter::Unclaimed,
+        (None, false) => AssigneeFilter::Any,
+    };
     let asked = QueueQuery {
         states,
         page: query.number("page", 1, 1, 1_000_000)?,
         per_page: query.number("per_page", 20, 1, review::MAX_PER_PAGE)?,
+        item,
+        scenario,
+        assignee,
     };
     let page = review::queue(state.engine(), asked).await.map_err(|e| ApiError::from(e).in_query())?;
     Ok(Json(page))

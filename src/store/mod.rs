@@ -73,6 +73,11 @@ pub struct AppealChange {
     /// A due timer this change settles as fired; the commit fails with
     /// [`CommitError::TimerNotArmed`] if it was settled meanwhile.
     pub fire_timer: Option<i64>,
+    /// The timer whose deadline orders the review queue (the workflow's review SLA).
+    /// When the change arms, cancels or fires any timer, the appeal row's copy of this
+    /// timer's deadline (`review_due_at`, `review_fired`, `review_warn_at`) is computed
+    /// again from the timers, in the same transaction.
+    pub review_sla: Option<String>,
 }
 
 /// Everything one command or one job step changes, committed atomically by
@@ -308,6 +313,12 @@ pub enum TimerVerdict {
 #[async_trait]
 pub trait TimerHandler: Send + Sync {
     async fn decide(&self, timer: &TimerRecord, appeal: &AppealRecord) -> TimerVerdict;
+
+    /// The review SLA's timer name ([`AppealChange::review_sla`]): a stale timer of this
+    /// name settled as cancelled updates the appeal's queue columns too.
+    fn review_sla(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What became of one claimed timer.

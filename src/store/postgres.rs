@@ -54,10 +54,14 @@ impl PgStore {
 
     const NAME: &str = "postgres";
     const BEGIN: &str = "BEGIN";
+    /// One snapshot for several reads.
+    const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
     /// Claimed timers stay locked until the batch commits; another worker skips them.
     const LOCK_CLAIMED_TIMERS: &str = " FOR UPDATE OF t SKIP LOCKED";
     /// A timer's appeal is locked for its firing; one a command holds waits for the next batch.
     const LOCK_APPEAL: &str = " FOR UPDATE SKIP LOCKED";
+    /// The planner picks `appeals_queue` for the queue's page by itself.
+    const QUEUE_INDEX: &str = "";
     const JOBS: &str = "apalis.jobs";
     const JOB_NOW: &str = "clock_timestamp()";
     const JOB_COLUMNS: &str = "id, job_type, status, attempts::bigint AS attempts,

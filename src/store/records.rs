@@ -8,7 +8,7 @@ use sqlx::FromRow;
 
 use super::StoreError;
 use super::codec::{MaybeStamp, Stamp};
-use crate::domain::{Role, TicketNumber};
+use crate::domain::{AppealItem, Role, TicketNumber};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromRow)]
 pub struct AppealRecord {
@@ -324,6 +324,122 @@ pub struct Gauges {
 pub struct AppealFilter {
     pub state: Option<String>,
     pub limit: Option<i64>,
+}
+
+/// Which part of the review queue to read ([`AppealStore::review_queue`]): open appeals
+/// in `states`, ordered by review deadline (earliest first, so breached first; none
+/// last), then by when they were created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilter {
+    pub states: Vec<String>,
+    /// Only appeals that ask for this item.
+    pub item: Option<AppealItem>,
+    /// Only appeals of this scenario (as the draft spells it, e.g. `deregistered`).
+    pub scenario: Option<String>,
+    pub assignee: AssigneeMatch,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// Who holds the claim, as the queue filters it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AssigneeMatch {
+    #[default]
+    Any,
+    /// Nobody holds a claim.
+    Unclaimed,
+    /// This reviewer holds it.
+    Named(String),
+}
+
+/// One page of the review queue, with the counts per open state that the filters
+/// other than the states leave (the total of the page's states is their sum).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueSlice {
+    pub rows: Vec<QueueRow>,
+    /// Open states with at least one matching appeal; the others have none.
+    pub counts: Vec<(String, i64)>,
+}
+
+/// An appeal as the review queue lists it: the row's own columns and the copies kept
+/// for the queue (`review_*`, `items`, `scenario`), written by each commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromRow)]
+pub struct QueueRow {
+    pub id: String,
+    #[sqlx(try_from = "String")]
+    pub ticket: TicketNumber,
+    pub account: String,
+    pub state: String,
+    pub version: i64,
+    pub assignee: Option<String>,
+    /// The latest review SLA timer that was not cancelled: its deadline, whether it
+    /// fired, and its warning's instant (none when the warning was not armed).
+    #[sqlx(try_from = "MaybeStamp")]
+    pub review_due_at: Option<DateTime<Utc>>,
+    pub review_fired: bool,
+    #[sqlx(try_from = "MaybeStamp")]
+    pub review_warn_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "String")]
+    pub items: ItemList,
+    pub scenario: Option<String>,
+    #[sqlx(try_from = "Stamp")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The appeal items as the `items` column keeps them: `,item,item,` (empty for none),
+/// so one item is matched with `LIKE '%,item,%'` on both backends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemList(pub Vec<AppealItem>);
+
+impl ItemList {
+    /// The items of an appeal's record (`draft.items`); names appealflow does not know
+    /// are kept out (the record was validated when it was written).
+    pub fn of_record(data: &serde_json::Value) -> ItemList {
+        let items = data.pointer("/draft/items").and_then(serde_json::Value::as_array);
+        ItemList(
+            items
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .filter_map(|s| AppealItem::ALL.into_iter().find(|i| i.as_str() == s))
+                .collect(),
+        )
+    }
+
+    /// The column's text.
+    pub fn text(&self) -> String {
+        if self.0.is_empty() {
+            return String::new();
+        }
+        let names: Vec<&str> = self.0.iter().map(|i| i.as_str()).collect();
+        format!(",{},", names.join(","))
+    }
+
+    /// The `LIKE` pattern (with `\` as its escape character) that matches a column holding `item`.
+    pub fn pattern(item: AppealItem) -> String {
+        format!("%,{},%", item.as_str().replace('_', "\\_"))
+    }
+}
+
+impl TryFrom<String> for ItemList {
+    type Error = StoreError;
+    fn try_from(text: String) -> Result<Self, StoreError> {
+        text.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                AppealItem::ALL
+                    .into_iter()
+                    .find(|i| i.as_str() == s)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown appeal item {s:?} in the queue columns")))
+            })
+            .collect::<Result<_, _>>()
+            .map(ItemList)
+    }
+}
+
+/// The scenario of an appeal's record (`draft.scenario`), as the record spells it.
+pub fn scenario_of_record(data: &serde_json::Value) -> Option<String> {
+    data.pointer("/draft/scenario").and_then(serde_json::Value::as_str).map(str::to_string)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, FromRow)]

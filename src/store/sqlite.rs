@@ -59,9 +59,15 @@ impl SqliteStore {
     const NAME: &str = "sqlite";
     /// One writer at a time: a write transaction takes the lock when it begins.
     const BEGIN: &str = "BEGIN IMMEDIATE";
+    /// A reader's snapshot (WAL): taken at its first read, kept to its end.
+    const BEGIN_READ: &str = "BEGIN DEFERRED";
     /// No row locks: the write lock already keeps other writers out.
     const LOCK_CLAIMED_TIMERS: &str = "";
     const LOCK_APPEAL: &str = "";
+    /// The queue's page reads the open appeals in order from `appeals_queue` and stops
+    /// at its last row; without statistics the planner would rather look the states up
+    /// by `appeals_queue_counts` and sort them all.
+    const QUEUE_INDEX: &str = " INDEXED BY appeals_queue";
     const JOBS: &str = "Jobs";
     /// Now, as the job table keeps times (Unix seconds).
     const JOB_NOW: &str = "CAST(strftime('%s', 'now') AS INTEGER)";

@@ -70,6 +70,12 @@ pub trait AppealStore: Send + Sync + 'static {
     /// admin's job retry); false when the key is already recorded.
     async fn remember_idempotency(&self, record: &IdempotencyRecord) -> Result<bool, StoreError>;
 
+    /// One page of the review queue (open appeals in `filter.states`, by review
+    /// deadline: earliest first, so breached first; none last; then oldest first) and
+    /// how many open appeals each state holds under the other filters, read in one
+    /// snapshot from the `appeals` row alone.
+    async fn review_queue(&self, filter: &QueueFilter) -> Result<QueueSlice, StoreError>;
+
     /// The account's appeal that has not closed, if any.
     async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError>;
 }

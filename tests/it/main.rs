@@ -16,6 +16,7 @@ mod http_applicant;
 mod http_staff;
 mod intake;
 mod intake_rules;
+mod review_queue;
 mod store_conformance;
 mod store_driver;
 mod worker;

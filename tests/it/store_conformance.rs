@@ -611,6 +611,7 @@ async fn a_conditional_write_that_no_longer_holds_fails_the_whole_unit_of_work(d
         arm: vec![],
         cancel: vec![],
         fire_timer: None,
+        review_sla: None,
     });
     again.notifications.push(notification(&record.id, "x/sms/0", NotificationStatus::Pending, None));
     let err = db.store.commit(&again).await.unwrap_err();

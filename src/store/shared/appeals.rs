@@ -107,6 +107,10 @@ impl AppealStore for Backend {
         Ok(sqlx::query_as("SELECT * FROM idempotency_keys WHERE key = $1").bind(key).fetch_optional(&self.pool).await?)
     }
 
+    async fn review_queue(&self, filter: &crate::store::QueueFilter) -> Result<crate::store::QueueSlice, StoreError> {
+        self.queue_slice(filter).await
+    }
+
     async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM appeals WHERE account = $1 AND outcome IS NULL")
             .bind(account)

@@ -199,12 +199,15 @@ impl Backend {
             Some(db) if db.is_unique_violation() => CommitError::OpenAppealExists,
             _ => CommitError::from(e),
         };
+        // The queue's copies of what the record says (a resubmission may change it).
+        let items = ItemList::of_record(&a.data).text();
+        let scenario = scenario_of_record(&a.data);
         match a.expected_version {
             None => {
                 let inserted = sqlx::query(
                     "INSERT INTO appeals (id, ticket, workflow, workflow_version, account, state, outcome, version,
-                                          assignee, data, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $10)
+                                          assignee, data, created_at, updated_at, items, scenario)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $10, $11, $12)
                      ON CONFLICT (ticket) DO NOTHING",
                 )
                 .bind(&a.id)
@@ -217,6 +220,8 @@ impl Backend {
                 .bind(&a.assignee)
                 .bind(Json(&a.data))
                 .bind(at)
+                .bind(&items)
+                .bind(&scenario)
                 .execute(&mut *conn)
                 .await
                 .map_err(open_appeal)?;
@@ -226,7 +231,8 @@ impl Backend {
             }
             Some(expected) => {
                 let updated = sqlx::query(
-                    "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, data = $5, updated_at = $6
+                    "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, data = $5, updated_at = $6,
+                                        items = $9, scenario = $10
                      WHERE id = $7 AND version = $8",
                 )
                 .bind(&a.state)
@@ -237,6 +243,8 @@ impl Backend {
                 .bind(at)
                 .bind(&a.id)
                 .bind(expected)
+                .bind(&items)
+                .bind(&scenario)
                 .execute(&mut *conn)
                 .await
                 .map_err(open_appeal)?;
@@ -309,6 +317,44 @@ impl Backend {
             .execute(&mut *conn)
             .await?;
         }
+        let timers_changed = !change.arm.is_empty() || !change.cancel.is_empty() || change.fire_timer.is_some();
+        if let Some(review_sla) = &change.review_sla
+            && timers_changed
+        {
+            Self::copy_review_deadline(conn, &a.id, review_sla).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies the review SLA's deadline onto the appeal row for the queue: the latest
+    /// `review_sla` timer not cancelled (armed or fired), whether it fired, and the due
+    /// instant of the warning armed with it (none: the warning was not armed).
+    pub(super) async fn copy_review_deadline(
+        conn: &mut Conn,
+        appeal_id: &str,
+        review_sla: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE appeals SET
+                 review_due_at = (SELECT s.due_at FROM timers s
+                                  WHERE s.appeal_id = $1 AND s.name = $2 AND s.status <> 'cancelled'
+                                  ORDER BY s.generation DESC LIMIT 1),
+                 review_fired = COALESCE((SELECT s.status = 'fired' FROM timers s
+                                          WHERE s.appeal_id = $1 AND s.name = $2 AND s.status <> 'cancelled'
+                                          ORDER BY s.generation DESC LIMIT 1), FALSE),
+                 review_warn_at = (SELECT (SELECT w.due_at FROM timers w
+                                           WHERE w.appeal_id = s.appeal_id AND w.name = $3 AND w.armed_at = s.armed_at
+                                           ORDER BY w.generation DESC LIMIT 1)
+                                   FROM timers s
+                                   WHERE s.appeal_id = $1 AND s.name = $2 AND s.status <> 'cancelled'
+                                   ORDER BY s.generation DESC LIMIT 1)
+             WHERE id = $1",
+        )
+        .bind(appeal_id)
+        .bind(review_sla)
+        .bind(format!("{review_sla}.warning"))
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 
@@ -389,6 +435,11 @@ impl Backend {
                     .bind(timer.id)
                     .execute(&mut *tx)
                     .await?;
+                    if let Some(review_sla) = handler.review_sla()
+                        && timer.name == review_sla
+                    {
+                        Self::copy_review_deadline(&mut tx, &appeal.id, review_sla).await?;
+                    }
                     TimerFiring { timer, outcome: "stale", note: Some(why) }
                 }
                 TimerVerdict::Leave(why) => TimerFiring { timer, outcome: "left armed", note: Some(why) },

@@ -10,6 +10,7 @@ mod access;
 mod appeals;
 mod commit;
 mod directory;
+mod queue;
 mod work;
 
 use async_trait::async_trait;
@@ -22,9 +23,9 @@ use crate::store::codec::{MaybeStamp, Stamp};
 use crate::store::prelude::*;
 use crate::store::{
     ActionRecord, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate, DraftRecord,
-    EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobStatus, LegacyEffect, NotificationRecord,
-    NotificationStatus, RowCounts, StoreError, TimerFiring, TimerHandler, TimerRecord, TimerVerdict, TokenRecord,
-    UnitOfWork, WorkFilter,
+    EventRecord, Gauges, IdempotencyRecord, ItemList, JobFilter, JobRecord, JobRef, JobStatus, LegacyEffect,
+    NotificationRecord, NotificationStatus, RowCounts, StoreError, TimerFiring, TimerHandler, TimerRecord,
+    TimerVerdict, TokenRecord, UnitOfWork, WorkFilter, scenario_of_record,
 };
 
 const TIMER_COLUMNS: &str =

@@ -1,0 +1,441 @@
+//! The review queue's server time at 100,000 open appeals, per backend: page 1, a deep
+//! page, each filter and a combination, through `app::review::queue` (p50/p95 over
+//! `APPEALFLOW_BENCH_CALLS` calls, default 200), each against the same run's baseline —
+//! the same two statements (page and counts, in one read snapshot) run by hand through
+//! raw sqlx on the same database (ratio = engine p95 / raw p95). Target: p95 ≤ 50 ms.
+//!
+//! The appeals (and 10,000 closed ones), their submit events and review SLA timers are
+//! seeded with bulk inserts, as the engine's commits would have written them.
+//!
+//! `cargo bench --bench queue` (PostgreSQL too when APPEALFLOW_BENCH_POSTGRES_URL is set;
+//! a fresh database is created on that server and dropped afterwards).
+//! `APPEALFLOW_BENCH_OPEN` sets the open appeals (default 100000).
+
+#[path = "../tests/it/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use appealflow::app::review::{self, AssigneeFilter, QueueQuery};
+use appealflow::domain::draft::Scenario;
+use appealflow::domain::{AppealItem, TicketNumber};
+use appealflow::engine::ManualClock;
+use appealflow::startup::WorkConfig;
+use appealflow::store::codec::Stamp;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+const REVIEWERS: usize = 20;
+const CLOSED: usize = 10_000;
+
+/// The bench's present: the seeded appeals arrived over the ten days before it.
+fn now() -> DateTime<Utc> {
+    common::at("2026-03-20T10:00:00+08:00")
+}
+
+/// A small deterministic generator, so every run seeds the same queue.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+struct Seed {
+    id: String,
+    ticket: String,
+    account: String,
+    state: &'static str,
+    outcome: Option<&'static str>,
+    assignee: Option<String>,
+    data: serde_json::Value,
+    created_at: DateTime<Utc>,
+    review_due_at: Option<DateTime<Utc>>,
+    review_warn_at: Option<DateTime<Utc>>,
+    fired: bool,
+    items: String,
+    scenario: Option<&'static str>,
+}
+
+/// The timers a seeded appeal's commits would have left: the review SLA and its warning.
+struct SeedTimer {
+    appeal_id: String,
+    name: &'static str,
+    due_at: DateTime<Utc>,
+    status: &'static str,
+    armed_at: DateTime<Utc>,
+    settled_at: Option<DateTime<Utc>>,
+}
+
+fn seeds(open: usize) -> (Vec<Seed>, Vec<SeedTimer>) {
+    let mut rng = Lcg(42);
+    let mut appeals = Vec::with_capacity(open + CLOSED);
+    let mut timers = Vec::with_capacity(2 * (open + CLOSED));
+    let scenarios = [Some("active"), Some("name_changed"), Some("deregistered"), None];
+    for i in 0..open + CLOSED {
+        let closed = i >= open;
+        let created_at = now() - chrono::Duration::seconds(rng.next(10 * 86_400) as i64 + 60);
+        let (state, assignee, reviewed) = match (closed, rng.next(100)) {
+            (true, _) => ("closed", None, false),
+            (false, 0..=69) => ("submitted", None, true),
+            (false, 70..=94) => ("under_review", Some(format!("rev{}", rng.next(REVIEWERS))), true),
+            (false, 95..=96) => ("approved", None, false),
+            (false, 97..=98) => ("rejected", None, false),
+            (false, _) => ("resubmission_window", None, false),
+        };
+        let mut picked: Vec<AppealItem> = (0..1 + rng.next(3)).map(|_| AppealItem::ALL[rng.next(8)]).collect();
+        picked.sort();
+        picked.dedup();
+        let names: Vec<&str> = picked.iter().map(|i| i.as_str()).collect();
+        let scenario = scenarios[rng.next(4)];
+        let id = uuid::Uuid::new_v4().to_string();
+        // Three business days, roughly: the SLA armed at arrival, its warning a day before.
+        let due = created_at + chrono::Duration::hours(72 + rng.next(48) as i64);
+        let warn = due - chrono::Duration::hours(24);
+        let fired = reviewed && due <= now();
+        let status = |at: DateTime<Utc>| match (closed, at <= now()) {
+            (true, _) => ("cancelled", Some(created_at + chrono::Duration::hours(1))),
+            (false, true) => ("fired", Some(at)),
+            (false, false) => ("armed", None),
+        };
+        if reviewed || closed {
+            for (name, at) in [("review_sla", due), ("review_sla.warning", warn)] {
+                let (status, settled_at) = status(at);
+                timers.push(SeedTimer {
+                    appeal_id: id.clone(),
+                    name,
+                    due_at: at,
+                    status,
+                    armed_at: created_at,
+                    settled_at,
+                });
+            }
+        }
+        appeals.push(Seed {
+            ticket: TicketNumber::generate().to_string(),
+            account: format!("acct{i}"),
+            state,
+            outcome: closed.then_some("completed"),
+            assignee,
+            data: serde_json::json!({
+                "draft": { "items": names, "scenario": scenario, "contact_phone": "+8613812345678" },
+                "case": null, "changes_secure_phone": false, "entity_change": { "required": false },
+            }),
+            created_at,
+            review_due_at: reviewed.then_some(due),
+            review_warn_at: reviewed.then_some(warn),
+            fired,
+            items: format!(",{},", names.join(",")),
+            scenario,
+            id,
+        });
+    }
+    (appeals, timers)
+}
+
+/// Bulk-inserts the seeds in chunks (one multi-row INSERT each) in one transaction.
+macro_rules! seed_into {
+    ($pool:expr, $db:ty, $appeals:expr, $timers:expr) => {{
+        let mut tx = $pool.begin().await.unwrap();
+        for chunk in $appeals.chunks(1000) {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO appeals (id, ticket, workflow, workflow_version, account, state, outcome, version,
+                 assignee, data, created_at, updated_at, review_due_at, review_fired, review_warn_at, items, scenario) ",
+            );
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(&a.id)
+                    .push_bind(&a.ticket)
+                    .push_bind("account-appeal")
+                    .push_bind(1_i64)
+                    .push_bind(&a.account)
+                    .push_bind(a.state)
+                    .push_bind(a.outcome)
+                    .push_bind(if a.assignee.is_some() { 2_i64 } else { 1_i64 })
+                    .push_bind(&a.assignee)
+                    .push_bind(Json(&a.data))
+                    .push_bind(Stamp(a.created_at))
+                    .push_bind(Stamp(a.created_at))
+                    .push_bind(a.review_due_at.map(Stamp))
+                    .push_bind(a.fired)
+                    .push_bind(a.review_warn_at.map(Stamp))
+                    .push_bind(&a.items)
+                    .push_bind(a.scenario);
+            });
+            q.build().execute(&mut *tx).await.unwrap();
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
+                 reasons, payload, at) ",
+            );
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(&a.id)
+                    .push_bind(1_i64)
+                    .push_bind("submit")
+                    .push_bind(None::<String>)
+                    .push_bind("submitted")
+                    .push_bind(None::<String>)
+                    .push_bind("applicant")
+                    .push_bind("applicant")
+                    .push_bind(Json(serde_json::json!([])))
+                    .push_bind(Json(serde_json::Value::Null))
+                    .push_bind(Stamp(a.created_at));
+            });
+            q.build().execute(&mut *tx).await.unwrap();
+        }
+        for chunk in $timers.chunks(2000) {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO timers (appeal_id, name, generation, due_at, status, armed_at, settled_at) ",
+            );
+            q.push_values(chunk, |mut b, t| {
+                b.push_bind(&t.appeal_id)
+                    .push_bind(t.name)
+                    .push_bind(1_i64)
+                    .push_bind(Stamp(t.due_at))
+                    .push_bind(t.status)
+                    .push_bind(Stamp(t.armed_at))
+                    .push_bind(t.settled_at.map(Stamp));
+            });
+            q.build().execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }};
+}
+
+/// One case of the table: what the queue is asked.
+fn cases(open: usize) -> Vec<(&'static str, QueueQuery)> {
+    let deep = i64::try_from(open * 9 / 10 / 100).unwrap_or(1).max(1);
+    let q = QueueQuery::default;
+    vec![
+        ("page 1 (20)", q()),
+        ("page 1 (100)", QueueQuery { per_page: 100, ..q() }),
+        ("deep page", QueueQuery { per_page: 100, page: deep, ..q() }),
+        ("state=under_review", QueueQuery { states: vec!["under_review".into()], ..q() }),
+        ("item=detach_mfa", QueueQuery { item: Some(AppealItem::DetachMfa), ..q() }),
+        ("scenario=deregistered", QueueQuery { scenario: Some(Scenario::Deregistered), ..q() }),
+        ("assignee=rev7", QueueQuery { assignee: AssigneeFilter::Named("rev7".into()), ..q() }),
+        ("unclaimed", QueueQuery { assignee: AssigneeFilter::Unclaimed, ..q() }),
+        (
+            "item+scenario+unclaimed",
+            QueueQuery {
+                item: Some(AppealItem::Other),
+                scenario: Some(Scenario::NameChanged),
+                assignee: AssigneeFilter::Unclaimed,
+                ..q()
+            },
+        ),
+        ("deep, filtered", QueueQuery { item: Some(AppealItem::ResetPassword), per_page: 100, page: deep / 4, ..q() }),
+    ]
+}
+
+/// The statements `review_queue` runs (store/shared/queue.rs), written out by hand.
+const FILTERS: &str = "a.outcome IS NULL
+    AND (CAST($1 AS TEXT) IS NULL OR a.items LIKE $1 ESCAPE '\\')
+    AND (CAST($2 AS TEXT) IS NULL OR a.scenario = $2)
+    AND (CAST($3 AS TEXT) IS NULL OR a.assignee = $3)
+    AND (NOT $4 OR a.assignee IS NULL)";
+
+fn raw_sql(states: usize, sqlite: bool) -> (String, String) {
+    let list: Vec<String> = (0..states).map(|i| format!("${}", i + 5)).collect();
+    let order = "(a.review_due_at IS NULL), a.review_due_at, a.created_at, a.id";
+    let hint = if sqlite { " INDEXED BY appeals_queue" } else { "" };
+    let page = format!(
+        "SELECT a.id, a.ticket, a.account, a.state, a.version, a.assignee, a.review_due_at, a.review_fired,
+                a.review_warn_at, a.items, a.scenario, a.created_at
+         FROM appeals a JOIN (
+             SELECT a.id FROM appeals a{hint} WHERE {FILTERS} AND a.state IN ({})
+             ORDER BY {order} LIMIT ${} OFFSET ${}) page ON page.id = a.id
+         ORDER BY {order}",
+        list.join(", "),
+        states + 5,
+        states + 6
+    );
+    let counts = format!("SELECT a.state, COUNT(*) FROM appeals a WHERE {FILTERS} GROUP BY a.state");
+    (page, counts)
+}
+
+struct Raw {
+    states: Vec<String>,
+    item: Option<String>,
+    scenario: Option<String>,
+    assignee: Option<String>,
+    unclaimed: bool,
+    limit: i64,
+    offset: i64,
+}
+
+fn raw_of(q: &QueueQuery) -> Raw {
+    let mut states =
+        if q.states.is_empty() { vec!["submitted".into(), "under_review".into()] } else { q.states.clone() };
+    states.sort();
+    Raw {
+        states,
+        item: q.item.map(|i| format!("%,{},%", i.as_str().replace('_', "\\_"))),
+        scenario: q.scenario.map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_string()),
+        assignee: match &q.assignee {
+            AssigneeFilter::Named(n) => Some(n.clone()),
+            _ => None,
+        },
+        unclaimed: q.assignee == AssigneeFilter::Unclaimed,
+        limit: q.per_page,
+        offset: (q.page - 1) * q.per_page,
+    }
+}
+
+macro_rules! raw_call {
+    ($pool:expr, $begin:expr, $sqlite:expr, $r:expr) => {{
+        let r = $r;
+        let (page_sql, counts_sql) = raw_sql(r.states.len(), $sqlite);
+        let mut tx = $pool.begin_with($begin).await.unwrap();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(page_sql))
+            .bind(&r.item)
+            .bind(&r.scenario)
+            .bind(&r.assignee)
+            .bind(r.unclaimed);
+        for s in &r.states {
+            q = q.bind(s);
+        }
+        let rows = q.bind(r.limit).bind(r.offset).fetch_all(&mut *tx).await.unwrap();
+        let counts = sqlx::query(sqlx::AssertSqlSafe(counts_sql))
+            .bind(&r.item)
+            .bind(&r.scenario)
+            .bind(&r.assignee)
+            .bind(r.unclaimed)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        rows.len() + counts.len()
+    }};
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn timed<F, Fut>(calls: usize, mut f: F) -> Vec<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    f().await; // warm the statement caches
+    let mut all = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let start = Instant::now();
+        f().await;
+        all.push(start.elapsed());
+    }
+    all.sort();
+    all
+}
+
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+async fn run(name: &str, db: common::TestDb, open: usize, calls: usize) {
+    let (appeals, timers) = seeds(open);
+    let pool = if db.url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        let start = Instant::now();
+        seed_into!(pool, sqlx::Sqlite, appeals, timers);
+        println!(
+            "{name}: seeded {} appeals, {} timers in {:.1} s",
+            appeals.len(),
+            timers.len(),
+            start.elapsed().as_secs_f64()
+        );
+        Pool::Sqlite(pool)
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let start = Instant::now();
+        seed_into!(pool, sqlx::Postgres, appeals, timers);
+        // What autovacuum does to a table this size soon after such a load.
+        sqlx::query("VACUUM ANALYZE appeals").execute(&pool).await.unwrap();
+        println!(
+            "{name}: seeded {} appeals, {} timers in {:.1} s",
+            appeals.len(),
+            timers.len(),
+            start.elapsed().as_secs_f64()
+        );
+        Pool::Pg(pool)
+    };
+    drop((appeals, timers));
+    let clock = Arc::new(ManualClock::new(now()));
+    let app = common::app(&db, clock, &WorkConfig::default(), None);
+    let engine = app.engine.clone();
+
+    println!(
+        "{:<10} {:<24} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}",
+        "backend", "case", "rows", "total", "p50 ms", "p95 ms", "raw p50", "raw p95", "ratio"
+    );
+    let mut worst: f64 = 0.0;
+    for (case, query) in cases(open) {
+        let page = review::queue(&engine, query.clone()).await.unwrap();
+        let engine_times = timed(calls, || {
+            let engine = engine.clone();
+            let query = query.clone();
+            async move {
+                review::queue(&engine, query).await.unwrap();
+            }
+        })
+        .await;
+        let raw_times = match &pool {
+            Pool::Sqlite(p) => {
+                timed(calls, || async {
+                    let _ = raw_call!(p, "BEGIN DEFERRED", true, raw_of(&query));
+                })
+                .await
+            }
+            Pool::Pg(p) => {
+                timed(calls, || async {
+                    let _ = raw_call!(p, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", false, raw_of(&query));
+                })
+                .await
+            }
+        };
+        let (p50, p95) = (pct(&engine_times, 0.5), pct(&engine_times, 0.95));
+        let (r50, r95) = (pct(&raw_times, 0.5), pct(&raw_times, 0.95));
+        worst = worst.max(p95);
+        println!(
+            "{name:<10} {case:<24} {:>6} {:>7} {p50:>9.2} {p95:>9.2} {r50:>9.2} {r95:>9.2} {:>6.2}",
+            page.items.len(),
+            page.total,
+            p95 / r95
+        );
+    }
+    println!("{name}: worst p95 {worst:.2} ms (target ≤ 50 ms): {}", if worst <= 50.0 { "met" } else { "MISSED" });
+}
+
+/// A fresh database on the server of `APPEALFLOW_BENCH_POSTGRES_URL`, with its name.
+async fn bench_postgres() -> Option<(common::TestDb, String, String)> {
+    let admin = std::env::var("APPEALFLOW_BENCH_POSTGRES_URL").ok()?;
+    let name = format!("af_queue_bench_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(&admin).await.expect("APPEALFLOW_BENCH_POSTGRES_URL reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("a postgres://host/db URL");
+    let url = format!("{base}/{name}");
+    let (store, backend) = appealflow::startup::open(&url).await.expect("postgres store opens");
+    Some((common::TestDb { store, backend, url, _dir: None }, admin, name))
+}
+
+#[tokio::main]
+async fn main() {
+    let open = std::env::var("APPEALFLOW_BENCH_OPEN").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let calls = std::env::var("APPEALFLOW_BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    run("sqlite", common::sqlite().await, open, calls).await;
+    match bench_postgres().await {
+        Some((db, admin, name)) => {
+            run("postgres", db, open, calls).await;
+            let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        None => println!("postgres: skipped (set APPEALFLOW_BENCH_POSTGRES_URL=postgres://... to run it)"),
+    }
+}
