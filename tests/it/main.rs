@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod browser;
 mod calendar;
 mod cli;
 mod crash_matrix;
