@@ -40,6 +40,12 @@ impl Browser {
     /// The first element matching `css`, once there is one (within the wait, see
     /// [`Browser::set_wait`]).
     pub async fn wait_for(&self, css: &str) -> Element {
+        self.action(format!("wait for {css:?}"));
+        self.element(css).await
+    }
+
+    /// [`Browser::wait_for`] without recording an action: the helpers' own lookup.
+    async fn element(&self, css: &str) -> Element {
         let wait = self.state().wait;
         let found =
             self.client.wait().at_most(wait).every(Duration::from_millis(50)).for_element(Locator::Css(css)).await;
@@ -61,7 +67,7 @@ impl Browser {
     /// Replaces the value of the text field matching `css` with `text`, typed.
     pub async fn fill(&self, css: &str, text: &str) {
         self.action(format!("fill {css:?}"));
-        let field = self.wait_for(css).await;
+        let field = self.element(css).await;
         let cleared = field.clear().await;
         self.ok(format_args!("clear {css:?}"), cleared).await;
         let typed = field.send_keys(text).await;
@@ -71,7 +77,7 @@ impl Browser {
     /// Clicks the element matching `css`.
     pub async fn click(&self, css: &str) {
         self.action(format!("click {css:?}"));
-        let element = self.wait_for(css).await;
+        let element = self.element(css).await;
         let clicked = element.click().await;
         self.ok(format_args!("click {css:?}"), clicked).await;
     }
@@ -79,7 +85,7 @@ impl Browser {
     /// Chooses the option with value `value` in the `<select>` matching `css`.
     pub async fn select(&self, css: &str, value: &str) {
         self.action(format!("select {value:?} in {css:?}"));
-        let element = self.wait_for(css).await;
+        let element = self.element(css).await;
         let chosen = element.select_by_value(value).await;
         self.ok(format_args!("select {value:?} in {css:?}"), chosen).await;
     }
@@ -87,7 +93,7 @@ impl Browser {
     /// Ticks the checkbox or radio button matching `css` (left ticked if it is).
     pub async fn check(&self, css: &str) {
         self.action(format!("check {css:?}"));
-        let element = self.wait_for(css).await;
+        let element = self.element(css).await;
         let selected = element.is_selected().await;
         if !self.ok(format_args!("read {css:?}"), selected).await {
             let clicked = element.click().await;
@@ -101,7 +107,8 @@ impl Browser {
 
     /// Whether the checkbox, radio button or option matching `css` is selected.
     pub async fn is_checked(&self, css: &str) -> bool {
-        let element = self.wait_for(css).await;
+        self.action(format!("read {css:?}"));
+        let element = self.element(css).await;
         let selected = element.is_selected().await;
         self.ok(format_args!("read {css:?}"), selected).await
     }
@@ -110,21 +117,23 @@ impl Browser {
     pub async fn upload(&self, css: &str, path: &Path) {
         self.action(format!("upload {} to {css:?}", path.display()));
         let absolute = std::fs::canonicalize(path).unwrap_or_else(|e| panic!("upload {}: {e}", path.display()));
-        let input = self.wait_for(css).await;
+        let input = self.element(css).await;
         let sent = input.send_keys(&absolute.to_string_lossy()).await;
         self.ok(format_args!("upload {} to {css:?}", path.display()), sent).await;
     }
 
     /// The rendered text of the element matching `css`.
     pub async fn text(&self, css: &str) -> String {
-        let element = self.wait_for(css).await;
+        self.action(format!("text of {css:?}"));
+        let element = self.element(css).await;
         let text = element.text().await;
         self.ok(format_args!("text of {css:?}"), text).await
     }
 
     /// The attribute `name` of the element matching `css`.
     pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
-        let element = self.wait_for(css).await;
+        self.action(format!("attribute {name:?} of {css:?}"));
+        let element = self.element(css).await;
         let value = element.attr(name).await;
         self.ok(format_args!("attribute {name:?} of {css:?}"), value).await
     }
