@@ -9,6 +9,7 @@
 mod common;
 
 mod applicant_view;
+mod browser;
 mod calendar;
 mod cli;
 mod crash_matrix;
