@@ -15,6 +15,7 @@ mod http_applicant;
 mod http_staff;
 mod intake;
 mod intake_rules;
+mod sessions;
 mod store_conformance;
 mod store_driver;
 mod worker;

@@ -23,8 +23,8 @@ use crate::store::prelude::*;
 use crate::store::{
     ActionRecord, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate, DraftRecord,
     EventRecord, Gauges, IdempotencyRecord, JobFilter, JobRecord, JobRef, JobStatus, LegacyEffect, NotificationRecord,
-    NotificationStatus, RowCounts, StoreError, TimerFiring, TimerHandler, TimerRecord, TimerVerdict, TokenRecord,
-    UnitOfWork, WorkFilter,
+    NotificationStatus, RowCounts, SessionRecord, StaffSessionRecord, StoreError, TimerFiring, TimerHandler,
+    TimerRecord, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter,
 };
 
 const TIMER_COLUMNS: &str =
