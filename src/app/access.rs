@@ -80,3 +80,14 @@ pub async fn staff_by_token(
     let record = engine.store().token_by_hash(&hash_secret(token)).await?;
     Ok(record.map(|r| crate::domain::Actor::new(r.name, r.role)))
 }
+
+/// Every API token, revoked ones included (only hashes are stored).
+pub async fn tokens(engine: &crate::engine::Engine) -> Result<Vec<TokenRecord>, StoreError> {
+    engine.store().tokens().await
+}
+
+/// Revokes a token at the engine's time; its console sessions end in the same
+/// transaction. False when there was no unrevoked token `id`.
+pub async fn revoke_token(engine: &crate::engine::Engine, id: &str) -> Result<bool, StoreError> {
+    engine.store().revoke_token(id, engine.now()).await
+}

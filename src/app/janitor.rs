@@ -1,8 +1,8 @@
 //! Housekeeping the worker does on a schedule: unsubmitted drafts expire, rate-limit
-//! counters whose windows have passed are forgotten, and document files nothing refers
-//! to any more (a refused or abandoned upload, an expired draft's documents) are removed
-//! once older than a grace period — so an upload whose draft write is still in flight,
-//! or was just made, is never taken.
+//! counters whose windows have passed and staff sessions past their absolute expiry are
+//! forgotten, and document files nothing refers to any more (a refused or abandoned
+//! upload, an expired draft's documents) are removed once older than a grace period — so
+//! an upload whose draft write is still in flight, or was just made, is never taken.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,7 @@ impl Default for JanitorConfig {
 pub struct Cleaned {
     pub drafts_expired: u64,
     pub counters_pruned: u64,
+    pub sessions_expired: u64,
     pub blobs_removed: u64,
     pub bytes_removed: u64,
     pub staged_removed: u64,
@@ -66,7 +67,8 @@ impl Janitor {
         self.config
     }
 
-    /// One pass: the references, then expired drafts, counters and unreferenced files. Draft age is on the engine's clock; file age on the file system's.
+    /// One pass: the references, then expired drafts, counters, sessions and unreferenced
+    /// files. Draft and session age is on the engine's clock; file age on the file system's.
     pub async fn run_once(&self) -> Result<Cleaned, JanitorError> {
         let store = self.engine.store();
         let now = self.engine.now();
@@ -77,11 +79,13 @@ impl Janitor {
         let keep = store.referenced_blobs().await?;
         let drafts_expired = store.delete_stale_drafts(now - ttl).await?;
         let counters_pruned = store.prune_rate_limits(now).await?;
+        let sessions_expired = store.prune_sessions(now).await?;
         let before = std::time::SystemTime::now() - self.config.blob_grace;
         let Swept { blobs, bytes, staged } = self.blobs.sweep(&keep, before).await?;
         let cleaned = Cleaned {
             drafts_expired,
             counters_pruned,
+            sessions_expired,
             blobs_removed: blobs,
             bytes_removed: bytes,
             staged_removed: staged,

@@ -12,6 +12,7 @@ pub mod janitor;
 pub mod limits;
 pub mod problem;
 pub mod review;
+pub mod sessions;
 pub mod work;
 
 use serde::Serialize;

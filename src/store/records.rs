@@ -1,5 +1,5 @@
 //! What the store reads back: appeals, their history and timers, the worker's rows,
-//! tokens and drafts. Each row type maps itself (`FromRow`), once for both backends;
+//! tokens, staff sessions and drafts. Each row type maps itself (`FromRow`), once for both backends;
 //! timestamps go through [`Stamp`](super::codec::Stamp), JSON columns through `Json`.
 
 use chrono::{DateTime, Utc};
@@ -292,6 +292,45 @@ pub struct TokenRecord {
     pub created_at: DateTime<Utc>,
     #[sqlx(try_from = "MaybeStamp")]
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A staff member's web-console session as stored: `id` is the SHA-256 of the session's
+/// secret, never the secret itself.
+#[derive(Clone, PartialEq, Eq, FromRow)]
+pub struct SessionRecord {
+    pub id: String,
+    pub token_id: String,
+    pub csrf: String,
+    #[sqlx(try_from = "Stamp")]
+    pub created_at: DateTime<Utc>,
+    #[sqlx(try_from = "Stamp")]
+    pub last_seen_at: DateTime<Utc>,
+    /// The absolute end, however active the session is.
+    #[sqlx(try_from = "Stamp")]
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The CSRF value stays out of logs: it is half of what a forged form would need.
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &self.id)
+            .field("token_id", &self.token_id)
+            .field("created_at", &self.created_at)
+            .field("last_seen_at", &self.last_seen_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live session with the staff member its token names.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct StaffSessionRecord {
+    #[sqlx(flatten)]
+    pub session: SessionRecord,
+    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
 }
 
 /// An applicant's draft as stored (the secret only as a hash).

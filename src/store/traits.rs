@@ -159,7 +159,7 @@ pub trait Diagnostics: Send + Sync + 'static {
     async fn row_counts(&self) -> Result<RowCounts, StoreError>;
 }
 
-/// Access: API tokens, applicants' drafts, rate-limit counters, what the janitor sweeps.
+/// Access: API tokens, staff sessions, applicants' drafts, rate-limit counters, what the janitor sweeps.
 #[async_trait]
 pub trait AccessStore: Send + Sync + 'static {
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
@@ -169,7 +169,30 @@ pub trait AccessStore: Send + Sync + 'static {
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
 
+    /// Revokes a token and deletes its sessions, in one transaction; false when there
+    /// was no unrevoked token `id`.
     async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Stores a session for an unrevoked token; false (nothing stored) when the token is
+    /// unknown or revoked.
+    async fn insert_session(&self, session: &SessionRecord) -> Result<bool, StoreError>;
+
+    /// A session by its hash with its token's staff member, unless the token is revoked
+    /// or the session expired (`expires_at` at or before `now`).
+    async fn session_by_hash(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<StaffSessionRecord>, StoreError>;
+
+    /// Records use of a session at `at` (never moving `last_seen_at` back); false when
+    /// there is no such session or it was already seen at `at` or later.
+    async fn touch_session(&self, hash: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Deletes one session (a sign-out); false when there was none.
+    async fn delete_session(&self, hash: &str) -> Result<bool, StoreError>;
+
+    /// Deletes every session of a token; answers how many.
+    async fn delete_token_sessions(&self, token_id: &str) -> Result<u64, StoreError>;
+
+    /// Deletes sessions expired at `now` (`expires_at` at or before it); answers how many.
+    async fn prune_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     async fn insert_draft(&self, draft: &DraftRecord) -> Result<(), StoreError>;
 

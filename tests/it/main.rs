@@ -18,6 +18,7 @@ mod http_staff;
 mod intake;
 mod intake_rules;
 mod review_queue;
+mod sessions;
 mod store_conformance;
 mod store_driver;
 mod worker;

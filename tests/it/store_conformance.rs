@@ -17,6 +17,9 @@ use appealflow::store::{
 use appealflow::workflow::{Fire, Refusal};
 use chrono::Duration;
 
+/// Staff sessions of the web console, in a file of their own.
+mod sessions;
+
 on_both_backends!(
     create_issues_ticket_and_arms_the_review_sla,
     transition_writes_state_event_timers_notifications_and_jobs_together,

@@ -1,4 +1,4 @@
-//! Tokens, drafts, rate-limit counters, the janitor's sweeps, row counts.
+//! Tokens, staff sessions, drafts, rate-limit counters, the janitor's sweeps, row counts.
 
 use super::*;
 
@@ -31,12 +31,76 @@ impl AccessStore for Backend {
     }
 
     async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        // One transaction: a revoked token never leaves a session behind, even for a moment.
+        let mut tx = self.pool.begin_with(Self::BEGIN).await?;
         let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(Stamp(at))
             .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM staff_sessions WHERE token_id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> Result<bool, StoreError> {
+        // Conditional on the token, so a sign-in racing a revocation stores nothing for it.
+        let done = sqlx::query(
+            "INSERT INTO staff_sessions (id, token_id, csrf, created_at, last_seen_at, expires_at)
+             SELECT $1, id, $2, $3, $4, $5 FROM api_tokens WHERE id = $6 AND revoked_at IS NULL",
+        )
+        .bind(&s.id)
+        .bind(&s.csrf)
+        .bind(Stamp(s.created_at))
+        .bind(Stamp(s.last_seen_at))
+        .bind(Stamp(s.expires_at))
+        .bind(&s.token_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn session_by_hash(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<StaffSessionRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT s.id, s.token_id, s.csrf, s.created_at, s.last_seen_at, s.expires_at, t.name, t.role
+             FROM staff_sessions s JOIN api_tokens t ON t.id = s.token_id
+             WHERE s.id = $1 AND t.revoked_at IS NULL AND s.expires_at > $2",
+        )
+        .bind(hash)
+        .bind(Stamp(now))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn touch_session(&self, hash: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE staff_sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
+            .bind(Stamp(at))
+            .bind(hash)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_session(&self, hash: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM staff_sessions WHERE id = $1").bind(hash).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_token_sessions(&self, token_id: &str) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM staff_sessions WHERE token_id = $1").bind(token_id).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM staff_sessions WHERE expires_at <= $1")
+            .bind(Stamp(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_draft(&self, d: &DraftRecord) -> Result<(), StoreError> {

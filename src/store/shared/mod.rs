@@ -24,8 +24,8 @@ use crate::store::prelude::*;
 use crate::store::{
     ActionRecord, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate, DraftRecord,
     EventRecord, Gauges, IdempotencyRecord, ItemList, JobFilter, JobRecord, JobRef, JobStatus, LegacyEffect,
-    NotificationRecord, NotificationStatus, RowCounts, StoreError, TimerFiring, TimerHandler, TimerRecord,
-    TimerVerdict, TokenRecord, UnitOfWork, WorkFilter, scenario_of_record,
+    NotificationRecord, NotificationStatus, RowCounts, SessionRecord, StaffSessionRecord, StoreError, TimerFiring,
+    TimerHandler, TimerRecord, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter, scenario_of_record,
 };
 
 const TIMER_COLUMNS: &str =
