@@ -224,7 +224,10 @@ fn cases(open: usize) -> Vec<(&'static str, QueueQuery)> {
                 ..q()
             },
         ),
-        ("deep, filtered", QueueQuery { item: Some(AppealItem::ResetPassword), per_page: 100, page: deep / 4, ..q() }),
+        (
+            "deep, filtered",
+            QueueQuery { item: Some(AppealItem::ResetPassword), per_page: 100, page: (deep / 8).max(1), ..q() },
+        ),
     ]
 }
 
