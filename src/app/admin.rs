@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::calendar::{BeyondPublished, Published, RecurringFile};
+
 use super::ServiceError;
 use super::idempotent::Idempotent;
 use chrono::{DateTime, Utc};
@@ -191,4 +193,47 @@ pub async fn import_accounts(engine: &Engine, accounts: &[Account]) -> Result<()
 /// The directory's account with this name.
 pub async fn account(engine: &Engine, name: &str) -> Result<Option<Account>, EngineError> {
     Ok(engine.store().account(name).await?)
+}
+
+/// A business-day calendar: its published years, what it does past them, and whether the
+/// loaded workflow uses it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CalendarView {
+    pub name: String,
+    pub description: String,
+    pub time_zone: String,
+    pub published: Published,
+    pub years: Vec<i32>,
+    pub beyond_published: BeyondPublished,
+    pub recurring_holidays: Vec<RecurringFile>,
+    pub in_use: bool,
+}
+
+/// The calendars beside the workflow's directory (as `startup::load_workflow` reads
+/// them) and the one the workflow uses, by name.
+pub fn calendars(wf: &crate::workflow::Workflow) -> Vec<CalendarView> {
+    use crate::calendar::Calendar;
+    let describe = |c: &Calendar| CalendarView {
+        name: c.name.clone(),
+        description: c.description.clone(),
+        time_zone: c.time_zone.name().to_string(),
+        published: c.published,
+        years: (c.published.first_year..=c.published.last_year).collect(),
+        beyond_published: c.beyond_published,
+        recurring_holidays: c.recurring_holidays.clone(),
+        in_use: c.name == wf.calendar.name,
+    };
+    let mut found: std::collections::BTreeMap<String, CalendarView> = Default::default();
+    if let Some(dir) = wf.dir.parent().map(|p| p.join("calendars")) {
+        for name in Calendar::names(&dir) {
+            match Calendar::load(&dir, &name) {
+                Ok(c) => {
+                    found.insert(name, describe(&c));
+                }
+                Err(e) => tracing::warn!(calendar = %name, error = %e, "calendar not listed"),
+            }
+        }
+    }
+    found.entry(wf.calendar.name.clone()).or_insert_with(|| describe(&wf.calendar));
+    found.into_values().collect()
 }

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod desk;
 pub mod drafts;
 pub mod effects;
 pub mod health;

@@ -276,3 +276,16 @@ pub async fn gauges(engine: &Engine) -> Result<crate::store::Gauges, EngineError
 pub async fn pending_migrations(engine: &Engine) -> Result<Vec<i64>, crate::store::StoreError> {
     engine.store().pending_migrations().await
 }
+
+/// How many open appeals one staff member holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewerLoad {
+    pub reviewer: String,
+    pub claimed: i64,
+}
+
+/// Each claim holder's open appeals, most first (the lead's view of the desk's load).
+pub async fn reviewer_load(engine: &Engine) -> Result<Vec<ReviewerLoad>, EngineError> {
+    let rows = engine.store().claims_by_holder().await?;
+    Ok(rows.into_iter().map(|(reviewer, claimed)| ReviewerLoad { reviewer, claimed }).collect())
+}

@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// A document upload, its whole body included, must complete within this many seconds.
     #[arg(long, env = "APPEALFLOW_UPLOAD_TIMEOUT_SECS", default_value_t = 120)]
     pub upload_timeout_secs: u64,
+    /// Mark the pages' cookies Secure: set when appealflow is reached over TLS (directly or
+    /// behind a proxy that terminates it).
+    #[arg(long, env = "APPEALFLOW_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +97,23 @@ pub enum TokensCommand {
     },
 }
 
+/// With no provider secret configured and a loopback listener, the development
+/// facial-recognition provider stands in (a fresh machine's journey is whole); anywhere
+/// else, a missing secret leaves applicants with no provider. Says which.
+fn dev_face(config: &mut HttpConfig, addr: std::net::SocketAddr) -> &'static str {
+    if config.face_secret.is_some() {
+        return "the configured provider (APPEALFLOW_FACE_SECRET)";
+    }
+    if !addr.ip().is_loopback() {
+        return "none: set APPEALFLOW_FACE_SECRET (the development provider serves loopback only)";
+    }
+    let secret = crate::app::access::new_secret("devface_").into_bytes();
+    config.face_secret = Some(secret.clone());
+    config.web.dev_face =
+        Some(crate::web::DevFace { secret, callback: format!("http://{addr}/v1/facial-recognition") });
+    "the development provider at /dev/face (loopback only; set APPEALFLOW_FACE_SECRET for a real one)"
+}
+
 pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError> {
     let app = ctx.application(true).await?;
     let intake = app.intake().expect("built with intake settings").clone();
@@ -121,13 +142,18 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
         },
         face_secret: args.face_secret.clone().filter(|s| !s.is_empty()).map(String::into_bytes),
+        web: crate::web::WebConfig { secure_cookies: args.secure_cookies, ..Default::default() },
         ..HttpConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| CliError::usage(format!("--listen {}: cannot listen: {e}", args.listen)))?;
     let addr = listener.local_addr().map_err(|e| CliError { class: ErrorClass::Internal, message: e.to_string() })?;
+    let mut config = config;
+    let face = dev_face(&mut config, addr);
     println!("appealflow listening on http://{addr}");
+    println!("  pages     http://{addr}/ (applicants), http://{addr}/console (staff)");
+    println!("  face      {face}");
     println!("  database  {}", super::redact_url(&ctx.database_url));
     println!("  documents {}", ctx.intake.blob_dir.display());
     println!("  worker    {}", if args.no_worker { "not in this process (--no-worker)" } else { "in this process" });

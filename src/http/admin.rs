@@ -1,8 +1,6 @@
 //! Admins' routes: jobs (dead ones retried), the loaded workflow, the calendars. The
 //! rules live in `app::admin`; these translate.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -11,8 +9,7 @@ use serde::Serialize;
 use super::Shared;
 use super::error::{ApiError, ApiResult};
 use super::extractors::{Admin, NoBody, Params, Preconditions, QueryPairs};
-use crate::app::admin::{self, DEFAULT_JOB_LIMIT, JobQuery, MAX_JOB_LIMIT};
-use crate::calendar::{BeyondPublished, Calendar, Published, RecurringFile};
+use crate::app::admin::{self, CalendarView, DEFAULT_JOB_LIMIT, JobQuery, MAX_JOB_LIMIT};
 use crate::store::JobRecord;
 use crate::workflow::WorkflowFile;
 use crate::workflow::graph::{GraphFormat, render};
@@ -40,20 +37,6 @@ pub(super) struct WorkflowDocument<'a> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Calendars {
     calendars: Vec<CalendarView>,
-}
-
-/// A business-day calendar: its published years, what it does past them, and whether the
-/// loaded workflow uses it.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct CalendarView {
-    name: String,
-    description: String,
-    time_zone: String,
-    published: Published,
-    years: Vec<i32>,
-    beyond_published: BeyondPublished,
-    recurring_holidays: Vec<RecurringFile>,
-    in_use: bool,
 }
 
 /// `GET /v1/jobs?dead=...&queue=...&limit=...`.
@@ -98,31 +81,7 @@ pub(super) async fn workflow(State(state): State<Shared>, _admin: Admin) -> Resp
 }
 
 pub(super) async fn calendars(State(state): State<Shared>, _admin: Admin) -> Json<Calendars> {
-    let wf = state.engine().workflow();
-    let describe = |c: &Calendar| CalendarView {
-        name: c.name.clone(),
-        description: c.description.clone(),
-        time_zone: c.time_zone.name().to_string(),
-        published: c.published,
-        years: (c.published.first_year..=c.published.last_year).collect(),
-        beyond_published: c.beyond_published,
-        recurring_holidays: c.recurring_holidays.clone(),
-        in_use: c.name == wf.calendar.name,
-    };
-    // The calendars beside the workflow's directory, as `startup::load_workflow` reads them.
-    let mut found: BTreeMap<String, CalendarView> = BTreeMap::new();
-    if let Some(dir) = wf.dir.parent().map(|p| p.join("calendars")) {
-        for name in Calendar::names(&dir) {
-            match Calendar::load(&dir, &name) {
-                Ok(c) => {
-                    found.insert(name, describe(&c));
-                }
-                Err(e) => tracing::warn!(calendar = %name, error = %e, "calendar not listed"),
-            }
-        }
-    }
-    found.entry(wf.calendar.name.clone()).or_insert_with(|| describe(&wf.calendar));
-    Json(Calendars { calendars: found.into_values().collect() })
+    Json(Calendars { calendars: admin::calendars(state.engine().workflow()) })
 }
 
 // -------------------------------------------------------------------------- openapi

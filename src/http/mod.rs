@@ -66,6 +66,8 @@ pub struct HttpConfig {
     pub upload_timeout: Duration,
     /// Header-read and idle timeouts, and the cap on open connections.
     pub connections: server::ConnectionLimits,
+    /// The web pages' settings (cookies, staff sessions, the development face provider).
+    pub web: crate::web::WebConfig,
 }
 
 impl Default for HttpConfig {
@@ -81,6 +83,7 @@ impl Default for HttpConfig {
             face_secret: None,
             upload_timeout: Duration::from_secs(120),
             connections: server::ConnectionLimits::default(),
+            web: crate::web::WebConfig::default(),
         }
     }
 }
@@ -124,6 +127,7 @@ pub type Shared = Arc<AppState>;
 /// The whole API.
 pub fn router(state: Shared) -> Router {
     let max_json = state.config.max_json_bytes;
+    let max_upload = state.intake.limits().max_bytes;
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -131,6 +135,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/progress", post(progress))
         .merge(applicant::routes())
         .merge(api::routes())
+        .merge(crate::web::routes(max_upload))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(max_json))

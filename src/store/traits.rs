@@ -76,6 +76,9 @@ pub trait AppealStore: Send + Sync + 'static {
     /// snapshot from the `appeals` row alone.
     async fn review_queue(&self, filter: &QueueFilter) -> Result<QueueSlice, StoreError>;
 
+    /// How many open appeals each staff member holds, most first.
+    async fn claims_by_holder(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
     /// The account's appeal that has not closed, if any.
     async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError>;
 }

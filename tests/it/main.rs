@@ -21,6 +21,7 @@ mod review_queue;
 mod sessions;
 mod store_conformance;
 mod store_driver;
+mod web;
 mod worker;
 mod worker_faults;
 mod workflow_definitions;

@@ -31,6 +31,11 @@ pub struct Progress {
     pub continue_until: Option<String>,
     pub received_at: String,
     pub updated_at: String,
+    /// While the review SLA runs: when the review is due.
+    pub review_due_at: Option<String>,
+    /// A deregistered enterprise's appeal: the entity-change request must be filed from
+    /// the new company's account (and linked by the reviewer) before it can be approved.
+    pub entity_change_required: bool,
     /// The IANA time zone the times are given in: the workflow calendar's
     /// (`Asia/Shanghai` for cn-mainland).
     pub time_zone: String,
@@ -60,7 +65,8 @@ impl Intake {
         let history = self.engine.store().history(read).await?;
         let timers = self.engine.store().timers(Some(read)).await?;
         let locale = data.draft.language();
-        let progress = progress_of(self.engine.workflow(), record, locale, &history, &timers);
+        let progress =
+            progress_of(self.engine.workflow(), record, data.entity_change.required, locale, &history, &timers);
         if phone_matches { Ok(progress) } else { Err(IntakeError::NoMatch) }
     }
 
@@ -113,6 +119,7 @@ fn latest_rejection(wf: &Workflow, history: &[EventRecord]) -> Vec<String> {
 fn progress_of(
     wf: &Workflow,
     record: &AppealRecord,
+    entity_change_required: bool,
     locale: Locale,
     history: &[EventRecord],
     timers: &[crate::store::TimerRecord],
@@ -144,6 +151,10 @@ fn progress_of(
                 .map(|t| calendar.local_rfc3339(t.due_at))
         })
         .flatten();
+    let review_due_at = timers
+        .iter()
+        .find(|t| t.name == b.review_sla && t.status == TimerStatus::Armed)
+        .map(|t| calendar.local_rfc3339(t.due_at));
     let received_at = history
         .iter()
         .rev()
@@ -156,6 +167,8 @@ fn progress_of(
         reasons,
         reasons_in_words,
         continue_until,
+        review_due_at,
+        entity_change_required,
         received_at: calendar.local_rfc3339(received_at),
         updated_at: calendar.local_rfc3339(record.updated_at),
         time_zone: calendar.time_zone.name().to_string(),

@@ -107,6 +107,15 @@ impl AppealStore for Backend {
         Ok(sqlx::query_as("SELECT * FROM idempotency_keys WHERE key = $1").bind(key).fetch_optional(&self.pool).await?)
     }
 
+    async fn claims_by_holder(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT assignee, COUNT(*) FROM appeals WHERE outcome IS NULL AND assignee IS NOT NULL
+             GROUP BY assignee ORDER BY COUNT(*) DESC, assignee",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn review_queue(&self, filter: &crate::store::QueueFilter) -> Result<crate::store::QueueSlice, StoreError> {
         self.queue_slice(filter).await
     }

@@ -1,0 +1,70 @@
+//! The applicant's pages, in the help page's order: start (how they reached the appeal,
+//! and who cannot appeal), prepare (items, account type, operator; the checklist as they
+//! choose), documents, facial recognition, submit, and check the result. Applicants
+//! cannot log in: the draft's id and secret travel in an HttpOnly cookie, so the same
+//! browser can come back to add documents after a rejection.
+
+mod checklist;
+mod documents;
+mod prepare;
+mod progress;
+mod start;
+mod submit;
+mod upload;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use super::cookies;
+use super::i18n::Lang;
+use super::layout::Page;
+pub(super) use super::see_other;
+use crate::http::Shared;
+use crate::store::DraftRecord;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/", get(start::page))
+        .route("/help/cannot-appeal", get(start::cannot_appeal))
+        .route("/appeal/start", post(start::begin))
+        .route("/appeal/prepare", get(prepare::page).post(prepare::save))
+        .route("/appeal/prepare/preview", post(prepare::preview))
+        .route("/appeal/documents", get(documents::page).post(documents::add))
+        .route("/appeal/documents/{index}/remove", post(documents::remove))
+        .route("/appeal/face", get(submit::face))
+        .route("/appeal/review", get(submit::review))
+        .route("/appeal/submit", post(submit::submit))
+        .route("/appeal/submitted", get(submit::submitted))
+        .route("/progress", get(progress::page).post(progress::check))
+        .route("/appeal/continue", post(progress::resubmit))
+}
+
+/// The header's links on the applicant's pages.
+fn nav(lang: Lang) -> [(&'static str, &'static str); 2] {
+    [("/", lang.t("Start an appeal", "发起申诉")), ("/progress", lang.t("Check the result", "查询申诉结果"))]
+}
+
+/// The draft this browser holds, if its cookie still opens one.
+async fn held_draft(state: &Shared, headers: &HeaderMap) -> Option<DraftRecord> {
+    let value = cookies::get(headers, cookies::DRAFT)?;
+    let (id, secret) = value.split_once('~')?;
+    state.drafts.open(id, secret).await.ok()
+}
+
+/// The held draft, or a redirect to the start.
+async fn draft_or_start(state: &Shared, headers: &HeaderMap) -> Result<DraftRecord, Response> {
+    held_draft(state, headers).await.ok_or_else(|| see_other("/"))
+}
+
+/// The cookie that keeps a new draft's id and secret in this browser (30 days: long
+/// enough to come back after a rejection and add documents).
+fn draft_cookie(state: &Shared, id: &str, secret: &str) -> HeaderValue {
+    cookies::set(cookies::DRAFT, &format!("{id}~{secret}"), Some(30 * 24 * 3600), state.config.web.secure_cookies)
+}
+
+/// An app error as the applicant's page.
+fn failed(lang: Lang, e: &impl crate::app::problem::Classify) -> Page {
+    Page::from_error(lang, e, &nav(lang))
+}
