@@ -190,7 +190,11 @@ const QUEUE_QUERY: &[QueryParam] = &[
         r#"{"type": "string", "enum": ["active", "name_changed", "deregistered"]}"#,
         "Only appeals of this scenario",
     ),
-    param("assignee", r#"{"type": "string"}"#, "Only appeals this reviewer holds"),
+    param(
+        "assignee",
+        r#"{"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"}"#,
+        "Only appeals this reviewer holds (a name, 1 to 100 characters)",
+    ),
     param("unclaimed", r#"{"type": "boolean"}"#, "Only appeals nobody holds (not with assignee)"),
 ];
 
