@@ -12,5 +12,4 @@ pub mod http;
 pub mod jobs;
 pub mod startup;
 pub mod store;
-pub mod web;
 pub mod workflow;

@@ -110,7 +110,7 @@ fn dev_face(config: &mut HttpConfig, addr: std::net::SocketAddr) -> &'static str
     let secret = crate::app::access::new_secret("devface_").into_bytes();
     config.face_secret = Some(secret.clone());
     config.web.dev_face =
-        Some(crate::web::DevFace { secret, callback: format!("http://{addr}/v1/facial-recognition") });
+        Some(crate::http::web::DevFace { secret, callback: format!("http://{addr}/v1/facial-recognition") });
     "the development provider at /dev/face (loopback only; set APPEALFLOW_FACE_SECRET for a real one)"
 }
 
@@ -142,7 +142,7 @@ pub(super) async fn serve(ctx: &Context, args: ServeArgs) -> Result<(), CliError
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
         },
         face_secret: args.face_secret.clone().filter(|s| !s.is_empty()).map(String::into_bytes),
-        web: crate::web::WebConfig { secure_cookies: args.secure_cookies, ..Default::default() },
+        web: crate::http::web::WebConfig { secure_cookies: args.secure_cookies, ..Default::default() },
         ..HttpConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -22,6 +22,7 @@ mod schemas;
 pub mod server;
 pub mod staff;
 pub mod upload;
+pub mod web;
 
 pub use metrics::{metrics_router, serve_metrics};
 
@@ -67,7 +68,7 @@ pub struct HttpConfig {
     /// Header-read and idle timeouts, and the cap on open connections.
     pub connections: server::ConnectionLimits,
     /// The web pages' settings (cookies, staff sessions, the development face provider).
-    pub web: crate::web::WebConfig,
+    pub web: crate::http::web::WebConfig,
 }
 
 impl Default for HttpConfig {
@@ -83,7 +84,7 @@ impl Default for HttpConfig {
             face_secret: None,
             upload_timeout: Duration::from_secs(120),
             connections: server::ConnectionLimits::default(),
-            web: crate::web::WebConfig::default(),
+            web: crate::http::web::WebConfig::default(),
         }
     }
 }
@@ -135,7 +136,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/progress", post(progress))
         .merge(applicant::routes())
         .merge(api::routes())
-        .merge(crate::web::routes(max_upload))
+        .merge(crate::http::web::routes(max_upload))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(max_json))
@@ -244,21 +245,36 @@ async fn progress(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: auth::JsonBody<ProgressQuery>,
 ) -> ApiResult<Response> {
-    let arrived = Instant::now();
     let q = body.0;
-    let client = crate::app::limits::client_key(peer.ip());
-    state.limiter.check(peer.ip())?;
-    let attempt = state.limits.progress_attempt(&q.ticket, &client).await?;
-    match state.intake.progress(&q.ticket, &q.phone).await {
-        Ok(progress) => {
-            state.limits.progress_right(attempt).await?;
-            Ok(Json(progress).into_response())
+    Ok(Json(state.progress_query(peer.ip(), &q.ticket, &q.phone).await?).into_response())
+}
+
+impl AppState {
+    /// The progress query under its limits, as the API and the web page both answer it:
+    /// per client address (process-local), then per ticket and client and per ticket for
+    /// wrong answers (in the database); a wrong answer (404, the same for an unknown
+    /// ticket, a wrong phone and a malformed ticket) no sooner than the configured floor.
+    pub async fn progress_query(
+        &self,
+        peer: std::net::IpAddr,
+        ticket: &str,
+        phone: &str,
+    ) -> ApiResult<crate::app::intake::Progress> {
+        let arrived = Instant::now();
+        let client = crate::app::limits::client_key(peer);
+        self.limiter.check(peer)?;
+        let attempt = self.limits.progress_attempt(ticket, &client).await?;
+        match self.intake.progress(ticket, phone).await {
+            Ok(progress) => {
+                self.limits.progress_right(attempt).await?;
+                Ok(progress)
+            }
+            Err(crate::app::intake::IntakeError::NoMatch) => {
+                tokio::time::sleep_until((arrived + self.config.progress_floor).into()).await;
+                Err(crate::app::intake::IntakeError::NoMatch.into())
+            }
+            Err(e) => Err(e.into()),
         }
-        Err(crate::app::intake::IntakeError::NoMatch) => {
-            tokio::time::sleep_until((arrived + state.config.progress_floor).into()).await;
-            Err(crate::app::intake::IntakeError::NoMatch.into())
-        }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -155,7 +155,6 @@ async fn applicant_and_reviewer_take_an_appeal_from_start_to_closed(db: TestDb) 
             let stage = b.text("#stage").await;
             assert!(stage.contains("Closed"), "{stage}");
             b.wait_for("#done").await;
-            // The reasons of the earlier rejection stay readable after the appeal closed.
             b.assert_accessible().await;
         })
         .await;

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use appealflow::app::access::create_token;
 use appealflow::engine::{Clock, ManualClock};
+use appealflow::http::web::{DevFace, WebConfig};
 use appealflow::http::{AppState, HttpConfig, Shared};
 use appealflow::startup::{IntakeConfig, WorkConfig};
-use appealflow::web::{DevFace, WebConfig};
 
 use crate::browser::Browser;
 use crate::common::{self, TestDb};

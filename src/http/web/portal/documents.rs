@@ -16,9 +16,9 @@ use super::{draft_or_start, failed, nav, see_other};
 use crate::domain::document::DocumentKind;
 use crate::domain::rules::Checklist;
 use crate::http::Shared;
+use crate::http::web::i18n::Lang;
+use crate::http::web::layout::{Page, shell};
 use crate::store::DraftRecord;
-use crate::web::i18n::Lang;
-use crate::web::layout::{Page, shell};
 
 fn title(lang: Lang) -> &'static str {
     lang.t("Step 2: upload the documents", "第二步：上传申诉材料")

@@ -21,10 +21,10 @@ struct Asset {
 
 /// htmx is the npm package `htmx.org` as published (static/vendor, with its licence).
 const ASSETS: [Asset; 4] = [
-    Asset { name: "htmx.min.js", mime: "text/javascript", bytes: include_bytes!("../../static/vendor/htmx.min.js") },
-    Asset { name: "htmx.LICENSE", mime: "text/plain", bytes: include_bytes!("../../static/vendor/htmx.LICENSE") },
-    Asset { name: "app.js", mime: "text/javascript", bytes: include_bytes!("../../static/app.js") },
-    Asset { name: "app.css", mime: "text/css", bytes: include_bytes!("../../static/app.css") },
+    Asset { name: "htmx.min.js", mime: "text/javascript", bytes: include_bytes!("../../../static/vendor/htmx.min.js") },
+    Asset { name: "htmx.LICENSE", mime: "text/plain", bytes: include_bytes!("../../../static/vendor/htmx.LICENSE") },
+    Asset { name: "app.js", mime: "text/javascript", bytes: include_bytes!("../../../static/app.js") },
+    Asset { name: "app.css", mime: "text/css", bytes: include_bytes!("../../../static/app.css") },
 ];
 
 fn hashes() -> &'static [String] {

@@ -5,22 +5,20 @@
 //! under the same limits as the API's progress query.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
-use super::{failed, held_draft, nav, see_other};
-use crate::app::intake::{IntakeError, NoFiles, Progress};
-use crate::app::limits::client_key;
+use super::{draft_ticket, failed, held_draft, held_ticket, nav, see_other};
+use crate::app::intake::{NoFiles, Progress};
 use crate::app::problem::{Kind, Problem};
 use crate::domain::rejection;
 use crate::http::Shared;
-use crate::web::form::Form;
-use crate::web::i18n::Lang;
-use crate::web::layout::{Page, shell};
+use crate::http::web::form::Form;
+use crate::http::web::i18n::Lang;
+use crate::http::web::layout::{Page, shell};
 
 fn title(lang: Lang) -> &'static str {
     lang.t("Check the result of an appeal", "查询申诉结果")
@@ -59,36 +57,30 @@ pub async fn check(
     lang: Lang,
     f: Form,
 ) -> Result<Response, Page> {
-    let arrived = Instant::now();
     let ticket = f.get("ticket").unwrap_or("");
-    let phone = f.get("phone").unwrap_or("");
-    let limited = |e: crate::app::limits::LimitError| failed(lang, &e);
-    if state.limiter.check(peer.ip()).is_err() {
-        let busy = Problem::new(
-            Kind::TooMany { retry_after: 60 },
-            "too-many",
-            "Too many requests",
-            lang.t("Too many queries from your address: wait a minute.", "您的查询过于频繁，请一分钟后再试。"),
-        );
-        return Err(Page::problem(lang, &busy, &nav(lang)));
-    }
-    let client = client_key(peer.ip());
-    let attempt = state.limits.progress_attempt(ticket, &client).await.map_err(limited)?;
-    match state.intake.progress(ticket, phone).await {
+    match state.progress_query(peer.ip(), ticket, f.get("phone").unwrap_or("")).await {
         Ok(progress) => {
-            state.limits.progress_right(attempt).await.map_err(limited)?;
-            let holds = held_draft(&state, &headers).await.is_some_and(|d| {
-                d.ticket.as_deref().and_then(|t| crate::domain::TicketNumber::parse(t).ok()).map(|t| t.to_string())
-                    == Some(progress.ticket.clone())
-            });
+            let holds = held_ticket(&state, &headers).await.is_some_and(|t| t.to_string() == progress.ticket);
             Ok(shell(lang, title(lang), &nav(lang), result(&state, lang, &progress, holds)).into_response())
         }
-        Err(IntakeError::NoMatch) => {
-            tokio::time::sleep_until((arrived + state.config.progress_floor).into()).await;
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
             let body = query_form(lang, Some(ticket), true);
             Ok((StatusCode::NOT_FOUND, shell(lang, title(lang), &nav(lang), body)).into_response())
         }
-        Err(e) => Err(failed(lang, &e)),
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            let busy = Problem::new(
+                Kind::TooMany { retry_after: 60 },
+                "too-many",
+                "Too many requests",
+                lang.t("Too many queries: wait a minute and try again.", "查询过于频繁，请一分钟后再试。"),
+            );
+            Err(Page::problem(lang, &busy, &nav(lang)))
+        }
+        Err(e) => {
+            tracing::error!(status = %e.status, "the progress page failed");
+            let broken = Problem::new(Kind::Internal, "internal", "Internal error", String::new());
+            Err(Page::problem(lang, &broken, &nav(lang)))
+        }
     }
 }
 
@@ -144,7 +136,7 @@ fn result(state: &Shared, lang: Lang, p: &Progress, holds_draft: bool) -> Markup
 pub async fn resubmit(State(state): State<Shared>, headers: HeaderMap, lang: Lang, f: Form) -> Result<Response, Page> {
     let Some(draft) = held_draft(&state, &headers).await else { return Ok(see_other("/progress")) };
     let ticket = crate::app::parse_ticket(f.get("ticket").unwrap_or("")).map_err(|e| failed(lang, &e))?;
-    if draft.ticket.as_deref().and_then(|t| crate::domain::TicketNumber::parse(t).ok()).as_ref() != Some(&ticket) {
+    if draft_ticket(&draft).as_ref() != Some(&ticket) {
         return Ok(see_other("/progress"));
     }
     state.drafts.resubmit(&draft, &ticket, f.get("key"), &NoFiles).await.map_err(|e| failed(lang, &e))?;

@@ -17,9 +17,9 @@ use crate::app::intake::IntakeError;
 use crate::domain::draft::Scenario;
 use crate::domain::{AppealItem, FieldError};
 use crate::http::Shared;
-use crate::web::form::Form;
-use crate::web::i18n::Lang;
-use crate::web::layout::{Page, field_errors, shell};
+use crate::http::web::form::Form;
+use crate::http::web::i18n::Lang;
+use crate::http::web::layout::{Page, field_errors, shell};
 
 fn title(lang: Lang) -> &'static str {
     lang.t("Step 1: prepare the appeal", "第一步：准备申诉")

@@ -11,8 +11,8 @@ use crate::app::problem::Classify;
 use crate::app::review::{self, QueueQuery};
 use crate::domain::Role;
 use crate::http::Shared;
-use crate::web::form::Form;
-use crate::web::see_other;
+use crate::http::web::form::Form;
+use crate::http::web::see_other;
 
 const LEADS: [Role; 2] = [Role::Lead, Role::Admin];
 

@@ -8,7 +8,7 @@ use maud::{Markup, html};
 
 use crate::calendar::{BusinessDays, DayKind, DayRole};
 use crate::engine::Engine;
-use crate::web::i18n::Lang;
+use crate::http::web::i18n::Lang;
 use crate::workflow::definition::Span;
 
 /// The review SLA's length in business days, when the workflow counts it so.

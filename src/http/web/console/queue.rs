@@ -12,7 +12,7 @@ use crate::app::review::{self, AssigneeFilter, QueuePage, QueueQuery};
 use crate::domain::AppealItem;
 use crate::domain::draft::Scenario;
 use crate::http::Shared;
-use crate::web::i18n::Lang;
+use crate::http::web::i18n::Lang;
 
 const PER_PAGE: i64 = 25;
 

@@ -17,9 +17,9 @@ use crate::domain::document::DocumentKind;
 use crate::domain::rejection;
 use crate::domain::{Role, TicketNumber};
 use crate::http::Shared;
-use crate::web::form::Form;
-use crate::web::i18n::Lang;
-use crate::web::see_other;
+use crate::http::web::form::Form;
+use crate::http::web::i18n::Lang;
+use crate::http::web::see_other;
 use crate::workflow::Fire;
 
 fn ticket(console: &Console, raw: &str) -> Result<TicketNumber, Response> {
@@ -203,7 +203,7 @@ fn timeline(state: &Shared, lang: Lang, d: &AppealDetail) -> Markup {
                     }
                 }
             }
-            @if let Some(at) = received { (crate::web::deadline::explained(lang, state.engine(), at)) }
+            @if let Some(at) = received { (crate::http::web::deadline::explained(lang, state.engine(), at)) }
         }
     }
 }

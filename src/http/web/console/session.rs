@@ -11,11 +11,11 @@ use maud::{Markup, html};
 use crate::app::sessions::{self, SessionPolicy, StaffSession};
 use crate::domain::{Actor, Role};
 use crate::http::Shared;
-use crate::web::cookies;
-use crate::web::form::Form;
-use crate::web::i18n::Lang;
-use crate::web::layout::shell;
-use crate::web::see_other;
+use crate::http::web::cookies;
+use crate::http::web::form::Form;
+use crate::http::web::i18n::Lang;
+use crate::http::web::layout::shell;
+use crate::http::web::see_other;
 
 /// A signed-in staff member.
 pub struct Console {

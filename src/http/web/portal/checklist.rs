@@ -5,7 +5,7 @@
 use maud::{Markup, html};
 
 use crate::domain::rules::{Checklist, Condition, EntryStatus, Need};
-use crate::web::i18n::Lang;
+use crate::http::web::i18n::Lang;
 
 pub fn panel(lang: Lang, c: &Checklist) -> Markup {
     html! {

@@ -14,7 +14,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::domain::Role;
-use crate::web::i18n::Lang;
+use crate::http::web::i18n::Lang;
 
 pub use session::Console;
 

@@ -13,9 +13,9 @@ use super::{draft_or_start, failed, nav, see_other};
 use crate::app::drafts::DraftError;
 use crate::app::intake::IntakeError;
 use crate::http::Shared;
-use crate::web::form::Form;
-use crate::web::i18n::Lang;
-use crate::web::layout::{Page, shell};
+use crate::http::web::form::Form;
+use crate::http::web::i18n::Lang;
+use crate::http::web::layout::{Page, shell};
 
 fn face_result(data: &Value) -> Option<&str> {
     data.pointer("/operator/facial_recognition/result").and_then(Value::as_str)
@@ -127,7 +127,7 @@ pub async fn submitted(State(state): State<Shared>, headers: HeaderMap, lang: La
             p.ticket { strong #ticket { (ticket.to_string()) } }
             p { (lang.t("Keep it with the contact phone you gave: together they let you check the result.", "请保存工单号，凭工单号和联系手机可查询申诉结果。")) }
         }
-        (crate::web::deadline::explained(lang, state.engine(), received))
+        (crate::http::web::deadline::explained(lang, state.engine(), received))
         p { a.button href="/progress" { (lang.t("Check the result", "查询申诉结果")) } }
     };
     Ok(shell(lang, lang.t("Appeal submitted", "申诉已提交"), &nav(lang), body).into_response())

@@ -53,6 +53,16 @@ async fn held_draft(state: &Shared, headers: &HeaderMap) -> Option<DraftRecord> 
     state.drafts.open(id, secret).await.ok()
 }
 
+/// The ticket of the appeal a draft was submitted as.
+fn draft_ticket(draft: &DraftRecord) -> Option<crate::domain::TicketNumber> {
+    draft.ticket.as_deref().and_then(|t| crate::domain::TicketNumber::parse(t).ok())
+}
+
+/// The ticket of the appeal this browser's draft was submitted as.
+async fn held_ticket(state: &Shared, headers: &HeaderMap) -> Option<crate::domain::TicketNumber> {
+    held_draft(state, headers).await.as_ref().and_then(draft_ticket)
+}
+
 /// The held draft, or a redirect to the start.
 async fn draft_or_start(state: &Shared, headers: &HeaderMap) -> Result<DraftRecord, Response> {
     held_draft(state, headers).await.ok_or_else(|| see_other("/"))

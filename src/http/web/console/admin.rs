@@ -12,8 +12,8 @@ use crate::app::admin::{self, JobQuery};
 use crate::app::problem::Classify;
 use crate::domain::Role;
 use crate::http::Shared;
-use crate::web::form::Form;
-use crate::web::see_other;
+use crate::http::web::form::Form;
+use crate::http::web::see_other;
 
 pub async fn page(State(state): State<Shared>, console: Console) -> Response {
     if let Err(r) = console.require(&[Role::Admin]) {

@@ -17,10 +17,10 @@ use crate::app::limits::{Budget, client_key};
 use crate::domain::FieldError;
 use crate::domain::rules::Ineligible;
 use crate::http::Shared;
-use crate::web::cookies;
-use crate::web::form::Form;
-use crate::web::i18n::Lang;
-use crate::web::layout::{Page, field_errors, shell};
+use crate::http::web::cookies;
+use crate::http::web::form::Form;
+use crate::http::web::i18n::Lang;
+use crate::http::web::layout::{Page, field_errors, shell};
 
 pub async fn page(State(state): State<Shared>, lang: Lang) -> Response {
     let mut response = shell(lang, lang.t("Account appeal", "账号申诉"), &nav(lang), form(lang, &Form::default(), &[]))
