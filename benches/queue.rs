@@ -9,10 +9,17 @@
 //!
 //! `cargo bench --bench queue` (PostgreSQL too when APPEALFLOW_BENCH_POSTGRES_URL is set;
 //! a fresh database is created on that server and dropped afterwards).
-//! `APPEALFLOW_BENCH_OPEN` sets the open appeals (default 100000).
+//! `APPEALFLOW_BENCH_OPEN` sets the open appeals (default 100000);
+//! `APPEALFLOW_BENCH_BACKENDS` the backends (default `sqlite,postgres`).
+//!
+//! Then the console's queue page (`GET /console`, 25 rows) for the same cases, served on
+//! loopback to a signed-in reviewer and rendered in full (queue/console.rs): the time from
+//! request to the page's last byte, against the raw run of its statements.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
+#[path = "queue/console.rs"]
+mod console;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -333,6 +340,24 @@ where
     all
 }
 
+/// The same run's baseline: `query`'s statements run by hand, `calls` times.
+async fn raw_timed(pool: &Pool, query: &QueueQuery, calls: usize) -> Vec<Duration> {
+    match pool {
+        Pool::Sqlite(p) => {
+            timed(calls, || async {
+                let _ = raw_call!(p, "BEGIN DEFERRED", true, raw_of(query));
+            })
+            .await
+        }
+        Pool::Pg(p) => {
+            timed(calls, || async {
+                let _ = raw_call!(p, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", false, raw_of(query));
+            })
+            .await
+        }
+    }
+}
+
 enum Pool {
     Sqlite(sqlx::SqlitePool),
     Pg(sqlx::PgPool),
@@ -367,11 +392,14 @@ async fn run(name: &str, db: common::TestDb, open: usize, calls: usize) {
     };
     drop((appeals, timers));
     let clock = Arc::new(ManualClock::new(now()));
-    let app = common::app(&db, clock, &WorkConfig::default(), None);
+    let blobs = tempfile::tempdir().unwrap();
+    let intake = common::intake_config(blobs.path(), "queue-bench-id-hash-key-0123456789");
+    let app = common::app(&db, clock.clone(), &WorkConfig::default(), Some(intake));
     let engine = app.engine.clone();
+    let browser = console::open(app, clock).await;
 
     println!(
-        "{:<10} {:<24} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}",
+        "{:<10} {:<30} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}",
         "backend", "case", "rows", "total", "p50 ms", "p95 ms", "raw p50", "raw p95", "ratio"
     );
     let mut worst: f64 = 0.0;
@@ -385,27 +413,37 @@ async fn run(name: &str, db: common::TestDb, open: usize, calls: usize) {
             }
         })
         .await;
-        let raw_times = match &pool {
-            Pool::Sqlite(p) => {
-                timed(calls, || async {
-                    let _ = raw_call!(p, "BEGIN DEFERRED", true, raw_of(&query));
-                })
-                .await
-            }
-            Pool::Pg(p) => {
-                timed(calls, || async {
-                    let _ = raw_call!(p, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", false, raw_of(&query));
-                })
-                .await
-            }
-        };
+        let raw_times = raw_timed(&pool, &query, calls).await;
         let (p50, p95) = (pct(&engine_times, 0.5), pct(&engine_times, 0.95));
         let (r50, r95) = (pct(&raw_times, 0.5), pct(&raw_times, 0.95));
         worst = worst.max(p95);
         println!(
-            "{name:<10} {case:<24} {:>6} {:>7} {p50:>9.2} {p95:>9.2} {r50:>9.2} {r95:>9.2} {:>6.2}",
+            "{name:<10} {case:<30} {:>6} {:>7} {p50:>9.2} {p95:>9.2} {r50:>9.2} {r95:>9.2} {:>6.2}",
             page.items.len(),
             page.total,
+            p95 / r95
+        );
+    }
+    // The console's page: the same queries through HTTP, a session and the rendering.
+    for (case, query_string, query) in console::cases(open) {
+        let (_, bytes) = browser.get(&query_string).await;
+        let mut page_times = Vec::with_capacity(calls);
+        browser.get(&query_string).await;
+        for _ in 0..calls {
+            page_times.push(browser.get(&query_string).await.0);
+        }
+        page_times.sort();
+        if std::env::var_os("APPEALFLOW_BENCH_TAIL").is_some() {
+            eprintln!("{case}: slowest {:?}", &page_times[page_times.len().saturating_sub(12)..]);
+        }
+        let raw_times = raw_timed(&pool, &query, calls).await;
+        let (p50, p95) = (pct(&page_times, 0.5), pct(&page_times, 0.95));
+        let (r50, r95) = (pct(&raw_times, 0.5), pct(&raw_times, 0.95));
+        worst = worst.max(p95);
+        println!(
+            "{name:<10} {case:<30} {:>6} {:>7} {p50:>9.2} {p95:>9.2} {r50:>9.2} {r95:>9.2} {:>6.2}",
+            format!("{}k", bytes / 1024),
+            "",
             p95 / r95
         );
     }
@@ -429,7 +467,14 @@ async fn bench_postgres() -> Option<(common::TestDb, String, String)> {
 async fn main() {
     let open = std::env::var("APPEALFLOW_BENCH_OPEN").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let calls = std::env::var("APPEALFLOW_BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    run("sqlite", common::sqlite().await, open, calls).await;
+    // APPEALFLOW_BENCH_BACKENDS: which backends to run (default "sqlite,postgres").
+    let backends = std::env::var("APPEALFLOW_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    if backends.contains("sqlite") {
+        run("sqlite", common::sqlite().await, open, calls).await;
+    }
+    if !backends.contains("postgres") {
+        return;
+    }
     match bench_postgres().await {
         Some((db, admin, name)) => {
             run("postgres", db, open, calls).await;
