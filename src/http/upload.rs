@@ -18,7 +18,7 @@ use crate::domain::document::{DocumentKind, sanitize_file_name};
 use crate::domain::draft::{Attestation, DisposalIssued};
 
 /// Room for the multipart framing (boundaries and part headers) around one document.
-const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+pub(in crate::http) const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
 /// What an upload says about its document besides the content (`?kind=...&stamped=...`).
 #[derive(Debug, Deserialize)]

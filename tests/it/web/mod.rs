@@ -5,6 +5,7 @@
 
 mod console;
 mod journey;
+mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -30,7 +30,14 @@ pub async fn receive(state: &Shared, headers: &HeaderMap, body: Body) -> Result<
         .map_err(|_| Refused::Form("send the document with the page's form (multipart/form-data)".into()))?;
     let limits = state.intake.limits();
     let max = limits.max_bytes;
-    let mut parts = multer::Multipart::new(body.into_data_stream(), boundary);
+    // The whole form is bounded (the file, its declared facts and the framing), so no
+    // part, a text field included, is read past the document limit.
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(max.saturating_add(crate::http::upload::MULTIPART_OVERHEAD))
+            .per_field(max),
+    );
+    let mut parts = multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
     let mut facts = DocumentFacts::default();
     let blobs = state.intake.blobs().clone();
     let mut staged = blobs.stage().await.map_err(|e| Refused::Internal(e.to_string()))?;
@@ -39,12 +46,17 @@ pub async fn receive(state: &Shared, headers: &HeaderMap, body: Body) -> Result<
     let mib = max as f64 / (1024.0 * 1024.0);
     let too_large = || Refused::File(format!("the file is larger than the limit of {mib:.0} MiB"));
     let result: Result<(), Refused> = async {
-        while let Some(mut field) = parts.next_field().await.map_err(|e| Refused::Form(e.to_string()))? {
+        let framing = |e: multer::Error| match e {
+            multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => too_large(),
+            multer::Error::StreamReadFailed(_) => Refused::Form("the upload was interrupted; try again".into()),
+            other => Refused::Form(other.to_string()),
+        };
+        while let Some(mut field) = parts.next_field().await.map_err(framing)? {
             let name = field.name().unwrap_or("").to_string();
             if name == "file" {
                 file_name = field.file_name().map(str::to_string).filter(|n| !n.is_empty());
                 got_file = file_name.is_some();
-                while let Some(chunk) = field.chunk().await.map_err(|_| too_large())? {
+                while let Some(chunk) = field.chunk().await.map_err(framing)? {
                     if staged.size() + chunk.len() as u64 > max {
                         return Err(too_large());
                     }
@@ -52,7 +64,7 @@ pub async fn receive(state: &Shared, headers: &HeaderMap, body: Body) -> Result<
                 }
                 continue;
             }
-            let value = field.text().await.map_err(|e| Refused::Form(e.to_string()))?;
+            let value = field.text().await.map_err(framing)?;
             let value = value.trim();
             if value.is_empty() || value.len() > 500 {
                 continue;
