@@ -14,7 +14,9 @@
 //!
 //! Then the console's queue page (`GET /console`, 25 rows) for the same cases, served on
 //! loopback to a signed-in reviewer and rendered in full (queue/console.rs): the time from
-//! request to the page's last byte, against the raw run of its statements.
+//! request to the page's last byte, against the raw run of its statements (their rows
+//! column gives the page's size). `APPEALFLOW_BENCH_TAIL=1` prints each page case's
+//! slowest calls.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -426,9 +428,8 @@ async fn run(name: &str, db: common::TestDb, open: usize, calls: usize) {
     }
     // The console's page: the same queries through HTTP, a session and the rendering.
     for (case, query_string, query) in console::cases(open) {
-        let (_, bytes) = browser.get(&query_string).await;
+        let (_, bytes) = browser.get(&query_string).await; // also warms the caches
         let mut page_times = Vec::with_capacity(calls);
-        browser.get(&query_string).await;
         for _ in 0..calls {
             page_times.push(browser.get(&query_string).await.0);
         }
