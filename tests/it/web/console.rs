@@ -117,7 +117,15 @@ async fn revoking_a_token_ends_its_console_sessions_and_sign_out_ends_one(db: Te
                         )
                         .await;
                     let id = id.as_str().expect("the token's id").to_string();
-                    a.click(&format!("form[action='/console/admin/tokens/{id}/revoke'] button")).await;
+                    let revoke = format!("form[action='/console/admin/tokens/{id}/revoke']");
+                    a.click(&format!("{revoke} button")).await;
+                    // Done when the admin page comes back without the token's revoke form
+                    // (the old page's #tokens is there before the post is even answered).
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+                    while a.exists(&revoke).await {
+                        assert!(std::time::Instant::now() < deadline, "the revoke was not answered");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
                     a.wait_for("#tokens").await;
                 })
                 .await;
