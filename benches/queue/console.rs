@@ -4,7 +4,6 @@
 //! the same run's raw-sqlx run of the page's two statements.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use appealflow::app::access::create_token;
 use appealflow::app::sessions::{self, SessionPolicy};
@@ -38,9 +37,8 @@ pub async fn open(app: Application, clock: Arc<dyn Clock>) -> Browser {
 }
 
 impl Browser {
-    /// One page: its time, and its body's length (a sign-in redirect or an error fails).
-    pub async fn get(&self, query: &str) -> (Duration, usize) {
-        let start = Instant::now();
+    /// One page, its body's length (a sign-in redirect or an error fails).
+    pub async fn get(&self, query: &str) -> usize {
         let r = self
             .client
             .get(format!("{}/console{query}", self.base))
@@ -50,10 +48,9 @@ impl Browser {
             .unwrap();
         let status = r.status();
         let body = r.text().await.unwrap();
-        let took = start.elapsed();
         assert!(status.is_success(), "GET /console{query}: {status}");
         assert!(body.contains("<table"), "GET /console{query} renders a queue table");
-        (took, body.len())
+        body.len()
     }
 }
 

@@ -54,14 +54,9 @@ async fn an_oversized_text_field_in_the_documents_form_is_refused_and_changes_no
         .to_string();
     let (id, secret) = cookie.trim_start_matches("af_draft=").split_once('~').expect("id~secret");
 
-    let max = site.state.intake.limits().max_bytes;
-    let huge = vec![b'a'; usize::try_from(max).unwrap() + 128 * 1024];
-    let png = std::fs::read(super::example("receipt.png")).unwrap();
-    for (what, body) in [
-        ("a text field past the limit", form(&[part("kind", b"id_card_front"), part("company_name", &huge)], &png)),
-        ("an unknown field past the limit", form(&[part("kind", b"id_card_front"), part("notes", &huge)], &png)),
-    ] {
-        let r = client
+    // The documents form as the page posts it, with the draft's cookie.
+    let post = async |body: Vec<u8>| {
+        client
             .post(site.url("/appeal/documents"))
             .header("sec-fetch-site", "same-origin")
             .header("cookie", &cookie)
@@ -69,7 +64,21 @@ async fn an_oversized_text_field_in_the_documents_form_is_refused_and_changes_no
             .body(body)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    };
+    let documents = async || {
+        let draft = site.state.drafts.open(id, secret).await.expect("the draft is still there");
+        draft.data.get("documents").and_then(Value::as_array).map_or(0, Vec::len)
+    };
+
+    let max = site.state.intake.limits().max_bytes;
+    let huge = vec![b'a'; usize::try_from(max).unwrap() + 128 * 1024];
+    let png = std::fs::read(super::example("receipt.png")).unwrap();
+    for (what, body) in [
+        ("a text field past the limit", form(&[part("kind", b"id_card_front"), part("company_name", &huge)], &png)),
+        ("an unknown field past the limit", form(&[part("kind", b"id_card_front"), part("notes", &huge)], &png)),
+    ] {
+        let r = post(body).await;
         let status = r.status();
         let page = r.text().await.unwrap();
         assert_eq!(status, 422, "{what}: refused");
@@ -78,22 +87,11 @@ async fn an_oversized_text_field_in_the_documents_form_is_refused_and_changes_no
             "{what}: the refusal says why: {}",
             &page[..page.len().min(2000)]
         );
-        let draft = site.state.drafts.open(id, secret).await.expect("the draft is still there");
-        let documents = draft.data.get("documents").and_then(Value::as_array).map_or(0, Vec::len);
-        assert_eq!(documents, 0, "{what}: the draft keeps nothing of the refused form");
+        assert_eq!(documents().await, 0, "{what}: the draft keeps nothing of the refused form");
     }
 
     // The same form within the limit is taken: the refusals above were the limit's.
-    let r = client
-        .post(site.url("/appeal/documents"))
-        .header("sec-fetch-site", "same-origin")
-        .header("cookie", &cookie)
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
-        .body(form(&[part("kind", b"id_card_front")], &png))
-        .send()
-        .await
-        .unwrap();
+    let r = post(form(&[part("kind", b"id_card_front")], &png)).await;
     assert_eq!(r.status(), 200, "a form within the limit is taken");
-    let draft = site.state.drafts.open(id, secret).await.unwrap();
-    assert_eq!(draft.data.get("documents").and_then(Value::as_array).map_or(0, Vec::len), 1);
+    assert_eq!(documents().await, 1, "the draft holds the taken document");
 }
