@@ -54,6 +54,8 @@ pub enum TemplateError {
 pub struct Templates {
     hb: Handlebars<'static>,
     variants: BTreeSet<(String, String, String)>,
+    /// Each template's variants' texts, together: what a template can show.
+    texts: std::collections::BTreeMap<String, String>,
 }
 
 impl Templates {
@@ -63,6 +65,7 @@ impl Templates {
         // Plain-text SMS and email: nothing to escape for HTML.
         hb.register_escape_fn(handlebars::no_escape);
         let mut variants = BTreeSet::new();
+        let mut texts = std::collections::BTreeMap::<String, String>::new();
         let entries =
             std::fs::read_dir(dir).map_err(|e| TemplateError::Io { dir: dir.into(), message: e.to_string() })?;
         for entry in entries {
@@ -78,13 +81,21 @@ impl Templates {
             }
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| TemplateError::Io { dir: dir.into(), message: e.to_string() })?;
+            texts.entry(name.to_string()).or_default().push_str(&text);
             hb.register_template_string(stem, text)
                 .map_err(|e| TemplateError::Invalid { file: path.clone(), message: e.to_string() })?;
             hb.render(stem, &sample_context())
                 .map_err(|e| TemplateError::Invalid { file: path.clone(), message: e.to_string() })?;
             variants.insert((name.to_string(), channel.to_string(), locale.to_string()));
         }
-        Ok(Templates { hb, variants })
+        Ok(Templates { hb, variants, texts })
+    }
+
+    /// Whether any variant of template `name` names `word` (a context variable): a
+    /// template that does not cannot show it, so it need not be read. No partials are
+    /// registered, so a template's text is all it can render.
+    pub fn mentions(&self, name: &str, word: &str) -> bool {
+        self.texts.get(name).is_some_and(|t| t.contains(word))
     }
 
     /// Refuses unless `name` exists for `channel` in every locale.

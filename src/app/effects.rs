@@ -14,7 +14,7 @@ use crate::adapters::notify::{TemplateError, Templates};
 use crate::app::intake::AppealData;
 use crate::domain::rejection::all_in_words;
 use crate::domain::{Locale, PhoneNumber, Role, check_text};
-use crate::engine::{EffectPlanner, EngineError, Planned};
+use crate::engine::{BatchReads, EffectPlanner, EngineError, Planned};
 use crate::store::{
     AppealRecord, NewAction, NewNotification, NotificationStatus, Store, StoreError, TimerStatus, UnitOfWork,
 };
@@ -209,12 +209,17 @@ impl Planner {
         action: Option<&str>,
         new_phone: Option<&PhoneNumber>,
     ) -> Result<serde_json::Value, EngineError> {
+        // Reads only what the template can show (its text names the variable).
+        let template = effect.template.as_deref().unwrap_or_default();
         let deadline = match &effect.deadline {
-            Some(timer) => self.deadline(appeal, decision, timer, now).await?.map(|d| self.local(d)),
-            None => None,
+            Some(timer) if self.templates.mentions(template, "deadline") => {
+                self.deadline(appeal, decision, timer, now).await?.map(|d| self.local(d))
+            }
+            _ => None,
         };
         let action = action.or_else(|| decision.payload.get("action").and_then(serde_json::Value::as_str));
-        let reasons = self.reasons(appeal, decision).await?;
+        let reasons =
+            if self.templates.mentions(template, "reasons") { self.reasons(appeal, decision).await? } else { vec![] };
         Ok(serde_json::json!({
             "ticket": appeal.ticket.to_string(),
             "account": appeal.account,
@@ -288,14 +293,16 @@ impl Planner {
         appeal: &AppealRecord,
         to: Option<Recipient>,
         before: Option<&serde_json::Value>,
+        batch: Option<&BatchReads>,
     ) -> Result<Vec<Address>, EngineError> {
         Ok(match to {
-            Some(Recipient::Leads) => self
-                .lead_emails()
-                .await?
-                .into_iter()
-                .map(|l| Address { channel: "email", masked: mask_email(&l), to: l })
-                .collect(),
+            Some(Recipient::Leads) => match batch {
+                Some(b) => b.leads.get_or_try_init(|| self.lead_emails()).await?.clone(),
+                None => self.lead_emails().await?,
+            }
+            .into_iter()
+            .map(|l| Address { channel: "email", masked: mask_email(&l), to: l })
+            .collect(),
             // An effect recorded by an earlier version may name no recipient.
             Some(Recipient::Applicant) | None => Contact::of(appeal).addresses(),
             // Validation allows them only after an action, which has a `before`.
@@ -304,6 +311,7 @@ impl Planner {
     }
 
     /// Plans one effect with the key it is recorded under.
+    #[allow(clippy::too_many_arguments)]
     async fn plan_effect(
         &self,
         appeal: &AppealRecord,
@@ -312,12 +320,13 @@ impl Planner {
         key: &str,
         now: DateTime<Utc>,
         uow: &mut UnitOfWork,
+        batch: Option<&BatchReads>,
     ) -> Result<Option<Fire>, EngineError> {
         match effect.effect {
             EffectKind::Notify => {
                 let locale = Contact::of(appeal).locale;
                 let ctx = self.context(appeal, decision, effect, locale, now, None, None).await?;
-                let addresses = self.recipients(appeal, effect.to, None).await?;
+                let addresses = self.recipients(appeal, effect.to, None, batch).await?;
                 self.notify(appeal, decision, effect, key, addresses, &ctx, locale, uow).await
             }
             EffectKind::PostApprovalActions => {
@@ -381,7 +390,7 @@ impl Planner {
                     contact.phone.as_ref(),
                 )
                 .await?;
-            let addresses = self.recipients(appeal, effect.to, Some(before)).await?;
+            let addresses = self.recipients(appeal, effect.to, Some(before), None).await?;
             let key = format!("{key}:{template}");
             self.notify(appeal, &decision, effect, &key, addresses, &ctx, contact.locale, uow).await?;
         }
@@ -411,7 +420,7 @@ impl Planner {
             cancel: vec![],
             effects: vec![effect.clone()],
         };
-        self.plan_effect(appeal, &decision, effect, key, now, uow).await
+        self.plan_effect(appeal, &decision, effect, key, now, uow, None).await
     }
 }
 
@@ -421,7 +430,7 @@ impl EffectPlanner for Planner {
         let mut follow = Vec::new();
         for (i, effect) in p.decision.effects.iter().enumerate() {
             let key = UnitOfWork::effect_key(&p.appeal.id, p.appeal.version, i, effect);
-            follow.extend(self.plan_effect(p.appeal, p.decision, effect, &key, p.now, uow).await?);
+            follow.extend(self.plan_effect(p.appeal, p.decision, effect, &key, p.now, uow, p.batch).await?);
         }
         Ok(follow)
     }

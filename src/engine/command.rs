@@ -46,6 +46,17 @@ pub enum Target {
     Same,
 }
 
+impl Target {
+    /// The stored appeal it names, if it names one by itself.
+    pub fn key(&self) -> Option<crate::store::AppealKey<'_>> {
+        match self {
+            Target::Ticket(t) => Some(crate::store::AppealKey::Ticket(t)),
+            Target::Id(id) => Some(crate::store::AppealKey::Id(id)),
+            Target::New(_) | Target::Same => None,
+        }
+    }
+}
+
 /// One transition to decide within a unit of work.
 pub struct Command<'a> {
     pub target: Target,
@@ -75,6 +86,16 @@ pub struct Planned<'a> {
     pub appeal: &'a AppealRecord,
     pub decision: &'a Decision,
     pub now: DateTime<Utc>,
+    /// Reads shared by a batch of timer firings, when the decision is one of them.
+    pub batch: Option<&'a BatchReads>,
+}
+
+/// What the effects of one batch of timer firings read once for all of them: they are
+/// decided at one instant, in one transaction, so the leads' addresses read for the
+/// first serve every other.
+#[derive(Default)]
+pub struct BatchReads {
+    pub leads: tokio::sync::OnceCell<Vec<String>>,
 }
 
 /// Turns the effects a decision declares into the rows and jobs its unit of work

@@ -61,16 +61,32 @@ impl Engine {
             return Err(EngineError::Invalid(vec![FieldError::new("commands", "nothing to do")]));
         }
         let print = keyed.as_ref().map(|k| fingerprint(&k.basis));
-        if let (Some(k), Some(p)) = (&keyed, &print)
-            && let Some(done) = self.replay(&k.key, p).await?
-        {
-            return Ok(done);
+        // The first command's appeal and the key's record, read together (one round
+        // trip); an appeal is read on its own only when no command names one.
+        let mut preload = None;
+        match commands[0].target.key() {
+            Some(key) => {
+                let now = self.clock.now();
+                let load = self.store.load_for_command(key, now, keyed.as_ref().map(|k| k.key.as_str())).await?;
+                if let (Some(k), Some(p), Some(record)) = (&keyed, &print, &load.idempotency) {
+                    return self.replayed(&k.key, p, record.clone());
+                }
+                preload = Some((now, load));
+            }
+            None => {
+                if let (Some(k), Some(p)) = (&keyed, &print)
+                    && let Some(done) = self.replay(&k.key, p).await?
+                {
+                    return Ok(done);
+                }
+            }
         }
         let keyed = keyed.as_ref().zip(print.as_deref());
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.execute_once(&commands, primary, base.clone(), keyed).await {
+            // A second attempt reads afresh.
+            match self.execute_once(&commands, primary, base.clone(), keyed, preload.take()).await {
                 Ok(outcome) => return Ok(outcome),
                 Err(Again::TicketTaken) if attempt < TICKET_ATTEMPTS => continue,
                 Err(Again::TicketTaken) => {
@@ -100,8 +116,9 @@ impl Engine {
         primary: usize,
         base: UnitOfWork,
         keyed: Option<(&Keyed, &str)>,
+        mut preload: Option<(DateTime<Utc>, CommandLoad)>,
     ) -> Result<CommandOutcome, Again> {
-        let now = self.clock.now();
+        let now = preload.as_ref().map_or_else(|| self.clock.now(), |(at, _)| *at);
         let mut uow = UnitOfWork { at: now, ..base };
         // Each appeal as the unit of work leaves it so far.
         let mut touched: HashMap<String, AppealRecord> = HashMap::new();
@@ -121,23 +138,15 @@ impl Engine {
                 }
                 Target::Ticket(t) => match touched.values().find(|r| &r.ticket == t) {
                     Some(r) => Some(r.clone()),
-                    None => {
-                        let r = self
-                            .store
-                            .appeal_by_ticket(t)
-                            .await?
-                            .ok_or_else(|| EngineError::NotFound(t.to_string()))?;
-                        Some(self.catch_up(r).await?)
-                    }
+                    None => Some(self.load(AppealKey::Ticket(t), now, preload.take()).await?),
                 },
                 Target::Id(id) => match touched.get(id) {
                     Some(r) => Some(r.clone()),
-                    None => {
-                        let r = self.store.appeal_by_id(id).await?.ok_or_else(|| EngineError::NotFound(id.clone()))?;
-                        Some(self.catch_up(r).await?)
-                    }
+                    None => Some(self.load(AppealKey::Id(id), now, preload.take()).await?),
                 },
             };
+            // Only the first command's appeal was read ahead.
+            preload = None;
             let decision =
                 decide(&self.workflow, before.as_ref().map(Self::snapshot).as_ref(), &cmd.fire, &cmd.actor, now)?;
             let mut write = match (&cmd.target, &before) {
@@ -151,6 +160,7 @@ impl Engine {
                     state: decision.to.clone(),
                     outcome: decision.outcome.clone(),
                     assignee: decision.assignee.clone(),
+                    data_changed: true,
                     expected_version: None,
                 },
                 (_, Some(record)) => write_for(record, &decision),
@@ -158,9 +168,11 @@ impl Engine {
             };
             if let (Some(update), Some(record)) = (cmd.update, &before) {
                 write.data = update(record)?;
+                write.data_changed = write.data != record.data;
             }
-            let after =
-                self.add(&mut uow, before.as_ref(), write, decision, &cmd.actor, None, now, &mut outcomes).await?;
+            let after = self
+                .add(&mut uow, before.as_ref(), write, decision, &cmd.actor, None, now, &mut outcomes, None)
+                .await?;
             last = Some(after.id.clone());
             touched.insert(after.id.clone(), after);
         }
@@ -212,6 +224,29 @@ impl Engine {
             }
             Err(e) => Err(Again::Failed(commit_error(e))),
         }
+    }
+}
+
+impl Engine {
+    /// The appeal a command acts on, as of `now`: read (or taken from what the command
+    /// read ahead), with its due timers fired first when it has any.
+    async fn load(
+        &self,
+        key: AppealKey<'_>,
+        now: DateTime<Utc>,
+        preload: Option<(DateTime<Utc>, CommandLoad)>,
+    ) -> Result<AppealRecord, EngineError> {
+        let load = match preload {
+            Some((_, load)) => load,
+            None => self.store.load_for_command(key, now, None).await?,
+        };
+        let record = load.appeal.ok_or_else(|| {
+            EngineError::NotFound(match key {
+                AppealKey::Ticket(t) => t.to_string(),
+                AppealKey::Id(id) => id.to_string(),
+            })
+        })?;
+        if load.timer_due { Ok(self.catch_up(record).await?) } else { Ok(record) }
     }
 }
 

@@ -13,7 +13,7 @@ mod error;
 mod execute;
 mod timers;
 
-pub use command::{Command, CommandOutcome, DataUpdate, EffectPlanner, Keyed, NewAppeal, Planned, Target};
+pub use command::{BatchReads, Command, CommandOutcome, DataUpdate, EffectPlanner, Keyed, NewAppeal, Planned, Target};
 pub use error::{EngineError, ErrorClass};
 
 use std::collections::HashMap;
@@ -29,8 +29,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 
 use crate::domain::{Actor, FieldError, TicketNumber};
 use crate::store::{
-    AppealChange, AppealRecord, AppealWrite, CommitError, IdempotencyRecord, NewEvent, Store, StoreError, TimerFiring,
-    TimerHandler, TimerRecord, TimerVerdict, UnitOfWork,
+    AppealChange, AppealKey, AppealRecord, AppealWrite, CommandLoad, CommitError, IdempotencyRecord, NewEvent, Store,
+    StoreError, TimerFiring, TimerHandler, TimerRecord, TimerVerdict, UnitOfWork,
 };
 use crate::workflow::decide::{TimerSkip, decide, decide_timer};
 use crate::workflow::{Decision, Facts, Fire, Refusal, Snapshot, Workflow};
@@ -82,13 +82,18 @@ impl Engine {
         let Some(record) = self.store.idempotency(key).await? else {
             return Ok(None);
         };
+        self.replayed(key, print, record).map(Some)
+    }
+
+    /// The first answer recorded under `key`, if it was this command (`print`).
+    fn replayed(&self, key: &str, print: &str, record: IdempotencyRecord) -> Result<CommandOutcome, EngineError> {
         if record.fingerprint != print {
             return Err(EngineError::IdempotencyMismatch { key: key.to_string() });
         }
         let mut outcome: CommandOutcome = serde_json::from_value(record.response)
             .map_err(|e| StoreError::Corrupt(format!("idempotency response for {key:?}: {e}")))?;
         outcome.replayed = true;
-        Ok(Some(outcome))
+        Ok(outcome)
     }
 
     fn facts(record: &AppealRecord) -> Facts {
@@ -185,6 +190,7 @@ impl Engine {
         fire_timer: Option<i64>,
         now: DateTime<Utc>,
         outcomes: &mut Vec<CommandOutcome>,
+        batch: Option<&BatchReads>,
     ) -> Result<AppealRecord, EngineError> {
         let mut before = before.cloned();
         let mut next = Some((write, decision, actor.clone(), fire_timer));
@@ -222,7 +228,7 @@ impl Engine {
                 replayed: false,
                 also: vec![],
             });
-            let planned = Planned { before: before.as_ref(), appeal: &record, decision: &decision, now };
+            let planned = Planned { before: before.as_ref(), appeal: &record, decision: &decision, now, batch };
             let asked = self.effects.plan(&planned, uow).await?;
             uow.changes.push(AppealChange {
                 event: NewEvent {
@@ -266,6 +272,7 @@ fn write_for(record: &AppealRecord, decision: &Decision) -> AppealWrite {
         state: decision.to.clone(),
         outcome: decision.outcome.clone(),
         assignee: decision.assignee.clone(),
+        data_changed: false,
         expected_version: Some(record.version),
     }
 }

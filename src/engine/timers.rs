@@ -12,8 +12,15 @@ impl Engine {
         let now = self.clock.now();
         let mut fired_any = false;
         loop {
-            let firings =
-                self.store.fire_due_timers(now, 16, Some(&record.id), &TimerDecider { engine: self, now }).await?;
+            let firings = self
+                .store
+                .fire_due_timers(
+                    now,
+                    16,
+                    Some(&record.id),
+                    &TimerDecider { engine: self, now, batch: BatchReads::default() },
+                )
+                .await?;
             if !firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale") {
                 break;
             }
@@ -37,7 +44,10 @@ impl Engine {
         let now = self.clock.now();
         let mut all = Vec::new();
         loop {
-            let firings = self.store.fire_due_timers(now, batch, None, &TimerDecider { engine: self, now }).await?;
+            let firings = self
+                .store
+                .fire_due_timers(now, batch, None, &TimerDecider { engine: self, now, batch: BatchReads::default() })
+                .await?;
             let progressed = firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale");
             log_firings(&firings);
             all.extend(firings);
@@ -69,6 +79,7 @@ fn log_firings(firings: &[TimerFiring]) {
 struct TimerDecider<'a> {
     engine: &'a Engine,
     now: DateTime<Utc>,
+    batch: BatchReads,
 }
 
 #[async_trait]
@@ -86,7 +97,17 @@ impl TimerHandler for TimerDecider<'_> {
         let write = write_for(appeal, &decision);
         let mut outcomes = Vec::new();
         match engine
-            .add(&mut uow, Some(appeal), write, decision, &Actor::system(), Some(timer.id), self.now, &mut outcomes)
+            .add(
+                &mut uow,
+                Some(appeal),
+                write,
+                decision,
+                &Actor::system(),
+                Some(timer.id),
+                self.now,
+                &mut outcomes,
+                Some(&self.batch),
+            )
             .await
         {
             Ok(_) => TimerVerdict::Fire(Box::new(uow)),

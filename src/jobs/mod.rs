@@ -274,7 +274,8 @@ async fn fire_due(rt: &Runtime) -> Result<u64, crate::engine::EngineError> {
 }
 
 /// The timer loop: fires due timers, then sleeps until the next one falls due (at most
-/// one poll, so timers armed by other processes are found), or until woken. Restarted
+/// one poll, so timers armed by other processes are found), or until woken — by a
+/// caller, or by a timer armed meanwhile (by this process; on PostgreSQL by any). Restarted
 /// with backoff after a failure; gives up like a queue.
 async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
     let health = rt.work.health().clone();
@@ -288,12 +289,7 @@ async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) -
                 rt.passes.fired.fetch_add(n, Ordering::SeqCst);
                 health.up(TIMERS);
                 failures = 0;
-                match engine.store().next_timer_due().await {
-                    Ok(Some(due)) if due > engine.now() => {
-                        (due - engine.now()).to_std().unwrap_or(rt.settings.poll).min(rt.settings.poll)
-                    }
-                    _ => rt.settings.poll,
-                }
+                next_wait(&rt, &engine).await.unwrap_or(rt.settings.poll)
             }
             Err(e) => {
                 failures += 1;
@@ -312,11 +308,30 @@ async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) -
         };
         rt.passes.done.fetch_add(1, Ordering::SeqCst);
         rt.passes.changed.notify_waiters();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = rt.passes.wake.notified() => {}
-            _ = stop.changed() => return Ok(()),
+        let mut sleep = std::pin::pin!(tokio::time::sleep(wait));
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                _ = rt.passes.wake.notified() => break,
+                // A timer armed meanwhile may fall due before the sleep ends: sleep until
+                // the earliest again (a pass only when one is due already).
+                _ = engine.store().timer_armed() => match next_wait(&rt, &engine).await {
+                    Some(wait) => sleep.as_mut().reset(tokio::time::Instant::now() + wait),
+                    None => break,
+                },
+                _ = stop.changed() => return Ok(()),
+            }
         }
+    }
+}
+
+/// How long until the earliest armed timer falls due, at most one poll; `None` when one
+/// is due now. A failed read answers one poll (the next pass reports the failure).
+async fn next_wait(rt: &Runtime, engine: &crate::engine::Engine) -> Option<Duration> {
+    match engine.store().next_timer_due().await {
+        Ok(Some(due)) if due <= engine.now() => None,
+        Ok(Some(due)) => Some((due - engine.now()).to_std().unwrap_or(rt.settings.poll).min(rt.settings.poll)),
+        _ => Some(rt.settings.poll),
     }
 }
 

@@ -27,6 +27,36 @@ use crate::workflow::definition::EffectDef;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+/// Names the appeal a command acts on.
+#[derive(Debug, Clone, Copy)]
+pub enum AppealKey<'a> {
+    Ticket(&'a TicketNumber),
+    Id(&'a str),
+}
+
+/// What a command needs before it decides, read in one round trip by
+/// [`AppealStore::load_for_command`].
+#[derive(Debug, Clone, Default)]
+pub struct CommandLoad {
+    /// The appeal, if it exists.
+    pub appeal: Option<AppealRecord>,
+    /// Whether any of its armed timers is due at the instant asked about: the command
+    /// fires them first (`Engine::catch_up`), else it skips that transaction.
+    pub timer_due: bool,
+    /// What the command's idempotency key recorded, if it was used before.
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// An appeal with its history and timers, as the progress query reads them.
+#[derive(Debug, Clone)]
+pub struct ProgressRows {
+    pub appeal: AppealRecord,
+    /// Oldest first; empty unless the phone asked with was the appeal's contact phone.
+    pub history: Vec<EventRecord>,
+    /// By due time; empty unless the phone asked with was the appeal's contact phone.
+    pub timers: Vec<TimerRecord>,
+}
+
 /// The appeal row a unit of work writes.
 #[derive(Debug, Clone)]
 pub struct AppealWrite {
@@ -39,6 +69,10 @@ pub struct AppealWrite {
     pub state: String,
     pub outcome: Option<String>,
     pub assignee: Option<String>,
+    /// Whether `data` differs from the stored record's: an update leaves the stored
+    /// record (and the queue's copies of it) alone when it does not, so a transition
+    /// does not serialise and rewrite the whole record. A new appeal always writes it.
+    pub data_changed: bool,
     /// `None` inserts a new appeal (version 1); `Some(v)` updates only if the stored
     /// version is still `v`, and writes `v + 1`.
     pub expected_version: Option<i64>,
@@ -120,6 +154,11 @@ impl UnitOfWork {
             key.push_str(t);
         }
         key
+    }
+
+    /// Whether any of its changes arms a timer.
+    pub fn arms_timers(&self) -> bool {
+        self.changes.iter().any(|c| !c.arm.is_empty())
     }
 
     /// True when committing it would write nothing.

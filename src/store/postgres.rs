@@ -26,6 +26,10 @@ type Conn = PgConnection;
 
 pub struct PgStore {
     pool: PgPool,
+    /// Woken by this process's commits that arm a timer, and by the `appealflow_timers`
+    /// notifications of every process's (once something waits for them).
+    armed: Arc<tokio::sync::Notify>,
+    listening: tokio::sync::OnceCell<()>,
     jobs: Arc<dyn JobWriter>,
     scope: String,
 }
@@ -45,7 +49,7 @@ impl PgStore {
             Some((_, host)) => format!("postgres://{host}"),
             None => url.to_string(),
         };
-        Ok(PgStore { pool, jobs, scope })
+        Ok(PgStore { pool, armed: Arc::default(), listening: tokio::sync::OnceCell::new(), jobs, scope })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -56,10 +60,9 @@ impl PgStore {
     const BEGIN: &str = "BEGIN";
     /// One snapshot for several reads.
     const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
-    /// Claimed timers stay locked until the batch commits; another worker skips them.
-    const LOCK_CLAIMED_TIMERS: &str = " FOR UPDATE OF t SKIP LOCKED";
-    /// A timer's appeal is locked for its firing; one a command holds waits for the next batch.
-    const LOCK_APPEAL: &str = " FOR UPDATE SKIP LOCKED";
+    /// Claimed timers and their appeals stay locked until the batch commits; another
+    /// worker skips them, and a timer whose appeal a command holds waits for the next batch.
+    const LOCK_CLAIMED_TIMERS: &str = " FOR UPDATE OF t, a SKIP LOCKED";
     /// The planner picks `appeals_queue` for the queue's page by itself.
     const QUEUE_INDEX: &str = "";
     const JOBS: &str = "apalis.jobs";
@@ -79,6 +82,59 @@ impl PgStore {
                FROM appeals, jsonb_array_elements(COALESCE(data -> 'draft' -> 'documents', '[]')) d
          UNION SELECT d -> 'document' ->> 'sha256'
                FROM appeals, jsonb_array_elements(COALESCE(data -> 'previous_documents', '[]')) d";
+
+    /// The contact phone an appeal's record holds (E.164 text).
+    const CONTACT_PHONE: &str = "a.data #>> '{draft,contact_phone}'";
+
+    /// A JSON array of one object per row of `from_where` (`x` its alias), in `order`.
+    fn json_rows(fields: &str, from_where: &str, order: &str) -> String {
+        format!(
+            "SELECT COALESCE(jsonb_agg(jsonb_build_object({fields}) ORDER BY {order}), '[]'::jsonb) FROM {from_where}"
+        )
+    }
+
+    /// A JSON column as a JSON value inside `jsonb_build_object` (already `jsonb`).
+    fn embed_json(column: &str) -> String {
+        column.to_string()
+    }
+
+    /// Delivered when the arming commit commits, to every listening worker.
+    const ANNOUNCE_ARMED: Option<&str> = Some("NOTIFY appealflow_timers");
+
+    /// Starts (once) the task that turns `appealflow_timers` notifications into wake-ups.
+    /// A listener that cannot connect, or loses its connection for good, is logged; the
+    /// timer loop's poll still finds every timer.
+    async fn listen_for_timers(&self) {
+        self.listening
+            .get_or_init(|| async {
+                let armed = self.armed.clone();
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for armed timers; the timer loop polls");
+                        return;
+                    }
+                };
+                if let Err(e) = listener.listen("appealflow_timers").await {
+                    tracing::warn!(error = %e, "cannot listen for armed timers; the timer loop polls");
+                    return;
+                }
+                tokio::spawn(async move {
+                    loop {
+                        match listener.recv().await {
+                            Ok(_) => armed.notify_one(),
+                            // The pool closed (shutdown): nothing left to wake.
+                            Err(sqlx::Error::PoolClosed) => return,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "listening for armed timers failed; the timer loop polls");
+                                return;
+                            }
+                        }
+                    }
+                });
+            })
+            .await;
+    }
 
     fn migrator() -> Migrator {
         sqlx::migrate!("migrations/postgres")

@@ -28,6 +28,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Woken by this process's commits that arm a timer.
+    armed: tokio::sync::Notify,
     jobs: Arc<dyn JobWriter>,
     scope: String,
 }
@@ -49,7 +51,7 @@ impl SqliteStore {
             .busy_timeout(busy)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        Ok(SqliteStore { pool, jobs, scope: url.to_string() })
+        Ok(SqliteStore { pool, armed: tokio::sync::Notify::new(), jobs, scope: url.to_string() })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -63,7 +65,6 @@ impl SqliteStore {
     const BEGIN_READ: &str = "BEGIN DEFERRED";
     /// No row locks: the write lock already keeps other writers out.
     const LOCK_CLAIMED_TIMERS: &str = "";
-    const LOCK_APPEAL: &str = "";
     /// The queue's page reads the open appeals in order from `appeals_queue` and stops
     /// at its last row; without statistics the planner would rather look the states up
     /// by `appeals_queue_counts` and sort them all.
@@ -87,6 +88,24 @@ impl SqliteStore {
          UNION SELECT json_extract(d.value, '$.sha256') FROM appeals, json_each(appeals.data, '$.draft.documents') d
          UNION SELECT json_extract(d.value, '$.document.sha256')
                FROM appeals, json_each(appeals.data, '$.previous_documents') d";
+
+    /// The contact phone an appeal's record holds (E.164 text).
+    const CONTACT_PHONE: &str = "json_extract(a.data, '$.draft.contact_phone')";
+
+    /// A JSON array of one object per row of `from_where` (`x` its alias), in `order`.
+    fn json_rows(fields: &str, from_where: &str, order: &str) -> String {
+        format!("SELECT json_group_array(json_object({fields}) ORDER BY {order}) FROM {from_where}")
+    }
+
+    /// A JSON column as a JSON value inside `json_object` (SQLite keeps it as text).
+    fn embed_json(column: &str) -> String {
+        format!("json({column})")
+    }
+
+    /// Another process's timers are found by the timer loop's poll.
+    const ANNOUNCE_ARMED: Option<&str> = None;
+
+    async fn listen_for_timers(&self) {}
 
     fn migrator() -> Migrator {
         sqlx::migrate!("migrations/sqlite")

@@ -19,6 +19,13 @@ pub trait Database: Send + Sync + 'static {
     /// database: empty when the schema is current.
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError>;
 
+    /// Completes when a timer may have been armed since the last time it completed: by
+    /// this process, or — on PostgreSQL, whose commits that arm a timer `NOTIFY
+    /// appealflow_timers` — by any process. The timer loop then reads when the next
+    /// timer falls due instead of sleeping out its poll. One waiter at a time (a wake-up
+    /// with no one waiting is kept for the next).
+    async fn timer_armed(&self);
+
     /// A graceful shutdown's last step, once nothing else uses the database: SQLite folds
     /// its write-ahead log into the database file (so the file alone is a whole copy)
     /// and closes the pool.
@@ -46,7 +53,22 @@ pub trait AppealStore: Send + Sync + 'static {
         handler: &dyn TimerHandler,
     ) -> Result<Vec<TimerFiring>, StoreError>;
 
+    /// In ONE round trip: the appeal `key` names, whether any of its armed timers is
+    /// due at `now`, and what idempotency key `idempotency` recorded — all a command
+    /// reads before it decides.
+    async fn load_for_command(
+        &self,
+        key: AppealKey<'_>,
+        now: DateTime<Utc>,
+        idempotency: Option<&str>,
+    ) -> Result<CommandLoad, StoreError>;
+
     async fn appeal_by_ticket(&self, ticket: &TicketNumber) -> Result<Option<AppealRecord>, StoreError>;
+
+    /// In ONE statement: the appeal with ticket `ticket`, and — only when `phone` (E.164)
+    /// is its contact phone — its history and timers. A wrong phone reads no more than
+    /// the appeal row, as an unknown ticket reads nothing more.
+    async fn progress_rows(&self, ticket: &TicketNumber, phone: &str) -> Result<Option<ProgressRows>, StoreError>;
 
     async fn appeal_by_id(&self, id: &str) -> Result<Option<AppealRecord>, StoreError>;
 

@@ -596,6 +596,7 @@ async fn a_conditional_write_that_no_longer_holds_fails_the_whole_unit_of_work(d
         state: "closed".into(),
         outcome: Some("completed".into()),
         assignee: None,
+        data_changed: true,
         expected_version: Some(record.version),
     };
     write.data["touched"] = serde_json::json!(true);

@@ -45,33 +45,30 @@ impl Intake {
     /// Progress by ticket number and contact phone. An unknown ticket and a wrong phone
     /// give the same answer, so the query cannot be used to find out either.
     pub async fn progress(&self, ticket: &str, phone: &str) -> Result<Progress, IntakeError> {
-        // The same work whatever the input, so timing tells nothing: a malformed ticket
-        // is looked up as the decoy's; a record is parsed and a phone compared every
-        // time (the decoy's when nothing was found); history and timers are read for the
-        // matched appeal, or for the decoy (which has none) on every wrong answer.
+        // The same work whatever the input, so timing tells nothing of the phone: one
+        // statement reads the appeal, and its history and timers only for the right
+        // phone; a malformed ticket is looked up as the decoy's (never stored); a record
+        // is parsed and a phone compared every time (the decoy's when nothing was found).
         let decoy = self.decoy();
         let ticket = TicketNumber::parse(ticket).ok();
         let phone = PhoneNumber::parse(phone).ok();
         let lookup = ticket.as_ref().unwrap_or(&decoy.ticket);
-        let found = self.engine.store().appeal_by_ticket(lookup).await?;
-        let real = found.is_some() && ticket.is_some();
-        let record = found.as_ref().filter(|_| real).unwrap_or(decoy);
+        let given = phone.as_ref().map_or("", |p| p.as_e164());
+        let found = self.engine.store().progress_rows(lookup, given).await?.filter(|_| ticket.is_some());
+        let record = found.as_ref().map_or(decoy, |r| &r.appeal);
         let data = AppealData::from_record(record)?;
         let stored = data.draft.contact_phone.as_ref().map_or("", |p| p.as_e164());
-        let given = phone.as_ref().map_or("", |p| p.as_e164());
         // Compared without an early exit: timing does not reveal a partial match.
-        let phone_matches = same_hash(stored, given) & real & phone.is_some();
-        let read = if phone_matches { &record.id } else { &decoy.id };
-        let history = self.engine.store().history(read).await?;
-        let timers = self.engine.store().timers(Some(read)).await?;
+        let phone_matches = same_hash(stored, given) & found.is_some() & phone.is_some();
+        let (history, timers) = found.as_ref().map_or((&[][..], &[][..]), |r| (&r.history[..], &r.timers[..]));
         let locale = data.draft.language();
         let progress =
-            progress_of(self.engine.workflow(), record, data.entity_change.required, locale, &history, &timers);
+            progress_of(self.engine.workflow(), record, data.entity_change.required, locale, history, timers);
         if phone_matches { Ok(progress) } else { Err(IntakeError::NoMatch) }
     }
 
-    /// A well-formed appeal record that is not stored: what a wrong progress answer
-    /// parses and reads instead of a real one.
+    /// A well-formed appeal record that is not stored: what a malformed ticket is looked
+    /// up as, and what an unknown ticket's answer parses instead of a real record.
     fn decoy(&self) -> &AppealRecord {
         self.decoy.get_or_init(|| {
             let input: DraftInput = serde_json::from_str(include_str!("../../../examples/http-draft.json"))

@@ -1,6 +1,27 @@
 //! The schema, appeals, their history and timers, idempotency.
 
 use super::*;
+use sqlx::{FromRow, Row};
+
+/// A command's reads as one statement: the appeal (left-joined, so a missing one still
+/// answers a row), whether a timer of it is due, and the idempotency key's record.
+macro_rules! load_for_command {
+    ($by:literal) => {
+        concat!(
+            "SELECT a.*,
+                    EXISTS (SELECT 1 FROM timers t
+                            WHERE t.appeal_id = a.id AND t.status = 'armed' AND t.due_at <= $2) AS timer_due,
+                    k.fingerprint AS key_fingerprint, k.response AS key_response, k.created_at AS key_created_at
+             FROM (SELECT 1 AS here) AS here
+             LEFT JOIN appeals a ON a.",
+            $by,
+            " = $1
+             LEFT JOIN idempotency_keys k ON k.key = $3"
+        )
+    };
+}
+const LOAD_BY_TICKET: &str = load_for_command!("ticket");
+const LOAD_BY_ID: &str = load_for_command!("id");
 
 #[async_trait]
 impl Database for Backend {
@@ -14,6 +35,11 @@ impl Database for Backend {
         migrator.dangerous_set_table_name("appealflow_migrations");
         migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    async fn timer_armed(&self) {
+        self.listen_for_timers().await;
+        self.armed.notified().await;
     }
 
     async fn close(&self) {
@@ -48,11 +74,77 @@ impl AppealStore for Backend {
         self.fire_due(now, limit, appeal_id, handler).await
     }
 
+    async fn load_for_command(
+        &self,
+        key: AppealKey<'_>,
+        now: DateTime<Utc>,
+        idempotency: Option<&str>,
+    ) -> Result<CommandLoad, StoreError> {
+        let (sql, value) = match key {
+            AppealKey::Ticket(t) => (LOAD_BY_TICKET, t.as_str()),
+            AppealKey::Id(id) => (LOAD_BY_ID, id),
+        };
+        let row = sqlx::query(sql).bind(value).bind(Stamp(now)).bind(idempotency).fetch_one(&self.pool).await?;
+        let found: Option<String> = row.try_get("id")?;
+        let appeal = match found {
+            Some(_) => Some(AppealRecord::from_row(&row)?),
+            None => None,
+        };
+        let fingerprint: Option<String> = row.try_get("key_fingerprint")?;
+        let idempotency = match (idempotency, fingerprint) {
+            (Some(key), Some(fingerprint)) => {
+                let response: Json<serde_json::Value> = row.try_get("key_response")?;
+                let created_at: Stamp = row.try_get("key_created_at")?;
+                Some(IdempotencyRecord {
+                    key: key.to_string(),
+                    fingerprint,
+                    response: response.0,
+                    created_at: created_at.0,
+                })
+            }
+            _ => None,
+        };
+        Ok(CommandLoad { timer_due: appeal.is_some() && row.try_get::<bool, _>("timer_due")?, appeal, idempotency })
+    }
+
     async fn appeal_by_ticket(&self, ticket: &TicketNumber) -> Result<Option<AppealRecord>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM appeals WHERE ticket = $1")
             .bind(ticket.as_str())
             .fetch_optional(&self.pool)
             .await?)
+    }
+
+    async fn progress_rows(&self, ticket: &TicketNumber, phone: &str) -> Result<Option<ProgressRows>, StoreError> {
+        let mine = format!("x.appeal_id = a.id AND {} = $2", Self::CONTACT_PHONE);
+        let history = Self::json_rows(
+            &format!(
+                "'seq', x.seq, 'transition', x.transition, 'from', x.from_state, 'to', x.to_state,
+                 'outcome', x.outcome, 'actor', x.actor, 'role', x.role, 'reasons', {}, 'payload', {}, 'at', x.at",
+                Self::embed_json("x.reasons"),
+                Self::embed_json("x.payload")
+            ),
+            &format!("appeal_events x WHERE {mine}"),
+            "x.seq",
+        );
+        let timers = Self::json_rows(
+            "'id', x.id, 'appeal_id', x.appeal_id, 'ticket', a.ticket, 'name', x.name, 'generation', x.generation,
+             'due_at', x.due_at, 'status', x.status, 'armed_at', x.armed_at, 'settled_at', x.settled_at",
+            &format!("timers x WHERE {mine}"),
+            "x.due_at, x.id",
+        );
+        let sql =
+            format!("SELECT a.*, ({history}) AS history, ({timers}) AS timers FROM appeals a WHERE a.ticket = $1");
+        let Some(row) =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ticket.as_str()).bind(phone).fetch_optional(&self.pool).await?
+        else {
+            return Ok(None);
+        };
+        let appeal = AppealRecord::from_row(&row)?;
+        let Json(mut history): Json<Vec<EventRecord>> = row.try_get("history")?;
+        let Json(mut timers): Json<Vec<TimerRecord>> = row.try_get("timers")?;
+        history.sort_by_key(|e| e.seq);
+        timers.sort_by_key(|x| (x.due_at, x.id));
+        Ok(Some(ProgressRows { appeal, history, timers }))
     }
 
     async fn appeal_by_id(&self, id: &str) -> Result<Option<AppealRecord>, StoreError> {

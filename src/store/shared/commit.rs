@@ -2,6 +2,7 @@
 //! transaction.
 
 use super::*;
+use sqlx::FromRow;
 
 impl Backend {
     /// Writes one unit of work through an open transaction (its caller commits).
@@ -14,6 +15,11 @@ impl Backend {
         }
         for change in &uow.changes {
             Self::write_change(conn, change, at).await?;
+        }
+        if let Some(announce) = Self::ANNOUNCE_ARMED
+            && uow.arms_timers()
+        {
+            sqlx::query(announce).execute(&mut *conn).await?;
         }
         crate::failpoint!(self.scope(), "commit.after_changes");
 
@@ -200,8 +206,6 @@ impl Backend {
             _ => CommitError::from(e),
         };
         // The queue's copies of what the record says (a resubmission may change it).
-        let items = ItemList::of_record(&a.data).text();
-        let scenario = scenario_of_record(&a.data);
         match a.expected_version {
             None => {
                 let inserted = sqlx::query(
@@ -220,8 +224,8 @@ impl Backend {
                 .bind(&a.assignee)
                 .bind(Json(&a.data))
                 .bind(at)
-                .bind(&items)
-                .bind(&scenario)
+                .bind(ItemList::of_record(&a.data).text())
+                .bind(scenario_of_record(&a.data))
                 .execute(&mut *conn)
                 .await
                 .map_err(open_appeal)?;
@@ -230,24 +234,35 @@ impl Backend {
                 }
             }
             Some(expected) => {
-                let updated = sqlx::query(
-                    "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, data = $5, updated_at = $6,
-                                        items = $9, scenario = $10
-                     WHERE id = $7 AND version = $8",
-                )
-                .bind(&a.state)
-                .bind(&a.outcome)
-                .bind(version)
-                .bind(&a.assignee)
-                .bind(Json(&a.data))
-                .bind(at)
-                .bind(&a.id)
-                .bind(expected)
-                .bind(&items)
-                .bind(&scenario)
-                .execute(&mut *conn)
-                .await
-                .map_err(open_appeal)?;
+                let update = if a.data_changed {
+                    sqlx::query(
+                        "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, updated_at = $5,
+                                            data = $8, items = $9, scenario = $10
+                         WHERE id = $6 AND version = $7",
+                    )
+                } else {
+                    sqlx::query(
+                        "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, updated_at = $5
+                         WHERE id = $6 AND version = $7",
+                    )
+                };
+                let update = update
+                    .bind(&a.state)
+                    .bind(&a.outcome)
+                    .bind(version)
+                    .bind(&a.assignee)
+                    .bind(at)
+                    .bind(&a.id)
+                    .bind(expected);
+                let update = if a.data_changed {
+                    update
+                        .bind(Json(&a.data))
+                        .bind(ItemList::of_record(&a.data).text())
+                        .bind(scenario_of_record(&a.data))
+                } else {
+                    update
+                };
+                let updated = update.execute(&mut *conn).await.map_err(open_appeal)?;
                 if updated.rows_affected() == 0 {
                     let (state, version): (String, i64) =
                         sqlx::query_as("SELECT state, version FROM appeals WHERE id = $1")
@@ -317,9 +332,15 @@ impl Backend {
             .execute(&mut *conn)
             .await?;
         }
-        let timers_changed = !change.arm.is_empty() || !change.cancel.is_empty() || change.fire_timer.is_some();
+        // Only the review SLA's timers (and its warning's) move the queue's copy; a
+        // settled timer is known by id only, so a firing copies it again in any case.
         if let Some(review_sla) = &change.review_sla
-            && timers_changed
+            && (change.fire_timer.is_some()
+                || change.arm.iter().map(|t| t.name.as_str()).chain(change.cancel.iter().map(String::as_str)).any(
+                    |name| {
+                        name.strip_prefix(review_sla.as_str()).is_some_and(|rest| rest.is_empty() || rest == ".warning")
+                    },
+                ))
         {
             Self::copy_review_deadline(conn, &a.id, review_sla).await?;
         }
@@ -363,6 +384,9 @@ impl Backend {
         self.write_uow(&mut tx, uow).await?;
         crate::failpoint!(self.scope(), "commit.before_commit");
         tx.commit().await?;
+        if uow.arms_timers() {
+            self.armed.notify_one();
+        }
         crate::failpoint!(self.scope(), "commit.after_commit");
         Ok(())
     }
@@ -378,38 +402,37 @@ impl Backend {
         // skips them (and their appeals) instead of waiting or firing them twice.
         // SQLite: one writer at a time, so the claim is the write lock itself.
         let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+        // The timers and their appeals in one statement. The appeal is locked with its
+        // timer (PostgreSQL), so a firing decides on a state no command can change
+        // before the batch commits; a timer whose appeal a command holds is skipped,
+        // left for the next batch.
         let sql = format!(
-            "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
+            "SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
+                    t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
+                    t.settled_at AS timer_settled_at
+             FROM timers t JOIN appeals a ON a.id = t.appeal_id
              WHERE t.status = 'armed' AND t.due_at <= $1 AND (CAST($2 AS TEXT) IS NULL OR t.appeal_id = $2)
              ORDER BY t.due_at, t.id LIMIT $3{}",
             Self::LOCK_CLAIMED_TIMERS
         );
-        let claimed: Vec<TimerRecord> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(Stamp(now))
             .bind(appeal_id)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
-        if claimed.is_empty() {
+        if rows.is_empty() {
             return Ok(vec![]);
         }
         crate::failpoint!(self.scope(), "timers.after_claim");
-        let lock_appeal = format!("SELECT * FROM appeals WHERE id = $1{}", Self::LOCK_APPEAL);
         let mut seen = std::collections::BTreeSet::new();
         let mut out = Vec::new();
-        for timer in claimed {
+        for row in rows {
+            let (timer, appeal) = claimed(&row)?;
             // One firing per appeal per batch: the next reads what this one wrote.
             if !seen.insert(timer.appeal_id.clone()) {
                 continue;
             }
-            // The appeal is locked too (PostgreSQL), so the firing decides on a state no
-            // command can change before the batch commits; one a command holds is left
-            // for the next batch.
-            let appeal: Option<AppealRecord> = sqlx::query_as(sqlx::AssertSqlSafe(lock_appeal.as_str()))
-                .bind(&timer.appeal_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(appeal) = appeal else { continue };
             let firing = match handler.decide(&timer, &appeal).await {
                 TimerVerdict::Fire(uow) => {
                     let mut sp = sqlx::Connection::begin(&mut *tx).await?;
@@ -450,4 +473,23 @@ impl Backend {
         tx.commit().await?;
         Ok(out)
     }
+}
+
+/// A claimed timer and its appeal, from one row of the claim.
+fn claimed(row: &Row) -> Result<(TimerRecord, AppealRecord), sqlx::Error> {
+    use sqlx::Row as _;
+    let appeal = AppealRecord::from_row(row)?;
+    let status: String = row.try_get("timer_status")?;
+    let timer = TimerRecord {
+        id: row.try_get("timer_id")?,
+        appeal_id: appeal.id.clone(),
+        ticket: appeal.ticket.clone(),
+        name: row.try_get("timer_name")?,
+        generation: row.try_get("timer_generation")?,
+        due_at: row.try_get::<Stamp, _>("timer_due_at")?.0,
+        status: status.try_into().map_err(|e: StoreError| sqlx::Error::Decode(e.to_string().into()))?,
+        armed_at: row.try_get::<Stamp, _>("timer_armed_at")?.0,
+        settled_at: row.try_get::<MaybeStamp, _>("timer_settled_at")?.0,
+    };
+    Ok((timer, appeal))
 }

@@ -22,11 +22,15 @@ use crate::domain::{Account, LookupKind, TicketNumber};
 use crate::store::codec::{MaybeStamp, Stamp};
 use crate::store::prelude::*;
 use crate::store::{
-    ActionRecord, AppealChange, AppealFilter, AppealRecord, AppliedChange, CommitError, DeliveryUpdate, DraftRecord,
-    EventRecord, Gauges, IdempotencyRecord, ItemList, JobFilter, JobRecord, JobRef, JobStatus, LegacyEffect,
-    NotificationRecord, NotificationStatus, RowCounts, SessionRecord, StaffSessionRecord, StoreError, TimerFiring,
-    TimerHandler, TimerRecord, TimerVerdict, TokenRecord, UnitOfWork, WorkFilter, scenario_of_record,
+    ActionRecord, AppealChange, AppealFilter, AppealKey, AppealRecord, AppliedChange, CommandLoad, CommitError,
+    DeliveryUpdate, DraftRecord, EventRecord, Gauges, IdempotencyRecord, ItemList, JobFilter, JobRecord, JobRef,
+    JobStatus, LegacyEffect, NotificationRecord, NotificationStatus, ProgressRows, RowCounts, SessionRecord,
+    StaffSessionRecord, StoreError, TimerFiring, TimerHandler, TimerRecord, TimerVerdict, TokenRecord, UnitOfWork,
+    WorkFilter, scenario_of_record,
 };
+
+/// A row as this backend answers it.
+type Row = <<Conn as sqlx::Connection>::Database as sqlx::Database>::Row;
 
 const TIMER_COLUMNS: &str =
     "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
