@@ -17,11 +17,19 @@
 //! request to the page's last byte, against the raw run of its statements (their rows
 //! column gives the page's size). `APPEALFLOW_BENCH_TAIL=1` prints each page case's
 //! slowest calls.
+//!
+//! Last, on the same database (queue/scale.rs): the progress query's p50/p99 on seeded
+//! appeals (target p99 ≤ 10 ms), and the mean cost of a transition (claim, release) on
+//! seeded appeals against the same on an empty database of the same backend (target:
+//! within 20 %). Run it at 10,000, 100,000 and 1,000,000 (`APPEALFLOW_BENCH_OPEN`) for the
+//! cost curve.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
 #[path = "queue/console.rs"]
 mod console;
+#[path = "queue/scale.rs"]
+mod scale;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -376,7 +384,11 @@ enum Pool {
     Pg(sqlx::PgPool),
 }
 
-async fn run(name: &str, db: common::TestDb, open: usize, calls: usize) {
+/// Transitions timed on the seeded database and on an empty one.
+const TRANSITIONS: usize = 200;
+
+/// `fresh`: an empty database of the same backend, for the transitions' baseline.
+async fn run(name: &str, db: common::TestDb, fresh: common::TestDb, open: usize, calls: usize) {
     let (appeals, timers) = seeds(open);
     let pool = if db.url.starts_with("sqlite") {
         let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
@@ -403,13 +415,24 @@ async fn run(name: &str, db: common::TestDb, open: usize, calls: usize) {
         );
         Pool::Pg(pool)
     };
+    // Appeals for the scale figures: a sample of open ones for progress queries, and
+    // unclaimed ones waiting in the queue for transitions.
+    let mut rng = Lcg(3);
+    let open_tickets: Vec<String> = (0..1000).map(|_| appeals[rng.next(open)].ticket.clone()).collect();
+    let waiting: Vec<String> = appeals
+        .iter()
+        .filter(|a| a.state == "submitted" && a.assignee.is_none())
+        .take(TRANSITIONS)
+        .map(|a| a.ticket.clone())
+        .collect();
     drop((appeals, timers));
     let clock = Arc::new(ManualClock::new(now()));
     let blobs = tempfile::tempdir().unwrap();
     let intake = common::intake_config(blobs.path(), "queue-bench-id-hash-key-0123456789");
     let app = common::app(&db, clock.clone(), &WorkConfig::default(), Some(intake));
     let engine = app.engine.clone();
-    let browser = console::open(app, clock).await;
+    let intake = app.intake().expect("built with intake").clone();
+    let browser = console::open(app, clock.clone()).await;
 
     println!(
         "{:<10} {:<30} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}",
@@ -446,6 +469,15 @@ async fn run(name: &str, db: common::TestDb, open: usize, calls: usize) {
         worst = worst.max(p95);
     }
     println!("{name}: worst p95 {worst:.2} ms (target ≤ 50 ms): {}", if worst <= 50.0 { "met" } else { "MISSED" });
+
+    let progress = scale::progress(&intake, &open_tickets, calls).await;
+    println!("{name}: progress query at {open} open appeals: {} (target p99 ≤ 10 ms)", scale::ms(progress));
+    let seeded = scale::transitions(&engine, &waiting).await;
+    let empty = scale::transitions_on_empty(&fresh, waiting.len(), clock).await;
+    println!(
+        "{name}: a transition takes {seeded:.2} ms at {open} open appeals, {empty:.2} ms on an empty database: ratio {:.2} (target ≤ 1.20)",
+        seeded / empty
+    );
 }
 
 /// A fresh database on the server of `APPEALFLOW_BENCH_POSTGRES_URL`, with its name.
@@ -468,19 +500,22 @@ async fn main() {
     // APPEALFLOW_BENCH_BACKENDS: which backends to run (default "sqlite,postgres").
     let backends = std::env::var("APPEALFLOW_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     if backends.contains("sqlite") {
-        run("sqlite", common::sqlite().await, open, calls).await;
+        run("sqlite", common::sqlite().await, common::sqlite().await, open, calls).await;
     }
     if !backends.contains("postgres") {
         return;
     }
     match bench_postgres().await {
         Some((db, admin, name)) => {
-            run("postgres", db, open, calls).await;
+            let (fresh, _, empty) = bench_postgres().await.expect("a second database");
+            run("postgres", db, fresh, open, calls).await;
             let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&pool)
-                .await
-                .unwrap();
+            for name in [name, empty] {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
         }
         None => println!("postgres: skipped (set APPEALFLOW_BENCH_POSTGRES_URL=postgres://... to run it)"),
     }
