@@ -84,11 +84,17 @@ async fn run(backend: &'static str, rows: &mut Vec<Row>) {
         return;
     };
     let raw_db = fresh().await.expect("a second database");
-    rows.push(transitions::compare(backend, &db, &raw_db, n).await);
-    rows.push(progress::compare(backend, &db, n).await);
-    rows.extend(timers::compare(backend, fresh().await.expect("a database"), timer_count).await);
-    rows.extend(idle::measure(backend, fresh().await.expect("a database"), idle_secs).await);
-    eprintln!("{backend}: done");
+    let mut add = |new: Vec<Row>| {
+        // Each row as soon as it is measured (stderr), the table at the end (stdout).
+        for r in &new {
+            eprintln!("{backend}: {}: {} against {} ({})", r.figure, r.engine, r.baseline, r.ratio);
+        }
+        rows.extend(new);
+    };
+    add(vec![transitions::compare(backend, &db, &raw_db, n).await]);
+    add(vec![progress::compare(backend, &db, n).await]);
+    add(timers::compare(backend, fresh().await.expect("a database"), timer_count).await);
+    add(idle::measure(backend, fresh().await.expect("a database"), idle_secs).await);
 }
 
 #[tokio::main]

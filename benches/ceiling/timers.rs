@@ -2,11 +2,13 @@
 //! with its review SLA and the SLA's warning) fired by `Engine::run_due_timers(500)`, and
 //! the same firings by hand on an identical copy of the database, made before the engine
 //! ran. The hand-written run executes the engine's statements for a batch (as
-//! `RUST_LOG=sqlx::query=debug` shows them): the claim of up to 500 due timers with their
-//! appeals in one statement, then per firing, behind a savepoint, the appeal's new
-//! version, the event, the timer settled, the queue's copy of the review deadline, the
-//! leads' notification (the body the engine rendered for it) and its delivery job
-//! (written by the same job writer); one commit per batch.
+//! `RUST_LOG=sqlx::query=debug` shows them), with the same rows: the claim of up to 500
+//! due timers with their appeals, the batch's timers (the notifications' deadlines), then
+//! set-wise, behind one savepoint: the appeals' new versions, the events, the timers
+//! settled, the queue's copies of the review deadline, the leads' notifications (the
+//! bodies the engine rendered) and their delivery jobs (by the same job writer); one
+//! commit per batch. What the engine adds is deciding, planning and rendering each
+//! firing.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,35 +28,49 @@ const CLAIM: &str = "SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.gener
         t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
         t.settled_at AS timer_settled_at
  FROM timers t JOIN appeals a ON a.id = t.appeal_id
- WHERE t.status = 'armed' AND t.due_at <= $1 AND (CAST($2 AS TEXT) IS NULL OR t.appeal_id = $2)
+ WHERE t.status = 'armed' AND t.due_at <= $1 AND CAST($2 AS TEXT) IS NULL
  ORDER BY t.due_at, t.id LIMIT $3";
-const APPEAL: &str = "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, updated_at = $5
- WHERE id = $6 AND version = $7";
-const EVENT: &str = "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
-                             reasons, payload, at)
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-const FIRED: &str = "UPDATE timers SET status = 'fired', settled_at = $1
- WHERE id = $2 AND appeal_id = $3 AND status = 'armed'";
+/// The batch's timers, read once for the notifications' deadlines (`{IN_JSON_LIST}`
+/// written out per backend below).
+const TIMERS_SQLITE: &str = "SELECT t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at,
+        t.settled_at
+ FROM timers t JOIN appeals a ON a.id = t.appeal_id
+ WHERE t.appeal_id IN (SELECT value FROM json_each($1)) ORDER BY t.due_at, t.id";
+const TIMERS_POSTGRES: &str =
+    "SELECT t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at,
+        t.settled_at
+ FROM timers t JOIN appeals a ON a.id = t.appeal_id
+ WHERE t.appeal_id IN (SELECT jsonb_array_elements_text($1)) ORDER BY t.due_at, t.id";
+const APPEALS: &str = "UPDATE appeals SET state = v.column2, outcome = v.column3, version = v.column4,
+        assignee = v.column5, updated_at = v.column6,
+        data = CASE WHEN v.column8 THEN v.column9 ELSE appeals.data END,
+        items = CASE WHEN v.column8 THEN v.column10 ELSE appeals.items END,
+        scenario = CASE WHEN v.column8 THEN v.column11 ELSE appeals.scenario END
+ FROM (";
+const APPEALS_WHERE: &str = ") AS v WHERE appeals.id = v.column1 AND appeals.version = v.column7";
+const EVENTS: &str =
+    "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
+                            reasons, payload, at) ";
+const FIRED: &str = "UPDATE timers SET status = 'fired', settled_at = v.column3 FROM (";
+const FIRED_WHERE: &str =
+    ") AS v WHERE timers.id = v.column1 AND timers.appeal_id = v.column2 AND timers.status = 'armed'";
 const DEADLINE: &str = "UPDATE appeals SET
-     review_due_at = (SELECT s.due_at FROM timers s
-                      WHERE s.appeal_id = $1 AND s.name = $2 AND s.status <> 'cancelled'
-                      ORDER BY s.generation DESC LIMIT 1),
-     review_fired = COALESCE((SELECT s.status = 'fired' FROM timers s
-                              WHERE s.appeal_id = $1 AND s.name = $2 AND s.status <> 'cancelled'
-                              ORDER BY s.generation DESC LIMIT 1), FALSE),
-     review_warn_at = (SELECT (SELECT w.due_at FROM timers w
-                               WHERE w.appeal_id = s.appeal_id AND w.name = $3 AND w.armed_at = s.armed_at
-                               ORDER BY w.generation DESC LIMIT 1)
-                       FROM timers s
-                       WHERE s.appeal_id = $1 AND s.name = $2 AND s.status <> 'cancelled'
-                       ORDER BY s.generation DESC LIMIT 1)
- WHERE id = $1";
-const NOTIFICATION: &str =
+    review_due_at = (SELECT s.due_at FROM timers s
+                     WHERE s.appeal_id = appeals.id AND s.name = $1 AND s.status <> 'cancelled'
+                     ORDER BY s.generation DESC LIMIT 1),
+    review_fired = COALESCE((SELECT s.status = 'fired' FROM timers s
+                             WHERE s.appeal_id = appeals.id AND s.name = $1 AND s.status <> 'cancelled'
+                             ORDER BY s.generation DESC LIMIT 1), FALSE),
+    review_warn_at = (SELECT (SELECT w.due_at FROM timers w
+                              WHERE w.appeal_id = s.appeal_id AND w.name = $2 AND w.armed_at = s.armed_at
+                              ORDER BY w.generation DESC LIMIT 1)
+                      FROM timers s
+                      WHERE s.appeal_id = appeals.id AND s.name = $1 AND s.status <> 'cancelled'
+                      ORDER BY s.generation DESC LIMIT 1)";
+const NOTIFICATIONS: &str =
     "INSERT INTO notifications (appeal_id, idempotency_key, template, channel, locale, recipient,
-                            recipient_masked, body, status, created_at, chain, position,
-                            on_delivered, on_undeliverable)
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
- ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
+                           recipient_masked, body, status, created_at, chain, position,
+                           on_delivered, on_undeliverable) ";
 
 /// When every seeded timer is due.
 fn later() -> DateTime<Utc> {
@@ -150,85 +166,104 @@ async fn written(db: &common::TestDb, event: &str) -> Written {
 }
 
 macro_rules! raw_batch {
-    ($tx:expr, $jobs:expr, $write_jobs:ident, $warning:expr, $breach:expr, $now:expr) => {{
+    ($tx:expr, $db:ty, $jobs:expr, $write_jobs:ident, $warning:expr, $breach:expr, $now:expr) => {{
         let mut tx = $tx;
-        let rows =
-            sqlx::query(CLAIM).bind(Stamp($now)).bind(None::<String>).bind(BATCH).fetch_all(&mut *tx).await.unwrap();
+        let now = Stamp($now);
+        let rows = sqlx::query(CLAIM).bind(now).bind(None::<String>).bind(BATCH).fetch_all(&mut *tx).await.unwrap();
+        // One firing per appeal: (appeal id, version, state, timer id, event, what it wrote).
         let mut seen = std::collections::HashSet::new();
-        let mut fired = 0;
+        let mut firings = Vec::new();
         for row in &rows {
             let id: String = sqlx::Row::get(row, "id");
-            if !seen.insert(id.clone()) {
-                continue;
+            if seen.insert(id.clone()) {
+                let name: String = sqlx::Row::get(row, "timer_name");
+                let (event, w) =
+                    if name == "review_sla.warning" { ("sla_warning", &$warning) } else { ("sla_breached", &$breach) };
+                let version: i64 = sqlx::Row::get(row, "version");
+                let state: String = sqlx::Row::get(row, "state");
+                let timer: i64 = sqlx::Row::get(row, "timer_id");
+                firings.push((id, version, state, timer, event, w));
             }
-            let version: i64 = sqlx::Row::get(row, "version");
-            let state: String = sqlx::Row::get(row, "state");
-            let timer: i64 = sqlx::Row::get(row, "timer_id");
-            let name: String = sqlx::Row::get(row, "timer_name");
-            let (event, w, template) = if name == "review_sla.warning" {
-                ("sla_warning", &$warning, "sla_warning")
-            } else {
-                ("sla_breached", &$breach, "sla_breach")
-            };
-            let mut sp = sqlx::Connection::begin(&mut *tx).await.unwrap();
-            sqlx::query(APPEAL)
-                .bind(&state)
-                .bind(None::<String>)
-                .bind(version + 1)
-                .bind(None::<String>)
-                .bind(Stamp($now))
-                .bind(&id)
-                .bind(version)
-                .execute(&mut *sp)
-                .await
-                .unwrap();
-            sqlx::query(EVENT)
-                .bind(&id)
-                .bind(version + 1)
-                .bind(event)
-                .bind(&state)
-                .bind(&state)
-                .bind(None::<String>)
-                .bind("system")
-                .bind("system")
-                .bind(Json(Vec::<String>::new()))
-                .bind(Json(&w.payload))
-                .bind(Stamp($now))
-                .execute(&mut *sp)
-                .await
-                .unwrap();
-            sqlx::query(FIRED).bind(Stamp($now)).bind(timer).bind(&id).execute(&mut *sp).await.unwrap();
-            sqlx::query(DEADLINE)
-                .bind(&id)
-                .bind("review_sla")
-                .bind("review_sla.warning")
-                .execute(&mut *sp)
-                .await
-                .unwrap();
-            let n: Option<i64> = sqlx::query_scalar(NOTIFICATION)
-                .bind(&id)
-                .bind(format!("{id}:{}:0:notify:{template}", version + 1))
-                .bind(template)
-                .bind(&w.channel)
-                .bind(&w.locale)
-                .bind(&w.recipient)
-                .bind(&w.masked)
-                .bind(&w.body)
-                .bind("pending")
-                .bind(Stamp($now))
-                .bind(None::<String>)
-                .bind(0i64)
-                .bind(None::<String>)
-                .bind(None::<String>)
-                .fetch_optional(&mut *sp)
-                .await
-                .unwrap();
-            $jobs.$write_jobs(&mut *sp, &[JobRef::Notification(n.unwrap())]).await.unwrap();
-            sp.commit().await.unwrap();
-            fired += 1;
         }
-        tx.commit().await.unwrap();
-        fired
+        if firings.is_empty() {
+            tx.commit().await.unwrap();
+            0
+        } else {
+            let ids: Vec<&String> = firings.iter().map(|f| &f.0).collect();
+            let read = if stringify!($db).contains("Sqlite") { TIMERS_SQLITE } else { TIMERS_POSTGRES };
+            let _timers = sqlx::query(read).bind(Json(&ids)).fetch_all(&mut *tx).await.unwrap();
+            let mut sp = sqlx::Connection::begin(&mut *tx).await.unwrap();
+            let mut q = sqlx::QueryBuilder::<$db>::new(APPEALS);
+            q.push_values(&firings, |mut b, f| {
+                b.push_bind(&f.0)
+                    .push_bind(&f.2)
+                    .push_bind(None::<String>)
+                    .push_bind(f.1 + 1)
+                    .push_bind(None::<String>)
+                    .push_bind(now)
+                    .push_bind(f.1)
+                    .push_bind(false)
+                    .push_bind(None::<Json<serde_json::Value>>)
+                    .push_bind(None::<String>)
+                    .push_bind(None::<String>);
+            });
+            q.push(APPEALS_WHERE);
+            let updated = q.build().execute(&mut *sp).await.unwrap();
+            assert_eq!(updated.rows_affected(), firings.len() as u64);
+            let mut q = sqlx::QueryBuilder::<$db>::new(EVENTS);
+            q.push_values(&firings, |mut b, f| {
+                b.push_bind(&f.0)
+                    .push_bind(f.1 + 1)
+                    .push_bind(f.4)
+                    .push_bind(&f.2)
+                    .push_bind(&f.2)
+                    .push_bind(None::<String>)
+                    .push_bind("system")
+                    .push_bind("system")
+                    .push_bind(Json(Vec::<String>::new()))
+                    .push_bind(Json(&f.5.payload))
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *sp).await.unwrap();
+            let mut q = sqlx::QueryBuilder::<$db>::new(FIRED);
+            q.push_values(&firings, |mut b, f| {
+                b.push_bind(f.3).push_bind(&f.0).push_bind(now);
+            });
+            q.push(FIRED_WHERE);
+            assert_eq!(q.build().execute(&mut *sp).await.unwrap().rows_affected(), firings.len() as u64);
+            let list: Vec<String> = (0..firings.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!("{DEADLINE} WHERE id IN ({})", list.join(", "));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind("review_sla").bind("review_sla.warning");
+            for f in &firings {
+                q = q.bind(&f.0);
+            }
+            q.execute(&mut *sp).await.unwrap();
+            let mut q = sqlx::QueryBuilder::<$db>::new(NOTIFICATIONS);
+            q.push_values(&firings, |mut b, f| {
+                let template = if f.4 == "sla_warning" { "sla_warning" } else { "sla_breach" };
+                b.push_bind(Some(&f.0))
+                    .push_bind(format!("{}:{}:0:notify:{template}/email/0", f.0, f.1 + 1))
+                    .push_bind(template)
+                    .push_bind(&f.5.channel)
+                    .push_bind(&f.5.locale)
+                    .push_bind(&f.5.recipient)
+                    .push_bind(&f.5.masked)
+                    .push_bind(&f.5.body)
+                    .push_bind("pending")
+                    .push_bind(now)
+                    .push_bind(None::<String>)
+                    .push_bind(0i64)
+                    .push_bind(None::<String>)
+                    .push_bind(None::<String>);
+            });
+            q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, status");
+            let inserted: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut *sp).await.unwrap();
+            let jobs: Vec<JobRef> = inserted.into_iter().map(|(id, _)| JobRef::Notification(id)).collect();
+            $jobs.$write_jobs(&mut *sp, &jobs).await.unwrap();
+            sp.commit().await.unwrap();
+            tx.commit().await.unwrap();
+            firings.len()
+        }
     }};
 }
 
@@ -242,7 +277,7 @@ async fn raw_run(db: &common::TestDb, warning: Written, breach: Written) -> (f64
         loop {
             let mut conn = store.pool().acquire().await.unwrap();
             let tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.unwrap();
-            let fired = raw_batch!(tx, jobs, write_sqlite, warning, breach, now);
+            let fired = raw_batch!(tx, sqlx::Sqlite, jobs, write_sqlite, warning, breach, now);
             total += fired;
             if fired == 0 {
                 return (total as f64 / start.elapsed().as_secs_f64(), total);
@@ -252,7 +287,8 @@ async fn raw_run(db: &common::TestDb, warning: Written, breach: Written) -> (f64
     let store = appealflow::store::postgres::PgStore::connect(&db.url, Arc::new(jobs.clone())).await.unwrap();
     let start = Instant::now();
     loop {
-        let fired = raw_batch!(store.pool().begin().await.unwrap(), jobs, write_postgres, warning, breach, now);
+        let fired =
+            raw_batch!(store.pool().begin().await.unwrap(), sqlx::Postgres, jobs, write_postgres, warning, breach, now);
         total += fired;
         if fired == 0 {
             return (total as f64 / start.elapsed().as_secs_f64(), total);

@@ -170,12 +170,22 @@ impl Planner {
         decision: &Decision,
         timer: &str,
         now: DateTime<Utc>,
+        batch: Option<&BatchReads>,
     ) -> Result<Option<DateTime<Utc>>, EngineError> {
         if let Some(arm) = decision.arm.iter().find(|a| a.name == timer) {
             return Ok(Some(arm.due_at));
         }
         if appeal.version > 1 || decision.from.is_some() {
-            let armed = self.store.timers(Some(&appeal.id)).await?.into_iter().rev().find(|t| {
+            // The batch's read of the appeal's timers when there is one, else a read.
+            let read;
+            let timers = match batch.and_then(|b| b.timers.get()) {
+                Some(by_appeal) => by_appeal.get(&appeal.id).map_or(&[][..], Vec::as_slice),
+                None => {
+                    read = self.store.timers(Some(&appeal.id)).await?;
+                    &read[..]
+                }
+            };
+            let armed = timers.iter().rev().find(|t| {
                 t.name == timer && t.status == TimerStatus::Armed && !decision.cancel.iter().any(|c| c == timer)
             });
             if let Some(t) = armed {
@@ -208,12 +218,13 @@ impl Planner {
         now: DateTime<Utc>,
         action: Option<&str>,
         new_phone: Option<&PhoneNumber>,
+        batch: Option<&BatchReads>,
     ) -> Result<serde_json::Value, EngineError> {
         // Reads only what the template can show (its text names the variable).
         let template = effect.template.as_deref().unwrap_or_default();
         let deadline = match &effect.deadline {
             Some(timer) if self.templates.mentions(template, "deadline") => {
-                self.deadline(appeal, decision, timer, now).await?.map(|d| self.local(d))
+                self.deadline(appeal, decision, timer, now, batch).await?.map(|d| self.local(d))
             }
             _ => None,
         };
@@ -325,7 +336,7 @@ impl Planner {
         match effect.effect {
             EffectKind::Notify => {
                 let locale = Contact::of(appeal).locale;
-                let ctx = self.context(appeal, decision, effect, locale, now, None, None).await?;
+                let ctx = self.context(appeal, decision, effect, locale, now, None, None, batch).await?;
                 let addresses = self.recipients(appeal, effect.to, None, batch).await?;
                 self.notify(appeal, decision, effect, key, addresses, &ctx, locale, uow).await
             }
@@ -388,6 +399,7 @@ impl Planner {
                     now,
                     Some(def.name.as_str()),
                     contact.phone.as_ref(),
+                    None,
                 )
                 .await?;
             let addresses = self.recipients(appeal, effect.to, Some(before), None).await?;

@@ -96,6 +96,9 @@ pub struct Planned<'a> {
 #[derive(Default)]
 pub struct BatchReads {
     pub leads: tokio::sync::OnceCell<Vec<String>>,
+    /// Every timer of the batch's appeals (any status, by due time), by appeal id, as
+    /// the claiming transaction read them.
+    pub timers: std::sync::OnceLock<HashMap<String, Vec<TimerRecord>>>,
 }
 
 /// Turns the effects a decision declares into the rows and jobs its unit of work

@@ -115,6 +115,14 @@ impl TimerHandler for TimerDecider<'_> {
         }
     }
 
+    fn prepare(&self, timers: Vec<TimerRecord>) {
+        let mut by_appeal: HashMap<String, Vec<TimerRecord>> = HashMap::new();
+        for t in timers {
+            by_appeal.entry(t.appeal_id.clone()).or_default().push(t);
+        }
+        let _ = self.batch.timers.set(by_appeal);
+    }
+
     fn review_sla(&self) -> Option<&str> {
         Some(self.engine.workflow.bindings().review_sla.as_str())
     }

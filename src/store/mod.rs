@@ -353,6 +353,14 @@ pub enum TimerVerdict {
 pub trait TimerHandler: Send + Sync {
     async fn decide(&self, timer: &TimerRecord, appeal: &AppealRecord) -> TimerVerdict;
 
+    /// Called once per batch, before its first `decide`, with every timer (of any
+    /// status) of the batch's appeals, read in the claiming transaction in one statement:
+    /// what the decisions' effects may need (a deadline a notification names) without a
+    /// read per firing.
+    fn prepare(&self, timers: Vec<TimerRecord>) {
+        let _ = timers;
+    }
+
     /// The review SLA's timer name ([`AppealChange::review_sla`]): a stale timer of this
     /// name settled as cancelled updates the appeal's queue columns too.
     fn review_sla(&self) -> Option<&str> {

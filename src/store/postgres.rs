@@ -26,10 +26,14 @@ type Conn = PgConnection;
 
 pub struct PgStore {
     pool: PgPool,
-    /// Woken by this process's commits that arm a timer, and by the `appealflow_timers`
-    /// notifications of every process's (once something waits for them).
-    armed: Arc<tokio::sync::Notify>,
-    listening: tokio::sync::OnceCell<()>,
+    /// Woken by this process's commits that arm a timer.
+    armed: tokio::sync::Notify,
+    /// Hears every process's commits that arm a timer (`appealflow_timers`), on a
+    /// connection of its own pool: the store's pool, which the job queue shares, never
+    /// waits for it when it closes.
+    listener: tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>,
+    listen_pool: PgPool,
+    listen_failed: std::sync::atomic::AtomicBool,
     jobs: Arc<dyn JobWriter>,
     scope: String,
 }
@@ -43,13 +47,24 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        // Connects when the timer loop first waits.
+        let listen_pool =
+            PgPoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None).connect_lazy_with(options);
         let scope = match url.split_once('@') {
             Some((_, host)) => format!("postgres://{host}"),
             None => url.to_string(),
         };
-        Ok(PgStore { pool, armed: Arc::default(), listening: tokio::sync::OnceCell::new(), jobs, scope })
+        Ok(PgStore {
+            pool,
+            armed: tokio::sync::Notify::new(),
+            listener: tokio::sync::Mutex::new(None),
+            listen_pool,
+            listen_failed: Default::default(),
+            jobs,
+            scope,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -101,39 +116,39 @@ impl PgStore {
     /// Delivered when the arming commit commits, to every listening worker.
     const ANNOUNCE_ARMED: Option<&str> = Some("NOTIFY appealflow_timers");
 
-    /// Starts (once) the task that turns `appealflow_timers` notifications into wake-ups.
-    /// A listener that cannot connect, or loses its connection for good, is logged; the
-    /// timer loop's poll still finds every timer.
-    async fn listen_for_timers(&self) {
-        self.listening
-            .get_or_init(|| async {
-                let armed = self.armed.clone();
-                let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for armed timers; the timer loop polls");
-                        return;
-                    }
-                };
-                if let Err(e) = listener.listen("appealflow_timers").await {
+    /// Waits for this process's wake-up or an `appealflow_timers` notification. The
+    /// listener is this store's (connected at the first wait, on its own pool; closed
+    /// with the store, dropped with it). A listener that cannot
+    /// connect or listen is logged once; the timer loop's poll still finds every timer.
+    async fn wait_armed(&self) {
+        let mut listener = self.listener.lock().await;
+        if listener.is_none() && !self.listen_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            let connected = async {
+                let mut l = sqlx::postgres::PgListener::connect_with(&self.listen_pool).await?;
+                l.listen("appealflow_timers").await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            match connected.await {
+                Ok(l) => *listener = Some(l),
+                Err(e) => {
+                    self.listen_failed.store(true, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(error = %e, "cannot listen for armed timers; the timer loop polls");
-                    return;
                 }
-                tokio::spawn(async move {
-                    loop {
-                        match listener.recv().await {
-                            Ok(_) => armed.notify_one(),
-                            // The pool closed (shutdown): nothing left to wake.
-                            Err(sqlx::Error::PoolClosed) => return,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "listening for armed timers failed; the timer loop polls");
-                                return;
-                            }
-                        }
+            }
+        }
+        match listener.as_mut() {
+            Some(l) => tokio::select! {
+                heard = l.recv() => {
+                    if let Err(e) = heard {
+                        // Reconnected at the next wait.
+                        tracing::warn!(error = %e, "listening for armed timers failed; listening again");
+                        *listener = None;
                     }
-                });
-            })
-            .await;
+                }
+                _ = self.armed.notified() => {}
+            },
+            None => self.armed.notified().await,
+        }
     }
 
     fn migrator() -> Migrator {
@@ -144,5 +159,12 @@ impl PgStore {
         self.jobs.write_postgres(conn, jobs).await
     }
 
-    async fn before_close(&self) {}
+    /// The listener's connection is closed with its pool. (A timer loop still waiting on
+    /// the listener hears the pool close and drops it itself.)
+    async fn before_close(&self) {
+        if let Ok(mut listener) = self.listener.try_lock() {
+            listener.take();
+        }
+        self.listen_pool.close().await;
+    }
 }

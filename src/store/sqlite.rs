@@ -105,7 +105,9 @@ impl SqliteStore {
     /// Another process's timers are found by the timer loop's poll.
     const ANNOUNCE_ARMED: Option<&str> = None;
 
-    async fn listen_for_timers(&self) {}
+    async fn wait_armed(&self) {
+        self.armed.notified().await;
+    }
 
     fn migrator() -> Migrator {
         sqlx::migrate!("migrations/sqlite")

@@ -17,6 +17,8 @@ use appealflow::store::{
 use appealflow::workflow::{Fire, Refusal};
 use chrono::Duration;
 
+/// Timer batches written set-wise against one firing at a time.
+mod firings;
 /// Staff sessions of the web console, in a file of their own.
 mod sessions;
 

@@ -38,8 +38,7 @@ impl Database for Backend {
     }
 
     async fn timer_armed(&self) {
-        self.listen_for_timers().await;
-        self.armed.notified().await;
+        self.wait_armed().await;
     }
 
     async fn close(&self) {
@@ -171,7 +170,8 @@ impl AppealStore for Backend {
     async fn timers(&self, appeal_id: Option<&str>) -> Result<Vec<TimerRecord>, StoreError> {
         let sql = format!(
             "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
-             WHERE (CAST($1 AS TEXT) IS NULL OR t.appeal_id = $1) ORDER BY t.due_at, t.id"
+             WHERE {} ORDER BY t.due_at, t.id",
+            equals_if(appeal_id, "t.appeal_id", 1)
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(appeal_id).fetch_all(&self.pool).await?)
     }

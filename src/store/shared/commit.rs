@@ -1,8 +1,34 @@
-//! One unit of work, one transaction; the timer claim and its firings, one batch, one
-//! transaction.
+//! One unit of work, one transaction.
 
 use super::*;
-use sqlx::FromRow;
+
+/// The queue's copy of the review SLA's deadline, as a `SET` clause of an `UPDATE
+/// appeals` (`$1` the SLA timer's name, `$2` its warning's): the latest review SLA timer
+/// not cancelled (armed or fired), whether it fired, and the due instant of the warning
+/// armed with it (none: the warning was not armed).
+pub(super) const REVIEW_DEADLINE: &str = "
+    review_due_at = (SELECT s.due_at FROM timers s
+                     WHERE s.appeal_id = appeals.id AND s.name = $1 AND s.status <> 'cancelled'
+                     ORDER BY s.generation DESC LIMIT 1),
+    review_fired = COALESCE((SELECT s.status = 'fired' FROM timers s
+                             WHERE s.appeal_id = appeals.id AND s.name = $1 AND s.status <> 'cancelled'
+                             ORDER BY s.generation DESC LIMIT 1), FALSE),
+    review_warn_at = (SELECT (SELECT w.due_at FROM timers w
+                              WHERE w.appeal_id = s.appeal_id AND w.name = $2 AND w.armed_at = s.armed_at
+                              ORDER BY w.generation DESC LIMIT 1)
+                      FROM timers s
+                      WHERE s.appeal_id = appeals.id AND s.name = $1 AND s.status <> 'cancelled'
+                      ORDER BY s.generation DESC LIMIT 1)";
+
+/// The review SLA's name when `change` moves the queue's copy of its deadline: only the
+/// SLA's timers (and its warning's) do; a settled timer is known by id only, so a
+/// firing counts in any case.
+pub(super) fn moves_review_deadline(change: &AppealChange) -> Option<&str> {
+    let review_sla = change.review_sla.as_deref()?;
+    let names = change.arm.iter().map(|t| t.name.as_str()).chain(change.cancel.iter().map(String::as_str));
+    let mut touched = names.filter_map(|n| n.strip_prefix(review_sla));
+    (change.fire_timer.is_some() || touched.any(|rest| rest.is_empty() || rest == ".warning")).then_some(review_sla)
+}
 
 impl Backend {
     /// Writes one unit of work through an open transaction (its caller commits).
@@ -332,50 +358,25 @@ impl Backend {
             .execute(&mut *conn)
             .await?;
         }
-        // Only the review SLA's timers (and its warning's) move the queue's copy; a
-        // settled timer is known by id only, so a firing copies it again in any case.
-        if let Some(review_sla) = &change.review_sla
-            && (change.fire_timer.is_some()
-                || change.arm.iter().map(|t| t.name.as_str()).chain(change.cancel.iter().map(String::as_str)).any(
-                    |name| {
-                        name.strip_prefix(review_sla.as_str()).is_some_and(|rest| rest.is_empty() || rest == ".warning")
-                    },
-                ))
-        {
+        if let Some(review_sla) = moves_review_deadline(change) {
             Self::copy_review_deadline(conn, &a.id, review_sla).await?;
         }
         Ok(())
     }
 
-    /// Copies the review SLA's deadline onto the appeal row for the queue: the latest
-    /// `review_sla` timer not cancelled (armed or fired), whether it fired, and the due
-    /// instant of the warning armed with it (none: the warning was not armed).
+    /// Copies the review SLA's deadline onto the appeal row for the queue (see
+    /// [`REVIEW_DEADLINE`]).
     pub(super) async fn copy_review_deadline(
         conn: &mut Conn,
         appeal_id: &str,
         review_sla: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE appeals SET
-                 review_due_at = (SELECT s.due_at FROM timers s
-                                  WHERE s.appeal_id = $1 AND s.name = $2 AND s.status <> 'cancelled'
-                                  ORDER BY s.generation DESC LIMIT 1),
-                 review_fired = COALESCE((SELECT s.status = 'fired' FROM timers s
-                                          WHERE s.appeal_id = $1 AND s.name = $2 AND s.status <> 'cancelled'
-                                          ORDER BY s.generation DESC LIMIT 1), FALSE),
-                 review_warn_at = (SELECT (SELECT w.due_at FROM timers w
-                                           WHERE w.appeal_id = s.appeal_id AND w.name = $3 AND w.armed_at = s.armed_at
-                                           ORDER BY w.generation DESC LIMIT 1)
-                                   FROM timers s
-                                   WHERE s.appeal_id = $1 AND s.name = $2 AND s.status <> 'cancelled'
-                                   ORDER BY s.generation DESC LIMIT 1)
-             WHERE id = $1",
-        )
-        .bind(appeal_id)
-        .bind(review_sla)
-        .bind(format!("{review_sla}.warning"))
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE appeals SET {REVIEW_DEADLINE} WHERE id = $3")))
+            .bind(review_sla)
+            .bind(format!("{review_sla}.warning"))
+            .bind(appeal_id)
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 
@@ -390,106 +391,4 @@ impl Backend {
         crate::failpoint!(self.scope(), "commit.after_commit");
         Ok(())
     }
-
-    pub(super) async fn fire_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-        appeal_id: Option<&str>,
-        handler: &dyn TimerHandler,
-    ) -> Result<Vec<TimerFiring>, StoreError> {
-        // PostgreSQL: claimed rows stay locked until the batch commits; another worker
-        // skips them (and their appeals) instead of waiting or firing them twice.
-        // SQLite: one writer at a time, so the claim is the write lock itself.
-        let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-        // The timers and their appeals in one statement. The appeal is locked with its
-        // timer (PostgreSQL), so a firing decides on a state no command can change
-        // before the batch commits; a timer whose appeal a command holds is skipped,
-        // left for the next batch.
-        let sql = format!(
-            "SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
-                    t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
-                    t.settled_at AS timer_settled_at
-             FROM timers t JOIN appeals a ON a.id = t.appeal_id
-             WHERE t.status = 'armed' AND t.due_at <= $1 AND (CAST($2 AS TEXT) IS NULL OR t.appeal_id = $2)
-             ORDER BY t.due_at, t.id LIMIT $3{}",
-            Self::LOCK_CLAIMED_TIMERS
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(Stamp(now))
-            .bind(appeal_id)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        if rows.is_empty() {
-            return Ok(vec![]);
-        }
-        crate::failpoint!(self.scope(), "timers.after_claim");
-        let mut seen = std::collections::BTreeSet::new();
-        let mut out = Vec::new();
-        for row in rows {
-            let (timer, appeal) = claimed(&row)?;
-            // One firing per appeal per batch: the next reads what this one wrote.
-            if !seen.insert(timer.appeal_id.clone()) {
-                continue;
-            }
-            let firing = match handler.decide(&timer, &appeal).await {
-                TimerVerdict::Fire(uow) => {
-                    let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-                    match self.write_uow(&mut sp, &uow).await {
-                        Ok(()) => {
-                            sp.commit().await?;
-                            TimerFiring { timer, outcome: "fired", note: None }
-                        }
-                        // The database failing (or an injected failure) fails the batch:
-                        // nothing of it is kept, and the timer loop reports the error.
-                        Err(CommitError::Store(e)) => return Err(e),
-                        Err(e) => {
-                            sp.rollback().await?;
-                            TimerFiring { timer, outcome: "failed", note: Some(e.to_string()) }
-                        }
-                    }
-                }
-                TimerVerdict::Stale(why) => {
-                    sqlx::query(
-                        "UPDATE timers SET status = 'cancelled', settled_at = $1 WHERE id = $2 AND status = 'armed'",
-                    )
-                    .bind(Stamp(now))
-                    .bind(timer.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if let Some(review_sla) = handler.review_sla()
-                        && timer.name == review_sla
-                    {
-                        Self::copy_review_deadline(&mut tx, &appeal.id, review_sla).await?;
-                    }
-                    TimerFiring { timer, outcome: "stale", note: Some(why) }
-                }
-                TimerVerdict::Leave(why) => TimerFiring { timer, outcome: "left armed", note: Some(why) },
-            };
-            out.push(firing);
-        }
-        crate::failpoint!(self.scope(), "timers.before_commit");
-        tx.commit().await?;
-        Ok(out)
-    }
-}
-
-/// A claimed timer and its appeal, from one row of the claim.
-fn claimed(row: &Row) -> Result<(TimerRecord, AppealRecord), sqlx::Error> {
-    use sqlx::Row as _;
-    let appeal = AppealRecord::from_row(row)?;
-    let status: String = row.try_get("timer_status")?;
-    let timer = TimerRecord {
-        id: row.try_get("timer_id")?,
-        appeal_id: appeal.id.clone(),
-        ticket: appeal.ticket.clone(),
-        name: row.try_get("timer_name")?,
-        generation: row.try_get("timer_generation")?,
-        due_at: row.try_get::<Stamp, _>("timer_due_at")?.0,
-        status: status.try_into().map_err(|e: StoreError| sqlx::Error::Decode(e.to_string().into()))?,
-        armed_at: row.try_get::<Stamp, _>("timer_armed_at")?.0,
-        settled_at: row.try_get::<MaybeStamp, _>("timer_settled_at")?.0,
-    };
-    Ok((timer, appeal))
 }

@@ -10,6 +10,7 @@ mod access;
 mod appeals;
 mod commit;
 mod directory;
+mod firings;
 mod queue;
 mod work;
 
@@ -24,10 +25,21 @@ use crate::store::prelude::*;
 use crate::store::{
     ActionRecord, AppealChange, AppealFilter, AppealKey, AppealRecord, AppliedChange, CommandLoad, CommitError,
     DeliveryUpdate, DraftRecord, EventRecord, Gauges, IdempotencyRecord, ItemList, JobFilter, JobRecord, JobRef,
-    JobStatus, LegacyEffect, NotificationRecord, NotificationStatus, ProgressRows, RowCounts, SessionRecord,
-    StaffSessionRecord, StoreError, TimerFiring, TimerHandler, TimerRecord, TimerVerdict, TokenRecord, UnitOfWork,
-    WorkFilter, scenario_of_record,
+    JobStatus, LegacyEffect, NewNotification, NotificationRecord, NotificationStatus, ProgressRows, RowCounts,
+    SessionRecord, StaffSessionRecord, StoreError, TimerFiring, TimerHandler, TimerRecord, TimerVerdict, TokenRecord,
+    UnitOfWork, WorkFilter, scenario_of_record,
 };
+
+/// The condition "column `column` equals `$n`" when `value` is given, else "`$n` is
+/// NULL" (true): an optional filter as a statement of its own for each case, so the
+/// planner can use `column`'s index when it filters (a `$n IS NULL OR column = $n`
+/// condition scans the table on SQLite).
+fn equals_if(value: Option<&str>, column: &str, n: usize) -> String {
+    match value {
+        Some(_) => format!("{column} = ${n}"),
+        None => format!("CAST(${n} AS TEXT) IS NULL"),
+    }
+}
 
 /// A row as this backend answers it.
 type Row = <<Conn as sqlx::Connection>::Database as sqlx::Database>::Row;

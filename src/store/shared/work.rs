@@ -23,16 +23,18 @@ impl WorkStore for Backend {
     }
 
     async fn actions(&self, filter: &WorkFilter) -> Result<Vec<ActionRecord>, StoreError> {
-        Ok(sqlx::query_as(
+        let sql = format!(
             "SELECT x.*, a.ticket FROM appeal_actions x JOIN appeals a ON a.id = x.appeal_id
-             WHERE (CAST($1 AS TEXT) IS NULL OR x.appeal_id = $1) AND (CAST($2 AS TEXT) IS NULL OR x.status = $2)
+             WHERE {} AND (CAST($2 AS TEXT) IS NULL OR x.status = $2)
              ORDER BY x.id LIMIT $3",
-        )
-        .bind(&filter.appeal_id)
-        .bind(&filter.status)
-        .bind(filter.limit.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?)
+            equals_if(filter.appeal_id.as_deref(), "x.appeal_id", 1)
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&filter.appeal_id)
+            .bind(&filter.status)
+            .bind(filter.limit.unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn retry_action(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -58,16 +60,18 @@ impl WorkStore for Backend {
     }
 
     async fn notifications(&self, filter: &WorkFilter) -> Result<Vec<NotificationRecord>, StoreError> {
-        Ok(sqlx::query_as(
+        let sql = format!(
             "SELECT * FROM notifications
-             WHERE (CAST($1 AS TEXT) IS NULL OR appeal_id = $1) AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+             WHERE {} AND (CAST($2 AS TEXT) IS NULL OR status = $2)
              ORDER BY id LIMIT $3",
-        )
-        .bind(&filter.appeal_id)
-        .bind(&filter.status)
-        .bind(filter.limit.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?)
+            equals_if(filter.appeal_id.as_deref(), "appeal_id", 1)
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&filter.appeal_id)
+            .bind(&filter.status)
+            .bind(filter.limit.unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn chain(&self, chain: &str) -> Result<Vec<NotificationRecord>, StoreError> {

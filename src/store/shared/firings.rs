@@ -1,0 +1,358 @@
+//! A batch of due timers: claimed with their appeals in one statement, decided one by
+//! one, and written in one transaction — set-wise (one statement per kind of row for the
+//! whole batch) when every firing is a plain one, else one firing at a time behind its
+//! own savepoint, which is also how a set-wise write that fails is done again, so one
+//! firing that cannot be written spoils no other.
+
+use super::commit::{REVIEW_DEADLINE, moves_review_deadline};
+use super::*;
+use sqlx::{FromRow, QueryBuilder};
+
+type Db = <Conn as sqlx::Connection>::Database;
+
+/// A claimed timer, as decided.
+enum Decided {
+    Done(TimerFiring),
+    Fire(TimerRecord, Box<UnitOfWork>),
+}
+
+impl Backend {
+    pub(super) async fn fire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        appeal_id: Option<&str>,
+        handler: &dyn TimerHandler,
+    ) -> Result<Vec<TimerFiring>, StoreError> {
+        // PostgreSQL: claimed rows stay locked until the batch commits; another worker
+        // skips them (and their appeals) instead of waiting or firing them twice.
+        // SQLite: one writer at a time, so the claim is the write lock itself.
+        let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+        // The timers and their appeals in one statement. The appeal is locked with its
+        // timer (PostgreSQL), so a firing decides on a state no command can change
+        // before the batch commits; a timer whose appeal a command holds is skipped,
+        // left for the next batch.
+        let sql = format!(
+            "SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
+                    t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
+                    t.settled_at AS timer_settled_at
+             FROM timers t JOIN appeals a ON a.id = t.appeal_id
+             WHERE t.status = 'armed' AND t.due_at <= $1 AND {}
+             ORDER BY t.due_at, t.id LIMIT $3{}",
+            equals_if(appeal_id, "t.appeal_id", 2),
+            Self::LOCK_CLAIMED_TIMERS
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(Stamp(now))
+            .bind(appeal_id)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            return Ok(vec![]);
+        }
+        crate::failpoint!(self.scope(), "timers.after_claim");
+        let mut seen = std::collections::BTreeSet::new();
+        let mut batch = Vec::new();
+        for row in rows {
+            let (timer, appeal) = claimed(&row)?;
+            // One firing per appeal per batch: the next batch reads what this one wrote.
+            if seen.insert(timer.appeal_id.clone()) {
+                batch.push((timer, appeal));
+            }
+        }
+        let ids: Vec<&String> = seen.iter().collect();
+        let sql = format!(
+            "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
+             WHERE t.appeal_id IN ({}) ORDER BY t.due_at, t.id",
+            Self::IN_JSON_LIST
+        );
+        handler.prepare(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(Json(&ids)).fetch_all(&mut *tx).await?);
+        let mut decided = Vec::new();
+        for (timer, appeal) in batch {
+            decided.push(match handler.decide(&timer, &appeal).await {
+                TimerVerdict::Fire(uow) => Decided::Fire(timer, uow),
+                TimerVerdict::Stale(why) => {
+                    sqlx::query(
+                        "UPDATE timers SET status = 'cancelled', settled_at = $1 WHERE id = $2 AND status = 'armed'",
+                    )
+                    .bind(Stamp(now))
+                    .bind(timer.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if let Some(review_sla) = handler.review_sla()
+                        && timer.name == review_sla
+                    {
+                        Self::copy_review_deadline(&mut tx, &appeal.id, review_sla).await?;
+                    }
+                    Decided::Done(TimerFiring { timer, outcome: "stale", note: Some(why) })
+                }
+                TimerVerdict::Leave(why) => {
+                    Decided::Done(TimerFiring { timer, outcome: "left armed", note: Some(why) })
+                }
+            });
+        }
+        let fires: Vec<&UnitOfWork> = decided
+            .iter()
+            .filter_map(|d| match d {
+                Decided::Fire(_, uow) => Some(uow.as_ref()),
+                Decided::Done(_) => None,
+            })
+            .collect();
+        let mut written = false;
+        if fires.len() > 1 && set_wise(&fires) {
+            let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+            match self.write_firings(&mut sp, &fires).await {
+                Ok(()) => {
+                    sp.commit().await?;
+                    written = true;
+                }
+                // The database failing (or an injected failure) fails the batch, as below.
+                Err(CommitError::Store(e)) => return Err(e),
+                // A firing that no longer holds (a version or a timer that changed): done
+                // again one by one below, which isolates it.
+                Err(e) => {
+                    tracing::debug!(error = %e, "a batch of firings written set-wise failed; writing them one by one");
+                    sp.rollback().await?;
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(decided.len());
+        for d in decided {
+            out.push(match d {
+                Decided::Done(firing) => firing,
+                Decided::Fire(timer, _) if written => TimerFiring { timer, outcome: "fired", note: None },
+                Decided::Fire(timer, uow) => {
+                    let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+                    match self.write_uow(&mut sp, &uow).await {
+                        Ok(()) => {
+                            sp.commit().await?;
+                            TimerFiring { timer, outcome: "fired", note: None }
+                        }
+                        // The database failing (or an injected failure) fails the batch:
+                        // nothing of it is kept, and the timer loop reports the error.
+                        Err(CommitError::Store(e)) => return Err(e),
+                        Err(e) => {
+                            sp.rollback().await?;
+                            TimerFiring { timer, outcome: "failed", note: Some(e.to_string()) }
+                        }
+                    }
+                }
+            });
+        }
+        crate::failpoint!(self.scope(), "timers.before_commit");
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Writes the firings' units of work with one statement per kind of row: the appeals'
+    /// new versions (each only from the version decided on), their events, the timers
+    /// cancelled, fired and armed, the queue's copies of the review deadline, the
+    /// notifications and their delivery jobs. Any failure — a version or a timer that
+    /// changed, the database — is returned for the caller to roll back.
+    async fn write_firings(&self, conn: &mut Conn, uows: &[&UnitOfWork]) -> Result<(), CommitError> {
+        let changes: Vec<(&AppealChange, Stamp)> =
+            uows.iter().flat_map(|u| u.changes.iter().map(move |c| (c, Stamp(u.at)))).collect();
+        if !changes.is_empty() {
+            let mut q = QueryBuilder::<Db>::new(
+                "UPDATE appeals SET state = v.column2, outcome = v.column3, version = v.column4,
+                        assignee = v.column5, updated_at = v.column6,
+                        data = CASE WHEN v.column8 THEN v.column9 ELSE appeals.data END,
+                        items = CASE WHEN v.column8 THEN v.column10 ELSE appeals.items END,
+                        scenario = CASE WHEN v.column8 THEN v.column11 ELSE appeals.scenario END
+                 FROM (",
+            );
+            q.push_values(&changes, |mut b, (c, at)| {
+                let a = &c.appeal;
+                let changed = a.data_changed;
+                b.push_bind(&a.id)
+                    .push_bind(&a.state)
+                    .push_bind(&a.outcome)
+                    .push_bind(a.new_version())
+                    .push_bind(&a.assignee)
+                    .push_bind(*at)
+                    .push_bind(a.expected_version)
+                    .push_bind(changed)
+                    .push_bind(changed.then_some(Json(&a.data)))
+                    .push_bind(changed.then(|| ItemList::of_record(&a.data).text()))
+                    .push_bind(changed.then(|| scenario_of_record(&a.data)).flatten());
+            });
+            q.push(") AS v WHERE appeals.id = v.column1 AND appeals.version = v.column7");
+            let updated = q.build().execute(&mut *conn).await?;
+            if updated.rows_affected() != changes.len() as u64 {
+                return Err(CommitError::Stale("an appeal of the batch".into()));
+            }
+
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
+                                            reasons, payload, at) ",
+            );
+            q.push_values(&changes, |mut b, (c, at)| {
+                let e = &c.event;
+                b.push_bind(&c.appeal.id)
+                    .push_bind(c.appeal.new_version())
+                    .push_bind(&e.transition)
+                    .push_bind(&e.from)
+                    .push_bind(&e.to)
+                    .push_bind(&e.outcome)
+                    .push_bind(&e.actor)
+                    .push_bind(e.role.as_str())
+                    .push_bind(Json(&e.reasons))
+                    .push_bind(Json(&e.payload))
+                    .push_bind(*at);
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+
+        let cancels: Vec<(&str, &str, Stamp)> = changes
+            .iter()
+            .flat_map(|(c, at)| c.cancel.iter().map(move |name| (c.appeal.id.as_str(), name.as_str(), *at)))
+            .collect();
+        if !cancels.is_empty() {
+            let mut q =
+                QueryBuilder::<Db>::new("UPDATE timers SET status = 'cancelled', settled_at = v.column3 FROM (");
+            q.push_values(&cancels, |mut b, (appeal, name, at)| {
+                b.push_bind(*appeal).push_bind(*name).push_bind(*at);
+            });
+            q.push(") AS v WHERE timers.appeal_id = v.column1 AND timers.name = v.column2 AND timers.status = 'armed'");
+            q.build().execute(&mut *conn).await?;
+        }
+
+        let fired: Vec<(i64, &str, Stamp)> =
+            changes.iter().filter_map(|(c, at)| c.fire_timer.map(|id| (id, c.appeal.id.as_str(), *at))).collect();
+        if !fired.is_empty() {
+            let mut q = QueryBuilder::<Db>::new("UPDATE timers SET status = 'fired', settled_at = v.column3 FROM (");
+            q.push_values(&fired, |mut b, (id, appeal, at)| {
+                b.push_bind(*id).push_bind(*appeal).push_bind(*at);
+            });
+            q.push(") AS v WHERE timers.id = v.column1 AND timers.appeal_id = v.column2 AND timers.status = 'armed'");
+            if q.build().execute(&mut *conn).await?.rows_affected() != fired.len() as u64 {
+                return Err(CommitError::TimerNotArmed);
+            }
+        }
+
+        let arms: Vec<(&str, &crate::workflow::decide::TimerArm, Stamp)> =
+            changes.iter().flat_map(|(c, at)| c.arm.iter().map(move |arm| (c.appeal.id.as_str(), arm, *at))).collect();
+        if !arms.is_empty() {
+            let mut q =
+                QueryBuilder::<Db>::new("INSERT INTO timers (appeal_id, name, generation, due_at, status, armed_at) ");
+            q.push_values(&arms, |mut b, (appeal, arm, at)| {
+                b.push_bind(*appeal)
+                    .push_bind(&arm.name)
+                    .push("(SELECT COALESCE(MAX(generation), 0) + 1 FROM timers WHERE appeal_id = ")
+                    .push_bind_unseparated(*appeal)
+                    .push_unseparated(" AND name = ")
+                    .push_bind_unseparated(&arm.name)
+                    .push_unseparated(")")
+                    .push_bind(Stamp(arm.due_at))
+                    .push("'armed'")
+                    .push_bind(*at);
+            });
+            q.build().execute(&mut *conn).await?;
+            if let Some(announce) = Self::ANNOUNCE_ARMED {
+                sqlx::query(announce).execute(&mut *conn).await?;
+            }
+        }
+
+        // The review deadline's copies, per review SLA name (one in practice).
+        let mut deadlines: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (c, _) in &changes {
+            if let Some(review_sla) = moves_review_deadline(c) {
+                deadlines.entry(review_sla).or_default().push(&c.appeal.id);
+            }
+        }
+        for (review_sla, ids) in deadlines {
+            let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!("UPDATE appeals SET {REVIEW_DEADLINE} WHERE id IN ({})", list.join(", "));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(review_sla).bind(format!("{review_sla}.warning"));
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        crate::failpoint!(self.scope(), "commit.after_changes");
+
+        let notifications: Vec<(&NewNotification, Stamp)> =
+            uows.iter().flat_map(|u| u.notifications.iter().map(move |n| (n, Stamp(u.at)))).collect();
+        let mut jobs = Vec::new();
+        if !notifications.is_empty() {
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO notifications (appeal_id, idempotency_key, template, channel, locale, recipient,
+                                            recipient_masked, body, status, created_at, chain, position,
+                                            on_delivered, on_undeliverable) ",
+            );
+            q.push_values(&notifications, |mut b, (n, at)| {
+                b.push_bind(&n.appeal_id)
+                    .push_bind(&n.idempotency_key)
+                    .push_bind(&n.template)
+                    .push_bind(&n.channel)
+                    .push_bind(&n.locale)
+                    .push_bind(&n.recipient)
+                    .push_bind(&n.recipient_masked)
+                    .push_bind(&n.body)
+                    .push_bind(n.status.as_str())
+                    .push_bind(*at)
+                    .push_bind(&n.chain)
+                    .push_bind(n.position)
+                    .push_bind(&n.on_delivered)
+                    .push_bind(&n.on_undeliverable);
+            });
+            q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, status");
+            let inserted: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+            jobs.extend(
+                inserted
+                    .into_iter()
+                    .filter(|(_, status)| status == NotificationStatus::Pending.as_str())
+                    .map(|(id, _)| JobRef::Notification(id)),
+            );
+        }
+        crate::failpoint!(self.scope(), "commit.after_rows");
+        if !jobs.is_empty() {
+            self.write_jobs(conn, &jobs).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the firings can be written set-wise: nothing but appeal changes (each from a
+/// known version, at most one per appeal), timers and notifications — no idempotency
+/// record, delivery, action or account change, which the one-by-one path writes — and
+/// no two arms of one timer name on one appeal (their generations are read per row).
+fn set_wise(uows: &[&UnitOfWork]) -> bool {
+    let mut appeals = std::collections::HashSet::new();
+    let mut arms = std::collections::HashSet::new();
+    uows.iter().all(|u| {
+        u.idempotency.is_none()
+            && u.deliveries.is_empty()
+            && u.actions.is_empty()
+            && u.action_updates.is_empty()
+            && u.ledger.is_empty()
+            && u.jobs.is_empty()
+            && u.defer_job.is_none()
+            && u.legacy_effects_done.is_empty()
+            && u.changes.iter().all(|c| {
+                c.appeal.expected_version.is_some()
+                    && appeals.insert(c.appeal.id.as_str())
+                    && c.arm.iter().all(|a| arms.insert((c.appeal.id.as_str(), a.name.as_str())))
+            })
+    })
+}
+
+/// A claimed timer and its appeal, from one row of the claim.
+fn claimed(row: &Row) -> Result<(TimerRecord, AppealRecord), sqlx::Error> {
+    use sqlx::Row as _;
+    let appeal = AppealRecord::from_row(row)?;
+    let status: String = row.try_get("timer_status")?;
+    let timer = TimerRecord {
+        id: row.try_get("timer_id")?,
+        appeal_id: appeal.id.clone(),
+        ticket: appeal.ticket.clone(),
+        name: row.try_get("timer_name")?,
+        generation: row.try_get("timer_generation")?,
+        due_at: row.try_get::<Stamp, _>("timer_due_at")?.0,
+        status: status.try_into().map_err(|e: StoreError| sqlx::Error::Decode(e.to_string().into()))?,
+        armed_at: row.try_get::<Stamp, _>("timer_armed_at")?.0,
+        settled_at: row.try_get::<MaybeStamp, _>("timer_settled_at")?.0,
+    };
+    Ok((timer, appeal))
+}
