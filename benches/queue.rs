@@ -131,7 +131,7 @@ fn seeds(open: usize) -> (Vec<Seed>, Vec<SeedTimer>) {
             }
         }
         appeals.push(Seed {
-            ticket: TicketNumber::generate().to_string(),
+            ticket: TicketNumber::generate().as_str().to_string(),
             account: format!("acct{i}"),
             state,
             outcome: closed.then_some("completed"),
