@@ -52,6 +52,14 @@ impl WorkerArgs {
         if self.concurrency == 0 || self.poll_ms == 0 || self.heartbeat_secs == 0 {
             return Err(CliError::usage("--concurrency, --poll-ms and --heartbeat-secs must be at least 1"));
         }
+        // A commit wakes the timer loops only for timers due within ANNOUNCE_WITHIN; a
+        // longer poll could find a later one late.
+        let longest = crate::store::ANNOUNCE_WITHIN.num_milliseconds() as u64;
+        if self.poll_ms > longest {
+            return Err(CliError::usage(format!(
+                "--poll-ms must be at most {longest} (10 minutes): timers armed further ahead wake no worker and are found by a poll"
+            )));
+        }
         Ok(WorkerSettings {
             max_attempts,
             backoff_base: Duration::from_secs(self.backoff_secs),

@@ -57,6 +57,11 @@ pub struct ProgressRows {
     pub timers: Vec<TimerRecord>,
 }
 
+/// How soon a newly armed timer must fall due for its commit to wake the timer loops
+/// (this process's; on PostgreSQL every worker's, by NOTIFY): longer than any sensible
+/// poll interval, so a timer due later is always found by a poll before it is due.
+pub const ANNOUNCE_WITHIN: chrono::Duration = chrono::Duration::minutes(10);
+
 /// The appeal row a unit of work writes.
 #[derive(Debug, Clone)]
 pub struct AppealWrite {
@@ -156,9 +161,12 @@ impl UnitOfWork {
         key
     }
 
-    /// Whether any of its changes arms a timer.
-    pub fn arms_timers(&self) -> bool {
-        self.changes.iter().any(|c| !c.arm.is_empty())
+    /// Whether any of its changes arms a timer falling due within [`ANNOUNCE_WITHIN`] of
+    /// the unit's instant: one a timer loop's poll might find late, so the commit wakes
+    /// the loops. (A claim's four-hour expiry, say, wakes nobody: a poll finds it in time.)
+    pub fn arms_timers_soon(&self) -> bool {
+        let soon = self.at + ANNOUNCE_WITHIN;
+        self.changes.iter().flat_map(|c| &c.arm).any(|a| a.due_at <= soon)
     }
 
     /// True when committing it would write nothing.

@@ -43,7 +43,7 @@ impl Backend {
             Self::write_change(conn, change, at).await?;
         }
         if let Some(announce) = Self::ANNOUNCE_ARMED
-            && uow.arms_timers()
+            && uow.arms_timers_soon()
         {
             sqlx::query(announce).execute(&mut *conn).await?;
         }
@@ -385,7 +385,7 @@ impl Backend {
         self.write_uow(&mut tx, uow).await?;
         crate::failpoint!(self.scope(), "commit.before_commit");
         tx.commit().await?;
-        if uow.arms_timers() {
+        if uow.arms_timers_soon() {
             self.armed.notify_one();
         }
         crate::failpoint!(self.scope(), "commit.after_commit");

@@ -249,7 +249,9 @@ impl Backend {
                     .push_bind(*at);
             });
             q.build().execute(&mut *conn).await?;
-            if let Some(announce) = Self::ANNOUNCE_ARMED {
+            if let Some(announce) = Self::ANNOUNCE_ARMED
+                && uows.iter().any(|u| u.arms_timers_soon())
+            {
                 sqlx::query(announce).execute(&mut *conn).await?;
             }
         }
