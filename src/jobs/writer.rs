@@ -55,38 +55,7 @@ fn queue_error(e: impl std::fmt::Display) -> StoreError {
 impl JobWriter for ApalisJobs {
     async fn write_sqlite(&self, conn: &mut SqliteConn, jobs: &[JobRef]) -> Result<(), StoreError> {
         for (queue, tasks) in self.tasks(jobs) {
-            if tasks.len() == 1 {
-                apalis_sqlite::queries::push_tasks(&mut *conn, queue, &tasks).await.map_err(queue_error)?;
-                continue;
-            }
-            // Many at once (a batch of timer firings): apalis's own statement for one
-            // task (`queries/task/sink.sql`, the same columns and values as its
-            // `push_tasks` writes), as one multi-row INSERT per 1,000 tasks instead of a
-            // statement per task.
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-            for chunk in tasks.chunks(1000) {
-                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO Jobs ");
-                q.push_values(chunk, |mut b, task| {
-                    let id =
-                        task.task_id().as_ref().map_or_else(|| ulid::Ulid::generate().to_string(), |id| id.to_string());
-                    b.push_bind(task.args.clone())
-                        .push_bind(id)
-                        .push_bind(queue)
-                        .push("'Pending'")
-                        .push("0")
-                        .push_bind(task.max_attempts().unwrap_or(25) as i64)
-                        .push_bind(task.run_at().unwrap_or(now) as i64)
-                        .push("NULL")
-                        .push("NULL")
-                        .push("NULL")
-                        .push("NULL")
-                        .push_bind(task.priority().unwrap_or_default() as i64)
-                        .push_bind(serde_json::to_string(task.metadata()).unwrap_or_default())
-                        .push_bind(task.idempotency_key().map(str::to_string));
-                });
-                q.push(" ON CONFLICT(job_type, idempotency_key) DO NOTHING");
-                q.build().execute(&mut *conn).await.map_err(queue_error)?;
-            }
+            apalis_sqlite::queries::push_tasks(&mut *conn, queue, &tasks).await.map_err(queue_error)?;
         }
         Ok(())
     }
