@@ -54,8 +54,9 @@ impl Browser {
     }
 }
 
-/// The console's cases: its query string, and the queue query it makes.
-pub fn cases(open: usize) -> Vec<(&'static str, String, appealflow::app::review::QueueQuery)> {
+/// The console's cases: its query string, and the queue query it makes. The deep page
+/// is the one its "Next" link reaches 90 % into the queue (`after`, the cursor there).
+pub fn cases(after: &str, open: usize) -> Vec<(&'static str, String, appealflow::app::review::QueueQuery)> {
     use appealflow::app::review::{AssigneeFilter, QueueQuery};
     use appealflow::domain::AppealItem;
     use appealflow::domain::draft::Scenario;
@@ -63,7 +64,11 @@ pub fn cases(open: usize) -> Vec<(&'static str, String, appealflow::app::review:
     let q = || QueueQuery { per_page: PER_PAGE, ..QueueQuery::default() };
     vec![
         ("console page 1", String::new(), q()),
-        ("console deep page", format!("?page={deep}"), QueueQuery { page: deep, ..q() }),
+        (
+            "console deep page (after)",
+            format!("?page={deep}&after={after}"),
+            QueueQuery { page: deep, after: Some(after.to_string()), ..q() },
+        ),
         (
             "console state=under_review",
             "?state=under_review".into(),

@@ -6,7 +6,8 @@
 mod queue;
 
 pub use queue::{
-    AssigneeFilter, MAX_PER_PAGE, QueueItem, QueuePage, QueueQuery, StateCount, parse_item, parse_scenario, queue,
+    AssigneeFilter, COUNT_CAP, MAX_PAGE, MAX_PER_PAGE, QueueItem, QueuePage, QueueQuery, StateCount, cursor,
+    parse_cursor, parse_item, parse_scenario, queue,
 };
 
 use serde::Serialize;

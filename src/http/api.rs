@@ -178,7 +178,11 @@ const QUEUE_QUERY: &[QueryParam] = &[
         r#"{"type": "string", "pattern": "^[a-z_]+(,[a-z_]+)*$"}"#,
         "Open states to list, comma-separated or repeated (default: where the review SLA runs)",
     ),
-    param("page", r#"{"type": "integer", "minimum": 1, "maximum": 1000000}"#, "Page number, from 1 (default 1)"),
+    param(
+        "page",
+        r#"{"type": "integer", "minimum": 1, "maximum": 100}"#,
+        "Page number, 1 to 100 (default 1); past page 100, read on with `after`",
+    ),
     param("per_page", r#"{"type": "integer", "minimum": 1, "maximum": 100}"#, "Items per page, 1 to 100 (default 20)"),
     param(
         "item",
@@ -196,6 +200,11 @@ const QUEUE_QUERY: &[QueryParam] = &[
         "Only appeals this reviewer holds (a name, 1 to 100 characters)",
     ),
     param("unclaimed", r#"{"type": "boolean"}"#, "Only appeals nobody holds (not with assignee)"),
+    param(
+        "after",
+        r#"{"type": "string", "pattern": "^(-|[0-9]{1,18})\\.[0-9]{1,18}\\.[A-Za-z0-9-]{1,64}$"}"#,
+        "Start after this cursor: a page's `next` (same filters); any depth, one index range read",
+    ),
 ];
 
 const JOBS_QUERY: &[QueryParam] = &[

@@ -18,9 +18,9 @@ pub(super) fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("a number is a valid header value")
 }
 
-/// `GET /v1/queue?state=...&page=...&per_page=...&item=...&scenario=...&assignee=...&unclaimed=true`.
+/// `GET /v1/queue?state=...&page=...&per_page=...&item=...&scenario=...&assignee=...&unclaimed=true&after=...`.
 pub(super) async fn queue(State(state): State<Shared>, _staff: Staff, query: QueryPairs) -> ApiResult<Json<QueuePage>> {
-    query.check_known(&["state", "page", "per_page", "item", "scenario", "assignee", "unclaimed"])?;
+    query.check_known(&["state", "page", "per_page", "item", "scenario", "assignee", "unclaimed", "after"])?;
     // Each `state` value names one or more open states, comma-separated; every name,
     // an empty one included, is checked by the queue.
     let states: Vec<String> =
@@ -43,7 +43,8 @@ pub(super) async fn queue(State(state): State<Shared>, _staff: Staff, query: Que
     };
     let asked = QueueQuery {
         states,
-        page: query.number("page", 1, 1, 1_000_000)?,
+        page: query.number("page", 1, 1, review::MAX_PAGE)?,
+        after: query.one("after")?.map(str::to_string),
         per_page: query.number("per_page", 20, 1, review::MAX_PER_PAGE)?,
         item,
         scenario,

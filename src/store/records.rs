@@ -376,8 +376,25 @@ pub struct QueueFilter {
     /// Only appeals of this scenario (as the draft spells it, e.g. `deregistered`).
     pub scenario: Option<String>,
     pub assignee: AssigneeMatch,
+    /// Start after this place in the queue's order (keyset paging); `offset` counts
+    /// from there.
+    pub after: Option<QueueKey>,
     pub offset: i64,
     pub limit: i64,
+    /// The states to count (under the filters other than `states`).
+    pub count_states: Vec<String>,
+    /// Counts stop here: a state holding more says so rather than how many.
+    pub count_cap: i64,
+}
+
+/// A place in the review queue's order: a row's review deadline (none sorts last),
+/// creation instant and id. A page that starts after it reads the queue index from
+/// there, however deep into the queue it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueKey {
+    pub review_due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub id: String,
 }
 
 /// Who holds the claim, as the queue filters it.
@@ -396,8 +413,9 @@ pub enum AssigneeMatch {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueSlice {
     pub rows: Vec<QueueRow>,
-    /// Open states with at least one matching appeal; the others have none.
-    pub counts: Vec<(String, i64)>,
+    /// Each of `count_states`: how many appeals match (at most the cap), and whether
+    /// more than the cap do.
+    pub counts: Vec<(String, i64, bool)>,
 }
 
 /// An appeal as the review queue lists it: the row's own columns and the copies kept
@@ -423,6 +441,13 @@ pub struct QueueRow {
     pub scenario: Option<String>,
     #[sqlx(try_from = "Stamp")]
     pub created_at: DateTime<Utc>,
+}
+
+impl QueueRow {
+    /// This row's place in the queue's order.
+    pub fn key(&self) -> QueueKey {
+        QueueKey { review_due_at: self.review_due_at, created_at: self.created_at, id: self.id.clone() }
+    }
 }
 
 /// The appeal items as the `items` column keeps them: `,item,item,` (empty for none),

@@ -527,6 +527,15 @@ async fn queue_lists_open_appeals_by_review_deadline_breached_first_and_pages(db
         (first["page"].clone(), first["per_page"].clone(), third["total"].clone()),
         (json!(1), json!(2), json!(3))
     );
+    // The same pages by cursor: `next` leads on, and is absent on the last page.
+    let next = first["next"].as_str().expect("a full page that is not the last has a next").to_string();
+    let on = h.get(&format!("/v1/queue?per_page=2&after={next}"), &h.tokens.ann).await.json();
+    assert_eq!(ids(&on), ids(&second));
+    assert_eq!(
+        (on["next"].clone(), second["next"].clone(), on["total_capped"].clone()),
+        (Value::Null, Value::Null, json!(false))
+    );
+    assert_eq!(first["counts"][0], json!({"state": "submitted", "count": 2, "capped": false}));
 
     // Filtering by state: one state, several, and the approved one outside the default.
     let held = h.get("/v1/queue?state=under_review", &h.tokens.lee).await.json();
@@ -696,6 +705,9 @@ async fn bad_input_on_every_staff_route_is_a_problem_document_and_stores_nothing
         "state=submitted,,under_review",
         "page=0",
         "page=x",
+        "page=101",
+        "after=abc",
+        "after=1.2.x%20y",
         "per_page=101",
         "sort=due",
         "page=1&page=2",

@@ -13,7 +13,7 @@ use appealflow::app::review::{self, AssigneeFilter, QueuePage, QueueQuery};
 use appealflow::domain::draft::Scenario;
 use appealflow::domain::{Actor, AppealItem, TicketNumber};
 use appealflow::engine::{Engine, EngineError, ManualClock, NewAppeal};
-use appealflow::store::{QueueFilter, QueueRow};
+use appealflow::store::{AssigneeMatch, QueueFilter, QueueRow};
 use appealflow::workflow::Fire;
 use serde_json::json;
 
@@ -21,6 +21,8 @@ on_both_backends!(
     queue_lists_breached_first_then_by_deadline_then_appeals_without_one,
     queue_filters_by_item_scenario_and_assignee_and_counts_each_open_state,
     queue_pages_keep_the_order_and_the_total,
+    queue_reads_on_after_a_cursor_through_ties_and_appeals_without_a_deadline,
+    queue_counts_stop_at_their_cap_and_say_so,
     queue_columns_follow_claim_release_reject_resubmit_the_sla_firing_and_close,
     queue_refuses_a_bad_assignee_and_an_unknown_state,
 );
@@ -215,8 +217,117 @@ async fn queue_pages_keep_the_order_and_the_total(db: TestDb) {
         seen.extend(tickets(&got));
     }
     assert_eq!(seen, made, "pages follow one another, each appeal once, the last one short, then none");
-    let got = h.queue(QueueQuery { page: 1_000_000, per_page: 100, ..Default::default() }).await;
-    assert!(got.items.is_empty() && got.total == 7);
+    let got = h.queue(QueueQuery { page: review::MAX_PAGE, per_page: 100, ..Default::default() }).await;
+    assert!(got.items.is_empty() && got.total == 7 && got.next.is_none());
+}
+
+async fn queue_reads_on_after_a_cursor_through_ties_and_appeals_without_a_deadline(db: TestDb) {
+    let h = harness(db);
+    let reviewer = common::reviewer("ann");
+    // Two approved (no deadline any more), arriving apart; five waiting, two of them at
+    // one instant (one deadline, one creation instant: only the id orders them).
+    for (i, hour) in [0, 3].into_iter().enumerate() {
+        h.clock.set(common::monday_morning() + chrono::Duration::hours(hour));
+        let t = h.create(&format!("done{i}"), &["reset_password"], None).await;
+        h.fire(&t, "claim", &reviewer, &[]).await;
+        h.fire(&t, "approve", &reviewer, &[]).await;
+    }
+    for (i, hour) in [1, 2, 2, 26, 50].into_iter().enumerate() {
+        h.clock.set(common::monday_morning() + chrono::Duration::hours(hour));
+        h.create(&format!("wait{i}"), &["reset_password"], None).await;
+    }
+    let all = states(&["submitted", "under_review", "approved"]);
+    let whole = h.queue(QueueQuery { states: all.clone(), per_page: 100, ..Default::default() }).await;
+    assert_eq!(whole.items.len(), 7);
+    assert!(whole.items[5].review_due_at.is_none() && whole.items[6].review_due_at.is_none(), "{whole:?}");
+    assert!(whole.next.is_none(), "one page holds them all");
+
+    for per_page in [1, 2, 3, 6] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut pages = 0;
+        loop {
+            let ask = QueueQuery { states: all.clone(), per_page, after: after.clone(), ..Default::default() };
+            let got = h.queue(ask).await;
+            assert_eq!(got.total, 7, "the counts do not depend on where the page starts");
+            seen.extend(tickets(&got));
+            pages += 1;
+            match got.next {
+                Some(next) => {
+                    assert_eq!(got.items.len() as i64, per_page, "only a full page has a next");
+                    after = Some(next);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, tickets(&whole), "per_page {per_page}: the cursor pages are the queue, in order, once");
+        assert_eq!(pages, 7_usize.div_ceil(per_page as usize), "per_page {per_page}: no empty last page");
+    }
+
+    // A cursor reads past page 100; without one, page numbers stop there.
+    let first = h.queue(QueueQuery { states: all.clone(), per_page: 5, ..Default::default() }).await;
+    let deep = QueueQuery { states: all.clone(), page: 500, per_page: 5, after: first.next, ..Default::default() };
+    let got = h.queue(deep).await;
+    assert_eq!((got.page, tickets(&got)), (500, tickets(&whole)[5..].to_vec()));
+    for (query, field) in [
+        (QueueQuery { page: review::MAX_PAGE + 1, ..Default::default() }, "page"),
+        (QueueQuery { after: Some("not-a-cursor".into()), ..Default::default() }, "after"),
+        (QueueQuery { after: Some("1.2.a b".into()), ..Default::default() }, "after"),
+        (QueueQuery { after: Some("99999999999999999999.1.x".into()), ..Default::default() }, "after"),
+    ] {
+        match review::queue(&h.engine, query).await {
+            Err(EngineError::Invalid(problems)) => assert_eq!(problems[0].field, field),
+            other => panic!("expected a refusal naming {field}: {other:?}"),
+        }
+    }
+}
+
+async fn queue_counts_stop_at_their_cap_and_say_so(db: TestDb) {
+    let h = harness(db);
+    let ann = common::reviewer("ann");
+    let mut made = Vec::new();
+    for i in 0..5 {
+        h.clock.set(common::monday_morning() + chrono::Duration::minutes(i));
+        let items: &[&str] = if i < 3 { &["detach_mfa"] } else { &["reset_password"] };
+        made.push(h.create(&format!("acct{i}"), items, None).await);
+    }
+    for t in &made[..3] {
+        h.fire(t, "claim", &ann, &[]).await;
+    }
+    let open: Vec<String> = h.engine.workflow().open_states().iter().map(|s| s.to_string()).collect();
+    let filter = |cap, assignee, item| QueueFilter {
+        states: states(&["submitted", "under_review"]),
+        assignee,
+        item,
+        limit: 10,
+        count_states: open.clone(),
+        count_cap: cap,
+        ..Default::default()
+    };
+    let counts = |slice: appealflow::store::QueueSlice| -> Vec<(String, i64, bool)> {
+        slice.counts.into_iter().filter(|(s, _, _)| s == "submitted" || s == "under_review").collect()
+    };
+    let store = h.db.store.clone();
+    let read = |f: QueueFilter| {
+        let store = store.clone();
+        async move { store.review_queue(&f).await.unwrap() }
+    };
+    let exact = read(filter(5, AssigneeMatch::Any, None)).await;
+    assert_eq!(exact.rows.len(), 5, "the cap limits the counts, never the page");
+    assert_eq!(counts(exact), [("submitted".into(), 2, false), ("under_review".into(), 3, false)]);
+    let capped = read(filter(2, AssigneeMatch::Any, None)).await;
+    assert_eq!(counts(capped), [("submitted".into(), 2, false), ("under_review".into(), 2, true)]);
+    let held = read(filter(2, AssigneeMatch::Named("ann".into()), Some(AppealItem::DetachMfa))).await;
+    assert_eq!(counts(held), [("submitted".into(), 0, false), ("under_review".into(), 2, true)]);
+    let free = read(filter(1, AssigneeMatch::Unclaimed, None)).await;
+    assert_eq!(counts(free), [("submitted".into(), 1, true), ("under_review".into(), 0, false)]);
+    let nobody = read(filter(0, AssigneeMatch::Named("bob".into()), None)).await;
+    assert!(nobody.counts.iter().all(|(_, n, more)| *n == 0 && !more), "{:?}", nobody.counts);
+
+    // The queue's own cap is far above five: exact, and said to be.
+    let page = h.queue(QueueQuery::default()).await;
+    assert_eq!((page.total, page.total_capped), (5, false));
+    assert!(page.counts.iter().all(|c| !c.capped));
 }
 
 async fn queue_columns_follow_claim_release_reject_resubmit_the_sla_firing_and_close(db: TestDb) {

@@ -9,17 +9,28 @@ use serde::Serialize;
 use crate::domain::draft::Scenario;
 use crate::domain::{AppealItem, FieldError, check_text};
 use crate::engine::{Engine, EngineError};
-use crate::store::{AssigneeMatch, QueueFilter, QueueRow};
+use crate::store::{AssigneeMatch, QueueFilter, QueueKey, QueueRow};
 
 /// Items a queue page holds at most.
 pub const MAX_PER_PAGE: i64 = 100;
+
+/// How deep into the queue page numbers reach: a numbered page reads and skips every
+/// row before it, so past this one a page is read with `after` (the previous page's
+/// `next`), which enters the queue index where the last page ended, however deep.
+pub const MAX_PAGE: i64 = 100;
+
+/// Where a state's count stops: past it the queue says "more than this" rather than
+/// counting every match, so a page costs the same in a queue of any size. (`/metrics`
+/// has the exact counts per state.)
+pub const COUNT_CAP: i64 = 1_000;
 
 /// Which part of the queue to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueQuery {
     /// Open states to list; empty: where the review SLA runs.
     pub states: Vec<String>,
-    /// From 1.
+    /// From 1 to [`MAX_PAGE`]. With `after`, the page's number as the reader counts it
+    /// (it moves nothing, and may go past [`MAX_PAGE`]).
     pub page: i64,
     /// 1 to [`MAX_PER_PAGE`].
     pub per_page: i64,
@@ -29,6 +40,8 @@ pub struct QueueQuery {
     pub scenario: Option<Scenario>,
     /// Only appeals someone (or no one, or this reviewer) holds.
     pub assignee: AssigneeFilter,
+    /// Start after this cursor: a page's `next`.
+    pub after: Option<String>,
 }
 
 impl Default for QueueQuery {
@@ -40,6 +53,7 @@ impl Default for QueueQuery {
             item: None,
             scenario: None,
             assignee: AssigneeFilter::Any,
+            after: None,
         }
     }
 }
@@ -79,7 +93,10 @@ pub struct QueueItem {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StateCount {
     pub state: String,
+    /// The matches, at most [`COUNT_CAP`].
     pub count: i64,
+    /// More than `count` match: the count stopped at its cap.
+    pub capped: bool,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -89,10 +106,39 @@ pub struct QueuePage {
     pub per_page: i64,
     /// Appeals in the asked states under every filter (the sum of their counts).
     pub total: usize,
+    /// Some asked state's count stopped at its cap: more than `total` match.
+    pub total_capped: bool,
     pub items: Vec<QueueItem>,
     /// Every open state, in the workflow's order, with its count under the filters other
     /// than the states (so a state not asked for shows what asking for it would list).
     pub counts: Vec<StateCount>,
+    /// The page after this one: pass it as `after` (with the same filters). Absent on
+    /// the last page.
+    pub next: Option<String>,
+}
+
+/// A queue cursor: a row's place in the queue's order as text, `DUE.CREATED.ID` (the
+/// instants in microseconds since the epoch, `-` for no deadline).
+pub fn cursor(key: &QueueKey) -> String {
+    let due = key.review_due_at.map_or("-".to_string(), |d| d.timestamp_micros().to_string());
+    format!("{due}.{}.{}", key.created_at.timestamp_micros(), key.id)
+}
+
+/// A cursor back into a place in the queue's order, or the rule naming the field.
+pub fn parse_cursor(raw: &str) -> Result<QueueKey, FieldError> {
+    let bad = || FieldError::new("after", "a queue page's `next` cursor, as it gave it");
+    let micros = |s: &str| s.parse::<i64>().ok().and_then(DateTime::<Utc>::from_timestamp_micros);
+    let mut parts = raw.splitn(3, '.');
+    let (due, created, id) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(d), Some(c), Some(i)) => (d, c, i),
+        _ => return Err(bad()),
+    };
+    let review_due_at = if due == "-" { None } else { Some(micros(due).ok_or_else(bad)?) };
+    let created_at = micros(created).ok_or_else(bad)?;
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(bad());
+    }
+    Ok(QueueKey { review_due_at, created_at, id: id.to_string() })
 }
 
 /// An appeal item by its name (`detach_mfa`), or the rule naming the field.
@@ -127,10 +173,22 @@ pub async fn queue(engine: &Engine, query: QueueQuery) -> Result<QueuePage, Engi
     }
     if query.page < 1 {
         problems.push(FieldError::new("page", "an integer from 1"));
+    } else if query.after.is_none() && query.page > MAX_PAGE {
+        problems.push(FieldError::new(
+            "page",
+            format!("an integer from 1 to {MAX_PAGE}; read further with `after` (the previous page's `next`)"),
+        ));
     }
     if !(1..=MAX_PER_PAGE).contains(&query.per_page) {
         problems.push(FieldError::new("per_page", format!("an integer from 1 to {MAX_PER_PAGE}")));
     }
+    let after = match query.after.as_deref().map(parse_cursor).transpose() {
+        Ok(after) => after,
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
     let assignee = match query.assignee {
         AssigneeFilter::Any => AssigneeMatch::Any,
         AssigneeFilter::Unclaimed => AssigneeMatch::Unclaimed,
@@ -159,13 +217,22 @@ pub async fn queue(engine: &Engine, query: QueueQuery) -> Result<QueuePage, Engi
         item: query.item,
         scenario: query.scenario.and_then(scenario_name),
         assignee,
-        offset: (query.page - 1).saturating_mul(query.per_page),
-        limit: query.per_page,
+        offset: if after.is_some() { 0 } else { (query.page - 1).saturating_mul(query.per_page) },
+        // One more than the page, to know whether a next page exists.
+        limit: query.per_page + 1,
+        after,
+        count_states: open.iter().map(|s| s.to_string()).collect(),
+        count_cap: COUNT_CAP,
     };
-    let slice = engine.store().review_queue(&filter).await?;
-    let counted = |state: &str| slice.counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
-    let counts: Vec<StateCount> = open.iter().map(|s| StateCount { state: s.to_string(), count: counted(s) }).collect();
-    let total = states.iter().map(|s| counted(s.as_str())).sum::<i64>();
+    let mut slice = engine.store().review_queue(&filter).await?;
+    let more = slice.rows.len() > usize::try_from(query.per_page).unwrap_or(0);
+    slice.rows.truncate(usize::try_from(query.per_page).unwrap_or(0));
+    let next = if more { slice.rows.last().map(|r| cursor(&r.key())) } else { None };
+    let counts: Vec<StateCount> =
+        slice.counts.into_iter().map(|(state, count, capped)| StateCount { state, count, capped }).collect();
+    let asked = counts.iter().filter(|c| states.contains(&c.state));
+    let total = asked.clone().map(|c| c.count).sum::<i64>();
+    let total_capped = asked.clone().any(|c| c.capped);
     let now = engine.now();
     let warns = wf.review_sla().warning.is_some();
     let items = slice.rows.into_iter().map(|r| item(r, now, warns)).collect::<Result<_, _>>()?;
@@ -174,8 +241,10 @@ pub async fn queue(engine: &Engine, query: QueueQuery) -> Result<QueuePage, Engi
         page: query.page,
         per_page: query.per_page,
         total: usize::try_from(total).unwrap_or(0),
+        total_capped,
         items,
         counts,
+        next,
     })
 }
 

@@ -1,7 +1,10 @@
 //! The review queue: one page of open appeals by review deadline, and the counts per
-//! open state, read in one snapshot. Both statements read only the `appeals` row (its
-//! queue columns are written by each commit, see `commit.rs`), through the partial
-//! indexes of migration 0009 on the open appeals.
+//! open state (each capped), read in one snapshot. Both statements read only the
+//! `appeals` row (its queue columns are written by each commit, see `commit.rs`),
+//! through the partial indexes on the open appeals (migration 0009; PostgreSQL's
+//! counts index as migration 0010 keys it). Neither grows with the queue: the page
+//! enters the queue index at its start (or after a cursor) and stops after its rows;
+//! each count stops at its cap.
 
 use super::*;
 use crate::store::{AssigneeMatch, QueueFilter, QueueRow, QueueSlice};
@@ -36,17 +39,54 @@ impl Backend {
         // The page's ids come from the queue index alone (it holds what the filters
         // test), so rows skipped by the offset are never read from the table; only the
         // page's own rows are.
+        // After a place in the order: the rows past it, as a row-value comparison in
+        // the index's own column order, so the index is entered there rather than
+        // read from its start. Rows without a deadline sort last: past a place that
+        // has one, they all count (the first column decides); past one that has
+        // none, only the later ones among them.
+        let after = match &filter.after {
+            None => String::new(),
+            Some(k) if k.review_due_at.is_some() => format!(
+                " AND ((a.review_due_at IS NULL), a.review_due_at, a.created_at, a.id) > (FALSE, ${}, ${}, ${})",
+                n + 2,
+                n + 3,
+                n + 4
+            ),
+            Some(_) => format!(" AND a.review_due_at IS NULL AND (a.created_at, a.id) > (${}, ${})", n + 2, n + 3),
+        };
         let page_sql = format!(
             "SELECT {QUEUE_COLUMNS} FROM appeals a JOIN (
                  SELECT a.id FROM appeals a{}
-                 WHERE {FILTERS} AND a.state IN ({})
+                 WHERE {FILTERS} AND a.state IN ({}){after}
                  ORDER BY {QUEUE_ORDER} LIMIT ${n} OFFSET ${}) page ON page.id = a.id
              ORDER BY {QUEUE_ORDER}",
             Self::QUEUE_INDEX,
             if states.is_empty() { "NULL".to_string() } else { states.join(", ") },
             n + 1
         );
-        let counts_sql = format!("SELECT a.state, COUNT(*) FROM appeals a WHERE {FILTERS} GROUP BY a.state");
+        // The counts: one capped count per open state, each an index range of its own
+        // (state, then the claim: `appeals_queue_counts`) that stops at the cap, with
+        // only the filters asked for (an absent one is a constant condition).
+        let conds = [
+            match item {
+                Some(_) => "a.items LIKE $1 ESCAPE '\\'".to_string(),
+                None => "CAST($1 AS TEXT) IS NULL".to_string(),
+            },
+            equals_if(filter.scenario.as_deref(), "a.scenario", 2),
+            equals_if(assignee, "a.assignee", 3),
+            if unclaimed { "$4 AND a.assignee IS NULL".to_string() } else { "NOT $4".to_string() },
+        ]
+        .join(" AND ");
+        let counted: Vec<String> = (0..filter.count_states.len())
+            .map(|i| {
+                format!(
+                    "(SELECT COUNT(*) FROM (SELECT 1 FROM appeals a
+                       WHERE a.outcome IS NULL AND a.state = ${} AND {conds} LIMIT $5) c)",
+                    i + 6
+                )
+            })
+            .collect();
+        let counts_sql = format!("SELECT {}", if counted.is_empty() { "0".to_string() } else { counted.join(", ") });
 
         // One snapshot for the page and the counts, so they agree.
         let mut tx = self.pool.begin_with(Self::BEGIN_READ).await?;
@@ -58,15 +98,30 @@ impl Backend {
         for s in &filter.states {
             page = page.bind(s);
         }
-        let rows = page.bind(filter.limit).bind(filter.offset).fetch_all(&mut *tx).await?;
-        let counts: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(counts_sql))
+        page = page.bind(filter.limit).bind(filter.offset);
+        if let Some(k) = &filter.after {
+            if let Some(due) = k.review_due_at {
+                page = page.bind(Stamp(due));
+            }
+            page = page.bind(Stamp(k.created_at)).bind(&k.id);
+        }
+        let rows = page.fetch_all(&mut *tx).await?;
+        let mut counting = sqlx::query(sqlx::AssertSqlSafe(counts_sql))
             .bind(&item)
             .bind(&filter.scenario)
             .bind(assignee)
             .bind(unclaimed)
-            .fetch_all(&mut *tx)
-            .await?;
+            .bind(filter.count_cap.saturating_add(1));
+        for s in &filter.count_states {
+            counting = counting.bind(s);
+        }
+        let row = counting.fetch_one(&mut *tx).await?;
         tx.commit().await?;
+        let mut counts = Vec::with_capacity(filter.count_states.len());
+        for (i, state) in filter.count_states.iter().enumerate() {
+            let n: i64 = sqlx::Row::try_get(&row, i)?;
+            counts.push((state.clone(), n.min(filter.count_cap), n > filter.count_cap));
+        }
         Ok(QueueSlice { rows, counts })
     }
 }

@@ -59,8 +59,11 @@ async fn rows(db: &TestDb, account: &str) -> serde_json::Value {
         item: None,
         scenario: None,
         assignee: AssigneeMatch::Any,
+        after: None,
         offset: 0,
         limit: 100,
+        count_states: vec!["submitted".into(), "under_review".into()],
+        count_cap: 1000,
     };
     let queued: Vec<_> = db
         .store

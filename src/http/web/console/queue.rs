@@ -29,6 +29,9 @@ pub struct Filters {
     who: Option<String>,
     #[serde(default)]
     page: Option<i64>,
+    /// A page's `next` cursor: the page after it (`page` then only numbers it).
+    #[serde(default)]
+    after: Option<String>,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Option<T> {
@@ -41,6 +44,7 @@ pub async fn page(State(state): State<Shared>, console: Console, Query(f): Query
         states: f.state.iter().filter(|s| !s.is_empty()).cloned().collect(),
         page: f.page.unwrap_or(1).max(1),
         per_page: PER_PAGE,
+        after: f.after.clone().filter(|a| !a.is_empty()),
         item: parse::<AppealItem>(f.item.as_deref()),
         scenario: parse::<Scenario>(f.scenario.as_deref()),
         assignee: match f.who.as_deref() {
@@ -97,8 +101,13 @@ fn filters(state: &Shared, lang: Lang, f: &Filters) -> Markup {
     }
 }
 
-fn link(f: &Filters, page: i64) -> String {
+/// The queue at page number `page`, or, with `after`, the page after that cursor
+/// (numbered `page`), under the same filters.
+fn link(f: &Filters, page: i64, after: Option<&str>) -> String {
     let mut q = vec![format!("page={page}")];
+    if let Some(after) = after {
+        q.push(format!("after={}", form_urlencoded::byte_serialize(after.as_bytes()).collect::<String>()));
+    }
     for (k, v) in [("state", &f.state), ("item", &f.item), ("scenario", &f.scenario), ("who", &f.who)] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             q.push(format!("{k}={}", form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()));
@@ -112,7 +121,9 @@ fn table(state: &Shared, lang: Lang, page: &QueuePage, f: &Filters) -> Markup {
     let pages = ((page.total as i64) + page.per_page - 1) / page.per_page;
     html! {
         p.counts #counts {
-            @for c in &page.counts { span data-state=(c.state) { (lang.state(&c.state)) ": " strong { (c.count) } } }
+            @for c in &page.counts {
+                span data-state=(c.state) { (lang.state(&c.state)) ": " strong { (c.count) @if c.capped { "+" } } }
+            }
         }
         @if page.items.is_empty() {
             p.notice role="status" { (lang.t("No appeal matches these filters.", "没有符合筛选条件的申诉。")) }
@@ -146,9 +157,19 @@ fn table(state: &Shared, lang: Lang, page: &QueuePage, f: &Filters) -> Markup {
             }
         }
         nav.pager aria-label=(lang.t("Pages", "分页")) {
-            @if page.page > 1 { a href=(link(f, page.page - 1)) rel="prev" { (lang.t("Previous", "上一页")) } }
-            span { (lang.t("Page", "第")) " " (page.page) " / " (pages.max(1)) " · " (page.total) " " (lang.t("appeals", "条申诉")) }
-            @if page.page < pages { a href=(link(f, page.page + 1)) rel="next" { (lang.t("Next", "下一页")) } }
+            // Next pages are read from where this one ended (any depth, one index read);
+            // the previous one by its number while numbers reach it, else the first.
+            @if page.page > 1 && page.page - 1 <= review::MAX_PAGE {
+                a href=(link(f, page.page - 1, None)) rel="prev" { (lang.t("Previous", "上一页")) }
+            } @else if page.page > 1 {
+                a href=(link(f, 1, None)) rel="first" { (lang.t("First page", "首页")) }
+            }
+            @if page.total_capped {
+                span { (lang.t("Page", "第")) " " (page.page) " · " (page.total) "+ " (lang.t("appeals", "条申诉")) }
+            } @else {
+                span { (lang.t("Page", "第")) " " (page.page) " / " (pages.max(1)) " · " (page.total) " " (lang.t("appeals", "条申诉")) }
+            }
+            @if let Some(next) = &page.next { a href=(link(f, page.page + 1, Some(next))) rel="next" { (lang.t("Next", "下一页")) } }
         }
     }
 }

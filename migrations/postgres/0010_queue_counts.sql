@@ -1,0 +1,5 @@
+-- The queue's counts as one capped index range per state: key the counts index by the
+-- claim too (as SQLite's has been since 0009), so "held by this reviewer" and
+-- "unclaimed" are ranges of it rather than a read of the whole state.
+DROP INDEX appeals_queue_counts;
+CREATE INDEX appeals_queue_counts ON appeals (state, assignee, scenario) INCLUDE (items) WHERE outcome IS NULL;
