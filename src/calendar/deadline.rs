@@ -90,8 +90,8 @@ impl Calendar {
                 calendar = %self.name,
                 %day,
                 published_until = self.published.last_year,
-                "business day counted past the published years: provisional (weekend and statutory fixed-date \
-                 holidays only); add the year's arrangement to the calendar file"
+                "business day counted past the published years: provisional (weekend and statutory holidays \
+                 only, no make-up working days); add the year's arrangement to the calendar file"
             );
         }
         Ok(day)

@@ -39,15 +39,34 @@ struct HolidayFile {
     to: Option<NaiveDate>,
 }
 
+/// A statutory holiday that recurs every year, counted only past the published years:
+/// on a Gregorian date (`month`, `day`), a Chinese lunar date (the same with
+/// `lunar = true`), or a solar term (`solar_term`, e.g. `"qingming"`).
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecurringFile {
     pub name: String,
-    pub month: u32,
-    pub day: u32,
-    /// Consecutive days from `month`/`day` (1 to 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<u32>,
+    /// `month` and `day` are of the Chinese lunisolar calendar.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lunar: bool,
+    /// A solar term by its pinyin name, instead of `month` and `day`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solar_term: Option<String>,
+    /// The holiday starts this many days before its anchor day (the Spring Festival's
+    /// eve: 1); 0 to 7.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub starts_before: u32,
+    /// Consecutive days from its first (1 to 7).
     #[serde(default = "one_day")]
     pub days: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn one_day() -> u32 {
@@ -137,14 +156,17 @@ impl Calendar {
             }
         }
         for r in &raw.recurring_holidays {
-            if NaiveDate::from_ymd_opt(2000, r.month, r.day).is_none() {
-                return Err(invalid(format!(
-                    "recurring holiday {:?}: month {} day {} is not a date",
-                    r.name, r.month, r.day
-                )));
+            if let Err(problem) = r.anchor() {
+                return Err(invalid(format!("recurring holiday {:?}: {problem}", r.name)));
             }
             if !(1..=7).contains(&r.days) {
                 return Err(invalid(format!("recurring holiday {:?}: `days` must be 1 to 7, not {}", r.name, r.days)));
+            }
+            if r.starts_before > 7 {
+                return Err(invalid(format!(
+                    "recurring holiday {:?}: `starts_before` must be 0 to 7, not {}",
+                    r.name, r.starts_before
+                )));
             }
         }
         if !raw.recurring_holidays.is_empty() && raw.beyond_published == BeyondPublished::Refuse {
@@ -153,7 +175,15 @@ impl Calendar {
                     .into(),
             ));
         }
+        let provisional_holidays = match raw.beyond_published {
+            BeyondPublished::Refuse => BTreeMap::new(),
+            BeyondPublished::Provisional => {
+                let years = last_year + 1..=last_year + PROVISIONAL_YEARS;
+                lunar::holidays(&raw.recurring_holidays, years).into_iter().collect()
+            }
+        };
         Ok(Calendar {
+            provisional_holidays,
             name: raw.name,
             description: raw.description.unwrap_or_default(),
             time_zone: raw.time_zone,

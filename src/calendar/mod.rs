@@ -6,8 +6,10 @@
 //! A calendar is published for a range of years. Past that range a calendar either
 //! refuses ([`CalendarError::OutOfRange`]; the default) or, when its file says
 //! `beyond_published = "provisional"`, goes on for up to [`PROVISIONAL_YEARS`] more years
-//! knowing only its weekend and its fixed-date statutory holidays
-//! (`recurring_holidays`): such deadlines are flagged provisional and logged.
+//! knowing only its weekend and its statutory holidays (`recurring_holidays`: fixed
+//! dates, lunar dates and solar terms, computed for those years when the file loads),
+//! not the make-up working days an arrangement adds: such deadlines are flagged
+//! provisional and logged.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -20,9 +22,11 @@ use serde::{Deserialize, Serialize};
 
 mod deadline;
 mod file;
+mod lunar;
 
 pub use deadline::{DayRole, ExplainedDay, Explanation};
 pub use file::{Published, RecurringFile};
+pub use lunar::{Anchor, SOLAR_TERMS};
 
 /// A count of business (working) days. Deliberately not interchangeable with
 /// [`CalendarDays`]: a deadline in one cannot be passed where the other is meant.
@@ -59,7 +63,7 @@ pub enum BeyondPublished {
     #[default]
     Refuse,
     /// Go on for [`PROVISIONAL_YEARS`] years with the weekend and the recurring
-    /// (fixed-date statutory) holidays only; results are flagged provisional.
+    /// statutory holidays only; results are flagged provisional.
     Provisional,
 }
 
@@ -84,6 +88,8 @@ pub struct Calendar {
     weekend: HashSet<Weekday>,
     holidays: BTreeMap<NaiveDate, String>,
     makeup: BTreeMap<NaiveDate, String>,
+    /// The recurring holidays' days in the provisional years.
+    provisional_holidays: BTreeMap<NaiveDate, String>,
 }
 
 impl HolidayCalendar<NaiveDate> for Calendar {
@@ -130,10 +136,18 @@ impl Calendar {
     }
 
     fn recurring_holiday(&self, date: NaiveDate) -> Option<&str> {
-        self.recurring_holidays.iter().find_map(|r| {
-            let first = NaiveDate::from_ymd_opt(date.year(), r.month, r.day)?;
-            (first <= date && date < first + Days::new(u64::from(r.days))).then_some(r.name.as_str())
-        })
+        self.provisional_holidays.get(&date).map(String::as_str)
+    }
+
+    /// The days the recurring statutory holidays fall on in `years` (published or not),
+    /// by day, as the provisional years count them.
+    pub fn statutory_days(&self, years: std::ops::RangeInclusive<i32>) -> Vec<(NaiveDate, String)> {
+        lunar::holidays(&self.recurring_holidays, years)
+    }
+
+    /// The recurring statutory holidays of the provisional years, by day.
+    pub fn provisional_holidays(&self) -> impl Iterator<Item = (NaiveDate, &str)> {
+        self.provisional_holidays.iter().map(|(d, n)| (*d, n.as_str()))
     }
 
     fn check_range(&self, date: NaiveDate) -> Result<(), CalendarError> {

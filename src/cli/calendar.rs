@@ -68,8 +68,9 @@ pub(super) fn calendar(dir: &Path, cmd: CalendarCommand) -> Result<(), CliError>
                 );
                 if ex.provisional {
                     println!(
-                        "  PROVISIONAL: {} is published only until {}; past it only the weekend and the statutory \
-                         fixed-date holidays are known",
+                        "  PROVISIONAL: {} is published only until {}; past it the weekend and the statutory \
+                         holidays (fixed, lunar and solar-term dates) are counted, the make-up working days \
+                         are not known",
                         ex.calendar, cal.published.last_year
                     );
                 }

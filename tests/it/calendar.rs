@@ -373,8 +373,60 @@ fn past_the_published_years_cn_mainland_is_provisional_with_the_statutory_fixed_
     assert!(matches!(cn.day_kind(day("2027-10-01")), DayKind::Holiday { .. }));
     assert!(matches!(cn.day_kind(day("2028-05-02")), DayKind::Holiday { .. }), "Labour Day is two days");
     assert_eq!(cn.day_kind(day("2028-05-03")), DayKind::Working);
-    // Lunar holidays are not known past the range: 2027-02-08 (a Monday) counts as working.
-    assert_eq!(cn.day_kind(day("2027-02-08")), DayKind::Working);
+    // The lunar holidays are counted too (2027-02-08, a Monday, is the Spring Festival's
+    // third day); the make-up working days are not known: Sat 2027-02-20 is a weekend.
+    assert!(
+        matches!(cn.day_kind(day("2027-02-08")), DayKind::Holiday { name } if name.contains("Spring Festival 2027"))
+    );
+    assert_eq!(cn.day_kind(day("2027-02-20")), DayKind::Weekend);
+}
+
+#[test]
+fn past_the_published_years_the_lunar_holidays_and_qingming_are_computed() {
+    let cn = cn();
+    let holiday = |d: &str| match cn.day_kind(day(d)) {
+        DayKind::Holiday { name } => name,
+        other => panic!("{d}: expected a statutory holiday, got {other:?}"),
+    };
+    // 2027: the lunar year begins Sat 02-06; its eve and first three days are statutory.
+    for d in ["2027-02-05", "2027-02-06", "2027-02-07", "2027-02-08"] {
+        assert!(holiday(d).starts_with("Spring Festival 2027"), "{d}: {}", holiday(d));
+    }
+    assert_eq!(cn.day_kind(day("2027-02-04")), DayKind::Working);
+    assert_eq!(cn.day_kind(day("2027-02-09")), DayKind::Working);
+    assert!(holiday("2027-04-05").starts_with("Qingming Festival 2027"));
+    assert!(holiday("2027-06-09").starts_with("Dragon Boat Festival 2027"));
+    assert!(holiday("2027-09-15").starts_with("Mid-Autumn Festival 2027"));
+    // 2028: the lunar year begins Wed 01-26; Mid-Autumn falls on National Day's third day.
+    for d in ["2028-01-25", "2028-01-26", "2028-01-27", "2028-01-28"] {
+        assert!(holiday(d).starts_with("Spring Festival 2028"), "{d}: {}", holiday(d));
+    }
+    assert!(holiday("2028-04-04").starts_with("Qingming Festival 2028"));
+    assert!(holiday("2028-05-28").starts_with("Dragon Boat Festival 2028"));
+    let shared = holiday("2028-10-03");
+    assert!(shared.contains("Mid-Autumn Festival") && shared.contains("National Day"), "{shared}");
+    // A review SLA received the day before the 2027 eve: Fri 02-05 to Mon 02-08 are the
+    // festival (Sat and Sun its own days too), then Tue (1), Wed (2), Thu 02-11 (3).
+    golden(&cn, "2027-02-04T10:00:00+08:00", 3, "2027-02-11", "2027-02-11T00:00:00+08:00", "2027-02-12T00:00:00+08:00");
+    let ex = cn.explain_business_deadline(at("2027-02-04T10:00:00+08:00"), BusinessDays(3)).unwrap();
+    assert!(ex.provisional);
+}
+
+#[test]
+fn every_statutory_day_computed_for_a_published_year_is_inside_its_published_holidays() {
+    // What makes a provisional deadline rarely earlier than the published one: the
+    // computed statutory days of 2025 and 2026 are all holidays of the published
+    // arrangements (which add bridge days and make-up working days around them).
+    let cn = cn();
+    let days = cn.statutory_days(2025..=2026);
+    assert_eq!(days.len(), 2 * 13, "13 statutory days a year (2024 amendment): {days:?}");
+    for (d, name) in days {
+        assert!(
+            matches!(cn.day_kind(d), DayKind::Holiday { .. }),
+            "{d} ({name}) is a statutory day but the published arrangement has {:?}",
+            cn.day_kind(d)
+        );
+    }
 }
 
 #[test]
@@ -618,4 +670,24 @@ fn from_toml_refuses_recurring_holidays_without_the_provisional_policy_or_with_b
     assert!(problem.contains("guess"), "{problem}");
     Calendar::from_toml(Path::new("/calendars/test.toml"), &provisional(r#"{ name = "Day", month = 2, day = 29 }"#))
         .expect("29 February recurs (in leap years)");
+    // Lunar dates and solar terms: each field's rule, by the holiday's name.
+    for (entry, rule) in [
+        (r#"{ name = "L", lunar = true, month = 13, day = 1 }"#, "lunar month 13 day 1 is not a lunar date"),
+        (r#"{ name = "L", lunar = true, month = 1, day = 31 }"#, "lunar month 1 day 31 is not a lunar date"),
+        (r#"{ name = "L", solar_term = "midsummer" }"#, "solar_term \"midsummer\" is not one of the 24 solar terms"),
+        (r#"{ name = "L", solar_term = "qingming", month = 4, day = 5 }"#, "or a `solar_term`"),
+        (r#"{ name = "L", lunar = true, solar_term = "qingming" }"#, "or a `solar_term`"),
+        (r#"{ name = "L", month = 4 }"#, "or a `solar_term`"),
+        (r#"{ name = "L", month = 4, day = 5, starts_before = 8 }"#, "`starts_before` must be 0 to 7, not 8"),
+    ] {
+        let problem = refused(&provisional(entry));
+        assert!(problem.contains("\"L\"") && problem.contains(rule), "{entry}: {problem}");
+    }
+    let cal = Calendar::from_toml(
+        Path::new("/calendars/test.toml"),
+        &provisional(r#"{ name = "Solstice", solar_term = "dongzhi" }"#),
+    )
+    .expect("every solar term by its pinyin name");
+    let solstice: Vec<_> = cal.statutory_days(2027..=2027).into_iter().map(|(d, _)| d).collect();
+    assert_eq!(solstice, [day("2027-12-22")], "the winter solstice of the year asked for, in December");
 }
