@@ -419,7 +419,7 @@ async fn run(name: &str, db: common::TestDb, fresh: common::TestDb, open: usize,
 }
 
 /// The processes on the seeded database (queue/load.rs): serve's and the worker's RSS
-/// under load, then migrate's time (0009 taken back out and replayed).
+/// under load, then migrate's time (0009 and 0010 taken back out and replayed).
 async fn processes(name: &str, url: &str, pool: &Pool) {
     load::serve(name, url, 8).await;
     let fired = "SELECT COUNT(*) FROM timers WHERE status = 'fired'";
@@ -434,6 +434,8 @@ async fn processes(name: &str, url: &str, pool: &Pool) {
     let unapply = [
         "DROP INDEX appeals_queue",
         "DROP INDEX appeals_queue_counts",
+        "DROP INDEX appeals_queue_scenario",
+        "DELETE FROM appealflow_migrations WHERE version = 10",
         "ALTER TABLE appeals DROP COLUMN review_due_at",
         "ALTER TABLE appeals DROP COLUMN review_fired",
         "ALTER TABLE appeals DROP COLUMN review_warn_at",

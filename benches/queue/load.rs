@@ -2,8 +2,8 @@
 //! queue load (its RSS sampled through the run: start, peak, end), `appealflow worker`
 //! burning down the seeded timers (all due by the wall clock: its RSS peak and firings
 //! per second), and how long `appealflow migrate` takes there — with nothing pending,
-//! and replaying the queue migration (0009: five columns filled from every appeal and
-//! its timers, two indexes), the largest migration so far.
+//! and replaying the queue migrations (0009: five columns filled from every appeal and
+//! its timers, two indexes; 0010: the counts indexes), the largest so far.
 //!
 //! `APPEALFLOW_BENCH_LOAD_SECS` (default 30) sets how long each process is loaded.
 
@@ -186,7 +186,7 @@ where
 }
 
 /// `appealflow migrate` timed on the seeded database: once with nothing pending, then
-/// replaying migration 0009 after `unapply` has taken it back out.
+/// replaying migrations 0009 and 0010 after `unapply` has taken them back out.
 pub async fn migrate<F, Fut>(name: &str, url: &str, unapply: F)
 where
     F: FnOnce() -> Fut,
@@ -201,5 +201,7 @@ where
     let nothing = run();
     unapply().await;
     let replay = run();
-    println!("{name}: migrate with nothing pending {nothing:.2} s; replaying 0009 (the queue columns) {replay:.2} s");
+    println!(
+        "{name}: migrate with nothing pending {nothing:.2} s; replaying 0009 and 0010 (the queue columns and indexes) {replay:.2} s"
+    );
 }

@@ -38,32 +38,46 @@ pub struct Raw {
     count_states: Vec<String>,
 }
 
+const NO_DEADLINE: &str = " AND (a.review_due_at IS NULL) = TRUE AND a.review_due_at IS NULL";
+
 impl Raw {
-    fn sql(&self, sqlite: bool) -> (String, String) {
+    /// The page statement with `extra` conditions, ordered by `order`.
+    fn page_sql(&self, sqlite: bool, extra: &str, order: &str) -> String {
         let states = self.states.len();
         let list: Vec<String> = (0..states).map(|i| format!("${}", i + 5)).collect();
         let hint = if sqlite { " INDEXED BY appeals_queue" } else { "" };
         let n = states + 5;
-        let after = match &self.after {
-            None => String::new(),
-            Some(k) if k.review_due_at.is_some() => format!(
-                " AND ((a.review_due_at IS NULL), a.review_due_at, a.created_at, a.id) > (FALSE, ${}, ${}, ${})",
-                n + 2,
-                n + 3,
-                n + 4
-            ),
-            Some(_) => format!(" AND a.review_due_at IS NULL AND (a.created_at, a.id) > (${}, ${})", n + 2, n + 3),
-        };
-        let page = format!(
+        format!(
             "SELECT a.id, a.ticket, a.account, a.state, a.version, a.assignee, a.review_due_at, a.review_fired,
                     a.review_warn_at, a.items, a.scenario, a.created_at
              FROM appeals a JOIN (
-                 SELECT a.id FROM appeals a{hint} WHERE {FILTERS} AND a.state IN ({}){after}
-                 ORDER BY {ORDER} LIMIT ${n} OFFSET ${}) page ON page.id = a.id
+                 SELECT a.id FROM appeals a{hint} WHERE {FILTERS} AND a.state IN ({}){extra}
+                 ORDER BY {order} LIMIT ${n} OFFSET ${}) page ON page.id = a.id
              ORDER BY {ORDER}",
             list.join(", "),
             n + 1
-        );
+        )
+    }
+
+    /// After a cursor with a deadline: the part with deadlines past it.
+    fn after_due(&self) -> String {
+        let n = self.states.len() + 5;
+        format!(
+            " AND (a.review_due_at IS NULL) = FALSE
+              AND (a.review_due_at, a.created_at, a.id) > (${}, ${}, ${})",
+            n + 2,
+            n + 3,
+            n + 4
+        )
+    }
+
+    /// After a cursor without one: the later ones without a deadline.
+    fn after_none(&self) -> String {
+        let n = self.states.len() + 5;
+        format!("{NO_DEADLINE} AND (a.created_at, a.id) > (${}, ${})", n + 2, n + 3)
+    }
+
+    fn counts_sql(&self) -> String {
         let conds = [
             if self.item.is_some() { "a.items LIKE $1 ESCAPE '\\'" } else { "CAST($1 AS TEXT) IS NULL" },
             if self.scenario.is_some() { "a.scenario = $2" } else { "CAST($2 AS TEXT) IS NULL" },
@@ -80,7 +94,7 @@ impl Raw {
                 )
             })
             .collect();
-        (page, format!("SELECT {}", counted.join(", ")))
+        format!("SELECT {}", counted.join(", "))
     }
 }
 
@@ -106,28 +120,43 @@ pub fn of(q: &QueueQuery, open_states: &[String]) -> Raw {
     }
 }
 
-macro_rules! raw_call {
-    ($pool:expr, $begin:expr, $sqlite:expr, $r:expr) => {{
+/// One part of the page: `sql` with the filters, states, limit and offset bound, then
+/// `after`'s values.
+macro_rules! raw_part {
+    ($tx:expr, $r:expr, $sql:expr, $limit:expr, $offset:expr, $($after:expr),*) => {{
         let r = $r;
-        let (page_sql, counts_sql) = r.sql($sqlite);
-        let mut tx = $pool.begin_with($begin).await.unwrap();
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(page_sql))
-            .bind(&r.item)
-            .bind(&r.scenario)
-            .bind(&r.assignee)
-            .bind(r.unclaimed);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe($sql)).bind(&r.item).bind(&r.scenario).bind(&r.assignee).bind(r.unclaimed);
         for s in &r.states {
             q = q.bind(s);
         }
-        q = q.bind(r.limit).bind(r.offset);
-        if let Some(k) = &r.after {
-            if let Some(due) = k.review_due_at {
-                q = q.bind(Stamp(due));
+        q = q.bind($limit).bind($offset);
+        $(q = q.bind($after);)*
+        q.fetch_all(&mut *$tx).await.unwrap().len()
+    }};
+}
+
+macro_rules! raw_call {
+    ($pool:expr, $begin:expr, $sqlite:expr, $r:expr) => {{
+        let r = &$r;
+        let mut tx = $pool.begin_with($begin).await.unwrap();
+        let mut rows = 0;
+        match &r.after {
+            None => rows += raw_part!(tx, r, r.page_sql($sqlite, "", ORDER), r.limit, r.offset,),
+            Some(k) => {
+                if let Some(due) = k.review_due_at {
+                    let sql = r.page_sql($sqlite, &r.after_due(), "a.review_due_at, a.created_at, a.id");
+                    rows += raw_part!(tx, r, sql, r.limit, 0_i64, Stamp(due), Stamp(k.created_at), &k.id);
+                }
+                let left = r.limit - rows as i64;
+                if left > 0 && k.review_due_at.is_some() {
+                    rows += raw_part!(tx, r, r.page_sql($sqlite, NO_DEADLINE, "a.created_at, a.id"), left, 0_i64,);
+                } else if left > 0 {
+                    let sql = r.page_sql($sqlite, &r.after_none(), "a.created_at, a.id");
+                    rows += raw_part!(tx, r, sql, left, 0_i64, Stamp(k.created_at), &k.id);
+                }
             }
-            q = q.bind(Stamp(k.created_at)).bind(&k.id);
         }
-        let rows = q.fetch_all(&mut *tx).await.unwrap();
-        let mut c = sqlx::query(sqlx::AssertSqlSafe(counts_sql))
+        let mut c = sqlx::query(sqlx::AssertSqlSafe(r.counts_sql()))
             .bind(&r.item)
             .bind(&r.scenario)
             .bind(&r.assignee)
@@ -138,7 +167,7 @@ macro_rules! raw_call {
         }
         let counts = c.fetch_one(&mut *tx).await.unwrap();
         tx.commit().await.unwrap();
-        rows.len() + sqlx::Row::len(&counts)
+        rows + sqlx::Row::len(&counts)
     }};
 }
 

@@ -1,5 +1,8 @@
 -- The queue's counts as one capped index range per state: key the counts index by the
 -- claim too (as SQLite's has been since 0009), so "held by this reviewer" and
--- "unclaimed" are ranges of it rather than a read of the whole state.
+-- "unclaimed" are ranges of it rather than a read of the whole state; and, for a
+-- scenario asked for with no claim, an index that starts at that scenario rather than
+-- reading the state through every scenario sorted before it.
 DROP INDEX appeals_queue_counts;
 CREATE INDEX appeals_queue_counts ON appeals (state, assignee, scenario) INCLUDE (items) WHERE outcome IS NULL;
+CREATE INDEX appeals_queue_scenario ON appeals (state, scenario) INCLUDE (items) WHERE outcome IS NULL;

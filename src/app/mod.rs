@@ -14,6 +14,7 @@ pub mod limits;
 pub mod problem;
 pub mod review;
 pub mod sessions;
+pub mod whatif;
 pub mod work;
 
 use serde::Serialize;

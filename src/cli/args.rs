@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::{role_parser, serve, worker};
+use super::{role_parser, serve, whatif, worker};
 use crate::domain::Role;
 use crate::workflow::graph::GraphFormat;
 
@@ -155,6 +155,9 @@ pub enum Command {
     /// Post-approval account actions; those needing attention.
     #[command(subcommand)]
     Actions(worker::ActionsCommand),
+    /// Replay recorded appeals' timers under a proposed calendar or workflow and report
+    /// what would differ; writes nothing.
+    Whatif(whatif::WhatifArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod args;
 mod calendar;
 mod demo;
 mod serve;
+mod whatif;
 mod worker;
 
 use std::io::Read;
@@ -404,6 +405,7 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
         Command::Jobs(cmd) => worker::jobs(&ctx, cmd).await?,
         Command::Notifications(cmd) => worker::notifications(&ctx, cmd).await?,
         Command::Actions(cmd) => worker::actions(&ctx, cmd).await?,
+        Command::Whatif(args) => whatif::whatif(&ctx, args).await?,
     }
     Ok(())
 }

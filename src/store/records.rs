@@ -376,8 +376,8 @@ pub struct QueueFilter {
     /// Only appeals of this scenario (as the draft spells it, e.g. `deregistered`).
     pub scenario: Option<String>,
     pub assignee: AssigneeMatch,
-    /// Start after this place in the queue's order (keyset paging); `offset` counts
-    /// from there.
+    /// Start after this place in the queue's order (keyset paging); `offset` is then
+    /// not used.
     pub after: Option<QueueKey>,
     pub offset: i64,
     pub limit: i64,

@@ -80,6 +80,16 @@ pub trait AppealStore: Send + Sync + 'static {
     /// Timers of one appeal (or all), by due time.
     async fn timers(&self, appeal_id: Option<&str>) -> Result<Vec<TimerRecord>, StoreError>;
 
+    /// Timers (every status) armed in `[from, to)`, by id after `after_id`, at most
+    /// `limit`: the recorded timers a what-if replay reads, one page at a time.
+    async fn timers_armed_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<TimerRecord>, StoreError>;
+
     /// When the earliest armed timer falls due, if any.
     async fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 

@@ -22,6 +22,7 @@ mod sessions;
 mod store_conformance;
 mod store_driver;
 mod web;
+mod whatif;
 mod worker;
 mod worker_faults;
 mod workflow_definitions;

@@ -176,6 +176,21 @@ impl AppealStore for Backend {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(appeal_id).fetch_all(&self.pool).await?)
     }
 
+    async fn timers_armed_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<TimerRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
+             WHERE t.id > $1 AND t.armed_at >= $2 AND t.armed_at < $3 ORDER BY t.id LIMIT $4"
+        );
+        let q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after_id).bind(Stamp(from)).bind(Stamp(to));
+        Ok(q.bind(limit).fetch_all(&self.pool).await?)
+    }
+
     async fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let next: MaybeStamp =
             sqlx::query_scalar("SELECT MIN(due_at) FROM timers WHERE status = 'armed'").fetch_one(&self.pool).await?;

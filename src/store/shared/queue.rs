@@ -39,31 +39,18 @@ impl Backend {
         // The page's ids come from the queue index alone (it holds what the filters
         // test), so rows skipped by the offset are never read from the table; only the
         // page's own rows are.
-        // After a place in the order: the rows past it, as a row-value comparison in
-        // the index's own column order, so the index is entered there rather than
-        // read from its start. Rows without a deadline sort last: past a place that
-        // has one, they all count (the first column decides); past one that has
-        // none, only the later ones among them.
-        let after = match &filter.after {
-            None => String::new(),
-            Some(k) if k.review_due_at.is_some() => format!(
-                " AND ((a.review_due_at IS NULL), a.review_due_at, a.created_at, a.id) > (FALSE, ${}, ${}, ${})",
-                n + 2,
-                n + 3,
-                n + 4
-            ),
-            Some(_) => format!(" AND a.review_due_at IS NULL AND (a.created_at, a.id) > (${}, ${})", n + 2, n + 3),
+        let page_sql = |extra: &str, order: &str| {
+            format!(
+                "SELECT {QUEUE_COLUMNS} FROM appeals a JOIN (
+                     SELECT a.id FROM appeals a{}
+                     WHERE {FILTERS} AND a.state IN ({}){extra}
+                     ORDER BY {order} LIMIT ${n} OFFSET ${}) page ON page.id = a.id
+                 ORDER BY {QUEUE_ORDER}",
+                Self::QUEUE_INDEX,
+                if states.is_empty() { "NULL".to_string() } else { states.join(", ") },
+                n + 1
+            )
         };
-        let page_sql = format!(
-            "SELECT {QUEUE_COLUMNS} FROM appeals a JOIN (
-                 SELECT a.id FROM appeals a{}
-                 WHERE {FILTERS} AND a.state IN ({}){after}
-                 ORDER BY {QUEUE_ORDER} LIMIT ${n} OFFSET ${}) page ON page.id = a.id
-             ORDER BY {QUEUE_ORDER}",
-            Self::QUEUE_INDEX,
-            if states.is_empty() { "NULL".to_string() } else { states.join(", ") },
-            n + 1
-        );
         // The counts: one capped count per open state, each an index range of its own
         // (state, then the claim: `appeals_queue_counts`) that stops at the cap, with
         // only the filters asked for (an absent one is a constant condition).
@@ -90,22 +77,56 @@ impl Backend {
 
         // One snapshot for the page and the counts, so they agree.
         let mut tx = self.pool.begin_with(Self::BEGIN_READ).await?;
-        let mut page = sqlx::query_as::<_, QueueRow>(sqlx::AssertSqlSafe(page_sql))
-            .bind(&item)
-            .bind(&filter.scenario)
-            .bind(assignee)
-            .bind(unclaimed);
-        for s in &filter.states {
-            page = page.bind(s);
+        // One part of the queue: `sql` with the filters, the states, a limit and an
+        // offset bound, then `after`'s values.
+        macro_rules! part {
+            ($sql:expr, $limit:expr, $offset:expr, $($after:expr),*) => {{
+                let mut q = sqlx::query_as::<_, QueueRow>(sqlx::AssertSqlSafe($sql))
+                    .bind(&item)
+                    .bind(&filter.scenario)
+                    .bind(assignee)
+                    .bind(unclaimed);
+                for s in &filter.states {
+                    q = q.bind(s);
+                }
+                q = q.bind($limit).bind($offset);
+                $(q = q.bind($after);)*
+                q.fetch_all(&mut *tx).await?
+            }};
         }
-        page = page.bind(filter.limit).bind(filter.offset);
-        if let Some(k) = &filter.after {
-            if let Some(due) = k.review_due_at {
-                page = page.bind(Stamp(due));
+        // After a place in the order, the index is entered there rather than read from
+        // its start, in two parts so each is one index range both planners seek: the
+        // appeals with a deadline past the place (the deadline-less flag fixed, then a
+        // row-value range on the columns after it), and then, if the page is not full,
+        // those without one (which sort last; past a place among them, only the later
+        // ones). The flag's equality and `review_due_at IS NULL` are what let the
+        // ranges start at the place.
+        let no_deadline = " AND (a.review_due_at IS NULL) = TRUE AND a.review_due_at IS NULL";
+        let rows = match &filter.after {
+            None => part!(page_sql("", QUEUE_ORDER), filter.limit, filter.offset,),
+            Some(k) => {
+                let mut rows = Vec::new();
+                if let Some(due) = k.review_due_at {
+                    let extra = format!(
+                        " AND (a.review_due_at IS NULL) = FALSE
+                          AND (a.review_due_at, a.created_at, a.id) > (${}, ${}, ${})",
+                        n + 2,
+                        n + 3,
+                        n + 4
+                    );
+                    let sql = page_sql(&extra, "a.review_due_at, a.created_at, a.id");
+                    rows = part!(sql, filter.limit, 0_i64, Stamp(due), Stamp(k.created_at), &k.id);
+                }
+                let left = filter.limit - i64::try_from(rows.len()).unwrap_or(filter.limit);
+                if left > 0 && k.review_due_at.is_some() {
+                    rows.extend(part!(page_sql(no_deadline, "a.created_at, a.id"), left, 0_i64,));
+                } else if left > 0 {
+                    let extra = format!("{no_deadline} AND (a.created_at, a.id) > (${}, ${})", n + 2, n + 3);
+                    rows.extend(part!(page_sql(&extra, "a.created_at, a.id"), left, 0_i64, Stamp(k.created_at), &k.id));
+                }
+                rows
             }
-            page = page.bind(Stamp(k.created_at)).bind(&k.id);
-        }
-        let rows = page.fetch_all(&mut *tx).await?;
+        };
         let mut counting = sqlx::query(sqlx::AssertSqlSafe(counts_sql))
             .bind(&item)
             .bind(&filter.scenario)
