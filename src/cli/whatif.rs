@@ -51,8 +51,12 @@ pub(super) async fn whatif(ctx: &Context, args: WhatifArgs) -> Result<(), CliErr
     if args.calendar.is_none() && args.workflow.is_none() {
         return Err(CliError::usage("nothing proposed: give --calendar FILE, --workflow DIR, or both"));
     }
-    let from = instant("from", args.from.as_deref(), DateTime::<Utc>::MIN_UTC)?;
-    let to = instant("to", args.to.as_deref(), DateTime::<Utc>::MAX_UTC)?;
+    // Bounds every stored instant compares with as text too (SQLite's column), year 0001
+    // to 9999: no timer is armed outside them.
+    let earliest = DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z").expect("an instant").to_utc();
+    let latest = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z").expect("an instant").to_utc();
+    let from = instant("from", args.from.as_deref(), earliest)?.max(earliest);
+    let to = instant("to", args.to.as_deref(), latest)?.min(latest);
     if from >= to {
         return Err(CliError::usage(format!("--from {from} is not before --to {to}")));
     }

@@ -742,3 +742,51 @@ fn settings_are_flags_with_help_and_commands_without_a_database_touch_nothing() 
     assert!(!db.exists(), "no database was needed");
     assert!(!dir.path().join("quiet.db.idkey").exists(), "no key file was needed");
 }
+
+#[test]
+fn whatif_reports_what_a_published_arrangement_would_move_as_the_readme_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    import_accounts(&url);
+    let allow = [("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")];
+    // Received Thu 2027-02-04, the day before the Spring Festival's eve: provisionally due
+    // at the end of Thu 02-11, its warning at the start of that day.
+    let created = run_with(
+        &url,
+        &["--now", "2027-02-04T10:00:00+08:00", "appeal", "create", "--json", "-"],
+        Some(APPEAL),
+        &allow,
+    );
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let ticket = created.stdout.trim().to_string();
+    let timers = run(&url, &["timers", "list", "--json"]).stdout;
+    // The 2027 arrangement written into a copy of the calendar, as the README says.
+    let shipped = std::fs::read_to_string(common::workflows_dir().join("calendars/cn-mainland.toml")).unwrap();
+    let proposed = dir.path().join("cn-mainland-2027.toml");
+    std::fs::write(
+        &proposed,
+        shipped.replace("last_year = 2026", "last_year = 2027")
+            + "\n[[holidays]]\nname = \"New Year's Day 2027\"\nfrom = \"2027-01-01\"\n\n\
+               [[holidays]]\nname = \"Spring Festival 2027\"\nfrom = \"2027-02-05\"\nto = \"2027-02-11\"\n",
+    )
+    .unwrap();
+    let calendar = proposed.to_str().unwrap();
+    let r = run(&url, &["whatif", "--calendar", calendar, "--from", "2026-12-01T00:00:00+08:00"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("2 timers read, 2 would differ on 1 appeals"), "{}", r.stdout);
+    let sla = r.stdout.lines().find(|l| l.starts_with(&format!("{ticket} review_sla #1"))).expect(&r.stdout);
+    assert!(
+        sla.contains("2027-02-12 00:00 → 2027-02-17 00:00 (+5d 0h): moves [recorded deadline provisional]"),
+        "{sla}"
+    );
+    let json = run(&url, &["whatif", "--calendar", calendar, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["changes"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["summary"][0]["most_later_seconds"], 5 * 86_400);
+    // Timers armed after --to are not read.
+    let r = run(&url, &["whatif", "--calendar", calendar, "--to", "2027-01-01T00:00:00+08:00"]);
+    assert!(r.stdout.contains("0 timers read"), "{}", r.stdout);
+    assert_error(&run(&url, &["whatif"]), 2, "nothing proposed");
+    assert_error(&run(&url, &["whatif", "--calendar", calendar, "--from", "tomorrow"]), 2, "--from");
+    assert_eq!(run(&url, &["timers", "list", "--json"]).stdout, timers, "whatif wrote nothing");
+}
