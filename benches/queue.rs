@@ -435,6 +435,7 @@ async fn processes(name: &str, url: &str, pool: &Pool) {
         "DROP INDEX appeals_queue",
         "DROP INDEX appeals_queue_counts",
         "DROP INDEX appeals_queue_scenario",
+        "DROP INDEX IF EXISTS appeals_queue_undated",
         "DELETE FROM appealflow_migrations WHERE version = 10",
         "ALTER TABLE appeals DROP COLUMN review_due_at",
         "ALTER TABLE appeals DROP COLUMN review_fired",

@@ -38,7 +38,14 @@ pub struct Raw {
     count_states: Vec<String>,
 }
 
-const NO_DEADLINE: &str = " AND (a.review_due_at IS NULL) = TRUE AND a.review_due_at IS NULL";
+/// The appeals without a deadline, as each backend reads them.
+fn undated(sqlite: bool) -> &'static str {
+    if sqlite {
+        " AND (a.review_due_at IS NULL) = TRUE AND a.review_due_at IS NULL"
+    } else {
+        " AND a.review_due_at IS NULL"
+    }
+}
 
 impl Raw {
     /// The page statement with `extra` conditions, ordered by `order`.
@@ -59,22 +66,29 @@ impl Raw {
         )
     }
 
-    /// After a cursor with a deadline: the part with deadlines past it.
-    fn after_due(&self) -> String {
+    /// After a cursor with a deadline: the range past it, its order, and whether it runs
+    /// on into the appeals without a deadline (PostgreSQL's four-column row comparison
+    /// does; SQLite's, after the flag's equality, does not).
+    fn after_due(&self, sqlite: bool) -> (String, &'static str, bool) {
         let n = self.states.len() + 5;
-        format!(
-            " AND (a.review_due_at IS NULL) = FALSE
-              AND (a.review_due_at, a.created_at, a.id) > (${}, ${}, ${})",
-            n + 2,
-            n + 3,
-            n + 4
-        )
+        let (d, c, i) = (n + 2, n + 3, n + 4);
+        if sqlite {
+            let extra = format!(
+                " AND (a.review_due_at IS NULL) = FALSE AND (a.review_due_at, a.created_at, a.id) > (${d}, ${c}, ${i})"
+            );
+            (extra, "a.review_due_at, a.created_at, a.id", false)
+        } else {
+            let extra = format!(
+                " AND ((a.review_due_at IS NULL), a.review_due_at, a.created_at, a.id) > (FALSE, ${d}, ${c}, ${i})"
+            );
+            (extra, ORDER, true)
+        }
     }
 
     /// After a cursor without one: the later ones without a deadline.
-    fn after_none(&self) -> String {
+    fn after_none(&self, sqlite: bool) -> String {
         let n = self.states.len() + 5;
-        format!("{NO_DEADLINE} AND (a.created_at, a.id) > (${}, ${})", n + 2, n + 3)
+        format!("{} AND (a.created_at, a.id) > (${}, ${})", undated(sqlite), n + 2, n + 3)
     }
 
     fn counts_sql(&self) -> String {
@@ -143,15 +157,16 @@ macro_rules! raw_call {
         match &r.after {
             None => rows += raw_part!(tx, r, r.page_sql($sqlite, "", ORDER), r.limit, r.offset,),
             Some(k) => {
+                let (extra, order, runs_on) = r.after_due($sqlite);
                 if let Some(due) = k.review_due_at {
-                    let sql = r.page_sql($sqlite, &r.after_due(), "a.review_due_at, a.created_at, a.id");
+                    let sql = r.page_sql($sqlite, &extra, order);
                     rows += raw_part!(tx, r, sql, r.limit, 0_i64, Stamp(due), Stamp(k.created_at), &k.id);
                 }
                 let left = r.limit - rows as i64;
-                if left > 0 && k.review_due_at.is_some() {
-                    rows += raw_part!(tx, r, r.page_sql($sqlite, NO_DEADLINE, "a.created_at, a.id"), left, 0_i64,);
-                } else if left > 0 {
-                    let sql = r.page_sql($sqlite, &r.after_none(), "a.created_at, a.id");
+                if left > 0 && k.review_due_at.is_some() && !runs_on {
+                    rows += raw_part!(tx, r, r.page_sql($sqlite, undated($sqlite), "a.created_at, a.id"), left, 0_i64,);
+                } else if left > 0 && k.review_due_at.is_none() {
+                    let sql = r.page_sql($sqlite, &r.after_none($sqlite), "a.created_at, a.id");
                     rows += raw_part!(tx, r, sql, left, 0_i64, Stamp(k.created_at), &k.id);
                 }
             }

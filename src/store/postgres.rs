@@ -80,6 +80,17 @@ impl PgStore {
     const LOCK_CLAIMED_TIMERS: &str = " FOR UPDATE OF t, a SKIP LOCKED";
     /// The planner picks `appeals_queue` for the queue's page by itself.
     const QUEUE_INDEX: &str = "";
+    /// After a queue cursor with a deadline: PostgreSQL seeks a row comparison over
+    /// `appeals_queue`'s four key columns (it rewrites an equality on the flag column to
+    /// `IS NOT NULL`, which no longer matches the index), and the range runs on into the
+    /// appeals without a deadline, which sort last.
+    const AFTER_DATED: (&str, &str, bool) = (
+        " AND ((a.review_due_at IS NULL), a.review_due_at, a.created_at, a.id) > (FALSE, {d}, {c}, {i})",
+        "(a.review_due_at IS NULL), a.review_due_at, a.created_at, a.id",
+        true,
+    );
+    /// The appeals without a review deadline: `appeals_queue_undated` (0010).
+    const UNDATED: &str = " AND a.review_due_at IS NULL";
     const JOBS: &str = "apalis.jobs";
     const JOB_NOW: &str = "clock_timestamp()";
     const JOB_COLUMNS: &str = "id, job_type, status, attempts::bigint AS attempts,

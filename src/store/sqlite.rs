@@ -69,6 +69,17 @@ impl SqliteStore {
     /// at its last row; without statistics the planner would rather look the states up
     /// by `appeals_queue_counts` and sort them all.
     const QUEUE_INDEX: &str = " INDEXED BY appeals_queue";
+    /// After a queue cursor with a deadline, in `appeals_queue`'s order: SQLite seeks a
+    /// row-value range only after an equality on the index's first column (the
+    /// deadline-less flag), ordered by the columns after it — so this range holds the
+    /// appeals with a deadline only, and those without one are read next.
+    const AFTER_DATED: (&str, &str, bool) = (
+        " AND (a.review_due_at IS NULL) = FALSE AND (a.review_due_at, a.created_at, a.id) > ({d}, {c}, {i})",
+        "a.review_due_at, a.created_at, a.id",
+        false,
+    );
+    /// The appeals without a review deadline, as a range of `appeals_queue`.
+    const UNDATED: &str = " AND (a.review_due_at IS NULL) = TRUE AND a.review_due_at IS NULL";
     const JOBS: &str = "Jobs";
     /// Now, as the job table keeps times (Unix seconds).
     const JOB_NOW: &str = "CAST(strftime('%s', 'now') AS INTEGER)";

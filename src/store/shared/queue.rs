@@ -95,33 +95,28 @@ impl Backend {
             }};
         }
         // After a place in the order, the index is entered there rather than read from
-        // its start, in two parts so each is one index range both planners seek: the
-        // appeals with a deadline past the place (the deadline-less flag fixed, then a
-        // row-value range on the columns after it), and then, if the page is not full,
-        // those without one (which sort last; past a place among them, only the later
-        // ones). The flag's equality and `review_due_at IS NULL` are what let the
-        // ranges start at the place.
-        let no_deadline = " AND (a.review_due_at IS NULL) = TRUE AND a.review_due_at IS NULL";
+        // its start: the appeals with a deadline past the place (as this backend seeks
+        // that range, `AFTER_DATED`), then, if the page is not full and that range
+        // stopped at them, those without one (which sort last; past a place among them,
+        // only the later ones).
         let rows = match &filter.after {
             None => part!(page_sql("", QUEUE_ORDER), filter.limit, filter.offset,),
             Some(k) => {
                 let mut rows = Vec::new();
+                let (dated, dated_order, runs_on) = Self::AFTER_DATED;
                 if let Some(due) = k.review_due_at {
-                    let extra = format!(
-                        " AND (a.review_due_at IS NULL) = FALSE
-                          AND (a.review_due_at, a.created_at, a.id) > (${}, ${}, ${})",
-                        n + 2,
-                        n + 3,
-                        n + 4
-                    );
-                    let sql = page_sql(&extra, "a.review_due_at, a.created_at, a.id");
+                    let extra = dated
+                        .replace("{d}", &format!("${}", n + 2))
+                        .replace("{c}", &format!("${}", n + 3))
+                        .replace("{i}", &format!("${}", n + 4));
+                    let sql = page_sql(&extra, dated_order);
                     rows = part!(sql, filter.limit, 0_i64, Stamp(due), Stamp(k.created_at), &k.id);
                 }
                 let left = filter.limit - i64::try_from(rows.len()).unwrap_or(filter.limit);
-                if left > 0 && k.review_due_at.is_some() {
-                    rows.extend(part!(page_sql(no_deadline, "a.created_at, a.id"), left, 0_i64,));
-                } else if left > 0 {
-                    let extra = format!("{no_deadline} AND (a.created_at, a.id) > (${}, ${})", n + 2, n + 3);
+                if left > 0 && k.review_due_at.is_some() && !runs_on {
+                    rows.extend(part!(page_sql(Self::UNDATED, "a.created_at, a.id"), left, 0_i64,));
+                } else if left > 0 && k.review_due_at.is_none() {
+                    let extra = format!("{} AND (a.created_at, a.id) > (${}, ${})", Self::UNDATED, n + 2, n + 3);
                     rows.extend(part!(page_sql(&extra, "a.created_at, a.id"), left, 0_i64, Stamp(k.created_at), &k.id));
                 }
                 rows
