@@ -790,3 +790,41 @@ fn whatif_reports_what_a_published_arrangement_would_move_as_the_readme_runs_it(
     assert_error(&run(&url, &["whatif", "--calendar", calendar, "--from", "tomorrow"]), 2, "--from");
     assert_eq!(run(&url, &["timers", "list", "--json"]).stdout, timers, "whatif wrote nothing");
 }
+
+#[test]
+fn whatif_replays_a_proposed_workflow_with_a_shorter_review_sla() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    import_accounts(&url);
+    let allow = [("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")];
+    // Received Mon 2026-03-09 10:00: due at the end of Thu 03-12 (3 business days).
+    let created = run_with(
+        &url,
+        &["--now", "2026-03-09T10:00:00+08:00", "appeal", "create", "--json", "-"],
+        Some(APPEAL),
+        &allow,
+    );
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    // A copy of the workflows with the review SLA at 2 business days.
+    let proposed = dir.path().join("workflows");
+    for sub in ["account-appeal", "account-appeal/templates", "calendars"] {
+        std::fs::create_dir_all(proposed.join(sub)).unwrap();
+        for entry in std::fs::read_dir(common::workflows_dir().join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, proposed.join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let wf = proposed.join("account-appeal/workflow.toml");
+    let text = std::fs::read_to_string(&wf).unwrap();
+    std::fs::write(&wf, text.replace("after = { business_days = 3 }", "after = { business_days = 2 }")).unwrap();
+    let r = run(&url, &["whatif", "--workflow", proposed.join("account-appeal").to_str().unwrap(), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let sla = v["changes"].as_array().unwrap().iter().find(|c| c["timer"] == "review_sla").expect(&r.stdout);
+    assert_eq!(sla["shift_seconds"], -86_400, "one business day earlier: {sla}");
+    assert_eq!(sla["proposed_due"], "2026-03-11T16:00:00Z");
+    let broken = run(&url, &["whatif", "--workflow", dir.path().to_str().unwrap()]);
+    assert_error(&broken, 2, "--workflow");
+}
