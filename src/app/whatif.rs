@@ -6,7 +6,7 @@
 //! the timer's status: an armed one would fall due elsewhere (or already have), a fired
 //! one would have fired at another time (or not yet), a cancelled one might have fired
 //! before it was cancelled — a breach that would have happened, a window that would have
-//! expired. The timers are read a page at a time, so any history fits in memory.
+//! expired. The timers are read a page at a time; only those that would differ are kept.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +33,9 @@ pub enum Consequence {
     WouldNotHaveFiredYet,
     /// It fired; under the proposal it would have fired earlier.
     WouldHaveFiredEarlier,
+    /// It fired (late: after its recorded deadline); under the proposal it was due later
+    /// than recorded but still by the time it fired.
+    WouldHaveFiredAnyway,
     /// It was cancelled before it fell due; under the proposal it would have fallen due
     /// (and fired) before that.
     WouldHaveFiredBeforeCancelled,
@@ -197,7 +200,8 @@ fn compare(current: &Workflow, proposed: &Workflow, t: &TimerRecord, now: DateTi
         (TimerStatus::Armed, _) if due <= now => Consequence::WouldHaveFired,
         (TimerStatus::Armed, _) => Consequence::Moves,
         (TimerStatus::Fired, Some(at)) if due > at => Consequence::WouldNotHaveFiredYet,
-        (TimerStatus::Fired, _) => Consequence::WouldHaveFiredEarlier,
+        (TimerStatus::Fired, _) if due < t.due_at => Consequence::WouldHaveFiredEarlier,
+        (TimerStatus::Fired, _) => Consequence::WouldHaveFiredAnyway,
         (TimerStatus::Cancelled, Some(at)) if due <= at => Consequence::WouldHaveFiredBeforeCancelled,
         (TimerStatus::Cancelled, _) => Consequence::CancelledEitherWay,
     };

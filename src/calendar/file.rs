@@ -69,6 +69,11 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// The published years a calendar may have: the lunisolar arithmetic answers for years 1
+/// to 9999, and a provisional calendar goes on past its last published year.
+const MIN_YEAR: i32 = 1;
+const MAX_YEAR: i32 = 9990;
+
 fn one_day() -> u32 {
     1
 }
@@ -103,6 +108,11 @@ impl Calendar {
         let Published { first_year, last_year } = raw.published;
         if first_year > last_year {
             return Err(invalid(format!("published.first_year {first_year} is after last_year {last_year}")));
+        }
+        if first_year < MIN_YEAR || last_year > MAX_YEAR {
+            return Err(invalid(format!(
+                "published years {first_year}..={last_year} must lie within {MIN_YEAR}..={MAX_YEAR}"
+            )));
         }
         let in_range = |d: NaiveDate| (first_year..=last_year).contains(&d.year());
         let mut weekend = HashSet::new();

@@ -79,6 +79,11 @@ impl RecurringFile {
     /// before the anchor day, `days` days in all. None if the year has no such day
     /// (29 February in a common year, a lunar day 30 in a short month).
     pub fn days_in(&self, year: i32) -> Option<Vec<NaiveDate>> {
+        // tyme4rs answers for years 1 to 9999 (and panics outside them); a lunar date late
+        // in the year may fall in January of the next.
+        if !(1..=9998).contains(&year) {
+            return None;
+        }
         let anchor = match self.anchor().ok()? {
             Anchor::Gregorian { month, day } => NaiveDate::from_ymd_opt(year, month, day)?,
             Anchor::Lunar { month, day } => {

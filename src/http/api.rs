@@ -203,7 +203,7 @@ const QUEUE_QUERY: &[QueryParam] = &[
     param(
         "after",
         r#"{"type": "string", "pattern": "^(-|[0-9]{1,18})\\.[0-9]{1,18}\\.[A-Za-z0-9-]{1,64}$"}"#,
-        "Start after this cursor: a page's `next` (same filters); any depth, one index range read",
+        "Start after this cursor: a page's `next` (same filters); any depth, read from where that page ended",
     ),
 ];
 

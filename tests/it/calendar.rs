@@ -414,9 +414,10 @@ fn past_the_published_years_the_lunar_holidays_and_qingming_are_computed() {
 
 #[test]
 fn every_statutory_day_computed_for_a_published_year_is_inside_its_published_holidays() {
-    // What makes a provisional deadline rarely earlier than the published one: the
-    // computed statutory days of 2025 and 2026 are all holidays of the published
-    // arrangements (which add bridge days and make-up working days around them).
+    // No statutory day is missing from a provisional year: the computed statutory days
+    // of 2025 and 2026 are all holidays of the published arrangements (which add bridge
+    // days and make-up working days around them, the part a provisional year cannot
+    // know).
     let cn = cn();
     let days = cn.statutory_days(2025..=2026);
     assert_eq!(days.len(), 2 * 13, "13 statutory days a year (2024 amendment): {days:?}");
@@ -688,6 +689,13 @@ fn from_toml_refuses_recurring_holidays_without_the_provisional_policy_or_with_b
         &provisional(r#"{ name = "Solstice", solar_term = "dongzhi" }"#),
     )
     .expect("every solar term by its pinyin name");
+    // Years the lunisolar arithmetic does not answer for are refused, not computed.
+    for years in ["first_year = 9990, last_year = 9995", "first_year = 0, last_year = 2026"] {
+        let text = provisional(r#"{ name = "L", lunar = true, month = 12, day = 1 }"#)
+            .replace("first_year = 2026, last_year = 2026", years);
+        let problem = refused(&text);
+        assert!(problem.contains("must lie within 1..=9990"), "{years}: {problem}");
+    }
     let solstice: Vec<_> = cal.statutory_days(2027..=2027).into_iter().map(|(d, _)| d).collect();
     assert_eq!(solstice, [day("2027-12-22")], "the winter solstice of the year asked for, in December");
 }

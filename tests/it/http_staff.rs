@@ -708,6 +708,8 @@ async fn bad_input_on_every_staff_route_is_a_problem_document_and_stores_nothing
         "page=101",
         "after=abc",
         "after=1.2.x%20y",
+        "after=%2B1.1.a",
+        "after=1000000000000000000.1.a",
         "per_page=101",
         "sort=due",
         "page=1&page=2",

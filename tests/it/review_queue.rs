@@ -274,6 +274,10 @@ async fn queue_reads_on_after_a_cursor_through_ties_and_appeals_without_a_deadli
         (QueueQuery { after: Some("not-a-cursor".into()), ..Default::default() }, "after"),
         (QueueQuery { after: Some("1.2.a b".into()), ..Default::default() }, "after"),
         (QueueQuery { after: Some("99999999999999999999.1.x".into()), ..Default::default() }, "after"),
+        (QueueQuery { after: Some("1000000000000000000.1.x".into()), ..Default::default() }, "after"),
+        (QueueQuery { after: Some("+1.1.x".into()), ..Default::default() }, "after"),
+        (QueueQuery { after: Some("-5.1.x".into()), ..Default::default() }, "after"),
+        (QueueQuery { after: Some("1.+1.x".into()), ..Default::default() }, "after"),
     ] {
         match review::queue(&h.engine, query).await {
             Err(EngineError::Invalid(problems)) => assert_eq!(problems[0].field, field),

@@ -16,7 +16,10 @@ use appealflow::domain::TicketNumber;
 use appealflow::engine::{Engine, ManualClock};
 use appealflow::workflow::{Fire, Workflow};
 
-on_both_backends!(whatif_reports_how_a_published_arrangement_would_move_each_timer_and_writes_nothing,);
+on_both_backends!(
+    whatif_reports_how_a_published_arrangement_would_move_each_timer_and_writes_nothing,
+    a_timer_that_fired_late_would_have_fired_anyway_at_a_later_deadline_that_had_passed,
+);
 
 /// cn-mainland as shipped, with a (made-up) 2027 arrangement published: the Spring
 /// Festival from Fri 02-05 to Thu 02-11.
@@ -101,4 +104,22 @@ async fn whatif_reports_how_a_published_arrangement_would_move_each_timer_and_wr
     assert!(narrow.changes.iter().all(|ch| ch.ticket == a.to_string()), "{:#?}", narrow.changes);
 
     assert_eq!(db.store.timers(None).await.unwrap(), before, "the replay wrote nothing");
+}
+
+async fn a_timer_that_fired_late_would_have_fired_anyway_at_a_later_deadline_that_had_passed(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(at("2027-02-03T10:00:00+08:00")));
+    let engine = common::engine(&db, clock.clone());
+    let t = engine.create(&common::request("late"), &common::applicant(), None).await.unwrap().ticket;
+    // Due at the end of Wed 02-10 (recorded); the worker fires it only on Sat 02-20.
+    clock.set(at("2027-02-20T10:00:00+08:00"));
+    engine.run_due_timers(100).await.unwrap();
+    let (from, to) = (at("2000-01-01T00:00:00Z"), at("2100-01-01T00:00:00Z"));
+    let report = whatif::replay(&engine, &proposal(&engine, published_2027()), from, to).await.unwrap();
+    let got = by_timer(&report);
+    let key = |name: &str| (t.to_string(), name.to_string());
+    // Published: due at the end of Mon 02-15, later than recorded, still before 02-20.
+    assert_eq!(got[&key("review_sla")], (Consequence::WouldHaveFiredAnyway, Some(5 * 24)), "{got:#?}");
+    let weekdays = Calendar::load(&common::workflows_dir().join("calendars"), "weekdays").unwrap();
+    let report = whatif::replay(&engine, &proposal(&engine, weekdays), from, to).await.unwrap();
+    assert_eq!(by_timer(&report)[&key("review_sla")].0, Consequence::WouldHaveFiredEarlier);
 }

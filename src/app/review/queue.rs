@@ -1,7 +1,8 @@
 //! The review queue: open appeals by review deadline (breached first, those without one
 //! last, then oldest first), filtered by state, item, scenario and claim, one page at a
-//! time, with how many each open state holds under the same filters. One indexed read
-//! of the appeal rows (`AppealStore::review_queue`), whatever the queue's size.
+//! time (by number to page 100, then after a cursor), with how many each open state
+//! holds under the same filters (capped at [`COUNT_CAP`]). Index range reads of the
+//! appeal rows in one snapshot (`AppealStore::review_queue`), whatever the queue's size.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -30,7 +31,8 @@ pub struct QueueQuery {
     /// Open states to list; empty: where the review SLA runs.
     pub states: Vec<String>,
     /// From 1 to [`MAX_PAGE`]. With `after`, the page's number as the reader counts it
-    /// (it moves nothing, and may go past [`MAX_PAGE`]).
+    /// (it moves nothing; the console's pager may take it past [`MAX_PAGE`], the API
+    /// keeps it to 1..=100).
     pub page: i64,
     /// 1 to [`MAX_PER_PAGE`].
     pub per_page: i64,
@@ -112,8 +114,8 @@ pub struct QueuePage {
     /// Every open state, in the workflow's order, with its count under the filters other
     /// than the states (so a state not asked for shows what asking for it would list).
     pub counts: Vec<StateCount>,
-    /// The page after this one: pass it as `after` (with the same filters). Absent on
-    /// the last page.
+    /// The page after this one: pass it as `after` (with the same filters). `null` on the
+    /// last page.
     pub next: Option<String>,
 }
 
@@ -127,7 +129,13 @@ pub fn cursor(key: &QueueKey) -> String {
 /// A cursor back into a place in the queue's order, or the rule naming the field.
 pub fn parse_cursor(raw: &str) -> Result<QueueKey, FieldError> {
     let bad = || FieldError::new("after", "a queue page's `next` cursor, as it gave it");
-    let micros = |s: &str| s.parse::<i64>().ok().and_then(DateTime::<Utc>::from_timestamp_micros);
+    // 1 to 18 digits, as the API's schema says: no sign, no wider numbers.
+    let micros = |s: &str| {
+        (!s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<i64>().ok())
+            .flatten()
+            .and_then(DateTime::<Utc>::from_timestamp_micros)
+    };
     let mut parts = raw.splitn(3, '.');
     let (due, created, id) = match (parts.next(), parts.next(), parts.next()) {
         (Some(d), Some(c), Some(i)) => (d, c, i),

@@ -1,10 +1,11 @@
 //! The review queue: one page of open appeals by review deadline, and the counts per
-//! open state (each capped), read in one snapshot. Both statements read only the
-//! `appeals` row (its queue columns are written by each commit, see `commit.rs`),
-//! through the partial indexes on the open appeals (migration 0009; PostgreSQL's
-//! counts index as migration 0010 keys it). Neither grows with the queue: the page
-//! enters the queue index at its start (or after a cursor) and stops after its rows;
-//! each count stops at its cap.
+//! open state (each capped), read in one snapshot: the page in one statement (two on
+//! SQLite when a page after a cursor runs on into the appeals without a deadline), the
+//! counts in one. They read only the `appeals` row (its queue columns are written by
+//! each commit, see `commit.rs`), through the partial indexes on the open appeals
+//! (migrations 0009 and 0010). None grows with the queue: the page enters the queue
+//! index at its start (or after a cursor) and stops after its rows; each count stops at
+//! its cap.
 
 use super::*;
 use crate::store::{AssigneeMatch, QueueFilter, QueueRow, QueueSlice};

@@ -169,7 +169,7 @@ fn table(state: &Shared, lang: Lang, page: &QueuePage, f: &Filters) -> Markup {
             } @else {
                 span { (lang.t("Page", "第")) " " (page.page) " / " (pages.max(1)) " · " (page.total) " " (lang.t("appeals", "条申诉")) }
             }
-            @if let Some(next) = &page.next { a href=(link(f, page.page + 1, Some(next))) rel="next" { (lang.t("Next", "下一页")) } }
+            @if let Some(next) = &page.next { a href=(link(f, page.page.saturating_add(1), Some(next))) rel="next" { (lang.t("Next", "下一页")) } }
         }
     }
 }
