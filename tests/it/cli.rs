@@ -469,13 +469,7 @@ fn timers_fire_on_a_simulated_clock() {
     let url = sqlite_url(dir.path());
     import_accounts(&url);
     let allow = [("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")];
-    let created = run_with(
-        &url,
-        &["--now", "2026-03-09T10:00:00+08:00", "appeal", "create", "--json", "-"],
-        Some(APPEAL),
-        &allow,
-    );
-    let ticket = created.stdout.trim().to_string();
+    let ticket = create_at(&url, "2026-03-09T10:00:00+08:00").stdout.trim().to_string();
     let listed = run(&url, &["timers", "list", "--appeal", &ticket]);
     assert_eq!(listed.stdout.lines().count(), 2, "{}", listed.stdout);
     let fired = run_with(&url, &["--now", "2026-03-13T00:00:00+08:00", "timers", "run"], None, &allow);
@@ -743,21 +737,22 @@ fn settings_are_flags_with_help_and_commands_without_a_database_touch_nothing() 
     assert!(!dir.path().join("quiet.db.idkey").exists(), "no key file was needed");
 }
 
+/// `appeal create` of the example appeal at `now` (a simulated clock); what it printed.
+fn create_at(url: &str, now: &str) -> Run {
+    let allow = [("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")];
+    let created = run_with(url, &["--now", now, "appeal", "create", "--json", "-"], Some(APPEAL), &allow);
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    created
+}
+
 #[test]
 fn whatif_reports_what_a_published_arrangement_would_move_as_the_readme_runs_it() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
     import_accounts(&url);
-    let allow = [("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")];
     // Received Thu 2027-02-04, the day before the Spring Festival's eve: provisionally due
     // at the end of Thu 02-11, its warning at the start of that day.
-    let created = run_with(
-        &url,
-        &["--now", "2027-02-04T10:00:00+08:00", "appeal", "create", "--json", "-"],
-        Some(APPEAL),
-        &allow,
-    );
-    assert_eq!(created.code, 0, "{}", created.stderr);
+    let created = create_at(&url, "2027-02-04T10:00:00+08:00");
     let ticket = created.stdout.trim().to_string();
     let timers = run(&url, &["timers", "list", "--json"]).stdout;
     // The 2027 arrangement written into a copy of the calendar, as the README says.
@@ -796,15 +791,8 @@ fn whatif_replays_a_proposed_workflow_with_a_shorter_review_sla() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
     import_accounts(&url);
-    let allow = [("APPEALFLOW_ALLOW_CLOCK_OVERRIDE", "1")];
     // Received Mon 2026-03-09 10:00: due at the end of Thu 03-12 (3 business days).
-    let created = run_with(
-        &url,
-        &["--now", "2026-03-09T10:00:00+08:00", "appeal", "create", "--json", "-"],
-        Some(APPEAL),
-        &allow,
-    );
-    assert_eq!(created.code, 0, "{}", created.stderr);
+    create_at(&url, "2026-03-09T10:00:00+08:00");
     // A copy of the workflows with the review SLA at 2 business days.
     let proposed = dir.path().join("workflows");
     for sub in ["account-appeal", "account-appeal/templates", "calendars"] {

@@ -23,6 +23,7 @@ on_both_backends!(
     queue_pages_keep_the_order_and_the_total,
     queue_reads_on_after_a_cursor_through_ties_and_appeals_without_a_deadline,
     queue_counts_stop_at_their_cap_and_say_so,
+    the_consoles_next_link_reads_on_by_cursor_and_the_last_page_has_none,
     queue_columns_follow_claim_release_reject_resubmit_the_sla_firing_and_close,
     queue_refuses_a_bad_assignee_and_an_unknown_state,
 );
@@ -332,6 +333,49 @@ async fn queue_counts_stop_at_their_cap_and_say_so(db: TestDb) {
     let page = h.queue(QueueQuery::default()).await;
     assert_eq!((page.total, page.total_capped), (5, false));
     assert!(page.counts.iter().all(|c| !c.capped));
+}
+
+async fn the_consoles_next_link_reads_on_by_cursor_and_the_last_page_has_none(db: TestDb) {
+    use appealflow::app::{access, sessions};
+    use appealflow::engine::Clock;
+    use appealflow::http::{AppState, HttpConfig};
+    let clock = Arc::new(ManualClock::new(common::monday_morning()));
+    let blobs = tempfile::tempdir().unwrap();
+    let intake = common::intake_config(blobs.path(), "console-pager-key-0123456789");
+    let app = common::app(&db, clock.clone(), &Default::default(), Some(intake));
+    let mut made = Vec::new();
+    // 26 appeals: one more than the console's page of 25.
+    for i in 0..26 {
+        clock.set(common::monday_morning() + chrono::Duration::minutes(i));
+        let asked = appeal(&format!("acct{i}"), &["reset_password"], None);
+        let created = app.engine.create(&asked, &common::applicant(), None).await.unwrap();
+        made.push(created.ticket.to_string());
+    }
+    let store = app.engine.store();
+    let (token, _) = access::create_token(store.as_ref(), appealflow::domain::Role::Reviewer, "ann", None, clock.now())
+        .await
+        .unwrap();
+    let session = sessions::sign_in(&app.engine, &token, clock.now(), Default::default()).await.unwrap();
+    let state = Arc::new(AppState::new(app.intake().unwrap().clone(), app.work, HttpConfig::default()));
+    let base = common::spawn_server(state).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get = |path: String| {
+        let request = client.get(format!("{base}{path}")).header("cookie", format!("af_session={}", session.secret));
+        async move {
+            let r = request.send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.text().await.unwrap()
+        }
+    };
+    let first = get("/console".into()).await;
+    assert!(first.contains(&made[24]) && !first.contains(&made[25]), "page 1 holds the first 25");
+    let next = first.split("rel=\"next\"").next().and_then(|head| head.rsplit("href=\"").next()).unwrap();
+    let next = next.split('"').next().unwrap().replace("&amp;", "&");
+    assert!(next.starts_with("/console?page=2&after="), "{next}");
+    let second = get(next).await;
+    assert!(second.contains(&made[25]) && !second.contains(&made[24]), "page 2 starts after page 1's last");
+    assert!(!second.contains("rel=\"next\""), "the last page has no Next link");
+    assert!(second.contains("rel=\"prev\""), "page 2 leads back by number");
 }
 
 async fn queue_columns_follow_claim_release_reject_resubmit_the_sla_firing_and_close(db: TestDb) {

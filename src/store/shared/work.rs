@@ -24,10 +24,8 @@ impl WorkStore for Backend {
 
     async fn actions(&self, filter: &WorkFilter) -> Result<Vec<ActionRecord>, StoreError> {
         let sql = format!(
-            "SELECT x.*, a.ticket FROM appeal_actions x JOIN appeals a ON a.id = x.appeal_id
-             WHERE {} AND (CAST($2 AS TEXT) IS NULL OR x.status = $2)
-             ORDER BY x.id LIMIT $3",
-            equals_if(filter.appeal_id.as_deref(), "x.appeal_id", 1)
+            "SELECT x.*, a.ticket FROM appeal_actions x JOIN appeals a ON a.id = x.appeal_id {}",
+            listing(filter, "x.")
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&filter.appeal_id)
@@ -60,12 +58,7 @@ impl WorkStore for Backend {
     }
 
     async fn notifications(&self, filter: &WorkFilter) -> Result<Vec<NotificationRecord>, StoreError> {
-        let sql = format!(
-            "SELECT * FROM notifications
-             WHERE {} AND (CAST($2 AS TEXT) IS NULL OR status = $2)
-             ORDER BY id LIMIT $3",
-            equals_if(filter.appeal_id.as_deref(), "appeal_id", 1)
-        );
+        let sql = format!("SELECT * FROM notifications {}", listing(filter, ""));
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&filter.appeal_id)
             .bind(&filter.status)
@@ -223,4 +216,14 @@ impl QueueAdmin for Backend {
             .await?;
         Ok(Gauges { appeals_by_state, jobs_by_status, dead_jobs, sla_breaches })
     }
+}
+
+/// A work listing's conditions, order and limit on the table aliased `alias` (`"x."`, or
+/// `""` for none): `$1` the appeal (when the filter names one), `$2` the status, `$3`
+/// the limit.
+fn listing(filter: &WorkFilter, alias: &str) -> String {
+    format!(
+        "WHERE {} AND (CAST($2 AS TEXT) IS NULL OR {alias}status = $2) ORDER BY {alias}id LIMIT $3",
+        equals_if(filter.appeal_id.as_deref(), &format!("{alias}appeal_id"), 1)
+    )
 }
