@@ -31,6 +31,8 @@ pub fn sample_context() -> serde_json::Value {
         "action_title": "secure phone change",
         "new_phone": "+86 138****5678",
         "at": "2026-03-12 10:00 +08:00",
+        "first_approver": "li.wei",
+        "risk": "rotates the secure phone of an enterprise account",
     })
 }
 

@@ -242,6 +242,9 @@ impl Planner {
             "action_title": action.map(|a| title_of(a, locale.as_str())).unwrap_or_default(),
             "new_phone": new_phone.map(PhoneNumber::masked).unwrap_or_default(),
             "at": self.local(now),
+            // Four-eyes: who gave the first approval, and why it needs a second.
+            "first_approver": appeal.data.pointer("/first_approval/by").cloned().unwrap_or_default(),
+            "risk": appeal.data.pointer("/first_approval/rule").cloned().unwrap_or_default(),
         }))
     }
 
@@ -387,6 +390,7 @@ impl Planner {
             arm: vec![],
             cancel: vec![],
             effects: vec![],
+            first_approval: None,
         };
         for effect in def.after.iter().filter(|e| e.effect == EffectKind::Notify) {
             let template = effect.template.clone().unwrap_or_default();
@@ -431,6 +435,7 @@ impl Planner {
             arm: vec![],
             cancel: vec![],
             effects: vec![effect.clone()],
+            first_approval: None,
         };
         self.plan_effect(appeal, &decision, effect, key, now, uow, None).await
     }

@@ -117,8 +117,10 @@ impl Classify for EngineError {
             }
             EngineError::Refused(Refusal::WrongRole { .. }) => Problem::not_allowed(detail),
             EngineError::Refused(Refusal::UnknownTransition { .. }) => Problem::not_found(detail),
+            // Who the actor is, not what the appeal says: not allowed.
             EngineError::Refused(Refusal::GuardFailed { guard, .. })
-                if guard == crate::workflow::Guard::HoldsClaim.as_str() =>
+                if guard == crate::workflow::Guard::HoldsClaim.as_str()
+                    || guard == crate::workflow::Guard::FourEyes.as_str() =>
             {
                 Problem::not_allowed(detail)
             }

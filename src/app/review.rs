@@ -1,6 +1,7 @@
 //! What the appeal desk reads and the rules around it: the review queue (earliest review
 //! deadline first, breached first), an appeal's detail as reviewers see it, a document's
-//! bytes (reviewers only while they hold the claim), and reassignment to a reviewer who
+//! bytes (reviewers only while they hold the claim, or may give its waiting second
+//! approval), and reassignment to a reviewer who
 //! holds an active token. The JSON API and the CLI translate to and from these.
 
 mod queue;
@@ -21,7 +22,7 @@ use crate::domain::draft::DraftDocument;
 use crate::domain::{Actor, AppealItem, FieldError, Role, TicketNumber, check_text};
 use crate::engine::{CommandOutcome, Engine, EngineError};
 use crate::store::{AppealRecord, WorkFilter};
-use crate::workflow::Fire;
+use crate::workflow::{Fire, FirstApproval};
 
 /// The appeal with this ticket, or `NotFound`.
 pub async fn load(engine: &Engine, ticket: &TicketNumber) -> Result<AppealRecord, EngineError> {
@@ -100,6 +101,9 @@ pub struct AppealDetail {
     pub documents: Vec<DocumentView>,
     pub previous_documents: Vec<PreviousDocumentView>,
     pub entity_change: EntityChange,
+    /// Four-eyes: the first approval waiting for a second, different staff member
+    /// (while the appeal waits in such a state).
+    pub first_approval: Option<FirstApproval>,
     pub actions: Vec<ActionView>,
     pub notifications: Vec<NotificationView>,
 }
@@ -160,6 +164,7 @@ pub async fn detail(engine: &Engine, ticket: &TicketNumber) -> Result<AppealDeta
             })
             .collect(),
         entity_change: data.entity_change,
+        first_approval: data.first_approval.filter(|_| engine.workflow().awaits_second_approval(&record.state)),
         actions,
         notifications,
     })
@@ -200,9 +205,13 @@ pub async fn document(
 ) -> Result<Download, ServiceError> {
     let sha = parse_sha256(sha)?;
     let record = load(engine, ticket).await?;
-    if actor.role == Role::Reviewer && record.assignee.as_deref() != Some(actor.name.as_str()) {
+    // A reviewer who may give a waiting second approval reads what they confirm.
+    let second = engine.workflow().awaits_second_approval(&record.state)
+        && crate::workflow::decide::second_approver(Some(&Engine::snapshot(&record).facts), actor).is_ok();
+    if actor.role == Role::Reviewer && record.assignee.as_deref() != Some(actor.name.as_str()) && !second {
         return Err(ServiceError::NotAllowed(
-            "reviewers download an appeal's documents while they hold its claim".into(),
+            "reviewers download an appeal's documents while they hold its claim (or may give its second approval)"
+                .into(),
         ));
     }
     let data = appeal_data(&record)?;

@@ -2,7 +2,9 @@
 //! (temporary unless `--database-url` is given) and a simulated clock: an account
 //! directory is loaded, an incomplete appeal is refused with its checklist, a complete
 //! one is submitted, the review SLA warning fires on the statutory calendar, the appeal
-//! is rejected, resubmitted within its window, approved and closed.
+//! is rejected, resubmitted within its window, approved — a high-risk approval (it
+//! rotates an enterprise's secure phone), so the reviewer who approved it cannot confirm
+//! it and a lead gives the second approval — and closed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -278,6 +280,19 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
     tour.fire(&ticket, &names.claim, &reviewer, &[]).await?;
     tour.clock.advance(Duration::minutes(20));
     tour.fire(&ticket, &names.approve, &reviewer, &[]).await?;
+    // Four-eyes: the approval rotates an enterprise account's secure phone, so it waits
+    // for a second staff member; the first approver is refused.
+    if let Some(confirm) = names.confirm_approval.as_deref()
+        && engine.workflow().awaits_second_approval(&crate::app::review::load(&engine, &ticket).await?.state)
+    {
+        tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
+        match engine.fire(&ticket, &Fire::new(confirm), &reviewer, None).await {
+            Err(e) => println!("{:>30}{confirm} by {} refused: {e}", "", reviewer.name),
+            Ok(_) => return Err(CliError::usage("the first approver gave the second approval too")),
+        }
+        tour.clock.advance(Duration::minutes(30));
+        tour.fire(&ticket, confirm, &Actor::new("chen.jing", Role::Lead), &[]).await?;
+    }
     // The worker applies the post-approval actions (each once, by its key), sends the
     // security notice to the previous phone and email, and closes the appeal.
     tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;

@@ -169,6 +169,7 @@ impl Engine {
             if let (Some(update), Some(record)) = (cmd.update, &before) {
                 write.data = update(record)?;
                 write.data_changed = write.data != record.data;
+                record_first_approval(&mut write, &decision);
             }
             let after = self
                 .add(&mut uow, before.as_ref(), write, decision, &cmd.actor, None, now, &mut outcomes, None)

@@ -97,10 +97,23 @@ impl Engine {
     }
 
     fn facts(record: &AppealRecord) -> Facts {
+        let flag = |pointer: &str| record.data.pointer(pointer).and_then(|v| v.as_bool()) == Some(true);
+        // Records stored before the account's verification type was kept: an enterprise
+        // draft names its enterprise's scenario.
+        let enterprise_account = match record.data.get("verification").and_then(|v| v.as_str()) {
+            Some(kind) => kind == "enterprise",
+            None => record.data.pointer("/draft/scenario").is_some_and(|v| !v.is_null()),
+        };
         Facts {
-            entity_change_required: record.data.pointer("/entity_change/required").and_then(|v| v.as_bool())
-                == Some(true),
+            entity_change_required: flag("/entity_change/required"),
             entity_change_linked: record.data.pointer("/entity_change/ticket").is_some_and(|v| !v.is_null()),
+            changes_secure_phone: flag("/changes_secure_phone"),
+            enterprise_account,
+            first_approval: record
+                .data
+                .get("first_approval")
+                .filter(|v| !v.is_null())
+                .and_then(|v| serde_json::from_value(v.clone()).ok()),
         }
     }
 
@@ -261,8 +274,19 @@ impl Engine {
     }
 }
 
+/// Records a decision's first approval (four-eyes) in the appeal's data.
+fn record_first_approval(write: &mut AppealWrite, decision: &Decision) {
+    if let Some(first) = &decision.first_approval {
+        if !write.data.is_object() {
+            write.data = serde_json::json!({});
+        }
+        write.data["first_approval"] = serde_json::to_value(first).expect("a first approval serialises");
+        write.data_changed = true;
+    }
+}
+
 fn write_for(record: &AppealRecord, decision: &Decision) -> AppealWrite {
-    AppealWrite {
+    let mut write = AppealWrite {
         id: record.id.clone(),
         ticket: record.ticket.clone(),
         workflow: record.workflow.clone(),
@@ -274,5 +298,7 @@ fn write_for(record: &AppealRecord, decision: &Decision) -> AppealWrite {
         assignee: decision.assignee.clone(),
         data_changed: false,
         expected_version: Some(record.version),
-    }
+    };
+    record_first_approval(&mut write, decision);
+    write
 }

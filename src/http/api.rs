@@ -382,6 +382,16 @@ pub const API: &[ApiRoute] = &[
         .access(Access::Staff(STAFF))
         .body(Body::Json(schema::<decisions::Rejection>))
         .decision(|| post(super::decisions::reject)),
+    route("POST", "/v1/appeals/{ticket}/confirm-approval", "confirm_approval")
+        .summary("Give the second approval of a high-risk approval (four-eyes): never the first approver or the claimer")
+        .access(Access::Staff(STAFF))
+        .body(Body::Empty)
+        .decision(|| post(super::decisions::confirm_approval)),
+    route("POST", "/v1/appeals/{ticket}/send-back", "send_back")
+        .summary("Send a first approval back to the queue with a reason (four-eyes): never the first approver or the claimer")
+        .access(Access::Staff(STAFF))
+        .body(Body::Json(schema::<decisions::SendBack>))
+        .decision(|| post(super::decisions::send_back)),
     route("POST", "/v1/appeals/{ticket}/link-entity-change", "link_entity_change")
         .summary("Link the entity-change ticket filed from an account verified as the new company")
         .access(Access::Staff(STAFF))

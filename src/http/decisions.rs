@@ -1,5 +1,6 @@
-//! Reviewers' and leads' decisions on an appeal: claim, release, approve, reject, link
-//! an entity change, mark a manual task done, reassign. Each takes `If-Match` and
+//! Reviewers' and leads' decisions on an appeal: claim, release, approve, reject, confirm
+//! or send back a first approval (four-eyes), link an entity change, mark a manual task
+//! done, reassign. Each takes `If-Match` and
 //! `Idempotency-Key` and answers the outcome with the new version as its ETag.
 
 use axum::Json;
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Shared;
 use super::auth::{JsonBody, Staff};
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::extractors::{LeadOrAdmin, NoBody, Params, Preconditions, ticket};
 use super::staff::etag;
 use crate::app::intake::EntityLink;
@@ -46,8 +47,36 @@ async fn fire(
     reasons: Vec<String>,
     pre: &Preconditions,
 ) -> ApiResult<Response> {
+    let name = bound(state.engine().workflow().bindings()).clone();
+    fire_named(state, actor, raw, name, reasons, pre).await
+}
+
+/// Fires a four-eyes transition the workflow may bind (`confirm_approval`, `send_back`).
+async fn fire_optional(
+    state: &Shared,
+    actor: &Actor,
+    raw: &str,
+    bound: fn(&Bindings) -> &Option<String>,
+    reasons: Vec<String>,
+    pre: &Preconditions,
+) -> ApiResult<Response> {
+    let Some(name) = bound(state.engine().workflow().bindings()).clone() else {
+        ticket(raw)?;
+        return Err(ApiError::not_found("this workflow has no four-eyes approval (no second approvals to give)"));
+    };
+    fire_named(state, actor, raw, name, reasons, pre).await
+}
+
+async fn fire_named(
+    state: &Shared,
+    actor: &Actor,
+    raw: &str,
+    name: String,
+    reasons: Vec<String>,
+    pre: &Preconditions,
+) -> ApiResult<Response> {
     let ticket = ticket(raw)?;
-    let mut cmd = Fire::new(bound(state.engine().workflow().bindings()).as_str());
+    let mut cmd = Fire::new(name);
     cmd.reasons = reasons;
     cmd.expect_version = pre.if_match;
     let outcome = state.engine().fire(&ticket, &cmd, actor, pre.key.as_deref()).await?;
@@ -99,6 +128,33 @@ pub(super) async fn reject(
     JsonBody(body): JsonBody<Rejection>,
 ) -> ApiResult<Response> {
     fire(&state, &staff.0, &raw, |b| &b.reject, body.reasons, &pre).await
+}
+
+pub(super) async fn confirm_approval(
+    State(state): State<Shared>,
+    staff: Staff,
+    Params(raw): Params<String>,
+    pre: Preconditions,
+    _: NoBody,
+) -> ApiResult<Response> {
+    fire_optional(&state, &staff.0, &raw, |b| &b.confirm_approval, vec![], &pre).await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SendBack {
+    #[schema(schema_with = super::schemas::send_back_reasons)]
+    reasons: Vec<String>,
+}
+
+pub(super) async fn send_back(
+    State(state): State<Shared>,
+    staff: Staff,
+    Params(raw): Params<String>,
+    pre: Preconditions,
+    JsonBody(body): JsonBody<SendBack>,
+) -> ApiResult<Response> {
+    fire_optional(&state, &staff.0, &raw, |b| &b.send_back, body.reasons, &pre).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

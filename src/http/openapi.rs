@@ -258,6 +258,10 @@ fn links(operation: &str) -> Option<Value> {
             "Approve": decided("approve"), "Reject": decided("reject"), "Release": decided("release"),
             "Appeal": appeal("appeal", "$request.path.ticket")
         }),
+        "approve" => json!({
+            "ConfirmApproval": decided("confirm_approval"), "SendBack": decided("send_back"),
+            "Appeal": appeal("appeal", "$request.path.ticket")
+        }),
         _ => return None,
     })
 }

@@ -117,6 +117,19 @@ pub(super) fn rejection_reasons() -> Schema {
         .into()
 }
 
+/// Why a first approval goes back (`SendBack::reasons`): free text without control
+/// characters but tab and line breaks, at least one entry not blank.
+pub(super) fn send_back_reasons() -> Schema {
+    let item = ObjectBuilder::new().schema_type(Type::String).pattern(Some(format!("^{TEXT_CHAR}*$")));
+    let mut keywords = Extensions::default();
+    keywords.insert("contains".into(), json!({ "type": "string", "pattern": format!("(?!{TRIMMED}){TEXT_CHAR}") }));
+    ArrayBuilder::new()
+        .items(item)
+        .description(Some("Why the first approval goes back for review: at least one entry that is not blank"))
+        .extensions(Some(keywords))
+        .into()
+}
+
 /// A reviewer's name (`Reassignment::to`): control characters refused, at least one
 /// visible character, 1 to 100 characters. The pattern is built from the whitespace the
 /// server trims, so hand-written.

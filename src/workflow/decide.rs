@@ -6,9 +6,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use super::four_eyes::{FirstApproval, second_approver};
 use crate::calendar::{BusinessDays, CalendarDays, CalendarError};
 use crate::domain::{Actor, Role};
-use crate::workflow::definition::{EffectDef, Guard, Span, TimerDef, WarnAt, Workflow};
+use crate::workflow::definition::{EffectDef, Guard, RiskFact, Span, TimerDef, WarnAt, Workflow};
 
 /// What `decide` needs to know about an appeal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,26 @@ pub struct Facts {
     /// ticket linked before it may be approved.
     pub entity_change_required: bool,
     pub entity_change_linked: bool,
+    /// The approval rotates the secure phone.
+    #[serde(default)]
+    pub changes_secure_phone: bool,
+    /// The account is verified as an enterprise.
+    #[serde(default)]
+    pub enterprise_account: bool,
+    /// The first approval of a four-eyes approval, while one is recorded.
+    #[serde(default)]
+    pub first_approval: Option<FirstApproval>,
+}
+
+impl Facts {
+    /// Whether a four-eyes rule's fact holds.
+    pub fn holds(&self, fact: RiskFact) -> bool {
+        match fact {
+            RiskFact::ChangesSecurePhone => self.changes_secure_phone,
+            RiskFact::EnterpriseAccount => self.enterprise_account,
+            RiskFact::EntityChange => self.entity_change_required,
+        }
+    }
 }
 
 /// A request to fire a named transition.
@@ -73,6 +94,9 @@ pub struct Decision {
     pub cancel: Vec<String>,
     /// Effects to enqueue, in order.
     pub effects: Vec<EffectDef>,
+    /// A first approval to record on the appeal (four-eyes: it now waits for a second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_approval: Option<FirstApproval>,
 }
 
 impl Decision {
@@ -138,6 +162,7 @@ fn check_guard(guard: Guard, snapshot: Option<&Snapshot>, cmd: &Fire, actor: &Ac
                 _ => Ok(()),
             }
         }
+        Guard::FourEyes => second_approver(snapshot.map(|s| &s.facts), actor),
     }
 }
 
@@ -238,11 +263,32 @@ pub fn decide(
         })?;
     }
 
-    let target = wf.state(&t.to).expect("validated: transitions name known states");
+    // Four-eyes: a high-risk approval records the first approval and waits for a second.
+    let mut payload = cmd.payload.clone();
+    let first_approval = match (&t.second_approval, snapshot) {
+        (Some(sa), Some(s)) => sa.rule_for(|f| s.facts.holds(f)).map(|rule| FirstApproval {
+            by: actor.name.clone(),
+            claimer: s.assignee.clone(),
+            rule: if rule.description.is_empty() { join(&rule.all) } else { rule.description.clone() },
+            at: now,
+        }),
+        _ => None,
+    };
+    let to = match (&first_approval, &t.second_approval) {
+        (Some(first), Some(sa)) => {
+            if !payload.is_object() {
+                payload = serde_json::json!({});
+            }
+            payload["second_approval"] = serde_json::json!({ "rule": first.rule, "claimer": first.claimer });
+            sa.to.clone()
+        }
+        _ => t.to.clone(),
+    };
+    let target = wf.state(&to).expect("validated: transitions name known states");
     let assignee = match snapshot {
         _ if t.reassigns => Some(reassign_target(t, cmd, snapshot)?),
         // A transition that stays in its state (e.g. linking a document) keeps the claim.
-        Some(s) if s.state == t.to => s.assignee.clone(),
+        Some(s) if s.state == to => s.assignee.clone(),
         _ if target.held => Some(actor.name.clone()),
         _ => None,
     };
@@ -252,7 +298,7 @@ pub fn decide(
     let mut cancel = Vec::new();
     for timer in &wf.def.timers {
         let before = runs_in(timer, from);
-        let after = runs_in(timer, Some(&t.to));
+        let after = runs_in(timer, Some(&to));
         let restart = before && after && t.restart_timers.contains(&timer.name);
         if (before && !after) || restart {
             cancel.push(timer.name.clone());
@@ -272,18 +318,19 @@ pub fn decide(
     Ok(Decision {
         transition: t.name.clone(),
         from: from.map(str::to_string),
-        to: t.to.clone(),
+        to: to.clone(),
         outcome: t.outcome.clone(),
         assignee,
         reasons: cmd.reasons.iter().map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
-        payload: cmd.payload.clone(),
+        payload,
         arm,
         cancel,
         // On-enter effects run when the state is entered, not on a self-loop.
-        effects: if from == Some(t.to.as_str()) { vec![] } else { target.on_enter.clone() }
+        effects: if from == Some(to.as_str()) { vec![] } else { target.on_enter.clone() }
             .into_iter()
             .chain(t.effects.iter().cloned())
             .collect(),
+        first_approval,
     })
 }
 
@@ -337,6 +384,7 @@ pub fn decide_timer(
         arm: vec![],
         cancel: vec![],
         effects: effects.to_vec(),
+        first_approval: None,
     };
     match part {
         TimerPart::Warning => {

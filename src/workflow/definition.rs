@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Calendar;
 use crate::domain::Role;
 
-pub use super::names::{ActionKind, EffectKind, Guard, Recipient, UnknownName};
+pub use super::four_eyes::{RiskRule, SecondApproval};
+pub use super::names::{ActionKind, EffectKind, Guard, Recipient, RiskFact, UnknownName};
 use super::validate::unknown_names;
 pub use super::validate::{template_names, validate};
 
@@ -200,6 +201,13 @@ pub struct Bindings {
     pub notice_delivered: String,
     /// No channel reached the applicant with the rejection notice.
     pub notice_undeliverable: String,
+    /// Four-eyes (optional): a second staff member confirms a first approval that waits
+    /// in a `second_approval` state...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_approval: Option<String>,
+    /// ...or sends it back, with a reason, for review again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_back: Option<String>,
     // ---- states
     /// Where a rejected appeal waits for the applicant to continue it.
     pub window_state: String,
@@ -240,6 +248,11 @@ pub struct TransitionDef {
     /// they run in to one they run in): e.g. a new holder gets a whole claim period.
     #[serde(default)]
     pub restart_timers: Vec<String>,
+    /// Four-eyes: when one of its rules holds, the transition records a first approval
+    /// and enters `second_approval.to` instead of `to`; a second, different staff member
+    /// then confirms it (`bindings.confirm_approval`) or sends it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_approval: Option<SecondApproval>,
     #[serde(default)]
     pub description: String,
 }
@@ -373,6 +386,11 @@ impl Workflow {
     /// The states an appeal may still be in (not terminal): what the queue may list.
     pub fn open_states(&self) -> Vec<&str> {
         self.def.states.iter().filter(|s| !s.terminal).map(|s| s.name.as_str()).collect()
+    }
+
+    /// Whether appeals in `state` wait for a second approval (four-eyes).
+    pub fn awaits_second_approval(&self, state: &str) -> bool {
+        self.def.transitions.iter().any(|t| t.second_approval.as_ref().is_some_and(|sa| sa.to == state))
     }
 
     /// The states the review SLA runs in: the review queue.

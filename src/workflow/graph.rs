@@ -40,6 +40,9 @@ pub fn render(def: &WorkflowFile, format: GraphFormat) -> String {
                 }
                 for f in &t.from {
                     let _ = writeln!(out, "    {f} --> {}: {}", t.to, label(t));
+                    if let Some(sa) = &t.second_approval {
+                        let _ = writeln!(out, "    {f} --> {}: {} (four-eyes)", sa.to, label(t));
+                    }
                 }
             }
             for s in def.states.iter().filter(|s| s.terminal) {
@@ -65,6 +68,10 @@ pub fn render(def: &WorkflowFile, format: GraphFormat) -> String {
                 }
                 for f in &t.from {
                     let _ = writeln!(out, "    {f:?} -> {:?} [label={:?}];", t.to, label(t));
+                    if let Some(sa) = &t.second_approval {
+                        let four_eyes = format!("{} (four-eyes)", label(t));
+                        let _ = writeln!(out, "    {f:?} -> {:?} [label={four_eyes:?}, style=dashed];", sa.to);
+                    }
                 }
             }
             out.push_str("}\n");

@@ -3,10 +3,11 @@
 
 pub mod decide;
 pub mod definition;
+pub mod four_eyes;
 pub mod graph;
 pub mod names;
 pub mod validate;
 
-pub use decide::{Decision, Facts, Fire, Refusal, Snapshot, TimerArm, decide, decide_timer};
+pub use decide::{Decision, Facts, Fire, FirstApproval, Refusal, Snapshot, TimerArm, decide, decide_timer};
 pub use definition::{Bindings, DefinitionError, DefinitionProblem, Workflow, WorkflowFile};
-pub use names::{ActionKind, EffectKind, Guard, Recipient, UnknownName};
+pub use names::{ActionKind, EffectKind, Guard, Recipient, RiskFact, UnknownName};

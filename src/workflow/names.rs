@@ -67,6 +67,9 @@ name_enum!(
         RejectionReasons = "rejection_reasons",
         /// A deregistered enterprise's entity-change ticket is linked.
         EntityChangeLinked = "entity_change_linked",
+        /// The second approval of a four-eyes approval: the actor is neither the first
+        /// approver nor the reviewer who held the claim when it was given.
+        FourEyes = "four_eyes",
     }
 );
 
@@ -75,10 +78,23 @@ impl Guard {
     pub fn needs_reasons(self) -> bool {
         match self {
             Guard::HasReasons | Guard::RejectionReasons => true,
-            Guard::HoldsClaim | Guard::EntityChangeLinked => false,
+            Guard::HoldsClaim | Guard::EntityChangeLinked | Guard::FourEyes => false,
         }
     }
 }
+
+name_enum!(
+    /// Facts about an appeal a four-eyes rule may combine (`second_approval.when`).
+    RiskFact, "risk fact" {
+        /// The approval rotates the account's secure phone (items 1-4, opted in, or
+        /// a deregistered enterprise).
+        ChangesSecurePhone = "changes_secure_phone",
+        /// The account is verified as an enterprise.
+        EnterpriseAccount = "enterprise_account",
+        /// The approval changes the account's verified entity (deregistered enterprise).
+        EntityChange = "entity_change",
+    }
+);
 
 name_enum!(
     /// Effects the engine knows how to plan.

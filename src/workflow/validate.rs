@@ -10,8 +10,10 @@ use super::names::*;
 use crate::domain::Role;
 
 mod bindings;
+mod four_eyes;
 
 use bindings::check_bindings;
+use four_eyes::check_four_eyes;
 
 /// Roles that stand for people at the appeal desk (who can be alerted and act).
 const STAFF: [Role; 3] = [Role::Reviewer, Role::Lead, Role::Admin];
@@ -66,6 +68,17 @@ pub(super) fn unknown_names(def: &mut toml::Table) -> Vec<DefinitionProblem> {
                 });
             }
             effects(&entry, t.get_mut("effects"), &mut push);
+            let rules = t.get_mut("second_approval").and_then(|sa| sa.get_mut("when")).and_then(Value::as_array_mut);
+            for rule in rules.into_iter().flatten() {
+                let Some(all) = rule.get_mut("all").and_then(Value::as_array_mut) else { continue };
+                all.retain(|f| match unknown::<RiskFact>(Some(f)) {
+                    Some(p) => {
+                        push(&entry, p.to_string());
+                        false
+                    }
+                    None => true,
+                });
+            }
         }
     }
     if let Some(timers) = def.get_mut("timers").and_then(Value::as_array_mut) {
@@ -366,6 +379,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
             for t in &def.transitions {
                 if t.from.iter().any(|f| f == s) {
                     queue.push_back(t.to.as_str());
+                    queue.extend(t.second_approval.as_ref().map(|sa| sa.to.as_str()));
                 }
             }
         }
@@ -435,5 +449,6 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
     }
 
     check_bindings(def, &states, &transitions, templates, &mut push);
+    check_four_eyes(def, &states, &transitions, &mut push);
     out
 }

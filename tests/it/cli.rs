@@ -530,7 +530,17 @@ fn demo_walks_an_appeal_to_closed() {
         .unwrap();
     let stdout = String::from_utf8(r.stdout).unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    for needle in ["timer review_sla.warning", "resubmission_window", "closed (completed)", "history of"] {
+    for needle in [
+        "timer review_sla.warning",
+        "resubmission_window",
+        "awaiting_second_approval",
+        "confirm_approval by li.wei refused",
+        "gave the first approval",
+        "confirm_approval",
+        "by chen.jing (lead)",
+        "closed (completed)",
+        "history of",
+    ] {
         assert!(stdout.contains(needle), "{needle:?} missing from demo output:\n{stdout}");
     }
 }
@@ -571,7 +581,11 @@ fn readme_walkthrough_works_as_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("under_review -> approved"), "{stdout}");
+    // Four-eyes: ann's approval of a new verified entity waits; lee gives the second.
+    assert!(stdout.contains("under_review -> awaiting_second_approval"), "{stdout}");
+    assert!(stdout.contains("awaiting_second_approval -> approved"), "{stdout}");
+    assert!(stdout.contains("approve            under_review -> awaiting_second_approval  by ann"), "{stdout}");
+    assert!(stdout.contains("confirm_approval   awaiting_second_approval -> approved  by lee (lead)"), "{stdout}");
     assert!(stdout.contains("continue  until"), "{stdout}");
 }
 

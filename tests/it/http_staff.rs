@@ -56,7 +56,7 @@ fn example(name: &str) -> Value {
 
 /// Which example a fresh appeal is made from, on its own copy of the example account.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     /// `draft-individual.json` (no documents).
     Individual,
     /// `draft-enterprise.json` (three documents).
@@ -67,46 +67,46 @@ enum Kind {
     Other,
 }
 
-struct Tokens {
-    ann: String,
-    bob: String,
-    lee: String,
-    ada: String,
+pub(crate) struct Tokens {
+    pub(crate) ann: String,
+    pub(crate) bob: String,
+    pub(crate) lee: String,
+    pub(crate) ada: String,
 }
 
-struct Harness {
-    db: TestDb,
-    clock: Arc<ManualClock>,
-    state: Arc<AppState>,
+pub(crate) struct Harness {
+    pub(crate) db: TestDb,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) state: Arc<AppState>,
     base: String,
     client: reqwest::Client,
-    tokens: Tokens,
+    pub(crate) tokens: Tokens,
     hasher: IdHasher,
     accounts: Vec<Value>,
     next: AtomicUsize,
     _blobs: tempfile::TempDir,
 }
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     content_type: String,
     headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!("{} body is not JSON ({e}): {}", self.status, String::from_utf8_lossy(&self.body))
         })
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// A problem document with this status and a `code`; returns the document.
-    fn problem(&self, status: u16) -> Value {
+    pub(crate) fn problem(&self, status: u16) -> Value {
         assert_eq!(self.status, status, "{}", self.text());
         assert_eq!(self.content_type, "application/problem+json", "{}", self.text());
         let p = self.json();
@@ -116,7 +116,7 @@ impl Reply {
     }
 }
 
-async fn harness(db: TestDb) -> Harness {
+pub(crate) async fn harness(db: TestDb) -> Harness {
     // Monday 9 March 2026, 10:00 in Shanghai.
     let clock = Arc::new(ManualClock::new(common::monday_morning()));
     let blobs = tempfile::tempdir().unwrap();
@@ -158,12 +158,12 @@ async fn harness(db: TestDb) -> Harness {
     }
 }
 
-fn ann() -> Actor {
+pub(crate) fn ann() -> Actor {
     Actor::new("ann", Role::Reviewer)
 }
 
 impl Harness {
-    fn engine(&self) -> &Arc<Engine> {
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
         self.state.engine()
     }
 
@@ -206,11 +206,11 @@ impl Harness {
         self.send_raw(method, path, token, body, headers).await
     }
 
-    async fn get(&self, path: &str, token: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> Reply {
         self.send("GET", path, Some(token), None, &[]).await
     }
 
-    async fn post(&self, path: &str, token: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Reply {
         self.send("POST", path, Some(token), body, headers).await
     }
 
@@ -259,13 +259,13 @@ impl Harness {
         self.state.intake.submit(draft, files, None).await.unwrap().ticket
     }
 
-    async fn fire(&self, ticket: &TicketNumber, transition: &str, actor: &Actor, reasons: &[&str]) {
+    pub(crate) async fn fire(&self, ticket: &TicketNumber, transition: &str, actor: &Actor, reasons: &[&str]) {
         let mut cmd = Fire::new(transition);
         cmd.reasons = reasons.iter().map(|r| r.to_string()).collect();
         self.engine().fire(ticket, &cmd, actor, None).await.unwrap_or_else(|e| panic!("{transition}: {e}"));
     }
 
-    async fn held_by_ann(&self, kind: Kind) -> TicketNumber {
+    pub(crate) async fn held_by_ann(&self, kind: Kind) -> TicketNumber {
         let t = self.submit(kind).await;
         self.fire(&t, "claim", &ann(), &[]).await;
         t
@@ -280,17 +280,17 @@ impl Harness {
     }
 
     /// Runs the production worker until it has nothing left to do.
-    async fn drain(&self) {
+    pub(crate) async fn drain(&self) {
         let worker = common::start_worker(&self.db, self.state.work.clone());
         common::settle(&worker).await;
         worker.stop().await.unwrap();
     }
 
-    async fn record(&self, ticket: &TicketNumber) -> appealflow::store::AppealRecord {
+    pub(crate) async fn record(&self, ticket: &TicketNumber) -> appealflow::store::AppealRecord {
         self.db.store.appeal_by_ticket(ticket).await.unwrap().unwrap()
     }
 
-    async fn events(&self, ticket: &TicketNumber) -> Vec<appealflow::store::EventRecord> {
+    pub(crate) async fn events(&self, ticket: &TicketNumber) -> Vec<appealflow::store::EventRecord> {
         let id = self.record(ticket).await.id;
         self.db.store.history(&id).await.unwrap()
     }
@@ -300,7 +300,7 @@ impl Harness {
     }
 
     /// The SHA-256 of the appeal's first document.
-    async fn first_sha(&self, ticket: &TicketNumber) -> String {
+    pub(crate) async fn first_sha(&self, ticket: &TicketNumber) -> String {
         let record = self.record(ticket).await;
         record.data["draft"]["documents"][0]["sha256"].as_str().unwrap().to_string()
     }
@@ -349,6 +349,9 @@ enum Setup {
     Held(Kind),
     /// A fresh appeal ann approved, its manual task waiting.
     ManualTask,
+    /// A fresh enterprise appeal ann claimed and approved: its secure phone rotation
+    /// waits for a second approval (four-eyes).
+    AwaitingSecond,
 }
 
 struct Cell {
@@ -398,6 +401,21 @@ fn matrix() -> Vec<Cell> {
             Setup::Held(Kind::Deregistered),
             [401, 401, 403, 200, 200, 200],
         ),
+        // Four-eyes: anyone but the first approver (and claimer), ann.
+        cell(
+            "POST",
+            "/v1/appeals/{ticket}/confirm-approval",
+            None,
+            Setup::AwaitingSecond,
+            [401, 401, 200, 403, 200, 200],
+        ),
+        cell(
+            "POST",
+            "/v1/appeals/{ticket}/send-back",
+            Some(json!({ "reasons": ["the letter's stamp is not the company's"] })),
+            Setup::AwaitingSecond,
+            [401, 401, 200, 403, 200, 200],
+        ),
         cell("POST", "/v1/appeals/{ticket}/task-done", None, Setup::ManualTask, [401, 401, 403, 200, 200, 200]),
         cell(
             "POST",
@@ -436,6 +454,11 @@ async fn every_staff_route_answers_each_caller_as_the_matrix_says(db: TestDb) {
                 Setup::Submitted => Some(h.submit(Kind::Individual).await),
                 Setup::Held(kind) => Some(h.held_by_ann(kind).await),
                 Setup::ManualTask => Some(h.approved_with_manual_task().await),
+                Setup::AwaitingSecond => {
+                    let t = h.held_by_ann(Kind::Enterprise).await;
+                    h.fire(&t, "approve", &ann(), &[]).await;
+                    Some(t)
+                }
             };
             let path = match &ticket {
                 Some(t) => cell.path.replace("{ticket}", t.as_str()).replace("{sha256}", &shared_sha),
@@ -503,7 +526,7 @@ async fn queue_lists_open_appeals_by_review_deadline_breached_first_and_pages(db
     let tickets: Vec<&str> = page["items"].as_array().unwrap().iter().map(|i| i["ticket"].as_str().unwrap()).collect();
     assert_eq!(tickets, [y.to_string(), x.to_string(), z.to_string()], "by deadline, not by age: {page}");
     assert_eq!(page["total"], 3);
-    assert_eq!(page["states"], json!(["submitted", "under_review"]));
+    assert_eq!(page["states"], json!(["awaiting_second_approval", "submitted", "under_review"]));
     let items = page["items"].as_array().unwrap();
     assert_eq!(items[0]["breached"], true);
     assert_eq!(items[0]["review_due_at"], at("2026-03-14T00:00:00+08:00").to_rfc3339());
@@ -895,6 +918,8 @@ async fn detail_shows_case_documents_actions_and_notifications_never_a_full_reci
     let h = harness(db).await;
     let t = h.held_by_ann(Kind::Enterprise).await;
     h.fire(&t, "approve", &ann(), &[]).await;
+    // An enterprise's secure phone: a second approver confirms (tests/it/four_eyes.rs).
+    h.fire(&t, "confirm_approval", &Actor::new("bob", Role::Reviewer), &[]).await;
     h.drain().await;
     let reply = h.get(&format!("/v1/appeals/{}", t.as_str()), &h.tokens.bob).await;
     assert_eq!(reply.status, 200, "{}", reply.text());

@@ -653,7 +653,11 @@ async fn deregistered_enterprise_appeal_is_approved_only_after_the_entity_change
     assert_eq!(change.account.as_deref(), Some("newco-ops"));
     assert_eq!(change.linked_by.as_deref(), Some("ann"));
 
-    let approved = h.intake.engine().fire(&out.ticket, &Fire::new("approve"), &ann, None).await.unwrap();
+    // Changing the verified entity is high-risk: the approval waits for a second approver.
+    let first = h.intake.engine().fire(&out.ticket, &Fire::new("approve"), &ann, None).await.unwrap();
+    assert_eq!(first.state, "awaiting_second_approval");
+    let approved =
+        h.intake.engine().fire(&out.ticket, &Fire::new("confirm_approval"), &reviewer("bo"), None).await.unwrap();
     assert_eq!(approved.state, "approved");
 }
 

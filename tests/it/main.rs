@@ -13,6 +13,7 @@ mod browser;
 mod calendar;
 mod cli;
 mod crash_matrix;
+mod four_eyes;
 mod http_applicant;
 mod http_staff;
 mod intake;

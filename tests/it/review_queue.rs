@@ -159,6 +159,8 @@ async fn queue_filters_by_item_scenario_and_assignee_and_counts_each_open_state(
     h.fire(&r, "claim", &bob, &[]).await;
     h.fire(&t, "claim", &ann, &[]).await;
     h.fire(&t, "approve", &ann, &[]).await;
+    // A deregistered enterprise's new entity: four-eyes, bob confirms.
+    h.fire(&t, "confirm_approval", &bob, &[]).await;
 
     let ask = |item, scenario, assignee| QueueQuery { item, scenario, assignee, ..Default::default() };
     let page = h.queue(ask(Some(AppealItem::DetachMfa), None, AssigneeFilter::Any)).await;

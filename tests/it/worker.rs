@@ -229,6 +229,14 @@ async fn approval_applies_every_action_once_sends_the_security_notice_and_closes
         .await;
     h.fire(&t, "claim", &[]).await;
     h.fire(&t, "approve", &[]).await;
+    // An enterprise's secure phone: four-eyes. Nothing is applied on the first approval.
+    h.run_until("2026-03-09T10:00:30+08:00").await;
+    let record = h.record(&t).await;
+    assert_eq!(record.state, "awaiting_second_approval");
+    let none = h.db.store.actions(&WorkFilter { appeal_id: Some(record.id.clone()), ..Default::default() }).await;
+    assert!(none.unwrap().is_empty(), "no account action before the second approval");
+    let second = Actor::new("bea", Role::Lead);
+    h.work.engine().fire(&t, &Fire::new("confirm_approval"), &second, None).await.unwrap();
     h.run_until("2026-03-09T10:01:00+08:00").await;
     let record = h.record(&t).await;
     assert_eq!((record.state.as_str(), record.outcome.as_deref()), ("closed", Some("completed")));

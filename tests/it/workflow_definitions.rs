@@ -53,7 +53,7 @@ fn load(dir: &Path) -> Result<Workflow, DefinitionError> {
 }
 
 /// The shipped definition parsed as a TOML table, edited by `edit`, re-serialised.
-fn edited(edit: impl FnOnce(&mut Table)) -> String {
+pub(crate) fn edited(edit: impl FnOnce(&mut Table)) -> String {
     let mut table: Table = shipped_text().parse().expect("shipped workflow.toml parses");
     edit(&mut table);
     toml::to_string(&table).expect("re-serialise")
@@ -62,7 +62,7 @@ fn edited(edit: impl FnOnce(&mut Table)) -> String {
 /// Loads `text` (in a copy of the shipped directory) and returns the problems, after
 /// checking every problem names that copy's `workflow.toml`.
 #[track_caller]
-fn refused(text: &str) -> Vec<DefinitionProblem> {
+pub(crate) fn refused(text: &str) -> Vec<DefinitionProblem> {
     let dir = workflow_dir(text);
     refused_in(&dir)
 }
@@ -83,13 +83,13 @@ fn refused_in(dir: &TempDir) -> Vec<DefinitionProblem> {
 }
 
 #[track_caller]
-fn refused_edit(edit: impl FnOnce(&mut Table)) -> Vec<DefinitionProblem> {
+pub(crate) fn refused_edit(edit: impl FnOnce(&mut Table)) -> Vec<DefinitionProblem> {
     refused(&edited(edit))
 }
 
 /// Asserts some problem is about `entry` and its text contains every fragment.
 #[track_caller]
-fn assert_problem(problems: &[DefinitionProblem], entry: &str, fragments: &[&str]) {
+pub(crate) fn assert_problem(problems: &[DefinitionProblem], entry: &str, fragments: &[&str]) {
     let found = problems.iter().any(|p| p.entry == entry && fragments.iter().all(|f| p.problem.contains(f)));
     assert!(
         found,
@@ -100,7 +100,7 @@ fn assert_problem(problems: &[DefinitionProblem], entry: &str, fragments: &[&str
 
 /// Asserts `problems` is exactly one problem, about `entry`, containing the fragments.
 #[track_caller]
-fn assert_only_problem(problems: &[DefinitionProblem], entry: &str, fragments: &[&str]) {
+pub(crate) fn assert_only_problem(problems: &[DefinitionProblem], entry: &str, fragments: &[&str]) {
     assert_eq!(problems.len(), 1, "expected one problem, got {problems:#?}");
     assert_problem(problems, entry, fragments);
 }
@@ -110,7 +110,7 @@ fn list<'a>(table: &'a mut Table, kind: &str) -> &'a mut Vec<Value> {
 }
 
 /// The `[[kind]]` entry named `name`.
-fn named<'a>(table: &'a mut Table, kind: &str, name: &str) -> &'a mut Table {
+pub(crate) fn named<'a>(table: &'a mut Table, kind: &str, name: &str) -> &'a mut Table {
     list(table, kind)
         .iter_mut()
         .filter_map(Value::as_table_mut)
@@ -123,7 +123,7 @@ fn push(table: &mut Table, kind: &str, entry: &str) {
     list(table, kind).push(Value::Table(entry));
 }
 
-fn strings(items: &[&str]) -> Value {
+pub(crate) fn strings(items: &[&str]) -> Value {
     Value::Array(items.iter().map(|s| Value::from(*s)).collect())
 }
 
@@ -131,7 +131,7 @@ fn effect(text: &str) -> Value {
     Value::Table(text.parse().expect("effect parses"))
 }
 
-fn shipped() -> &'static Workflow {
+pub(crate) fn shipped() -> &'static Workflow {
     static WF: OnceLock<Workflow> = OnceLock::new();
     WF.get_or_init(|| load(&shipped_dir()).expect("the shipped workflow loads"))
 }
@@ -145,8 +145,19 @@ fn shipped_definition_loads() {
     assert_eq!(wf.calendar.name, "cn-mainland");
     assert_eq!(wf.dir, shipped_dir());
     let states: Vec<&str> = wf.def.states.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(states, ["submitted", "under_review", "approved", "rejected", "resubmission_window", "closed"]);
-    assert_eq!(wf.def.transitions.len(), 17);
+    assert_eq!(
+        states,
+        [
+            "submitted",
+            "under_review",
+            "awaiting_second_approval",
+            "approved",
+            "rejected",
+            "resubmission_window",
+            "closed"
+        ]
+    );
+    assert_eq!(wf.def.transitions.len(), 19);
     assert_eq!(wf.def.timers.len(), 5);
     assert_eq!(wf.creation().name, "submit");
     for t in [
@@ -160,10 +171,12 @@ fn shipped_definition_loads() {
         "notice_undeliverable",
         "action_failed",
         "completion_overdue",
+        "second_approval_needed",
+        "approval_sent_back",
     ] {
         assert!(wf.templates.contains(t), "template {t} not found");
     }
-    assert_eq!(wf.templates.len(), 12, "{:?}", wf.templates);
+    assert_eq!(wf.templates.len(), 14, "{:?}", wf.templates);
 }
 
 #[test]
@@ -203,7 +216,8 @@ fn refuses_unknown_state_in_transition_source() {
 #[test]
 fn refuses_unknown_state_in_timer_states() {
     let problems = refused_edit(|t| {
-        named(t, "timers", "review_sla").insert("states".into(), strings(&["submitted", "limbo"]));
+        named(t, "timers", "review_sla")
+            .insert("states".into(), strings(&["submitted", "limbo", "awaiting_second_approval"]));
     });
     assert_only_problem(&problems, "timers.review_sla", &["unknown state \"limbo\""]);
 }
@@ -494,7 +508,8 @@ fn refuses_timer_running_in_no_state() {
     assert_problem(&problems, "timers.review_sla", &["must run in at least one state"]);
     // Without it nothing alerts the leads to an appeal waiting for a reviewer.
     assert_problem(&problems, "states.submitted", &["could be stranded"]);
-    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert_problem(&problems, "states.awaiting_second_approval", &["could be stranded"]);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
 }
 
 #[test]
@@ -553,7 +568,8 @@ fn refuses_notices_whose_delivery_fires_what_cannot_fire_there() {
 #[test]
 fn refuses_timer_running_in_a_terminal_state() {
     let problems = refused_edit(|t| {
-        named(t, "timers", "review_sla").insert("states".into(), strings(&["submitted", "closed"]));
+        named(t, "timers", "review_sla")
+            .insert("states".into(), strings(&["submitted", "closed", "awaiting_second_approval"]));
     });
     assert_only_problem(&problems, "timers.review_sla", &["cannot run in terminal state \"closed\""]);
 }
@@ -715,7 +731,8 @@ fn several_problems() -> String {
         t.get_mut("workflow").and_then(Value::as_table_mut).unwrap().insert("calendar".into(), "atlantis".into());
         named(t, "transitions", "approve").insert("guards".into(), strings(&["holds_claim", "is_a_friday"]));
         named(t, "transitions", "expire").insert("outcome".into(), "evaporated".into());
-        named(t, "timers", "review_sla").insert("states".into(), strings(&["submitted", "limbo"]));
+        named(t, "timers", "review_sla")
+            .insert("states".into(), strings(&["submitted", "limbo", "awaiting_second_approval"]));
         push(t, "states", r#"name = "limbo_two""#);
     })
 }
@@ -774,8 +791,13 @@ fn mermaid_graph_has_an_edge_for_every_source_of_every_transition() {
             edges += 1;
         }
     }
-    // 14 transitions with one source, `reassign` with two, `withdraw` with three, `submit` from [*].
-    assert_eq!(edges, 20);
+    // 16 transitions with one source, `reassign` with two, `withdraw` with four, `submit` from [*].
+    assert_eq!(edges, 23);
+    // The four-eyes branch of `approve` has its own edge.
+    assert!(
+        lines.contains(&"under_review --> awaiting_second_approval: approve [reviewer|lead|admin] (four-eyes)"),
+        "{out}"
+    );
     assert!(lines.contains(&"closed --> [*]"), "{out}");
     assert!(lines.contains(&"under_review --> approved: approve [reviewer|lead|admin]"), "{out}");
     assert!(lines.contains(&"resubmission_window --> closed: expire [system] (expired)"), "{out}");
@@ -870,7 +892,7 @@ prop_compose! {
                 state,
                 version,
                 assignee,
-                facts: Facts { entity_change_required, entity_change_linked },
+                facts: Facts { entity_change_required, entity_change_linked, ..Facts::default() },
             },
             fire: Fire {
                 transition,
@@ -895,15 +917,21 @@ proptest! {
         match (&result, wf.transition(&fire.transition)) {
             (Ok(d), Some(t)) => {
                 prop_assert_eq!(&d.transition, &t.name);
-                prop_assert_eq!(&d.to, &t.to);
+                // Four-eyes: a high-risk approval enters the state it waits in instead.
+                let to = match &t.second_approval {
+                    Some(sa) if sa.rule_for(|f| snapshot.facts.holds(f)).is_some() => &sa.to,
+                    _ => &t.to,
+                };
+                prop_assert_eq!(&d.to, to);
+                prop_assert_eq!(d.first_approval.is_some(), to != &t.to);
                 prop_assert_eq!(d.from.as_deref(), Some(snapshot.state.as_str()));
                 prop_assert_eq!(&d.outcome, &t.outcome);
                 prop_assert!(t.from.contains(&snapshot.state));
                 prop_assert!(t.roles.contains(&actor.role));
                 prop_assert!(!from_state.terminal, "succeeded from terminal {}", snapshot.state);
                 prop_assert!(fire.expect_version.is_none_or(|v| v == snapshot.version));
-                let target = wf.state(&t.to).unwrap();
-                if t.to == snapshot.state {
+                let target = wf.state(to).unwrap();
+                if *to == snapshot.state {
                     // A self-loop (e.g. link_entity_change) enters nothing and keeps the claim;
                     // only its own effects (action_failed alerts the leads) run.
                     prop_assert_eq!(&d.effects, &t.effects);
@@ -1153,16 +1181,19 @@ fn shipped_workflow_binds_every_name_the_code_relies_on() {
     assert_eq!(b.closed_state, "closed");
     assert_eq!(b.rejection_notice, "appeal_rejected");
     assert_eq!(wf.review_sla().name, "review_sla");
-    assert_eq!(wf.review_states(), ["submitted", "under_review"]);
+    assert_eq!(wf.review_states(), ["submitted", "under_review", "awaiting_second_approval"]);
+    assert_eq!(b.confirm_approval.as_deref(), Some("confirm_approval"));
+    assert_eq!(b.send_back.as_deref(), Some("send_back"));
     assert_eq!(wf.window_timer().name, "resubmission_window");
     assert_eq!(wf.window_expiry_outcome(), Some("expired"));
     assert_eq!(wf.target(&b.claim), Some("under_review"));
-    assert_eq!(binding_keys().len(), 21);
+    assert_eq!(binding_keys().len(), 23);
 }
 
 #[test]
 fn refuses_a_workflow_lacking_any_binding_naming_the_binding() {
-    for key in binding_keys() {
+    // The four-eyes bindings are optional: a workflow without `second_approval` has none.
+    for key in binding_keys().into_iter().filter(|k| k != "confirm_approval" && k != "send_back") {
         let problems = refused_edit(|t| {
             t.get_mut("bindings").and_then(Value::as_table_mut).unwrap().remove(&key);
         });
@@ -1289,7 +1320,8 @@ fn every_implemented_name_parses_back_from_its_text() {
     let err = "is_a_friday".parse::<Guard>().unwrap_err().to_string();
     assert_eq!(
         err,
-        "unknown guard \"is_a_friday\" (known: holds_claim, has_reasons, rejection_reasons, entity_change_linked)"
+        "unknown guard \"is_a_friday\" (known: holds_claim, has_reasons, rejection_reasons, entity_change_linked, \
+         four_eyes)"
     );
     // Every guard, effect, recipient and action the shipped definition names is one.
     let wf = shipped();

@@ -80,6 +80,8 @@ impl Intake {
                 changes_secure_phone: true,
                 entity_change: EntityChange::default(),
                 previous_documents: Vec::new(),
+                verification: None,
+                first_approval: None,
             };
             let now = chrono::Utc::now();
             AppealRecord {
@@ -127,7 +129,8 @@ fn progress_of(
     let entered_by = |transition: &str| wf.target(transition) == Some(state);
     let stage = if entered_by(&b.submit) {
         "received"
-    } else if entered_by(&b.claim) {
+    } else if entered_by(&b.claim) || wf.awaits_second_approval(state) {
+        // A first approval waiting for a second approver is still under review.
         "under_review"
     } else if entered_by(&b.approve) {
         "approved"

@@ -29,6 +29,13 @@ pub struct AppealData {
     pub entity_change: EntityChange,
     #[serde(default)]
     pub previous_documents: Vec<ReplacedDocument>,
+    /// How the account was verified when the appeal was (re)submitted: what the
+    /// four-eyes rules read as `enterprise_account`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationType>,
+    /// A first approval waiting for a second approver (four-eyes), once given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_approval: Option<crate::workflow::FirstApproval>,
 }
 
 impl AppealData {

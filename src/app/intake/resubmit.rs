@@ -70,6 +70,8 @@ impl Intake {
                 ..previous.entity_change.clone()
             },
             previous_documents: replaced,
+            verification: Some(account.verification),
+            first_approval: None,
         };
         let value = serde_json::to_value(&data).expect("appeal data serialises");
         let mut cmd = Fire::new(b.resubmit.clone());

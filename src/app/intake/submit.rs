@@ -53,6 +53,8 @@ impl Intake {
             changes_secure_phone: checklist.changes_secure_phone,
             entity_change: EntityChange { required: checklist.requires_entity_change_ticket, ..Default::default() },
             previous_documents: vec![],
+            verification: Some(account.verification),
+            first_approval: None,
         };
         let new = NewAppeal {
             account: account.name.clone(),

@@ -100,6 +100,9 @@ impl Lang {
         let (en, zh) = match state {
             "submitted" => ("Received, waiting for review", "已受理，等待审核"),
             "under_review" => ("Under review", "审核中"),
+            "awaiting_second_approval" => {
+                ("Approved once, waiting for a second approver", "已初审通过，等待第二人审批")
+            }
             "approved" => ("Approved", "审核通过"),
             "rejected" => ("Rejected", "审核未通过"),
             "resubmission_window" => ("Rejected: documents may be added", "未通过：可补充材料"),

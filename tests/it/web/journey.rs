@@ -1,7 +1,8 @@
 //! The whole journey in two browsers: an applicant prepares, uploads, passes the
 //! development face check and submits; a reviewer signs in, claims and rejects with
 //! reasons; the applicant sees the reasons and the deadline, adds a document and
-//! continues; the reviewer approves; the applicant sees the appeal closed with the
+//! continues; the reviewer approves and, the approval rotating an enterprise's secure
+//! phone, a lead gives the second approval; the applicant sees the appeal closed with the
 //! account change done. Every page visited passes axe-core with no serious violation.
 
 use super::{PHONE, Site, example, hostile, readme_screenshot, wait_text};
@@ -145,6 +146,16 @@ async fn applicant_and_reviewer_take_an_appeal_from_start_to_closed(db: TestDb) 
                     s.click("#claim").await;
                     wait_text(s, "#assignee", "rita").await;
                     s.click("#approve").await;
+                    wait_text(s, "#state", "waiting for a second approver").await;
+                })
+                .await;
+            // Four-eyes: an enterprise's secure phone needs a second, different approver.
+            let Some(second) = Browser::start().await else { return };
+            second
+                .run("journey-second-approval", async |s| {
+                    site.sign_in(s, &site.lead).await;
+                    s.goto(&site.url(&format!("/console/appeals/{ticket}"))).await;
+                    s.click("#confirm_approval").await;
                     wait_text(s, "#state", "Approved").await;
                 })
                 .await;

@@ -4,6 +4,7 @@
 //! axe-core check of every page visited.
 
 mod console;
+mod four_eyes;
 mod journey;
 mod uploads;
 

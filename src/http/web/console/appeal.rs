@@ -66,6 +66,10 @@ fn summary(state: &Shared, lang: Lang, d: &AppealDetail) -> Markup {
             @if let Some(due) = &d.appeal.review_due_at {
                 dt { (lang.t("Review due", "审核截止")) } dd { (lang.when_text(tz, due)) }
             }
+            @if let Some(first) = &d.first_approval {
+                dt { (lang.t("First approval", "第一审批")) }
+                dd #first-approval { (first.by) " — " (lang.t("needs a second approver:", "需第二人审批：")) " " (first.rule) }
+            }
             @if d.entity_change.required {
                 dt { (lang.t("Entity change", "主体变更")) }
                 dd { @match &d.entity_change.ticket {
@@ -128,6 +132,22 @@ fn decisions(state: &Shared, console: &Console, d: &AppealDetail) -> Markup {
                         label for="r-other" { (lang.t("Another reason, in words", "其他原因（请填写）")) }
                         input #r-other type="text" name="other";
                         button.danger #reject type="submit" name="action" value="reject" { (lang.t("Reject", "驳回")) }
+                    }
+                }
+            }
+            @if let (Some(confirm), Some(back), Some(first)) = (&b.confirm_approval, &b.send_back, &d.first_approval) {
+                @if first.by == console.actor().name || first.claimer.as_deref() == Some(console.actor().name.as_str()) {
+                    p.hint #four-eyes { (lang.t("You gave or held this approval: a second staff member must confirm it.", "您给出或认领了此审批：需由另一位工作人员确认。")) }
+                } @else {
+                    @if can(confirm) { (form("confirm_approval", lang.t("Confirm the approval", "确认通过"), "")) }
+                    @if can(back) {
+                        form method="post" action={ "/console/appeals/" (d.appeal.ticket) "/decide" } {
+                            (console.csrf_field())
+                            input type="hidden" name="version" value=(d.appeal.version);
+                            label for="send-back-reason" { (lang.t("Send back: why", "退回原因")) }
+                            input #send-back-reason type="text" name="send_back_reason" required;
+                            button.secondary #send_back type="submit" name="action" value="send_back" { (lang.t("Send back", "退回")) }
+                        }
                     }
                 }
             }
@@ -208,8 +228,8 @@ fn timeline(state: &Shared, lang: Lang, d: &AppealDetail) -> Markup {
     }
 }
 
-/// `POST /console/appeals/{ticket}/decide`: claim, release, approve or reject, at the
-/// version the page showed.
+/// `POST /console/appeals/{ticket}/decide`: claim, release, approve, reject, confirm or
+/// send back a first approval, at the version the page showed.
 pub async fn decide(State(state): State<Shared>, console: Console, Path(raw): Path<String>, f: Form) -> Response {
     if let Err(refused) = console.check_csrf(&f) {
         return refused;
@@ -225,6 +245,8 @@ pub async fn decide(State(state): State<Shared>, console: Console, Path(raw): Pa
         Some("release") => &b.release,
         Some("approve") => &b.approve,
         Some("reject") => &b.reject,
+        Some("confirm_approval") if b.confirm_approval.is_some() => b.confirm_approval.as_ref().expect("checked"),
+        Some("send_back") if b.send_back.is_some() => b.send_back.as_ref().expect("checked"),
         _ => return console.refusal(StatusCode::UNPROCESSABLE_ENTITY, lang.t("Unknown decision.", "未知的操作。")),
     };
     let mut cmd = Fire::new(transition.as_str());
@@ -234,6 +256,9 @@ pub async fn decide(State(state): State<Shared>, console: Console, Path(raw): Pa
         if let Err(why) = rejection::check_reasons(&cmd.reasons) {
             return console.refusal(StatusCode::UNPROCESSABLE_ENTITY, &why);
         }
+    }
+    if f.get("action") == Some("send_back") {
+        cmd.reasons = f.get("send_back_reason").map(str::to_string).into_iter().collect();
     }
     match state.engine().fire(&ticket, &cmd, console.actor(), None).await {
         Ok(_) => see_other(&format!("/console/appeals/{}", ticket.as_str())),

@@ -1,0 +1,68 @@
+//! Four-eyes approval as data: which approvals need a second, different staff member
+//! (a transition's `second_approval`), the first approval an appeal records while it
+//! waits, and who may give the second. Validated in `validate/four_eyes.rs`; decided in
+//! `decide`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::decide::Facts;
+use super::names::RiskFact;
+use crate::domain::Actor;
+
+/// Which approvals need a second approver, and where they wait for one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondApproval {
+    /// The state the appeal waits in for the second approval.
+    pub to: String,
+    /// The rules: a second approval is needed when any holds.
+    pub when: Vec<RiskRule>,
+}
+
+/// One four-eyes rule: every listed fact holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskRule {
+    pub all: Vec<RiskFact>,
+    /// Why it is high-risk, shown to the second approver.
+    #[serde(default)]
+    pub description: String,
+}
+
+impl SecondApproval {
+    /// The first rule that holds for an appeal with these facts.
+    pub fn rule_for(&self, holds: impl Fn(RiskFact) -> bool) -> Option<&RiskRule> {
+        self.when.iter().find(|r| !r.all.is_empty() && r.all.iter().all(|&f| holds(f)))
+    }
+}
+
+/// A first approval waiting for a second, different staff member: who gave it, who
+/// held the claim then, and the rule that asked for a second approver. Kept in the
+/// appeal's record (`first_approval`) and in the approving event's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FirstApproval {
+    /// The staff member who approved first.
+    pub by: String,
+    /// Who held the claim when the first approval was given (may be the approver).
+    pub claimer: Option<String>,
+    /// The four-eyes rule that holds (its description, else its facts).
+    pub rule: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Whether `actor` may give (or refuse) the second approval of the first approval the
+/// facts record: never its approver, never the reviewer who held the claim then.
+pub fn second_approver(facts: Option<&Facts>, actor: &Actor) -> Result<(), String> {
+    match facts.and_then(|f| f.first_approval.as_ref()) {
+        None => Err("no first approval is recorded on the appeal".into()),
+        Some(first) if first.by == actor.name => {
+            Err(format!("{:?} gave the first approval; a second approval needs someone else", actor.name))
+        }
+        Some(first) if first.claimer.as_deref() == Some(actor.name.as_str()) => Err(format!(
+            "{:?} held the claim when the first approval was given; a second approval needs someone else",
+            actor.name
+        )),
+        Some(_) => Ok(()),
+    }
+}

@@ -1,0 +1,95 @@
+//! Four-eyes approval checked: a transition's `second_approval` names a state that can
+//! hold a first approval, the bindings name the transitions that confirm it or send it
+//! back, and the `four_eyes` guard guards exactly those.
+
+use super::*;
+
+pub(super) fn check_four_eyes(
+    def: &WorkflowFile,
+    states: &BTreeMap<&str, &StateDef>,
+    transitions: &BTreeMap<&str, &TransitionDef>,
+    push: &mut dyn FnMut(String, String),
+) {
+    let entry = |t: &TransitionDef| format!("transitions.{}", t.name);
+    // Each waiting state, with the state its confirmation must enter.
+    let mut waiting: BTreeMap<&str, &str> = BTreeMap::new();
+    for t in &def.transitions {
+        let Some(sa) = &t.second_approval else { continue };
+        match states.get(sa.to.as_str()) {
+            None => push(entry(t), format!("`second_approval.to`: unknown state {:?}", sa.to)),
+            Some(s) if s.terminal || s.held => push(
+                entry(t),
+                format!(
+                    "`second_approval.to`: {:?} must be neither terminal nor held (nobody holds a claim on it)",
+                    s.name
+                ),
+            ),
+            Some(_) if sa.to == t.to => {
+                push(entry(t), format!("`second_approval.to`: {:?} is where the transition goes anyway", sa.to))
+            }
+            Some(_) => {
+                if waiting.insert(sa.to.as_str(), t.to.as_str()).is_some_and(|other| other != t.to) {
+                    push(entry(t), format!("`second_approval.to`: {:?} already waits for another approval", sa.to));
+                }
+            }
+        }
+        if t.from.is_empty() {
+            push(entry(t), "`second_approval`: the transition that creates an appeal has no first approval".into());
+        }
+        if sa.when.is_empty() {
+            push(entry(t), "`second_approval.when`: list at least one rule".into());
+        }
+        for (i, rule) in sa.when.iter().enumerate() {
+            if rule.all.is_empty() {
+                push(entry(t), format!("`second_approval.when[{i}].all`: list at least one fact"));
+            }
+        }
+    }
+
+    let b = &def.bindings;
+    let bound = [("confirm_approval", &b.confirm_approval), ("send_back", &b.send_back)];
+    for (binding, name) in bound {
+        let at = format!("bindings.{binding}");
+        match (name, waiting.is_empty()) {
+            (None, false) => push(at, "required: a transition has a `second_approval`".into()),
+            (Some(_), true) => push(at, "no transition has a `second_approval` for it to act on".into()),
+            (None, true) => {}
+            (Some(name), false) => match transitions.get(name.as_str()) {
+                None => push(at, format!("unknown transition {name:?}")),
+                Some(t) => {
+                    if t.from.is_empty() || !t.from.iter().all(|f| waiting.contains_key(f.as_str())) {
+                        push(
+                            at.clone(),
+                            format!("{name:?} must fire only from states that wait for a second approval"),
+                        );
+                    }
+                    if !t.guards.contains(&Guard::FourEyes) {
+                        push(at.clone(), format!("{name:?} must carry the `four_eyes` guard"));
+                    }
+                    if binding == "confirm_approval"
+                        && t.from.iter().any(|f| waiting.get(f.as_str()) != Some(&t.to.as_str()))
+                    {
+                        push(at.clone(), format!("{name:?} must enter the state the first approval was headed for"));
+                    }
+                    if binding == "send_back" && !t.guards.iter().any(|g| g.needs_reasons()) {
+                        push(at, format!("{name:?} must ask for a reason (a `has_reasons` guard)"));
+                    }
+                }
+            },
+        }
+    }
+
+    for t in &def.transitions {
+        let from_waiting = !t.from.is_empty() && t.from.iter().all(|f| waiting.contains_key(f.as_str()));
+        if t.guards.contains(&Guard::FourEyes) && !from_waiting {
+            push(
+                entry(t),
+                "the `four_eyes` guard needs a transition that fires only from states that wait for a second approval"
+                    .into(),
+            );
+        }
+        if t.guards.contains(&Guard::FourEyes) && t.roles.contains(&Role::System) {
+            push(entry(t), "the `four_eyes` guard is for staff: `system` may not give a second approval".into());
+        }
+    }
+}
