@@ -44,16 +44,47 @@ pub async fn transitions(engine: &Engine, tickets: &[String]) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0 / (2 * tickets.len()) as f64
 }
 
-/// The same transitions on a fresh, empty database of the same backend: `n` appeals
-/// created through the engine, then claimed and released.
-pub async fn transitions_on_empty(db: &common::TestDb, n: usize, clock: Arc<ManualClock>) -> f64 {
-    let engine = common::engine(db, clock);
+/// A fresh, empty database of the same backend with `n` appeals created through the
+/// engine, waiting in the queue: the baseline's engine and tickets.
+pub fn empty_engine(db: &common::TestDb, clock: Arc<ManualClock>) -> Arc<Engine> {
+    common::engine(db, clock)
+}
+
+pub async fn empty_tickets(engine: &Engine, n: usize) -> Vec<String> {
     let mut tickets = Vec::new();
     for i in 0..n {
         let created = engine.create(&common::request(&format!("empty{i}")), &common::applicant(), None).await;
         tickets.push(created.expect("created").ticket.as_str().to_string());
     }
-    transitions(&engine, &tickets).await
+    tickets
+}
+
+/// Seeded ÷ empty, measured in rounds that alternate the two databases (a claim and its
+/// release leave each appeal where it was, so a round can be repeated): round 0 right
+/// after the seeding and the queue load, as the figure was first taken; then, on SQLite,
+/// after a checkpoint that folds the seeding's write-ahead log into the database file (the
+/// state a database is in once it has run for a while), `rounds` more. Answers every
+/// round's (seeded ms, empty ms).
+pub async fn transition_rounds(
+    seeded: (&Engine, &[String]),
+    empty: (&Engine, &[String]),
+    checkpoint: impl AsyncFn(),
+    rounds: usize,
+) -> Vec<(f64, f64)> {
+    let mut out = vec![(transitions(seeded.0, seeded.1).await, transitions(empty.0, empty.1).await)];
+    checkpoint().await;
+    for i in 0..rounds {
+        // Alternate which goes first, so neither always runs on a warmer machine.
+        let (s, e) = if i % 2 == 0 {
+            let s = transitions(seeded.0, seeded.1).await;
+            (s, transitions(empty.0, empty.1).await)
+        } else {
+            let e = transitions(empty.0, empty.1).await;
+            (transitions(seeded.0, seeded.1).await, e)
+        };
+        out.push((s, e));
+    }
+    out
 }
 
 /// Formats a p50/p99 pair.

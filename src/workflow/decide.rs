@@ -274,6 +274,8 @@ pub fn decide(
         }),
         _ => None,
     };
+    // The transition's own effects belong to the approval: not run while it waits.
+    let own_effects: &[EffectDef] = if first_approval.is_some() { &[] } else { &t.effects };
     let to = match (&first_approval, &t.second_approval) {
         (Some(first), Some(sa)) => {
             if !payload.is_object() {
@@ -328,7 +330,7 @@ pub fn decide(
         // On-enter effects run when the state is entered, not on a self-loop.
         effects: if from == Some(to.as_str()) { vec![] } else { target.on_enter.clone() }
             .into_iter()
-            .chain(t.effects.iter().cloned())
+            .chain(own_effects.iter().cloned())
             .collect(),
         first_approval,
     })

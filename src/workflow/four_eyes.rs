@@ -54,12 +54,14 @@ pub struct FirstApproval {
 /// Whether `actor` may give (or refuse) the second approval of the first approval the
 /// facts record: never its approver, never the reviewer who held the claim then.
 pub fn second_approver(facts: Option<&Facts>, actor: &Actor) -> Result<(), String> {
+    // Names are compared as people type them: "Ann " and "ann" are one person.
+    let same = |a: &str, b: &str| a.trim().to_lowercase() == b.trim().to_lowercase();
     match facts.and_then(|f| f.first_approval.as_ref()) {
         None => Err("no first approval is recorded on the appeal".into()),
-        Some(first) if first.by == actor.name => {
+        Some(first) if same(&first.by, &actor.name) => {
             Err(format!("{:?} gave the first approval; a second approval needs someone else", actor.name))
         }
-        Some(first) if first.claimer.as_deref() == Some(actor.name.as_str()) => Err(format!(
+        Some(first) if first.claimer.as_deref().is_some_and(|c| same(c, &actor.name)) => Err(format!(
             "{:?} held the claim when the first approval was given; a second approval needs someone else",
             actor.name
         )),

@@ -73,8 +73,15 @@ async fn a_high_risk_approval_waits_for_a_second_staff_member_who_confirms_or_se
     let counted = q["counts"].as_array().unwrap().iter().find(|c| c["state"] == "awaiting_second_approval").cloned();
     assert_eq!(counted.unwrap()["count"], 1);
 
-    // ann may not give the second approval, nor send it back; nothing changes.
+    // ann may not give the second approval, nor send it back; nothing changes. Nor may
+    // "ANN " through the engine: names are compared trimmed and case-folded.
     let version = h.record(&t).await.version;
+    let shouting = Actor::new("ANN ", Role::Reviewer);
+    let refused = h.engine().fire(&t, &appealflow::workflow::Fire::new("confirm_approval"), &shouting, None).await;
+    assert!(refused.unwrap_err().to_string().contains("gave the first approval"));
+    // A stale version is a conflict, as for every decision.
+    let stale = h.post(&path(&t, "confirm-approval"), &h.tokens.bob, None, &[("if-match", "2")]).await.problem(409);
+    assert_eq!(stale["version"], version, "{stale}");
     let own = h.post(&path(&t, "confirm-approval"), &h.tokens.ann, None, &[]).await.problem(403);
     assert!(own["detail"].as_str().unwrap().contains("gave the first approval"), "{own}");
     let own = h.post(&path(&t, "send-back"), &h.tokens.ann, Some(&json!({ "reasons": ["no"] })), &[]).await;
@@ -216,6 +223,16 @@ fn workflow_check_refuses_four_eyes_parts_that_do_not_fit() {
             .insert("guards".into(), strings(&["holds_claim", "rejection_reasons", "four_eyes"]));
     });
     assert_problem(&problems, "transitions.reject", &["`four_eyes` guard needs"]);
+
+    // Only a first approval enters the waiting state; only staff give a second one.
+    let problems = refused_edit(|t| {
+        named(t, "transitions", "release").insert("to".into(), "awaiting_second_approval".into());
+    });
+    assert_problem(&problems, "transitions.release", &["only a `second_approval` may lead"]);
+    let problems = refused_edit(|t| {
+        named(t, "transitions", "confirm_approval").insert("roles".into(), strings(&["reviewer", "applicant"]));
+    });
+    assert_problem(&problems, "transitions.confirm_approval", &["the applicant may not give a second approval"]);
 
     // Without any `second_approval`, the four-eyes bindings act on nothing.
     let problems = refused_edit(|t| {

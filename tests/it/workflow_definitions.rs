@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 use appealflow::domain::{Actor, Role};
 use appealflow::workflow::definition::{DefinitionProblem, template_names, validate};
 use appealflow::workflow::graph::{GraphFormat, render};
-use appealflow::workflow::{DefinitionError, Facts, Fire, Refusal, Snapshot, Workflow, decide, decide_timer};
+use appealflow::workflow::{
+    DefinitionError, Facts, Fire, FirstApproval, Refusal, Snapshot, Workflow, decide, decide_timer,
+};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use tempfile::TempDir;
@@ -879,6 +881,11 @@ prop_compose! {
         expect_version in prop::option::of(0i64..4),
         entity_change_required in any::<bool>(),
         entity_change_linked in any::<bool>(),
+        changes_secure_phone in any::<bool>(),
+        enterprise_account in any::<bool>(),
+        // Four-eyes: none, or a first approval by the actor, by someone else, or by
+        // someone else while the actor held the claim.
+        first in 0u8..4,
     ) -> Case {
         let assignee = match holder {
             0 => None,
@@ -892,7 +899,18 @@ prop_compose! {
                 state,
                 version,
                 assignee,
-                facts: Facts { entity_change_required, entity_change_linked, ..Facts::default() },
+                facts: Facts {
+                    entity_change_required,
+                    entity_change_linked,
+                    changes_secure_phone,
+                    enterprise_account,
+                    first_approval: (first > 0).then(|| FirstApproval {
+                        by: if first == 1 { actor_name.to_uppercase() } else { "first".into() },
+                        claimer: (first == 3).then(|| format!(" {actor_name} ")),
+                        rule: "a rule".into(),
+                        at: now(),
+                    }),
+                },
             },
             fire: Fire {
                 transition,
@@ -924,6 +942,13 @@ proptest! {
                 };
                 prop_assert_eq!(&d.to, to);
                 prop_assert_eq!(d.first_approval.is_some(), to != &t.to);
+                // Whoever gives a second approval is neither the first approver nor the
+                // claimer, however the name is cased or spaced.
+                if t.guards.contains(&appealflow::workflow::Guard::FourEyes) {
+                    let first = snapshot.facts.first_approval.as_ref();
+                    prop_assert!(first.is_some_and(|f| f.by == "first" && f.claimer.is_none()), "{first:?}");
+                }
+                let own_effects: &[_] = if d.first_approval.is_some() { &[] } else { &t.effects };
                 prop_assert_eq!(d.from.as_deref(), Some(snapshot.state.as_str()));
                 prop_assert_eq!(&d.outcome, &t.outcome);
                 prop_assert!(t.from.contains(&snapshot.state));
@@ -934,10 +959,10 @@ proptest! {
                 if *to == snapshot.state {
                     // A self-loop (e.g. link_entity_change) enters nothing and keeps the claim;
                     // only its own effects (action_failed alerts the leads) run.
-                    prop_assert_eq!(&d.effects, &t.effects);
+                    prop_assert_eq!(&d.effects, own_effects);
                     prop_assert_eq!(&d.assignee, &snapshot.assignee);
                 } else {
-                    let expected: Vec<_> = target.on_enter.iter().chain(&t.effects).cloned().collect();
+                    let expected: Vec<_> = target.on_enter.iter().chain(own_effects).cloned().collect();
                     prop_assert_eq!(&d.effects, &expected);
                     let expected_assignee = target.held.then(|| actor.name.clone());
                     prop_assert_eq!(&d.assignee, &expected_assignee);

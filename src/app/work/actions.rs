@@ -198,11 +198,17 @@ impl Work {
                 ));
             }
             if actor.role == Role::Reviewer {
-                // Nobody holds an approved appeal: its manual task belongs to whoever approved it.
+                // Nobody holds an approved appeal: its manual task belongs to whoever approved
+                // it (with four-eyes, either approver).
                 let history = store.history(&record.id).await?;
-                let approve = &self.engine.workflow().bindings().approve;
-                let approver = history.iter().rev().find(|e| &e.transition == approve).map(|e| e.actor.as_str());
-                if approver != Some(actor.name.as_str()) {
+                let b = self.engine.workflow().bindings();
+                let approvals = [Some(&b.approve), b.confirm_approval.as_ref()];
+                let approver = |name: &str| {
+                    let last = history.iter().rev().find(|e| approvals.contains(&Some(&e.transition)));
+                    let first = history.iter().rev().find(|e| e.transition == b.approve);
+                    [last, first].into_iter().flatten().any(|e| e.actor == name)
+                };
+                if !approver(&actor.name) {
                     return Err(ManualTaskError::NotAllowed(
                         "a reviewer marks the manual task done only on an appeal they approved".into(),
                     ));

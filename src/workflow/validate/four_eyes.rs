@@ -80,6 +80,16 @@ pub(super) fn check_four_eyes(
     }
 
     for t in &def.transitions {
+        // Only a first approval enters a waiting state: the guard reads what it records.
+        if waiting.contains_key(t.to.as_str()) {
+            push(
+                entry(t),
+                format!("enters {:?}, where only a `second_approval` may lead (it records the first approval)", t.to),
+            );
+        }
+        if t.guards.contains(&Guard::FourEyes) && t.roles.contains(&Role::Applicant) {
+            push(entry(t), "the `four_eyes` guard is for staff: the applicant may not give a second approval".into());
+        }
         let from_waiting = !t.from.is_empty() && t.from.iter().all(|f| waiting.contains_key(f.as_str()));
         if t.guards.contains(&Guard::FourEyes) && !from_waiting {
             push(

@@ -136,7 +136,7 @@ fn decisions(state: &Shared, console: &Console, d: &AppealDetail) -> Markup {
                 }
             }
             @if let (Some(confirm), Some(back), Some(first)) = (&b.confirm_approval, &b.send_back, &d.first_approval) {
-                @if first.by == console.actor().name || first.claimer.as_deref() == Some(console.actor().name.as_str()) {
+                @if crate::workflow::decide::second_approver(Some(&crate::workflow::Facts { first_approval: Some(first.clone()), ..Default::default() }), console.actor()).is_err() {
                     p.hint #four-eyes { (lang.t("You gave or held this approval: a second staff member must confirm it.", "您给出或认领了此审批：需由另一位工作人员确认。")) }
                 } @else {
                     @if can(confirm) { (form("confirm_approval", lang.t("Confirm the approval", "确认通过"), "")) }
@@ -178,7 +178,13 @@ fn applicant(lang: Lang, a: &ApplicantView) -> Markup {
 
 fn documents(console: &Console, d: &AppealDetail) -> Markup {
     let lang = console.lang;
-    let may_view = holds_claim(console, d) || console.actor().role != Role::Reviewer;
+    // A reviewer reads the documents of an appeal they hold, or whose waiting first
+    // approval they may confirm (as `review::document` serves them).
+    let second = d.first_approval.as_ref().is_some_and(|first| {
+        let facts = crate::workflow::Facts { first_approval: Some(first.clone()), ..Default::default() };
+        crate::workflow::decide::second_approver(Some(&facts), console.actor()).is_ok()
+    });
+    let may_view = holds_claim(console, d) || console.actor().role != Role::Reviewer || second;
     html! {
         section aria-labelledby="documents-title" {
             h2 #documents-title { (lang.t("Documents as submitted", "提交的材料")) }
