@@ -321,7 +321,7 @@ fn print_row(name: &str, case: &str, rows: &str, total: &str, times: &[Duration]
 
 /// Transitions timed on the seeded database and on an empty one.
 const TRANSITIONS: usize = 200;
-/// Rounds of them after the first (alternating which database goes first).
+/// Rounds of them after the first (the two databases interleaved transition by transition).
 const TRANSITION_ROUNDS: usize = 5;
 
 /// `fresh`: an empty database of the same backend, for the transitions' baseline.

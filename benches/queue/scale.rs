@@ -30,20 +30,6 @@ pub async fn progress(intake: &Intake, tickets: &[String], calls: usize) -> (f64
     (pct(&times, 0.50), pct(&times, 0.99))
 }
 
-/// The mean time of one transition (ms): claims then releases on `tickets`, each
-/// sequential, one commit each.
-pub async fn transitions(engine: &Engine, tickets: &[String]) -> f64 {
-    let reviewer = Actor::new("scale", appealflow::domain::Role::Reviewer);
-    let tickets: Vec<TicketNumber> = tickets.iter().map(|t| TicketNumber::parse(t).unwrap()).collect();
-    let start = Instant::now();
-    for name in ["claim", "release"] {
-        for t in &tickets {
-            engine.fire(t, &Fire::new(name), &reviewer, None).await.expect("the seeded appeal is in the queue");
-        }
-    }
-    start.elapsed().as_secs_f64() * 1000.0 / (2 * tickets.len()) as f64
-}
-
 /// A fresh, empty database of the same backend with `n` appeals created through the
 /// engine, waiting in the queue: the baseline's engine and tickets.
 pub fn empty_engine(db: &common::TestDb, clock: Arc<ManualClock>) -> Arc<Engine> {
@@ -59,32 +45,53 @@ pub async fn empty_tickets(engine: &Engine, n: usize) -> Vec<String> {
     tickets
 }
 
-/// Seeded ÷ empty, measured in rounds that alternate the two databases (a claim and its
-/// release leave each appeal where it was, so a round can be repeated): round 0 right
-/// after the seeding and the queue load, as the figure was first taken; then, on SQLite,
-/// after a checkpoint that folds the seeding's write-ahead log into the database file (the
-/// state a database is in once it has run for a while), `rounds` more. Answers every
-/// round's (seeded ms, empty ms).
+/// Seeded ÷ empty, measured in rounds (a claim and its release leave each appeal where it
+/// was, so a round can be repeated). Within a round the two databases take turns
+/// transition by transition — seeded then empty, empty then seeded — so a slow moment of
+/// the machine (an fsync stall, the other core busy) lands on both alike. Round 0 runs
+/// right after the seeding and the queue load; then, after `checkpoint` (on SQLite it
+/// folds the seeding's write-ahead log into the database file, the state a database is in
+/// once it has run for a while), `rounds` more. Answers every round's (seeded ms, empty ms)
+/// per transition.
 pub async fn transition_rounds(
     seeded: (&Engine, &[String]),
     empty: (&Engine, &[String]),
     checkpoint: impl AsyncFn(),
     rounds: usize,
 ) -> Vec<(f64, f64)> {
-    let mut out = vec![(transitions(seeded.0, seeded.1).await, transitions(empty.0, empty.1).await)];
+    let mut out = vec![interleaved(seeded, empty).await];
     checkpoint().await;
-    for i in 0..rounds {
-        // Alternate which goes first, so neither always runs on a warmer machine.
-        let (s, e) = if i % 2 == 0 {
-            let s = transitions(seeded.0, seeded.1).await;
-            (s, transitions(empty.0, empty.1).await)
-        } else {
-            let e = transitions(empty.0, empty.1).await;
-            (transitions(seeded.0, seeded.1).await, e)
-        };
-        out.push((s, e));
+    for _ in 0..rounds {
+        out.push(interleaved(seeded, empty).await);
     }
     out
+}
+
+/// One round: claims then releases, each seeded appeal's transition next to an empty
+/// database's, alternating which goes first; the mean of each side (ms).
+async fn interleaved(seeded: (&Engine, &[String]), empty: (&Engine, &[String])) -> (f64, f64) {
+    let reviewer = Actor::new("scale", appealflow::domain::Role::Reviewer);
+    let parse = |ts: &[String]| ts.iter().map(|t| TicketNumber::parse(t).unwrap()).collect::<Vec<_>>();
+    let (a, b) = (parse(seeded.1), parse(empty.1));
+    let (mut on_seeded, mut on_empty) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    let fire = async |engine: &Engine, t: &TicketNumber, name: &str| {
+        let start = Instant::now();
+        engine.fire(t, &Fire::new(name), &reviewer, None).await.expect("the appeal is in the queue");
+        start.elapsed()
+    };
+    for name in ["claim", "release"] {
+        for (i, (s, e)) in a.iter().zip(&b).enumerate() {
+            if i % 2 == 0 {
+                on_seeded += fire(seeded.0, s, name).await;
+                on_empty += fire(empty.0, e, name).await;
+            } else {
+                on_empty += fire(empty.0, e, name).await;
+                on_seeded += fire(seeded.0, s, name).await;
+            }
+        }
+    }
+    let n = (2 * a.len().min(b.len())) as f64;
+    (on_seeded.as_secs_f64() * 1000.0 / n, on_empty.as_secs_f64() * 1000.0 / n)
 }
 
 /// Formats a p50/p99 pair.
