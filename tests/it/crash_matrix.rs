@@ -131,6 +131,8 @@ const WORKLOAD: &[Step] = &[
     Step::Resubmit("B"),
     Step::Fire("B", "claim"),
     Step::Fire("B", "approve"),
+    // An enterprise's secure phone: four-eyes, a lead gives the second approval.
+    Step::Fire("B", "confirm_approval"),
     Step::Settle,
     Step::Submit("D"),
     // Friday: D's SLA warning and breach fire, C's window (from Monday) closes.
@@ -171,6 +173,7 @@ async fn run_step(p: &Process, clock: &ManualClock, tickets: &mut Tickets, step:
             let (actor, reasons) = match transition {
                 "withdraw" => (Actor::new("applicant", Role::Applicant), vec![]),
                 "reject" => (ann.clone(), vec!["missing_documents: proof_of_payment".to_string()]),
+                "confirm_approval" => (Actor::new("lee", Role::Lead), vec![]),
                 _ => (ann.clone(), vec![]),
             };
             let mut cmd = Fire::new(transition);
