@@ -205,16 +205,16 @@ pub async fn document(
 ) -> Result<Download, ServiceError> {
     let sha = parse_sha256(sha)?;
     let record = load(engine, ticket).await?;
+    let data = appeal_data(&record)?;
     // A reviewer who may give a waiting second approval reads what they confirm.
     let second = engine.workflow().awaits_second_approval(&record.state)
-        && crate::workflow::decide::second_approver(Some(&Engine::snapshot(&record).facts), actor).is_ok();
+        && crate::workflow::decide::second_approver(data.first_approval.as_ref(), actor).is_ok();
     if actor.role == Role::Reviewer && record.assignee.as_deref() != Some(actor.name.as_str()) && !second {
         return Err(ServiceError::NotAllowed(
             "reviewers download an appeal's documents while they hold its claim (or may give its second approval)"
                 .into(),
         ));
     }
-    let data = appeal_data(&record)?;
     let (index, doc) = data
         .draft
         .documents

@@ -38,44 +38,21 @@ fn decided(outcome: CommandOutcome, assignee: Option<String>) -> Response {
     response
 }
 
-/// Fires the transition the workflow binds to `bound` (claim, release, ...).
+/// Fires the transition the workflow binds to `bound` (claim, release, ...); a binding
+/// the workflow may leave out (four-eyes: `confirm_approval`, `send_back`) is a 404 when
+/// it does.
 async fn fire(
     state: &Shared,
     actor: &Actor,
     raw: &str,
-    bound: fn(&Bindings) -> &String,
-    reasons: Vec<String>,
-    pre: &Preconditions,
-) -> ApiResult<Response> {
-    let name = bound(state.engine().workflow().bindings()).clone();
-    fire_named(state, actor, raw, name, reasons, pre).await
-}
-
-/// Fires a four-eyes transition the workflow may bind (`confirm_approval`, `send_back`).
-async fn fire_optional(
-    state: &Shared,
-    actor: &Actor,
-    raw: &str,
-    bound: fn(&Bindings) -> &Option<String>,
-    reasons: Vec<String>,
-    pre: &Preconditions,
-) -> ApiResult<Response> {
-    let Some(name) = bound(state.engine().workflow().bindings()).clone() else {
-        ticket(raw)?;
-        return Err(ApiError::not_found("this workflow has no four-eyes approval (no second approvals to give)"));
-    };
-    fire_named(state, actor, raw, name, reasons, pre).await
-}
-
-async fn fire_named(
-    state: &Shared,
-    actor: &Actor,
-    raw: &str,
-    name: String,
+    bound: fn(&Bindings) -> Option<&String>,
     reasons: Vec<String>,
     pre: &Preconditions,
 ) -> ApiResult<Response> {
     let ticket = ticket(raw)?;
+    let Some(name) = bound(state.engine().workflow().bindings()).cloned() else {
+        return Err(ApiError::not_found("this workflow has no four-eyes approval (no second approvals to give)"));
+    };
     let mut cmd = Fire::new(name);
     cmd.reasons = reasons;
     cmd.expect_version = pre.if_match;
@@ -90,7 +67,7 @@ pub(super) async fn claim(
     pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
-    fire(&state, &staff.0, &raw, |b| &b.claim, vec![], &pre).await
+    fire(&state, &staff.0, &raw, |b| Some(&b.claim), vec![], &pre).await
 }
 
 pub(super) async fn release(
@@ -100,7 +77,7 @@ pub(super) async fn release(
     pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
-    fire(&state, &staff.0, &raw, |b| &b.release, vec![], &pre).await
+    fire(&state, &staff.0, &raw, |b| Some(&b.release), vec![], &pre).await
 }
 
 pub(super) async fn approve(
@@ -110,7 +87,7 @@ pub(super) async fn approve(
     pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
-    fire(&state, &staff.0, &raw, |b| &b.approve, vec![], &pre).await
+    fire(&state, &staff.0, &raw, |b| Some(&b.approve), vec![], &pre).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -127,7 +104,7 @@ pub(super) async fn reject(
     pre: Preconditions,
     JsonBody(body): JsonBody<Rejection>,
 ) -> ApiResult<Response> {
-    fire(&state, &staff.0, &raw, |b| &b.reject, body.reasons, &pre).await
+    fire(&state, &staff.0, &raw, |b| Some(&b.reject), body.reasons, &pre).await
 }
 
 pub(super) async fn confirm_approval(
@@ -137,7 +114,7 @@ pub(super) async fn confirm_approval(
     pre: Preconditions,
     _: NoBody,
 ) -> ApiResult<Response> {
-    fire_optional(&state, &staff.0, &raw, |b| &b.confirm_approval, vec![], &pre).await
+    fire(&state, &staff.0, &raw, |b| b.confirm_approval.as_ref(), vec![], &pre).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -154,7 +131,7 @@ pub(super) async fn send_back(
     pre: Preconditions,
     JsonBody(body): JsonBody<SendBack>,
 ) -> ApiResult<Response> {
-    fire_optional(&state, &staff.0, &raw, |b| &b.send_back, body.reasons, &pre).await
+    fire(&state, &staff.0, &raw, |b| b.send_back.as_ref(), body.reasons, &pre).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

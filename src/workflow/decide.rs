@@ -162,7 +162,7 @@ fn check_guard(guard: Guard, snapshot: Option<&Snapshot>, cmd: &Fire, actor: &Ac
                 _ => Ok(()),
             }
         }
-        Guard::FourEyes => second_approver(snapshot.map(|s| &s.facts), actor),
+        Guard::FourEyes => second_approver(snapshot.and_then(|s| s.facts.first_approval.as_ref()), actor),
     }
 }
 

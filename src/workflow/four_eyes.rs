@@ -6,7 +6,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::decide::Facts;
 use super::names::RiskFact;
 use crate::domain::Actor;
 
@@ -53,10 +52,10 @@ pub struct FirstApproval {
 
 /// Whether `actor` may give (or refuse) the second approval of the first approval the
 /// facts record: never its approver, never the reviewer who held the claim then.
-pub fn second_approver(facts: Option<&Facts>, actor: &Actor) -> Result<(), String> {
+pub fn second_approver(first: Option<&FirstApproval>, actor: &Actor) -> Result<(), String> {
     // Names are compared as people type them: "Ann " and "ann" are one person.
     let same = |a: &str, b: &str| a.trim().to_lowercase() == b.trim().to_lowercase();
-    match facts.and_then(|f| f.first_approval.as_ref()) {
+    match first {
         None => Err("no first approval is recorded on the appeal".into()),
         Some(first) if same(&first.by, &actor.name) => {
             Err(format!("{:?} gave the first approval; a second approval needs someone else", actor.name))

@@ -202,13 +202,10 @@ impl Work {
                 // it (with four-eyes, either approver).
                 let history = store.history(&record.id).await?;
                 let b = self.engine.workflow().bindings();
-                let approvals = [Some(&b.approve), b.confirm_approval.as_ref()];
-                let approver = |name: &str| {
-                    let last = history.iter().rev().find(|e| approvals.contains(&Some(&e.transition)));
-                    let first = history.iter().rev().find(|e| e.transition == b.approve);
-                    [last, first].into_iter().flatten().any(|e| e.actor == name)
-                };
-                if !approver(&actor.name) {
+                let last_by = |t: &String| history.iter().rev().find(|e| &e.transition == t).map(|e| &e.actor);
+                let mut approvers =
+                    [Some(&b.approve), b.confirm_approval.as_ref()].into_iter().flatten().filter_map(last_by);
+                if !approvers.any(|a| a == &actor.name) {
                     return Err(ManualTaskError::NotAllowed(
                         "a reviewer marks the manual task done only on an appeal they approved".into(),
                     ));

@@ -52,6 +52,12 @@ fn holds_claim(console: &Console, d: &AppealDetail) -> bool {
     d.appeal.assignee.as_deref() == Some(console.actor().name.as_str())
 }
 
+/// The appeal waits for a second approval the signed-in staff member may give.
+fn may_give_second_approval(console: &Console, d: &AppealDetail) -> bool {
+    d.first_approval.is_some()
+        && crate::workflow::decide::second_approver(d.first_approval.as_ref(), console.actor()).is_ok()
+}
+
 fn summary(state: &Shared, lang: Lang, d: &AppealDetail) -> Markup {
     let tz = state.engine().workflow().calendar.time_zone;
     html! {
@@ -135,8 +141,8 @@ fn decisions(state: &Shared, console: &Console, d: &AppealDetail) -> Markup {
                     }
                 }
             }
-            @if let (Some(confirm), Some(back), Some(first)) = (&b.confirm_approval, &b.send_back, &d.first_approval) {
-                @if crate::workflow::decide::second_approver(Some(&crate::workflow::Facts { first_approval: Some(first.clone()), ..Default::default() }), console.actor()).is_err() {
+            @if let (Some(confirm), Some(back), Some(_)) = (&b.confirm_approval, &b.send_back, &d.first_approval) {
+                @if !may_give_second_approval(console, d) {
                     p.hint #four-eyes { (lang.t("You gave or held this approval: a second staff member must confirm it.", "您给出或认领了此审批：需由另一位工作人员确认。")) }
                 } @else {
                     @if can(confirm) { (form("confirm_approval", lang.t("Confirm the approval", "确认通过"), "")) }
@@ -180,11 +186,8 @@ fn documents(console: &Console, d: &AppealDetail) -> Markup {
     let lang = console.lang;
     // A reviewer reads the documents of an appeal they hold, or whose waiting first
     // approval they may confirm (as `review::document` serves them).
-    let second = d.first_approval.as_ref().is_some_and(|first| {
-        let facts = crate::workflow::Facts { first_approval: Some(first.clone()), ..Default::default() };
-        crate::workflow::decide::second_approver(Some(&facts), console.actor()).is_ok()
-    });
-    let may_view = holds_claim(console, d) || console.actor().role != Role::Reviewer || second;
+    let may_view =
+        holds_claim(console, d) || console.actor().role != Role::Reviewer || may_give_second_approval(console, d);
     html! {
         section aria-labelledby="documents-title" {
             h2 #documents-title { (lang.t("Documents as submitted", "提交的材料")) }
