@@ -33,6 +33,9 @@ pub fn sample_context() -> serde_json::Value {
         "at": "2026-03-12 10:00 +08:00",
         "first_approver": "li.wei",
         "risk": "rotates the secure phone of an enterprise account",
+        "stop_code": "20481736",
+        "change": "rotates the secure phone",
+        "approver": "li.wei",
     })
 }
 

@@ -229,6 +229,7 @@ impl Planner {
             _ => None,
         };
         let action = action.or_else(|| decision.payload.get("action").and_then(serde_json::Value::as_str));
+        let contact_phone = Contact::of(appeal).phone;
         let reasons =
             if self.templates.mentions(template, "reasons") { self.reasons(appeal, decision).await? } else { vec![] };
         Ok(serde_json::json!({
@@ -240,11 +241,18 @@ impl Planner {
             "deadline": deadline.unwrap_or_default(),
             "action": action.unwrap_or_default(),
             "action_title": action.map(|a| title_of(a, locale.as_str())).unwrap_or_default(),
-            "new_phone": new_phone.map(PhoneNumber::masked).unwrap_or_default(),
+            // The phone an action made secure; before any action, the one it would.
+            "new_phone": new_phone.or(contact_phone.as_ref()).map(PhoneNumber::masked).unwrap_or_default(),
             "at": self.local(now),
             // Four-eyes: who gave the first approval, and why it needs a second.
             "first_approver": appeal.data.pointer("/first_approval/by").cloned().unwrap_or_default(),
             "risk": appeal.data.pointer("/first_approval/rule").cloned().unwrap_or_default(),
+            // Cooling-off: the pending change, its one-time stop code (only in the notice
+            // planned with the decision that issued it), and a stopped change's approver.
+            "stop_code": decision.stop_code.clone().unwrap_or_default(),
+            "change": appeal.data.pointer("/pending_change/rule")
+                .or_else(|| appeal.data.pointer("/disputed/change")).cloned().unwrap_or_default(),
+            "approver": appeal.data.pointer("/disputed/approved_by").cloned().unwrap_or_default(),
         }))
     }
 
@@ -319,8 +327,17 @@ impl Planner {
             .collect(),
             // An effect recorded by an earlier version may name no recipient.
             Some(Recipient::Applicant) | None => Contact::of(appeal).addresses(),
-            // Validation allows them only after an action, which has a `before`.
-            Some(Recipient::SecurityContacts) => before.map(security_contacts).unwrap_or_default(),
+            // After an action, the contacts it replaced; else the account's current ones.
+            Some(Recipient::SecurityContacts) => match before {
+                Some(before) => security_contacts(before),
+                None => match self.store.account(&appeal.account).await? {
+                    Some(account) => security_contacts(
+                        &serde_json::to_value(&account.security)
+                            .map_err(|e| EngineError::Effects(format!("account {}: {e}", appeal.account)))?,
+                    ),
+                    None => Vec::new(),
+                },
+            },
         })
     }
 
@@ -391,6 +408,9 @@ impl Planner {
             cancel: vec![],
             effects: vec![],
             first_approval: None,
+            cooling_off: None,
+            disputes: false,
+            stop_code: None,
         };
         for effect in def.after.iter().filter(|e| e.effect == EffectKind::Notify) {
             let template = effect.template.clone().unwrap_or_default();
@@ -436,6 +456,9 @@ impl Planner {
             cancel: vec![],
             effects: vec![effect.clone()],
             first_approval: None,
+            cooling_off: None,
+            disputes: false,
+            stop_code: None,
         };
         self.plan_effect(appeal, &decision, effect, key, now, uow, None).await
     }

@@ -30,12 +30,14 @@ mod files;
 mod progress;
 mod record;
 mod resubmit;
+mod stop;
 mod submit;
 pub use entity_link::EntityLink;
 pub use error::IntakeError;
 pub use files::{DocumentSource, LocalFiles, NoFiles};
 pub use progress::Progress;
 pub use record::{AppealData, EntityChange, ReplacedDocument};
+pub use stop::{ACCOUNT_HOLDER, Stopped};
 pub use submit::Submitted;
 
 /// A document read from a `file` and checked, not yet stored.

@@ -115,11 +115,23 @@ impl Limits {
 
     /// Counts a progress query by `client` about `ticket` as a wrong answer before it is
     /// answered (so concurrent guesses cannot all pass one check), and refuses it when the
-    /// budgets are spent. A right answer takes the count back ([`Limits::progress_right`]).
+    /// budgets are spent. A right answer takes the count back ([`Limits::answered_right`]).
     pub async fn progress_attempt(&self, ticket: &str, client: &str) -> Result<Attempt, LimitError> {
+        self.guess_attempt(Guess::Progress, ticket, client).await
+    }
+
+    /// Counts an attempt to stop a pending change (ticket + one-time code) as the
+    /// progress query's are counted, under the same budgets but its own counters: a
+    /// wrong code is a wrong answer, and the account holder quoting the right one from
+    /// their own address is never locked out by guesses from elsewhere.
+    pub async fn stop_attempt(&self, ticket: &str, client: &str) -> Result<Attempt, LimitError> {
+        self.guess_attempt(Guess::StopCode, ticket, client).await
+    }
+
+    async fn guess_attempt(&self, guess: Guess, ticket: &str, client: &str) -> Result<Attempt, LimitError> {
         let p = self.progress;
         let now = self.clock.now();
-        let (mine_key, theirs_key) = (progress_key(ticket, Some(client)), progress_key(ticket, None));
+        let (mine_key, theirs_key) = (guess_key(guess, ticket, Some(client)), guess_key(guess, ticket, None));
         let (mine_slot, mine_end) = p.per_client_failures.slot(now);
         let (theirs_slot, theirs_end) = p.per_ticket_failures.slot(now);
         let mine = self.store.count_hit(&mine_key, mine_slot, mine_end).await?;
@@ -134,7 +146,7 @@ impl Limits {
     }
 
     /// The attempt was answered right: it does not count against anyone.
-    pub async fn progress_right(&self, attempt: Attempt) -> Result<(), LimitError> {
+    pub async fn answered_right(&self, attempt: Attempt) -> Result<(), LimitError> {
         for (key, slot) in attempt.keys {
             self.store.uncount_hit(&key, slot).await?;
         }
@@ -162,13 +174,24 @@ pub fn client_key(ip: std::net::IpAddr) -> String {
     }
 }
 
+/// What an outsider guesses, with a ticket: its contact phone, or a stop code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guess {
+    Progress,
+    StopCode,
+}
+
 /// The counter key of a ticket as typed (its digits, at most 32: a malformed ticket
 /// counts like any other), for one client or for everyone.
-fn progress_key(ticket: &str, client: Option<&str>) -> String {
+fn guess_key(guess: Guess, ticket: &str, client: Option<&str>) -> String {
     let digits: String = ticket.chars().filter(char::is_ascii_digit).take(32).collect();
+    let what = match guess {
+        Guess::Progress => "progress",
+        Guess::StopCode => "stop",
+    };
     match client {
-        Some(client) => format!("progress:fail:{digits}:{client}"),
-        None => format!("progress:fail:{digits}"),
+        Some(client) => format!("{what}:fail:{digits}:{client}"),
+        None => format!("{what}:fail:{digits}"),
     }
 }
 
@@ -197,7 +220,8 @@ mod tests {
 
     #[test]
     fn a_ticket_is_keyed_by_its_digits() {
-        assert_eq!(progress_key("1234-5678", Some("10.0.0.1")), "progress:fail:12345678:10.0.0.1");
-        assert_eq!(progress_key("12345678", None), "progress:fail:12345678");
+        assert_eq!(guess_key(Guess::Progress, "1234-5678", Some("10.0.0.1")), "progress:fail:12345678:10.0.0.1");
+        assert_eq!(guess_key(Guess::Progress, "12345678", None), "progress:fail:12345678");
+        assert_eq!(guess_key(Guess::StopCode, "1234-5678", Some("10.0.0.1")), "stop:fail:12345678:10.0.0.1");
     }
 }

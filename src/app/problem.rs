@@ -172,7 +172,7 @@ impl Classify for IntakeError {
                 Problem::new(Kind::Conflict, "not-resubmittable", "Cannot be continued", detail)
             }
             IntakeError::Refused(m) => Problem::new(Kind::Refused, "refused", "Refused by a rule", m.clone()),
-            IntakeError::NoMatch => Problem::not_found(detail),
+            IntakeError::NoMatch | IntakeError::NoPendingChange => Problem::not_found(detail),
             IntakeError::Engine(e) => e.problem(),
             IntakeError::Blob(b) => b.problem(),
         }

@@ -22,7 +22,7 @@ use crate::domain::draft::DraftDocument;
 use crate::domain::{Actor, AppealItem, FieldError, Role, TicketNumber, check_text};
 use crate::engine::{CommandOutcome, Engine, EngineError};
 use crate::store::{AppealRecord, WorkFilter};
-use crate::workflow::{Fire, FirstApproval};
+use crate::workflow::{Dispute, Fire, FirstApproval};
 
 /// The appeal with this ticket, or `NotFound`.
 pub async fn load(engine: &Engine, ticket: &TicketNumber) -> Result<AppealRecord, EngineError> {
@@ -89,6 +89,15 @@ pub struct NotificationView {
     pub sent_at: Option<String>,
 }
 
+/// A change waiting out its cooling-off, as staff see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PendingChangeView {
+    /// The cooling-off rule that holds.
+    pub change: String,
+    pub approved_by: String,
+    pub since: String,
+}
+
 /// An appeal as reviewers see it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AppealDetail {
@@ -104,6 +113,11 @@ pub struct AppealDetail {
     /// Four-eyes: the first approval waiting for a second, different staff member
     /// (while the appeal waits in such a state).
     pub first_approval: Option<FirstApproval>,
+    /// Cooling-off: the approved change waiting to apply (while the appeal waits; never
+    /// its stop code).
+    pub pending_change: Option<PendingChangeView>,
+    /// The account holder stopped an approval of this appeal (kept for good).
+    pub disputed: Option<Dispute>,
     pub actions: Vec<ActionView>,
     pub notifications: Vec<NotificationView>,
 }
@@ -165,6 +179,11 @@ pub async fn detail(engine: &Engine, ticket: &TicketNumber) -> Result<AppealDeta
             .collect(),
         entity_change: data.entity_change,
         first_approval: data.first_approval.filter(|_| engine.workflow().awaits_second_approval(&record.state)),
+        pending_change: data
+            .pending_change
+            .filter(|_| engine.workflow().cools_off(&record.state))
+            .map(|p| PendingChangeView { change: p.rule, approved_by: p.approved_by, since: p.since.to_rfc3339() }),
+        disputed: data.disputed,
         actions,
         notifications,
     })

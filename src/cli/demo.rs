@@ -152,6 +152,18 @@ impl Tour {
         Ok(())
     }
 
+    /// The stop code in the latest "not you?" SMS: what the account holder reads.
+    async fn stop_code(&self) -> Result<String, CliError> {
+        let all = crate::app::admin::notifications(self.engine(), None, None).await?;
+        let sms = all.iter().rev().find(|n| n.template == "change_pending" && n.channel == "sms");
+        let body = sms.map(|n| n.body.as_str()).unwrap_or_default();
+        let code = body
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|run| run.len() == crate::workflow::cooling_off::STOP_CODE_DIGITS)
+            .map(str::to_string);
+        code.ok_or_else(|| CliError::usage("the demo's \"not you?\" SMS carries no stop code"))
+    }
+
     async fn timers_note(&self, ticket: &TicketNumber) -> Result<(), CliError> {
         for t in crate::app::admin::timers(self.engine(), Some(ticket)).await? {
             if t.status == crate::store::TimerStatus::Armed {
@@ -293,9 +305,37 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
         tour.clock.advance(Duration::minutes(30));
         tour.fire(&ticket, confirm, &Actor::new("chen.jing", Role::Lead), &[]).await?;
     }
-    // The worker applies the post-approval actions (each once, by its key), sends the
-    // security notice to the previous phone and email, and closes the appeal.
-    tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
+    // Cooling-off: the approval rotates the secure phone, so nothing applies for 24 hours;
+    // a "not you?" notice with a one-time stop code goes to the account's current secure
+    // phone and security email. Suppose its holder did not ask: they stop the change.
+    if names.stop_change.is_some()
+        && engine.workflow().cools_off(&crate::app::review::load(&engine, &ticket).await?.state)
+    {
+        tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
+        match tour.intake.stop_change(ticket.as_str(), "00000000").await {
+            Err(e) => println!("{:>30}a wrong stop code is refused: {e}", ""),
+            Ok(_) => return Err(CliError::usage("a wrong stop code stopped the change")),
+        }
+        let code = tour.stop_code().await?;
+        tour.clock.advance(Duration::hours(3));
+        let stopped = tour.intake.stop_change(ticket.as_str(), &code).await?;
+        tour.line("stop_change", &stopped.state, "by the account holder, with the code from the notice: disputed");
+        tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
+        // The security team calls the applicant back and approves again: a disputed
+        // appeal needs a second approver, and the change waits out a new cooling-off.
+        tour.clock.advance(Duration::hours(2));
+        tour.fire(&ticket, &names.claim, &reviewer, &[]).await?;
+        tour.fire(&ticket, &names.approve, &reviewer, &[]).await?;
+        if let Some(confirm) = names.confirm_approval.as_deref() {
+            tour.fire(&ticket, confirm, &Actor::new("chen.jing", Role::Lead), &[]).await?;
+        }
+        tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
+        tour.timers_note(&ticket).await?;
+    }
+    // Nobody stops it this time. When the cooling-off ends, the worker applies the
+    // post-approval actions (each once, by its key), sends the security notice to the
+    // previous phone and email, and closes the appeal.
+    tour.advance_to(tour.clock.now() + Duration::hours(25)).await?;
     for a in crate::app::admin::actions(&engine, Some(&ticket), false).await? {
         println!("{:>30}action {} {} (key {})", "", a.action, a.status, a.idempotency_key);
     }

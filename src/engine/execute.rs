@@ -147,7 +147,7 @@ impl Engine {
             };
             // Only the first command's appeal was read ahead.
             preload = None;
-            let decision =
+            let mut decision =
                 decide(&self.workflow, before.as_ref().map(Self::snapshot).as_ref(), &cmd.fire, &cmd.actor, now)?;
             let mut write = match (&cmd.target, &before) {
                 (Target::New(appeal), _) => AppealWrite {
@@ -163,13 +163,15 @@ impl Engine {
                     data_changed: true,
                     expected_version: None,
                 },
-                (_, Some(record)) => write_for(record, &decision),
+                (_, Some(record)) => base_write(record, &decision),
                 (_, None) => unreachable!("only a new appeal has no record"),
             };
             if let (Some(update), Some(record)) = (cmd.update, &before) {
                 write.data = update(record)?;
                 write.data_changed = write.data != record.data;
-                record_first_approval(&mut write, &decision);
+            }
+            if before.is_some() {
+                record_decision(&mut write, &mut decision, &cmd.actor, now);
             }
             let after = self
                 .add(&mut uow, before.as_ref(), write, decision, &cmd.actor, None, now, &mut outcomes, None)

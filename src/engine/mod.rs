@@ -33,7 +33,7 @@ use crate::store::{
     StoreError, TimerFiring, TimerHandler, TimerRecord, TimerVerdict, UnitOfWork,
 };
 use crate::workflow::decide::{TimerSkip, decide, decide_timer};
-use crate::workflow::{Decision, Facts, Fire, Refusal, Snapshot, Workflow};
+use crate::workflow::{Decision, Dispute, Facts, Fire, PendingChange, Refusal, Snapshot, Workflow};
 
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -109,11 +109,9 @@ impl Engine {
             entity_change_linked: record.data.pointer("/entity_change/ticket").is_some_and(|v| !v.is_null()),
             changes_secure_phone: flag("/changes_secure_phone"),
             enterprise_account,
-            first_approval: record
-                .data
-                .get("first_approval")
-                .filter(|v| !v.is_null())
-                .and_then(|v| serde_json::from_value(v.clone()).ok()),
+            first_approval: parsed(record, "first_approval"),
+            pending_change: parsed(record, "pending_change"),
+            disputed: record.data.get("disputed").is_some_and(|v| !v.is_null()),
         }
     }
 
@@ -263,8 +261,8 @@ impl Engine {
             follow_ups.extend(asked);
             if let Some(fire) = follow_ups.pop_front() {
                 let system = Actor::system();
-                let d = decide(&self.workflow, Some(&Self::snapshot(&record)), &fire, &system, now)?;
-                let w = write_for(&record, &d);
+                let mut d = decide(&self.workflow, Some(&Self::snapshot(&record)), &fire, &system, now)?;
+                let w = write_for(&record, &mut d, &system, now);
                 next = Some((w, d, system, None));
             }
             before = Some(record.clone());
@@ -274,19 +272,59 @@ impl Engine {
     }
 }
 
-/// Records a decision's first approval (four-eyes) in the appeal's data.
-fn record_first_approval(write: &mut AppealWrite, decision: &Decision) {
-    if let Some(first) = &decision.first_approval {
+/// A typed part of an appeal's record, when it is there (and parses).
+fn parsed<T: serde::de::DeserializeOwned>(record: &AppealRecord, key: &str) -> Option<T> {
+    record.data.get(key).filter(|v| !v.is_null()).and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// Records what a decision keeps in the appeal's data: a first approval (four-eyes); a
+/// pending change with a fresh one-time stop code (cooling-off: the code goes to the
+/// notice through the decision, only its salted hash into the record); a dispute. A
+/// pending change is dropped when the appeal leaves its cooling-off any other way.
+fn record_decision(write: &mut AppealWrite, decision: &mut Decision, actor: &Actor, now: DateTime<Utc>) {
+    fn set(write: &mut AppealWrite, key: &str, value: impl Serialize) {
         if !write.data.is_object() {
             write.data = serde_json::json!({});
         }
-        write.data["first_approval"] = serde_json::to_value(first).expect("a first approval serialises");
+        write.data[key] = serde_json::to_value(value).expect("appeal data serialises");
         write.data_changed = true;
+    }
+    if let Some(first) = &decision.first_approval {
+        set(write, "first_approval", first);
+    }
+    let pending: Option<PendingChange> =
+        write.data.get("pending_change").and_then(|v| serde_json::from_value(v.clone()).ok());
+    if decision.disputes {
+        let (change, approved_by) =
+            pending.as_ref().map(|p| (p.rule.clone(), p.approved_by.clone())).unwrap_or_default();
+        set(write, "disputed", Dispute { at: now, change, approved_by });
+    }
+    match &decision.cooling_off {
+        Some(rule) => {
+            let (pending, code) = PendingChange::issue(rule.clone(), actor.name.clone(), now);
+            set(write, "pending_change", pending);
+            decision.stop_code = Some(code);
+        }
+        None if decision.changes_state() && write.data.get("pending_change").is_some() => {
+            if let Some(data) = write.data.as_object_mut() {
+                data.remove("pending_change");
+            }
+            write.data_changed = true;
+        }
+        None => {}
     }
 }
 
-fn write_for(record: &AppealRecord, decision: &Decision) -> AppealWrite {
-    let mut write = AppealWrite {
+/// The write a decision makes to an appeal, with what it records in the data.
+fn write_for(record: &AppealRecord, decision: &mut Decision, actor: &Actor, now: DateTime<Utc>) -> AppealWrite {
+    let mut write = base_write(record, decision);
+    record_decision(&mut write, decision, actor, now);
+    write
+}
+
+/// The write a decision makes to an appeal's row, its data as it was.
+fn base_write(record: &AppealRecord, decision: &Decision) -> AppealWrite {
+    AppealWrite {
         id: record.id.clone(),
         ticket: record.ticket.clone(),
         workflow: record.workflow.clone(),
@@ -298,7 +336,5 @@ fn write_for(record: &AppealRecord, decision: &Decision) -> AppealWrite {
         assignee: decision.assignee.clone(),
         data_changed: false,
         expected_version: Some(record.version),
-    };
-    record_first_approval(&mut write, decision);
-    write
+    }
 }

@@ -86,7 +86,7 @@ struct TimerDecider<'a> {
 impl TimerHandler for TimerDecider<'_> {
     async fn decide(&self, timer: &TimerRecord, appeal: &AppealRecord) -> TimerVerdict {
         let engine = self.engine;
-        let decision = match decide_timer(&engine.workflow, &Engine::snapshot(appeal), &timer.name, self.now) {
+        let mut decision = match decide_timer(&engine.workflow, &Engine::snapshot(appeal), &timer.name, self.now) {
             Ok(d) => d,
             Err(skip @ (TimerSkip::Unknown(_) | TimerSkip::NotRunning { .. })) => {
                 return TimerVerdict::Stale(skip.to_string());
@@ -94,7 +94,7 @@ impl TimerHandler for TimerDecider<'_> {
             Err(TimerSkip::Refused(refusal)) => return TimerVerdict::Leave(format!("refused, left armed: {refusal}")),
         };
         let mut uow = UnitOfWork::new(self.now);
-        let write = write_for(appeal, &decision);
+        let write = write_for(appeal, &mut decision, &Actor::system(), self.now);
         let mut outcomes = Vec::new();
         match engine
             .add(

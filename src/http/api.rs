@@ -270,6 +270,15 @@ pub const API: &[ApiRoute] = &[
         .reply(Reply::Json(schema::<Progress>))
         .unkeyed("A query: a repeat changes nothing (it counts against the rate limit)")
         .errors(&[404, 422, 429]),
+    route("POST", "/v1/stop-change", "stop_change")
+        .summary(
+            "The account holder stops a change waiting out its cooling-off, with the one-time code from the \
+             \"not you?\" notice: the appeal returns to review, flagged disputed",
+        )
+        .body(Body::Json(schema::<super::StopChangeQuery>))
+        .reply(Reply::Json(schema::<crate::app::intake::Stopped>))
+        .unkeyed("The code works once: a repeat finds no pending change (404) and changes nothing")
+        .errors(&[404, 422, 429]),
     // Applicants.
     route("POST", "/v1/drafts", "create_draft")
         .summary("Create a draft: its id and its secret (shown once)")

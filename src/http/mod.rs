@@ -134,6 +134,7 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/progress", post(progress))
+        .route("/v1/stop-change", post(stop_change))
         .merge(applicant::routes())
         .merge(api::routes())
         .merge(crate::http::web::routes(max_upload))
@@ -266,12 +267,62 @@ impl AppState {
         let attempt = self.limits.progress_attempt(ticket, &client).await?;
         match self.intake.progress(ticket, phone).await {
             Ok(progress) => {
-                self.limits.progress_right(attempt).await?;
+                self.limits.answered_right(attempt).await?;
                 Ok(progress)
             }
             Err(crate::app::intake::IntakeError::NoMatch) => {
                 tokio::time::sleep_until((arrived + self.config.progress_floor).into()).await;
                 Err(crate::app::intake::IntakeError::NoMatch.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `POST /v1/stop-change`'s body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StopChangeQuery {
+    /// The ticket number the "not you?" notice names
+    ticket: String,
+    /// The one-time stop code from the notice
+    code: String,
+}
+
+/// `POST /v1/stop-change`: the account holder stops a change waiting out its
+/// cooling-off, with the one-time code from the "not you?" notice. The same 404, after
+/// the same floor, for an unknown ticket, no pending change and a wrong code; limited
+/// as the progress query is (its own counters).
+async fn stop_change(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: auth::JsonBody<StopChangeQuery>,
+) -> ApiResult<Response> {
+    let q = body.0;
+    Ok(Json(state.stop_change(peer.ip(), &q.ticket, &q.code).await?).into_response())
+}
+
+impl AppState {
+    /// Stops a pending change under the progress query's limits, as the API and the web
+    /// page both do it.
+    pub async fn stop_change(
+        &self,
+        peer: std::net::IpAddr,
+        ticket: &str,
+        code: &str,
+    ) -> ApiResult<crate::app::intake::Stopped> {
+        let arrived = Instant::now();
+        let client = crate::app::limits::client_key(peer);
+        self.limiter.check(peer)?;
+        let attempt = self.limits.stop_attempt(ticket, &client).await?;
+        match self.intake.stop_change(ticket, code).await {
+            Ok(stopped) => {
+                self.limits.answered_right(attempt).await?;
+                Ok(stopped)
+            }
+            Err(crate::app::intake::IntakeError::NoPendingChange) => {
+                tokio::time::sleep_until((arrived + self.config.progress_floor).into()).await;
+                Err(crate::app::intake::IntakeError::NoPendingChange.into())
             }
             Err(e) => Err(e.into()),
         }

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use super::cooling_off::{Dispute, PendingChange, check_stop_code};
 pub use super::four_eyes::{FirstApproval, second_approver};
 use crate::calendar::{BusinessDays, CalendarDays, CalendarError};
 use crate::domain::{Actor, Role};
@@ -38,6 +39,12 @@ pub struct Facts {
     /// The first approval of a four-eyes approval, while one is recorded.
     #[serde(default)]
     pub first_approval: Option<FirstApproval>,
+    /// The change waiting out its cooling-off, while one is recorded.
+    #[serde(default)]
+    pub pending_change: Option<PendingChange>,
+    /// The account holder stopped an earlier approval of this appeal.
+    #[serde(default)]
+    pub disputed: bool,
 }
 
 impl Facts {
@@ -47,6 +54,7 @@ impl Facts {
             RiskFact::ChangesSecurePhone => self.changes_secure_phone,
             RiskFact::EnterpriseAccount => self.enterprise_account,
             RiskFact::EntityChange => self.entity_change_required,
+            RiskFact::Disputed => self.disputed,
         }
     }
 }
@@ -97,6 +105,16 @@ pub struct Decision {
     /// A first approval to record on the appeal (four-eyes: it now waits for a second).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_approval: Option<FirstApproval>,
+    /// Cooling-off: the rule that holds; the appeal now waits before the change applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooling_off: Option<String>,
+    /// The transition flags the appeal disputed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disputes: bool,
+    /// The one-time stop code the engine issued entering a cooling-off: for the notice
+    /// planned in the same unit of work, never stored in the record or the event.
+    #[serde(skip)]
+    pub stop_code: Option<String>,
 }
 
 impl Decision {
@@ -163,6 +181,7 @@ fn check_guard(guard: Guard, snapshot: Option<&Snapshot>, cmd: &Fire, actor: &Ac
             }
         }
         Guard::FourEyes => second_approver(snapshot.and_then(|s| s.facts.first_approval.as_ref()), actor),
+        Guard::StopCode => check_stop_code(snapshot.and_then(|s| s.facts.pending_change.as_ref()), &cmd.payload),
     }
 }
 
@@ -269,11 +288,22 @@ pub fn decide(
         (Some(sa), Some(s)) => sa.rule_for(|f| s.facts.holds(f)).map(|rule| FirstApproval {
             by: actor.name.clone(),
             claimer: s.assignee.clone(),
-            rule: if rule.description.is_empty() { join(&rule.all) } else { rule.description.clone() },
+            rule: rule.text(),
             at: now,
         }),
         _ => None,
     };
+    // Cooling-off: a change that matches waits before it applies (after any second approval).
+    let cooling_off = match (&first_approval, &t.cooling_off, snapshot) {
+        (None, Some(c), Some(s)) => c.rule_for(|f| s.facts.holds(f)).map(|rule| (c.to.clone(), rule.text())),
+        _ => None,
+    };
+    // The one-time code a stop quotes is spent: it is not kept in the history.
+    if t.guards.contains(&Guard::StopCode)
+        && let Some(p) = payload.as_object_mut()
+    {
+        p.remove("code");
+    }
     // The transition's own effects belong to the approval: not run while it waits.
     let own_effects: &[EffectDef] = if first_approval.is_some() { &[] } else { &t.effects };
     let to = match (&first_approval, &t.second_approval) {
@@ -284,7 +314,16 @@ pub fn decide(
             payload["second_approval"] = serde_json::json!({ "rule": first.rule, "claimer": first.claimer });
             sa.to.clone()
         }
-        _ => t.to.clone(),
+        _ => match &cooling_off {
+            Some((to, rule)) => {
+                if !payload.is_object() {
+                    payload = serde_json::json!({});
+                }
+                payload["cooling_off"] = serde_json::json!({ "rule": rule });
+                to.clone()
+            }
+            None => t.to.clone(),
+        },
     };
     let target = wf.state(&to).expect("validated: transitions name known states");
     let assignee = match snapshot {
@@ -333,6 +372,9 @@ pub fn decide(
             .chain(own_effects.iter().cloned())
             .collect(),
         first_approval,
+        cooling_off: cooling_off.map(|(_, rule)| rule),
+        disputes: t.disputes,
+        stop_code: None,
     })
 }
 
@@ -387,6 +429,9 @@ pub fn decide_timer(
         cancel: vec![],
         effects: effects.to_vec(),
         first_approval: None,
+        cooling_off: None,
+        disputes: false,
+        stop_code: None,
     };
     match part {
         TimerPart::Warning => {

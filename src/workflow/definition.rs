@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Calendar;
 use crate::domain::Role;
 
-pub use super::four_eyes::{RiskRule, SecondApproval};
+pub use super::four_eyes::{RiskRoute, RiskRule};
 pub use super::names::{ActionKind, EffectKind, Guard, Recipient, RiskFact, UnknownName};
 use super::validate::unknown_names;
 pub use super::validate::{template_names, validate};
@@ -208,6 +208,10 @@ pub struct Bindings {
     /// ...or sends it back, with a reason, for review again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_back: Option<String>,
+    /// Cooling-off (optional): the account holder stops a pending change with the
+    /// one-time code from the "not you?" notice (the public stop-change route fires it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_change: Option<String>,
     // ---- states
     /// Where a rejected appeal waits for the applicant to continue it.
     pub window_state: String,
@@ -252,7 +256,16 @@ pub struct TransitionDef {
     /// and enters `second_approval.to` instead of `to`; a second, different staff member
     /// then confirms it (`bindings.confirm_approval`) or sends it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub second_approval: Option<SecondApproval>,
+    pub second_approval: Option<RiskRoute>,
+    /// Cooling-off: when one of its rules holds (and no second approval is asked for),
+    /// the transition enters `cooling_off.to` instead of `to`. A "not you?" notice with
+    /// a one-time stop code goes out from there; a timer moves the appeal on to `to`
+    /// unless the account holder stops the change (`bindings.stop_change`) first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooling_off: Option<RiskRoute>,
+    /// Firing it flags the appeal disputed (the `disputed` risk fact), for good.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disputes: bool,
     #[serde(default)]
     pub description: String,
 }

@@ -9,17 +9,19 @@ use serde::{Deserialize, Serialize};
 use super::names::RiskFact;
 use crate::domain::Actor;
 
-/// Which approvals need a second approver, and where they wait for one.
+/// Where a transition goes instead of its `to` when one of its rules holds: the state
+/// an appeal waits in for a second approval (`second_approval`), or for its cooling-off
+/// to pass (`cooling_off`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SecondApproval {
-    /// The state the appeal waits in for the second approval.
+pub struct RiskRoute {
+    /// The state the appeal waits in.
     pub to: String,
-    /// The rules: a second approval is needed when any holds.
+    /// The rules: the route is taken when any holds.
     pub when: Vec<RiskRule>,
 }
 
-/// One four-eyes rule: every listed fact holds.
+/// One risk rule: every listed fact holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RiskRule {
@@ -29,10 +31,30 @@ pub struct RiskRule {
     pub description: String,
 }
 
-impl SecondApproval {
+impl RiskRoute {
     /// The first rule that holds for an appeal with these facts.
     pub fn rule_for(&self, holds: impl Fn(RiskFact) -> bool) -> Option<&RiskRule> {
         self.when.iter().find(|r| !r.all.is_empty() && r.all.iter().all(|&f| holds(f)))
+    }
+}
+
+impl super::definition::TransitionDef {
+    /// Where the transition goes instead of `to` when a route's rule holds, with what
+    /// the route is called: a second approval's wait (four-eyes), a cooling-off.
+    pub fn risk_routes(&self) -> impl Iterator<Item = (&'static str, &RiskRoute)> {
+        let four_eyes = self.second_approval.iter().map(|r| ("four-eyes", r));
+        four_eyes.chain(self.cooling_off.iter().map(|r| ("cooling-off", r)))
+    }
+}
+
+impl RiskRule {
+    /// How the rule reads to people: its description, else its facts.
+    pub fn text(&self) -> String {
+        if self.description.is_empty() {
+            self.all.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")
+        } else {
+            self.description.clone()
+        }
     }
 }
 

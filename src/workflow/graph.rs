@@ -40,8 +40,8 @@ pub fn render(def: &WorkflowFile, format: GraphFormat) -> String {
                 }
                 for f in &t.from {
                     let _ = writeln!(out, "    {f} --> {}: {}", t.to, label(t));
-                    if let Some(sa) = &t.second_approval {
-                        let _ = writeln!(out, "    {f} --> {}: {} (four-eyes)", sa.to, label(t));
+                    for (why, route) in t.risk_routes() {
+                        let _ = writeln!(out, "    {f} --> {}: {} ({why})", route.to, label(t));
                     }
                 }
             }
@@ -68,9 +68,9 @@ pub fn render(def: &WorkflowFile, format: GraphFormat) -> String {
                 }
                 for f in &t.from {
                     let _ = writeln!(out, "    {f:?} -> {:?} [label={:?}];", t.to, label(t));
-                    if let Some(sa) = &t.second_approval {
-                        let four_eyes = format!("{} (four-eyes)", label(t));
-                        let _ = writeln!(out, "    {f:?} -> {:?} [label={four_eyes:?}, style=dashed];", sa.to);
+                    for (why, route) in t.risk_routes() {
+                        let routed = format!("{} ({why})", label(t));
+                        let _ = writeln!(out, "    {f:?} -> {:?} [label={routed:?}, style=dashed];", route.to);
                     }
                 }
             }

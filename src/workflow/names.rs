@@ -70,6 +70,9 @@ name_enum!(
         /// The second approval of a four-eyes approval: the actor is neither the first
         /// approver nor the reviewer who held the claim when it was given.
         FourEyes = "four_eyes",
+        /// Stopping a pending change: the command's `code` is the one-time code the
+        /// "not you?" notice carried when the appeal entered its cooling-off.
+        StopCode = "stop_code",
     }
 );
 
@@ -78,13 +81,14 @@ impl Guard {
     pub fn needs_reasons(self) -> bool {
         match self {
             Guard::HasReasons | Guard::RejectionReasons => true,
-            Guard::HoldsClaim | Guard::EntityChangeLinked | Guard::FourEyes => false,
+            Guard::HoldsClaim | Guard::EntityChangeLinked | Guard::FourEyes | Guard::StopCode => false,
         }
     }
 }
 
 name_enum!(
-    /// Facts about an appeal a four-eyes rule may combine (`second_approval.when`).
+    /// Facts about an appeal a risk rule may combine (`second_approval.when`,
+    /// `cooling_off.when`).
     RiskFact, "risk fact" {
         /// The approval rotates the account's secure phone (items 1-4, opted in, or
         /// a deregistered enterprise).
@@ -93,6 +97,9 @@ name_enum!(
         EnterpriseAccount = "enterprise_account",
         /// The approval changes the account's verified entity (deregistered enterprise).
         EntityChange = "entity_change",
+        /// The account holder stopped an earlier approval of this appeal in its
+        /// cooling-off (the appeal is flagged disputed).
+        Disputed = "disputed",
     }
 );
 

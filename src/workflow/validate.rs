@@ -10,9 +10,11 @@ use super::names::*;
 use crate::domain::Role;
 
 mod bindings;
+mod cooling_off;
 mod four_eyes;
 
 use bindings::check_bindings;
+use cooling_off::check_cooling_off;
 use four_eyes::check_four_eyes;
 
 /// Roles that stand for people at the appeal desk (who can be alerted and act).
@@ -68,16 +70,18 @@ pub(super) fn unknown_names(def: &mut toml::Table) -> Vec<DefinitionProblem> {
                 });
             }
             effects(&entry, t.get_mut("effects"), &mut push);
-            let rules = t.get_mut("second_approval").and_then(|sa| sa.get_mut("when")).and_then(Value::as_array_mut);
-            for rule in rules.into_iter().flatten() {
-                let Some(all) = rule.get_mut("all").and_then(Value::as_array_mut) else { continue };
-                all.retain(|f| match unknown::<RiskFact>(Some(f)) {
-                    Some(p) => {
-                        push(&entry, p.to_string());
-                        false
-                    }
-                    None => true,
-                });
+            for route in ["second_approval", "cooling_off"] {
+                let rules = t.get_mut(route).and_then(|r| r.get_mut("when")).and_then(Value::as_array_mut);
+                for rule in rules.into_iter().flatten() {
+                    let Some(all) = rule.get_mut("all").and_then(Value::as_array_mut) else { continue };
+                    all.retain(|f| match unknown::<RiskFact>(Some(f)) {
+                        Some(p) => {
+                            push(&entry, p.to_string());
+                            false
+                        }
+                        None => true,
+                    });
+                }
             }
         }
     }
@@ -156,73 +160,63 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
     let known_states = || states.keys().copied().collect::<Vec<_>>().join(", ");
 
     // `issued_in`: the states the appeal is in when the effects are planned (empty when
-    // that is not one state set, e.g. an action's after-effects); `after_action`: the
-    // effects follow a post-approval action (whose replaced contacts they may address).
-    let check_effects = |entry: String,
-                         effects: &[EffectDef],
-                         issued_in: &[&str],
-                         after_action: bool,
-                         push: &mut dyn FnMut(String, String)| {
-        for e in effects {
-            if e.effect != EffectKind::Notify
-                && (e.fallback || e.delivered.is_some() || e.undeliverable.is_some() || e.deadline.is_some())
-            {
-                push(
-                    entry.clone(),
-                    format!(
-                        "only a notify effect takes fallback, delivered, undeliverable or deadline (not {:?})",
-                        e.effect.as_str()
-                    ),
-                );
-            }
-            if let Some(timer) = &e.deadline
-                && !def.timers.iter().any(|t| &t.name == timer)
-            {
-                push(entry.clone(), format!("`deadline`: unknown timer {timer:?}"));
-            }
-            for (key, name) in [("delivered", &e.delivered), ("undeliverable", &e.undeliverable)] {
-                let Some(name) = name else { continue };
-                match transitions.get(name.as_str()) {
-                    None => push(entry.clone(), format!("`{key}`: unknown transition {name:?}")),
-                    Some(t) => {
-                        if !t.roles.contains(&Role::System) {
-                            push(entry.clone(), format!("`{key}`: {name:?} may not be fired by the `system` role"));
-                        }
-                        for s in issued_in {
-                            if !t.from.iter().any(|f| f == s) {
-                                push(
-                                    entry.clone(),
-                                    format!("`{key}`: {name:?} does not fire from {s:?}, where the notice is sent"),
-                                );
+    // that is not one state set, e.g. an action's after-effects).
+    let check_effects =
+        |entry: String, effects: &[EffectDef], issued_in: &[&str], push: &mut dyn FnMut(String, String)| {
+            for e in effects {
+                if e.effect != EffectKind::Notify
+                    && (e.fallback || e.delivered.is_some() || e.undeliverable.is_some() || e.deadline.is_some())
+                {
+                    push(
+                        entry.clone(),
+                        format!(
+                            "only a notify effect takes fallback, delivered, undeliverable or deadline (not {:?})",
+                            e.effect.as_str()
+                        ),
+                    );
+                }
+                if let Some(timer) = &e.deadline
+                    && !def.timers.iter().any(|t| &t.name == timer)
+                {
+                    push(entry.clone(), format!("`deadline`: unknown timer {timer:?}"));
+                }
+                for (key, name) in [("delivered", &e.delivered), ("undeliverable", &e.undeliverable)] {
+                    let Some(name) = name else { continue };
+                    match transitions.get(name.as_str()) {
+                        None => push(entry.clone(), format!("`{key}`: unknown transition {name:?}")),
+                        Some(t) => {
+                            if !t.roles.contains(&Role::System) {
+                                push(entry.clone(), format!("`{key}`: {name:?} may not be fired by the `system` role"));
+                            }
+                            for s in issued_in {
+                                if !t.from.iter().any(|f| f == s) {
+                                    push(
+                                        entry.clone(),
+                                        format!("`{key}`: {name:?} does not fire from {s:?}, where the notice is sent"),
+                                    );
+                                }
                             }
                         }
                     }
                 }
-            }
-            match e.effect {
-                EffectKind::PostApprovalActions => {}
-                EffectKind::Notify => {
-                    match &e.template {
-                        None => push(entry.clone(), "effect \"notify\" needs a template".into()),
-                        Some(t) if !templates.contains(t) => {
-                            push(entry.clone(), format!("unknown template {t:?}: no templates/{t}.*.hbs file"))
+                match e.effect {
+                    EffectKind::PostApprovalActions => {}
+                    EffectKind::Notify => {
+                        match &e.template {
+                            None => push(entry.clone(), "effect \"notify\" needs a template".into()),
+                            Some(t) if !templates.contains(t) => {
+                                push(entry.clone(), format!("unknown template {t:?}: no templates/{t}.*.hbs file"))
+                            }
+                            Some(_) => {}
                         }
-                        Some(_) => {}
-                    }
-                    match e.to {
-                        None => push(entry.clone(), "effect \"notify\" needs a recipient `to`".into()),
-                        Some(Recipient::SecurityContacts) if !after_action => push(
-                            entry.clone(),
-                            "recipient \"security_contacts\" (the contacts an action replaced) is known only \
-                             after an action"
-                                .into(),
-                        ),
-                        Some(Recipient::Applicant | Recipient::Leads | Recipient::SecurityContacts) => {}
+                        match e.to {
+                            None => push(entry.clone(), "effect \"notify\" needs a recipient `to`".into()),
+                            Some(Recipient::Applicant | Recipient::Leads | Recipient::SecurityContacts) => {}
+                        }
                     }
                 }
             }
-        }
-    };
+        };
 
     for s in &def.states {
         if s.terminal && s.outcomes.is_empty() {
@@ -231,7 +225,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         if !s.terminal && !s.outcomes.is_empty() {
             push(state_entry(s), "only a terminal state has outcomes".into());
         }
-        check_effects(state_entry(s), &s.on_enter, &[s.name.as_str()], false, &mut push);
+        check_effects(state_entry(s), &s.on_enter, &[s.name.as_str()], &mut push);
     }
 
     let creations: Vec<&TransitionDef> = def.transitions.iter().filter(|t| t.from.is_empty()).collect();
@@ -270,7 +264,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         if t.roles.is_empty() {
             push(transition_entry(t), "no role may fire it: list at least one role".into());
         }
-        check_effects(transition_entry(t), &t.effects, &[t.to.as_str()], false, &mut push);
+        check_effects(transition_entry(t), &t.effects, &[t.to.as_str()], &mut push);
         if t.reassigns && states.get(t.to.as_str()).is_some_and(|s| !s.held) {
             push(transition_entry(t), format!("`reassigns` needs a held target state, and {:?} is not held", t.to));
         }
@@ -344,12 +338,12 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
             Some(t) => vec![t.to.as_str()],
             None => timer_states.clone(),
         };
-        check_effects(timer_entry(timer), &timer.fires.effects, &fired_in, false, &mut push);
+        check_effects(timer_entry(timer), &timer.fires.effects, &fired_in, &mut push);
         if let Some(w) = &timer.warning {
             if w.at == WarnAt::StartOfLastBusinessDay && !matches!(timer.after, Span::BusinessDays(_)) {
                 push(timer_entry(timer), "warning.at = start_of_last_business_day needs a business_days timer".into());
             }
-            check_effects(timer_entry(timer), &w.effects, &timer_states, false, &mut push);
+            check_effects(timer_entry(timer), &w.effects, &timer_states, &mut push);
         }
     }
 
@@ -365,7 +359,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
         if a.name.is_manual() != a.manual {
             push(entry.clone(), "manual_task, and only it, is done by hand (`manual = true`)".into());
         }
-        check_effects(entry, &a.after, &[], true, &mut push);
+        check_effects(entry, &a.after, &[], &mut push);
     }
 
     // Reachability from the creation transition's target.
@@ -379,7 +373,7 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
             for t in &def.transitions {
                 if t.from.iter().any(|f| f == s) {
                     queue.push_back(t.to.as_str());
-                    queue.extend(t.second_approval.as_ref().map(|sa| sa.to.as_str()));
+                    queue.extend(t.risk_routes().map(|(_, r)| r.to.as_str()));
                 }
             }
         }
@@ -450,5 +444,6 @@ pub fn validate(def: &WorkflowFile, templates: &BTreeSet<String>) -> Vec<Definit
 
     check_bindings(def, &states, &transitions, templates, &mut push);
     check_four_eyes(def, &states, &transitions, &mut push);
+    check_cooling_off(def, &states, &transitions, &mut push);
     out
 }

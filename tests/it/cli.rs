@@ -583,9 +583,12 @@ fn readme_walkthrough_works_as_written() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Four-eyes: ann's approval of a new verified entity waits; lee gives the second.
     assert!(stdout.contains("under_review -> awaiting_second_approval"), "{stdout}");
-    assert!(stdout.contains("awaiting_second_approval -> approved"), "{stdout}");
+    assert!(stdout.contains("awaiting_second_approval -> cooling_off"), "{stdout}");
     assert!(stdout.contains("approve            under_review -> awaiting_second_approval  by ann"), "{stdout}");
-    assert!(stdout.contains("confirm_approval   awaiting_second_approval -> approved  by lee (lead)"), "{stdout}");
+    assert!(stdout.contains("confirm_approval   awaiting_second_approval -> cooling_off  by lee (lead)"), "{stdout}");
+    // Cooling-off: the simulated worker passes 24 hours, the changes apply, it closes.
+    assert!(stdout.contains("cooling_off_elapsed cooling_off -> approved"), "{stdout}");
+    assert!(stdout.contains("complete           approved -> closed  by appealflow (system)"), "{stdout}");
     assert!(stdout.contains("continue  until"), "{stdout}");
 }
 
@@ -648,7 +651,13 @@ fn readme_curl_walkthrough(url: &str, id_key: Option<&str>) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(r#""stage":"received""#), "{stdout}");
-    assert!(stdout.trim_end().ends_with('}') && stdout.contains(r#""outcome":"completed""#), "{stdout}");
+    // The phone rotation waits out its cooling-off: approved, nothing applied yet.
+    assert!(
+        stdout.contains(r#""pending_change":{"change":"rotates the secure phone","approved_by":"lee""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no pending change matches this ticket number and stop code"), "{stdout}");
+    assert!(stdout.trim_end().ends_with('}') && stdout.contains(r#""stage":"approved""#), "{stdout}");
     // Even at debug level, the service's log never holds a phone number, an ID number,
     // a token or a draft secret (the walk-through used all four).
     let log = std::fs::read_to_string(&log_path).unwrap();

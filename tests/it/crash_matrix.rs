@@ -135,7 +135,8 @@ const WORKLOAD: &[Step] = &[
     Step::Fire("B", "confirm_approval"),
     Step::Settle,
     Step::Submit("D"),
-    // Friday: D's SLA warning and breach fire, C's window (from Monday) closes.
+    // Friday: D's SLA warning and breach fire, C's window (from Monday) closes, and A's
+    // and B's cooling-off (secure phones) end on the way: their changes apply.
     Step::RunUntil("2026-03-13T00:00:01+08:00"),
     Step::Fire("D", "withdraw"),
     Step::Settle,

@@ -136,7 +136,9 @@ async fn a_high_risk_approval_waits_for_a_second_staff_member_who_confirms_or_se
 
     let confirmed = h.post(&path(&t, "confirm-approval"), &h.tokens.bob, None, &[]).await;
     assert_eq!(confirmed.status, 200, "{}", confirmed.text());
-    assert_eq!(confirmed.json()["state"], "approved");
+    // The phone rotation then waits out its cooling-off (tests/it/cooling_off.rs).
+    assert_eq!(confirmed.json()["state"], "cooling_off");
+    crate::common::pass_cooling_off(h.engine(), &t).await;
     h.drain().await;
     let d = h.detail(&t).await;
     assert_eq!((d["state"].as_str(), d["outcome"].as_str()), (Some("closed"), Some("completed")));
@@ -152,7 +154,7 @@ async fn a_high_risk_approval_waits_for_a_second_staff_member_who_confirms_or_se
             row("approve", "awaiting_second_approval", "ann"),
             row("send_back", "submitted", "bob"),
             row("approve", "awaiting_second_approval", "lee"),
-            row("confirm_approval", "approved", "bob"),
+            row("confirm_approval", "cooling_off", "bob"),
         ]
     );
     let sent_back = d["history"].as_array().unwrap().iter().find(|e| e["transition"] == "send_back").unwrap();
@@ -170,10 +172,10 @@ async fn an_approval_that_is_not_high_risk_needs_no_second_approver(db: TestDb) 
     let t = h.held_by_ann(Kind::Individual).await;
     let approved = h.post(&path(&t, "approve"), &h.tokens.ann, None, &[]).await;
     assert_eq!(approved.status, 200, "{}", approved.text());
-    assert_eq!(approved.json()["state"], "approved");
+    assert_eq!(approved.json()["state"], "cooling_off", "no second approval; the phone rotation cools off");
     // There is nothing to confirm: the route answers the state it is in.
     let late = h.post(&path(&t, "confirm-approval"), &h.tokens.bob, None, &[]).await.problem(409);
-    assert_eq!(late["state"], "approved", "{late}");
+    assert_eq!(late["state"], "cooling_off", "{late}");
 }
 
 #[test]

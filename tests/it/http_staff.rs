@@ -90,7 +90,7 @@ pub(crate) struct Harness {
 pub(crate) struct Reply {
     pub(crate) status: u16,
     content_type: String,
-    headers: reqwest::header::HeaderMap,
+    pub(crate) headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -194,7 +194,7 @@ impl Harness {
         Reply { status, content_type, headers, body }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         path: &str,
@@ -519,6 +519,7 @@ async fn queue_lists_open_appeals_by_review_deadline_breached_first_and_pages(db
     h.fire(&z, "claim", &ann(), &[]).await;
     let w = h.held_by_ann(Kind::Individual).await;
     h.fire(&w, "approve", &ann(), &[]).await;
+    common::pass_cooling_off(h.engine(), &w).await;
 
     let page = h.get("/v1/queue", &h.tokens.bob).await;
     assert_eq!(page.status, 200, "{}", page.text());
@@ -920,6 +921,7 @@ async fn detail_shows_case_documents_actions_and_notifications_never_a_full_reci
     h.fire(&t, "approve", &ann(), &[]).await;
     // An enterprise's secure phone: a second approver confirms (tests/it/four_eyes.rs).
     h.fire(&t, "confirm_approval", &Actor::new("bob", Role::Reviewer), &[]).await;
+    common::pass_cooling_off(h.engine(), &t).await;
     h.drain().await;
     let reply = h.get(&format!("/v1/appeals/{}", t.as_str()), &h.tokens.bob).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -1021,7 +1023,8 @@ async fn lead_reassigns_a_claim_and_every_decision_records_who_made_it(db: TestD
     let a = approved.json();
     let keys: BTreeSet<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, BTreeSet::from(["ticket", "transition", "from", "state", "outcome", "version", "replayed"]));
-    assert_eq!((a["from"].clone(), a["state"].clone()), (json!("under_review"), json!("approved")));
+    // A secure-phone rotation: it waits out its cooling-off (tests/it/cooling_off.rs).
+    assert_eq!((a["from"].clone(), a["state"].clone()), (json!("under_review"), json!("cooling_off")));
 
     let events = h.events(&t).await;
     let who: Vec<(&str, &str, Role)> =
@@ -1219,7 +1222,10 @@ async fn openapi_describes_every_route_the_router_serves_and_nothing_else(db: Te
         assert!(keyed != op["x-repeat"].is_string(), "{p}: keyed {keyed}, x-repeat {}", op["x-repeat"]);
     }
     let unkeyed: BTreeSet<&str> = API.iter().filter(|r| r.unkeyed.is_some()).map(|r| r.operation).collect();
-    assert_eq!(unkeyed, BTreeSet::from(["add_document", "create_draft", "facial_recognition", "progress"]));
+    assert_eq!(
+        unkeyed,
+        BTreeSet::from(["add_document", "create_draft", "facial_recognition", "progress", "stop_change"])
+    );
     let upload = &doc["paths"]["/v1/drafts/{id}/documents"]["post"]["responses"];
     assert!(upload["201"].is_object() && upload["200"].is_object(), "a repeated upload answers 200: {upload}");
     // Every link leads to an operation of the document and fills only parameters it has.

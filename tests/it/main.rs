@@ -12,6 +12,7 @@ mod applicant_view;
 mod browser;
 mod calendar;
 mod cli;
+mod cooling_off;
 mod crash_matrix;
 mod four_eyes;
 mod http_applicant;

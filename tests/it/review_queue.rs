@@ -161,6 +161,7 @@ async fn queue_filters_by_item_scenario_and_assignee_and_counts_each_open_state(
     h.fire(&t, "approve", &ann, &[]).await;
     // A deregistered enterprise's new entity: four-eyes, bob confirms.
     h.fire(&t, "confirm_approval", &bob, &[]).await;
+    common::pass_cooling_off(&h.engine, &t).await;
 
     let ask = |item, scenario, assignee| QueueQuery { item, scenario, assignee, ..Default::default() };
     let page = h.queue(ask(Some(AppealItem::DetachMfa), None, AssigneeFilter::Any)).await;
@@ -234,6 +235,7 @@ async fn queue_reads_on_after_a_cursor_through_ties_and_appeals_without_a_deadli
         let t = h.create(&format!("done{i}"), &["reset_password"], None).await;
         h.fire(&t, "claim", &reviewer, &[]).await;
         h.fire(&t, "approve", &reviewer, &[]).await;
+        common::pass_cooling_off(&h.engine, &t).await;
     }
     for (i, hour) in [1, 2, 2, 26, 50].into_iter().enumerate() {
         h.clock.set(common::monday_morning() + chrono::Duration::hours(hour));

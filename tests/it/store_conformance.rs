@@ -132,19 +132,22 @@ async fn a_failure_at_any_point_of_a_commit_leaves_no_trace_not_even_a_job(db: T
     let engine = engine(&db, clock);
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
+    // The approval waits out its cooling-off; its end applies it, with every effect.
+    engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), None).await.unwrap();
+    let system = appealflow::domain::Actor::system();
     let before = db.store.row_counts().await.unwrap();
     let record_before = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
     let scope = db.store.scope().to_string();
     for point in ["commit.after_changes", "commit.after_rows", "commit.before_commit"] {
         failpoint::arm(&scope, point, Mode::Error, 1);
-        let err = engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), Some("approve-1")).await.unwrap_err();
+        let err = engine.fire(&t, &Fire::new("cooling_off_elapsed"), &system, Some("elapse-1")).await.unwrap_err();
         failpoint::disarm(&scope);
         assert!(matches!(err, EngineError::Store(_)), "{point}: {err}");
         assert_eq!(db.store.row_counts().await.unwrap(), before, "nothing at all after a failure at {point}");
         assert_eq!(db.store.appeal_by_ticket(&t).await.unwrap().unwrap(), record_before);
     }
     // The same command then goes through, with the same idempotency key.
-    let out = engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), Some("approve-1")).await.unwrap();
+    let out = engine.fire(&t, &Fire::new("cooling_off_elapsed"), &system, Some("elapse-1")).await.unwrap();
     assert_eq!(out.state, "approved");
     let after = db.store.row_counts().await.unwrap();
     assert_eq!(after.events, before.events + 1);
@@ -313,7 +316,7 @@ async fn only_the_claim_holder_may_decide(db: TestDb) {
         "{err}"
     );
     let lead = appealflow::domain::Actor::new("lee", appealflow::domain::Role::Lead);
-    assert_eq!(engine.fire(&t, &Fire::new("approve"), &lead, None).await.unwrap().state, "approved");
+    assert_eq!(engine.fire(&t, &Fire::new("approve"), &lead, None).await.unwrap().state, "cooling_off");
 }
 
 async fn leaving_a_state_cancels_its_timers_and_they_never_act(db: TestDb) {
@@ -322,14 +325,15 @@ async fn leaving_a_state_cancels_its_timers_and_they_never_act(db: TestDb) {
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), None).await.unwrap();
+    common::pass_cooling_off(&engine, &t).await;
     clock.advance(Duration::days(30));
     let runs = engine.run_due_timers(100).await.unwrap();
     // Only the approved state's own timer acts (the completion is overdue); the review
-    // SLA and the claim expiry were cancelled on leaving review.
+    // SLA, the claim expiry and the cooling-off were cancelled on leaving their states.
     let names: Vec<_> = runs.iter().map(|r| (r.timer.name.as_str(), r.outcome)).collect();
     assert_eq!(names, [("completion_overdue", "fired")]);
     let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
-    assert_eq!((record.state.as_str(), record.version), ("approved", 4));
+    assert_eq!((record.state.as_str(), record.version), ("approved", 5));
 }
 
 async fn reject_and_deliver(engine: &appealflow::engine::Engine, t: &appealflow::domain::TicketNumber) {
@@ -571,6 +575,7 @@ async fn a_conditional_write_that_no_longer_holds_fails_the_whole_unit_of_work(d
     let t = engine.create(&request("acme"), &applicant(), None).await.unwrap().ticket;
     engine.fire(&t, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     engine.fire(&t, &Fire::new("approve"), &reviewer("ann"), None).await.unwrap();
+    common::pass_cooling_off(&engine, &t).await;
     let record = db.store.appeal_by_ticket(&t).await.unwrap().unwrap();
     let action = db.store.actions(&Default::default()).await.unwrap().remove(0);
     let done = |at| {

@@ -237,9 +237,24 @@ async fn approval_applies_every_action_once_sends_the_security_notice_and_closes
     assert!(none.unwrap().is_empty(), "no account action before the second approval");
     let second = Actor::new("bea", Role::Lead);
     h.work.engine().fire(&t, &Fire::new("confirm_approval"), &second, None).await.unwrap();
+    // The secure phone rotates: the change waits out its 24-hour cooling-off, and the
+    // "not you?" notice goes to the phone and email it would replace.
     h.run_until("2026-03-09T10:01:00+08:00").await;
     let record = h.record(&t).await;
+    assert_eq!(record.state, "cooling_off");
+    let none = h.db.store.actions(&WorkFilter { appeal_id: Some(record.id.clone()), ..Default::default() }).await;
+    assert!(none.unwrap().is_empty(), "no account action during the cooling-off");
+    let pending: Vec<_> = h.notifications(&t).await.into_iter().filter(|n| n.template == "change_pending").collect();
+    let to: Vec<_> = pending.iter().map(|n| (n.channel.as_str(), n.recipient.as_str())).collect();
+    assert_eq!(to, [("sms", "+8613900001111"), ("email", "it@acme.example")]);
+    assert!(pending.iter().all(|n| n.status.to_string() == "sent"), "{pending:?}");
+    h.run_until("2026-03-10T10:00:00+08:00").await;
+    assert_eq!(h.record(&t).await.state, "cooling_off", "24 hours have not passed");
+    h.run_until("2026-03-10T10:01:00+08:00").await;
+    let record = h.record(&t).await;
     assert_eq!((record.state.as_str(), record.outcome.as_deref()), ("closed", Some("completed")));
+    let ended = h.db.store.history(&record.id).await.unwrap();
+    assert!(ended.iter().any(|e| e.transition == "cooling_off_elapsed" && e.actor == "appealflow"), "{ended:?}");
     let actions =
         h.db.store.actions(&WorkFilter { appeal_id: Some(record.id.clone()), ..Default::default() }).await.unwrap();
     let names: Vec<_> = actions.iter().map(|a| (a.action.as_str(), a.status.as_str(), a.attempts)).collect();
@@ -257,7 +272,7 @@ async fn approval_applies_every_action_once_sends_the_security_notice_and_closes
     assert!(!account.security.mfa_attached && !account.security.security_questions_set);
     assert_eq!(account.security.ip_logon_mask, None);
     // Running again changes nothing: every action's key was applied once, in the ledger.
-    h.run_until("2026-03-09T10:02:00+08:00").await;
+    h.run_until("2026-03-10T10:02:00+08:00").await;
     let ledger = h.db.store.ledger().await.unwrap();
     let mut keys: Vec<&str> = ledger.iter().map(|(k, _)| k.as_str()).collect();
     keys.sort_unstable();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use appealflow::domain::{Actor, Role};
-use appealflow::workflow::definition::{DefinitionProblem, template_names, validate};
+use appealflow::workflow::definition::{DefinitionProblem, RiskRoute, template_names, validate};
 use appealflow::workflow::graph::{GraphFormat, render};
 use appealflow::workflow::{
     DefinitionError, Facts, Fire, FirstApproval, Refusal, Snapshot, Workflow, decide, decide_timer,
@@ -153,14 +153,15 @@ fn shipped_definition_loads() {
             "submitted",
             "under_review",
             "awaiting_second_approval",
+            "cooling_off",
             "approved",
             "rejected",
             "resubmission_window",
             "closed"
         ]
     );
-    assert_eq!(wf.def.transitions.len(), 19);
-    assert_eq!(wf.def.timers.len(), 5);
+    assert_eq!(wf.def.transitions.len(), 21);
+    assert_eq!(wf.def.timers.len(), 6);
     assert_eq!(wf.creation().name, "submit");
     for t in [
         "appeal_received",
@@ -175,10 +176,12 @@ fn shipped_definition_loads() {
         "completion_overdue",
         "second_approval_needed",
         "approval_sent_back",
+        "change_pending",
+        "change_disputed",
     ] {
         assert!(wf.templates.contains(t), "template {t} not found");
     }
-    assert_eq!(wf.templates.len(), 14, "{:?}", wf.templates);
+    assert_eq!(wf.templates.len(), 16, "{:?}", wf.templates);
 }
 
 #[test]
@@ -793,11 +796,18 @@ fn mermaid_graph_has_an_edge_for_every_source_of_every_transition() {
             edges += 1;
         }
     }
-    // 16 transitions with one source, `reassign` with two, `withdraw` with four, `submit` from [*].
-    assert_eq!(edges, 23);
-    // The four-eyes branch of `approve` has its own edge.
+    // 18 transitions with one source, `reassign` with two, `withdraw` with five, `submit` from [*].
+    assert_eq!(edges, 26);
+    // The four-eyes and cooling-off branches have their own edges.
     assert!(
         lines.contains(&"under_review --> awaiting_second_approval: approve [reviewer|lead|admin] (four-eyes)"),
+        "{out}"
+    );
+    assert!(lines.contains(&"under_review --> cooling_off: approve [reviewer|lead|admin] (cooling-off)"), "{out}");
+    assert!(
+        lines.contains(
+            &"awaiting_second_approval --> cooling_off: confirm_approval [reviewer|lead|admin] (cooling-off)"
+        ),
         "{out}"
     );
     assert!(lines.contains(&"closed --> [*]"), "{out}");
@@ -886,7 +896,18 @@ prop_compose! {
         // Four-eyes: none, or a first approval by the actor, by someone else, or by
         // someone else while the actor held the claim.
         first in 0u8..4,
+        // Cooling-off: a dispute on record; a pending change, and whether the command
+        // quotes its code (0: no code, 1: a wrong one, 2: the right one).
+        disputed in any::<bool>(),
+        pending in any::<bool>(),
+        quote in 0u8..3,
     ) -> Case {
+        let (pending_change, code) = appealflow::workflow::PendingChange::issue("a change".into(), "first".into(), now());
+        let payload = match quote {
+            0 => serde_json::Value::Null,
+            1 => serde_json::json!({ "code": "12345678" }),
+            _ => serde_json::json!({ "code": code }),
+        };
         let assignee = match holder {
             0 => None,
             1 => Some(actor_name.clone()),
@@ -910,12 +931,14 @@ prop_compose! {
                         rule: "a rule".into(),
                         at: now(),
                     }),
+                    pending_change: pending.then_some(pending_change),
+                    disputed,
                 },
             },
             fire: Fire {
                 transition,
                 reasons,
-                payload: serde_json::Value::Null,
+                payload,
                 expect_version,
             },
             actor: Actor::new(actor_name, role),
@@ -935,13 +958,25 @@ proptest! {
         match (&result, wf.transition(&fire.transition)) {
             (Ok(d), Some(t)) => {
                 prop_assert_eq!(&d.transition, &t.name);
-                // Four-eyes: a high-risk approval enters the state it waits in instead.
-                let to = match &t.second_approval {
-                    Some(sa) if sa.rule_for(|f| snapshot.facts.holds(f)).is_some() => &sa.to,
-                    _ => &t.to,
-                };
+                // Four-eyes: a high-risk approval enters the state it waits in instead;
+                // else a change with a cooling-off enters its cooling-off state.
+                fn holds<'r>(r: &'r Option<RiskRoute>, s: &Snapshot) -> Option<&'r String> {
+                    r.as_ref().filter(|r| r.rule_for(|f| s.facts.holds(f)).is_some()).map(|r| &r.to)
+                }
+                let waits = holds(&t.second_approval, snapshot);
+                let cools = waits.is_none().then(|| holds(&t.cooling_off, snapshot)).flatten();
+                let to = waits.or(cools).unwrap_or(&t.to);
                 prop_assert_eq!(&d.to, to);
-                prop_assert_eq!(d.first_approval.is_some(), to != &t.to);
+                prop_assert_eq!(d.first_approval.is_some(), waits.is_some());
+                prop_assert_eq!(d.cooling_off.is_some(), cools.is_some());
+                prop_assert_eq!(d.disputes, t.disputes);
+                // Only the right code stops a pending change, and it is not kept.
+                if t.guards.contains(&appealflow::workflow::Guard::StopCode) {
+                    let pending = snapshot.facts.pending_change.as_ref();
+                    let code = fire.payload.get("code").and_then(|c| c.as_str());
+                    prop_assert!(pending.zip(code).is_some_and(|(p, c)| p.matches(c)));
+                    prop_assert!(d.payload.get("code").is_none(), "{:?}", d.payload);
+                }
                 // Whoever gives a second approval is neither the first approver nor the
                 // claimer, however the name is cased or spaced.
                 if t.guards.contains(&appealflow::workflow::Guard::FourEyes) {
@@ -1209,16 +1244,19 @@ fn shipped_workflow_binds_every_name_the_code_relies_on() {
     assert_eq!(wf.review_states(), ["submitted", "under_review", "awaiting_second_approval"]);
     assert_eq!(b.confirm_approval.as_deref(), Some("confirm_approval"));
     assert_eq!(b.send_back.as_deref(), Some("send_back"));
+    assert_eq!(b.stop_change.as_deref(), Some("stop_change"));
     assert_eq!(wf.window_timer().name, "resubmission_window");
     assert_eq!(wf.window_expiry_outcome(), Some("expired"));
     assert_eq!(wf.target(&b.claim), Some("under_review"));
-    assert_eq!(binding_keys().len(), 23);
+    assert_eq!(binding_keys().len(), 24);
 }
 
 #[test]
 fn refuses_a_workflow_lacking_any_binding_naming_the_binding() {
-    // The four-eyes bindings are optional: a workflow without `second_approval` has none.
-    for key in binding_keys().into_iter().filter(|k| k != "confirm_approval" && k != "send_back") {
+    // The four-eyes and cooling-off bindings are optional: a workflow without
+    // `second_approval` or `cooling_off` has none (refusing their absence is theirs).
+    let optional = ["confirm_approval", "send_back", "stop_change"];
+    for key in binding_keys().into_iter().filter(|k| !optional.contains(&k.as_str())) {
         let problems = refused_edit(|t| {
             t.get_mut("bindings").and_then(Value::as_table_mut).unwrap().remove(&key);
         });
@@ -1311,21 +1349,6 @@ fn reports_unknown_guards_effects_recipients_and_actions_with_every_other_proble
 }
 
 #[test]
-fn refuses_security_contacts_outside_an_action() {
-    let problems = refused_edit(|t| {
-        named(t, "transitions", "approve").insert(
-            "effects".into(),
-            Value::Array(vec![effect(
-                r#"effect = "notify"
-                   template = "security_notice"
-                   to = "security_contacts""#,
-            )]),
-        );
-    });
-    assert_only_problem(&problems, "transitions.approve", &["\"security_contacts\"", "only after an action"]);
-}
-
-#[test]
 fn every_implemented_name_parses_back_from_its_text() {
     use appealflow::workflow::{ActionKind, EffectKind, Guard, Recipient};
     for g in Guard::ALL {
@@ -1346,7 +1369,7 @@ fn every_implemented_name_parses_back_from_its_text() {
     assert_eq!(
         err,
         "unknown guard \"is_a_friday\" (known: holds_claim, has_reasons, rejection_reasons, entity_change_linked, \
-         four_eyes)"
+         four_eyes, stop_code)"
     );
     // Every guard, effect, recipient and action the shipped definition names is one.
     let wf = shipped();

@@ -18,6 +18,9 @@ pub enum IntakeError {
     /// Deliberately the same for an unknown ticket and a wrong phone number.
     #[error("no appeal matches this ticket number and phone number")]
     NoMatch,
+    /// Deliberately the same for an unknown ticket, no change pending and a wrong code.
+    #[error("no pending change matches this ticket number and stop code")]
+    NoPendingChange,
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("document store: {0}")]

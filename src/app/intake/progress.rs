@@ -82,6 +82,8 @@ impl Intake {
                 previous_documents: Vec::new(),
                 verification: None,
                 first_approval: None,
+                pending_change: None,
+                disputed: None,
             };
             let now = chrono::Utc::now();
             AppealRecord {
@@ -132,7 +134,8 @@ fn progress_of(
     } else if entered_by(&b.claim) || wf.awaits_second_approval(state) {
         // A first approval waiting for a second approver is still under review.
         "under_review"
-    } else if entered_by(&b.approve) {
+    } else if entered_by(&b.approve) || wf.cools_off(state) {
+        // Approved; the change waits out its cooling-off before it applies.
         "approved"
     } else if entered_by(&b.reject) || state == b.window_state {
         "rejected"

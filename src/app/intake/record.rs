@@ -36,6 +36,13 @@ pub struct AppealData {
     /// A first approval waiting for a second approver (four-eyes), once given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_approval: Option<crate::workflow::FirstApproval>,
+    /// A change waiting out its cooling-off (the stop code's salted hash), while one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_change: Option<crate::workflow::PendingChange>,
+    /// The account holder stopped an approval of this appeal: kept for good, through
+    /// resubmissions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disputed: Option<crate::workflow::Dispute>,
 }
 
 impl AppealData {

@@ -72,6 +72,8 @@ impl Intake {
             previous_documents: replaced,
             verification: Some(account.verification),
             first_approval: None,
+            pending_change: None,
+            disputed: previous.disputed.clone(),
         };
         let value = serde_json::to_value(&data).expect("appeal data serialises");
         let mut cmd = Fire::new(b.resubmit.clone());

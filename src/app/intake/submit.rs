@@ -55,6 +55,8 @@ impl Intake {
             previous_documents: vec![],
             verification: Some(account.verification),
             first_approval: None,
+            pending_change: None,
+            disputed: None,
         };
         let new = NewAppeal {
             account: account.name.clone(),

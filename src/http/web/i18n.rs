@@ -103,6 +103,9 @@ impl Lang {
             "awaiting_second_approval" => {
                 ("Approved once, waiting for a second approver", "已初审通过，等待第二人审批")
             }
+            "cooling_off" => {
+                ("Approved: the change waits for the account holder to object", "已批准：变更等待账号持有人确认无异议")
+            }
             "approved" => ("Approved", "审核通过"),
             "rejected" => ("Rejected", "审核未通过"),
             "resubmission_window" => ("Rejected: documents may be added", "未通过：可补充材料"),

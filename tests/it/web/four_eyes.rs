@@ -1,6 +1,6 @@
 //! Four-eyes approval in the console, in a real browser: the first approver sees that
 //! someone else must confirm (and no button to do it), a lead sends the approval back with
-//! a reason, and confirms the next one.
+//! a reason, and confirms the next one, which then waits out its cooling-off.
 
 use appealflow::domain::{Actor, Role, TicketNumber};
 use appealflow::workflow::Fire;
@@ -67,8 +67,10 @@ async fn a_lead_sends_back_and_then_confirms_a_high_risk_approval_in_the_console
         approved_once_by_rita(&site, Some(&ticket)).await;
         b.goto(&page).await;
         b.click("#confirm_approval").await;
-        wait_text(b, "#state", "Approved").await;
-        assert_eq!(state_of(&site, &ticket).await, "approved");
+        // The secure phone rotates: the change waits out its cooling-off, shown as such.
+        wait_text(b, "#state", "the change waits for the account holder to object").await;
+        assert_eq!(state_of(&site, &ticket).await, "cooling_off");
+        wait_text(b, "#pending-change", "leo").await;
         let history = wait_text(b, "#history", "confirm_approval").await;
         assert!(history.contains("leo"), "the history names the second approver: {history}");
     })

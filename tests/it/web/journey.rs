@@ -159,6 +159,14 @@ async fn applicant_and_reviewer_take_an_appeal_from_start_to_closed(db: TestDb) 
                     wait_text(s, "#state", "Approved").await;
                 })
                 .await;
+            // The secure phone rotates after a 24-hour cooling-off nobody stops: the
+            // worker sends the "not you?" notice, then ends the cooling-off when it is due.
+            site.settle().await;
+            b.step("cooling-off");
+            check_progress(&site, b, &ticket).await;
+            let stage = b.text("#stage").await;
+            assert!(stage.contains("Approved"), "{stage}");
+            site.clock.advance(chrono::Duration::hours(25));
             site.settle().await;
 
             b.step("closed");

@@ -6,6 +6,7 @@
 mod console;
 mod four_eyes;
 mod journey;
+mod stop;
 mod uploads;
 
 use std::path::{Path, PathBuf};

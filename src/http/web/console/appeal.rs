@@ -76,6 +76,18 @@ fn summary(state: &Shared, lang: Lang, d: &AppealDetail) -> Markup {
                 dt { (lang.t("First approval", "第一审批")) }
                 dd #first-approval { (first.by) " — " (lang.t("needs a second approver:", "需第二人审批：")) " " (first.rule) }
             }
+            @if let Some(p) = &d.pending_change {
+                dt { (lang.t("Cooling-off", "冷静期")) }
+                dd #pending-change { (p.approved_by) " — " (p.change) ": " (lang.t(
+                    "waits for the account holder to object before anything is applied",
+                    "在应用任何变更前等待账号持有人提出异议")) }
+            }
+            @if let Some(dispute) = &d.disputed {
+                dt { (lang.t("Disputed", "有争议")) }
+                dd #disputed .notice.warning { (lang.t(
+                    "the account holder stopped an approved change", "账号持有人阻止了已批准的变更"))
+                    " (" (dispute.change) ", " (dispute.approved_by) ", " (lang.when_text(tz, &dispute.at.to_rfc3339())) ")" }
+            }
             @if d.entity_change.required {
                 dt { (lang.t("Entity change", "主体变更")) }
                 dd { @match &d.entity_change.ticket {

@@ -9,6 +9,7 @@ mod documents;
 mod prepare;
 mod progress;
 mod start;
+mod stop;
 mod submit;
 mod upload;
 
@@ -39,6 +40,7 @@ pub fn routes() -> Router<Shared> {
         .route("/appeal/submitted", get(submit::submitted))
         .route("/progress", get(progress::page).post(progress::check))
         .route("/appeal/continue", post(progress::resubmit))
+        .route("/stop", get(stop::page).post(stop::stop))
 }
 
 /// The header's links on the applicant's pages.

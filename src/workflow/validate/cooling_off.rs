@@ -1,0 +1,105 @@
+//! Cooling-off checked: a transition's `cooling_off` names a state an appeal can wait
+//! in, a timer there moves it on to where the transition was headed, only the route
+//! enters it (it records the pending change and its stop code), and the
+//! `bindings.stop_change` transition stops it with the `stop_code` guard.
+
+use super::*;
+
+pub(super) fn check_cooling_off(
+    def: &WorkflowFile,
+    states: &BTreeMap<&str, &StateDef>,
+    transitions: &BTreeMap<&str, &TransitionDef>,
+    push: &mut dyn FnMut(String, String),
+) {
+    let entry = |t: &TransitionDef| format!("transitions.{}", t.name);
+    // Each cooling-off state, with the state the change takes effect in.
+    let mut cooling: BTreeMap<&str, &str> = BTreeMap::new();
+    for t in &def.transitions {
+        let Some(c) = &t.cooling_off else { continue };
+        match states.get(c.to.as_str()) {
+            None => push(entry(t), format!("`cooling_off.to`: unknown state {:?}", c.to)),
+            Some(s) if s.terminal || s.held => push(
+                entry(t),
+                format!(
+                    "`cooling_off.to`: {:?} must be neither terminal nor held (nobody holds a claim on it)",
+                    s.name
+                ),
+            ),
+            Some(_) if c.to == t.to => {
+                push(entry(t), format!("`cooling_off.to`: {:?} is where the transition goes anyway", c.to))
+            }
+            Some(_) => {
+                if cooling.insert(c.to.as_str(), t.to.as_str()).is_some_and(|other| other != t.to) {
+                    push(entry(t), format!("`cooling_off.to`: {:?} already holds changes headed elsewhere", c.to));
+                }
+            }
+        }
+        if t.from.is_empty() {
+            push(entry(t), "`cooling_off`: the transition that creates an appeal has no change to hold".into());
+        }
+        if c.when.is_empty() {
+            push(entry(t), "`cooling_off.when`: list at least one rule".into());
+        }
+        for (i, rule) in c.when.iter().enumerate() {
+            if rule.all.is_empty() {
+                push(entry(t), format!("`cooling_off.when[{i}].all`: list at least one fact"));
+            }
+        }
+        if t.second_approval.as_ref().is_some_and(|sa| sa.to == c.to) {
+            push(entry(t), format!("`cooling_off.to`: {:?} is also where it waits for a second approval", c.to));
+        }
+    }
+
+    // A timer in each cooling-off state moves the appeal on to where the change was headed.
+    for (&state, &target) in &cooling {
+        let moves_on = def.timers.iter().any(|timer| {
+            timer.states.iter().any(|s| s == state)
+                && timer
+                    .fires
+                    .transition
+                    .as_deref()
+                    .and_then(|name| transitions.get(name))
+                    .is_some_and(|t| t.to == target && t.from.iter().any(|f| f == state))
+        });
+        if !moves_on {
+            push(
+                format!("states.{state}"),
+                format!(
+                    "a cooling-off state needs a timer that fires a transition into {target:?}, where the change takes effect"
+                ),
+            );
+        }
+    }
+
+    let at = "bindings.stop_change".to_string();
+    match (&def.bindings.stop_change, cooling.is_empty()) {
+        (None, false) => push(at, "required: a transition has a `cooling_off`".into()),
+        (Some(_), true) => push(at, "no transition has a `cooling_off` for it to stop".into()),
+        (None, true) => {}
+        (Some(name), false) => match transitions.get(name.as_str()) {
+            None => push(at, format!("unknown transition {name:?}")),
+            Some(t) => {
+                if !t.guards.contains(&Guard::StopCode) {
+                    push(at.clone(), format!("{name:?} must carry the `stop_code` guard"));
+                }
+                if cooling.values().any(|&target| target == t.to) {
+                    push(at, format!("{name:?} must not enter {:?}, where the change it stops takes effect", t.to));
+                }
+            }
+        },
+    }
+
+    for t in &def.transitions {
+        // Only a cooling-off route enters a cooling-off state: it records the pending change.
+        if cooling.contains_key(t.to.as_str()) {
+            push(
+                entry(t),
+                format!("enters {:?}, where only a `cooling_off` may lead (it records the pending change)", t.to),
+            );
+        }
+        let from_cooling = !t.from.is_empty() && t.from.iter().all(|f| cooling.contains_key(f.as_str()));
+        if t.guards.contains(&Guard::StopCode) && !from_cooling {
+            push(entry(t), "the `stop_code` guard needs a transition that fires only from cooling-off states".into());
+        }
+    }
+}
