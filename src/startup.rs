@@ -166,12 +166,19 @@ pub(crate) fn engine(
     clock: Arc<dyn Clock>,
     config: &WorkConfig,
 ) -> Result<(Arc<Engine>, Arc<Planner>), StartupError> {
-    let workflow = Arc::new(load_workflow(workflows_dir, DEFAULT_WORKFLOW)?);
-    let templates = Templates::load(&workflow.dir.join("templates"))?;
+    let versions = Arc::new(load_versions(workflows_dir, DEFAULT_WORKFLOW)?);
+    let workflow = versions.newest().clone();
+    let templates = Templates::load(&crate::workflow::versions::templates_dir(&workflow.dir))?;
     let planner =
-        Arc::new(Planner::new(store.clone(), workflow.clone(), Arc::new(templates), config.lead_emails.clone()));
+        Arc::new(Planner::new(store.clone(), versions.clone(), Arc::new(templates), config.lead_emails.clone()));
     planner.check_templates()?;
-    Ok((Arc::new(Engine::new(store, workflow, clock, planner.clone())), planner))
+    Ok((Arc::new(Engine::new(store, workflow, clock, planner.clone()).with_versions(versions)), planner))
+}
+
+/// Loads every version of `workflows_dir/NAME/` and its migrations, with the calendars of
+/// `workflows_dir/calendars/`.
+pub fn load_versions(workflows_dir: &Path, name: &str) -> Result<crate::workflow::Versions, DefinitionError> {
+    crate::workflow::Versions::load(&workflows_dir.join(name), &workflows_dir.join("calendars"))
 }
 
 /// The worker's steps: where notifications and account changes go.

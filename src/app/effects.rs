@@ -21,7 +21,7 @@ use crate::store::{
 use crate::workflow::Fire;
 use crate::workflow::decide::timer_due;
 use crate::workflow::definition::{ActionDef, ActionFacts, ActionKind, EffectDef, EffectKind, Recipient};
-use crate::workflow::{Decision, Workflow};
+use crate::workflow::{Decision, Versions, Workflow};
 
 /// One addressee of a notification.
 struct Address {
@@ -106,32 +106,35 @@ fn security_contacts(before: &serde_json::Value) -> Vec<Address> {
 
 pub struct Planner {
     store: Arc<dyn Store>,
-    workflow: Arc<Workflow>,
+    /// Every loaded version of the workflow: an appeal's effects are planned on its own.
+    versions: Arc<Versions>,
     templates: Arc<Templates>,
     /// A distribution list that gets the leads' alerts besides every lead token's email.
     leads: Vec<String>,
 }
 
 impl Planner {
-    pub fn new(store: Arc<dyn Store>, workflow: Arc<Workflow>, templates: Arc<Templates>, leads: Vec<String>) -> Self {
-        Planner { store, workflow, templates, leads }
+    pub fn new(store: Arc<dyn Store>, versions: Arc<Versions>, templates: Arc<Templates>, leads: Vec<String>) -> Self {
+        Planner { store, versions, templates, leads }
     }
 
     /// Checks that every notification the workflow can send has the variants its
     /// recipients need (SMS and email for applicants and security contacts, email for
     /// leads) in every locale: a gap is an error at start.
     pub fn check_templates(&self) -> Result<(), TemplateError> {
-        let def = &self.workflow.def;
-        let mut effects: Vec<&EffectDef> = def.states.iter().flat_map(|s| &s.on_enter).collect();
-        effects.extend(def.transitions.iter().flat_map(|t| &t.effects));
-        for t in &def.timers {
-            effects.extend(&t.fires.effects);
-            if let Some(w) = &t.warning {
-                effects.extend(&w.effects);
+        let mut effects: Vec<&EffectDef> = Vec::new();
+        for def in self.versions.all().map(|wf| &wf.def) {
+            effects.extend(def.states.iter().flat_map(|s| &s.on_enter));
+            effects.extend(def.transitions.iter().flat_map(|t| &t.effects));
+            for t in &def.timers {
+                effects.extend(&t.fires.effects);
+                if let Some(w) = &t.warning {
+                    effects.extend(&w.effects);
+                }
             }
-        }
-        for a in &def.actions {
-            effects.extend(&a.after);
+            for a in &def.actions {
+                effects.extend(&a.after);
+            }
         }
         for e in effects.into_iter().filter(|e| e.effect == EffectKind::Notify) {
             let (Some(template), Some(to)) = (&e.template, e.to) else { continue };
@@ -144,6 +147,12 @@ impl Planner {
             }
         }
         Ok(())
+    }
+
+    /// The version of the workflow an appeal runs on (the newest when it is not loaded:
+    /// the engine refuses to decide on such an appeal before anything is planned).
+    fn workflow_of(&self, appeal: &AppealRecord) -> &Workflow {
+        self.versions.get(appeal.workflow_version).unwrap_or_else(|| self.versions.newest())
     }
 
     /// The reviewer leads: the email of every lead whose token is not revoked, and the
@@ -159,7 +168,7 @@ impl Planner {
     }
 
     fn local(&self, at: DateTime<Utc>) -> String {
-        at.with_timezone(&self.workflow.calendar.time_zone).format("%Y-%m-%d %H:%M %:z").to_string()
+        at.with_timezone(&self.versions.newest().calendar.time_zone).format("%Y-%m-%d %H:%M %:z").to_string()
     }
 
     /// When `timer` falls due for this appeal: as this decision arms it, as it is armed,
@@ -192,8 +201,9 @@ impl Planner {
                 return Ok(Some(t.due_at));
             }
         }
-        let Some(def) = self.workflow.timer(timer) else { return Ok(None) };
-        Ok(timer_due(&self.workflow, def, now).ok().map(|(due, _)| due))
+        let wf = self.workflow_of(appeal);
+        let Some(def) = wf.timer(timer) else { return Ok(None) };
+        Ok(timer_due(wf, def, now).ok().map(|(due, _)| due))
     }
 
     /// The most recent reasons given on the appeal: this decision's, else its history's.
@@ -249,7 +259,10 @@ impl Planner {
             "risk": appeal.data.pointer("/first_approval/rule").cloned().unwrap_or_default(),
             // Cooling-off: the pending change, its one-time stop code (only in the notice
             // planned with the decision that issued it), and a stopped change's approver.
-            "stop_code": decision.stop_code.clone().unwrap_or_default(),
+            // Only ever to the account's security contacts (never the applicant, who may be
+            // the one the cooling-off guards against).
+            "stop_code": decision.stop_code.clone().filter(|_| effect.to == Some(Recipient::SecurityContacts))
+                .unwrap_or_default(),
             "change": appeal.data.pointer("/pending_change/rule")
                 .or_else(|| appeal.data.pointer("/disputed/change")).cloned().unwrap_or_default(),
             "approver": appeal.data.pointer("/disputed/approved_by").cloned().unwrap_or_default(),
@@ -367,10 +380,11 @@ impl Planner {
                     changes_secure_phone: data.changes_secure_phone,
                     entity_change: data.entity_change.required,
                 };
-                let defs = self.workflow.def.actions_for(&facts);
+                let wf = self.workflow_of(appeal);
+                let defs = wf.def.actions_for(&facts);
                 if defs.is_empty() {
                     // Nothing to apply: the approval completes in the same commit.
-                    let mut fire = Fire::new(self.workflow.def.bindings.completion.clone());
+                    let mut fire = Fire::new(wf.def.bindings.completion.clone());
                     fire.payload = serde_json::json!({ "actions": 0 });
                     return Ok(Some(fire));
                 }

@@ -1,17 +1,19 @@
 //! Abuse limits: budgets counted in the database, so every `serve` process on one
 //! database grants one budget between them (fixed windows on the engine's clock).
 //!
-//! The progress query (ticket + phone) is the one place an outsider can guess: its
-//! budgets are designed so guessing stays bounded per ticket while nobody can lock the
-//! owner out by guessing wrong from elsewhere:
+//! The progress query (ticket + phone) and the stop-change route (ticket + one-time code)
+//! are where an outsider can guess: their budgets (each its own counters) are designed so
+//! guessing stays bounded per ticket while nobody can lock the owner out by guessing
+//! wrong from elsewhere:
 //!
 //! - every client address has a request budget (process-local, in the HTTP layer);
 //! - wrong answers are counted per (ticket, client) — a client that guessed wrong
 //!   `per_client_failures` times in the window is refused *for that ticket only*;
 //! - wrong answers are also counted per ticket; once a ticket has had
-//!   `per_ticket_failures` in a day, each client may guess wrong on it at most once a
-//!   day, so many addresses together get one guess each — and the owner, who answers
-//!   right the first time from their own address, is still answered.
+//!   `per_ticket_failures` in a day, each client may guess wrong on it at most once per
+//!   `per_client_failures` window, so many addresses together get one guess each a
+//!   window — and the owner, who answers right the first time from their own address,
+//!   is still answered.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -147,6 +147,10 @@ impl From<&TimerRecord> for TimerView {
 pub struct AppealView {
     pub ticket: String,
     pub account: String,
+    /// The workflow the appeal runs on, and its version (the one it started on, or the
+    /// one a migration moved it to).
+    pub workflow: String,
+    pub workflow_version: i64,
     pub state: String,
     pub outcome: Option<String>,
     pub version: i64,
@@ -181,6 +185,8 @@ fn view(review_sla: &str, record: &AppealRecord, history: &[EventRecord], timers
     AppealView {
         ticket: record.ticket.to_string(),
         account: record.account.clone(),
+        workflow: record.workflow.clone(),
+        workflow_version: record.workflow_version,
         state: record.state.clone(),
         outcome: record.outcome.clone(),
         version: record.version,

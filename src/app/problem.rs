@@ -135,9 +135,9 @@ impl Classify for EngineError {
                     .with(json!({ "open_ticket": ticket, "state": state }))
             }
             EngineError::Stale(_) => Problem::new(Kind::Conflict, "conflict", "Conflict", detail),
-            EngineError::Refused(Refusal::Calendar(_)) | EngineError::Effects(_) | EngineError::Store(_) => {
-                Problem::internal(detail)
-            }
+            EngineError::Refused(Refusal::Calendar(_) | Refusal::NotLoaded(_))
+            | EngineError::Effects(_)
+            | EngineError::Store(_) => Problem::internal(detail),
         }
     }
 }

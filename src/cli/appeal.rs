@@ -88,6 +88,22 @@ pub(super) async fn appeal(ctx: &Context, cmd: AppealCommand) -> Result<(), CliE
                 println!("time zone {}", progress.time_zone);
             }
         }
+        AppealCommand::Migrate { tickets, to, actor: name } => {
+            let engine = ctx.engine().await?;
+            let who = actor(&name, crate::domain::Role::Admin)?;
+            // Every ticket is checked before any appeal moves.
+            let tickets = tickets.iter().map(|t| app::parse_ticket(t)).collect::<Result<Vec<_>, _>>()?;
+            for ticket in &tickets {
+                let out = engine.migrate(ticket, to, &who).await?;
+                println!(
+                    "{}: migrated to v{to}: {} -> {} (version {})",
+                    out.ticket,
+                    out.from.as_deref().unwrap_or(""),
+                    out.state,
+                    out.version
+                );
+            }
+        }
         AppealCommand::Show { ticket, json } => {
             let engine = ctx.engine().await?;
             let view = app::show(&engine, &app::parse_ticket(&ticket)?).await?;
@@ -96,6 +112,7 @@ pub(super) async fn appeal(ctx: &Context, cmd: AppealCommand) -> Result<(), CliE
             } else {
                 println!("ticket     {}", view.ticket);
                 println!("account    {}", view.account);
+                println!("workflow   {} v{}", view.workflow, view.workflow_version);
                 println!(
                     "state      {}{}",
                     view.state,

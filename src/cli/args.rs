@@ -196,6 +196,9 @@ pub enum WorkflowCommand {
         /// The graph's notation.
         #[arg(long, default_value = "mermaid", value_parser = graph_format())]
         format: GraphFormat,
+        /// Draw this version (default: the newest).
+        #[arg(long)]
+        version: Option<u32>,
     },
 }
 
@@ -259,6 +262,19 @@ pub enum AppealCommand {
     },
     /// Fire a transition.
     Fire(FireArgs),
+    /// Move appeals in flight to another version of their workflow, as the loaded
+    /// migration between the two versions says (state mapping, timers kept or re-armed).
+    Migrate {
+        /// The appeals' ticket numbers.
+        #[arg(required = true)]
+        tickets: Vec<String>,
+        /// The version to move them to.
+        #[arg(long)]
+        to: i64,
+        /// Who migrates them (recorded on each appeal's history).
+        #[arg(long)]
+        actor: String,
+    },
     /// Link the entity-change request of a deregistered enterprise's appeal.
     LinkEntityChange {
         /// The deregistered enterprise's appeal (its ticket number).

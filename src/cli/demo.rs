@@ -322,12 +322,17 @@ pub async fn run(database_url: Option<&str>, workflows: &Path, db: &DbOptions) -
         tour.line("stop_change", &stopped.state, "by the account holder, with the code from the notice: disputed");
         tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
         // The security team calls the applicant back and approves again: a disputed
-        // appeal needs a second approver, and the change waits out a new cooling-off.
+        // appeal needs a second approver — not chen.jing, who approved the stopped change
+        // — and the change waits out a new cooling-off.
         tour.clock.advance(Duration::hours(2));
         tour.fire(&ticket, &names.claim, &reviewer, &[]).await?;
         tour.fire(&ticket, &names.approve, &reviewer, &[]).await?;
         if let Some(confirm) = names.confirm_approval.as_deref() {
-            tour.fire(&ticket, confirm, &Actor::new("chen.jing", Role::Lead), &[]).await?;
+            match engine.fire(&ticket, &Fire::new(confirm), &Actor::new("chen.jing", Role::Lead), None).await {
+                Err(e) => println!("{:>30}{confirm} by chen.jing refused: {e}", ""),
+                Ok(_) => return Err(CliError::usage("the stopped change's approver confirmed it again")),
+            }
+            tour.fire(&ticket, confirm, &Actor::new("zhou.min", Role::Lead), &[]).await?;
         }
         tour.advance_to(tour.clock.now() + Duration::minutes(1)).await?;
         tour.timers_note(&ticket).await?;

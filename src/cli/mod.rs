@@ -25,7 +25,6 @@ use crate::domain::Role;
 use crate::domain::document::DocumentLimits;
 use crate::engine::{Clock, Engine, EngineError, ErrorClass, ManualClock, SystemClock};
 use crate::startup::{self, Application, DEFAULT_DATABASE_URL, DEFAULT_WORKFLOW, IntakeConfig, Settings, StartupError};
-use crate::workflow::Workflow;
 use crate::workflow::graph::render;
 
 pub use args::*;
@@ -371,16 +370,23 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
         Command::Workflow(WorkflowCommand::Check { dir }) => {
             let (dir, workflows) = workflow_dir(dir, &workflows);
             match load_dir(&dir, &workflows) {
-                Ok(wf) => println!(
-                    "{}: workflow {:?} v{} is valid ({} states, {} transitions, {} timers, calendar {})",
-                    dir.join("workflow.toml").display(),
-                    wf.name(),
-                    wf.def.workflow.version,
-                    wf.def.states.len(),
-                    wf.def.transitions.len(),
-                    wf.def.timers.len(),
-                    wf.calendar.name
-                ),
+                Ok(versions) => {
+                    for wf in versions.all() {
+                        println!(
+                            "{}: workflow {:?} v{} is valid ({} states, {} transitions, {} timers, calendar {})",
+                            wf.dir.join("workflow.toml").display(),
+                            wf.name(),
+                            wf.def.workflow.version,
+                            wf.def.states.len(),
+                            wf.def.transitions.len(),
+                            wf.def.timers.len(),
+                            wf.calendar.name
+                        );
+                    }
+                    for m in versions.migrations() {
+                        println!("{}: migration v{} -> v{} is valid", m.file.display(), m.from, m.to);
+                    }
+                }
                 Err(e) => {
                     // Every reason on stdout, one per line; the error itself stays one line.
                     for p in &e.0 {
@@ -390,9 +396,16 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
                 }
             }
         }
-        Command::Workflow(WorkflowCommand::Graph { dir, format }) => {
+        Command::Workflow(WorkflowCommand::Graph { dir, format, version }) => {
             let (dir, workflows) = workflow_dir(dir, &workflows);
-            let wf = load_dir(&dir, &workflows).map_err(|e| CliError::usage(one_line(&e)))?;
+            let versions = load_dir(&dir, &workflows).map_err(|e| CliError::usage(one_line(&e)))?;
+            let wf = match version {
+                None => versions.newest(),
+                Some(v) => versions.get(i64::from(v)).ok_or_else(|| {
+                    let loaded: Vec<String> = versions.all().map(|w| w.def.workflow.version.to_string()).collect();
+                    CliError::usage(format!("--version: no version {v} is loaded (loaded: {})", loaded.join(", ")))
+                })?,
+            };
             print!("{}", render(&wf.def, format));
         }
         Command::Appeal(cmd) => appeal::appeal(&ctx, cmd).await?,
@@ -410,11 +423,12 @@ pub async fn run(cli: Cli, explicit_database: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A workflow directory's calendars come from its parent's `calendars/` when present.
-fn load_dir(dir: &Path, workflows: &Path) -> Result<Workflow, crate::workflow::DefinitionError> {
+/// A workflow directory's versions and migrations; its calendars come from its parent's
+/// `calendars/` when present.
+fn load_dir(dir: &Path, workflows: &Path) -> Result<crate::workflow::Versions, crate::workflow::DefinitionError> {
     let calendars =
         dir.parent().map(|p| p.join("calendars")).filter(|c| c.is_dir()).unwrap_or_else(|| workflows.join("calendars"));
-    Workflow::load(dir, &calendars)
+    crate::workflow::Versions::load(dir, &calendars)
 }
 
 /// Hides a password in a database URL before printing it.

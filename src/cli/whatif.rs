@@ -63,7 +63,10 @@ pub(super) async fn whatif(ctx: &Context, args: WhatifArgs) -> Result<(), CliErr
     let engine = ctx.engine().await?;
     let mut proposed = match &args.workflow {
         Some(dir) => {
-            load_dir(dir, &ctx.workflows).map_err(|e| CliError::usage(format!("--workflow: {}", one_line(&e))))?
+            let versions =
+                load_dir(dir, &ctx.workflows).map_err(|e| CliError::usage(format!("--workflow: {}", one_line(&e))))?;
+            // The proposal is the folder's newest version.
+            Workflow::clone(versions.newest())
         }
         None => Workflow::clone(engine.workflow()),
     };

@@ -147,8 +147,11 @@ impl Engine {
             };
             // Only the first command's appeal was read ahead.
             preload = None;
-            let mut decision =
-                decide(&self.workflow, before.as_ref().map(Self::snapshot).as_ref(), &cmd.fire, &cmd.actor, now)?;
+            let wf = match &before {
+                Some(record) => self.workflow_of(record)?,
+                None => &self.workflow,
+            };
+            let mut decision = decide(wf, before.as_ref().map(Self::snapshot).as_ref(), &cmd.fire, &cmd.actor, now)?;
             let mut write = match (&cmd.target, &before) {
                 (Target::New(appeal), _) => AppealWrite {
                     id: uuid::Uuid::new_v4().to_string(),
@@ -253,7 +256,7 @@ impl Engine {
     }
 }
 
-fn commit_error(e: CommitError) -> EngineError {
+pub(super) fn commit_error(e: CommitError) -> EngineError {
     match e {
         CommitError::Conflict { state, version } => EngineError::Conflict { state, version },
         CommitError::Stale(what) => EngineError::Stale(what),

@@ -11,10 +11,12 @@ pub mod clock;
 mod command;
 mod error;
 mod execute;
+mod migrate;
 mod timers;
 
 pub use command::{BatchReads, Command, CommandOutcome, DataUpdate, EffectPlanner, Keyed, NewAppeal, Planned, Target};
 pub use error::{EngineError, ErrorClass};
+pub use migrate::MIGRATE;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,11 +35,14 @@ use crate::store::{
     StoreError, TimerFiring, TimerHandler, TimerRecord, TimerVerdict, UnitOfWork,
 };
 use crate::workflow::decide::{TimerSkip, decide, decide_timer};
-use crate::workflow::{Decision, Dispute, Facts, Fire, PendingChange, Refusal, Snapshot, Workflow};
+use crate::workflow::{Decision, Dispute, Facts, Fire, PendingChange, Refusal, Snapshot, Versions, Workflow};
 
 pub struct Engine {
     store: Arc<dyn Store>,
+    /// The newest version: what new appeals start on.
     workflow: Arc<Workflow>,
+    /// Every loaded version: an appeal is decided on the one it runs on.
+    versions: Arc<Versions>,
     clock: Arc<dyn Clock>,
     effects: Arc<dyn EffectPlanner>,
 }
@@ -57,7 +62,31 @@ impl Engine {
         clock: Arc<dyn Clock>,
         effects: Arc<dyn EffectPlanner>,
     ) -> Self {
-        Engine { store, workflow, clock, effects }
+        let versions = Arc::new(Versions::single(workflow.clone()));
+        Engine { store, workflow, versions, clock, effects }
+    }
+
+    /// The engine with several versions of its workflow loaded (the newest is the one new
+    /// appeals start on).
+    pub fn with_versions(mut self, versions: Arc<Versions>) -> Self {
+        self.workflow = versions.newest().clone();
+        self.versions = versions;
+        self
+    }
+
+    pub fn versions(&self) -> &Arc<Versions> {
+        &self.versions
+    }
+
+    /// The version of the workflow an appeal runs on: the one it started on, or the one a
+    /// migration moved it to. Refused when that version is not loaded.
+    pub fn workflow_of(&self, record: &AppealRecord) -> Result<&Arc<Workflow>, EngineError> {
+        self.versions.get(record.workflow_version).ok_or_else(|| {
+            EngineError::Refused(Refusal::NotLoaded(format!(
+                "appeal {} runs on {} v{}, which is not loaded (load its folder v{}, or migrate the appeal)",
+                record.ticket, record.workflow, record.workflow_version, record.workflow_version
+            )))
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -112,6 +141,7 @@ impl Engine {
             first_approval: parsed(record, "first_approval"),
             pending_change: parsed(record, "pending_change"),
             disputed: record.data.get("disputed").is_some_and(|v| !v.is_null()),
+            stopped_approver: record.data.pointer("/disputed/approved_by").and_then(|v| v.as_str()).map(str::to_string),
         }
     }
 
@@ -261,7 +291,7 @@ impl Engine {
             follow_ups.extend(asked);
             if let Some(fire) = follow_ups.pop_front() {
                 let system = Actor::system();
-                let mut d = decide(&self.workflow, Some(&Self::snapshot(&record)), &fire, &system, now)?;
+                let mut d = decide(self.workflow_of(&record)?, Some(&Self::snapshot(&record)), &fire, &system, now)?;
                 let w = write_for(&record, &mut d, &system, now);
                 next = Some((w, d, system, None));
             }
@@ -324,6 +354,11 @@ fn write_for(record: &AppealRecord, decision: &mut Decision, actor: &Actor, now:
 
 /// The write a decision makes to an appeal's row, its data as it was.
 fn base_write(record: &AppealRecord, decision: &Decision) -> AppealWrite {
+    row_write(record, &decision.to, decision.outcome.clone(), decision.assignee.clone())
+}
+
+/// The write that moves an appeal's row to `state` (its data as it was).
+fn row_write(record: &AppealRecord, state: &str, outcome: Option<String>, assignee: Option<String>) -> AppealWrite {
     AppealWrite {
         id: record.id.clone(),
         ticket: record.ticket.clone(),
@@ -331,9 +366,9 @@ fn base_write(record: &AppealRecord, decision: &Decision) -> AppealWrite {
         workflow_version: record.workflow_version,
         account: record.account.clone(),
         data: record.data.clone(),
-        state: decision.to.clone(),
-        outcome: decision.outcome.clone(),
-        assignee: decision.assignee.clone(),
+        state: state.to_string(),
+        outcome,
+        assignee,
         data_changed: false,
         expected_version: Some(record.version),
     }

@@ -86,7 +86,11 @@ struct TimerDecider<'a> {
 impl TimerHandler for TimerDecider<'_> {
     async fn decide(&self, timer: &TimerRecord, appeal: &AppealRecord) -> TimerVerdict {
         let engine = self.engine;
-        let mut decision = match decide_timer(&engine.workflow, &Engine::snapshot(appeal), &timer.name, self.now) {
+        let wf = match engine.workflow_of(appeal) {
+            Ok(wf) => wf,
+            Err(e) => return TimerVerdict::Leave(e.to_string()),
+        };
+        let mut decision = match decide_timer(wf, &Engine::snapshot(appeal), &timer.name, self.now) {
             Ok(d) => d,
             Err(skip @ (TimerSkip::Unknown(_) | TimerSkip::NotRunning { .. })) => {
                 return TimerVerdict::Stale(skip.to_string());

@@ -113,6 +113,10 @@ pub trait AppealStore: Send + Sync + 'static {
 
     /// The account's appeal that has not closed, if any.
     async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError>;
+
+    /// Every appeal of one account, oldest first (what a new appeal carries over from
+    /// the earlier ones: a dispute).
+    async fn appeals_of_account(&self, account: &str) -> Result<Vec<AppealRecord>, StoreError>;
 }
 
 /// The embedded account directory and the ledger of account changes applied to it.

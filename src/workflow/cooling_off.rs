@@ -16,8 +16,9 @@ use super::Workflow;
 pub const STOP_CODE_DIGITS: usize = 8;
 
 /// A change waiting out its cooling-off, kept in the appeal's record (`pending_change`)
-/// while the appeal is in the cooling-off state. The code itself is never stored: only
-/// a salted hash, checked by the `stop_code` guard.
+/// while the appeal is in the cooling-off state. The record keeps only a salted hash of
+/// the code, checked by the `stop_code` guard; the code itself is in the notice (the
+/// notification's rendered body, as every message is kept).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingChange {
     /// The cooling-off rule that holds (its description, else its facts).
@@ -92,7 +93,7 @@ mod tests {
         let (pending, code) = PendingChange::issue("rotates the secure phone".into(), "ann".into(), now);
         assert_eq!(code.len(), STOP_CODE_DIGITS);
         assert!(code.chars().all(|c| c.is_ascii_digit()));
-        assert!(!pending.code_hash.contains(&code));
+        assert_eq!(pending.code_hash.len(), 64, "a SHA-256, in hex");
         assert!(pending.matches(&code));
         assert!(pending.matches(&format!(" {}-{} ", &code[..4], &code[4..])));
         let wrong: String = code.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect();

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use super::cooling_off::{Dispute, PendingChange, check_stop_code};
-pub use super::four_eyes::{FirstApproval, second_approver};
+pub use super::four_eyes::{FirstApproval, same_person, second_approver};
 use crate::calendar::{BusinessDays, CalendarDays, CalendarError};
 use crate::domain::{Actor, Role};
 use crate::workflow::definition::{EffectDef, Guard, RiskFact, Span, TimerDef, WarnAt, Workflow};
@@ -45,6 +45,10 @@ pub struct Facts {
     /// The account holder stopped an earlier approval of this appeal.
     #[serde(default)]
     pub disputed: bool,
+    /// Who had approved the change the account holder stopped (never the second
+    /// approver of a disputed appeal's approval).
+    #[serde(default)]
+    pub stopped_approver: Option<String>,
 }
 
 impl Facts {
@@ -138,6 +142,9 @@ pub enum Refusal {
     StaleVersion { expected: i64, current: i64, state: String },
     #[error("{0}")]
     Calendar(String),
+    /// The appeal runs on a version of its workflow this process has not loaded.
+    #[error("{0}")]
+    NotLoaded(String),
 }
 
 impl From<CalendarError> for Refusal {
@@ -180,7 +187,17 @@ fn check_guard(guard: Guard, snapshot: Option<&Snapshot>, cmd: &Fire, actor: &Ac
                 _ => Ok(()),
             }
         }
-        Guard::FourEyes => second_approver(snapshot.and_then(|s| s.facts.first_approval.as_ref()), actor),
+        Guard::FourEyes => {
+            let facts = snapshot.map(|s| &s.facts);
+            second_approver(facts.and_then(|f| f.first_approval.as_ref()), actor)?;
+            match facts.and_then(|f| f.stopped_approver.as_deref()) {
+                Some(stopped) if same_person(stopped, &actor.name) => Err(format!(
+                    "{:?} approved the change the account holder stopped; a second approval needs someone else",
+                    actor.name
+                )),
+                _ => Ok(()),
+            }
+        }
         Guard::StopCode => check_stop_code(snapshot.and_then(|s| s.facts.pending_change.as_ref()), &cmd.payload),
     }
 }

@@ -401,11 +401,6 @@ impl Workflow {
         self.def.states.iter().filter(|s| !s.terminal).map(|s| s.name.as_str()).collect()
     }
 
-    /// Whether appeals in `state` wait for a second approval (four-eyes).
-    pub fn awaits_second_approval(&self, state: &str) -> bool {
-        self.def.transitions.iter().any(|t| t.second_approval.as_ref().is_some_and(|sa| sa.to == state))
-    }
-
     /// The states the review SLA runs in: the review queue.
     pub fn review_states(&self) -> &[String] {
         &self.review_sla().states
@@ -477,7 +472,7 @@ impl Workflow {
                 }
             }
         };
-        let templates = template_names(&dir.join("templates"));
+        let templates = template_names(&super::versions::templates_dir(dir));
         let calendar = Calendar::load(calendars_dir, &def.workflow.calendar);
         problems.extend(validate(&def, &templates));
         if let Err(e) = &calendar {

@@ -47,6 +47,13 @@ impl super::definition::TransitionDef {
     }
 }
 
+impl super::Workflow {
+    /// Whether appeals in `state` wait for a second approval (four-eyes).
+    pub fn awaits_second_approval(&self, state: &str) -> bool {
+        self.def.transitions.iter().any(|t| t.second_approval.as_ref().is_some_and(|sa| sa.to == state))
+    }
+}
+
 impl RiskRule {
     /// How the rule reads to people: its description, else its facts.
     pub fn text(&self) -> String {
@@ -72,11 +79,16 @@ pub struct FirstApproval {
     pub at: DateTime<Utc>,
 }
 
+/// Whether two staff names are one person's, compared as people type them: "Ann " and
+/// "ann" are one person.
+pub fn same_person(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
 /// Whether `actor` may give (or refuse) the second approval of the first approval the
 /// facts record: never its approver, never the reviewer who held the claim then.
 pub fn second_approver(first: Option<&FirstApproval>, actor: &Actor) -> Result<(), String> {
-    // Names are compared as people type them: "Ann " and "ann" are one person.
-    let same = |a: &str, b: &str| a.trim().to_lowercase() == b.trim().to_lowercase();
+    let same = same_person;
     match first {
         None => Err("no first approval is recorded on the appeal".into()),
         Some(first) if same(&first.by, &actor.name) => {

@@ -549,8 +549,42 @@ fn demo_walks_an_appeal_to_closed() {
 /// every line succeeds, except those whose comment says which exit code to expect.
 #[test]
 fn readme_walkthrough_works_as_written() {
+    let stdout = readme_block("### A walk-through\n");
+    // Four-eyes: ann's approval of a new verified entity waits; lee gives the second.
+    assert!(stdout.contains("under_review -> awaiting_second_approval"), "{stdout}");
+    assert!(stdout.contains("awaiting_second_approval -> cooling_off"), "{stdout}");
+    assert!(stdout.contains("approve            under_review -> awaiting_second_approval  by ann"), "{stdout}");
+    assert!(stdout.contains("confirm_approval   awaiting_second_approval -> cooling_off  by lee (lead)"), "{stdout}");
+    // Cooling-off: the simulated worker passes 24 hours, the changes apply, it closes.
+    assert!(stdout.contains("cooling_off_elapsed cooling_off -> approved"), "{stdout}");
+    assert!(stdout.contains("complete           approved -> closed  by appealflow (system)"), "{stdout}");
+    assert!(stdout.contains("continue  until"), "{stdout}");
+    assert!(stdout.contains("workflow   account-appeal v1"), "{stdout}");
+}
+
+/// The README's workflow-versions walk-through, run as written.
+#[test]
+fn readme_versions_walkthrough_works_as_written() {
+    let stdout = readme_block("### Workflow versions, a walk-through\n");
+    assert!(stdout.contains("workflow \"account-appeal\" v1 is valid"), "{stdout}");
+    assert!(stdout.contains("workflow \"account-appeal\" v2 is valid"), "{stdout}");
+    assert!(stdout.contains("1-to-2.toml: migration v1 -> v2 is valid"), "{stdout}");
+    assert_eq!(stdout.matches("workflow   account-appeal v1").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("workflow   account-appeal v2").count(), 2, "{stdout}");
+    assert!(stdout.contains(": migrated to v2: submitted -> submitted"), "{stdout}");
+    assert!(stdout.contains("migrate            submitted -> submitted  by ada (admin)"), "{stdout}");
+    // The old appeal's review deadline moved earlier by the new rule (printed before and after).
+    let dues: Vec<&str> = stdout.lines().filter(|l| l.starts_with("review due ")).collect();
+    assert_eq!(dues.len(), 3, "{stdout}");
+    assert_ne!(dues[0], dues[2], "the migrated appeal was re-armed: {dues:?}");
+}
+
+/// A README block under `heading`, run line by line (with the built binary for `cargo run
+/// -q --`) on a fresh embedded database: every line succeeds, except those whose comment
+/// says which exit code to expect. Answers its standard output.
+fn readme_block(heading: &str) -> String {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme.find("### A walk-through\n").expect("README has the CLI walk-through");
+    let start = readme.find(heading).expect("README has the walk-through");
     let block = &readme[start..];
     let open = block.find("```sh\n").unwrap() + "```sh\n".len();
     let close = block[open..].find("```").unwrap();
@@ -580,16 +614,7 @@ fn readme_walkthrough_works_as_written() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // Four-eyes: ann's approval of a new verified entity waits; lee gives the second.
-    assert!(stdout.contains("under_review -> awaiting_second_approval"), "{stdout}");
-    assert!(stdout.contains("awaiting_second_approval -> cooling_off"), "{stdout}");
-    assert!(stdout.contains("approve            under_review -> awaiting_second_approval  by ann"), "{stdout}");
-    assert!(stdout.contains("confirm_approval   awaiting_second_approval -> cooling_off  by lee (lead)"), "{stdout}");
-    // Cooling-off: the simulated worker passes 24 hours, the changes apply, it closes.
-    assert!(stdout.contains("cooling_off_elapsed cooling_off -> approved"), "{stdout}");
-    assert!(stdout.contains("complete           approved -> closed  by appealflow (system)"), "{stdout}");
-    assert!(stdout.contains("continue  until"), "{stdout}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The README's curl walk-through, run as written against `appealflow serve` (a real

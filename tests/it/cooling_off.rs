@@ -16,6 +16,7 @@ on_both_backends!(
     a_phone_rotation_waits_out_its_cooling_off_and_the_account_holder_may_stop_it,
     guessing_stop_codes_is_limited_per_client_and_ticket,
     a_change_without_a_phone_rotation_applies_at_once,
+    a_dispute_stays_with_the_account_in_a_new_appeal,
 );
 
 fn path(t: &TicketNumber, action: &str) -> String {
@@ -139,6 +140,7 @@ async fn a_phone_rotation_waits_out_its_cooling_off_and_the_account_holder_may_s
         h.detail_of(&t).await["first_approval"]["rule"],
         "approves again an appeal whose account holder stopped an earlier approval"
     );
+
     let confirmed = h.post(&path(&t, "confirm-approval"), &h.tokens.bob, None, &[]).await;
     assert_eq!(confirmed.json()["state"], "cooling_off", "{}", confirmed.text());
     h.drain().await;
@@ -201,6 +203,45 @@ async fn a_change_without_a_phone_rotation_applies_at_once(db: TestDb) {
     let r = h.record(&w).await;
     assert_eq!((r.state.as_str(), r.outcome.as_deref()), ("closed", Some("withdrawn")));
     assert!(h.armed(&w, "cooling_off").await.is_none());
+    assert!(r.data.get("pending_change").is_none(), "a change no longer pending is dropped: {}", r.data);
+}
+
+async fn a_dispute_stays_with_the_account_in_a_new_appeal(db: TestDb) {
+    let h = harness(db).await;
+    let draft = h.fresh_draft(Kind::Individual).await;
+    let files = appealflow::app::intake::LocalFiles { base: crate::common::examples() };
+    let t = h.state.intake.submit(draft.clone(), &files, None).await.unwrap().ticket;
+    h.fire(&t, "claim", &ann(), &[]).await;
+    h.fire(&t, "approve", &ann(), &[]).await;
+    h.drain().await;
+    let code = h.stop_code(&t).await;
+    assert_eq!(h.stop(t.as_str(), &code).await.status, 200);
+    // The applicant withdraws and starts again: the new appeal is flagged as the old was,
+    // so its approval needs a second approver who did not approve the stopped change.
+    h.fire(&t, "withdraw", &Actor::new("applicant", Role::Applicant), &[]).await;
+    let again = h.state.intake.submit(draft, &files, None).await.unwrap().ticket;
+    assert_ne!(again, t);
+    let d = h.detail_of(&again).await;
+    assert_eq!(d["disputed"]["approved_by"], "ann", "{d}");
+    h.fire(&again, "claim", &Actor::new("bob", Role::Reviewer), &[]).await;
+    let first = h.post(&path(&again, "approve"), &h.tokens.bob, None, &[]).await;
+    assert_eq!(first.json()["state"], "awaiting_second_approval", "{}", first.text());
+    let stopped_approver = h.post(&path(&again, "confirm-approval"), &h.tokens.ann, None, &[]).await.problem(403);
+    assert!(stopped_approver["detail"].as_str().unwrap().contains("approved the change the account holder stopped"));
+    let lead = h.post(&path(&again, "confirm-approval"), &h.tokens.lee, None, &[]).await;
+    assert_eq!(lead.json()["state"], "cooling_off", "{}", lead.text());
+}
+
+fn effect_notify_leads() -> toml::Value {
+    toml::Value::Table(
+        [
+            ("effect".to_string(), toml::Value::String("notify".into())),
+            ("template".to_string(), toml::Value::String("change_disputed".into())),
+            ("to".to_string(), toml::Value::String("leads".into())),
+        ]
+        .into_iter()
+        .collect(),
+    )
 }
 
 #[test]
@@ -220,13 +261,44 @@ fn workflow_check_refuses_cooling_off_parts_that_do_not_fit() {
         let c = named(t, "transitions", "approve").get_mut("cooling_off").unwrap().as_table_mut().unwrap();
         c.insert("to".into(), "awaiting_second_approval".into());
     });
-    assert_problem(&problems, "transitions.approve", &["also where it waits for a second approval"]);
+    assert_problem(&problems, "transitions.approve", &["also where approvals wait for a second approval"]);
 
     let problems = refused_edit(|t| {
         let c = named(t, "transitions", "approve").get_mut("cooling_off").unwrap().as_table_mut().unwrap();
         c.insert("when".into(), toml::Value::Array(vec![]));
     });
     assert_problem(&problems, "transitions.approve", &["`cooling_off.when`", "at least one rule"]);
+
+    let problems = refused_edit(|t| {
+        named(t, "transitions", "approve").insert("effects".into(), toml::Value::Array(vec![effect_notify_leads()]));
+    });
+    assert_problem(&problems, "transitions.approve", &["`cooling_off`", "no `effects` of its own"]);
+
+    // A second approval must not skip the cooling-off.
+    let problems = refused_edit(|t| {
+        named(t, "transitions", "confirm_approval").remove("cooling_off");
+    });
+    assert_problem(&problems, "bindings.confirm_approval", &["must carry `cooling_off`", "\"approve\""]);
+
+    // The same state may not both hold a second approval and a cooling-off.
+    let problems = refused_edit(|t| {
+        let sa = named(t, "transitions", "approve").get_mut("second_approval").unwrap().as_table_mut().unwrap();
+        sa.insert("to".into(), "cooling_off".into());
+    });
+    assert_problem(&problems, "transitions.approve", &["also where approvals wait for a second approval"]);
+
+    let problems = refused_edit(|t| {
+        named(t, "states", "cooling_off").insert("on_enter".into(), toml::Value::Array(vec![]));
+    });
+    assert_problem(&problems, "states.cooling_off", &["must notify `security_contacts`"]);
+
+    let problems = refused_edit(|t| {
+        let stop = named(t, "transitions", "stop_change");
+        stop.insert("roles".into(), strings(&["admin"]));
+        stop.remove("disputes");
+    });
+    assert_problem(&problems, "bindings.stop_change", &["`applicant` role"]);
+    assert_problem(&problems, "bindings.stop_change", &["`disputes = true`"]);
 
     // Without the timer, a cooling-off would never end.
     let problems = refused_edit(|t| {

@@ -216,7 +216,7 @@ impl Harness {
 
     /// A copy of the example account behind `kind`, under a fresh name and fresh lookup
     /// keys (one open appeal per account), and the example draft pointed at it.
-    async fn fresh_draft(&self, kind: Kind) -> DraftInput {
+    pub(crate) async fn fresh_draft(&self, kind: Kind) -> DraftInput {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let (account, file) = match kind {
             Kind::Individual | Kind::Other => ("wangwu", "draft-individual.json"),

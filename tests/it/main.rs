@@ -23,6 +23,7 @@ mod review_queue;
 mod sessions;
 mod store_conformance;
 mod store_driver;
+mod versions;
 mod web;
 mod whatif;
 mod worker;

@@ -933,6 +933,7 @@ prop_compose! {
                     }),
                     pending_change: pending.then_some(pending_change),
                     disputed,
+                    stopped_approver: None,
                 },
             },
             fire: Fire {

@@ -35,7 +35,9 @@ impl Intake {
             Err(
                 EngineError::NotFound(_)
                 | EngineError::Refused(
-                    crate::workflow::Refusal::WrongState { .. } | crate::workflow::Refusal::GuardFailed { .. },
+                    crate::workflow::Refusal::WrongState { .. }
+                    | crate::workflow::Refusal::WrongRole { .. }
+                    | crate::workflow::Refusal::GuardFailed { .. },
                 ),
             ) => Err(IntakeError::NoPendingChange),
             Err(e) => Err(e.into()),

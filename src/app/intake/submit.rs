@@ -47,6 +47,12 @@ impl Intake {
         Self::address_documents(&mut draft, &loaded);
 
         let applicant = Actor::new("applicant", Role::Applicant);
+        // A dispute stays with the account: a new appeal after a stopped change (withdrawn,
+        // superseded or closed) is flagged as the stopped one was.
+        let earlier = self.engine.store().appeals_of_account(&account.name).await?;
+        let disputed = earlier.iter().rev().find_map(|r| {
+            r.data.get("disputed").filter(|d| !d.is_null()).and_then(|d| serde_json::from_value(d.clone()).ok())
+        });
         let data = AppealData {
             draft,
             case: checklist.case.clone(),
@@ -56,7 +62,7 @@ impl Intake {
             verification: Some(account.verification),
             first_approval: None,
             pending_change: None,
-            disputed: None,
+            disputed,
         };
         let new = NewAppeal {
             account: account.name.clone(),

@@ -233,4 +233,11 @@ impl AppealStore for Backend {
             .fetch_optional(&self.pool)
             .await?)
     }
+
+    async fn appeals_of_account(&self, account: &str) -> Result<Vec<AppealRecord>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM appeals WHERE account = $1 ORDER BY created_at, id")
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await?)
+    }
 }

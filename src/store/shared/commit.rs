@@ -263,12 +263,13 @@ impl Backend {
                 let update = if a.data_changed {
                     sqlx::query(
                         "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, updated_at = $5,
-                                            data = $8, items = $9, scenario = $10
+                                            workflow_version = $8, data = $9, items = $10, scenario = $11
                          WHERE id = $6 AND version = $7",
                     )
                 } else {
                     sqlx::query(
-                        "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, updated_at = $5
+                        "UPDATE appeals SET state = $1, outcome = $2, version = $3, assignee = $4, updated_at = $5,
+                                            workflow_version = $8
                          WHERE id = $6 AND version = $7",
                     )
                 };
@@ -279,7 +280,8 @@ impl Backend {
                     .bind(&a.assignee)
                     .bind(at)
                     .bind(&a.id)
-                    .bind(expected);
+                    .bind(expected)
+                    .bind(a.workflow_version);
                 let update = if a.data_changed {
                     update
                         .bind(Json(&a.data))

@@ -45,13 +45,42 @@ pub(super) fn check_cooling_off(
                 push(entry(t), format!("`cooling_off.when[{i}].all`: list at least one fact"));
             }
         }
-        if t.second_approval.as_ref().is_some_and(|sa| sa.to == c.to) {
-            push(entry(t), format!("`cooling_off.to`: {:?} is also where it waits for a second approval", c.to));
+        if def.transitions.iter().any(|o| o.second_approval.as_ref().is_some_and(|sa| sa.to == c.to)) {
+            push(entry(t), format!("`cooling_off.to`: {:?} is also where approvals wait for a second approval", c.to));
+        }
+        // Its own effects would run before the change applies: nothing of it may.
+        if !t.effects.is_empty() {
+            push(entry(t), "a transition with a `cooling_off` may have no `effects` of its own".into());
+        }
+        // A change that needs a second approval cools off after it: the confirmation
+        // carries the same cooling-off.
+        if t.second_approval.is_some() {
+            let confirm = def.bindings.confirm_approval.as_deref().and_then(|n| transitions.get(n));
+            if confirm.is_some_and(|ct| ct.cooling_off.as_ref().is_none_or(|cc| cc.to != c.to)) {
+                push(
+                    "bindings.confirm_approval".into(),
+                    format!(
+                        "must carry `cooling_off` into {:?}, as {:?} does, or a second approval skips it",
+                        c.to, t.name
+                    ),
+                );
+            }
         }
     }
 
-    // A timer in each cooling-off state moves the appeal on to where the change was headed.
+    // A timer in each cooling-off state moves the appeal on to where the change was headed;
+    // entering it sends the "not you?" notice to the account's security contacts.
     for (&state, &target) in &cooling {
+        let notifies = states.get(state).is_some_and(|s| {
+            s.on_enter.iter().any(|e| e.effect == EffectKind::Notify && e.to == Some(Recipient::SecurityContacts))
+        });
+        if !notifies {
+            push(
+                format!("states.{state}"),
+                "a cooling-off state must notify `security_contacts` on entry (the \"not you?\" notice with the stop code)"
+                    .into(),
+            );
+        }
         let moves_on = def.timers.iter().any(|timer| {
             timer.states.iter().any(|s| s == state)
                 && timer
@@ -83,7 +112,25 @@ pub(super) fn check_cooling_off(
                     push(at.clone(), format!("{name:?} must carry the `stop_code` guard"));
                 }
                 if cooling.values().any(|&target| target == t.to) {
-                    push(at, format!("{name:?} must not enter {:?}, where the change it stops takes effect", t.to));
+                    push(
+                        at.clone(),
+                        format!("{name:?} must not enter {:?}, where the change it stops takes effect", t.to),
+                    );
+                }
+                for state in cooling.keys().filter(|s| !t.from.iter().any(|f| f == *s)) {
+                    push(
+                        at.clone(),
+                        format!("{name:?} must fire from {state:?}: a change waiting there could not be stopped"),
+                    );
+                }
+                if !t.roles.contains(&Role::Applicant) {
+                    push(
+                        at.clone(),
+                        format!("{name:?} must let the `applicant` role fire it (the account holder stops it)"),
+                    );
+                }
+                if !t.disputes {
+                    push(at, format!("{name:?} must flag the appeal disputed (`disputes = true`)"));
                 }
             }
         },
