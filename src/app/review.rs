@@ -128,6 +128,7 @@ pub async fn detail(engine: &Engine, ticket: &TicketNumber) -> Result<AppealDeta
     let record = load(engine, ticket).await?;
     let view = super::show(engine, ticket).await?;
     let data = appeal_data(&record)?;
+    let wf = engine.workflow_at(record.workflow_version);
     let store = engine.store();
     let filter = WorkFilter { appeal_id: Some(record.id.clone()), ..Default::default() };
     let actions = store
@@ -178,11 +179,12 @@ pub async fn detail(engine: &Engine, ticket: &TicketNumber) -> Result<AppealDeta
             })
             .collect(),
         entity_change: data.entity_change,
-        first_approval: data.first_approval.filter(|_| engine.workflow().awaits_second_approval(&record.state)),
-        pending_change: data
-            .pending_change
-            .filter(|_| engine.workflow().cools_off(&record.state))
-            .map(|p| PendingChangeView { change: p.rule, approved_by: p.approved_by, since: p.since.to_rfc3339() }),
+        first_approval: data.first_approval.filter(|_| wf.awaits_second_approval(&record.state)),
+        pending_change: data.pending_change.filter(|_| wf.cools_off(&record.state)).map(|p| PendingChangeView {
+            change: p.rule,
+            approved_by: p.approved_by,
+            since: p.since.to_rfc3339(),
+        }),
         disputed: data.disputed,
         actions,
         notifications,
@@ -226,7 +228,7 @@ pub async fn document(
     let record = load(engine, ticket).await?;
     let data = appeal_data(&record)?;
     // A reviewer who may give a waiting second approval reads what they confirm.
-    let second = engine.workflow().awaits_second_approval(&record.state)
+    let second = engine.workflow_at(record.workflow_version).awaits_second_approval(&record.state)
         && crate::workflow::decide::second_approver(data.first_approval.as_ref(), actor).is_ok();
     if actor.role == Role::Reviewer && record.assignee.as_deref() != Some(actor.name.as_str()) && !second {
         return Err(ServiceError::NotAllowed(

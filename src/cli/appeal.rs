@@ -91,17 +91,32 @@ pub(super) async fn appeal(ctx: &Context, cmd: AppealCommand) -> Result<(), CliE
         AppealCommand::Migrate { tickets, to, actor: name } => {
             let engine = ctx.engine().await?;
             let who = actor(&name, crate::domain::Role::Admin)?;
-            // Every ticket is checked before any appeal moves.
+            // Every ticket number is parsed before any appeal moves; then each appeal moves
+            // on its own (one unit of work each), and a failure does not stop the rest. An
+            // appeal already on `to` is left as it is, so a batch can simply be run again.
             let tickets = tickets.iter().map(|t| app::parse_ticket(t)).collect::<Result<Vec<_>, _>>()?;
+            let mut failed: Vec<CliError> = Vec::new();
             for ticket in &tickets {
-                let out = engine.migrate(ticket, to, &who).await?;
-                println!(
-                    "{}: migrated to v{to}: {} -> {} (version {})",
-                    out.ticket,
-                    out.from.as_deref().unwrap_or(""),
-                    out.state,
-                    out.version
-                );
+                if app::show(&engine, ticket).await.is_ok_and(|v| v.workflow_version == to) {
+                    println!("{ticket}: already on v{to}");
+                    continue;
+                }
+                match engine.migrate(ticket, to, &who).await {
+                    Ok(out) => println!(
+                        "{}: migrated to v{to}: {} -> {} (version {})",
+                        out.ticket,
+                        out.from.as_deref().unwrap_or(""),
+                        out.state,
+                        out.version
+                    ),
+                    Err(e) => {
+                        eprintln!("{ticket}: not migrated: {e}");
+                        failed.push(e.into());
+                    }
+                }
+            }
+            if let Some(first) = failed.into_iter().next() {
+                return Err(first);
             }
         }
         AppealCommand::Show { ticket, json } => {

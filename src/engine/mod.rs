@@ -78,6 +78,12 @@ impl Engine {
         &self.versions
     }
 
+    /// Version `version` of the workflow, for showing an appeal that runs on it (the
+    /// newest when it is not loaded: deciding on such an appeal is refused elsewhere).
+    pub fn workflow_at(&self, version: i64) -> &Arc<Workflow> {
+        self.versions.get(version).unwrap_or(&self.workflow)
+    }
+
     /// The version of the workflow an appeal runs on: the one it started on, or the one a
     /// migration moved it to. Refused when that version is not loaded.
     pub fn workflow_of(&self, record: &AppealRecord) -> Result<&Arc<Workflow>, EngineError> {
@@ -286,7 +292,7 @@ impl Engine {
                 arm: decision.arm,
                 cancel: decision.cancel,
                 fire_timer,
-                review_sla: Some(self.workflow.bindings().review_sla.clone()),
+                review_sla: Some(self.workflow_at(record.workflow_version).bindings().review_sla.clone()),
             });
             follow_ups.extend(asked);
             if let Some(fire) = follow_ups.pop_front() {

@@ -77,7 +77,19 @@ impl Migration {
             problem,
         };
         let text = std::fs::read_to_string(file).map_err(|e| problem("file", format!("cannot read: {e}")))?;
-        let parsed: MigrationFile = toml::from_str(&text).map_err(|e| problem("file", e.message().to_string()))?;
+        let parsed: MigrationFile = toml::from_str(&text).map_err(|e| {
+            let at = e
+                .span()
+                .map_or("file".to_string(), |span| format!("line {}", text[..span.start].matches('\n').count() + 1));
+            problem(&at, e.message().to_string())
+        })?;
+        let named = format!("{}-to-{}.toml", parsed.migration.from, parsed.migration.to);
+        if file.file_name().and_then(|n| n.to_str()) != Some(named.as_str()) {
+            return Err(problem(
+                "migration",
+                format!("from {} to {}: name the file {named}", parsed.migration.from, parsed.migration.to),
+            ));
+        }
         Ok(Migration {
             from: parsed.migration.from,
             to: parsed.migration.to,
@@ -121,18 +133,34 @@ impl Migration {
                 push(format!("states.{old}"), format!("{v_to} has no state {new:?}"));
             }
         }
+        // States whose appeals carry what a route recorded (a first approval, a pending
+        // change): only the same kind of state may hold them.
+        let routed = |wf: &Workflow, state: &str| (wf.awaits_second_approval(state), wf.cools_off(state));
         for s in from.def.states.iter().filter(|s| !s.terminal) {
             let target = self.state_for(&s.name);
+            let entry = format!("states.{}", s.name);
             match to.state(target) {
-                None if !self.states.contains_key(&s.name) => push(
-                    format!("states.{}", s.name),
-                    format!("{v_to} has no state {:?}: map it (`{} = \"...\"`)", s.name, s.name),
-                ),
+                None if !self.states.contains_key(&s.name) => {
+                    push(entry, format!("{v_to} has no state {:?}: map it (`{} = \"...\"`)", s.name, s.name))
+                }
+                None => {}
                 Some(t) if t.terminal => push(
-                    format!("states.{}", s.name),
+                    entry,
                     format!("maps an open appeal into terminal {target:?}: a migration never closes an appeal"),
                 ),
-                _ => {}
+                Some(t) if t.held != s.held => push(
+                    entry,
+                    format!("maps {:?} onto {target:?}: a migration may not take or give a reviewer's claim", s.name),
+                ),
+                Some(_) if routed(from, &s.name) != routed(to, target) => push(
+                    entry,
+                    format!(
+                        "maps {:?} onto {target:?}: a state waiting for a second approval or a cooling-off maps only \
+                         onto one of the same kind",
+                        s.name
+                    ),
+                ),
+                Some(_) => {}
             }
         }
         for (name, rule) in &self.timers {
@@ -141,6 +169,19 @@ impl Migration {
                 continue;
             };
             if *rule == TimerRule::Cancel {
+                // Cancelled where the new version runs it, an appeal would lack it for good.
+                for st in &old.states {
+                    let target = self.state_for(st);
+                    if to.timer(name).is_some_and(|t| t.states.iter().any(|n| n == target)) {
+                        push(
+                            format!("timers.{name}"),
+                            format!(
+                                "`cancel`: {v_to} runs {name:?} in {target:?}, where appeals in {st:?} land: keep, \
+                                 rearm or restart it"
+                            ),
+                        );
+                    }
+                }
                 continue;
             }
             let Some(new) = to.timer(name) else {
@@ -161,10 +202,9 @@ impl Migration {
     }
 
     /// What migrating an appeal in `state`, with these armed timers (name, when armed),
-    /// changes at `now`: its
-    /// new state, the timers armed (again) and cancelled. Every timer the new version runs
-    /// in the new state ends up armed: kept, armed again, or — one the appeal did not have
-    /// — started now.
+    /// changes at `now`: its new state, the timers armed (again) and cancelled. Every
+    /// timer the new version runs in the new state ends up armed (validation refuses
+    /// cancelling one): kept, armed again, or — one the appeal did not have — started now.
     pub fn plan(
         &self,
         to: &Workflow,
@@ -261,10 +301,6 @@ mod tests {
 
         // Mapped to a state where the timer does not run: cancelled, and the new state's
         // own timers (that the appeal lacked) start now.
-        let moved = migration(&[], &[("submitted", "under_review")]).plan(&wf, "submitted", &armed, now).unwrap();
-        assert_eq!(moved.state, "under_review");
-        assert!(moved.cancel.is_empty(), "review_sla also runs in under_review: kept");
-        assert_eq!(names(&moved), ["claim_expiry"]);
         let window = migration(&[], &[("submitted", "resubmission_window")]);
         let to_window = window.plan(&wf, "submitted", &armed, now).unwrap();
         assert_eq!(to_window.cancel, ["review_sla", "review_sla.warning"]);
@@ -290,5 +326,16 @@ mod tests {
             "{problems:#?}"
         );
         assert!(migration(&[], &[]).validate(&wf, &wf).is_empty());
+        // A claim is neither taken nor given; routed states map only onto their kind;
+        // a timer the new version runs where the appeal lands is never cancelled.
+        let held = migration(&[], &[("submitted", "under_review")]).validate(&wf, &wf);
+        assert!(held.iter().any(|p| p.problem.contains("may not take or give a reviewer's claim")), "{held:#?}");
+        let routed = migration(&[], &[("cooling_off", "submitted")]).validate(&wf, &wf);
+        assert!(routed.iter().any(|p| p.problem.contains("onto one of the same kind")), "{routed:#?}");
+        let cancel = migration(&[("review_sla", TimerRule::Cancel)], &[]).validate(&wf, &wf);
+        assert!(
+            cancel.iter().any(|p| p.entry == "timers.review_sla" && p.problem.starts_with("`cancel`")),
+            "{cancel:#?}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Several versions of a workflow loaded at once. A workflow's folder holds its
-//! `workflow.toml` and, for versions appeals in flight still run on, `vN/workflow.toml`
-//! (sharing the folder's templates unless a version has its own); migrations between
+//! `workflow.toml` (the newest version) and, for versions appeals in flight still run
+//! on, `vN/workflow.toml` (sharing the folder's templates); migrations between
 //! versions are `migrations/*.toml`. New appeals start on the newest version; an appeal
 //! stays on the version it started on unless a migration moves it. Every version and
 //! every migration is validated when the folder loads.
@@ -24,13 +24,14 @@ fn version_folder(dir: &Path) -> Option<u32> {
     dir.file_name()?.to_str()?.strip_prefix('v')?.parse().ok()
 }
 
-/// Where a workflow folder's templates are: its own `templates/`, or — for a version
-/// folder (`vN/`) without one — its workflow's.
+/// Where a workflow folder's templates are: its own `templates/`; a version folder
+/// (`vN/`) uses its workflow's (the one set every version renders with).
 pub fn templates_dir(dir: &Path) -> PathBuf {
-    let own = dir.join("templates");
-    match dir.parent().map(|p| p.join("templates")) {
-        Some(shared) if !own.is_dir() && version_folder(dir).is_some() && shared.is_dir() => shared,
-        _ => own,
+    match dir.parent() {
+        Some(parent) if version_folder(dir).is_some() && parent.join("workflow.toml").is_file() => {
+            parent.join("templates")
+        }
+        _ => dir.join("templates"),
     }
 }
 
@@ -84,6 +85,20 @@ impl Versions {
                     }
                 }
             }
+        }
+        // The folder's own file is the newest version: its templates are the ones rendered.
+        if let (Some(top), Some((&newest, _))) =
+            (by_version.values().find(|w| w.dir == dir), by_version.last_key_value())
+            && top.def.workflow.version != newest
+        {
+            problems.push(DefinitionProblem {
+                file: dir.join("workflow.toml"),
+                entry: "workflow.version".into(),
+                problem: format!(
+                    "is {}, but v{newest} is loaded too: the folder's workflow.toml is the newest version",
+                    top.def.workflow.version
+                ),
+            });
         }
         let mut migrations: Vec<Migration> = Vec::new();
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("migrations"))

@@ -104,6 +104,13 @@ async fn a_shorter_review_sla_applies_to_new_appeals_while_old_ones_keep_theirs_
     assert_eq!(version_of(&v2, &a).await, 1);
     v2.fire(&a, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap();
     assert_eq!((version_of(&v2, &a).await, review_due(&v2, &a).await), (1, Some(thursday)));
+    // Rejected and resubmitted, a arms a new review SLA: by version 1's rule, 3 days.
+    let mut reject = Fire::new("reject");
+    reject.reasons = vec!["missing_documents: proof_of_payment".into()];
+    v2.fire(&a, &reject, &reviewer("ann"), None).await.unwrap();
+    v2.fire(&a, &Fire::new("notice_delivered"), &Actor::system(), None).await.unwrap();
+    v2.fire(&a, &Fire::new("resubmit"), &applicant(), None).await.unwrap();
+    assert_eq!((version_of(&v2, &a).await, review_due(&v2, &a).await), (1, Some(thursday)));
 
     // An explicit migration moves c: its review SLA re-armed by version 2's rule, from
     // when it was armed; the history names both versions.
@@ -144,7 +151,7 @@ async fn a_shorter_review_sla_applies_to_new_appeals_while_old_ones_keep_theirs_
     std::fs::remove_dir_all(only.path().join("account-appeal/v1")).unwrap();
     std::fs::remove_dir_all(only.path().join("account-appeal/migrations")).unwrap();
     let v2_only = engine_on(&db, only.path(), clock.clone());
-    let err = v2_only.fire(&a, &Fire::new("release"), &reviewer("ann"), None).await.unwrap_err();
+    let err = v2_only.fire(&a, &Fire::new("claim"), &reviewer("ann"), None).await.unwrap_err();
     assert!(matches!(&err, EngineError::Refused(Refusal::NotLoaded(_))), "{err}");
     assert!(err.to_string().contains("runs on account-appeal v1, which is not loaded"), "{err}");
 }
@@ -166,10 +173,13 @@ fn workflow_check_validates_every_version_and_every_migration() {
     assert!(out.contains("account-appeal/workflow.toml: workflow \"account-appeal\" v2 is valid"), "{out}");
     assert!(out.contains("1-to-2.toml: migration v1 -> v2 is valid"), "{out}");
 
-    // `workflow graph --version` draws any loaded version, and names those loaded.
+    // `workflow graph --version` draws any loaded version, and names those loaded. (The
+    // two versions differ only in a duration, which a graph does not show: v1 is drawn
+    // from its own file, as `workflow check` of that file alone would load it.)
     let (code, one, _) = appealflow(&["workflow", "graph", root, "--version", "1"]);
     assert_eq!(code, 0);
-    assert!(one.starts_with("stateDiagram-v2\n") && one.contains("cooling_off --> approved"), "{one}");
+    let (_, alone, _) = appealflow(&["workflow", "graph", dir.path().join("account-appeal/v1").to_str().unwrap()]);
+    assert!(one.starts_with("stateDiagram-v2\n") && one == alone, "{one}");
     let (code, _, err) = appealflow(&["workflow", "graph", root, "--version", "3"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--version: no version 3 is loaded (loaded: 1, 2)"), "{err}");
@@ -182,8 +192,9 @@ fn workflow_check_validates_every_version_and_every_migration() {
         ),
         ("[migration]\nfrom = 1\nto = 2\n[states]\nsubmitted = \"closed\"\n", "never closes an appeal"),
         ("[migration]\nfrom = 1\nto = 2\n[timers]\negg_timer = \"keep\"\n", "timers.egg_timer: v1 has no timer"),
-        ("[migration]\nfrom = 1\nto = 3\n", "to: no version 3 is loaded"),
-        ("[migration]\nfrom = 1\nto = 2\n[timers]\nreview_sla = \"snooze\"\n", "unknown variant `snooze`"),
+        ("[migration]\nfrom = 1\nto = 3\n", "from 1 to 3: name the file 1-to-3.toml"),
+        ("[migration]\nfrom = 1\nto = 2\n[timers]\nreview_sla = \"snooze\"\n", "line 5: unknown variant `snooze`"),
+        ("[migration]\nfrom = 1\nto = 2\n[timers]\nreview_sla = \"cancel\"\n", "`cancel`: v2 runs \"review_sla\""),
     ];
     for (text, problem) in broken {
         let dir = tempfile::tempdir().unwrap();
@@ -192,6 +203,20 @@ fn workflow_check_validates_every_version_and_every_migration() {
         assert_eq!(code, 2, "{text}: {out}{err}");
         assert!(out.contains("migrations/1-to-2.toml") && out.contains(problem), "{text}: {out}");
     }
+    // The folder's own file is the newest version; a migration file is named for its versions.
+    let dir = tempfile::tempdir().unwrap();
+    workflows(dir.path(), true, MIGRATION);
+    let wf = dir.path().join("account-appeal");
+    std::fs::rename(wf.join("v1"), wf.join("v3")).unwrap();
+    let v3 =
+        std::fs::read_to_string(wf.join("v3/workflow.toml")).unwrap().replace("\nversion = 1\n", "\nversion = 3\n");
+    std::fs::write(wf.join("v3/workflow.toml"), v3).unwrap();
+    std::fs::rename(wf.join("migrations/1-to-2.toml"), wf.join("migrations/one-to-two.toml")).unwrap();
+    let (code, out, _) = appealflow(&["workflow", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(out.contains("workflow.version: is 2, but v3 is loaded too"), "{out}");
+    assert!(out.contains("one-to-two.toml: migration: from 1 to 2: name the file 1-to-2.toml"), "{out}");
+
     // A version folder whose file says another version is refused.
     let dir = tempfile::tempdir().unwrap();
     workflows(dir.path(), true, MIGRATION);

@@ -42,7 +42,7 @@ impl Work {
         succeeded: bool,
         detail: serde_json::Value,
     ) -> Result<Vec<Fire>, WorkError> {
-        let b = self.engine.workflow().bindings();
+        let b = self.engine.workflow_at(appeal.workflow_version).bindings();
         let mut fire = Fire::new(if succeeded { b.action_succeeded.clone() } else { b.action_failed.clone() });
         fire.payload = serde_json::json!({ "action": action.action, "key": action.idempotency_key, "detail": detail });
         let mut fires = vec![fire];
@@ -116,9 +116,8 @@ impl Work {
                         done_by: None,
                     });
                     uow.ledger.extend(done.ledger);
-                    if let Some(def) =
-                        self.engine.workflow().def.actions.iter().find(|a| a.name.as_str() == action.action)
-                    {
+                    let wf = self.engine.workflow_at(record.workflow_version);
+                    if let Some(def) = wf.def.actions.iter().find(|a| a.name.as_str() == action.action) {
                         self.planner
                             .plan_action_done(&record, def, &action.idempotency_key, &done.before, now, &mut uow)
                             .await?;
@@ -201,7 +200,7 @@ impl Work {
                 // Nobody holds an approved appeal: its manual task belongs to whoever approved
                 // it (with four-eyes, either approver).
                 let history = store.history(&record.id).await?;
-                let b = self.engine.workflow().bindings();
+                let b = self.engine.workflow_at(record.workflow_version).bindings();
                 let last_by = |t: &String| history.iter().rev().find(|e| &e.transition == t).map(|e| &e.actor);
                 let mut approvers =
                     [Some(&b.approve), b.confirm_approval.as_ref()].into_iter().flatten().filter_map(last_by);
@@ -232,7 +231,8 @@ impl Work {
                 result: Some(serde_json::json!({ "manual": true })),
                 done_by: Some(actor.name.clone()),
             });
-            if let Some(def) = self.engine.workflow().def.actions.iter().find(|a| a.name.as_str() == task.action) {
+            let wf = self.engine.workflow_at(record.workflow_version);
+            if let Some(def) = wf.def.actions.iter().find(|a| a.name.as_str() == task.action) {
                 self.planner
                     .plan_action_done(&record, def, &task.idempotency_key, &serde_json::Value::Null, now, &mut uow)
                     .await?;

@@ -7,22 +7,22 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
 use crate::calendar::{BusinessDays, DayKind, DayRole};
-use crate::engine::Engine;
 use crate::http::web::i18n::Lang;
+use crate::workflow::Workflow;
 use crate::workflow::definition::Span;
 
 /// The review SLA's length in business days, when the workflow counts it so.
-fn review_days(engine: &Engine) -> Option<u32> {
-    let wf = engine.workflow();
+fn review_days(wf: &Workflow) -> Option<u32> {
     match wf.review_sla().after {
         Span::BusinessDays(n) => Some(n),
         _ => None,
     }
 }
 
-pub fn explained(lang: Lang, engine: &Engine, received: DateTime<Utc>) -> Markup {
-    let cal = &engine.workflow().calendar;
-    let Some(n) = review_days(engine) else { return html! {} };
+/// `wf`: the version of the workflow the appeal runs on.
+pub fn explained(lang: Lang, wf: &Workflow, received: DateTime<Utc>) -> Markup {
+    let cal = &wf.calendar;
+    let Some(n) = review_days(wf) else { return html! {} };
     let Ok(ex) = cal.explain_business_deadline(received, BusinessDays(n)) else {
         return html! {};
     };

@@ -244,7 +244,7 @@ fn timeline(state: &Shared, lang: Lang, d: &AppealDetail) -> Markup {
                     }
                 }
             }
-            @if let Some(at) = received { (crate::http::web::deadline::explained(lang, state.engine(), at)) }
+            @if let Some(at) = received { (crate::http::web::deadline::explained(lang, state.engine().workflow_at(d.appeal.workflow_version), at)) }
         }
     }
 }

@@ -127,7 +127,7 @@ pub async fn submitted(State(state): State<Shared>, headers: HeaderMap, lang: La
             p.ticket { strong #ticket { (ticket.to_string()) } }
             p { (lang.t("Keep it with the contact phone you gave: together they let you check the result.", "请保存工单号，凭工单号和联系手机可查询申诉结果。")) }
         }
-        (crate::http::web::deadline::explained(lang, state.engine(), received))
+        (crate::http::web::deadline::explained(lang, state.engine().workflow(), received))
         p { a.button href="/progress" { (lang.t("Check the result", "查询申诉结果")) } }
     };
     Ok(shell(lang, lang.t("Appeal submitted", "申诉已提交"), &nav(lang), body).into_response())
