@@ -115,22 +115,12 @@ impl Limits {
         if count > i64::from(budget.hits) { Err(LimitError::Limited(self.retry(budget))) } else { Ok(()) }
     }
 
-    /// Counts a progress query by `client` about `ticket` as a wrong answer before it is
-    /// answered (so concurrent guesses cannot all pass one check), and refuses it when the
-    /// budgets are spent. A right answer takes the count back ([`Limits::answered_right`]).
-    pub async fn progress_attempt(&self, ticket: &str, client: &str) -> Result<Attempt, LimitError> {
-        self.guess_attempt(Guess::Progress, ticket, client).await
-    }
-
-    /// Counts an attempt to stop a pending change (ticket + one-time code) as the
-    /// progress query's are counted, under the same budgets but its own counters: a
-    /// wrong code is a wrong answer, and the account holder quoting the right one from
-    /// their own address is never locked out by guesses from elsewhere.
-    pub async fn stop_attempt(&self, ticket: &str, client: &str) -> Result<Attempt, LimitError> {
-        self.guess_attempt(Guess::StopCode, ticket, client).await
-    }
-
-    async fn guess_attempt(&self, guess: Guess, ticket: &str, client: &str) -> Result<Attempt, LimitError> {
+    /// Counts a guess by `client` about `ticket` (a progress query, a stop code) as a
+    /// wrong answer before it is answered (so concurrent guesses cannot all pass one
+    /// check), and refuses it when the budgets are spent. Each kind of guess has its own
+    /// counters under the same budgets. A right answer takes the count back
+    /// ([`Limits::answered_right`]).
+    pub async fn attempt(&self, guess: Guess, ticket: &str, client: &str) -> Result<Attempt, LimitError> {
         let p = self.progress;
         let now = self.clock.now();
         let (mine_key, theirs_key) = (guess_key(guess, ticket, Some(client)), guess_key(guess, ticket, None));
@@ -178,7 +168,7 @@ pub fn client_key(ip: std::net::IpAddr) -> String {
 
 /// What an outsider guesses, with a ticket: its contact phone, or a stop code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Guess {
+pub enum Guess {
     Progress,
     StopCode,
 }

@@ -26,6 +26,8 @@ pub mod web;
 
 pub use metrics::{metrics_router, serve_metrics};
 
+use crate::app::intake::IntakeError;
+use crate::app::limits::Guess;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -261,18 +263,32 @@ impl AppState {
         ticket: &str,
         phone: &str,
     ) -> ApiResult<crate::app::intake::Progress> {
+        self.guessed(peer, Guess::Progress, ticket, self.intake.progress(ticket, phone)).await
+    }
+
+    /// A guess (`answer`, about `ticket`) under its limits: per client address
+    /// (process-local), then per ticket and client and per ticket for wrong answers (in
+    /// the database, each kind of guess its own counters); a wrong answer (one 404,
+    /// whatever was wrong) no sooner than the configured floor.
+    async fn guessed<T>(
+        &self,
+        peer: std::net::IpAddr,
+        guess: Guess,
+        ticket: &str,
+        answer: impl std::future::Future<Output = Result<T, IntakeError>>,
+    ) -> ApiResult<T> {
         let arrived = Instant::now();
         let client = crate::app::limits::client_key(peer);
         self.limiter.check(peer)?;
-        let attempt = self.limits.progress_attempt(ticket, &client).await?;
-        match self.intake.progress(ticket, phone).await {
-            Ok(progress) => {
+        let attempt = self.limits.attempt(guess, ticket, &client).await?;
+        match answer.await {
+            Ok(right) => {
                 self.limits.answered_right(attempt).await?;
-                Ok(progress)
+                Ok(right)
             }
-            Err(crate::app::intake::IntakeError::NoMatch) => {
+            Err(wrong @ (IntakeError::NoMatch | IntakeError::NoPendingChange)) => {
                 tokio::time::sleep_until((arrived + self.config.progress_floor).into()).await;
-                Err(crate::app::intake::IntakeError::NoMatch.into())
+                Err(wrong.into())
             }
             Err(e) => Err(e.into()),
         }
@@ -311,21 +327,7 @@ impl AppState {
         ticket: &str,
         code: &str,
     ) -> ApiResult<crate::app::intake::Stopped> {
-        let arrived = Instant::now();
-        let client = crate::app::limits::client_key(peer);
-        self.limiter.check(peer)?;
-        let attempt = self.limits.stop_attempt(ticket, &client).await?;
-        match self.intake.stop_change(ticket, code).await {
-            Ok(stopped) => {
-                self.limits.answered_right(attempt).await?;
-                Ok(stopped)
-            }
-            Err(crate::app::intake::IntakeError::NoPendingChange) => {
-                tokio::time::sleep_until((arrived + self.config.progress_floor).into()).await;
-                Err(crate::app::intake::IntakeError::NoPendingChange.into())
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.guessed(peer, Guess::StopCode, ticket, self.intake.stop_change(ticket, code)).await
     }
 }
 

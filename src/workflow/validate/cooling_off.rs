@@ -16,35 +16,7 @@ pub(super) fn check_cooling_off(
     let mut cooling: BTreeMap<&str, &str> = BTreeMap::new();
     for t in &def.transitions {
         let Some(c) = &t.cooling_off else { continue };
-        match states.get(c.to.as_str()) {
-            None => push(entry(t), format!("`cooling_off.to`: unknown state {:?}", c.to)),
-            Some(s) if s.terminal || s.held => push(
-                entry(t),
-                format!(
-                    "`cooling_off.to`: {:?} must be neither terminal nor held (nobody holds a claim on it)",
-                    s.name
-                ),
-            ),
-            Some(_) if c.to == t.to => {
-                push(entry(t), format!("`cooling_off.to`: {:?} is where the transition goes anyway", c.to))
-            }
-            Some(_) => {
-                if cooling.insert(c.to.as_str(), t.to.as_str()).is_some_and(|other| other != t.to) {
-                    push(entry(t), format!("`cooling_off.to`: {:?} already holds changes headed elsewhere", c.to));
-                }
-            }
-        }
-        if t.from.is_empty() {
-            push(entry(t), "`cooling_off`: the transition that creates an appeal has no change to hold".into());
-        }
-        if c.when.is_empty() {
-            push(entry(t), "`cooling_off.when`: list at least one rule".into());
-        }
-        for (i, rule) in c.when.iter().enumerate() {
-            if rule.all.is_empty() {
-                push(entry(t), format!("`cooling_off.when[{i}].all`: list at least one fact"));
-            }
-        }
+        super::four_eyes::check_route(t, "cooling_off", c, states, &mut cooling, push);
         if def.transitions.iter().any(|o| o.second_approval.as_ref().is_some_and(|sa| sa.to == c.to)) {
             push(entry(t), format!("`cooling_off.to`: {:?} is also where approvals wait for a second approval", c.to));
         }

@@ -14,35 +14,8 @@ pub(super) fn check_four_eyes(
     // Each waiting state, with the state its confirmation must enter.
     let mut waiting: BTreeMap<&str, &str> = BTreeMap::new();
     for t in &def.transitions {
-        let Some(sa) = &t.second_approval else { continue };
-        match states.get(sa.to.as_str()) {
-            None => push(entry(t), format!("`second_approval.to`: unknown state {:?}", sa.to)),
-            Some(s) if s.terminal || s.held => push(
-                entry(t),
-                format!(
-                    "`second_approval.to`: {:?} must be neither terminal nor held (nobody holds a claim on it)",
-                    s.name
-                ),
-            ),
-            Some(_) if sa.to == t.to => {
-                push(entry(t), format!("`second_approval.to`: {:?} is where the transition goes anyway", sa.to))
-            }
-            Some(_) => {
-                if waiting.insert(sa.to.as_str(), t.to.as_str()).is_some_and(|other| other != t.to) {
-                    push(entry(t), format!("`second_approval.to`: {:?} already waits for another approval", sa.to));
-                }
-            }
-        }
-        if t.from.is_empty() {
-            push(entry(t), "`second_approval`: the transition that creates an appeal has no first approval".into());
-        }
-        if sa.when.is_empty() {
-            push(entry(t), "`second_approval.when`: list at least one rule".into());
-        }
-        for (i, rule) in sa.when.iter().enumerate() {
-            if rule.all.is_empty() {
-                push(entry(t), format!("`second_approval.when[{i}].all`: list at least one fact"));
-            }
+        if let Some(sa) = &t.second_approval {
+            check_route(t, "second_approval", sa, states, &mut waiting, push);
         }
     }
 
@@ -100,6 +73,47 @@ pub(super) fn check_four_eyes(
         }
         if t.guards.contains(&Guard::FourEyes) && t.roles.contains(&Role::System) {
             push(entry(t), "the `four_eyes` guard is for staff: `system` may not give a second approval".into());
+        }
+    }
+}
+
+/// A transition's risk route (`key`: `second_approval` or `cooling_off`) checked: its
+/// state can hold an appeal that waits (known, neither terminal nor held, not where the
+/// transition goes anyway), the transition fires on an appeal, and its rules are not
+/// empty. Records in `routes` each route's state with the state its appeal was headed for.
+pub(super) fn check_route<'d>(
+    t: &'d TransitionDef,
+    key: &str,
+    route: &'d RiskRoute,
+    states: &BTreeMap<&str, &StateDef>,
+    routes: &mut BTreeMap<&'d str, &'d str>,
+    push: &mut dyn FnMut(String, String),
+) {
+    let entry = format!("transitions.{}", t.name);
+    match states.get(route.to.as_str()) {
+        None => push(entry.clone(), format!("`{key}.to`: unknown state {:?}", route.to)),
+        Some(s) if s.terminal || s.held => push(
+            entry.clone(),
+            format!("`{key}.to`: {:?} must be neither terminal nor held (nobody holds a claim on it)", s.name),
+        ),
+        Some(_) if route.to == t.to => {
+            push(entry.clone(), format!("`{key}.to`: {:?} is where the transition goes anyway", route.to))
+        }
+        Some(_) => {
+            if routes.insert(route.to.as_str(), t.to.as_str()).is_some_and(|other| other != t.to) {
+                push(entry.clone(), format!("`{key}.to`: {:?} already holds appeals headed elsewhere", route.to));
+            }
+        }
+    }
+    if t.from.is_empty() {
+        push(entry.clone(), format!("`{key}`: the transition that creates an appeal has nothing to hold"));
+    }
+    if route.when.is_empty() {
+        push(entry.clone(), format!("`{key}.when`: list at least one rule"));
+    }
+    for (i, rule) in route.when.iter().enumerate() {
+        if rule.all.is_empty() {
+            push(entry.clone(), format!("`{key}.when[{i}].all`: list at least one fact"));
         }
     }
 }

@@ -80,3 +80,40 @@ fn draft_cookie(state: &Shared, id: &str, secret: &str) -> HeaderValue {
 fn failed(lang: Lang, e: &impl crate::app::problem::Classify) -> Page {
     Page::from_error(lang, e, &nav(lang))
 }
+
+/// The page for a refused guess (the progress query, a stop code): a wrong answer shows
+/// `again` (the form with its notice) as a 404; too many tries, a page saying to wait
+/// (`busy`: its English and Chinese words); anything else, an internal error, logged as
+/// `page`'s.
+fn guess_refused(
+    lang: Lang,
+    title: &str,
+    e: crate::http::error::ApiError,
+    again: maud::Markup,
+    busy: (&'static str, &'static str),
+    page: &str,
+) -> Result<Response, Page> {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    use crate::app::problem::{Kind, Problem};
+    match e.status {
+        StatusCode::NOT_FOUND => {
+            Ok((StatusCode::NOT_FOUND, super::layout::shell(lang, title, &nav(lang), again)).into_response())
+        }
+        StatusCode::TOO_MANY_REQUESTS => {
+            let wait = Problem::new(
+                Kind::TooMany { retry_after: 60 },
+                "too-many",
+                "Too many requests",
+                lang.t(busy.0, busy.1),
+            );
+            Err(Page::problem(lang, &wait, &nav(lang)))
+        }
+        status => {
+            tracing::error!(%status, "the {page} page failed");
+            let broken = Problem::new(Kind::Internal, "internal", "Internal error", String::new());
+            Err(Page::problem(lang, &broken, &nav(lang)))
+        }
+    }
+}

@@ -7,13 +7,12 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
 use super::{draft_ticket, failed, held_draft, held_ticket, nav, see_other};
 use crate::app::intake::{NoFiles, Progress};
-use crate::app::problem::{Kind, Problem};
 use crate::domain::rejection;
 use crate::http::Shared;
 use crate::http::web::form::Form;
@@ -63,24 +62,14 @@ pub async fn check(
             let holds = held_ticket(&state, &headers).await.is_some_and(|t| t.to_string() == progress.ticket);
             Ok(shell(lang, title(lang), &nav(lang), result(&state, lang, &progress, holds)).into_response())
         }
-        Err(e) if e.status == StatusCode::NOT_FOUND => {
-            let body = query_form(lang, Some(ticket), true);
-            Ok((StatusCode::NOT_FOUND, shell(lang, title(lang), &nav(lang), body)).into_response())
-        }
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
-            let busy = Problem::new(
-                Kind::TooMany { retry_after: 60 },
-                "too-many",
-                "Too many requests",
-                lang.t("Too many queries: wait a minute and try again.", "查询过于频繁，请一分钟后再试。"),
-            );
-            Err(Page::problem(lang, &busy, &nav(lang)))
-        }
-        Err(e) => {
-            tracing::error!(status = %e.status, "the progress page failed");
-            let broken = Problem::new(Kind::Internal, "internal", "Internal error", String::new());
-            Err(Page::problem(lang, &broken, &nav(lang)))
-        }
+        Err(e) => super::guess_refused(
+            lang,
+            title(lang),
+            e,
+            query_form(lang, Some(ticket), true),
+            ("Too many queries: wait a minute and try again.", "查询过于频繁，请一分钟后再试。"),
+            "progress",
+        ),
     }
 }
 

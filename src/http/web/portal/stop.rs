@@ -6,12 +6,10 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
 use super::nav;
-use crate::app::problem::{Kind, Problem};
 use crate::http::Shared;
 use crate::http::web::form::Form;
 use crate::http::web::i18n::Lang;
@@ -70,23 +68,13 @@ pub async fn stop(
             };
             Ok(shell(lang, title(lang), &nav(lang), body).into_response())
         }
-        Err(e) if e.status == StatusCode::NOT_FOUND => {
-            let body = stop_form(lang, Some(ticket), true);
-            Ok((StatusCode::NOT_FOUND, shell(lang, title(lang), &nav(lang), body)).into_response())
-        }
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
-            let busy = Problem::new(
-                Kind::TooMany { retry_after: 60 },
-                "too-many",
-                "Too many requests",
-                lang.t("Too many attempts: wait a minute and try again.", "尝试过于频繁，请一分钟后再试。"),
-            );
-            Err(Page::problem(lang, &busy, &nav(lang)))
-        }
-        Err(e) => {
-            tracing::error!(status = %e.status, "the stop-change page failed");
-            let broken = Problem::new(Kind::Internal, "internal", "Internal error", String::new());
-            Err(Page::problem(lang, &broken, &nav(lang)))
-        }
+        Err(e) => super::guess_refused(
+            lang,
+            title(lang),
+            e,
+            stop_form(lang, Some(ticket), true),
+            ("Too many attempts: wait a minute and try again.", "尝试过于频繁，请一分钟后再试。"),
+            "stop-change",
+        ),
     }
 }
