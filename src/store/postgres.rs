@@ -75,9 +75,12 @@ impl PgStore {
     const BEGIN: &str = "BEGIN";
     /// One snapshot for several reads.
     const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
-    /// Claimed timers and their appeals stay locked until the batch commits; another
-    /// worker skips them, and a timer whose appeal a command holds waits for the next batch.
-    const LOCK_CLAIMED_TIMERS: &str = " FOR UPDATE OF t, a SKIP LOCKED";
+    /// Due timers are locked as they are taken, in claim order, until the batch commits;
+    /// another worker's claim skips them and takes the next due ones.
+    const LOCK_DUE_TIMERS: &str = " FOR UPDATE SKIP LOCKED";
+    /// The claimed timers' appeals stay locked until the batch commits; a timer whose
+    /// appeal a command holds waits for the next batch.
+    const LOCK_CLAIMED_APPEALS: &str = " FOR UPDATE OF a SKIP LOCKED";
     /// The planner picks `appeals_queue` for the queue's page by itself.
     const QUEUE_INDEX: &str = "";
     /// After a queue cursor with a deadline: PostgreSQL seeks a row comparison over

@@ -64,7 +64,8 @@ impl SqliteStore {
     /// A reader's snapshot (WAL): taken at its first read, kept to its end.
     const BEGIN_READ: &str = "BEGIN DEFERRED";
     /// No row locks: the write lock already keeps other writers out.
-    const LOCK_CLAIMED_TIMERS: &str = "";
+    const LOCK_DUE_TIMERS: &str = "";
+    const LOCK_CLAIMED_APPEALS: &str = "";
     /// The queue's page reads the open appeals in order from `appeals_queue` and stops
     /// at its last row; without statistics the planner would rather look the states up
     /// by `appeals_queue_counts` and sort them all.

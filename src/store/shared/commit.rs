@@ -2,23 +2,29 @@
 
 use super::*;
 
-/// The queue's copy of the review SLA's deadline, as a `SET` clause of an `UPDATE
-/// appeals` (`$1` the SLA timer's name, `$2` its warning's): the latest review SLA timer
-/// not cancelled (armed or fired), whether it fired, and the due instant of the warning
-/// armed with it (none: the warning was not armed).
-pub(super) const REVIEW_DEADLINE: &str = "
-    review_due_at = (SELECT s.due_at FROM timers s
-                     WHERE s.appeal_id = appeals.id AND s.name = $1 AND s.status <> 'cancelled'
-                     ORDER BY s.generation DESC LIMIT 1),
-    review_fired = COALESCE((SELECT s.status = 'fired' FROM timers s
-                             WHERE s.appeal_id = appeals.id AND s.name = $1 AND s.status <> 'cancelled'
-                             ORDER BY s.generation DESC LIMIT 1), FALSE),
-    review_warn_at = (SELECT (SELECT w.due_at FROM timers w
-                              WHERE w.appeal_id = s.appeal_id AND w.name = $2 AND w.armed_at = s.armed_at
-                              ORDER BY w.generation DESC LIMIT 1)
-                      FROM timers s
-                      WHERE s.appeal_id = appeals.id AND s.name = $1 AND s.status <> 'cancelled'
-                      ORDER BY s.generation DESC LIMIT 1)";
+/// The queue's copy of the review SLA's deadline, as the `SET` assignments of an `UPDATE
+/// appeals` (`sla` and `warning` SQL expressions naming the SLA timer and its warning):
+/// the latest review SLA timer not cancelled (armed or fired), whether it fired, and the
+/// due instant of the warning armed with it (none: the warning was not armed). Each
+/// expression is given apart, so a batch can apply it to some of its rows only.
+pub(super) fn review_deadline(sla: &str, warning: &str) -> [(&'static str, String); 3] {
+    let latest = format!(
+        "FROM timers s WHERE s.appeal_id = appeals.id AND s.name = {sla} AND s.status <> 'cancelled'
+         ORDER BY s.generation DESC LIMIT 1"
+    );
+    [
+        ("review_due_at", format!("(SELECT s.due_at {latest})")),
+        ("review_fired", format!("COALESCE((SELECT s.status = 'fired' {latest}), FALSE)")),
+        (
+            "review_warn_at",
+            format!(
+                "(SELECT (SELECT w.due_at FROM timers w
+                          WHERE w.appeal_id = s.appeal_id AND w.name = {warning} AND w.armed_at = s.armed_at
+                          ORDER BY w.generation DESC LIMIT 1) {latest})"
+            ),
+        ),
+    ]
+}
 
 /// The review SLA's name when `change` moves the queue's copy of its deadline: only the
 /// SLA's timers (and its warning's) do; a settled timer is known by id only, so a
@@ -367,13 +373,14 @@ impl Backend {
     }
 
     /// Copies the review SLA's deadline onto the appeal row for the queue (see
-    /// [`REVIEW_DEADLINE`]).
+    /// [`review_deadline`]).
     pub(super) async fn copy_review_deadline(
         conn: &mut Conn,
         appeal_id: &str,
         review_sla: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE appeals SET {REVIEW_DEADLINE} WHERE id = $3")))
+        let sets: Vec<String> = review_deadline("$1", "$2").iter().map(|(c, e)| format!("{c} = {e}")).collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE appeals SET {} WHERE id = $3", sets.join(", "))))
             .bind(review_sla)
             .bind(format!("{review_sla}.warning"))
             .bind(appeal_id)

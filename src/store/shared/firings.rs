@@ -4,7 +4,7 @@
 //! own savepoint, which is also how a set-wise write that fails is done again, so one
 //! firing that cannot be written spoils no other.
 
-use super::commit::{REVIEW_DEADLINE, moves_review_deadline};
+use super::commit::{moves_review_deadline, review_deadline};
 use super::*;
 use sqlx::{FromRow, QueryBuilder};
 
@@ -28,19 +28,24 @@ impl Backend {
         // skips them (and their appeals) instead of waiting or firing them twice.
         // SQLite: one writer at a time, so the claim is the write lock itself.
         let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-        // The timers and their appeals in one statement. The appeal is locked with its
-        // timer (PostgreSQL), so a firing decides on a state no command can change
-        // before the batch commits; a timer whose appeal a command holds is skipped,
-        // left for the next batch.
+        // The timers and their appeals in one statement. The due timers are taken first,
+        // in claim order, from the index that holds that order (`timers_due`), so a claim
+        // reads only the rows it takes however many are due, and only then joined to
+        // their appeals. The appeal is locked with its timer (PostgreSQL), so a firing
+        // decides on a state no command can change before the batch commits; a timer
+        // whose appeal a command holds is skipped, left for the next batch.
         let sql = format!(
-            "SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
+            "WITH due AS (SELECT d.* FROM timers d
+                          WHERE d.status = 'armed' AND d.due_at <= $1 AND {}
+                          ORDER BY d.due_at, d.id LIMIT $3{})
+             SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
                     t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
                     t.settled_at AS timer_settled_at
-             FROM timers t JOIN appeals a ON a.id = t.appeal_id
-             WHERE t.status = 'armed' AND t.due_at <= $1 AND {}
-             ORDER BY t.due_at, t.id LIMIT $3{}",
-            equals_if(appeal_id, "t.appeal_id", 2),
-            Self::LOCK_CLAIMED_TIMERS
+             FROM due t JOIN appeals a ON a.id = t.appeal_id
+             ORDER BY t.due_at, t.id{}",
+            equals_if(appeal_id, "d.appeal_id", 2),
+            Self::LOCK_DUE_TIMERS,
+            Self::LOCK_CLAIMED_APPEALS
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(Stamp(now))
@@ -145,64 +150,15 @@ impl Backend {
         Ok(out)
     }
 
-    /// Writes the firings' units of work with one statement per kind of row: the appeals'
-    /// new versions (each only from the version decided on), their events, the timers
-    /// cancelled, fired and armed, the queue's copies of the review deadline, the
-    /// notifications and their delivery jobs. Any failure — a version or a timer that
-    /// changed, the database — is returned for the caller to roll back.
+    /// Writes the firings' units of work with one statement per kind of row: the timers
+    /// cancelled, fired and armed, then the appeals' new versions (each only from the
+    /// version decided on) with the queue's copies of the review deadline read from those
+    /// timers, their events, the notifications and their delivery jobs. Any failure — a
+    /// version or a timer that changed, the database — is returned for the caller to roll
+    /// back.
     async fn write_firings(&self, conn: &mut Conn, uows: &[&UnitOfWork]) -> Result<(), CommitError> {
         let changes: Vec<(&AppealChange, Stamp)> =
             uows.iter().flat_map(|u| u.changes.iter().map(move |c| (c, Stamp(u.at)))).collect();
-        if !changes.is_empty() {
-            let mut q = QueryBuilder::<Db>::new(
-                "UPDATE appeals SET state = v.column2, outcome = v.column3, version = v.column4,
-                        assignee = v.column5, updated_at = v.column6,
-                        data = CASE WHEN v.column8 THEN v.column9 ELSE appeals.data END,
-                        items = CASE WHEN v.column8 THEN v.column10 ELSE appeals.items END,
-                        scenario = CASE WHEN v.column8 THEN v.column11 ELSE appeals.scenario END
-                 FROM (",
-            );
-            q.push_values(&changes, |mut b, (c, at)| {
-                let a = &c.appeal;
-                let changed = a.data_changed;
-                b.push_bind(&a.id)
-                    .push_bind(&a.state)
-                    .push_bind(&a.outcome)
-                    .push_bind(a.new_version())
-                    .push_bind(&a.assignee)
-                    .push_bind(*at)
-                    .push_bind(a.expected_version)
-                    .push_bind(changed)
-                    .push_bind(changed.then_some(Json(&a.data)))
-                    .push_bind(changed.then(|| ItemList::of_record(&a.data).text()))
-                    .push_bind(changed.then(|| scenario_of_record(&a.data)).flatten());
-            });
-            q.push(") AS v WHERE appeals.id = v.column1 AND appeals.version = v.column7");
-            let updated = q.build().execute(&mut *conn).await?;
-            if updated.rows_affected() != changes.len() as u64 {
-                return Err(CommitError::Stale("an appeal of the batch".into()));
-            }
-
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
-                                            reasons, payload, at) ",
-            );
-            q.push_values(&changes, |mut b, (c, at)| {
-                let e = &c.event;
-                b.push_bind(&c.appeal.id)
-                    .push_bind(c.appeal.new_version())
-                    .push_bind(&e.transition)
-                    .push_bind(&e.from)
-                    .push_bind(&e.to)
-                    .push_bind(&e.outcome)
-                    .push_bind(&e.actor)
-                    .push_bind(e.role.as_str())
-                    .push_bind(Json(&e.reasons))
-                    .push_bind(Json(&e.payload))
-                    .push_bind(*at);
-            });
-            q.build().execute(&mut *conn).await?;
-        }
 
         let cancels: Vec<(&str, &str, Stamp)> = changes
             .iter()
@@ -256,21 +212,70 @@ impl Backend {
             }
         }
 
-        // The review deadline's copies, per review SLA name (one in practice).
-        let mut deadlines: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-        for (c, _) in &changes {
-            if let Some(review_sla) = moves_review_deadline(c) {
-                deadlines.entry(review_sla).or_default().push(&c.appeal.id);
+        if !changes.is_empty() {
+            // The review deadline's copy is read from the timers just written, in the same
+            // statement as the appeal's new version (one new row version per appeal), and
+            // only for the appeals whose review SLA timers this batch touched.
+            let deadlines: Vec<Option<(&str, String)>> = changes
+                .iter()
+                .map(|(c, _)| moves_review_deadline(c).map(|sla| (sla, format!("{sla}.warning"))))
+                .collect();
+            let mut q = QueryBuilder::<Db>::new(
+                "UPDATE appeals SET state = v.column2, outcome = v.column3, version = v.column4,
+                        assignee = v.column5, updated_at = v.column6,
+                        data = CASE WHEN v.column8 THEN v.column9 ELSE appeals.data END,
+                        items = CASE WHEN v.column8 THEN v.column10 ELSE appeals.items END,
+                        scenario = CASE WHEN v.column8 THEN v.column11 ELSE appeals.scenario END",
+            );
+            for (column, expr) in review_deadline("v.column13", "v.column14") {
+                q.push(format!(
+                    ",\n                        {column} = CASE WHEN v.column12 THEN {expr} ELSE appeals.{column} END"
+                ));
             }
-        }
-        for (review_sla, ids) in deadlines {
-            let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
-            let sql = format!("UPDATE appeals SET {REVIEW_DEADLINE} WHERE id IN ({})", list.join(", "));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(review_sla).bind(format!("{review_sla}.warning"));
-            for id in ids {
-                q = q.bind(id);
+            q.push("\n                 FROM (");
+            q.push_values(changes.iter().zip(&deadlines), |mut b, ((c, at), deadline)| {
+                let a = &c.appeal;
+                let changed = a.data_changed;
+                b.push_bind(&a.id)
+                    .push_bind(&a.state)
+                    .push_bind(&a.outcome)
+                    .push_bind(a.new_version())
+                    .push_bind(&a.assignee)
+                    .push_bind(*at)
+                    .push_bind(a.expected_version)
+                    .push_bind(changed)
+                    .push_bind(changed.then_some(Json(&a.data)))
+                    .push_bind(changed.then(|| ItemList::of_record(&a.data).text()))
+                    .push_bind(changed.then(|| scenario_of_record(&a.data)).flatten())
+                    .push_bind(deadline.is_some())
+                    .push_bind(deadline.as_ref().map(|(sla, _)| *sla))
+                    .push_bind(deadline.as_ref().map(|(_, warning)| warning.as_str()));
+            });
+            q.push(") AS v WHERE appeals.id = v.column1 AND appeals.version = v.column7");
+            let updated = q.build().execute(&mut *conn).await?;
+            if updated.rows_affected() != changes.len() as u64 {
+                return Err(CommitError::Stale("an appeal of the batch".into()));
             }
-            q.execute(&mut *conn).await?;
+
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
+                                            reasons, payload, at) ",
+            );
+            q.push_values(&changes, |mut b, (c, at)| {
+                let e = &c.event;
+                b.push_bind(&c.appeal.id)
+                    .push_bind(c.appeal.new_version())
+                    .push_bind(&e.transition)
+                    .push_bind(&e.from)
+                    .push_bind(&e.to)
+                    .push_bind(&e.outcome)
+                    .push_bind(&e.actor)
+                    .push_bind(e.role.as_str())
+                    .push_bind(Json(&e.reasons))
+                    .push_bind(Json(&e.payload))
+                    .push_bind(*at);
+            });
+            q.build().execute(&mut *conn).await?;
         }
         crate::failpoint!(self.scope(), "commit.after_changes");
 
