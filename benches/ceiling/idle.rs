@@ -1,10 +1,14 @@
 //! The real worker loop (`jobs::run`, system clock, default settings: 500 ms poll):
 //!
-//! - lateness: claims whose 4-hour expiry falls due one by one, each armed only 150 ms
-//!   before it is due — on SQLite by an engine sharing the worker's store (this process),
-//!   on PostgreSQL by an engine on another pool (as another process would) — so a loop
-//!   that only polled would miss most of them by up to a poll; how late each fired (its
-//!   row's settled_at − due_at), p50/p99/max, against the 100 ms target.
+//! - lateness: claims whose expiry falls due one by one, each armed only 150 ms before it
+//!   is due — on SQLite by an engine sharing the worker's store (this process), on
+//!   PostgreSQL by an engine on another pool (as another process would) — so a loop that
+//!   only polled would miss most of them by up to a poll; how late each fired (its row's
+//!   settled_at − due_at), p50/p99/max, against the 100 ms target. The arming engine runs
+//!   the shipped workflow with the claim expiry shortened to one minute (the shortest
+//!   span a workflow can give) and a clock one minute behind the wall clock, so each
+//!   timer is, to the commit that arms it, due a minute later, as the shortest real
+//!   timer would be; the worker, on the wall clock, sees it due 150 ms later.
 //! - idle: the CPU the process uses over `secs` with the worker running and nothing to
 //!   do, against the same process over `secs` before the worker started.
 
@@ -13,7 +17,7 @@ use std::time::Duration;
 
 use appealflow::engine::{ManualClock, SystemClock};
 use appealflow::jobs::WorkerSettings;
-use appealflow::startup::WorkConfig;
+use appealflow::startup::{Application, Settings, WorkConfig};
 use appealflow::workflow::Fire;
 use chrono::Utc;
 
@@ -21,6 +25,32 @@ use super::{Row, common};
 
 const TIMERS: usize = 20;
 const LEAD: Duration = Duration::from_millis(150);
+
+/// A copy of the shipped workflows whose newest account-appeal version lets a claim
+/// lapse after one minute instead of four hours.
+fn one_minute_claims() -> tempfile::TempDir {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&common::workflows_dir(), dir.path());
+    let path = dir.path().join("account-appeal/workflow.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let claim = text.find("name = \"claim_expiry\"").expect("the shipped workflow has a claim expiry");
+    let after = claim + text[claim..].find("after = { hours = 4 }").expect("of four hours");
+    let text = format!("{}after = {{ minutes = 1 }}{}", &text[..after], &text[after + "after = { hours = 4 }".len()..]);
+    std::fs::write(&path, text).unwrap();
+    dir
+}
 
 /// CPU seconds this process has used (user + system), from /proc/self/stat.
 fn cpu_seconds() -> f64 {
@@ -45,7 +75,15 @@ pub async fn measure(backend: &'static str, db: common::TestDb, secs: u64) -> Ve
     let start = Utc::now();
     let clock = Arc::new(ManualClock::new(start - chrono::Duration::hours(5)));
     let arming_db = if backend == "sqlite" { None } else { Some(db.reopen().await) };
-    let arming = common::engine(arming_db.as_ref().unwrap_or(&db), clock.clone());
+    let workflows = one_minute_claims();
+    let arming = {
+        let on = arming_db.as_ref().unwrap_or(&db);
+        let config = WorkConfig { lead_emails: vec![common::LEADS.into()], ..Default::default() };
+        let settings = Settings::new(on.url.clone(), workflows.path().to_path_buf()).with_work(config);
+        Application::on(on.store.clone(), on.backend.clone(), &settings, clock.clone())
+            .expect("the shipped workflow with a one-minute claim loads")
+            .engine
+    };
     let mut tickets = Vec::new();
     for i in 0..TIMERS {
         let t = arming.create(&common::request(&format!("late{i}")), &common::applicant(), None).await.unwrap();
@@ -66,7 +104,7 @@ pub async fn measure(backend: &'static str, db: common::TestDb, secs: u64) -> Ve
         if let Ok(wait) = (arm_at - Utc::now()).to_std() {
             tokio::time::sleep(wait).await;
         }
-        clock.set(due - chrono::Duration::hours(4));
+        clock.set(due - chrono::Duration::minutes(1));
         arming.fire(t, &Fire::new("claim"), &common::reviewer("bench"), None).await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
