@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use appealflow::engine::{ManualClock, SystemClock};
 use appealflow::jobs::WorkerSettings;
-use appealflow::startup::{Application, Settings, WorkConfig};
+use appealflow::startup::WorkConfig;
 use appealflow::workflow::Fire;
 use chrono::Utc;
 
@@ -29,20 +29,8 @@ const LEAD: Duration = Duration::from_millis(150);
 /// A copy of the shipped workflows whose newest account-appeal version lets a claim
 /// lapse after one minute instead of four hours.
 fn one_minute_claims() -> tempfile::TempDir {
-    fn copy(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    copy(&common::workflows_dir(), dir.path());
+    common::copy_dir(&common::workflows_dir(), dir.path());
     let path = dir.path().join("account-appeal/workflow.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let claim = text.find("name = \"claim_expiry\"").expect("the shipped workflow has a claim expiry");
@@ -76,14 +64,9 @@ pub async fn measure(backend: &'static str, db: common::TestDb, secs: u64) -> Ve
     let clock = Arc::new(ManualClock::new(start - chrono::Duration::hours(5)));
     let arming_db = if backend == "sqlite" { None } else { Some(db.reopen().await) };
     let workflows = one_minute_claims();
-    let arming = {
-        let on = arming_db.as_ref().unwrap_or(&db);
-        let config = WorkConfig { lead_emails: vec![common::LEADS.into()], ..Default::default() };
-        let settings = Settings::new(on.url.clone(), workflows.path().to_path_buf()).with_work(config);
-        Application::on(on.store.clone(), on.backend.clone(), &settings, clock.clone())
-            .expect("the shipped workflow with a one-minute claim loads")
-            .engine
-    };
+    let config = WorkConfig { lead_emails: vec![common::LEADS.into()], ..Default::default() };
+    let arming =
+        common::app_in(arming_db.as_ref().unwrap_or(&db), workflows.path(), clock.clone(), &config, None).engine;
     let mut tickets = Vec::new();
     for i in 0..TIMERS {
         let t = arming.create(&common::request(&format!("late{i}")), &common::applicant(), None).await.unwrap();

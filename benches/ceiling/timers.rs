@@ -28,24 +28,22 @@ use super::{Row, common};
 
 const BATCH: i64 = 500;
 
-/// The claim: the due timers in claim order, then their appeals (`{lock}`: PostgreSQL's
-/// row locks, written out per backend below).
-const CLAIM_SQLITE: &str = "WITH due AS (SELECT d.* FROM timers d
+/// The claim: the due timers in claim order, then their appeals; on PostgreSQL with the
+/// engine's row locks (the timers as they are taken, then their appeals).
+fn claim(postgres: bool) -> String {
+    let (due_lock, appeal_lock) =
+        if postgres { (" FOR UPDATE SKIP LOCKED", " FOR UPDATE OF a SKIP LOCKED") } else { ("", "") };
+    format!(
+        "WITH due AS (SELECT d.* FROM timers d
               WHERE d.status = 'armed' AND d.due_at <= $1 AND CAST($2 AS TEXT) IS NULL
-              ORDER BY d.due_at, d.id LIMIT $3)
+              ORDER BY d.due_at, d.id LIMIT $3{due_lock})
  SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
         t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
         t.settled_at AS timer_settled_at
  FROM due t JOIN appeals a ON a.id = t.appeal_id
- ORDER BY t.due_at, t.id";
-const CLAIM_POSTGRES: &str = "WITH due AS (SELECT d.* FROM timers d
-              WHERE d.status = 'armed' AND d.due_at <= $1 AND CAST($2 AS TEXT) IS NULL
-              ORDER BY d.due_at, d.id LIMIT $3 FOR UPDATE SKIP LOCKED)
- SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
-        t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
-        t.settled_at AS timer_settled_at
- FROM due t JOIN appeals a ON a.id = t.appeal_id
- ORDER BY t.due_at, t.id FOR UPDATE OF a SKIP LOCKED";
+ ORDER BY t.due_at, t.id{appeal_lock}"
+    )
+}
 /// The batch's timers, read once for the notifications' deadlines (`{IN_JSON_LIST}`
 /// written out per backend below).
 const TIMERS_SQLITE: &str = "SELECT t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at,
@@ -186,8 +184,14 @@ macro_rules! raw_batch {
     ($tx:expr, $db:ty, $jobs:expr, $write_jobs:ident, $warning:expr, $breach:expr, $now:expr) => {{
         let mut tx = $tx;
         let now = Stamp($now);
-        let claim = if stringify!($db).contains("Sqlite") { CLAIM_SQLITE } else { CLAIM_POSTGRES };
-        let rows = sqlx::query(claim).bind(now).bind(None::<String>).bind(BATCH).fetch_all(&mut *tx).await.unwrap();
+        let claim = claim(!stringify!($db).contains("Sqlite"));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(claim))
+            .bind(now)
+            .bind(None::<String>)
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
         // One firing per appeal: (appeal id, version, state, timer id, event, what it wrote).
         let mut seen = std::collections::HashSet::new();
         let mut firings = Vec::new();

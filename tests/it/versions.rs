@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use appealflow::domain::{Actor, Role, TicketNumber};
 use appealflow::engine::{Engine, EngineError, ManualClock};
-use appealflow::startup::{Application, Settings};
 use appealflow::store::TimerStatus;
 use appealflow::workflow::{Fire, Refusal};
 
@@ -28,24 +27,11 @@ description = "reviews are due within 2 business days"
 review_sla = "rearm"
 "#;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A workflows folder: the shipped one, and — with `v2` — the shipped definition kept as
 /// `account-appeal/v1/`, a version 2 reviewing within 2 business days as the current one,
 /// and the migration from 1 to 2 (`migration`).
 pub(crate) fn workflows(root: &Path, v2: bool, migration: &str) {
-    copy_dir(&common::workflows_dir(), root);
+    common::copy_dir(&common::workflows_dir(), root);
     if !v2 {
         return;
     }
@@ -65,9 +51,7 @@ pub(crate) fn workflows(root: &Path, v2: bool, migration: &str) {
 }
 
 fn engine_on(db: &TestDb, dir: &Path, clock: Arc<ManualClock>) -> Arc<Engine> {
-    let settings = Settings::new(db.url.clone(), dir.to_path_buf());
-    let app = Application::on(db.store.clone(), db.backend.clone(), &settings, clock).expect("the workflows load");
-    app.work.engine().clone()
+    common::app_in(db, dir, clock, &Default::default(), None).work.engine().clone()
 }
 
 async fn review_due(engine: &Engine, t: &TicketNumber) -> Option<chrono::DateTime<chrono::Utc>> {

@@ -59,7 +59,18 @@ pub fn intake_config(blob_dir: impl Into<PathBuf>, key: &str) -> IntakeConfig {
 /// ([`Application::on`]): the shipped workflow, `work`'s settings, and the intake side
 /// when `intake` is given.
 pub fn app(db: &TestDb, clock: Arc<dyn Clock>, work: &WorkConfig, intake: Option<IntakeConfig>) -> Application {
-    let mut settings = Settings::new(db.url.clone(), workflows_dir()).with_work(work.clone());
+    app_in(db, &workflows_dir(), clock, work, intake)
+}
+
+/// As [`app`], with the workflows of the folder `workflows` (an edited copy).
+pub fn app_in(
+    db: &TestDb,
+    workflows: &std::path::Path,
+    clock: Arc<dyn Clock>,
+    work: &WorkConfig,
+    intake: Option<IntakeConfig>,
+) -> Application {
+    let mut settings = Settings::new(db.url.clone(), workflows.to_path_buf()).with_work(work.clone());
     settings.intake = intake;
     Application::on(db.store.clone(), db.backend.clone(), &settings, clock)
         .expect("the shipped workflow, templates and rules load")
@@ -67,6 +78,20 @@ pub fn app(db: &TestDb, clock: Arc<dyn Clock>, work: &WorkConfig, intake: Option
 
 pub fn workflows_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workflows")
+}
+
+/// Copies the folder `from` into `to`, recursively (a workflows folder to edit).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 pub fn workflow() -> Arc<Workflow> {

@@ -13,7 +13,10 @@ use appealflow::workflow::Fire;
 
 use crate::common::{self, TestDb, applicant, engine, jobs, monday_morning, notifications, request, reviewer};
 
-on_both_backends!(a_batch_written_set_wise_leaves_the_rows_of_one_firing_at_a_time);
+on_both_backends!(
+    a_batch_written_set_wise_leaves_the_rows_of_one_firing_at_a_time,
+    batches_take_the_earliest_due_timers_first
+);
 
 /// Everything the firings wrote for one appeal, with what differs between two
 /// databases by construction (ids, ticket numbers, keys) left out or masked.
@@ -127,4 +130,34 @@ async fn a_batch_written_set_wise_leaves_the_rows_of_one_firing_at_a_time(db: Te
     let pending: Vec<_> = all.iter().filter(|n| n.status == appealflow::store::NotificationStatus::Pending).collect();
     assert!(pending.len() >= 14, "{pending:?}");
     assert!(pending.iter().all(|n| queued.iter().any(|j| j.args["notification_id"] == n.id)), "{queued:?}");
+}
+
+/// Timers are claimed in (due, id) order however they were written: appeals received on
+/// Tuesday are created first (their timers get the lower ids), then appeals received on
+/// Monday, whose timers fall due earlier; two at a time, the firings come out in due
+/// order, and among timers due at one instant, in the order they were armed.
+async fn batches_take_the_earliest_due_timers_first(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(common::at("2026-03-10T10:00:00+08:00")));
+    let engine = engine(&db, clock.clone());
+    for i in 0..3 {
+        engine.create(&request(&format!("tuesday{i}")), &applicant(), None).await.unwrap();
+    }
+    clock.set(monday_morning());
+    for i in 0..3 {
+        engine.create(&request(&format!("monday{i}")), &applicant(), None).await.unwrap();
+    }
+    clock.set(common::at("2026-03-20T00:00:00+08:00"));
+    let runs = engine.run_due_timers(2).await.unwrap();
+    assert_eq!(runs.len(), 12, "each appeal's warning and breach: {runs:?}");
+    assert!(runs.iter().all(|r| r.outcome == "fired"), "{runs:?}");
+    let order: Vec<_> = runs.iter().map(|r| (r.timer.due_at, r.timer.id)).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "fired in (due, id) order");
+    // Monday's warnings (due at the start of Thursday) before any of Tuesday's timers.
+    let first: Vec<_> = runs[..3].iter().map(|r| r.timer.name.as_str()).collect();
+    assert_eq!(first, ["review_sla.warning"; 3]);
+    assert!(runs[..3].iter().all(|r| r.timer.due_at < runs[11].timer.due_at));
+    let lowest = runs.iter().map(|r| r.timer.id).min().unwrap();
+    assert!(runs[0].timer.id > lowest, "the timers written later but due sooner came first");
 }
