@@ -443,7 +443,7 @@ async fn run(name: &str, db: common::TestDb, fresh: common::TestDb, open: usize,
 }
 
 /// The processes on the seeded database (queue/load.rs): serve's and the worker's RSS
-/// under load, then migrate's time (0009 and 0010 taken back out and replayed).
+/// under load, then migrate's time (0009, 0010 and 0012 taken back out and replayed).
 async fn processes(name: &str, url: &str, pool: &Pool) {
     load::serve(name, url, 8).await;
     let fired = "SELECT COUNT(*) FROM timers WHERE status = 'fired'";
@@ -455,32 +455,39 @@ async fn processes(name: &str, url: &str, pool: &Pool) {
             load::worker(name, url, || async { sqlx::query_scalar(fired).fetch_one(p).await.unwrap() }).await
         }
     }
-    let unapply = [
-        "DROP INDEX appeals_queue",
-        "DROP INDEX appeals_queue_counts",
-        "DROP INDEX appeals_queue_scenario",
-        "DROP INDEX IF EXISTS appeals_queue_undated",
-        "DELETE FROM appealflow_migrations WHERE version = 10",
-        "ALTER TABLE appeals DROP COLUMN review_due_at",
-        "ALTER TABLE appeals DROP COLUMN review_fired",
-        "ALTER TABLE appeals DROP COLUMN review_warn_at",
-        "ALTER TABLE appeals DROP COLUMN items",
-        "ALTER TABLE appeals DROP COLUMN scenario",
-        "DELETE FROM appealflow_migrations WHERE version = 9",
-    ];
+    // 0012's item indexes (SQLite's) stand on 0009's `items` column: out first.
+    let mut unapply: Vec<String> =
+        AppealItem::ALL.iter().map(|i| format!("DROP INDEX IF EXISTS appeals_item_{}", i.as_str())).collect();
+    unapply.push("DELETE FROM appealflow_migrations WHERE version = 12".into());
+    unapply.extend(
+        [
+            "DROP INDEX appeals_queue",
+            "DROP INDEX appeals_queue_counts",
+            "DROP INDEX appeals_queue_scenario",
+            "DROP INDEX IF EXISTS appeals_queue_undated",
+            "DELETE FROM appealflow_migrations WHERE version = 10",
+            "ALTER TABLE appeals DROP COLUMN review_due_at",
+            "ALTER TABLE appeals DROP COLUMN review_fired",
+            "ALTER TABLE appeals DROP COLUMN review_warn_at",
+            "ALTER TABLE appeals DROP COLUMN items",
+            "ALTER TABLE appeals DROP COLUMN scenario",
+            "DELETE FROM appealflow_migrations WHERE version = 9",
+        ]
+        .map(String::from),
+    );
     match pool {
         Pool::Sqlite(p) => {
             load::migrate(name, url, || async {
-                for s in unapply {
-                    sqlx::query(s).execute(p).await.unwrap();
+                for s in &unapply {
+                    sqlx::query(sqlx::AssertSqlSafe(s.as_str())).execute(p).await.unwrap();
                 }
             })
             .await
         }
         Pool::Pg(p) => {
             load::migrate(name, url, || async {
-                for s in unapply {
-                    sqlx::query(s).execute(p).await.unwrap();
+                for s in &unapply {
+                    sqlx::query(sqlx::AssertSqlSafe(s.as_str())).execute(p).await.unwrap();
                 }
             })
             .await

