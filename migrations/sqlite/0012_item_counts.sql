@@ -6,8 +6,8 @@
 -- beginning with `change`, `clear`, `detach` or `other` comes first). Here each item has
 -- a partial index holding only the open appeals that ask for it, by state, claim and
 -- scenario, so a count reads only matches and stops at its cap (0.3-0.7 ms for the same
--- counts, every filter). A scenario with any claim is counted as two ranges of it
--- (unclaimed, then claimed). The store names the index by the item
+-- counts, every filter). A scenario with any claim is counted in two parts: the
+-- unclaimed (a range) and the claimed (walked over the claimers to the cap). The store names the index by the item
 -- (`appeals_item_<item>`) and writes the item's condition exactly as here, so that
 -- SQLite may use it. An item added later needs its index here too: a test counts every
 -- item under every filter.

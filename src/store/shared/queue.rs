@@ -3,9 +3,10 @@
 //! SQLite when a page after a cursor runs on into the appeals without a deadline), the
 //! counts in one. They read only the `appeals` row (its queue columns are written by
 //! each commit, see `commit.rs`), through the partial indexes on the open appeals
-//! (migrations 0009 and 0010; on SQLite, 0012's per item). None grows with the queue: the page enters the queue
-//! index at its start (or after a cursor) and stops after its rows; each count stops at
-//! its cap.
+//! (migrations 0009 and 0010; on SQLite also 0012's, one per item). None grows with the
+//! queue: the page enters the queue index at its start (or after a cursor) and stops
+//! after its rows; each count stops at its cap (a count of one item's claimed appeals
+//! in one scenario walks that item's claimed appeals in the state until it does).
 
 use super::*;
 use crate::store::{AssigneeMatch, QueueFilter, QueueRow, QueueSlice};
@@ -57,8 +58,9 @@ impl Backend {
         // only the filters asked for (an absent one is a constant condition). With an
         // item asked for where the backend keeps an index per item (`ITEM_INDEX`), the
         // count reads that index, the item's condition written as the index's is; a
-        // scenario with any claim is then counted unclaimed and claimed apart (each a
-        // range of it), and their sum is held against the cap like one count.
+        // scenario with any claim is then counted unclaimed (a range of it) and claimed
+        // (walked over the claimers, to the cap) apart, and their sum is held against
+        // the cap like one count: past the cap, one part is past it or both are exact.
         let item_index = filter.item.zip(Self::ITEM_INDEX).map(|(i, hint)| (i, hint.replace("{item}", i.as_str())));
         let conds = [
             match (&item_index, item.is_some()) {
