@@ -150,7 +150,8 @@ impl Backend {
         Ok(out)
     }
 
-    /// Writes the firings' units of work with one statement per kind of row: the timers
+    /// Writes the firings' units of work with one statement per kind of row (more when
+    /// its rows bind more values than a statement may: `per_statement`): the timers
     /// cancelled, fired and armed, then the appeals' new versions (each only from the
     /// version decided on) with the queue's copies of the review deadline read from those
     /// timers, their events, the notifications and their delivery jobs. Any failure — a
@@ -164,10 +165,10 @@ impl Backend {
             .iter()
             .flat_map(|(c, at)| c.cancel.iter().map(move |name| (c.appeal.id.as_str(), name.as_str(), *at)))
             .collect();
-        if !cancels.is_empty() {
+        for part in cancels.chunks(per_statement(3)) {
             let mut q =
                 QueryBuilder::<Db>::new("UPDATE timers SET status = 'cancelled', settled_at = v.column3 FROM (");
-            q.push_values(&cancels, |mut b, (appeal, name, at)| {
+            q.push_values(part, |mut b, (appeal, name, at)| {
                 b.push_bind(*appeal).push_bind(*name).push_bind(*at);
             });
             q.push(") AS v WHERE timers.appeal_id = v.column1 AND timers.name = v.column2 AND timers.status = 'armed'");
@@ -176,23 +177,23 @@ impl Backend {
 
         let fired: Vec<(i64, &str, Stamp)> =
             changes.iter().filter_map(|(c, at)| c.fire_timer.map(|id| (id, c.appeal.id.as_str(), *at))).collect();
-        if !fired.is_empty() {
+        for part in fired.chunks(per_statement(3)) {
             let mut q = QueryBuilder::<Db>::new("UPDATE timers SET status = 'fired', settled_at = v.column3 FROM (");
-            q.push_values(&fired, |mut b, (id, appeal, at)| {
+            q.push_values(part, |mut b, (id, appeal, at)| {
                 b.push_bind(*id).push_bind(*appeal).push_bind(*at);
             });
             q.push(") AS v WHERE timers.id = v.column1 AND timers.appeal_id = v.column2 AND timers.status = 'armed'");
-            if q.build().execute(&mut *conn).await?.rows_affected() != fired.len() as u64 {
+            if q.build().execute(&mut *conn).await?.rows_affected() != part.len() as u64 {
                 return Err(CommitError::TimerNotArmed);
             }
         }
 
         let arms: Vec<(&str, &crate::workflow::decide::TimerArm, Stamp)> =
             changes.iter().flat_map(|(c, at)| c.arm.iter().map(move |arm| (c.appeal.id.as_str(), arm, *at))).collect();
-        if !arms.is_empty() {
+        for part in arms.chunks(per_statement(6)) {
             let mut q =
                 QueryBuilder::<Db>::new("INSERT INTO timers (appeal_id, name, generation, due_at, status, armed_at) ");
-            q.push_values(&arms, |mut b, (appeal, arm, at)| {
+            q.push_values(part, |mut b, (appeal, arm, at)| {
                 b.push_bind(*appeal)
                     .push_bind(&arm.name)
                     .push("(SELECT COALESCE(MAX(generation), 0) + 1 FROM timers WHERE appeal_id = ")
@@ -205,11 +206,12 @@ impl Backend {
                     .push_bind(*at);
             });
             q.build().execute(&mut *conn).await?;
-            if let Some(announce) = Self::ANNOUNCE_ARMED
-                && uows.iter().any(|u| u.arms_timers_soon())
-            {
-                sqlx::query(announce).execute(&mut *conn).await?;
-            }
+        }
+        if let Some(announce) = Self::ANNOUNCE_ARMED
+            && !arms.is_empty()
+            && uows.iter().any(|u| u.arms_timers_soon())
+        {
+            sqlx::query(announce).execute(&mut *conn).await?;
         }
 
         if !changes.is_empty() {
@@ -220,75 +222,80 @@ impl Backend {
                 .iter()
                 .map(|(c, _)| moves_review_deadline(c).map(|sla| (sla, format!("{sla}.warning"))))
                 .collect();
-            let mut q = QueryBuilder::<Db>::new(
-                "UPDATE appeals SET state = v.column2, outcome = v.column3, version = v.column4,
+            let rows: Vec<_> = changes.iter().zip(&deadlines).collect();
+            for part in rows.chunks(per_statement(14)) {
+                let mut q = QueryBuilder::<Db>::new(
+                    "UPDATE appeals SET state = v.column2, outcome = v.column3, version = v.column4,
                         assignee = v.column5, updated_at = v.column6,
                         data = CASE WHEN v.column8 THEN v.column9 ELSE appeals.data END,
                         items = CASE WHEN v.column8 THEN v.column10 ELSE appeals.items END,
                         scenario = CASE WHEN v.column8 THEN v.column11 ELSE appeals.scenario END",
-            );
-            for (column, expr) in review_deadline("v.column13", "v.column14") {
-                q.push(format!(
+                );
+                for (column, expr) in review_deadline("v.column13", "v.column14") {
+                    q.push(format!(
                     ",\n                        {column} = CASE WHEN v.column12 THEN {expr} ELSE appeals.{column} END"
                 ));
-            }
-            q.push("\n                 FROM (");
-            q.push_values(changes.iter().zip(&deadlines), |mut b, ((c, at), deadline)| {
-                let a = &c.appeal;
-                let changed = a.data_changed;
-                b.push_bind(&a.id)
-                    .push_bind(&a.state)
-                    .push_bind(&a.outcome)
-                    .push_bind(a.new_version())
-                    .push_bind(&a.assignee)
-                    .push_bind(*at)
-                    .push_bind(a.expected_version)
-                    .push_bind(changed)
-                    .push_bind(changed.then_some(Json(&a.data)))
-                    .push_bind(changed.then(|| ItemList::of_record(&a.data).text()))
-                    .push_bind(changed.then(|| scenario_of_record(&a.data)).flatten())
-                    .push_bind(deadline.is_some())
-                    .push_bind(deadline.as_ref().map(|(sla, _)| *sla))
-                    .push_bind(deadline.as_ref().map(|(_, warning)| warning.as_str()));
-            });
-            q.push(") AS v WHERE appeals.id = v.column1 AND appeals.version = v.column7");
-            let updated = q.build().execute(&mut *conn).await?;
-            if updated.rows_affected() != changes.len() as u64 {
-                return Err(CommitError::Stale("an appeal of the batch".into()));
+                }
+                q.push("\n                 FROM (");
+                q.push_values(part, |mut b, ((c, at), deadline)| {
+                    let a = &c.appeal;
+                    let changed = a.data_changed;
+                    b.push_bind(&a.id)
+                        .push_bind(&a.state)
+                        .push_bind(&a.outcome)
+                        .push_bind(a.new_version())
+                        .push_bind(&a.assignee)
+                        .push_bind(*at)
+                        .push_bind(a.expected_version)
+                        .push_bind(changed)
+                        .push_bind(changed.then_some(Json(&a.data)))
+                        .push_bind(changed.then(|| ItemList::of_record(&a.data).text()))
+                        .push_bind(changed.then(|| scenario_of_record(&a.data)).flatten())
+                        .push_bind(deadline.is_some())
+                        .push_bind(deadline.as_ref().map(|(sla, _)| *sla))
+                        .push_bind(deadline.as_ref().map(|(_, warning)| warning.as_str()));
+                });
+                q.push(") AS v WHERE appeals.id = v.column1 AND appeals.version = v.column7");
+                let updated = q.build().execute(&mut *conn).await?;
+                if updated.rows_affected() != part.len() as u64 {
+                    return Err(CommitError::Stale("an appeal of the batch".into()));
+                }
             }
 
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
+            for part in changes.chunks(per_statement(11)) {
+                let mut q = QueryBuilder::<Db>::new(
+                    "INSERT INTO appeal_events (appeal_id, seq, transition, from_state, to_state, outcome, actor, role,
                                             reasons, payload, at) ",
-            );
-            q.push_values(&changes, |mut b, (c, at)| {
-                let e = &c.event;
-                b.push_bind(&c.appeal.id)
-                    .push_bind(c.appeal.new_version())
-                    .push_bind(&e.transition)
-                    .push_bind(&e.from)
-                    .push_bind(&e.to)
-                    .push_bind(&e.outcome)
-                    .push_bind(&e.actor)
-                    .push_bind(e.role.as_str())
-                    .push_bind(Json(&e.reasons))
-                    .push_bind(Json(&e.payload))
-                    .push_bind(*at);
-            });
-            q.build().execute(&mut *conn).await?;
+                );
+                q.push_values(part, |mut b, (c, at)| {
+                    let e = &c.event;
+                    b.push_bind(&c.appeal.id)
+                        .push_bind(c.appeal.new_version())
+                        .push_bind(&e.transition)
+                        .push_bind(&e.from)
+                        .push_bind(&e.to)
+                        .push_bind(&e.outcome)
+                        .push_bind(&e.actor)
+                        .push_bind(e.role.as_str())
+                        .push_bind(Json(&e.reasons))
+                        .push_bind(Json(&e.payload))
+                        .push_bind(*at);
+                });
+                q.build().execute(&mut *conn).await?;
+            }
         }
         crate::failpoint!(self.scope(), "commit.after_changes");
 
         let notifications: Vec<(&NewNotification, Stamp)> =
             uows.iter().flat_map(|u| u.notifications.iter().map(move |n| (n, Stamp(u.at)))).collect();
         let mut jobs = Vec::new();
-        if !notifications.is_empty() {
+        for part in notifications.chunks(per_statement(14)) {
             let mut q = QueryBuilder::<Db>::new(
                 "INSERT INTO notifications (appeal_id, idempotency_key, template, channel, locale, recipient,
                                             recipient_masked, body, status, created_at, chain, position,
                                             on_delivered, on_undeliverable) ",
             );
-            q.push_values(&notifications, |mut b, (n, at)| {
+            q.push_values(part, |mut b, (n, at)| {
                 b.push_bind(&n.appeal_id)
                     .push_bind(&n.idempotency_key)
                     .push_bind(&n.template)
@@ -319,6 +326,15 @@ impl Backend {
         }
         Ok(())
     }
+}
+
+/// The most values one statement of a batch binds: below SQLite's limit (32,766) and
+/// PostgreSQL's (65,535). A batch's rows of one kind go in as many statements as it takes.
+const MAX_BINDS: usize = 30_000;
+
+/// How many rows of `binds` values each one statement takes.
+fn per_statement(binds: usize) -> usize {
+    MAX_BINDS / binds
 }
 
 /// Whether the firings can be written set-wise: nothing but appeal changes (each from a

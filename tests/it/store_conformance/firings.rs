@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use appealflow::engine::ManualClock;
 use appealflow::jobs::NOTIFICATIONS_QUEUE;
+use appealflow::startup::WorkConfig;
 use appealflow::store::{AssigneeMatch, QueueFilter};
 use appealflow::workflow::Fire;
 
@@ -15,7 +16,8 @@ use crate::common::{self, TestDb, applicant, engine, jobs, monday_morning, notif
 
 on_both_backends!(
     a_batch_written_set_wise_leaves_the_rows_of_one_firing_at_a_time,
-    batches_take_the_earliest_due_timers_first
+    batches_take_the_earliest_due_timers_first,
+    a_batch_notifying_many_leads_is_written_whole
 );
 
 /// Everything the firings wrote for one appeal, with what differs between two
@@ -160,4 +162,36 @@ async fn batches_take_the_earliest_due_timers_first(db: TestDb) {
     assert!(runs[..3].iter().all(|r| r.timer.due_at < runs[11].timer.due_at));
     let lowest = runs.iter().map(|r| r.timer.id).min().unwrap();
     assert!(runs[0].timer.id > lowest, "the timers written later but due sooner came first");
+}
+
+/// A batch's rows are written however many there are: 80 appeals' SLA warnings, then
+/// their breaches, each alerting 60 leads, are 4,800 notifications a batch — more values
+/// than one statement may bind on either backend (SQLite 32,766, PostgreSQL 65,535) at
+/// 14 a notification. Every firing is recorded with all its notifications and their
+/// delivery jobs.
+async fn a_batch_notifying_many_leads_is_written_whole(db: TestDb) {
+    const APPEALS: usize = 80;
+    const LEADS: usize = 60;
+    let clock = Arc::new(ManualClock::new(monday_morning()));
+    let leads: Vec<String> = (0..LEADS).map(|i| format!("lead{i:02}@leads.example")).collect();
+    let work = WorkConfig { lead_emails: leads.clone(), ..Default::default() };
+    let engine = common::app(&db, clock.clone(), &work, None).engine;
+    for i in 0..APPEALS {
+        engine.create(&request(&format!("acct{i}")), &applicant(), None).await.unwrap();
+    }
+    clock.set(common::at("2026-03-20T00:00:00+08:00"));
+    // Each batch takes one timer per appeal: the 80 warnings, then the 80 breaches.
+    let runs = engine.run_due_timers(500).await.unwrap();
+    assert!(runs.iter().all(|r| r.outcome == "fired"), "{runs:?}");
+    let named = |name: &str| runs.iter().filter(|r| r.timer.name == name).count();
+    assert_eq!((named("review_sla.warning"), named("review_sla")), (APPEALS, APPEALS), "{runs:?}");
+    let all = db.store.notifications(&Default::default()).await.unwrap();
+    let to_leads: Vec<_> = all.iter().filter(|n| leads.contains(&n.recipient)).collect();
+    assert_eq!(to_leads.len(), 2 * APPEALS * LEADS, "a warning and a breach to every lead, for every appeal");
+    for template in ["sla_warning", "sla_breach"] {
+        assert_eq!(to_leads.iter().filter(|n| n.template == template).count(), APPEALS * LEADS, "{template}");
+    }
+    let queued = jobs(db.store.as_ref(), NOTIFICATIONS_QUEUE).await;
+    let ids: std::collections::HashSet<_> = queued.iter().map(|j| j.args["notification_id"].clone()).collect();
+    assert!(to_leads.iter().all(|n| ids.contains(&serde_json::json!(n.id))), "every alert has its delivery job");
 }
