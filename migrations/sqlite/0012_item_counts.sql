@@ -7,10 +7,10 @@
 -- a partial index holding only the open appeals that ask for it, by state, claim and
 -- scenario, so a count reads only matches and stops at its cap (0.3-0.7 ms for the same
 -- counts, every filter). A scenario with any claim is counted in two parts: the
--- unclaimed (a range) and the claimed (walked over the claimers to the cap). The store names the index by the item
--- (`appeals_item_<item>`) and writes the item's condition exactly as here, so that
--- SQLite may use it. An item added later needs its index here too: a test counts every
--- item under every filter.
+-- unclaimed (a range) and the claimed (walked over the claimers to the cap). The store
+-- names the index by the item (`appeals_item_<item>`) and writes the item's condition
+-- exactly as here, so that SQLite may use it. An item added later needs its index here
+-- too: a test counts every item under every filter.
 
 CREATE INDEX appeals_item_retrieve_username ON appeals (state, assignee, scenario)
     WHERE outcome IS NULL AND items LIKE '%,retrieve\_username,%' ESCAPE '\';
