@@ -18,7 +18,8 @@
 //! `cargo bench --bench ceiling` runs SQLite, and PostgreSQL when
 //! APPEALFLOW_TEST_POSTGRES_URL is set (fresh databases are created on that server).
 //! `APPEALFLOW_BENCH_BACKENDS` (default `sqlite,postgres`), `APPEALFLOW_BENCH_N`
-//! (transitions and progress queries, default 2000). It prints one Markdown table.
+//! (transitions and progress queries, default 2000), `APPEALFLOW_BENCH_BATCH` (timers a
+//! burn-down batch claims, default 500). It prints one Markdown table.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;

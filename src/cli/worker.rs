@@ -45,7 +45,17 @@ pub struct WorkerArgs {
     /// jobs return to the queue.
     #[arg(long, default_value_t = 3)]
     pub heartbeat_secs: u64,
+    /// Due timers claimed and fired per transaction. A larger batch fires more timers a
+    /// second when many fall due together, and holds its transaction (on SQLite, the
+    /// database's one write lock) longer while it runs.
+    #[arg(long, default_value_t = WorkerSettings::default().timer_batch,
+          value_parser = clap::value_parser!(i64).range(1..=MAX_TIMER_BATCH))]
+    pub timer_batch: i64,
 }
+
+/// The largest `--timer-batch`: a batch's statements bind a few values per timer, and
+/// a transaction much longer than this holds the write lock for seconds.
+const MAX_TIMER_BATCH: i64 = 5000;
 
 impl WorkerArgs {
     fn settings(&self, max_attempts: usize) -> Result<WorkerSettings, CliError> {
@@ -69,6 +79,7 @@ impl WorkerArgs {
             grace: Duration::from_secs(self.grace_secs),
             give_up_after: Some(Duration::from_secs(self.give_up_after_secs)),
             heartbeat: Duration::from_secs(self.heartbeat_secs),
+            timer_batch: self.timer_batch,
             ..WorkerSettings::default()
         })
     }

@@ -783,6 +783,11 @@ fn settings_are_flags_with_help_and_commands_without_a_database_touch_nothing() 
         let r = run_with(&url, &args, None, &[("APPEALFLOW_ID_HASH_KEY", "")]);
         assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
     }
+    // A worker setting out of its range is refused by name before anything is opened.
+    for batch in ["0", "5001", "many"] {
+        let bad = run_with(&url, &["worker", "--timer-batch", batch], None, &[]);
+        assert_error(&bad, 2, "--timer-batch");
+    }
     assert!(!db.exists(), "no database was needed");
     assert!(!dir.path().join("quiet.db.idkey").exists(), "no key file was needed");
 }
