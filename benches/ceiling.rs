@@ -27,6 +27,8 @@ mod common;
 mod idle;
 #[path = "ceiling/progress.rs"]
 mod progress;
+#[path = "support/raw_transition.rs"]
+mod raw_transition;
 #[path = "ceiling/timers.rs"]
 mod timers;
 #[path = "ceiling/transitions.rs"]

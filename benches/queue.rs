@@ -37,6 +37,8 @@ mod console;
 mod load;
 #[path = "queue/raw.rs"]
 mod raw;
+#[path = "support/raw_transition.rs"]
+mod raw_transition;
 #[path = "queue/scale.rs"]
 mod scale;
 
@@ -438,6 +440,42 @@ async fn run(name: &str, db: common::TestDb, fresh: common::TestDb, open: usize,
         rounds[0].0 / rounds[0].1,
         steady.len(),
         if median <= 1.20 { "met" } else { "MISSED" }
+    );
+    // The same transitions by hand, on the same appeals of both databases.
+    let (raw_seeded, raw_empty) = (scale::RawDb::open(&db.url).await, scale::RawDb::open(&fresh.url).await);
+    let raw_rounds =
+        scale::raw_rounds((&raw_seeded, &waiting), (&raw_empty, &empty_tickets), now(), TRANSITION_ROUNDS).await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let total = |s: &raw_transition::Split| s.load + s.writes + s.commit;
+    for (i, (s, e)) in raw_rounds.iter().enumerate() {
+        println!(
+            "{name}: by hand, round {}: {:.2} ms seeded (read {:.3}, writes {:.3}, commit {:.3}), {:.2} ms empty (read {:.3}, writes {:.3}, commit {:.3}): ratio {:.2}",
+            i + 1,
+            ms(total(s)),
+            ms(s.load),
+            ms(s.writes),
+            ms(s.commit),
+            ms(total(e)),
+            ms(e.load),
+            ms(e.writes),
+            ms(e.commit),
+            ms(total(s)) / ms(total(e))
+        );
+    }
+    let mut by_hand: Vec<f64> = raw_rounds.iter().map(|(s, e)| ms(total(s)) / ms(total(e))).collect();
+    by_hand.sort_by(f64::total_cmp);
+    let growth = |part: fn(&raw_transition::Split) -> Duration| {
+        let mut d: Vec<f64> = raw_rounds.iter().map(|(s, e)| ms(part(s)) - ms(part(e))).collect();
+        d.sort_by(f64::total_cmp);
+        d[d.len() / 2]
+    };
+    println!(
+        "{name}: by hand, seeded ÷ empty: median {:.2} of {} rounds (the engine's {median:.2}); the seeded database's extra time, median: read {:+.3} ms, writes {:+.3} ms, commit {:+.3} ms",
+        by_hand[by_hand.len() / 2],
+        by_hand.len(),
+        growth(|s| s.load),
+        growth(|s| s.writes),
+        growth(|s| s.commit),
     );
     processes(name, &db.url, &pool).await;
 }

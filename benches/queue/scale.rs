@@ -2,7 +2,9 @@
 //! (`Intake::progress`, a right answer, on seeded appeals picked at random) against its
 //! one statement by hand, and a transition (a claim, then its release, on seeded
 //! appeals waiting in the queue) against the same transitions on an empty database of
-//! the same backend in the same run.
+//! the same backend in the same run — and the same transitions by hand
+//! (support/raw_transition.rs) on both databases, so what the size costs the database's
+//! own statements is told apart from what it costs the engine.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +14,7 @@ use appealflow::domain::{Actor, TicketNumber};
 use appealflow::engine::{Engine, ManualClock};
 use appealflow::workflow::Fire;
 
+use super::raw_transition::{self, NoJobs, Split, Step, raw_step};
 use super::{Lcg, common, pct};
 
 const PHONE: &str = "13812345678";
@@ -75,8 +78,10 @@ async fn interleaved(seeded: (&Engine, &[String]), empty: (&Engine, &[String])) 
     let (a, b) = (parse(seeded.1), parse(empty.1));
     let (mut on_seeded, mut on_empty) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     let fire = async |engine: &Engine, t: &TicketNumber, name: &str| {
+        // Keyed, as the raw run's transitions are (each key new).
+        let key = uuid::Uuid::new_v4().to_string();
         let start = Instant::now();
-        engine.fire(t, &Fire::new(name), &reviewer, None).await.expect("the appeal is in the queue");
+        engine.fire(t, &Fire::new(name), &reviewer, Some(&key)).await.expect("the appeal is in the queue");
         start.elapsed()
     };
     for name in ["claim", "release"] {
@@ -92,6 +97,67 @@ async fn interleaved(seeded: (&Engine, &[String]), empty: (&Engine, &[String])) 
     }
     let n = (2 * a.len().min(b.len())) as f64;
     (on_seeded.as_secs_f64() * 1000.0 / n, on_empty.as_secs_f64() * 1000.0 / n)
+}
+
+/// A database the raw transitions run on, opened with the store's own settings.
+pub enum RawDb {
+    Sqlite(appealflow::store::sqlite::SqliteStore),
+    Pg(appealflow::store::postgres::PgStore),
+}
+
+impl RawDb {
+    pub async fn open(url: &str) -> RawDb {
+        if url.starts_with("sqlite") {
+            RawDb::Sqlite(appealflow::store::sqlite::SqliteStore::connect(url, Arc::new(NoJobs)).await.unwrap())
+        } else {
+            RawDb::Pg(appealflow::store::postgres::PgStore::connect(url, Arc::new(NoJobs)).await.unwrap())
+        }
+    }
+
+    async fn step(&self, step: Step<'_>) -> Split {
+        match self {
+            RawDb::Sqlite(store) => {
+                let mut read = store.pool().acquire().await.unwrap();
+                let mut conn = store.pool().acquire().await.unwrap();
+                raw_step!(read, sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.unwrap(), step)
+            }
+            RawDb::Pg(store) => {
+                let mut read = store.pool().acquire().await.unwrap();
+                raw_step!(read, store.pool().begin().await.unwrap(), step)
+            }
+        }
+    }
+}
+
+/// The rounds of [`transition_rounds`] after its checkpoint, by hand: each round's mean
+/// [`Split`] per transition on the seeded database and on the empty one, interleaved
+/// the same way.
+pub async fn raw_rounds(
+    seeded: (&RawDb, &[String]),
+    empty: (&RawDb, &[String]),
+    now: chrono::DateTime<chrono::Utc>,
+    rounds: usize,
+) -> Vec<(Split, Split)> {
+    let mut out = Vec::new();
+    for _ in 0..rounds {
+        let (mut on_seeded, mut on_empty) = (Split::default(), Split::default());
+        let step = |ticket, name| Step { ticket, key: uuid::Uuid::new_v4().to_string(), name, now };
+        for name in ["claim", "release"] {
+            for (i, (s, e)) in seeded.1.iter().zip(empty.1).enumerate() {
+                if i % 2 == 0 {
+                    on_seeded += seeded.0.step(step(s, name)).await;
+                    on_empty += empty.0.step(step(e, name)).await;
+                } else {
+                    on_empty += empty.0.step(step(e, name)).await;
+                    on_seeded += seeded.0.step(step(s, name)).await;
+                }
+            }
+        }
+        let n = u32::try_from(2 * seeded.1.len().min(empty.1.len())).unwrap();
+        let mean = |t: Split| Split { load: t.load / n, writes: t.writes / n, commit: t.commit / n };
+        out.push((mean(on_seeded), mean(on_empty)));
+    }
+    out
 }
 
 /// Formats a p50/p99 pair.
