@@ -442,7 +442,8 @@ async fn run(name: &str, db: common::TestDb, fresh: common::TestDb, open: usize,
         if median <= 1.20 { "met" } else { "MISSED" }
     );
     // The same transitions by hand, on the same appeals of both databases.
-    let (raw_seeded, raw_empty) = (scale::RawDb::open(&db.url).await, scale::RawDb::open(&fresh.url).await);
+    let (raw_seeded, raw_empty) =
+        (raw_transition::RawDb::open(&db.url).await, raw_transition::RawDb::open(&fresh.url).await);
     let raw_rounds =
         scale::raw_rounds((&raw_seeded, &waiting), (&raw_empty, &empty_tickets), now(), TRANSITION_ROUNDS).await;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

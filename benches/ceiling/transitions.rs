@@ -8,7 +8,7 @@ use std::time::Instant;
 use appealflow::engine::{Clock, ManualClock};
 use appealflow::workflow::Fire;
 
-use super::raw_transition::{self, NoJobs, Step, raw_step};
+use super::raw_transition::{RawDb, Step};
 use super::{Row, common};
 
 /// Appeals created through the engine (the same on both databases); their tickets.
@@ -48,25 +48,12 @@ async fn raw_run(db: &common::TestDb, n: usize) -> f64 {
     let now = clock.now();
     let step =
         |i: usize| Step { ticket: &tickets[i % appeals], key: format!("bench-{i}"), name: transition(i, appeals), now };
-    if db.url.starts_with("sqlite") {
-        // The store's own settings: WAL, synchronous=FULL, one writer (BEGIN IMMEDIATE).
-        let pool = appealflow::store::sqlite::SqliteStore::connect(&db.url, Arc::new(NoJobs)).await.unwrap();
-        let start = Instant::now();
-        for i in 0..n {
-            let mut read = pool.pool().acquire().await.unwrap();
-            let mut conn = pool.pool().acquire().await.unwrap();
-            raw_step!(read, sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.unwrap(), step(i));
-        }
-        n as f64 / start.elapsed().as_secs_f64()
-    } else {
-        let pool = appealflow::store::postgres::PgStore::connect(&db.url, Arc::new(NoJobs)).await.unwrap();
-        let start = Instant::now();
-        for i in 0..n {
-            let mut read = pool.pool().acquire().await.unwrap();
-            raw_step!(read, pool.pool().begin().await.unwrap(), step(i));
-        }
-        n as f64 / start.elapsed().as_secs_f64()
+    let raw = RawDb::open(&db.url).await;
+    let start = Instant::now();
+    for i in 0..n {
+        raw.step(step(i)).await;
     }
+    n as f64 / start.elapsed().as_secs_f64()
 }
 
 pub async fn compare(backend: &'static str, db: &common::TestDb, raw_db: &common::TestDb, n: usize) -> Row {

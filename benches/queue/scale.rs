@@ -14,7 +14,7 @@ use appealflow::domain::{Actor, TicketNumber};
 use appealflow::engine::{Engine, ManualClock};
 use appealflow::workflow::Fire;
 
-use super::raw_transition::{self, NoJobs, Split, Step, raw_step};
+use super::raw_transition::{RawDb, Split, Step};
 use super::{Lcg, common, pct};
 
 const PHONE: &str = "13812345678";
@@ -97,36 +97,6 @@ async fn interleaved(seeded: (&Engine, &[String]), empty: (&Engine, &[String])) 
     }
     let n = (2 * a.len().min(b.len())) as f64;
     (on_seeded.as_secs_f64() * 1000.0 / n, on_empty.as_secs_f64() * 1000.0 / n)
-}
-
-/// A database the raw transitions run on, opened with the store's own settings.
-pub enum RawDb {
-    Sqlite(appealflow::store::sqlite::SqliteStore),
-    Pg(appealflow::store::postgres::PgStore),
-}
-
-impl RawDb {
-    pub async fn open(url: &str) -> RawDb {
-        if url.starts_with("sqlite") {
-            RawDb::Sqlite(appealflow::store::sqlite::SqliteStore::connect(url, Arc::new(NoJobs)).await.unwrap())
-        } else {
-            RawDb::Pg(appealflow::store::postgres::PgStore::connect(url, Arc::new(NoJobs)).await.unwrap())
-        }
-    }
-
-    async fn step(&self, step: Step<'_>) -> Split {
-        match self {
-            RawDb::Sqlite(store) => {
-                let mut read = store.pool().acquire().await.unwrap();
-                let mut conn = store.pool().acquire().await.unwrap();
-                raw_step!(read, sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.unwrap(), step)
-            }
-            RawDb::Pg(store) => {
-                let mut read = store.pool().acquire().await.unwrap();
-                raw_step!(read, store.pool().begin().await.unwrap(), step)
-            }
-        }
-    }
 }
 
 /// The rounds of [`transition_rounds`] after its checkpoint, by hand: each round's mean

@@ -6,6 +6,7 @@
 //! same database) and the queue bench (the same statements on a seeded database and on an
 //! empty one).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -61,7 +62,7 @@ impl std::ops::AddAssign for Split {
 macro_rules! raw_step {
     ($read:expr, $begin:expr, $s:expr) => {{
         use appealflow::store::codec::Stamp;
-        use raw_transition::{APPEAL, ARM, CANCEL, EVENT, KEY, LOAD, Split};
+
         use sqlx::types::Json;
         let s = $s;
         let start = std::time::Instant::now();
@@ -116,10 +117,9 @@ macro_rules! raw_step {
         Split { load: loaded - start, writes: written - loaded, commit: written.elapsed() }
     }};
 }
-pub(crate) use raw_step;
 
 /// The raw runs enqueue nothing (a claim or release causes no job).
-pub struct NoJobs;
+struct NoJobs;
 
 #[async_trait::async_trait]
 impl appealflow::store::JobWriter for NoJobs {
@@ -136,5 +136,37 @@ impl appealflow::store::JobWriter for NoJobs {
         _: &[appealflow::store::JobRef],
     ) -> Result<(), appealflow::store::StoreError> {
         Ok(())
+    }
+}
+
+/// A database the raw transitions run on, opened with the store's own settings (on
+/// SQLite: WAL, synchronous=FULL, one writer by `BEGIN IMMEDIATE`).
+pub enum RawDb {
+    Sqlite(appealflow::store::sqlite::SqliteStore),
+    Pg(appealflow::store::postgres::PgStore),
+}
+
+impl RawDb {
+    pub async fn open(url: &str) -> RawDb {
+        if url.starts_with("sqlite") {
+            RawDb::Sqlite(appealflow::store::sqlite::SqliteStore::connect(url, Arc::new(NoJobs)).await.unwrap())
+        } else {
+            RawDb::Pg(appealflow::store::postgres::PgStore::connect(url, Arc::new(NoJobs)).await.unwrap())
+        }
+    }
+
+    /// Runs one [`Step`] in its own transaction.
+    pub async fn step(&self, step: Step<'_>) -> Split {
+        match self {
+            RawDb::Sqlite(store) => {
+                let mut read = store.pool().acquire().await.unwrap();
+                let mut conn = store.pool().acquire().await.unwrap();
+                raw_step!(read, sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.unwrap(), step)
+            }
+            RawDb::Pg(store) => {
+                let mut read = store.pool().acquire().await.unwrap();
+                raw_step!(read, store.pool().begin().await.unwrap(), step)
+            }
+        }
     }
 }
