@@ -5,10 +5,12 @@
 //!
 //! A point is armed for one scope — a database, named by [`crate::store::Store::scope`],
 //! so that tests running side by side never trip each other's points — and fires on its
-//! nth hit, in one of two ways: it returns an injected error (the caller unwinds as from
-//! any other failure), or it crashes: the task that hit it never resumes, and whoever
+//! nth hit, in one of three ways: it returns an injected error (the caller unwinds as from
+//! any other failure); it crashes: the task that hit it never resumes, and whoever
 //! waits on [`crashed`] hears which point it was, so a test can tear the runtime down as a
-//! kill would, and start another on the same database.
+//! kill would, and start another on the same database; or it pauses: the task waits there
+//! (holding whatever it holds: a transaction, a lock) until the test, having heard of it
+//! from [`paused`], lets it go on with [`resume`].
 
 /// Every fail point, in the order a request meets them. The crash matrix walks them all;
 /// hitting a name not listed here is a bug the test build reports at once.
@@ -43,6 +45,8 @@ pub enum Mode {
     Error,
     /// Never resume, as if the process died right there.
     Crash,
+    /// Wait there until [`resume`] is called for the scope, then go on unharmed.
+    Pause,
 }
 
 /// Hits `name` in `scope`: records the hit and, if the point is armed there and this is
@@ -58,11 +62,15 @@ pub async fn hit(scope: &str, name: &'static str) -> Result<(), Injected> {
             std::future::pending::<()>().await;
             unreachable!("a crashed task is never resumed")
         }
+        Some(Mode::Pause) => {
+            registry::held(scope).await;
+            Ok(())
+        }
     }
 }
 
 #[cfg(feature = "failpoints")]
-pub use registry::{arm, crashed, disarm, hits};
+pub use registry::{arm, crashed, disarm, hits, paused, resume};
 
 #[cfg(feature = "failpoints")]
 mod registry {
@@ -77,9 +85,12 @@ mod registry {
         armed: HashMap<String, (&'static str, Mode, usize)>,
         hits: HashMap<String, BTreeMap<&'static str, usize>>,
         crashed: HashMap<String, &'static str>,
+        /// scope → the point a task waits at, until `resume`.
+        paused: HashMap<String, &'static str>,
     }
 
     static STATE: LazyLock<Mutex<State>> = LazyLock::new(Mutex::default);
+    /// Woken when a task crashes, pauses or is resumed.
     static CRASH: LazyLock<tokio::sync::Notify> = LazyLock::new(tokio::sync::Notify::new);
 
     fn state() -> std::sync::MutexGuard<'static, State> {
@@ -101,6 +112,9 @@ mod registry {
         s.armed.remove(scope);
         s.hits.remove(scope);
         s.crashed.remove(scope);
+        s.paused.remove(scope);
+        drop(s);
+        CRASH.notify_waiters();
     }
 
     /// How often each point of `scope` was hit.
@@ -119,6 +133,34 @@ mod registry {
         }
     }
 
+    /// Resolves with the point at which a task of `scope` waits (armed with `Mode::Pause`).
+    pub async fn paused(scope: &str) -> &'static str {
+        loop {
+            let notified = CRASH.notified();
+            if let Some(point) = state().paused.get(scope) {
+                return point;
+            }
+            notified.await;
+        }
+    }
+
+    /// Lets the task paused in `scope` go on.
+    pub fn resume(scope: &str) {
+        state().paused.remove(scope);
+        CRASH.notify_waiters();
+    }
+
+    /// Waits while a task of `scope` is paused.
+    pub(super) async fn held(scope: &str) {
+        loop {
+            let notified = CRASH.notified();
+            if !state().paused.contains_key(scope) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     pub(super) fn hit(scope: &str, name: &'static str) -> Option<Mode> {
         assert!(POINTS.contains(&name), "fail point {name:?} is not listed in failpoint::POINTS");
         let mut s = state();
@@ -130,11 +172,17 @@ mod registry {
         match s.armed.get(scope) {
             Some(&(point, mode, at)) if point == name && count == at => {
                 s.armed.remove(scope);
-                if mode == Mode::Crash {
-                    s.crashed.insert(scope.to_string(), name);
-                    drop(s);
-                    CRASH.notify_waiters();
+                match mode {
+                    Mode::Crash => {
+                        s.crashed.insert(scope.to_string(), name);
+                    }
+                    Mode::Pause => {
+                        s.paused.insert(scope.to_string(), name);
+                    }
+                    Mode::Error => return Some(mode),
                 }
+                drop(s);
+                CRASH.notify_waiters();
                 Some(mode)
             }
             _ => None,

@@ -32,6 +32,12 @@ pub struct PgStore {
     /// connection of its own pool: the store's pool, which the job queue shares, never
     /// waits for it when it closes.
     listener: tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>,
+    /// Reads outside a transaction: the same pool. A PostgreSQL read never waits for a
+    /// lock, so a read a timer batch makes on the side (store/sqlite.rs says why it may)
+    /// waits only for a free connection; the writers that could hold one while waiting
+    /// on the batch's row locks are the worker's jobs on the batch's appeals, fewer than
+    /// the pool's 16 connections at the worker's default concurrency (4 per queue).
+    reads: PgPool,
     listen_pool: PgPool,
     listen_failed: std::sync::atomic::AtomicBool,
     jobs: Arc<dyn JobWriter>,
@@ -57,6 +63,7 @@ impl PgStore {
             None => url.to_string(),
         };
         Ok(PgStore {
+            reads: pool.clone(),
             pool,
             armed: tokio::sync::Notify::new(),
             listener: tokio::sync::Mutex::new(None),

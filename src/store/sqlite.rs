@@ -2,6 +2,15 @@
 //! Writers are serialised (`BEGIN IMMEDIATE` plus a busy timeout), so concurrent
 //! commands wait for each other instead of failing with "database is locked".
 //!
+//! Two pools: `pool` for writes and the transactions that write, `reads` (connections
+//! with `query_only` on) for reads outside them. A transaction holding the write lock
+//! may read on the side — a timer batch's firings plan their effects (the leads'
+//! addresses, an account, a history) while the batch holds it — and that read must
+//! never wait for a connection that itself waits for the write lock: with one pool, a
+//! burst of writers could hold every connection in the busy wait, the batch could not
+//! go on, and all of them stalled until the busy timeout failed them. In WAL mode a
+//! reader never waits for the writer, so a read on `reads` always goes through.
+//!
 //! The statements live in `store/shared/` (written once for both backends); this file
 //! keeps what is SQLite's own: connecting, the write lock, the WAL checkpoint, the job
 //! queue's table (`Jobs`, times in Unix seconds) and JSON functions.
@@ -25,9 +34,13 @@ type Backend = SqliteStore;
 type Conn = SqliteConnection;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections of the read pool.
+const READERS: u32 = 8;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Reads outside a write transaction; never takes the write lock (`query_only`).
+    reads: SqlitePool,
     /// Woken by this process's commits that arm a timer.
     armed: tokio::sync::Notify,
     jobs: Arc<dyn JobWriter>,
@@ -50,8 +63,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(busy)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        Ok(SqliteStore { pool, armed: tokio::sync::Notify::new(), jobs, scope: url.to_string() })
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options.clone()).await?;
+        // Opened once the file exists in WAL mode (the writers' pool made it so).
+        let reads =
+            SqlitePoolOptions::new().max_connections(READERS).connect_with(options.pragma("query_only", "ON")).await?;
+        Ok(SqliteStore { pool, reads, armed: tokio::sync::Notify::new(), jobs, scope: url.to_string() })
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -22,12 +22,12 @@ impl AccessStore for Backend {
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?)
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM api_tokens ORDER BY created_at, id").fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM api_tokens ORDER BY created_at, id").fetch_all(&self.reads).await?)
     }
 
     async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -71,7 +71,7 @@ impl AccessStore for Backend {
         )
         .bind(hash)
         .bind(Stamp(now))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?)
     }
 
@@ -119,7 +119,7 @@ impl AccessStore for Backend {
     }
 
     async fn draft(&self, id: &str) -> Result<Option<DraftRecord>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM drafts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM drafts WHERE id = $1").bind(id).fetch_optional(&self.reads).await?)
     }
 
     async fn update_draft(
@@ -182,7 +182,7 @@ impl AccessStore for Backend {
     }
 
     async fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>, StoreError> {
-        let rows: Vec<Option<String>> = sqlx::query_scalar(Self::REFERENCED_BLOBS).fetch_all(&self.pool).await?;
+        let rows: Vec<Option<String>> = sqlx::query_scalar(Self::REFERENCED_BLOBS).fetch_all(&self.reads).await?;
         Ok(rows.into_iter().flatten().collect())
     }
 }
@@ -197,6 +197,6 @@ impl Diagnostics for Backend {
                     (SELECT COUNT(*) FROM idempotency_keys) AS idempotency",
             Self::JOBS
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(&self.reads).await?)
     }
 }

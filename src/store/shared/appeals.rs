@@ -44,11 +44,13 @@ impl Database for Backend {
     async fn close(&self) {
         self.before_close().await;
         self.pool.close().await;
+        self.reads.close().await;
     }
 
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM appealflow_migrations WHERE success").fetch_all(&self.pool).await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM appealflow_migrations WHERE success")
+            .fetch_all(&self.reads)
+            .await?;
         Ok(Self::migrator().iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect())
     }
 
@@ -83,7 +85,7 @@ impl AppealStore for Backend {
             AppealKey::Ticket(t) => (LOAD_BY_TICKET, t.as_str()),
             AppealKey::Id(id) => (LOAD_BY_ID, id),
         };
-        let row = sqlx::query(sql).bind(value).bind(Stamp(now)).bind(idempotency).fetch_one(&self.pool).await?;
+        let row = sqlx::query(sql).bind(value).bind(Stamp(now)).bind(idempotency).fetch_one(&self.reads).await?;
         let found: Option<String> = row.try_get("id")?;
         let appeal = match found {
             Some(_) => Some(AppealRecord::from_row(&row)?),
@@ -109,7 +111,7 @@ impl AppealStore for Backend {
     async fn appeal_by_ticket(&self, ticket: &TicketNumber) -> Result<Option<AppealRecord>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM appeals WHERE ticket = $1")
             .bind(ticket.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?)
     }
 
@@ -134,7 +136,7 @@ impl AppealStore for Backend {
         let sql =
             format!("SELECT a.*, ({history}) AS history, ({timers}) AS timers FROM appeals a WHERE a.ticket = $1");
         let Some(row) =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ticket.as_str()).bind(phone).fetch_optional(&self.pool).await?
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ticket.as_str()).bind(phone).fetch_optional(&self.reads).await?
         else {
             return Ok(None);
         };
@@ -147,7 +149,7 @@ impl AppealStore for Backend {
     }
 
     async fn appeal_by_id(&self, id: &str) -> Result<Option<AppealRecord>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM appeals WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM appeals WHERE id = $1").bind(id).fetch_optional(&self.reads).await?)
     }
 
     async fn list_appeals(&self, filter: &AppealFilter) -> Result<Vec<AppealRecord>, StoreError> {
@@ -156,14 +158,14 @@ impl AppealStore for Backend {
         )
         .bind(&filter.state)
         .bind(filter.limit.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 
     async fn history(&self, appeal_id: &str) -> Result<Vec<EventRecord>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM appeal_events WHERE appeal_id = $1 ORDER BY seq")
             .bind(appeal_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?)
     }
 
@@ -173,7 +175,7 @@ impl AppealStore for Backend {
              WHERE {} ORDER BY t.due_at, t.id",
             equals_if(appeal_id, "t.appeal_id", 1)
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(appeal_id).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(appeal_id).fetch_all(&self.reads).await?)
     }
 
     async fn timers_armed_between(
@@ -188,12 +190,12 @@ impl AppealStore for Backend {
              WHERE t.id > $1 AND t.armed_at >= $2 AND t.armed_at < $3 ORDER BY t.id LIMIT $4"
         );
         let q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after_id).bind(Stamp(from)).bind(Stamp(to));
-        Ok(q.bind(limit).fetch_all(&self.pool).await?)
+        Ok(q.bind(limit).fetch_all(&self.reads).await?)
     }
 
     async fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let next: MaybeStamp =
-            sqlx::query_scalar("SELECT MIN(due_at) FROM timers WHERE status = 'armed'").fetch_one(&self.pool).await?;
+            sqlx::query_scalar("SELECT MIN(due_at) FROM timers WHERE status = 'armed'").fetch_one(&self.reads).await?;
         Ok(next.into())
     }
 
@@ -202,7 +204,7 @@ impl AppealStore for Backend {
             "SELECT {TIMER_COLUMNS} FROM timers t JOIN appeals a ON a.id = t.appeal_id
              WHERE t.status = 'armed' AND t.due_at <= $1 ORDER BY t.due_at, t.id LIMIT $2"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(Stamp(now)).bind(limit).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(Stamp(now)).bind(limit).fetch_all(&self.reads).await?)
     }
 
     async fn remember_idempotency(&self, r: &IdempotencyRecord) -> Result<bool, StoreError> {
@@ -211,7 +213,10 @@ impl AppealStore for Backend {
     }
 
     async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM idempotency_keys WHERE key = $1").bind(key).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM idempotency_keys WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.reads)
+            .await?)
     }
 
     async fn claims_by_holder(&self) -> Result<Vec<(String, i64)>, StoreError> {
@@ -219,7 +224,7 @@ impl AppealStore for Backend {
             "SELECT assignee, COUNT(*) FROM appeals WHERE outcome IS NULL AND assignee IS NOT NULL
              GROUP BY assignee ORDER BY COUNT(*) DESC, assignee",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 
@@ -230,14 +235,14 @@ impl AppealStore for Backend {
     async fn open_appeal_for(&self, account: &str) -> Result<Option<AppealRecord>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM appeals WHERE account = $1 AND outcome IS NULL")
             .bind(account)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?)
     }
 
     async fn appeals_of_account(&self, account: &str) -> Result<Vec<AppealRecord>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM appeals WHERE account = $1 ORDER BY created_at, id")
             .bind(account)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?)
     }
 }

@@ -52,7 +52,7 @@ impl DirectoryStore for Backend {
     async fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
         let record: Option<Json<Account>> = sqlx::query_scalar("SELECT record FROM accounts WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         Ok(record.map(|r| r.0))
     }
@@ -62,7 +62,7 @@ impl DirectoryStore for Backend {
         let row: Option<(Json<Account>, String)> =
             sqlx::query_as("SELECT record, CAST(record AS TEXT) FROM accounts WHERE name = $1")
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
         Ok(row.map(|(record, text)| (record.0, text)))
     }
@@ -74,7 +74,7 @@ impl DirectoryStore for Backend {
         )
         .bind(kind.as_str())
         .bind(crate::domain::account::normalize_domain(value))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(record.map(|r| r.0))
     }
@@ -82,14 +82,14 @@ impl DirectoryStore for Backend {
     async fn applied_change(&self, key: &str) -> Result<Option<AppliedChange>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM applied_account_changes WHERE idempotency_key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?)
     }
 
     async fn ledger(&self) -> Result<Vec<(String, AppliedChange)>, StoreError> {
         let rows: Vec<Keyed<AppliedChange>> =
             sqlx::query_as("SELECT * FROM applied_account_changes ORDER BY applied_at, idempotency_key")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?;
         Ok(rows.into_iter().map(|k| (k.idempotency_key, k.record)).collect())
     }

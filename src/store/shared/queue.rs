@@ -96,7 +96,7 @@ impl Backend {
         let counts_sql = format!("SELECT {}", if counted.is_empty() { "0".to_string() } else { counted.join(", ") });
 
         // One snapshot for the page and the counts, so they agree.
-        let mut tx = self.pool.begin_with(Self::BEGIN_READ).await?;
+        let mut tx = self.reads.begin_with(Self::BEGIN_READ).await?;
         // One part of the queue: `sql` with the filters, the states, a limit and an
         // offset bound, then `after`'s values.
         macro_rules! part {

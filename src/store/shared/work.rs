@@ -9,7 +9,7 @@ impl WorkStore for Backend {
     async fn legacy_effects(&self, limit: i64) -> Result<Vec<LegacyEffect>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM outbox WHERE status <> 'done' ORDER BY id LIMIT $1")
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?)
     }
 
@@ -18,7 +18,7 @@ impl WorkStore for Backend {
             "SELECT x.*, a.ticket FROM appeal_actions x JOIN appeals a ON a.id = x.appeal_id WHERE x.id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?)
     }
 
@@ -31,7 +31,7 @@ impl WorkStore for Backend {
             .bind(&filter.appeal_id)
             .bind(&filter.status)
             .bind(filter.limit.unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?)
     }
 
@@ -54,7 +54,7 @@ impl WorkStore for Backend {
     }
 
     async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM notifications WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM notifications WHERE id = $1").bind(id).fetch_optional(&self.reads).await?)
     }
 
     async fn notifications(&self, filter: &WorkFilter) -> Result<Vec<NotificationRecord>, StoreError> {
@@ -63,14 +63,14 @@ impl WorkStore for Backend {
             .bind(&filter.appeal_id)
             .bind(&filter.status)
             .bind(filter.limit.unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?)
     }
 
     async fn chain(&self, chain: &str) -> Result<Vec<NotificationRecord>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM notifications WHERE chain = $1 ORDER BY position, id")
             .bind(chain)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?)
     }
 
@@ -90,7 +90,7 @@ impl WorkStore for Backend {
              ORDER BY id LIMIT $1"
         );
         let rows: Vec<(String, i64)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(&self.reads).await?;
         Ok(rows
             .into_iter()
             .map(|(kind, id)| if kind == "action" { JobRef::Action(id) } else { JobRef::Notification(id) })
@@ -153,7 +153,7 @@ impl QueueAdmin for Backend {
             .bind(&filter.queue)
             .bind(filter.dead_only)
             .bind(filter.limit.unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.into_iter().map(JobRecord::try_from).collect()
     }
@@ -168,7 +168,7 @@ impl QueueAdmin for Backend {
             Self::JOBS,
             Self::IN_JSON_LIST
         );
-        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(Json(queues)).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(Json(queues)).fetch_one(&self.reads).await?)
     }
 
     async fn retry_job(&self, job_id: &str) -> Result<bool, StoreError> {
@@ -198,21 +198,21 @@ impl QueueAdmin for Backend {
         let jobs = Self::JOBS;
         let appeals_by_state: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, COUNT(*) FROM appeals GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?;
         let jobs_by_status: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT status, COUNT(*) FROM {jobs} GROUP BY status ORDER BY status"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let dead_jobs: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM {jobs} WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)"
         )))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         let sla_breaches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE name = $1 AND status = 'fired'")
             .bind(breach_timer)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reads)
             .await?;
         Ok(Gauges { appeals_by_state, jobs_by_status, dead_jobs, sla_breaches })
     }

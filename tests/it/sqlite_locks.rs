@@ -1,0 +1,81 @@
+//! SQLite's one write lock, and the reads a write transaction makes on the side.
+//!
+//! A timer batch holds the write lock while its firings plan their effects, and those
+//! plans read through the store (the leads' addresses, an account, a history). Writers
+//! arriving meanwhile each take a connection and wait in SQLite's busy handler for that
+//! lock. The batch's reads must not need one of those connections: if they did, a
+//! burst of writers as large as the pool would stall everything until the busy timeout
+//! failed them ("database is locked"), the batch included.
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::{TestDb, at, examples};
+use appealflow::app::intake::LocalFiles;
+use appealflow::engine::{Clock, ManualClock};
+use appealflow::failpoint::{self, Mode};
+use appealflow::startup::{Backend, DbOptions, WorkConfig};
+use appealflow::store::WorkFilter;
+
+const KEY: &str = "sqlite-locks-test-key-0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_timer_batch_reads_while_writers_fill_the_pool_waiting_for_its_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("appealflow.db").display());
+    // A short busy timeout: a writer that waits it out fails, and the test sees it.
+    let options = DbOptions { sqlite_busy: Duration::from_secs(5), ..Default::default() };
+    let (store, backend) = appealflow::startup::open_with(&url, &options).await.unwrap();
+    let db = TestDb { store, backend, url, _dir: Some(dir) };
+    let clock = Arc::new(ManualClock::new(common::monday_morning()));
+    let blobs = tempfile::tempdir().unwrap();
+    let config = WorkConfig { lead_emails: vec!["leads@example.com".into()], ..Default::default() };
+    let app = common::app(&db, clock.clone(), &config, Some(common::intake_config(blobs.path(), KEY)));
+    common::import_example_accounts(&db, KEY, clock.now()).await;
+    let files = LocalFiles { base: examples() };
+    let draft = crate::worker::draft("draft-individual.json", |_| {});
+    let ticket = app.intake().unwrap().submit(draft, &files, None).await.unwrap().ticket;
+
+    // Thursday 00:00 in Shanghai: the review SLA's warning is due; it tells the leads.
+    clock.set(at("2026-03-12T00:00:00+08:00"));
+    let scope = db.store.scope().to_string();
+    failpoint::arm(&scope, "timers.after_claim", Mode::Pause, 1);
+    let engine = app.engine.clone();
+    let batch = tokio::spawn(async move { engine.run_due_timers(16).await });
+    assert_eq!(failpoint::paused(&scope).await, "timers.after_claim");
+
+    // The batch holds the write lock. As many writers as the pool has connections: all
+    // but one take a connection and wait for the lock, the last waits for a connection.
+    let Backend::Sqlite(pool) = &db.backend else { unreachable!("a SQLite database") };
+    let connections = pool.options().get_max_connections();
+    let expires = at("2026-03-13T00:00:00+08:00");
+    let writers: Vec<_> = (0..connections)
+        .map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move { store.count_hit(&format!("writer-{i}"), 1, expires).await })
+        })
+        .collect();
+    let since = Instant::now();
+    while pool.size() < connections || pool.num_idle() > 0 {
+        assert!(since.elapsed() < Duration::from_secs(10), "the writers did not take the pool's connections");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    failpoint::resume(&scope);
+
+    let firings = batch.await.unwrap().expect("the batch fires and commits");
+    assert!(
+        firings.iter().any(|f| f.timer.name == "review_sla.warning" && f.outcome == "fired"),
+        "the warning fired: {firings:?}"
+    );
+    for w in writers {
+        assert_eq!(w.await.unwrap().expect("each writer goes through once the batch commits"), 1);
+    }
+    let appeal = db.store.appeal_by_ticket(&ticket).await.unwrap().unwrap();
+    let notes = db.store.notifications(&WorkFilter { appeal_id: Some(appeal.id), ..Default::default() }).await.unwrap();
+    assert!(
+        notes.iter().any(|n| n.recipient == "leads@example.com" && n.template == "sla_warning"),
+        "the leads' warning was planned with the addresses the batch read: {notes:?}"
+    );
+}
