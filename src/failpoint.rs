@@ -91,7 +91,7 @@ mod registry {
 
     static STATE: LazyLock<Mutex<State>> = LazyLock::new(Mutex::default);
     /// Woken when a task crashes, pauses or is resumed.
-    static CRASH: LazyLock<tokio::sync::Notify> = LazyLock::new(tokio::sync::Notify::new);
+    static CHANGED: LazyLock<tokio::sync::Notify> = LazyLock::new(tokio::sync::Notify::new);
 
     fn state() -> std::sync::MutexGuard<'static, State> {
         STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -114,7 +114,7 @@ mod registry {
         s.crashed.remove(scope);
         s.paused.remove(scope);
         drop(s);
-        CRASH.notify_waiters();
+        CHANGED.notify_waiters();
     }
 
     /// How often each point of `scope` was hit.
@@ -124,10 +124,15 @@ mod registry {
 
     /// Resolves with the point at which a task of `scope` crashed.
     pub async fn crashed(scope: &str) -> &'static str {
+        until(|s| s.crashed.get(scope).copied()).await
+    }
+
+    /// Resolves with what `check` finds in the state, rechecked at each change.
+    async fn until<T>(check: impl Fn(&State) -> Option<T>) -> T {
         loop {
-            let notified = CRASH.notified();
-            if let Some(point) = state().crashed.get(scope) {
-                return point;
+            let notified = CHANGED.notified();
+            if let Some(found) = check(&state()) {
+                return found;
             }
             notified.await;
         }
@@ -135,30 +140,18 @@ mod registry {
 
     /// Resolves with the point at which a task of `scope` waits (armed with `Mode::Pause`).
     pub async fn paused(scope: &str) -> &'static str {
-        loop {
-            let notified = CRASH.notified();
-            if let Some(point) = state().paused.get(scope) {
-                return point;
-            }
-            notified.await;
-        }
+        until(|s| s.paused.get(scope).copied()).await
     }
 
     /// Lets the task paused in `scope` go on.
     pub fn resume(scope: &str) {
         state().paused.remove(scope);
-        CRASH.notify_waiters();
+        CHANGED.notify_waiters();
     }
 
     /// Waits while a task of `scope` is paused.
     pub(super) async fn held(scope: &str) {
-        loop {
-            let notified = CRASH.notified();
-            if !state().paused.contains_key(scope) {
-                return;
-            }
-            notified.await;
-        }
+        until(|s| (!s.paused.contains_key(scope)).then_some(())).await
     }
 
     pub(super) fn hit(scope: &str, name: &'static str) -> Option<Mode> {
@@ -182,7 +175,7 @@ mod registry {
                     Mode::Error => return Some(mode),
                 }
                 drop(s);
-                CRASH.notify_waiters();
+                CHANGED.notify_waiters();
                 Some(mode)
             }
             _ => None,
