@@ -1,10 +1,13 @@
 //! appealflow's jobs written into apalis's tables through the transaction of the commit
-//! that causes them, with apalis's own `push_tasks`.
+//! that causes them: on PostgreSQL with apalis's own `push_tasks` (one statement for
+//! all), on SQLite with its insert written for many rows at once (`store::sqlite::push_jobs`).
 
 use super::*;
+use crate::store::QueuedJob;
 
-/// Writes appealflow's jobs into apalis's tables through the caller's transaction, with
-/// apalis's own `push_tasks` (so the rows are exactly what its workers poll for).
+/// Writes appealflow's jobs into apalis's tables through the caller's transaction, as
+/// apalis's own `push_tasks` writes them (so the rows are exactly what its workers poll
+/// for).
 #[derive(Debug, Clone)]
 pub struct ApalisJobs {
     max_attempts: usize,
@@ -16,7 +19,7 @@ impl ApalisJobs {
     }
 
     /// The jobs grouped by queue, as apalis tasks (JSON arguments, idempotency keys).
-    fn tasks(&self, jobs: &[JobRef]) -> Vec<(&'static str, Vec<Task<Vec<u8>>>)> {
+    pub fn tasks(&self, jobs: &[JobRef]) -> Vec<(&'static str, Vec<Task<Vec<u8>>>)> {
         let mut out: Vec<(&'static str, Vec<Task<Vec<u8>>>)> = Vec::new();
         for job in jobs {
             let (queue, args, key) = match job {
@@ -53,11 +56,27 @@ fn queue_error(e: impl std::fmt::Display) -> StoreError {
 
 #[async_trait]
 impl JobWriter for ApalisJobs {
+    /// apalis-sqlite's `push_tasks` sends one statement per task; the rows here are the
+    /// ones it writes (each value computed as there), sent many to a statement.
     async fn write_sqlite(&self, conn: &mut SqliteConn, jobs: &[JobRef]) -> Result<(), StoreError> {
-        for (queue, tasks) in self.tasks(jobs) {
-            apalis_sqlite::queries::push_tasks(&mut *conn, queue, &tasks).await.map_err(queue_error)?;
-        }
-        Ok(())
+        let tasks = self.tasks(jobs);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let rows: Vec<QueuedJob> = tasks
+            .iter()
+            .flat_map(|(queue, tasks)| {
+                tasks.iter().map(move |task| QueuedJob {
+                    args: &task.args,
+                    id: task.task_id().map(|id| id.to_string()).unwrap_or_else(|| ulid::Ulid::generate().to_string()),
+                    queue,
+                    max_attempts: task.max_attempts().unwrap_or(25) as i64,
+                    run_at: task.run_at().unwrap_or(now) as i64,
+                    priority: task.priority().unwrap_or_default() as i64,
+                    metadata: serde_json::to_string(task.metadata()).unwrap_or_default(),
+                    idempotency_key: task.idempotency_key(),
+                })
+            })
+            .collect();
+        crate::store::sqlite::push_jobs(conn, &rows).await
     }
 
     async fn write_postgres(&self, conn: &mut PgConn, jobs: &[JobRef]) -> Result<(), StoreError> {

@@ -206,6 +206,22 @@ pub trait JobWriter: Send + Sync + 'static {
     async fn write_postgres(&self, conn: &mut PgConn, jobs: &[JobRef]) -> Result<(), StoreError>;
 }
 
+/// One row of the job queue's SQLite table (`Jobs`), with the values the queue's own
+/// insert gives it; written many to a statement by [`sqlite::push_jobs`].
+#[derive(Debug, Clone)]
+pub struct QueuedJob<'a> {
+    pub args: &'a [u8],
+    pub id: String,
+    pub queue: &'a str,
+    pub max_attempts: i64,
+    /// Unix seconds.
+    pub run_at: i64,
+    pub priority: i64,
+    /// The task's metadata, as JSON text.
+    pub metadata: String,
+    pub idempotency_key: Option<&'a str>,
+}
+
 /// A connection of the embedded backend, as [`JobWriter`] receives it (inside a transaction).
 pub type SqliteConn = sqlx::SqliteConnection;
 /// A PostgreSQL connection, as [`JobWriter`] receives it (inside a transaction).

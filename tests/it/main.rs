@@ -21,6 +21,7 @@ mod intake;
 mod intake_rules;
 mod review_queue;
 mod sessions;
+mod sqlite_jobs;
 mod sqlite_locks;
 mod store_conformance;
 mod store_driver;
