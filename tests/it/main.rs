@@ -23,6 +23,7 @@ mod review_queue;
 mod sessions;
 mod sqlite_jobs;
 mod sqlite_locks;
+mod sqlite_wal;
 mod store_conformance;
 mod store_driver;
 mod versions;
