@@ -229,9 +229,8 @@ impl SqliteStore {
 /// hundreds of jobs, and each statement is a round trip to the connection's thread.
 /// A job whose queue already holds its idempotency key is skipped, as there.
 pub async fn push_jobs(conn: &mut SqliteConnection, jobs: &[QueuedJob<'_>]) -> Result<(), StoreError> {
-    /// Values bound per row; SQLite binds at most 32,766 a statement.
-    const BINDS: usize = 8;
-    for part in jobs.chunks(30_000 / BINDS) {
+    // Eight values bound per row.
+    for part in jobs.chunks(shared::firings::per_statement(8)) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO Jobs ");
         q.push_values(part, |mut b, job| {
             b.push_bind(job.args)

@@ -333,7 +333,7 @@ impl Backend {
 const MAX_BINDS: usize = 30_000;
 
 /// How many rows of `binds` values each one statement takes.
-fn per_statement(binds: usize) -> usize {
+pub(in crate::store) fn per_statement(binds: usize) -> usize {
     MAX_BINDS / binds
 }
 

@@ -10,7 +10,8 @@ mod access;
 mod appeals;
 mod commit;
 mod directory;
-mod firings;
+/// Its `per_statement` also splits SQLite's job rows (sqlite.rs).
+pub(super) mod firings;
 mod queue;
 mod work;
 
