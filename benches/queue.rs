@@ -28,6 +28,8 @@
 //! reviewers' clients asking for queue pages (RSS at start, peak, end; target ≤ 150 MiB),
 //! `appealflow worker` burning down the seeded timers (RSS peak; target ≤ 100 MiB), and
 //! `appealflow migrate`'s time there (nothing pending; the queue migration replayed).
+//! `APPEALFLOW_BENCH_KEEP=PATH` copies the seeded SQLite database to PATH first (a
+//! replaced file), to run the processes on it again by hand.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -484,6 +486,11 @@ async fn run(name: &str, db: common::TestDb, fresh: common::TestDb, open: usize,
 /// The processes on the seeded database (queue/load.rs): serve's and the worker's RSS
 /// under load, then migrate's time (0009, 0010 and 0012 taken back out and replayed).
 async fn processes(name: &str, url: &str, pool: &Pool) {
+    if let (Ok(keep), Pool::Sqlite(p)) = (std::env::var("APPEALFLOW_BENCH_KEEP"), pool) {
+        let _ = std::fs::remove_file(&keep);
+        sqlx::query("VACUUM INTO $1").bind(&keep).execute(p).await.expect("VACUUM INTO APPEALFLOW_BENCH_KEEP");
+        println!("{name}: the seeded database kept at {keep}");
+    }
     load::serve(name, url, 8).await;
     let fired = "SELECT COUNT(*) FROM timers WHERE status = 'fired'";
     match pool {
