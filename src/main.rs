@@ -9,7 +9,24 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == appealflow::adapters::pdf_sandbox::COMMAND) {
         return appealflow::adapters::pdf_sandbox::child_main();
     }
+    limit_malloc_arenas();
     run()
+}
+
+/// One glibc malloc arena per core, unless `MALLOC_ARENA_MAX` says otherwise. glibc
+/// gives a thread that finds the arenas busy a new one, up to eight per core, and an
+/// arena keeps what it has grown to; the SQLite driver runs each connection on a thread
+/// of its own (16 in a worker: writers and readers), so a worker burning down a backlog
+/// held 103–109 MiB where one arena per core holds 81–90 MiB at the same pace (the
+/// queue bench's worker at 100,000 appeals; see README, Benchmarks). Called before any
+/// thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, i32::try_from(cores).unwrap_or(i32::MAX)) };
+    }
 }
 
 #[tokio::main]
