@@ -9,17 +9,25 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == appealflow::adapters::pdf_sandbox::COMMAND) {
         return appealflow::adapters::pdf_sandbox::child_main();
     }
-    limit_malloc_arenas();
-    run()
+    let parsed = match appealflow::cli::parse() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    if parsed.is_worker() {
+        limit_malloc_arenas();
+    }
+    run(parsed)
 }
 
-/// One glibc malloc arena per core, unless `MALLOC_ARENA_MAX` says otherwise. glibc
-/// gives a thread that finds the arenas busy a new one, up to eight per core, and an
-/// arena keeps what it has grown to; the SQLite driver runs each connection on a thread
-/// of its own (16 in a worker: writers and readers), so a worker burning down a backlog
-/// held 103–109 MiB where one arena per core holds 81–90 MiB at the same pace (the
-/// queue bench's worker at 100,000 appeals; see README, Benchmarks). Called before any
-/// thread starts.
+/// A worker keeps one glibc malloc arena per core, unless `MALLOC_ARENA_MAX` says
+/// otherwise. glibc gives a thread that finds the arenas busy a new one, up to eight per
+/// core, and an arena keeps what it has grown to; the SQLite driver runs each connection
+/// on a thread of its own (16 in a worker: writers and readers), so a worker burning
+/// down a backlog held 103–109 MiB where one arena per core holds 80–90 MiB, firing as
+/// many timers a second (the queue bench at 100,000 appeals; see README, Benchmarks).
+/// `serve` keeps glibc's default: with one arena per core it answered 13–17 % fewer
+/// queue pages a second under load, and its memory is well inside its budget. Called
+/// before any thread starts.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
@@ -30,10 +38,10 @@ fn limit_malloc_arenas() {
 }
 
 #[tokio::main]
-async fn run() -> ExitCode {
+async fn run(parsed: appealflow::cli::Parsed) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("APPEALFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
         .init();
-    appealflow::cli::main().await
+    parsed.run().await
 }

@@ -272,29 +272,46 @@ fn work_config(cli: &Cli) -> startup::WorkConfig {
     }
 }
 
-/// Parses the command line and runs it; the process's exit code.
-pub async fn main() -> ExitCode {
+/// A parsed command line, not yet run: parsed before the runtime starts, so the binary
+/// can set up the process for the command it runs (see main.rs).
+pub struct Parsed {
+    cli: Cli,
+    explicit_database: bool,
+}
+
+impl Parsed {
+    /// The `worker` command (a process that only runs jobs and timers).
+    pub fn is_worker(&self) -> bool {
+        matches!(self.cli.command, Command::Worker(_))
+    }
+
+    /// Runs the command; the process's exit code.
+    pub async fn run(self) -> ExitCode {
+        match run(self.cli, self.explicit_database).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}", e.message);
+                e.exit_code()
+            }
+        }
+    }
+}
+
+/// Parses the command line: the command to run, or the exit code of `--help`,
+/// `--version` or a usage error (printed).
+pub fn parse() -> Result<Parsed, ExitCode> {
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) if !e.use_stderr() => {
             // --help and --version
             let _ = e.print();
-            return ExitCode::SUCCESS;
+            return Err(ExitCode::SUCCESS);
         }
-        Err(e) => return usage_error(&e),
+        Err(e) => return Err(usage_error(&e)),
     };
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(&e),
-    };
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| usage_error(&e))?;
     let explicit_database = matches.value_source("database_url") == Some(ValueSource::CommandLine);
-    match run(cli, explicit_database).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", e.message);
-            e.exit_code()
-        }
-    }
+    Ok(Parsed { cli, explicit_database })
 }
 
 fn usage_error(e: &clap::Error) -> ExitCode {
