@@ -23,7 +23,7 @@ fn main() -> ExitCode {
 /// otherwise. glibc gives a thread that finds the arenas busy a new one, up to eight per
 /// core, and an arena keeps what it has grown to; the SQLite driver runs each connection
 /// on a thread of its own (16 in a worker: writers and readers), so a worker burning
-/// down a backlog held 103–109 MiB where one arena per core holds 80–90 MiB, firing as
+/// down a backlog held 103–109 MiB where one arena per core holds 80–92 MiB, firing as
 /// many timers a second (the queue bench at 100,000 appeals; see README, Benchmarks).
 /// `serve` keeps glibc's default: with one arena per core it answered 13–17 % fewer
 /// queue pages a second under load, and its memory is well inside its budget. Called
