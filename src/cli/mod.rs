@@ -297,10 +297,19 @@ impl Parsed {
     }
 }
 
-/// Parses the command line: the command to run, or the exit code of `--help`,
-/// `--version` or a usage error (printed).
+/// Parses the process's command line: the command to run, or the exit code of
+/// `--help`, `--version` or a usage error (printed).
 pub fn parse() -> Result<Parsed, ExitCode> {
-    let matches = match Cli::command().try_get_matches() {
+    parse_from(std::env::args_os())
+}
+
+/// As [`parse`], from `args` (the program's name first).
+fn parse_from<I, T>(args: I) -> Result<Parsed, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = match Cli::command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) if !e.use_stderr() => {
             // --help and --version

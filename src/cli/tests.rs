@@ -1,4 +1,5 @@
-//! Tests of the `--now` permission and of database URLs redacted for printing.
+//! Tests of the `--now` permission, of database URLs redacted for printing, and of the
+//! command the binary sees before its runtime starts.
 
 use super::*;
 
@@ -15,4 +16,17 @@ fn now_is_refused_without_the_override_permission() {
 fn database_passwords_are_redacted() {
     assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
     assert_eq!(redact_url("sqlite://appealflow.db"), "sqlite://appealflow.db");
+}
+
+#[test]
+fn the_worker_command_is_known_before_the_runtime_starts() {
+    // Global options may come before the command; main.rs keys the worker's malloc
+    // arenas on this answer.
+    let worker = parse_from(["appealflow", "--database-url", "sqlite::memory:", "worker", "--concurrency", "4"]);
+    assert!(worker.ok().unwrap().is_worker());
+    assert!(!parse_from(["appealflow", "serve", "--no-worker"]).ok().unwrap().is_worker());
+    assert!(!parse_from(["appealflow", "migrate"]).ok().unwrap().is_worker());
+    // --version answers success without a command to run; an unknown flag is a usage error.
+    assert_eq!(parse_from(["appealflow", "--version"]).err(), Some(ExitCode::SUCCESS));
+    assert_eq!(parse_from(["appealflow", "--bogus"]).err(), Some(ExitCode::from(2)));
 }
