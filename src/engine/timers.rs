@@ -39,7 +39,8 @@ impl Engine {
     /// (at most one timer per appeal per batch), one transaction per batch. Each fire
     /// re-checks the appeal's state and settles the timer row with its effects, so a
     /// timer acts at most once even with several workers. Timers that are due but refuse
-    /// to act are reported and left armed.
+    /// to act are reported and left armed. Between batches the store lets other writers
+    /// have their turn (`between_batches`).
     pub async fn run_due_timers(&self, batch: i64) -> Result<Vec<TimerFiring>, EngineError> {
         let now = self.clock.now();
         let mut all = Vec::new();
@@ -54,6 +55,7 @@ impl Engine {
             if !progressed {
                 return Ok(all);
             }
+            self.store.between_batches().await;
         }
     }
 }

@@ -139,6 +139,9 @@ impl PgStore {
 
     /// Delivered when the arming commit commits, to every listening worker.
     const ANNOUNCE_ARMED: Option<&str> = Some("NOTIFY appealflow_timers");
+    /// Writers wait for the rows they change, not for one lock: no pause between timer
+    /// batches.
+    const BATCH_GAP: Duration = Duration::ZERO;
 
     /// Waits for this process's wake-up or an `appealflow_timers` notification. The
     /// listener is this store's (connected at the first wait, on its own pool; closed

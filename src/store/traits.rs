@@ -53,6 +53,11 @@ pub trait AppealStore: Send + Sync + 'static {
         handler: &dyn TimerHandler,
     ) -> Result<Vec<TimerFiring>, StoreError>;
 
+    /// Between two batches of a burn-down (`fire_due_timers` called again at once): lets
+    /// other writers have their turn. On SQLite, whose one write lock the batches hold,
+    /// it leaves the lock free for a moment; on PostgreSQL it does nothing.
+    async fn between_batches(&self) {}
+
     /// In ONE round trip: the appeal `key` names, whether any of its armed timers is
     /// due at `now`, and what idempotency key `idempotency` recorded — all a command
     /// reads before it decides.

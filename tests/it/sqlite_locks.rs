@@ -6,6 +6,9 @@
 //! lock. The batch's reads must not need one of those connections: if they did, a
 //! burst of writers as large as the pool would stall everything until the busy timeout
 //! failed them ("database is locked"), the batch included.
+//!
+//! And how writers wait for that lock: often enough to take it in the moment another
+//! leaves it free, and no longer than their busy timeout.
 
 use crate::common;
 
@@ -78,4 +81,76 @@ async fn a_timer_batch_reads_while_writers_fill_the_pool_waiting_for_its_lock() 
         notes.iter().any(|n| n.recipient == "leads@example.com" && n.template == "sla_warning"),
         "the leads' warning was planned with the addresses the batch read: {notes:?}"
     );
+}
+
+/// A database whose writers give up after `busy`, and its writers' pool.
+async fn sqlite_with_busy(busy: Duration) -> (TestDb, sqlx::SqlitePool) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("appealflow.db").display());
+    let options = DbOptions { sqlite_busy: busy, ..Default::default() };
+    let (store, backend) = appealflow::startup::open_with(&url, &options).await.unwrap();
+    let Backend::Sqlite(pool) = &backend else { unreachable!("a SQLite database") };
+    let pool = pool.clone();
+    sqlx::query("CREATE TABLE lock_probe (who TEXT NOT NULL)").execute(&pool).await.unwrap();
+    (TestDb { store, backend, url, _dir: Some(dir) }, pool)
+}
+
+/// One write transaction on a connection of `pool`: takes the write lock, writes `who`,
+/// holds the lock `hold`, commits. Answers when it took the lock.
+async fn write(pool: &sqlx::SqlitePool, who: &str, hold: Duration) -> Result<Instant, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    let took = Instant::now();
+    sqlx::query("INSERT INTO lock_probe (who) VALUES ($1)").bind(who).execute(&mut *tx).await?;
+    tokio::time::sleep(hold).await;
+    tx.commit().await?;
+    Ok(took)
+}
+
+/// A writer that takes the lock back soon after each commit (the timer loop's batches
+/// leave it free for a moment between two) must not keep a waiting writer out: the
+/// waiter tries often enough to take the lock in the first free moment. SQLite's own
+/// busy handler would not: after 228 ms of waiting it next tries at 328 ms, so a
+/// writer waiting from the start of a 250 ms hold misses a 50 ms gap at 250 ms and
+/// waits for the second hold too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiting_writer_takes_the_lock_in_the_first_free_moment() {
+    let (_db, pool) = sqlite_with_busy(Duration::from_secs(10)).await;
+    let mut holder = pool.acquire().await.unwrap();
+    let tx = sqlx::Connection::begin_with(&mut *holder, "BEGIN IMMEDIATE").await.unwrap();
+    let waiting = {
+        let pool = pool.clone();
+        tokio::spawn(async move { write(&pool, "waiter", Duration::ZERO).await })
+    };
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    tx.commit().await.unwrap();
+    drop(holder);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = write(&pool, "holder", Duration::from_millis(250)).await.unwrap();
+    let waiter = waiting.await.unwrap().expect("the waiter writes within its busy timeout");
+    assert!(waiter < second, "the waiter took the lock in the gap, before the holder's second hold");
+    let order: Vec<String> =
+        sqlx::query_scalar("SELECT who FROM lock_probe ORDER BY rowid").fetch_all(&pool).await.unwrap();
+    assert_eq!(order, ["waiter", "holder"]);
+}
+
+/// The writers' busy handler keeps the busy timeout: a writer that cannot take the lock
+/// fails with "database is locked" once the timeout has passed, not sooner and not only
+/// when the lock comes free, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_gives_up_once_its_busy_timeout_has_passed() {
+    let busy = Duration::from_millis(300);
+    let (_db, pool) = sqlite_with_busy(busy).await;
+    let mut holder = pool.acquire().await.unwrap();
+    let tx = sqlx::Connection::begin_with(&mut *holder, "BEGIN IMMEDIATE").await.unwrap();
+    let start = Instant::now();
+    let refused = write(&pool, "waiter", Duration::ZERO).await.expect_err("the lock stays taken past the timeout");
+    let waited = start.elapsed();
+    assert!(refused.to_string().contains("database is locked"), "{refused}");
+    assert!(waited >= busy, "gave up after {waited:?}, before its busy timeout");
+    assert!(waited < Duration::from_millis(1500), "gave up after {waited:?}, long after its busy timeout");
+    tx.commit().await.unwrap();
+    drop(holder);
+    let written: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lock_probe").fetch_one(&pool).await.unwrap();
+    assert_eq!(written, 0);
 }

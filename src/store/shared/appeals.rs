@@ -75,6 +75,12 @@ impl AppealStore for Backend {
         self.fire_due(now, limit, appeal_id, handler).await
     }
 
+    async fn between_batches(&self) {
+        if !Self::BATCH_GAP.is_zero() {
+            tokio::time::sleep(Self::BATCH_GAP).await;
+        }
+    }
+
     async fn load_for_command(
         &self,
         key: AppealKey<'_>,
