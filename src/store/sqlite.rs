@@ -16,8 +16,8 @@
 //! the lock back soon after each commit — the timer loop burning down a backlog, batch
 //! after batch — then nearly always holds it when a waiter looks, and the waiter can
 //! wait out its whole busy timeout. Tried every millisecond, and with the timer loop
-//! leaving the lock free for [`SqliteStore::BATCH_GAP`] between batches, a waiter gets in between two
-//! batches.
+//! leaving the lock free for [`SqliteStore::BATCH_GAP`] between batches, a waiter gets
+//! in between two batches.
 //!
 //! The write-ahead log is folded into the database file by the store's own task (a
 //! passive checkpoint [`CHECKPOINT_EVERY`] after a commit, on a read connection), not by
@@ -74,12 +74,13 @@ thread_local! {
 /// the wait began; then SQLite fails the statement with `SQLITE_BUSY`.
 extern "C" fn retry_often(timeout_ms: *mut c_void, count: c_int) -> c_int {
     let now = Instant::now();
-    let since = WAITING_SINCE.with(|since| {
-        if count == 0 || since.get().is_none() {
-            since.set(Some(now));
+    let since = match WAITING_SINCE.get() {
+        Some(since) if count > 0 => since,
+        _ => {
+            WAITING_SINCE.set(Some(now));
+            now
         }
-        since.get().unwrap_or(now)
-    });
+    };
     if now.duration_since(since) >= Duration::from_millis(timeout_ms as u64) {
         return 0;
     }
