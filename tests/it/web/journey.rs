@@ -156,7 +156,9 @@ async fn applicant_and_reviewer_take_an_appeal_from_start_to_closed(db: TestDb) 
                     site.sign_in(s, &site.lead).await;
                     s.goto(&site.url(&format!("/console/appeals/{ticket}"))).await;
                     s.click("#confirm_approval").await;
-                    wait_text(s, "#state", "Approved").await;
+                    // By the state itself: the label before the click ("Approved once,
+                    // waiting for a second approver") already contains "Approved".
+                    s.wait_for("#state[data-state='cooling_off']").await;
                 })
                 .await;
             // The secure phone rotates after a 24-hour cooling-off nobody stops: the
