@@ -42,6 +42,18 @@ impl Engine {
     /// to act are reported and left armed. Between batches the store lets other writers
     /// have their turn (`between_batches`).
     pub async fn run_due_timers(&self, batch: i64) -> Result<Vec<TimerFiring>, EngineError> {
+        self.run_due_timers_until(batch, || false).await
+    }
+
+    /// [`Engine::run_due_timers`], ending early between two batches once `stop` answers
+    /// true: a worker asked to stop during a burn-down commits the batch in hand and
+    /// leaves the rest armed for the next run, instead of holding its stop until the
+    /// whole backlog has fired.
+    pub async fn run_due_timers_until(
+        &self,
+        batch: i64,
+        stop: impl Fn() -> bool + Send + Sync,
+    ) -> Result<Vec<TimerFiring>, EngineError> {
         let now = self.clock.now();
         let mut all = Vec::new();
         loop {
@@ -52,7 +64,7 @@ impl Engine {
             let progressed = firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale");
             log_firings(&firings);
             all.extend(firings);
-            if !progressed {
+            if !progressed || stop() {
                 return Ok(all);
             }
             self.store.between_batches().await;

@@ -266,10 +266,11 @@ async fn supervise_queue(
     Ok(())
 }
 
-/// Fires every due timer, a batch per transaction; answers how many fired. Timers that
-/// refuse to act stay due: the next pass tries them again (no spinning on them here).
-async fn fire_due(rt: &Runtime) -> Result<u64, crate::engine::EngineError> {
-    let firings = rt.work.engine().run_due_timers(rt.settings.timer_batch).await?;
+/// Fires every due timer, a batch per transaction, until none is left or `stop` is
+/// raised (then after the batch in hand); answers how many fired. Timers that refuse to
+/// act stay due: the next pass tries them again (no spinning on them here).
+async fn fire_due(rt: &Runtime, stop: &tokio::sync::watch::Receiver<bool>) -> Result<u64, crate::engine::EngineError> {
+    let firings = rt.work.engine().run_due_timers_until(rt.settings.timer_batch, || *stop.borrow()).await?;
     Ok(firings.iter().filter(|f| f.outcome == "fired").count() as u64)
 }
 
@@ -284,7 +285,7 @@ async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) -
     let mut failures = 0u32;
     loop {
         rt.passes.started.fetch_add(1, Ordering::SeqCst);
-        let wait = match fire_due(&rt).await {
+        let wait = match fire_due(&rt, &stop).await {
             Ok(n) => {
                 rt.passes.fired.fetch_add(n, Ordering::SeqCst);
                 health.up(TIMERS);

@@ -34,6 +34,7 @@ on_both_backends!(
     an_undeliverable_rejection_notice_still_opens_the_window_and_alerts_the_leads,
     a_retried_sms_that_finally_gives_up_falls_back_to_email_which_opens_the_window,
     a_notice_never_attempted_is_overtaken_by_its_deadline,
+    a_stop_during_a_burn_down_ends_after_the_batch_in_hand,
     outbox_rows_an_earlier_version_left_are_carried_out_once_at_start,
 );
 
@@ -465,6 +466,42 @@ async fn a_notice_never_attempted_is_overtaken_by_its_deadline(db: TestDb) {
     assert_eq!(record.state, "resubmission_window", "the deadline fired");
     let fired = h.history(&t).await.into_iter().find(|(n, _)| n == "notice_undeliverable").unwrap();
     assert_eq!(fired.1, at("2026-03-09T22:00:00+08:00"));
+}
+
+/// A worker asked to stop during a burn-down commits the batch in hand and stops: the
+/// rest of the backlog stays armed for the next run (which fires it), where the stop used
+/// to wait for the whole backlog — half a minute at 66,000 due timers, past the grace
+/// period its jobs get.
+async fn a_stop_during_a_burn_down_ends_after_the_batch_in_hand(db: TestDb) {
+    let mut h = harness(db).await;
+    h.worker.take().unwrap().stop().await.unwrap();
+    for i in 0..6 {
+        h.work.engine().create(&common::request(&format!("burn{i}")), &common::applicant(), None).await.unwrap();
+    }
+    // Every review SLA and its warning are due.
+    h.clock.set(at("2026-03-20T00:00:00+08:00"));
+    let due = async || h.db.store.due_timers(h.clock.now_utc(), 1000).await.unwrap().len();
+    let backlog = due().await;
+    assert_eq!(backlog, 12, "each appeal's SLA and its warning");
+    // One timer a batch; the stop is raised before the timer loop's first batch ends.
+    let settings =
+        appealflow::jobs::WorkerSettings { timer_batch: 1, ..appealflow::jobs::WorkerSettings::simulation() };
+    common::start_worker_with(&h.db, h.work.clone(), settings).stop().await.unwrap();
+    let left = due().await;
+    assert!(left >= backlog - 1, "at most the batch in hand fired: {left} of {backlog} still due");
+    let worker = common::start_worker(&h.db, h.work.clone());
+    common::settle(&worker).await;
+    worker.stop().await.unwrap();
+    assert_eq!(due().await, 0, "the next run fired the rest");
+    let fired =
+        h.db.store
+            .timers(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.status == appealflow::store::TimerStatus::Fired)
+            .count();
+    assert!(fired >= backlog, "{fired} fired");
 }
 
 // ----------------------------------------------------- upgrading from the outbox
