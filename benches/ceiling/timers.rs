@@ -6,8 +6,8 @@
 //! rows: the claim of up to a batch of due timers in claim order, then their appeals
 //! (locked, on PostgreSQL), the batch's timers (the notifications' deadlines), then
 //! set-wise, behind one savepoint: the timers settled, the appeals' new versions with
-//! the queue's copies of the review deadline, the events, the leads' notifications (the
-//! bodies the engine rendered) and their delivery jobs (by the same job writer); one
+//! the queue's copy of whether the review SLA fired, the events, the leads' notifications
+//! (the bodies the engine rendered) and their delivery jobs (by the same job writer); one
 //! commit per batch. Up to 2,142 timers a batch the engine writes each kind of row in
 //! one statement, as the raw run does; beyond, it splits them and the raw run would not.
 //! What the engine adds is deciding, planning and rendering each firing.
@@ -69,25 +69,15 @@ const TIMERS_POSTGRES: &str =
         t.settled_at
  FROM timers t JOIN appeals a ON a.id = t.appeal_id
  WHERE t.appeal_id IN (SELECT jsonb_array_elements_text($1)) ORDER BY t.due_at, t.id";
-/// The appeals' new versions with the queue's copy of the review deadline, read from the
-/// timers the batch just settled (the engine's `review_deadline` with `v.column13` and
-/// `v.column14`, each under `CASE WHEN v.column12`).
-const APPEALS: &str = "UPDATE appeals SET state = v.column2, outcome = v.column3, version = v.column4,
-        assignee = v.column5, updated_at = v.column6,
-        data = CASE WHEN v.column8 THEN v.column9 ELSE appeals.data END,
-        items = CASE WHEN v.column8 THEN v.column10 ELSE appeals.items END,
-        scenario = CASE WHEN v.column8 THEN v.column11 ELSE appeals.scenario END,
-        review_due_at = CASE WHEN v.column12 THEN (SELECT s.due_at FROM timers s
-            WHERE s.appeal_id = appeals.id AND s.name = v.column13 AND s.status <> 'cancelled'
-            ORDER BY s.generation DESC LIMIT 1) ELSE appeals.review_due_at END,
-        review_fired = CASE WHEN v.column12 THEN COALESCE((SELECT s.status = 'fired' FROM timers s
-            WHERE s.appeal_id = appeals.id AND s.name = v.column13 AND s.status <> 'cancelled'
-            ORDER BY s.generation DESC LIMIT 1), FALSE) ELSE appeals.review_fired END,
-        review_warn_at = CASE WHEN v.column12 THEN (SELECT (SELECT w.due_at FROM timers w
-                WHERE w.appeal_id = s.appeal_id AND w.name = v.column14 AND w.armed_at = s.armed_at
-                ORDER BY w.generation DESC LIMIT 1) FROM timers s
-            WHERE s.appeal_id = appeals.id AND s.name = v.column13 AND s.status <> 'cancelled'
-            ORDER BY s.generation DESC LIMIT 1) ELSE appeals.review_warn_at END
+/// The appeals' new versions, with the one copy of the review deadline a firing can move
+/// (`review_fired`), read from the timers the batch just settled: what the engine's
+/// `appeals_update` assigns for a batch of firings that change neither the state, the
+/// assignee nor the record and arm or cancel no review SLA (its `review_deadline` with
+/// `v.column13`, under `CASE WHEN v.column12`).
+const APPEALS: &str = "UPDATE appeals SET version = v.column4, updated_at = v.column6,
+    review_fired = CASE WHEN v.column12 THEN COALESCE((SELECT s.status = 'fired' FROM timers s
+        WHERE s.appeal_id = appeals.id AND s.name = v.column13 AND s.status <> 'cancelled'
+        ORDER BY s.generation DESC LIMIT 1), FALSE) ELSE appeals.review_fired END
  FROM (";
 const APPEALS_WHERE: &str = ") AS v WHERE appeals.id = v.column1 AND appeals.version = v.column7";
 const EVENTS: &str =

@@ -31,9 +31,18 @@ pub(super) fn review_deadline(sla: &str, warning: &str) -> [(&'static str, Strin
 /// firing counts in any case.
 pub(super) fn moves_review_deadline(change: &AppealChange) -> Option<&str> {
     let review_sla = change.review_sla.as_deref()?;
+    (change.fire_timer.is_some() || rearms_review_sla(change)).then_some(review_sla)
+}
+
+/// Whether `change` arms or cancels the review SLA's timers (or its warning's), which
+/// may move all three copies of its deadline. A firing alone moves only `review_fired`:
+/// a fired timer keeps its deadline and its arming instant, and counts as the latest
+/// just as an armed one does.
+pub(super) fn rearms_review_sla(change: &AppealChange) -> bool {
+    let Some(review_sla) = change.review_sla.as_deref() else { return false };
     let names = change.arm.iter().map(|t| t.name.as_str()).chain(change.cancel.iter().map(String::as_str));
     let mut touched = names.filter_map(|n| n.strip_prefix(review_sla));
-    (change.fire_timer.is_some() || touched.any(|rest| rest.is_empty() || rest == ".warning")).then_some(review_sla)
+    touched.any(|rest| rest.is_empty() || rest == ".warning")
 }
 
 impl Backend {

@@ -4,9 +4,10 @@
 //! own savepoint, which is also how a set-wise write that fails is done again, so one
 //! firing that cannot be written spoils no other.
 
-use super::commit::{moves_review_deadline, review_deadline};
+use super::commit::{moves_review_deadline, rearms_review_sla, review_deadline};
 use super::*;
 use sqlx::{FromRow, QueryBuilder};
+use std::collections::HashMap;
 
 type Db = <Conn as sqlx::Connection>::Database;
 
@@ -74,9 +75,14 @@ impl Backend {
         );
         handler.prepare(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(Json(&ids)).fetch_all(&mut *tx).await?);
         let mut decided = Vec::new();
+        // The appeals as claimed, of the timers that fire: what their changes move.
+        let mut fired_appeals = Vec::new();
         for (timer, appeal) in batch {
             decided.push(match handler.decide(&timer, &appeal).await {
-                TimerVerdict::Fire(uow) => Decided::Fire(timer, uow),
+                TimerVerdict::Fire(uow) => {
+                    fired_appeals.push(appeal);
+                    Decided::Fire(timer, uow)
+                }
                 TimerVerdict::Stale(why) => {
                     sqlx::query(
                         "UPDATE timers SET status = 'cancelled', settled_at = $1 WHERE id = $2 AND status = 'armed'",
@@ -107,7 +113,8 @@ impl Backend {
         let mut written = false;
         if fires.len() > 1 && set_wise(&fires) {
             let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-            match self.write_firings(&mut sp, &fires).await {
+            let claimed: HashMap<&str, &AppealRecord> = fired_appeals.iter().map(|a| (a.id.as_str(), a)).collect();
+            match self.write_firings(&mut sp, &fires, &claimed).await {
                 Ok(()) => {
                     sp.commit().await?;
                     written = true;
@@ -157,7 +164,12 @@ impl Backend {
     /// timers, their events, the notifications and their delivery jobs. Any failure — a
     /// version or a timer that changed, the database — is returned for the caller to roll
     /// back.
-    async fn write_firings(&self, conn: &mut Conn, uows: &[&UnitOfWork]) -> Result<(), CommitError> {
+    async fn write_firings(
+        &self,
+        conn: &mut Conn,
+        uows: &[&UnitOfWork],
+        before: &HashMap<&str, &AppealRecord>,
+    ) -> Result<(), CommitError> {
         let changes: Vec<(&AppealChange, Stamp)> =
             uows.iter().flat_map(|u| u.changes.iter().map(move |c| (c, Stamp(u.at)))).collect();
 
@@ -224,18 +236,7 @@ impl Backend {
                 .collect();
             let rows: Vec<_> = changes.iter().zip(&deadlines).collect();
             for part in rows.chunks(per_statement(14)) {
-                let mut q = QueryBuilder::<Db>::new(
-                    "UPDATE appeals SET state = v.column2, outcome = v.column3, version = v.column4,
-                        assignee = v.column5, updated_at = v.column6,
-                        data = CASE WHEN v.column8 THEN v.column9 ELSE appeals.data END,
-                        items = CASE WHEN v.column8 THEN v.column10 ELSE appeals.items END,
-                        scenario = CASE WHEN v.column8 THEN v.column11 ELSE appeals.scenario END",
-                );
-                for (column, expr) in review_deadline("v.column13", "v.column14") {
-                    q.push(format!(
-                    ",\n                        {column} = CASE WHEN v.column12 THEN {expr} ELSE appeals.{column} END"
-                ));
-                }
+                let mut q = QueryBuilder::<Db>::new(appeals_update(part.iter().map(|((c, _), _)| *c), before));
                 q.push("\n                 FROM (");
                 q.push_values(part, |mut b, ((c, at), deadline)| {
                     let a = &c.appeal;
@@ -328,6 +329,45 @@ impl Backend {
     }
 }
 
+/// The head of the statement that writes a part of the batch's appeals (`UPDATE appeals
+/// SET ...`, its values bound as `v.column1` to `v.column14`): the new version and its
+/// instant, and only the columns some change of the part may move — SQLite rewrites the
+/// entry of every index on an assigned column whether or not its value changed, and the
+/// appeal row carries more than a dozen of the queue's indexes on its state, assignee,
+/// items and scenario. The state, outcome and assignee when one differs from the claimed
+/// row's (`before`; a change to an appeal not claimed assigns them); the record and its
+/// queue copies when one changed it (row by row, under `v.column8`); the review
+/// deadline's copies when one arms or cancels the review SLA's timers, and of them only
+/// `review_fired` when the part merely fires timers (row by row, under `v.column12`).
+fn appeals_update<'a>(
+    part: impl Iterator<Item = &'a AppealChange> + Clone,
+    before: &HashMap<&str, &AppealRecord>,
+) -> String {
+    let moves_row = |c: &AppealChange| {
+        let a = &c.appeal;
+        before
+            .get(a.id.as_str())
+            .is_none_or(|b| b.state != a.state || b.outcome != a.outcome || b.assignee != a.assignee)
+    };
+    let mut sql = String::from("UPDATE appeals SET version = v.column4, updated_at = v.column6");
+    if part.clone().any(moves_row) {
+        sql.push_str(", state = v.column2, outcome = v.column3, assignee = v.column5");
+    }
+    if part.clone().any(|c| c.appeal.data_changed) {
+        for (column, value) in [("data", "v.column9"), ("items", "v.column10"), ("scenario", "v.column11")] {
+            sql.push_str(&format!(",\n    {column} = CASE WHEN v.column8 THEN {value} ELSE appeals.{column} END"));
+        }
+    }
+    let rearms = part.clone().any(rearms_review_sla);
+    let fires = part.clone().any(|c| moves_review_deadline(c).is_some());
+    for (column, expr) in review_deadline("v.column13", "v.column14") {
+        if rearms || (fires && column == "review_fired") {
+            sql.push_str(&format!(",\n    {column} = CASE WHEN v.column12 THEN {expr} ELSE appeals.{column} END"));
+        }
+    }
+    sql
+}
+
 /// The most values one statement of a batch binds: below SQLite's limit (32,766) and
 /// PostgreSQL's (65,535). A batch's rows of one kind go in as many statements as it takes.
 const MAX_BINDS: usize = 30_000;
@@ -379,3 +419,7 @@ fn claimed(row: &Row) -> Result<(TimerRecord, AppealRecord), sqlx::Error> {
     };
     Ok((timer, appeal))
 }
+
+#[cfg(test)]
+#[path = "firings_tests.rs"]
+mod tests;
