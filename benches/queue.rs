@@ -123,7 +123,13 @@ fn seeds(open: usize) -> (Vec<Seed>, Vec<SeedTimer>) {
         picked.dedup();
         let names: Vec<&str> = picked.iter().map(|i| i.as_str()).collect();
         let scenario = scenarios[rng.next(4)];
-        let id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered, as the engine's (UUIDv7 of the instant the appeal was created).
+        let at = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            created_at.timestamp() as u64,
+            created_at.timestamp_subsec_nanos(),
+        );
+        let id = uuid::Uuid::new_v7(at).to_string();
         // Three business days, roughly: the SLA armed at arrival, its warning a day before.
         let due = created_at + chrono::Duration::hours(72 + rng.next(48) as i64);
         let warn = due - chrono::Duration::hours(24);

@@ -154,7 +154,11 @@ impl Engine {
             let mut decision = decide(wf, before.as_ref().map(Self::snapshot).as_ref(), &cmd.fire, &cmd.actor, now)?;
             let mut write = match (&cmd.target, &before) {
                 (Target::New(appeal), _) => AppealWrite {
-                    id: uuid::Uuid::new_v4().to_string(),
+                    // Time-ordered (UUIDv7): an appeal's rows in every index keyed by its id
+                    // (events, timers, notifications) sit beside those of the appeals
+                    // created about when it was, so a batch touches few pages, not one
+                    // per appeal. The id is internal, never a credential.
+                    id: uuid::Uuid::now_v7().to_string(),
                     ticket: TicketNumber::generate(),
                     workflow: self.workflow.name().to_string(),
                     workflow_version: i64::from(self.workflow.def.workflow.version),
