@@ -56,6 +56,7 @@ impl Engine {
     ) -> Result<Vec<TimerFiring>, EngineError> {
         let now = self.clock.now();
         let mut all = Vec::new();
+        let mut paused = std::time::Instant::now();
         loop {
             let firings = self
                 .store
@@ -67,7 +68,9 @@ impl Engine {
             if !progressed || stop() {
                 return Ok(all);
             }
-            self.store.between_batches().await;
+            if self.store.between_batches(paused.elapsed()).await {
+                paused = std::time::Instant::now();
+            }
         }
     }
 }

@@ -142,6 +142,7 @@ impl PgStore {
     /// Writers wait for the rows they change, not for one lock: no pause between timer
     /// batches.
     const BATCH_GAP: Duration = Duration::ZERO;
+    const BATCH_GAP_EVERY: Duration = Duration::ZERO;
 
     /// Waits for this process's wake-up or an `appealflow_timers` notification. The
     /// listener is this store's (connected at the first wait, on its own pool; closed

@@ -53,10 +53,14 @@ pub trait AppealStore: Send + Sync + 'static {
         handler: &dyn TimerHandler,
     ) -> Result<Vec<TimerFiring>, StoreError>;
 
-    /// Between two batches of a burn-down (`fire_due_timers` called again at once): lets
-    /// other writers have their turn. On SQLite, whose one write lock the batches hold,
-    /// it leaves the lock free for a moment; on PostgreSQL it does nothing.
-    async fn between_batches(&self) {}
+    /// Between two batches of a burn-down (`fire_due_timers` called again at once), with
+    /// how long the burn-down has run since the store last paused it (or since it began):
+    /// lets other writers have their turn, and answers whether it paused. On SQLite, whose
+    /// one write lock the batches hold, it leaves the lock free for a moment once the
+    /// batches have held it for a while; on PostgreSQL it does nothing.
+    async fn between_batches(&self, _since_pause: std::time::Duration) -> bool {
+        false
+    }
 
     /// In ONE round trip: the appeal `key` names, whether any of its armed timers is
     /// due at `now`, and what idempotency key `idempotency` recorded — all a command

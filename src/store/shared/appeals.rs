@@ -75,10 +75,12 @@ impl AppealStore for Backend {
         self.fire_due(now, limit, appeal_id, handler).await
     }
 
-    async fn between_batches(&self) {
-        if !Self::BATCH_GAP.is_zero() {
-            tokio::time::sleep(Self::BATCH_GAP).await;
+    async fn between_batches(&self, since_pause: std::time::Duration) -> bool {
+        if Self::BATCH_GAP.is_zero() || since_pause < Self::BATCH_GAP_EVERY {
+            return false;
         }
+        tokio::time::sleep(Self::BATCH_GAP).await;
+        true
     }
 
     async fn load_for_command(
