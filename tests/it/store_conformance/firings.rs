@@ -17,7 +17,9 @@ use crate::common::{self, TestDb, applicant, engine, jobs, monday_morning, notif
 on_both_backends!(
     a_batch_written_set_wise_leaves_the_rows_of_one_firing_at_a_time,
     batches_take_the_earliest_due_timers_first,
-    a_batch_notifying_many_leads_is_written_whole
+    a_batch_notifying_many_leads_is_written_whole,
+    appeal_ids_follow_the_order_the_appeals_were_created_in,
+    sqlite_pauses_a_burn_down_once_its_batches_have_held_the_lock_for_20_ms
 );
 
 /// Everything the firings wrote for one appeal, with what differs between two
@@ -194,4 +196,32 @@ async fn a_batch_notifying_many_leads_is_written_whole(db: TestDb) {
     let queued = jobs(db.store.as_ref(), NOTIFICATIONS_QUEUE).await;
     let ids: std::collections::HashSet<_> = queued.iter().map(|j| j.args["notification_id"].clone()).collect();
     assert!(to_leads.iter().all(|n| ids.contains(&serde_json::json!(n.id))), "every alert has its delivery job");
+}
+
+/// Appeal ids are time-ordered (UUIDv7), so the rows a batch of firings writes in the
+/// indexes keyed by appeal id (events, timers, notifications), which come in due order
+/// and so about in creation order, sit together instead of one page each.
+async fn appeal_ids_follow_the_order_the_appeals_were_created_in(db: TestDb) {
+    let engine = engine(&db, Arc::new(ManualClock::new(monday_morning())));
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let ticket = engine.create(&request(&format!("acct{i}")), &applicant(), None).await.unwrap().ticket;
+        ids.push(db.store.appeal_by_ticket(&ticket).await.unwrap().unwrap().id);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ids sort in creation order");
+    for id in &ids {
+        assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7, "{id}");
+    }
+}
+
+/// Between two batches of a burn-down SQLite leaves its write lock free once the batches
+/// have held it for 20 ms in a row (not after every short batch); PostgreSQL, whose
+/// writers wait only for their own rows, never pauses.
+async fn sqlite_pauses_a_burn_down_once_its_batches_have_held_the_lock_for_20_ms(db: TestDb) {
+    let sqlite = db.url.starts_with("sqlite");
+    for (ms, pause) in [(0, false), (19, false), (20, sqlite), (500, sqlite)] {
+        assert_eq!(db.store.between_batches(std::time::Duration::from_millis(ms)).await, pause, "{ms} ms");
+    }
 }
