@@ -10,7 +10,9 @@
 //! (the bodies the engine rendered) and their delivery jobs (by the same job writer); one
 //! commit per batch. Up to 2,142 timers a batch the engine writes each kind of row in
 //! one statement, as the raw run does; beyond, it splits them and the raw run would not.
-//! What the engine adds is deciding, planning and rendering each firing.
+//! What the engine adds is deciding, planning and rendering each firing. On PostgreSQL
+//! both runs keep two batches in flight, as the engine's timer loop does there (its
+//! lanes): one claim at a time, each leaving out the appeals the other batch holds.
 //!
 //! Another writer runs beside each burn-down: a short write transaction of its own (a row
 //! into a table of its own, `BEGIN IMMEDIATE` on SQLite) every [`PROBE_EVERY`], on a
@@ -43,13 +45,19 @@ fn batch() -> i64 {
 }
 
 /// The claim: the due timers in claim order, then their appeals; on PostgreSQL with the
-/// engine's row locks (the timers as they are taken, then their appeals).
-fn claim(postgres: bool) -> String {
+/// engine's row locks (the timers as they are taken, then their appeals), leaving out
+/// the appeals the other lane holds when it holds any (`besides`).
+fn claim(postgres: bool, besides: bool) -> String {
     let (due_lock, appeal_lock) =
         if postgres { (" FOR UPDATE SKIP LOCKED", " FOR UPDATE OF a SKIP LOCKED") } else { ("", "") };
+    let besides = match (besides, postgres) {
+        (false, _) => "",
+        (true, true) => " AND d.appeal_id NOT IN (SELECT jsonb_array_elements_text($4))",
+        (true, false) => " AND d.appeal_id NOT IN (SELECT value FROM json_each($4))",
+    };
     format!(
         "WITH due AS (SELECT d.* FROM timers d
-              WHERE d.status = 'armed' AND d.due_at <= $1 AND CAST($2 AS TEXT) IS NULL
+              WHERE d.status = 'armed' AND d.due_at <= $1 AND CAST($2 AS TEXT) IS NULL{besides}
               ORDER BY d.due_at, d.id LIMIT $3{due_lock})
  SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
         t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
@@ -283,17 +291,14 @@ async fn written(db: &common::TestDb, event: &str) -> Written {
 }
 
 macro_rules! raw_batch {
-    ($tx:expr, $db:ty, $jobs:expr, $write_jobs:ident, $warning:expr, $breach:expr, $now:expr) => {{
+    ($tx:expr, $db:ty, $jobs:expr, $write_jobs:ident, $warning:expr, $breach:expr, $now:expr, $lane:expr) => {{
         let mut tx = $tx;
         let now = Stamp($now);
-        let claim = claim(!stringify!($db).contains("Sqlite"));
-        let rows = sqlx::query(sqlx::AssertSqlSafe(claim))
-            .bind(now)
-            .bind(None::<String>)
-            .bind(batch())
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap();
+        let lane: &mut RawLane = $lane;
+        let claim = claim(!stringify!($db).contains("Sqlite"), !lane.besides.is_empty());
+        let query = sqlx::query(sqlx::AssertSqlSafe(claim)).bind(now).bind(None::<String>).bind(batch());
+        let query = if lane.besides.is_empty() { query } else { query.bind(Json(&lane.besides)) };
+        let rows = query.fetch_all(&mut *tx).await.unwrap();
         // One firing per appeal: (appeal id, version, state, timer id, event, what it wrote).
         let mut seen = std::collections::HashSet::new();
         let mut firings = Vec::new();
@@ -316,6 +321,7 @@ macro_rules! raw_batch {
             let ids: Vec<&String> = firings.iter().map(|f| &f.0).collect();
             let read = if stringify!($db).contains("Sqlite") { TIMERS_SQLITE } else { TIMERS_POSTGRES };
             let _timers = sqlx::query(read).bind(Json(&ids)).fetch_all(&mut *tx).await.unwrap();
+            (lane.claimed)(ids.iter().map(|id| id.to_string()).collect());
             let mut sp = sqlx::Connection::begin(&mut *tx).await.unwrap();
             let mut q = sqlx::QueryBuilder::<$db>::new(FIRED);
             q.push_values(&firings, |mut b, f| {
@@ -396,30 +402,72 @@ async fn raw_run(db: &common::TestDb, warning: Written, breach: Written) -> (f64
 async fn raw_burn_down(db: &common::TestDb, warning: Written, breach: Written) -> (f64, usize) {
     let now = later();
     let jobs = ApalisJobs::new(appealflow::jobs::WorkerSettings::default().max_attempts);
-    let mut total = 0;
     if db.url.starts_with("sqlite") {
         let store = appealflow::store::sqlite::SqliteStore::connect(&db.url, Arc::new(jobs.clone())).await.unwrap();
         let start = Instant::now();
+        let mut total = 0;
         loop {
             let mut conn = store.pool().acquire().await.unwrap();
             let tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.unwrap();
-            let fired = raw_batch!(tx, sqlx::Sqlite, jobs, write_sqlite, warning, breach, now);
+            let mut lane = RawLane { besides: Vec::new(), claimed: Box::new(|_| {}) };
+            let fired = raw_batch!(tx, sqlx::Sqlite, jobs, write_sqlite, warning, breach, now, &mut lane);
             total += fired;
             if fired == 0 {
                 return (total as f64 / start.elapsed().as_secs_f64(), total);
             }
         }
     }
+    // As the engine's timer loop does on PostgreSQL: two lanes, one claiming at a time
+    // and leaving out the appeals the other holds; a lane ends when a claim besides
+    // nothing fires nothing.
     let store = appealflow::store::postgres::PgStore::connect(&db.url, Arc::new(jobs.clone())).await.unwrap();
+    let turn = tokio::sync::Mutex::new(());
+    let held: std::sync::Mutex<[Vec<String>; 2]> = Default::default();
+    let ended = tokio::sync::Notify::new();
     let start = Instant::now();
-    loop {
-        let fired =
-            raw_batch!(store.pool().begin().await.unwrap(), sqlx::Postgres, jobs, write_postgres, warning, breach, now);
-        total += fired;
-        if fired == 0 {
-            return (total as f64 / start.elapsed().as_secs_f64(), total);
+    let lane = |me: usize| {
+        let (store, jobs, turn, held, ended) = (&store, &jobs, &turn, &held, &ended);
+        let (warning, breach) = (&warning, &breach);
+        async move {
+            let mut total = 0;
+            loop {
+                let guard = std::sync::Mutex::new(Some(turn.lock().await));
+                let besides = held.lock().unwrap()[1 - me].clone();
+                let mut lane = RawLane {
+                    besides: besides.clone(),
+                    claimed: Box::new(|ids| {
+                        held.lock().unwrap()[me] = ids;
+                        guard.lock().unwrap().take();
+                    }),
+                };
+                let tx = store.pool().begin().await.unwrap();
+                let fired = raw_batch!(tx, sqlx::Postgres, jobs, write_postgres, *warning, *breach, now, &mut lane);
+                drop(lane);
+                guard.lock().unwrap().take();
+                held.lock().unwrap()[me].clear();
+                total += fired;
+                ended.notify_waiters();
+                if fired == 0 {
+                    if besides.is_empty() {
+                        return total;
+                    }
+                    let other_ends = ended.notified();
+                    if held.lock().unwrap()[1 - me] == besides {
+                        other_ends.await;
+                    }
+                }
+            }
         }
-    }
+    };
+    let (a, b) = tokio::join!(lane(0), lane(1));
+    ((a + b) as f64 / start.elapsed().as_secs_f64(), a + b)
+}
+
+/// A raw batch's lane: the appeals the other lane holds, and what to do once its claim
+/// is read (what it holds, the turn given back).
+struct RawLane<'a> {
+    besides: Vec<String>,
+    claimed: Box<dyn FnMut(Vec<String>) + Send + 'a>,
 }
 
 pub async fn compare(backend: &'static str, db: common::TestDb, count: usize) -> Vec<Row> {

@@ -51,7 +51,15 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = WorkerSettings::default().timer_batch,
           value_parser = clap::value_parser!(i64).range(1..=MAX_TIMER_BATCH))]
     pub timer_batch: i64,
+    /// Timer batches in flight at once while many timers are due: one is written while
+    /// the next is claimed and decided. Unset: 2 on PostgreSQL, 1 on SQLite (whose
+    /// batches take turns at its one write lock anyway).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMER_LANES as u64))]
+    pub timer_lanes: Option<u64>,
 }
+
+/// The most `--timer-lanes`: each lane holds a connection of the pool while it writes.
+const MAX_TIMER_LANES: usize = 8;
 
 /// The largest `--timer-batch`: a batch's statements bind a few values per timer, and
 /// a transaction much longer than this holds the write lock for seconds.
@@ -80,6 +88,7 @@ impl WorkerArgs {
             give_up_after: Some(Duration::from_secs(self.give_up_after_secs)),
             heartbeat: Duration::from_secs(self.heartbeat_secs),
             timer_batch: self.timer_batch,
+            timer_lanes: self.timer_lanes.map(|n| n as usize),
             ..WorkerSettings::default()
         })
     }

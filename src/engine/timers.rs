@@ -3,6 +3,7 @@
 //! by the pure `decide_timer` inside the store's claiming transaction.
 
 use super::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 impl Engine {
     /// Fires this appeal's timers that are already due, earliest first, so that a
@@ -18,7 +19,8 @@ impl Engine {
                     now,
                     16,
                     Some(&record.id),
-                    &TimerDecider { engine: self, now, batch: BatchReads::default() },
+                    &[],
+                    &TimerDecider { engine: self, now, batch: BatchReads::default(), lane: None },
                 )
                 .await?;
             if !firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale") {
@@ -42,37 +44,150 @@ impl Engine {
     /// to act are reported and left armed. Between batches the store lets other writers
     /// have their turn (`between_batches`).
     pub async fn run_due_timers(&self, batch: i64) -> Result<Vec<TimerFiring>, EngineError> {
-        self.run_due_timers_until(batch, || false).await
+        self.run_due_timers_until(batch, None, || false).await
     }
 
     /// [`Engine::run_due_timers`], ending early between two batches once `stop` answers
-    /// true: a worker asked to stop during a burn-down commits the batch in hand and
+    /// true: a worker asked to stop during a burn-down commits the batches in hand and
     /// leaves the rest armed for the next run, instead of holding its stop until the
     /// whole backlog has fired.
+    ///
+    /// `lanes` batches are in flight at once (none given: the store's
+    /// [`timer_lanes`](crate::store::AppealStore::timer_lanes), two on PostgreSQL): while
+    /// one is written, the next is claimed and decided. They claim one at a time, each
+    /// leaving out the appeals the others hold ([`Lanes`]), so an appeal is in one batch
+    /// at a time and its timers still fire in their order. The firings come back in the
+    /// order their batches were claimed.
     pub async fn run_due_timers_until(
         &self,
         batch: i64,
+        lanes: Option<usize>,
         stop: impl Fn() -> bool + Send + Sync,
     ) -> Result<Vec<TimerFiring>, EngineError> {
         let now = self.clock.now();
+        let lanes = Lanes::new(lanes.unwrap_or_else(|| self.store.timer_lanes()).max(1));
+        let runs = (0..lanes.count()).map(|lane| self.lane(&lanes, lane, now, batch, &stop));
+        let mut batches = Vec::new();
+        let mut failed = None;
+        for run in futures_util::future::join_all(runs).await {
+            match run {
+                Ok(done) => batches.extend(done),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        batches.sort_by_key(|(claimed, _)| *claimed);
+        Ok(batches.into_iter().flat_map(|(_, firings)| firings).collect())
+    }
+
+    /// One lane of a burn-down: batch after batch until a claim finds nothing to fire
+    /// that no other lane holds, `stop` answers true, or another lane fails. Each batch's
+    /// firings come with the place of its claim among all the lanes' claims.
+    async fn lane(
+        &self,
+        lanes: &Lanes,
+        lane: usize,
+        now: DateTime<Utc>,
+        batch: i64,
+        stop: &(impl Fn() -> bool + Send + Sync),
+    ) -> Result<Vec<(u64, Vec<TimerFiring>)>, EngineError> {
         let mut all = Vec::new();
         let mut paused = std::time::Instant::now();
-        loop {
-            let firings = self
-                .store
-                .fire_due_timers(now, batch, None, &TimerDecider { engine: self, now, batch: BatchReads::default() })
-                .await?;
+        while !lanes.failed.load(Ordering::SeqCst) {
+            let turn = lanes.turn.lock().await;
+            let claimed = lanes.claims.fetch_add(1, Ordering::SeqCst);
+            let besides = lanes.held_by_others(lane);
+            let decider = TimerDecider {
+                engine: self,
+                now,
+                batch: BatchReads::default(),
+                lane: Some(LaneClaim { lanes, lane, turn: std::sync::Mutex::new(Some(turn)) }),
+            };
+            let result = self.store.fire_due_timers(now, batch, None, &besides, &decider).await;
+            // The turn goes with the decider when the claim took nothing.
+            drop(decider);
+            lanes.ended(lane);
+            let firings = result.inspect_err(|_| lanes.failed.store(true, Ordering::SeqCst))?;
             let progressed = firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale");
             log_firings(&firings);
-            all.extend(firings);
-            if !progressed || stop() {
-                return Ok(all);
+            all.push((claimed, firings));
+            if stop() {
+                break;
+            }
+            if !progressed {
+                // Nothing left but, perhaps, later timers of the appeals other lanes
+                // hold: claim again once one of them has ended its batch.
+                if besides.is_empty() {
+                    break;
+                }
+                let mut ended = lanes.batches_ended.subscribe();
+                if lanes.held_by_others(lane) == besides {
+                    let _ = ended.changed().await;
+                }
+                continue;
             }
             if self.store.between_batches(paused.elapsed()).await {
                 paused = std::time::Instant::now();
             }
         }
+        Ok(all)
     }
+}
+
+/// The batches of one burn-down in flight at once: which appeals each holds (from its
+/// claim to the end of its transaction), and the turn to claim, which one batch takes at
+/// a time so that it knows what the others hold.
+struct Lanes {
+    turn: tokio::sync::Mutex<()>,
+    held: std::sync::Mutex<Vec<Vec<String>>>,
+    /// Counts the batches ended, for a lane waiting on the others.
+    batches_ended: tokio::sync::watch::Sender<u64>,
+    /// Counts the claims, in the order they are made.
+    claims: AtomicU64,
+    failed: AtomicBool,
+}
+
+impl Lanes {
+    fn new(count: usize) -> Lanes {
+        Lanes {
+            turn: tokio::sync::Mutex::new(()),
+            held: std::sync::Mutex::new(vec![Vec::new(); count]),
+            batches_ended: tokio::sync::watch::Sender::new(0),
+            claims: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.held.lock().expect("lanes").len()
+    }
+
+    /// The appeals the lanes other than `lane` hold, sorted.
+    fn held_by_others(&self, lane: usize) -> Vec<String> {
+        let held = self.held.lock().expect("lanes");
+        let mut ids: Vec<String> =
+            held.iter().enumerate().filter(|(i, _)| *i != lane).flat_map(|(_, ids)| ids.iter().cloned()).collect();
+        ids.sort();
+        ids
+    }
+
+    fn claimed(&self, lane: usize, appeals: Vec<String>) {
+        self.held.lock().expect("lanes")[lane] = appeals;
+    }
+
+    fn ended(&self, lane: usize) {
+        self.held.lock().expect("lanes")[lane].clear();
+        self.batches_ended.send_modify(|n| *n += 1);
+    }
+}
+
+/// A lane's batch while it claims: holds the turn until its claim is read.
+struct LaneClaim<'a> {
+    lanes: &'a Lanes,
+    lane: usize,
+    turn: std::sync::Mutex<Option<tokio::sync::MutexGuard<'a, ()>>>,
 }
 
 fn log_firings(firings: &[TimerFiring]) {
@@ -97,6 +212,8 @@ struct TimerDecider<'a> {
     engine: &'a Engine,
     now: DateTime<Utc>,
     batch: BatchReads,
+    /// The lane of a burn-down this batch is in (none: a command's catch-up).
+    lane: Option<LaneClaim<'a>>,
 }
 
 #[async_trait]
@@ -140,6 +257,11 @@ impl TimerHandler for TimerDecider<'_> {
         let mut by_appeal: HashMap<String, Vec<TimerRecord>> = HashMap::new();
         for t in timers {
             by_appeal.entry(t.appeal_id.clone()).or_default().push(t);
+        }
+        // The claim is read: what this batch holds is known, the next lane may claim.
+        if let Some(claim) = &self.lane {
+            claim.lanes.claimed(claim.lane, by_appeal.keys().cloned().collect());
+            claim.turn.lock().expect("turn").take();
         }
         let _ = self.batch.timers.set(by_appeal);
     }

@@ -270,7 +270,11 @@ async fn supervise_queue(
 /// raised (then after the batch in hand); answers how many fired. Timers that refuse to
 /// act stay due: the next pass tries them again (no spinning on them here).
 async fn fire_due(rt: &Runtime, stop: &tokio::sync::watch::Receiver<bool>) -> Result<u64, crate::engine::EngineError> {
-    let firings = rt.work.engine().run_due_timers_until(rt.settings.timer_batch, || *stop.borrow()).await?;
+    let firings = rt
+        .work
+        .engine()
+        .run_due_timers_until(rt.settings.timer_batch, rt.settings.timer_lanes, || *stop.borrow())
+        .await?;
     Ok(firings.iter().filter(|f| f.outcome == "fired").count() as u64)
 }
 

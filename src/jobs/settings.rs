@@ -25,6 +25,9 @@ pub struct WorkerSettings {
     pub give_up_after: Option<Duration>,
     /// Due timers claimed and fired per transaction.
     pub timer_batch: i64,
+    /// Timer batches in flight at once during a burn-down; `None`: the store's (two on
+    /// PostgreSQL, one on SQLite).
+    pub timer_lanes: Option<usize>,
 }
 
 impl Default for WorkerSettings {
@@ -41,6 +44,7 @@ impl Default for WorkerSettings {
             restart_max: Duration::from_secs(30),
             give_up_after: Some(Duration::from_secs(300)),
             timer_batch: 100,
+            timer_lanes: None,
         }
     }
 }

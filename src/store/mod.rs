@@ -377,10 +377,11 @@ pub enum TimerVerdict {
 pub trait TimerHandler: Send + Sync {
     async fn decide(&self, timer: &TimerRecord, appeal: &AppealRecord) -> TimerVerdict;
 
-    /// Called once per batch, before its first `decide`, with every timer (of any
-    /// status) of the batch's appeals, read in the claiming transaction in one statement:
-    /// what the decisions' effects may need (a deadline a notification names) without a
-    /// read per firing.
+    /// Called once per batch that claimed anything, before its first `decide`, with
+    /// every timer (of any status) of the batch's appeals, read in the claiming
+    /// transaction in one statement: what the decisions' effects may need (a deadline a
+    /// notification names) without a read per firing. The claim is complete by then: the
+    /// batch's appeals are the ones these timers name.
     fn prepare(&self, timers: Vec<TimerRecord>) {
         let _ = timers;
     }

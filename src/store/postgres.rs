@@ -143,6 +143,9 @@ impl PgStore {
     /// batches.
     const BATCH_GAP: Duration = Duration::ZERO;
     const BATCH_GAP_EVERY: Duration = Duration::ZERO;
+    /// Two batches of a burn-down in flight: one writes while the next is claimed and
+    /// decided, so the engine's deciding and the server's writing overlap.
+    const TIMER_LANES: usize = 2;
 
     /// Waits for this process's wake-up or an `appealflow_timers` notification. The
     /// listener is this store's (connected at the first wait, on its own pool; closed

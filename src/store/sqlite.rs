@@ -267,6 +267,8 @@ impl SqliteStore {
     /// gap: a writer beside a burn-down waits about this plus one batch, while short
     /// batches (the worker's default of 100 takes ~7 ms) do not pay a gap each.
     const BATCH_GAP_EVERY: Duration = Duration::from_millis(20);
+    /// One batch at a time: a second would wait for the one write lock.
+    const TIMER_LANES: usize = 1;
 
     /// Another process's timers are found by the timer loop's poll.
     const ANNOUNCE_ARMED: Option<&str> = None;

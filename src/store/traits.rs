@@ -44,14 +44,25 @@ pub trait AppealStore: Send + Sync + 'static {
     /// transaction, each firing behind its own savepoint so one failure spoils no
     /// other. PostgreSQL claims with `FOR UPDATE ... SKIP LOCKED` (of the timers and
     /// their appeals), so workers side by side never fire one timer twice and never
-    /// race for one.
+    /// race for one. The timers of the appeals in `besides` (held by another batch of
+    /// this process, [`AppealStore::timer_lanes`]) are left out of the claim before it
+    /// locks anything: none of them is locked, so that batch may settle them, and none
+    /// fires out of its appeal's order.
     async fn fire_due_timers(
         &self,
         now: DateTime<Utc>,
         limit: i64,
         appeal_id: Option<&str>,
+        besides: &[String],
         handler: &dyn TimerHandler,
     ) -> Result<Vec<TimerFiring>, StoreError>;
+
+    /// How many batches of one burn-down the timer loop keeps in flight: on PostgreSQL
+    /// two (one is written while the next is claimed and decided); on SQLite one (a
+    /// second batch would wait for the one write lock).
+    fn timer_lanes(&self) -> usize {
+        1
+    }
 
     /// Between two batches of a burn-down (`fire_due_timers` called again at once), with
     /// how long the burn-down has run since the store last paused it (or since it began):

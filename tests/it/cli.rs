@@ -788,6 +788,10 @@ fn settings_are_flags_with_help_and_commands_without_a_database_touch_nothing() 
         let bad = run_with(&url, &["worker", "--timer-batch", batch], None, &[]);
         assert_error(&bad, 2, "--timer-batch");
     }
+    for lanes in ["0", "9", "two"] {
+        let bad = run_with(&url, &["worker", "--timer-lanes", lanes], None, &[]);
+        assert_error(&bad, 2, "--timer-lanes");
+    }
     assert!(!db.exists(), "no database was needed");
     assert!(!dir.path().join("quiet.db.idkey").exists(), "no key file was needed");
 }

@@ -19,6 +19,8 @@ use chrono::Duration;
 
 /// Timer batches written set-wise against one firing at a time.
 mod firings;
+/// Timer batches side by side (lanes), in a file of their own.
+mod lanes;
 /// Staff sessions of the web console, in a file of their own.
 mod sessions;
 

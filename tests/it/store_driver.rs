@@ -79,7 +79,7 @@ async fn a_timer_the_handler_leaves_stays_armed_and_due(db: TestDb) {
     let out = engine.create(&request("acme"), &applicant(), None).await.unwrap();
     let id = db.store.appeal_by_ticket(&out.ticket).await.unwrap().unwrap().id;
     let later = monday_morning() + Duration::days(30);
-    let firings = db.store.fire_due_timers(later, 10, Some(&id), &LeaveArmed).await.unwrap();
+    let firings = db.store.fire_due_timers(later, 10, Some(&id), &[], &LeaveArmed).await.unwrap();
     // One firing per appeal per batch (the next would read what this one wrote): the
     // earliest due, decided and left.
     assert_eq!(firings.len(), 1, "{firings:?}");

@@ -70,9 +70,14 @@ impl AppealStore for Backend {
         now: DateTime<Utc>,
         limit: i64,
         appeal_id: Option<&str>,
+        besides: &[String],
         handler: &dyn TimerHandler,
     ) -> Result<Vec<TimerFiring>, StoreError> {
-        self.fire_due(now, limit, appeal_id, handler).await
+        self.fire_due(now, limit, appeal_id, besides, handler).await
+    }
+
+    fn timer_lanes(&self) -> usize {
+        Self::TIMER_LANES
     }
 
     async fn between_batches(&self, since_pause: std::time::Duration) -> bool {

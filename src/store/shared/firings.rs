@@ -23,6 +23,7 @@ impl Backend {
         now: DateTime<Utc>,
         limit: i64,
         appeal_id: Option<&str>,
+        besides: &[String],
         handler: &dyn TimerHandler,
     ) -> Result<Vec<TimerFiring>, StoreError> {
         // PostgreSQL: claimed rows stay locked until the batch commits; another worker
@@ -34,10 +35,19 @@ impl Backend {
         // reads only the rows it takes however many are due, and only then joined to
         // their appeals. The appeal is locked with its timer (PostgreSQL), so a firing
         // decides on a state no command can change before the batch commits; a timer
-        // whose appeal a command holds is skipped, left for the next batch.
+        // whose appeal a command holds is skipped, left for the next batch. The appeals
+        // another batch of this process holds (`besides`) are left out by a condition the
+        // index scan tests before the lock: locking their timers would keep that batch
+        // from settling them, and a timer of theirs taken here would fire ahead of the
+        // one that batch fires.
+        let besides_clause = if besides.is_empty() {
+            String::new()
+        } else {
+            format!(" AND d.appeal_id NOT IN ({})", Self::IN_JSON_LIST.replace("$1", "$4"))
+        };
         let sql = format!(
             "WITH due AS (SELECT d.* FROM timers d
-                          WHERE d.status = 'armed' AND d.due_at <= $1 AND {}
+                          WHERE d.status = 'armed' AND d.due_at <= $1 AND {}{besides_clause}
                           ORDER BY d.due_at, d.id LIMIT $3{})
              SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
                     t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
@@ -48,12 +58,9 @@ impl Backend {
             Self::LOCK_DUE_TIMERS,
             Self::LOCK_CLAIMED_APPEALS
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(Stamp(now))
-            .bind(appeal_id)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
+        let claim = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Stamp(now)).bind(appeal_id).bind(limit);
+        let claim = if besides.is_empty() { claim } else { claim.bind(Json(besides)) };
+        let rows = claim.fetch_all(&mut *tx).await?;
         if rows.is_empty() {
             return Ok(vec![]);
         }
@@ -78,6 +85,9 @@ impl Backend {
         // The appeals as claimed, of the timers that fire: what their changes move.
         let mut fired_appeals = Vec::new();
         for (timer, appeal) in batch {
+            // Deciding takes no turn at the database: let another batch of the burn-down
+            // in this task (a lane, `Engine::run_due_timers_until`) send its next statement.
+            tokio::task::yield_now().await;
             decided.push(match handler.decide(&timer, &appeal).await {
                 TimerVerdict::Fire(uow) => {
                     fired_appeals.push(appeal);
