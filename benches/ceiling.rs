@@ -19,7 +19,8 @@
 //! APPEALFLOW_TEST_POSTGRES_URL is set (fresh databases are created on that server).
 //! `APPEALFLOW_BENCH_BACKENDS` (default `sqlite,postgres`), `APPEALFLOW_BENCH_N`
 //! (transitions and progress queries, default 2000), `APPEALFLOW_BENCH_BATCH` (timers a
-//! burn-down batch claims, default 500). It prints one Markdown table.
+//! burn-down batch claims, default 500), `APPEALFLOW_BENCH_LANES` (the engine's batches in
+//! flight; unset: the store's). It prints one Markdown table.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;

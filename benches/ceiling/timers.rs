@@ -44,6 +44,11 @@ fn batch() -> i64 {
     super::env_usize("APPEALFLOW_BENCH_BATCH", 500) as i64
 }
 
+/// The engine's lanes: `APPEALFLOW_BENCH_LANES` (unset: the store's, as by hand).
+fn lanes() -> Option<usize> {
+    std::env::var("APPEALFLOW_BENCH_LANES").ok().and_then(|v| v.parse().ok())
+}
+
 /// The claim: the due timers in claim order, then their appeals; on PostgreSQL with the
 /// engine's row locks (the timers as they are taken, then their appeals), leaving out
 /// the appeals the other lane holds when it holds any (`besides`).
@@ -160,7 +165,7 @@ async fn engine_run(db: &common::TestDb) -> (f64, usize, Waits) {
     let engine = common::engine(db, clock);
     let probe = Probe::start(&db.url).await;
     let start = Instant::now();
-    let runs = engine.run_due_timers(batch()).await.unwrap();
+    let runs = engine.run_due_timers_until(batch(), lanes(), || false).await.unwrap();
     let fired = runs.iter().filter(|r| r.outcome == "fired").count();
     let rate = fired as f64 / start.elapsed().as_secs_f64();
     (rate, fired, probe.stop().await)
@@ -417,9 +422,8 @@ async fn raw_burn_down(db: &common::TestDb, warning: Written, breach: Written) -
             }
         }
     }
-    // As the engine's timer loop does on PostgreSQL: two lanes, one claiming at a time
-    // and leaving out the appeals the other holds; a lane ends when a claim besides
-    // nothing fires nothing.
+    // Two lanes, as the engine's on PostgreSQL: one claims at a time, besides what the
+    // other holds; a lane ends when a claim besides nothing fires nothing.
     let store = appealflow::store::postgres::PgStore::connect(&db.url, Arc::new(jobs.clone())).await.unwrap();
     let turn = tokio::sync::Mutex::new(());
     let held: std::sync::Mutex<[Vec<String>; 2]> = Default::default();
@@ -463,8 +467,7 @@ async fn raw_burn_down(db: &common::TestDb, warning: Written, breach: Written) -
     ((a + b) as f64 / start.elapsed().as_secs_f64(), a + b)
 }
 
-/// A raw batch's lane: the appeals the other lane holds, and what to do once its claim
-/// is read (what it holds, the turn given back).
+/// A raw batch's lane: the appeals the other holds; once its claim is read, what to do.
 struct RawLane<'a> {
     besides: Vec<String>,
     claimed: Box<dyn FnMut(Vec<String>) + Send + 'a>,
