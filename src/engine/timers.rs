@@ -126,6 +126,9 @@ impl Engine {
                 if lanes.held_by_others(lane) == besides {
                     let _ = ended.changed().await;
                 }
+                if stop() {
+                    break;
+                }
                 continue;
             }
             if self.store.between_batches(paused.elapsed()).await {
