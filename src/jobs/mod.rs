@@ -267,7 +267,7 @@ async fn supervise_queue(
 }
 
 /// Fires every due timer, a batch per transaction, until none is left or `stop` is
-/// raised (then after the batch in hand); answers how many fired. Timers that refuse to
+/// raised (then after the batches in hand, one per lane); answers how many fired. Timers that refuse to
 /// act stay due: the next pass tries them again (no spinning on them here).
 async fn fire_due(rt: &Runtime, stop: &tokio::sync::watch::Receiver<bool>) -> Result<u64, crate::engine::EngineError> {
     let firings = rt

@@ -134,6 +134,12 @@ async fn burn_down_in_lanes(db: &TestDb, lanes: usize) {
     timers.sort();
     timers.dedup();
     assert_eq!(timers.len(), 24, "each timer fired once");
+    // In the order the batches were claimed (not lane by lane): every claim takes the
+    // earliest timers no other lane holds, so all twelve warnings (due first) come before
+    // any breach.
+    let names: Vec<&str> = runs.iter().map(|r| r.timer.name.as_str()).collect();
+    assert_eq!(names[..12], ["review_sla.warning"; 12], "{lanes} lanes: {names:?}");
+    assert_eq!(names[12..], ["review_sla"; 12], "{lanes} lanes: {names:?}");
     for id in &ids {
         let history = db.store.history(id).await.unwrap();
         let events: Vec<&str> =
