@@ -1,9 +1,13 @@
 //! Timer batches in flight side by side (`Engine::run_due_timers_until` with lanes): a
 //! claim leaves out the appeals another batch of the process holds, without locking
 //! their timers, and a burn-down in several lanes fires every timer once, each appeal's
-//! in its order.
+//! in its order; a stop or a failure ends every lane after its batch in hand.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use appealflow::failpoint::{self, Mode};
 
 use appealflow::engine::ManualClock;
 use appealflow::store::{AppealRecord, TimerHandler, TimerRecord, TimerVerdict};
@@ -14,7 +18,9 @@ use crate::common::{self, TestDb, applicant, engine, monday_morning, request};
 
 on_both_backends!(
     a_claim_leaves_out_the_appeals_another_batch_holds,
-    lanes_fire_every_timer_once_in_each_appeals_order
+    lanes_fire_every_timer_once_in_each_appeals_order,
+    a_stop_ends_a_lane_waiting_for_another_without_a_further_claim,
+    a_lane_that_fails_stops_the_others_after_their_batch_in_hand
 );
 
 /// Appeals `acct0`.. `acct{n-1}` created Monday morning (their ids in that order), and
@@ -147,4 +153,62 @@ async fn burn_down_in_lanes(db: &TestDb, lanes: usize) {
         assert_eq!(events, ["sla_warning", "sla_breached"], "{lanes} lanes, appeal {id}");
     }
     assert!(db.store.due_timers(due, 100).await.unwrap().is_empty(), "nothing left due");
+}
+
+/// One appeal with its review SLA and the SLA's warning both due, two lanes. The first
+/// lane's batch takes the warning and holds the appeal; it is paused before its commit.
+/// The second lane's claim, besides that appeal, finds nothing and waits for the first
+/// batch to end. A stop raised meanwhile ends both: the first after its batch, the
+/// second without claiming again — the breach stays armed for the next run.
+async fn a_stop_ends_a_lane_waiting_for_another_without_a_further_claim(db: TestDb) {
+    let (ids, due) = appeals(&db, 1).await;
+    let engine = engine(&db, Arc::new(ManualClock::new(due)));
+    let scope = db.store.scope().to_string();
+    failpoint::arm(&scope, "timers.before_commit", Mode::Pause, 1);
+    let stop = AtomicBool::new(false);
+    let control = async {
+        assert_eq!(failpoint::paused(&scope).await, "timers.before_commit");
+        // Time for the second lane's claim to come back empty and wait (on SQLite it waits
+        // for the write lock instead, then finds the batch ended).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::SeqCst);
+        failpoint::resume(&scope);
+    };
+    let (runs, ()) = tokio::join!(engine.run_due_timers_until(10, Some(2), || stop.load(Ordering::SeqCst)), control);
+    failpoint::disarm(&scope);
+    let names: Vec<&str> = runs.as_ref().unwrap().iter().map(|r| r.timer.name.as_str()).collect();
+    assert_eq!(names, ["review_sla.warning"], "the batch in hand only");
+    let left = db.store.due_timers(due, 100).await.unwrap();
+    assert_eq!(left.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["review_sla"], "the breach left armed");
+    let runs = engine.run_due_timers_until(10, Some(2), || false).await.unwrap();
+    assert_eq!(runs.iter().map(|r| (r.timer.name.as_str(), r.outcome)).collect::<Vec<_>>(), [("review_sla", "fired")]);
+    assert_eq!(db.store.history(&ids[0]).await.unwrap().iter().filter(|e| e.transition.starts_with("sla_")).count(), 2);
+}
+
+/// Twelve appeals (24 due timers), batches of two in two lanes; the second batch to reach
+/// its commit fails. The run reports the failure, and the other lane ends after its batch
+/// in hand: of the 24 timers, the first batch fired and at most one more — not the rest,
+/// which the next run fires, each once.
+async fn a_lane_that_fails_stops_the_others_after_their_batch_in_hand(db: TestDb) {
+    let (ids, due) = appeals(&db, 12).await;
+    let engine = engine(&db, Arc::new(ManualClock::new(due)));
+    let scope = db.store.scope().to_string();
+    failpoint::arm(&scope, "timers.before_commit", Mode::Error, 2);
+    let failed = engine.run_due_timers_until(2, Some(2), || false).await;
+    failpoint::disarm(&scope);
+    let err = failed.expect_err("the failed batch fails the run");
+    assert!(err.to_string().contains("timers.before_commit"), "{err}");
+    let left = db.store.due_timers(due, 100).await.unwrap().len();
+    assert!(
+        (20..=22).contains(&left),
+        "the first batch fired, and at most the other lane's batch in hand: {left} of 24 left"
+    );
+    let runs = engine.run_due_timers_until(2, Some(2), || false).await.unwrap();
+    assert_eq!(runs.len(), left);
+    assert!(runs.iter().all(|r| r.outcome == "fired"), "{runs:?}");
+    for id in &ids {
+        let events = db.store.history(id).await.unwrap();
+        let sla: Vec<&str> = events.iter().map(|e| e.transition.as_str()).filter(|t| t.starts_with("sla_")).collect();
+        assert_eq!(sla, ["sla_warning", "sla_breached"], "appeal {id}: each timer fired once, in order");
+    }
 }
