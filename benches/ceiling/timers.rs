@@ -8,9 +8,10 @@
 //! set-wise, behind one savepoint: the timers settled, the appeals' new versions with
 //! the queue's copy of whether the review SLA fired, the events, the leads' notifications
 //! (the bodies the engine rendered) and their delivery jobs (by the same job writer); one
-//! commit per batch. Up to 2,142 timers a batch the engine writes each kind of row in
-//! one statement, as the raw run does; beyond, it splits them and the raw run would not.
-//! What the engine adds is deciding, planning and rendering each firing. On PostgreSQL
+//! commit per batch. The run by hand writes each kind of row of a batch in one
+//! statement; the engine writes a batch in four parts (each while it decides the next),
+//! so its statements are four times as many, each of a quarter of the rows. What the
+//! engine adds is deciding, planning and rendering each firing. On PostgreSQL
 //! both runs keep two batches in flight, as the engine's timer loop does there (its
 //! lanes): one claim at a time, each leaving out the appeals the other batch holds.
 //!
@@ -64,7 +65,8 @@ fn claim(postgres: bool, besides: bool) -> String {
         "WITH due AS (SELECT d.* FROM timers d
               WHERE d.status = 'armed' AND d.due_at <= $1 AND CAST($2 AS TEXT) IS NULL{besides}
               ORDER BY d.due_at, d.id LIMIT $3{due_lock})
- SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
+ SELECT a.id, a.ticket, a.workflow, a.workflow_version, a.state, a.outcome, a.version, a.assignee, a.account,
+        a.data, a.created_at, a.updated_at, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
         t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
         t.settled_at AS timer_settled_at
  FROM due t JOIN appeals a ON a.id = t.appeal_id

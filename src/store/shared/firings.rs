@@ -1,8 +1,9 @@
 //! A batch of due timers: claimed with their appeals in one statement, decided one by
-//! one, and written in one transaction — set-wise (one statement per kind of row for the
-//! whole batch) when every firing is a plain one, else one firing at a time behind its
-//! own savepoint, which is also how a set-wise write that fails is done again, so one
-//! firing that cannot be written spoils no other.
+//! one, and written in one transaction, in parts — each part written while the next is
+//! decided — set-wise (one statement per kind of row for the part) when every firing of
+//! it is a plain one, else one firing at a time behind its own savepoint, which is also
+//! how a set-wise write that fails is done again, so one firing that cannot be written
+//! spoils no other.
 
 use super::commit::{moves_review_deadline, rearms_review_sla, review_deadline};
 use super::*;
@@ -13,9 +14,19 @@ type Db = <Conn as sqlx::Connection>::Database;
 
 /// A claimed timer, as decided.
 enum Decided {
-    Done(TimerFiring),
-    Fire(TimerRecord, Box<UnitOfWork>),
+    /// Left armed: nothing to write.
+    Left(TimerFiring),
+    /// To settle without acting: its appeal moved on.
+    Stale(TimerFiring),
+    /// To fire: its unit of work, and its appeal as claimed.
+    Fire(TimerRecord, Box<UnitOfWork>, Box<AppealRecord>),
 }
+
+/// The parts a batch is decided and written in: while one is written, the next is
+/// decided (`Backend::fire_due`).
+const PARTS: usize = 4;
+/// The fewest firings of a part.
+const MIN_PART: usize = 16;
 
 impl Backend {
     pub(super) async fn fire_due(
@@ -49,7 +60,7 @@ impl Backend {
             "WITH due AS (SELECT d.* FROM timers d
                           WHERE d.status = 'armed' AND d.due_at <= $1 AND {}{besides_clause}
                           ORDER BY d.due_at, d.id LIMIT $3{})
-             SELECT a.*, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
+             SELECT {APPEAL_COLUMNS}, t.id AS timer_id, t.name AS timer_name, t.generation AS timer_generation,
                     t.due_at AS timer_due_at, t.status AS timer_status, t.armed_at AS timer_armed_at,
                     t.settled_at AS timer_settled_at
              FROM due t JOIN appeals a ON a.id = t.appeal_id
@@ -81,49 +92,72 @@ impl Backend {
             Self::IN_JSON_LIST
         );
         handler.prepare(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(Json(&ids)).fetch_all(&mut *tx).await?);
-        let mut decided = Vec::new();
-        // The appeals as claimed, of the timers that fire: what their changes move.
-        let mut fired_appeals = Vec::new();
-        for (timer, appeal) in batch {
-            // Deciding takes no turn at the database: let another batch of the burn-down
-            // in this task (a lane, `Engine::run_due_timers_until`) send its next statement.
-            tokio::task::yield_now().await;
-            decided.push(match handler.decide(&timer, &appeal).await {
-                TimerVerdict::Fire(uow) => {
-                    fired_appeals.push(appeal);
-                    Decided::Fire(timer, uow)
+        // Deciding takes no turn at the database, writing little of the process's: the
+        // batch goes in parts, each written while the next is decided.
+        let part = batch.len().div_ceil(PARTS).max(MIN_PART);
+        let mut claimed = batch.into_iter();
+        let mut out = Vec::new();
+        let mut decided = decide(handler, claimed.by_ref().take(part)).await;
+        while !decided.is_empty() {
+            let (written, next) = tokio::join!(
+                self.write_part(&mut tx, decided, now, handler),
+                decide(handler, claimed.by_ref().take(part))
+            );
+            out.extend(written?);
+            decided = next;
+        }
+        crate::failpoint!(self.scope(), "timers.before_commit");
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Writes a part of a batch as decided: the stale timers settled, the firings
+    /// set-wise (one statement per kind of row for the part) when every one of them is
+    /// a plain one, else one at a time behind its own savepoint — which is also how a
+    /// set-wise write that fails is done again, so one firing that cannot be written
+    /// spoils no other. Answers the part's firings in order.
+    async fn write_part(
+        &self,
+        conn: &mut Conn,
+        decided: Vec<Decided>,
+        now: DateTime<Utc>,
+        handler: &dyn TimerHandler,
+    ) -> Result<Vec<TimerFiring>, StoreError> {
+        for d in &decided {
+            if let Decided::Stale(firing) = d {
+                let timer = &firing.timer;
+                sqlx::query(
+                    "UPDATE timers SET status = 'cancelled', settled_at = $1 WHERE id = $2 AND status = 'armed'",
+                )
+                .bind(Stamp(now))
+                .bind(timer.id)
+                .execute(&mut *conn)
+                .await?;
+                if let Some(review_sla) = handler.review_sla()
+                    && timer.name == review_sla
+                {
+                    Self::copy_review_deadline(conn, &timer.appeal_id, review_sla).await?;
                 }
-                TimerVerdict::Stale(why) => {
-                    sqlx::query(
-                        "UPDATE timers SET status = 'cancelled', settled_at = $1 WHERE id = $2 AND status = 'armed'",
-                    )
-                    .bind(Stamp(now))
-                    .bind(timer.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if let Some(review_sla) = handler.review_sla()
-                        && timer.name == review_sla
-                    {
-                        Self::copy_review_deadline(&mut tx, &appeal.id, review_sla).await?;
-                    }
-                    Decided::Done(TimerFiring { timer, outcome: "stale", note: Some(why) })
-                }
-                TimerVerdict::Leave(why) => {
-                    Decided::Done(TimerFiring { timer, outcome: "left armed", note: Some(why) })
-                }
-            });
+            }
         }
         let fires: Vec<&UnitOfWork> = decided
             .iter()
             .filter_map(|d| match d {
-                Decided::Fire(_, uow) => Some(uow.as_ref()),
-                Decided::Done(_) => None,
+                Decided::Fire(_, uow, _) => Some(uow.as_ref()),
+                Decided::Left(_) | Decided::Stale(_) => None,
             })
             .collect();
         let mut written = false;
         if fires.len() > 1 && set_wise(&fires) {
-            let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-            let claimed: HashMap<&str, &AppealRecord> = fired_appeals.iter().map(|a| (a.id.as_str(), a)).collect();
+            let mut sp = sqlx::Connection::begin(&mut *conn).await?;
+            // The appeals as claimed, of the timers that fire: what their changes move.
+            let claimed: HashMap<&str, &AppealRecord> = decided
+                .iter()
+                .filter_map(|d| match d {
+                    Decided::Fire(_, _, appeal) => Some((appeal.id.as_str(), appeal.as_ref())),
+                    Decided::Left(_) | Decided::Stale(_) => None,
+                })
+                .collect();
             match self.write_firings(&mut sp, &fires, &claimed).await {
                 Ok(()) => {
                     sp.commit().await?;
@@ -142,10 +176,10 @@ impl Backend {
         let mut out = Vec::with_capacity(decided.len());
         for d in decided {
             out.push(match d {
-                Decided::Done(firing) => firing,
-                Decided::Fire(timer, _) if written => TimerFiring { timer, outcome: "fired", note: None },
-                Decided::Fire(timer, uow) => {
-                    let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+                Decided::Left(firing) | Decided::Stale(firing) => firing,
+                Decided::Fire(timer, _, _) if written => TimerFiring { timer, outcome: "fired", note: None },
+                Decided::Fire(timer, uow, _) => {
+                    let mut sp = sqlx::Connection::begin(&mut *conn).await?;
                     match self.write_uow(&mut sp, &uow).await {
                         Ok(()) => {
                             sp.commit().await?;
@@ -162,8 +196,6 @@ impl Backend {
                 }
             });
         }
-        crate::failpoint!(self.scope(), "timers.before_commit");
-        tx.commit().await?;
         Ok(out)
     }
 
@@ -409,6 +441,25 @@ fn set_wise(uows: &[&UnitOfWork]) -> bool {
                     && c.arm.iter().all(|a| arms.insert((c.appeal.id.as_str(), a.name.as_str())))
             })
     })
+}
+
+/// Decides claimed timers one by one, in order.
+async fn decide(
+    handler: &dyn TimerHandler,
+    claimed: impl Iterator<Item = (TimerRecord, AppealRecord)>,
+) -> Vec<Decided> {
+    let mut decided = Vec::new();
+    for (timer, appeal) in claimed {
+        // Between two decisions, the part being written (and another lane's batch,
+        // `Engine::run_due_timers_until`) may send its next statement.
+        tokio::task::yield_now().await;
+        decided.push(match handler.decide(&timer, &appeal).await {
+            TimerVerdict::Fire(uow) => Decided::Fire(timer, uow, Box::new(appeal)),
+            TimerVerdict::Stale(why) => Decided::Stale(TimerFiring { timer, outcome: "stale", note: Some(why) }),
+            TimerVerdict::Leave(why) => Decided::Left(TimerFiring { timer, outcome: "left armed", note: Some(why) }),
+        });
+    }
+    decided
 }
 
 /// A claimed timer and its appeal, from one row of the claim.

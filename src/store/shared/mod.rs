@@ -47,3 +47,8 @@ type Row = <<Conn as sqlx::Connection>::Database as sqlx::Database>::Row;
 
 const TIMER_COLUMNS: &str =
     "t.id, t.appeal_id, a.ticket, t.name, t.generation, t.due_at, t.status, t.armed_at, t.settled_at";
+
+/// An appeal's columns as its record reads them (`AppealRecord`), without the queue's
+/// copies: a batch of due timers reads hundreds of appeals at a time.
+const APPEAL_COLUMNS: &str = "a.id, a.ticket, a.workflow, a.workflow_version, a.state, a.outcome, a.version, \
+                              a.assignee, a.account, a.data, a.created_at, a.updated_at";
