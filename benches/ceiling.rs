@@ -22,6 +22,10 @@
 //! burn-down batch claims, default 500), `APPEALFLOW_BENCH_LANES` (the engine's batches in
 //! flight; unset: the store's). It prints one Markdown table.
 
+/// The allocator the `appealflow` binary runs with, for both runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/it/common/mod.rs"]
 mod common;
 #[path = "ceiling/idle.rs"]

@@ -31,6 +31,10 @@
 //! `APPEALFLOW_BENCH_KEEP=PATH` copies the seeded SQLite database to PATH first (a
 //! replaced file), to run the processes on it again by hand.
 
+/// The allocator the `appealflow` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/it/common/mod.rs"]
 mod common;
 #[path = "queue/console.rs"]
