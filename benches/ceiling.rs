@@ -107,6 +107,7 @@ async fn run(backend: &'static str, rows: &mut Vec<Row>) {
 
 #[tokio::main]
 async fn main() {
+    appealflow::startup::no_huge_pages();
     // `RUST_LOG=sqlx::query=debug` shows every statement each run executes.
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();

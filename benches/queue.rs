@@ -566,6 +566,7 @@ async fn bench_postgres() -> Option<(common::TestDb, String, String)> {
 
 #[tokio::main]
 async fn main() {
+    appealflow::startup::no_huge_pages();
     let open = std::env::var("APPEALFLOW_BENCH_OPEN").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let calls = std::env::var("APPEALFLOW_BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     // APPEALFLOW_BENCH_BACKENDS: which backends to run (default "sqlite,postgres").

@@ -20,8 +20,7 @@ fn database_passwords_are_redacted() {
 
 #[test]
 fn the_worker_command_is_known_before_the_runtime_starts() {
-    // Global options may come before the command; main.rs keys the worker's malloc
-    // arenas on this answer.
+    // Global options may come before the command.
     let worker = parse_from(["appealflow", "--database-url", "sqlite::memory:", "worker", "--concurrency", "4"]);
     assert!(worker.ok().unwrap().is_worker());
     assert!(!parse_from(["appealflow", "serve", "--no-worker"]).ok().unwrap().is_worker());
