@@ -260,7 +260,8 @@ pub(crate) fn build_intake(
     })
 }
 
-/// Turns transparent huge pages off for this process (Linux), before its threads start.
+/// Turns transparent huge pages off for this process (Linux); the flag holds for every
+/// thread and for memory touched from then on, so it is called first thing.
 /// With the kernel's `always` setting, each 2 MiB stretch of the allocator's heaps a
 /// thread touches becomes resident whole, and a worker runs a thread per SQLite
 /// connection: its resident memory under a burn-down then passed its 100 MB budget (the

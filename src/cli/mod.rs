@@ -272,8 +272,7 @@ fn work_config(cli: &Cli) -> startup::WorkConfig {
     }
 }
 
-/// A parsed command line, not yet run: parsed before the runtime starts, so the binary
-/// can set up the process for the command it runs (see main.rs).
+/// A parsed command line, not yet run: parsed before the runtime starts.
 pub struct Parsed {
     cli: Cli,
     explicit_database: bool,

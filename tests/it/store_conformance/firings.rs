@@ -168,15 +168,16 @@ async fn batches_take_the_earliest_due_timers_first(db: TestDb) {
 }
 
 /// A batch's rows are written however many there are: 80 appeals' SLA warnings, then
-/// their breaches, each alerting 60 leads, are 4,800 notifications a batch — more values
-/// than one statement may bind on either backend (SQLite 32,766, PostgreSQL 65,535) at
-/// 14 a notification. Every firing is recorded with all its notifications and their
-/// delivery jobs.
+/// their breaches, each alerting 120 leads, are 9,600 notifications a batch, written in
+/// four parts of 2,400 — more values than one statement may bind on either backend
+/// (SQLite 32,766, PostgreSQL 65,535) at 14 a notification, so each part's go in two
+/// statements. Every firing is recorded with all its notifications and their delivery
+/// jobs.
 async fn a_batch_notifying_many_leads_is_written_whole(db: TestDb) {
     const APPEALS: usize = 80;
-    const LEADS: usize = 60;
+    const LEADS: usize = 120;
     let clock = Arc::new(ManualClock::new(monday_morning()));
-    let leads: Vec<String> = (0..LEADS).map(|i| format!("lead{i:02}@leads.example")).collect();
+    let leads: Vec<String> = (0..LEADS).map(|i| format!("lead{i:03}@leads.example")).collect();
     let work = WorkConfig { lead_emails: leads.clone(), ..Default::default() };
     let engine = common::app(&db, clock.clone(), &work, None).engine;
     for i in 0..APPEALS {
