@@ -32,6 +32,8 @@ mod common;
 mod idle;
 #[path = "ceiling/progress.rs"]
 mod progress;
+#[path = "ceiling/raw_timers.rs"]
+mod raw_timers;
 #[path = "support/raw_transition.rs"]
 mod raw_transition;
 #[path = "ceiling/timers.rs"]

@@ -53,8 +53,8 @@ impl Engine {
     /// whole backlog has fired.
     ///
     /// `lanes` batches are in flight at once (none given: the store's
-    /// [`timer_lanes`](crate::store::AppealStore::timer_lanes), two on PostgreSQL): while
-    /// one is written, the next is claimed and decided. They claim one at a time, each
+    /// [`timer_lanes`](crate::store::AppealStore::timer_lanes), two): while one is
+    /// written, the next is claimed and decided. They claim one at a time, each
     /// leaving out the appeals the others hold ([`Lanes`]), so an appeal is in one batch
     /// at a time and its timers still fire in their order. The firings come back in the
     /// order their batches were claimed.
@@ -110,7 +110,7 @@ impl Engine {
             drop(decider);
             lanes.ended(lane);
             let firings = result.inspect_err(|_| lanes.failed.store(true, Ordering::SeqCst))?;
-            let progressed = firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale");
+            let progressed = firings.iter().any(TimerFiring::progressed);
             log_firings(&firings);
             all.push((claimed, firings));
             if stop() {
@@ -199,6 +199,9 @@ fn log_firings(firings: &[TimerFiring]) {
             "fired" => info!(ticket = %f.timer.ticket, timer = %f.timer.name, "timer fired"),
             "stale" => {
                 warn!(ticket = %f.timer.ticket, timer = %f.timer.name, note = ?f.note, "stale timer settled without acting")
+            }
+            TimerFiring::CHANGED => {
+                info!(ticket = %f.timer.ticket, timer = %f.timer.name, "timer left for the next batch: its appeal changed")
             }
             // A timer that should act but is refused (its deadline computation left the
             // calendar's published range, say) stays armed and is reported: dropping

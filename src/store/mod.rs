@@ -397,9 +397,22 @@ pub trait TimerHandler: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct TimerFiring {
     pub timer: TimerRecord,
-    /// `fired`, `stale`, `left armed` or `failed`.
+    /// `fired`, `stale`, `left armed`, `failed`, or [`TimerFiring::CHANGED`].
     pub outcome: &'static str,
     pub note: Option<String>,
+}
+
+impl TimerFiring {
+    /// Left armed because its timer or appeal changed between the read its batch was
+    /// decided on and the batch's write (a burn-down's batch on SQLite, which decides
+    /// before it takes the write lock): a later batch decides it again.
+    pub const CHANGED: &'static str = "changed";
+
+    /// Whether the burn-down moved on with this timer: it fired or was settled, or its
+    /// batch found it changed and a later batch decides it again.
+    pub fn progressed(&self) -> bool {
+        matches!(self.outcome, "fired" | "stale" | Self::CHANGED)
+    }
 }
 
 /// The store's traits, for code holding a whole `dyn Store`.

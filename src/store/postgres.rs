@@ -146,6 +146,9 @@ impl PgStore {
     /// Two batches of a burn-down in flight: one writes while the next is claimed and
     /// decided, so the engine's deciding and the server's writing overlap.
     const TIMER_LANES: usize = 2;
+    /// A batch claims its timers and appeals under row locks, so that nothing changes
+    /// them while it decides; other writers are not kept waiting meanwhile.
+    const CLAIM_BEFORE_LOCK: bool = false;
 
     /// Waits for this process's wake-up or an `appealflow_timers` notification. The
     /// listener is this store's (connected at the first wait, on its own pool; closed
@@ -181,6 +184,14 @@ impl PgStore {
             None => self.armed.notified().await,
         }
     }
+
+    /// Writers wait for the rows they change: no turn to take.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        None
+    }
+
+    /// No pause between batches (`BATCH_GAP` is zero).
+    fn gap_before_next_batch(&self) {}
 
     fn migrator() -> Migrator {
         sqlx::migrate!("migrations/postgres")

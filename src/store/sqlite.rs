@@ -4,8 +4,9 @@
 //!
 //! Two pools: `pool` for writes and the transactions that write, `reads` (connections
 //! with `query_only` on) for reads outside them. A transaction holding the write lock
-//! may read on the side — a timer batch's firings plan their effects (the leads'
-//! addresses, an account, a history) while the batch holds it — and that read must
+//! may read on the side — a command's catch-up decides its appeal's due timers, their
+//! effects planned (the leads' addresses, an account, a history), while it holds it —
+//! and that read must
 //! never wait for a connection that itself waits for the write lock: with one pool, a
 //! burst of writers could hold every connection in the busy wait, the batch could not
 //! go on, and all of them stalled until the busy timeout failed them. In WAL mode a
@@ -18,6 +19,14 @@
 //! wait out its whole busy timeout. Tried every millisecond, and with the timer loop
 //! leaving the lock free for [`SqliteStore::BATCH_GAP`] once its batches have held it
 //! for [`SqliteStore::BATCH_GAP_EVERY`], a waiter gets in within about that and a batch.
+//!
+//! A burn-down's batches do not decide under the lock: a batch claims its timers and
+//! reads their appeals on a read connection, decides them there, and only then takes the
+//! write lock, checks that each claimed timer is still armed and its appeal at the
+//! version decided on, and writes — so the timer loop's second lane decides its batch
+//! while the first writes, and other writers wait for writes only. The loop's lanes take
+//! the lock in turn (`write_turn`), and its pause between batches goes to the next batch
+//! of either lane.
 //!
 //! The write-ahead log is folded into the database file by the store's own task (a
 //! passive checkpoint [`CHECKPOINT_EVERY`] after a commit, on a read connection), not by
@@ -114,6 +123,12 @@ pub struct SqliteStore {
     reads: SqlitePool,
     /// Woken by this process's commits that arm a timer.
     armed: tokio::sync::Notify,
+    /// The timer loop's turn at the write lock: its batches (its lanes) take it in turn,
+    /// first come first served (`write_turn`).
+    batch_turn: tokio::sync::Mutex<()>,
+    /// Whether the next batch to take the turn first leaves the lock free for
+    /// [`SqliteStore::BATCH_GAP`] (`between_batches`).
+    gap_next: std::sync::atomic::AtomicBool,
     jobs: Arc<dyn JobWriter>,
     scope: String,
     /// Stopped when the store is closed or dropped.
@@ -192,7 +207,16 @@ impl SqliteStore {
         let reads =
             SqlitePoolOptions::new().max_connections(READERS).connect_with(options.pragma("query_only", "ON")).await?;
         let checkpointer = Checkpointer::start(reads.clone(), written);
-        Ok(SqliteStore { pool, reads, armed: tokio::sync::Notify::new(), jobs, scope: url.to_string(), checkpointer })
+        Ok(SqliteStore {
+            pool,
+            reads,
+            armed: tokio::sync::Notify::new(),
+            batch_turn: tokio::sync::Mutex::new(()),
+            gap_next: std::sync::atomic::AtomicBool::new(false),
+            jobs,
+            scope: url.to_string(),
+            checkpointer,
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -267,14 +291,36 @@ impl SqliteStore {
     /// gap: a writer beside a burn-down waits about this plus one batch, while short
     /// batches (the worker's default of 100 takes ~7 ms) do not pay a gap each.
     const BATCH_GAP_EVERY: Duration = Duration::from_millis(20);
-    /// One batch at a time: a second would wait for the one write lock.
-    const TIMER_LANES: usize = 1;
+    /// Two batches of a burn-down in flight: one is claimed and decided on a read
+    /// connection while the other holds the write lock to write (`CLAIM_BEFORE_LOCK`).
+    const TIMER_LANES: usize = 2;
+    /// A burn-down's batch is claimed and decided before it takes the one write lock,
+    /// and checked under it: deciding under the lock would keep every other writer (and
+    /// the next batch) waiting for it.
+    const CLAIM_BEFORE_LOCK: bool = true;
 
     /// Another process's timers are found by the timer loop's poll.
     const ANNOUNCE_ARMED: Option<&str> = None;
 
     async fn wait_armed(&self) {
         self.armed.notified().await;
+    }
+
+    /// The timer loop's turn at the write lock, held by a batch from its `BEGIN` to its
+    /// commit: a lane whose batch is decided waits here, not in SQLite's busy handler.
+    /// When a pause is due (`gap_before_next_batch`), the batch that takes the turn
+    /// first leaves the lock free for [`SqliteStore::BATCH_GAP`], turn in hand, so the
+    /// pause goes to other writers and not to the loop's other lane.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let turn = self.batch_turn.lock().await;
+        if self.gap_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Self::BATCH_GAP).await;
+        }
+        Some(turn)
+    }
+
+    fn gap_before_next_batch(&self) {
+        self.gap_next.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn migrator() -> Migrator {

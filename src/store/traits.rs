@@ -57,9 +57,10 @@ pub trait AppealStore: Send + Sync + 'static {
         handler: &dyn TimerHandler,
     ) -> Result<Vec<TimerFiring>, StoreError>;
 
-    /// How many batches of one burn-down the timer loop keeps in flight: on PostgreSQL
-    /// two (one is written while the next is claimed and decided); on SQLite one (a
-    /// second batch would wait for the one write lock).
+    /// How many batches of one burn-down the timer loop keeps in flight: two on both
+    /// backends (one is written while the next is claimed and decided; on SQLite the
+    /// next is claimed and decided on a read connection, before it takes the one write
+    /// lock).
     fn timer_lanes(&self) -> usize {
         1
     }
@@ -67,8 +68,9 @@ pub trait AppealStore: Send + Sync + 'static {
     /// Between two batches of a burn-down (`fire_due_timers` called again at once), with
     /// how long the burn-down has run since the store last paused it (or since it began):
     /// lets other writers have their turn, and answers whether it paused. On SQLite, whose
-    /// one write lock the batches hold, it leaves the lock free for a moment once the
-    /// batches have held it for a while; on PostgreSQL it does nothing.
+    /// one write lock the batches hold, the next batch to take the lock (whichever
+    /// lane's) first leaves it free for a moment once the batches have held it for a
+    /// while; on PostgreSQL it does nothing.
     async fn between_batches(&self, _since_pause: std::time::Duration) -> bool {
         false
     }

@@ -1,11 +1,14 @@
 //! SQLite's one write lock, and the reads a write transaction makes on the side.
 //!
-//! A timer batch holds the write lock while its firings plan their effects, and those
-//! plans read through the store (the leads' addresses, an account, a history). Writers
-//! arriving meanwhile each take a connection and wait in SQLite's busy handler for that
-//! lock. The batch's reads must not need one of those connections: if they did, a
-//! burst of writers as large as the pool would stall everything until the busy timeout
-//! failed them ("database is locked"), the batch included.
+//! A timer batch's firings plan their effects, and those plans read through the store
+//! (the leads' addresses, an account, a history): a command's catch-up while it holds
+//! the write lock, a burn-down's batch on a read connection before it takes the lock.
+//! Writers arriving while a batch holds the lock each take a connection and wait in
+//! SQLite's busy handler for it. The batch's reads must not need one of those
+//! connections: if they did, a burst of writers as large as the pool would stall
+//! everything until the busy timeout failed them ("database is locked"), the batch
+//! included. And a batch holding the lock while the pool fills must still write and
+//! commit.
 //!
 //! And how writers wait for that lock: often enough to take it in the moment another
 //! leaves it free, and no longer than their busy timeout.
@@ -153,4 +156,68 @@ async fn a_writer_gives_up_once_its_busy_timeout_has_passed() {
     drop(holder);
     let written: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lock_probe").fetch_one(&pool).await.unwrap();
     assert_eq!(written, 0);
+}
+
+/// Stale for every timer it decides, after waiting for `release` in its first decision;
+/// tells `claimed` once the claim is read.
+struct Pausing {
+    claimed: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    release: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+#[async_trait::async_trait]
+impl appealflow::store::TimerHandler for Pausing {
+    async fn decide(
+        &self,
+        _: &appealflow::store::TimerRecord,
+        _: &appealflow::store::AppealRecord,
+    ) -> appealflow::store::TimerVerdict {
+        if let Some(release) = self.release.lock().await.take() {
+            let _ = release.await;
+        }
+        appealflow::store::TimerVerdict::Stale("settled by the test".into())
+    }
+
+    fn prepare(&self, _: Vec<appealflow::store::TimerRecord>) {
+        if let Some(claimed) = self.claimed.lock().unwrap().take() {
+            let _ = claimed.send(());
+        }
+    }
+}
+
+/// A burn-down's batch is claimed and decided on a read connection, before it takes the
+/// write lock. A command that changes an appeal meanwhile (it takes the lock, which the
+/// batch does not hold) makes that decision old: under the lock the batch finds the
+/// appeal at another version and writes nothing for it — its timer is left armed as
+/// `changed`, for a later batch to decide on what the appeal became — where writing it
+/// would have settled the timer on the state before the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_decided_before_the_lock_writes_nothing_for_an_appeal_changed_meanwhile() {
+    let db = common::sqlite().await;
+    let engine = common::engine(&db, Arc::new(ManualClock::new(common::monday_morning())));
+    let ticket = engine.create(&common::request("acct0"), &common::applicant(), None).await.unwrap().ticket;
+    let id = db.store.appeal_by_ticket(&ticket).await.unwrap().unwrap().id;
+    let (claimed, was_claimed) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel();
+    let handler =
+        Pausing { claimed: std::sync::Mutex::new(Some(claimed)), release: tokio::sync::Mutex::new(Some(released)) };
+    let store = db.store.clone();
+    // Both of the appeal's review SLA timers are due then; the batch claims the first.
+    let due = at("2026-03-20T00:00:00+08:00");
+    let batch = tokio::spawn(async move { store.fire_due_timers(due, 10, None, &[], &handler).await });
+    was_claimed.await.unwrap();
+    let claim = appealflow::workflow::Fire::new("claim");
+    engine.fire(&ticket, &claim, &common::reviewer("ann"), None).await.expect("the claim goes through meanwhile");
+    let before = db.store.timers(Some(&id)).await.unwrap();
+    release.send(()).unwrap();
+
+    let firings = batch.await.unwrap().expect("the batch commits");
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0].outcome, appealflow::store::TimerFiring::CHANGED, "{firings:?}");
+    let after = db.store.timers(Some(&id)).await.unwrap();
+    let statuses = |timers: &[appealflow::store::TimerRecord]| {
+        timers.iter().map(|t| (t.id, t.status, t.settled_at)).collect::<Vec<_>>()
+    };
+    assert_eq!(statuses(&after), statuses(&before), "the batch wrote nothing for the changed appeal");
+    assert!(firings[0].progressed(), "the burn-down goes on: a later batch decides the timer again");
 }

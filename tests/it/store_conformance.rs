@@ -12,7 +12,7 @@ use appealflow::failpoint::{self, Mode};
 use appealflow::jobs::{ACTIONS_QUEUE, NOTIFICATIONS_QUEUE};
 use appealflow::store::{
     ActionStatus, ActionUpdate, AppealChange, CommitError, DeliveryUpdate, JobRef, LedgerEntry, NewNotification,
-    NotificationStatus, TimerStatus, UnitOfWork,
+    NotificationStatus, TimerFiring, TimerStatus, UnitOfWork,
 };
 use appealflow::workflow::{Fire, Refusal};
 use chrono::Duration;
@@ -443,10 +443,14 @@ async fn a_due_timer_fires_once_with_two_engines_racing(db: TestDb) {
             async move { b.run_due_timers(100).await.unwrap() }
         }
     );
-    // Claims do not race: a timer another batch holds is skipped, never fired twice and
-    // never a failed commit.
-    assert!(ra.iter().chain(rb.iter()).all(|r| r.outcome == "fired"), "{ra:?} {rb:?}");
-    let raced = ra.len() + rb.len();
+    // PostgreSQL: claims do not race — a timer another batch holds is skipped, never
+    // fired twice and never a failed commit. SQLite: a burn-down's batch claims on a
+    // read, before the write lock, so both engines may claim one timer; the batch that
+    // writes second finds it settled and writes nothing for it (`changed`), never a
+    // failed commit either.
+    let lost = if db.url.starts_with("sqlite") { TimerFiring::CHANGED } else { "fired" };
+    assert!(ra.iter().chain(rb.iter()).all(|r| r.outcome == "fired" || r.outcome == lost), "{ra:?} {rb:?}");
+    let raced = ra.iter().chain(rb.iter()).filter(|r| r.outcome == "fired").count();
     // One firing per appeal per batch: what is left, a later poll finishes.
     let rest = a.run_due_timers(100).await.unwrap();
     let acted = raced + rest.iter().filter(|r| r.outcome == "fired").count();
