@@ -21,6 +21,8 @@ pub const POINTS: &[&str] = &[
     "commit.before_commit",
     "commit.after_commit",
     // The timer loop: a batch of due timers claimed, fired and committed together.
+    // `after_claim`: its claim taken under the write lock — on SQLite's burn-down, whose
+    // batches claim and decide on a read first, once the claim is checked under it.
     "timers.after_claim",
     "timers.before_commit",
     // A post-approval action: before and after the account change, after its record.

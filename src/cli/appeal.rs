@@ -361,7 +361,10 @@ pub(super) async fn timers(engine: &Engine, cmd: TimersCommand) -> Result<(), Cl
                     }
                 }
             }
-            println!("{} timer(s) due", runs.len());
+            // A timer left `changed` is decided again by a later batch of the same run:
+            // counted once, by its last outcome.
+            let timers: std::collections::HashSet<i64> = runs.iter().map(|r| r.timer.id).collect();
+            println!("{} timer(s) due", timers.len());
         }
     }
     Ok(())

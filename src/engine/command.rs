@@ -91,13 +91,15 @@ pub struct Planned<'a> {
 }
 
 /// What the effects of one batch of timer firings read once for all of them: they are
-/// decided at one instant, in one transaction, so the leads' addresses read for the
-/// first serve every other.
+/// decided at one instant, on one claim, so the leads' addresses read for the first
+/// serve every other. (On SQLite's burn-down the batch is decided before it takes the
+/// write lock: its notifications go to the leads as they were when it was decided,
+/// tens of milliseconds before its commit.)
 #[derive(Default)]
 pub struct BatchReads {
     pub leads: tokio::sync::OnceCell<Vec<String>>,
     /// Every timer of the batch's appeals (any status, by due time), by appeal id, as
-    /// the claiming transaction read them.
+    /// the claim read them.
     pub timers: std::sync::OnceLock<HashMap<String, Vec<TimerRecord>>>,
 }
 

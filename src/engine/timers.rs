@@ -1,6 +1,8 @@
 //! Timers on the engine: an appeal's due timers fired before a command acts on it
 //! (`catch_up`), and every due timer fired in batches (`run_due_timers`), each decided
-//! by the pure `decide_timer` inside the store's claiming transaction.
+//! by the pure `decide_timer` on what the store's claim read (inside its claiming
+//! transaction, or on SQLite's burn-down on a read before the write, which the store
+//! checks under the write lock).
 
 use super::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -213,7 +215,7 @@ fn log_firings(firings: &[TimerFiring]) {
     }
 }
 
-/// Decides due timers for the store, inside its claiming transaction.
+/// Decides due timers for the store, on what its claim read.
 struct TimerDecider<'a> {
     engine: &'a Engine,
     now: DateTime<Utc>,

@@ -17,8 +17,10 @@
 //! the lock back soon after each commit — the timer loop burning down a backlog, batch
 //! after batch — then nearly always holds it when a waiter looks, and the waiter can
 //! wait out its whole busy timeout. Tried every millisecond, and with the timer loop
-//! leaving the lock free for [`SqliteStore::BATCH_GAP`] once its batches have held it
-//! for [`SqliteStore::BATCH_GAP_EVERY`], a waiter gets in within about that and a batch.
+//! leaving the lock free for [`SqliteStore::BATCH_GAP`] once a lane's batches have run
+//! for [`SqliteStore::BATCH_GAP_EVERY`], a waiter gets in within about that and two
+//! batches (the pause is taken by the next batch to take the lock, which may be the
+//! other lane's batch after the one in hand).
 //!
 //! A burn-down's batches do not decide under the lock: a batch claims its timers and
 //! reads their appeals on a read connection, decides them there, and only then takes the

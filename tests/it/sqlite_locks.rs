@@ -29,6 +29,22 @@ const KEY: &str = "sqlite-locks-test-key-0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_timer_batch_reads_while_writers_fill_the_pool_waiting_for_its_lock() {
+    batch_holding_the_lock_while_writers_fill_the_pool(false).await;
+}
+
+/// As above, for a command's catch-up of its appeal's due timers, which claims and
+/// decides them under the write lock: its firings' reads go through while the writers
+/// hold every connection of the writers' pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_catch_up_reads_while_writers_fill_the_pool_waiting_for_its_lock() {
+    batch_holding_the_lock_while_writers_fill_the_pool(true).await;
+}
+
+/// A batch of due timers paused once it holds the write lock (`timers.after_claim`) —
+/// a burn-down's, or a command's catch-up (`catch_up`) — while as many writers as the
+/// pool has connections wait; then it goes on, writes and commits, and each writer goes
+/// through after it.
+async fn batch_holding_the_lock_while_writers_fill_the_pool(catch_up: bool) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("appealflow.db").display());
     // A short busy timeout: a writer that waits it out fails, and the test sees it.
@@ -49,7 +65,20 @@ async fn a_timer_batch_reads_while_writers_fill_the_pool_waiting_for_its_lock() 
     let scope = db.store.scope().to_string();
     failpoint::arm(&scope, "timers.after_claim", Mode::Pause, 1);
     let engine = app.engine.clone();
-    let batch = tokio::spawn(async move { engine.run_due_timers(16).await });
+    let record = db.store.appeal_by_ticket(&ticket).await.unwrap().unwrap();
+    let batch = tokio::spawn(async move {
+        if catch_up {
+            let record = engine.catch_up(record).await?;
+            Ok(record.version)
+        } else {
+            let firings = engine.run_due_timers(16).await?;
+            assert!(
+                firings.iter().any(|f| f.timer.name == "review_sla.warning" && f.outcome == "fired"),
+                "the warning fired: {firings:?}"
+            );
+            Ok::<_, appealflow::engine::EngineError>(0)
+        }
+    });
     assert_eq!(failpoint::paused(&scope).await, "timers.after_claim");
 
     // The batch holds the write lock. As many writers as the pool has connections: all
@@ -70,11 +99,7 @@ async fn a_timer_batch_reads_while_writers_fill_the_pool_waiting_for_its_lock() 
     }
     failpoint::resume(&scope);
 
-    let firings = batch.await.unwrap().expect("the batch fires and commits");
-    assert!(
-        firings.iter().any(|f| f.timer.name == "review_sla.warning" && f.outcome == "fired"),
-        "the warning fired: {firings:?}"
-    );
+    batch.await.unwrap().expect("the batch fires and commits");
     for w in writers {
         assert_eq!(w.await.unwrap().expect("each writer goes through once the batch commits"), 1);
     }

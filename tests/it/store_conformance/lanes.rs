@@ -159,9 +159,9 @@ async fn burn_down_in_lanes(db: &TestDb, lanes: usize) {
 /// lane's batch takes the warning and holds the appeal; it is paused before its commit.
 /// The second lane's claim, besides that appeal, finds nothing and waits for the first
 /// batch to end. A stop raised meanwhile ends both: the first after its batch, the
-/// second without claiming again — the breach stays armed for the next run. On SQLite the
-/// second lane waits for the write lock instead and finds the stop once it has it, so
-/// the rule of a lane waiting for another's batch is tested on PostgreSQL.
+/// second without claiming again — the breach stays armed for the next run. (On both
+/// backends: on SQLite the second lane claims on a read connection too, before the
+/// write lock.)
 async fn a_stop_ends_a_lane_waiting_for_another_without_a_further_claim(db: TestDb) {
     let (ids, due) = appeals(&db, 1).await;
     let engine = engine(&db, Arc::new(ManualClock::new(due)));
@@ -170,8 +170,7 @@ async fn a_stop_ends_a_lane_waiting_for_another_without_a_further_claim(db: Test
     let stop = AtomicBool::new(false);
     let control = async {
         assert_eq!(failpoint::paused(&scope).await, "timers.before_commit");
-        // Time for the second lane's claim to come back empty and wait (on SQLite it waits
-        // for the write lock instead, then finds the batch ended).
+        // Time for the second lane's claim to come back empty and wait.
         tokio::time::sleep(Duration::from_millis(300)).await;
         stop.store(true, Ordering::SeqCst);
         failpoint::resume(&scope);
