@@ -20,7 +20,7 @@
 //! `APPEALFLOW_BENCH_BACKENDS` (default `sqlite,postgres`), `APPEALFLOW_BENCH_N`
 //! (transitions and progress queries, default 2000), `APPEALFLOW_BENCH_BATCH` (timers a
 //! burn-down batch claims, default 500), `APPEALFLOW_BENCH_LANES` (the engine's batches in
-//! flight; unset: the store's). It prints one Markdown table.
+//! flight; unset: two, as by hand). It prints one Markdown table.
 
 /// The allocator the `appealflow` binary runs with, for both runs.
 #[global_allocator]

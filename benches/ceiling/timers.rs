@@ -38,9 +38,10 @@ pub fn batch() -> i64 {
     super::env_usize("APPEALFLOW_BENCH_BATCH", 500) as i64
 }
 
-/// The engine's lanes: `APPEALFLOW_BENCH_LANES` (unset: the store's, as by hand).
+/// The engine's lanes: `APPEALFLOW_BENCH_LANES` (unset: two, as by hand — on SQLite
+/// `--timer-lanes 2`, the worker's own default being one).
 fn lanes() -> Option<usize> {
-    std::env::var("APPEALFLOW_BENCH_LANES").ok().and_then(|v| v.parse().ok())
+    Some(std::env::var("APPEALFLOW_BENCH_LANES").ok().and_then(|v| v.parse().ok()).unwrap_or(2))
 }
 
 /// When every seeded timer is due.

@@ -53,7 +53,8 @@ pub struct WorkerArgs {
     pub timer_batch: i64,
     /// Timer batches in flight at once while many timers are due: one is written while
     /// the next is claimed and decided (on SQLite on a read connection, before it takes
-    /// the one write lock). Unset: 2.
+    /// the one write lock). Unset: 2 on PostgreSQL, 1 on SQLite (2 fires a backlog
+    /// faster there, at more memory).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMER_LANES as u64))]
     pub timer_lanes: Option<u64>,
 }

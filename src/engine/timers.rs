@@ -55,8 +55,8 @@ impl Engine {
     /// whole backlog has fired.
     ///
     /// `lanes` batches are in flight at once (none given: the store's
-    /// [`timer_lanes`](crate::store::AppealStore::timer_lanes), two): while one is
-    /// written, the next is claimed and decided. They claim one at a time, each
+    /// [`timer_lanes`](crate::store::AppealStore::timer_lanes)): while one is written,
+    /// the next is claimed and decided. They claim one at a time, each
     /// leaving out the appeals the others hold ([`Lanes`]), so an appeal is in one batch
     /// at a time and its timers still fire in their order. The firings come back in the
     /// order their batches were claimed.

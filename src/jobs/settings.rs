@@ -25,7 +25,8 @@ pub struct WorkerSettings {
     pub give_up_after: Option<Duration>,
     /// Due timers claimed and fired per transaction.
     pub timer_batch: i64,
-    /// Timer batches in flight at once during a burn-down; `None`: the store's (two).
+    /// Timer batches in flight at once during a burn-down; `None`: the store's (two on
+    /// PostgreSQL, one on SQLite).
     pub timer_lanes: Option<usize>,
 }
 

@@ -293,9 +293,11 @@ impl SqliteStore {
     /// gap: a writer beside a burn-down waits about this plus one batch, while short
     /// batches (the worker's default of 100 takes ~7 ms) do not pay a gap each.
     const BATCH_GAP_EVERY: Duration = Duration::from_millis(20);
-    /// Two batches of a burn-down in flight: one is claimed and decided on a read
-    /// connection while the other holds the write lock to write (`CLAIM_BEFORE_LOCK`).
-    const TIMER_LANES: usize = 2;
+    /// One batch of a burn-down in flight unless asked for more (`--timer-lanes 2`: one is
+    /// claimed and decided on a read connection while the other holds the write lock to
+    /// write, `CLAIM_BEFORE_LOCK`): at 1,000,000 appeals a worker in two lanes peaked at
+    /// 121 MiB, over its 100 MiB budget (one lane, deciding under the lock: 91 MiB).
+    const TIMER_LANES: usize = 1;
     /// A burn-down's batch is claimed and decided before it takes the one write lock,
     /// and checked under it: deciding under the lock would keep every other writer (and
     /// the next batch) waiting for it.

@@ -57,10 +57,10 @@ pub trait AppealStore: Send + Sync + 'static {
         handler: &dyn TimerHandler,
     ) -> Result<Vec<TimerFiring>, StoreError>;
 
-    /// How many batches of one burn-down the timer loop keeps in flight: two on both
-    /// backends (one is written while the next is claimed and decided; on SQLite the
-    /// next is claimed and decided on a read connection, before it takes the one write
-    /// lock).
+    /// How many batches of one burn-down the timer loop keeps in flight unless told: two
+    /// on PostgreSQL (one is written while the next is claimed and decided), one on
+    /// SQLite (where two also work — the next batch claimed and decided on a read
+    /// connection, before it takes the one write lock — at more memory).
     fn timer_lanes(&self) -> usize {
         1
     }

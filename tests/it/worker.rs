@@ -484,7 +484,7 @@ async fn a_stop_during_a_burn_down_ends_after_the_batch_in_hand(db: TestDb) {
     let backlog = due().await;
     assert_eq!(backlog, 12, "each appeal's SLA and its warning");
     // One timer a batch; the stop is raised before the timer loop's first batches end
-    // (one in each lane: two).
+    // (one in each lane: two on PostgreSQL).
     let settings =
         appealflow::jobs::WorkerSettings { timer_batch: 1, ..appealflow::jobs::WorkerSettings::simulation() };
     common::start_worker_with(&h.db, h.work.clone(), settings).stop().await.unwrap();
