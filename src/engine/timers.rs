@@ -274,6 +274,10 @@ impl TimerHandler for TimerDecider<'_> {
         let _ = self.batch.timers.set(by_appeal);
     }
 
+    fn beside_others(&self) -> bool {
+        self.lane.as_ref().is_some_and(|claim| claim.lanes.count() > 1)
+    }
+
     fn review_sla(&self) -> Option<&str> {
         Some(self.engine.workflow.bindings().review_sla.as_str())
     }

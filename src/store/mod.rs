@@ -386,6 +386,14 @@ pub trait TimerHandler: Send + Sync {
         let _ = timers;
     }
 
+    /// Whether other batches of this burn-down are in flight beside this one (the timer
+    /// loop's lanes): on SQLite such a batch claims and decides before it takes the
+    /// write lock, so that one batch is decided while another writes; a batch alone
+    /// claims under the lock.
+    fn beside_others(&self) -> bool {
+        false
+    }
+
     /// The review SLA's timer name ([`AppealChange::review_sla`]): a stale timer of this
     /// name settled as cancelled updates the appeal's queue columns too.
     fn review_sla(&self) -> Option<&str> {

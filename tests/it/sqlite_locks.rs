@@ -208,6 +208,11 @@ impl appealflow::store::TimerHandler for Pausing {
             let _ = claimed.send(());
         }
     }
+
+    /// As a batch of a burn-down in two lanes.
+    fn beside_others(&self) -> bool {
+        true
+    }
 }
 
 /// A burn-down's batch is claimed and decided on a read connection, before it takes the

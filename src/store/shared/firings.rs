@@ -55,13 +55,16 @@ impl Backend {
         besides: &[String],
         handler: &dyn TimerHandler,
     ) -> Result<Vec<TimerFiring>, StoreError> {
-        if Self::CLAIM_BEFORE_LOCK && appeal_id.is_none() {
+        if Self::CLAIM_BEFORE_LOCK && appeal_id.is_none() && handler.beside_others() {
             return self.fire_due_read_first(now, limit, besides, handler).await;
         }
         // PostgreSQL: claimed rows stay locked until the batch commits; another worker
         // skips them (and their appeals) instead of waiting or firing them twice.
-        // SQLite (a command's catch-up): one writer at a time, so the claim is the write
-        // lock itself.
+        // SQLite (a command's catch-up, or a burn-down in one lane): one writer at a time,
+        // so the claim is the write lock itself.
+        // A burn-down's batch takes the timer loop's turn (SQLite: the pause between
+        // batches is taken there); a command's catch-up does not.
+        let turn = if appeal_id.is_none() { self.write_turn().await } else { None };
         let mut tx = self.pool.begin_with(Self::BEGIN).await?;
         let batch = Self::claim(&mut tx, now, limit, appeal_id, besides, handler, true).await?;
         if batch.is_empty() {
@@ -84,10 +87,12 @@ impl Backend {
         }
         crate::failpoint!(self.scope(), "timers.before_commit");
         tx.commit().await?;
+        drop(turn);
         Ok(out)
     }
 
-    /// A burn-down's batch on a store with one write lock (SQLite): claimed and decided
+    /// A burn-down's batch on a store with one write lock (SQLite), with other batches in
+    /// flight beside it (`TimerHandler::beside_others`): claimed and decided
     /// on a read connection's snapshot, without the lock, so that one batch is decided
     /// while another holds the lock to write (the timer loop's lanes); then, under the
     /// lock, each firing is written only if its timer is still armed and its appeal
