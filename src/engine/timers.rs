@@ -25,7 +25,7 @@ impl Engine {
                     &TimerDecider { engine: self, now, batch: BatchReads::default(), lane: None },
                 )
                 .await?;
-            if !firings.iter().any(|f| f.outcome == "fired" || f.outcome == "stale") {
+            if !firings.iter().any(TimerFiring::progressed) {
                 break;
             }
             fired_any = true;

@@ -352,7 +352,7 @@ impl SqliteStore {
 /// A job whose queue already holds its idempotency key is skipped, as there.
 pub async fn push_jobs(conn: &mut SqliteConnection, jobs: &[QueuedJob<'_>]) -> Result<(), StoreError> {
     // Eight values bound per row.
-    for part in jobs.chunks(shared::firings::per_statement(8)) {
+    for part in jobs.chunks(shared::batch_writes::per_statement(8)) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO Jobs ");
         q.push_values(part, |mut b, job| {
             b.push_bind(job.args)

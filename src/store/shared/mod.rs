@@ -8,10 +8,11 @@
 
 mod access;
 mod appeals;
+/// Its `per_statement` also splits SQLite's job rows (sqlite.rs).
+pub(super) mod batch_writes;
 mod commit;
 mod directory;
-/// Its `per_statement` also splits SQLite's job rows (sqlite.rs).
-pub(super) mod firings;
+mod firings;
 mod queue;
 mod work;
 
