@@ -31,7 +31,8 @@
 //! of either lane.
 //!
 //! The write-ahead log is folded into the database file by the store's own task (a
-//! passive checkpoint [`CHECKPOINT_EVERY`] after a commit, on a read connection), not by
+//! passive checkpoint [`CHECKPOINT_EVERY`] after a commit that changed rows, on a read
+//! connection; an idle store's polls change none, so it checkpoints nothing), not by
 //! the commit that happens to fill it: SQLite's automatic checkpoint runs inside that
 //! commit, so one transition in a thousand paid for copying the log's pages into a
 //! file whose pages, on a large database, lie far apart. The automatic checkpoint stays
@@ -119,6 +120,30 @@ fn retry_writes_often(handle: &mut sqlx::sqlite::LockedSqliteHandle<'_>, busy: D
     Ok(())
 }
 
+/// Has the connection's commits that changed rows wake `written` (the checkpointer).
+/// SQLite calls the commit hook in the committing thread for every transaction that
+/// took the write lock, one that changed nothing too — the job queues' polls are
+/// `UPDATE ... RETURNING` statements that, with nothing to run, match no row and write
+/// nothing to the log, twice a second per queue — so the hook compares the
+/// connection's count of changed rows with the one at its last commit.
+fn wake_on_changes(handle: &mut sqlx::sqlite::LockedSqliteHandle<'_>, written: Arc<tokio::sync::Notify>) {
+    // The connection's handle, as a number (a pointer is not `Send`): the hook is the
+    // connection's own, called only on its thread while it is open.
+    let db = handle.as_raw_handle().as_ptr() as usize;
+    let mut changed_before = 0;
+    handle.set_commit_hook(move || {
+        // SAFETY: reading the count neither changes the connection nor runs a statement
+        // (what a commit hook must not do), and `db` is the open connection calling it.
+        let changed = unsafe { libsqlite3_sys::sqlite3_total_changes64(db as *mut libsqlite3_sys::sqlite3) };
+        if changed != changed_before {
+            changed_before = changed;
+            written.notify_one();
+        }
+        // Go on with the commit (`false` would turn it into a rollback).
+        true
+    });
+}
+
 pub struct SqliteStore {
     pool: SqlitePool,
     /// Reads outside a write transaction; never takes the write lock (`query_only`).
@@ -141,8 +166,9 @@ pub struct SqliteStore {
 struct Checkpointer(tokio::task::JoinHandle<()>);
 
 impl Checkpointer {
-    /// A passive checkpoint [`CHECKPOINT_EVERY`] after a commit (`written`, notified by
-    /// the writers' commit hook; the commits meanwhile wait for the same one), on a read
+    /// A passive checkpoint [`CHECKPOINT_EVERY`] after a commit that changed rows
+    /// (`written`, notified by the writers' commit hook, `wake_on_changes`; the commits
+    /// meanwhile wait for the same one), on a read
     /// connection: it copies what no reader still needs and never waits for a writer or
     /// a reader. Idle, it does nothing. A failure is logged and the next commit's
     /// checkpoint tries again (the automatic checkpoint still bounds the log meanwhile).
@@ -185,8 +211,7 @@ impl SqliteStore {
             .busy_timeout(busy)
             .foreign_keys(true)
             .pragma("wal_autocheckpoint", AUTOCHECKPOINT_PAGES.to_string());
-        // Each commit of a writer wakes the checkpointer (SQLite calls the hook in the
-        // committing thread; it only stores a permit).
+        // Each commit of a writer that changed rows wakes the checkpointer.
         let written = Arc::new(tokio::sync::Notify::new());
         let hook = written.clone();
         let pool = SqlitePoolOptions::new()
@@ -195,10 +220,7 @@ impl SqliteStore {
                 let hook = hook.clone();
                 Box::pin(async move {
                     let mut handle = conn.lock_handle().await?;
-                    handle.set_commit_hook(move || {
-                        hook.notify_one();
-                        true
-                    });
+                    wake_on_changes(&mut handle, hook);
                     retry_writes_often(&mut handle, busy)?;
                     Ok(())
                 })
