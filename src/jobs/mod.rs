@@ -193,10 +193,10 @@ async fn run_queue(
     let work = async {
         match (&rt.queues, queue) {
             (Queues::Sqlite { actions, .. }, ACTIONS_QUEUE) => {
-                run_worker!(actions.clone().poll_with_interval(poll), handle_action)
+                run_worker!(actions.clone().poll_with_stream(jobs_to_take(rt, queue)), handle_action)
             }
             (Queues::Sqlite { notifications, .. }, _) => {
-                run_worker!(notifications.clone().poll_with_interval(poll), handle_notification)
+                run_worker!(notifications.clone().poll_with_stream(jobs_to_take(rt, queue)), handle_notification)
             }
             (Queues::Postgres { actions, .. }, ACTIONS_QUEUE) => {
                 run_worker!(actions.clone().with_pubsub().poll_with_interval(poll), handle_action)
@@ -220,6 +220,44 @@ async fn run_queue(
                 }
             }
         }
+    }
+}
+
+/// Wakes a queue's worker on SQLite, where its fetch (apalis's `UPDATE ... RETURNING`)
+/// is a write transaction, whether or not a job waits: every poll, a read looks for a
+/// job to take (`QueueAdmin::job_to_take`), and only one found (or a failed read, which
+/// the fetch then reports) wakes the worker. An idle worker so reads twice a second per
+/// queue instead of taking the write lock. A worker still fetches whenever something
+/// else wakes it (a job done, its heartbeat), and after a batch it fetched, until a
+/// fetch comes back empty: a backlog runs at the fetch's pace, not the poll's. The task
+/// ends at the first poll after the worker (and so the receiver) is gone.
+fn jobs_to_take(rt: &Runtime, queue: &'static str) -> JobsToTake {
+    let (wake, woken) = tokio::sync::mpsc::channel(1);
+    let store = rt.work.engine().store().clone();
+    let poll = rt.settings.poll;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(poll).await;
+            if wake.is_closed() {
+                return;
+            }
+            if store.job_to_take(queue).await.unwrap_or(true) {
+                // One wake waiting is enough: the worker fetches all it may take.
+                let _ = wake.try_send(());
+            }
+        }
+    });
+    JobsToTake(woken)
+}
+
+/// The wakes of [`jobs_to_take`], as the stream apalis polls with.
+struct JobsToTake(tokio::sync::mpsc::Receiver<()>);
+
+impl futures_util::Stream for JobsToTake {
+    type Item = ();
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<()>> {
+        self.0.poll_recv(cx)
     }
 }
 
@@ -280,8 +318,10 @@ async fn fire_due(rt: &Runtime, stop: &tokio::sync::watch::Receiver<bool>) -> Re
 
 /// The timer loop: fires due timers, then sleeps until the next one falls due (at most
 /// one poll, so timers armed by other processes are found), or until woken — by a
-/// caller, or by a timer armed meanwhile (by this process; on PostgreSQL by any). Restarted
-/// with backoff after a failure; gives up like a queue.
+/// caller, or by a timer armed meanwhile (by this process; on PostgreSQL by any). A
+/// poll's sleep that no known timer ends is followed by a look at the earliest armed
+/// timer (a read), and by a pass only when one is due: an idle loop takes no write lock
+/// and claims nothing. Restarted with backoff after a failure; gives up like a queue.
 async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
     let health = rt.work.health().clone();
     let engine = rt.work.engine().clone();
@@ -289,12 +329,14 @@ async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) -
     let mut failures = 0u32;
     loop {
         rt.passes.started.fetch_add(1, Ordering::SeqCst);
-        let wait = match fire_due(&rt, &stop).await {
+        // How long to sleep, and whether a pass follows the sleep whatever is due then
+        // (a known timer falls due as it ends, or a failed pass is tried again).
+        let (mut wait, mut pass_after) = match fire_due(&rt, &stop).await {
             Ok(n) => {
                 rt.passes.fired.fetch_add(n, Ordering::SeqCst);
                 health.up(TIMERS);
                 failures = 0;
-                next_wait(&rt, &engine).await.unwrap_or(rt.settings.poll)
+                next_wait(&rt, &engine).await
             }
             Err(e) => {
                 failures += 1;
@@ -308,35 +350,66 @@ async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) -
                 }
                 let wait = rt.settings.restart_backoff(failures);
                 error!(%error, retry_in_ms = wait.as_millis() as u64, "timer loop failed; trying again");
-                wait
+                (wait, true)
             }
         };
         rt.passes.done.fetch_add(1, Ordering::SeqCst);
         rt.passes.changed.notify_waiters();
-        let mut sleep = std::pin::pin!(tokio::time::sleep(wait));
-        loop {
-            tokio::select! {
-                _ = &mut sleep => break,
-                _ = rt.passes.wake.notified() => break,
-                // A timer armed meanwhile may fall due before the sleep ends: sleep until
-                // the earliest again (a pass only when one is due already).
-                _ = engine.store().timer_armed() => match next_wait(&rt, &engine).await {
-                    Some(wait) => sleep.as_mut().reset(tokio::time::Instant::now() + wait),
-                    None => break,
-                },
-                _ = stop.changed() => return Ok(()),
+        'sleeping: loop {
+            let mut sleep = std::pin::pin!(tokio::time::sleep(wait));
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => {
+                        if pass_after {
+                            break 'sleeping;
+                        }
+                        // A poll: a timer armed by another process may be due by now.
+                        match due_now(&rt, &engine).await {
+                            None => break 'sleeping,
+                            Some(next) => {
+                                (wait, pass_after) = next;
+                                continue 'sleeping;
+                            }
+                        }
+                    }
+                    _ = rt.passes.wake.notified() => break 'sleeping,
+                    // A timer armed meanwhile may fall due before the sleep ends: sleep until
+                    // the earliest again (a pass only when one is due already).
+                    _ = engine.store().timer_armed() => match due_now(&rt, &engine).await {
+                        Some((next, known)) => {
+                            pass_after |= known;
+                            sleep.as_mut().reset(tokio::time::Instant::now() + next);
+                        }
+                        None => break 'sleeping,
+                    },
+                    _ = stop.changed() => return Ok(()),
+                }
             }
         }
     }
 }
 
-/// How long until the earliest armed timer falls due, at most one poll; `None` when one
-/// is due now. A failed read answers one poll (the next pass reports the failure).
-async fn next_wait(rt: &Runtime, engine: &crate::engine::Engine) -> Option<Duration> {
+/// How long to sleep after a pass: until the earliest armed timer falls due, at most one
+/// poll; and whether that sleep ends at a timer that is due then (see [`due_now`]). One
+/// due now already (left armed by the pass, refused say) is tried again after a poll: no
+/// spinning on it.
+async fn next_wait(rt: &Runtime, engine: &crate::engine::Engine) -> (Duration, bool) {
+    due_now(rt, engine).await.unwrap_or((rt.settings.poll, true))
+}
+
+/// `None` when the earliest armed timer is due now, or the read fails (a pass reports the
+/// failure); else how long until it falls due, at most one poll, and whether it falls due
+/// as that wait ends (`false`: none within the poll, or no timer armed).
+async fn due_now(rt: &Runtime, engine: &crate::engine::Engine) -> Option<(Duration, bool)> {
+    let poll = rt.settings.poll;
     match engine.store().next_timer_due().await {
         Ok(Some(due)) if due <= engine.now() => None,
-        Ok(Some(due)) => Some((due - engine.now()).to_std().unwrap_or(rt.settings.poll).min(rt.settings.poll)),
-        _ => Some(rt.settings.poll),
+        Ok(Some(due)) => {
+            let until = (due - engine.now()).to_std().unwrap_or(poll);
+            Some((until.min(poll), until <= poll))
+        }
+        Ok(None) => Some((poll, false)),
+        Err(_) => None,
     }
 }
 

@@ -202,6 +202,11 @@ pub trait QueueAdmin: Send + Sync + 'static {
     /// not dead, not done): zero means the worker has nothing to do at this instant.
     async fn runnable_jobs(&self, queues: &[&str]) -> Result<i64, StoreError>;
 
+    /// Whether a job of `queue` waits for a worker to take it now: pending, or failed
+    /// with attempts left, and due — what the queue's fetch would take (a read; the
+    /// fetch itself is a write).
+    async fn job_to_take(&self, queue: &str) -> Result<bool, StoreError>;
+
     /// Puts a dead (failed or aborted) job back in the queue with fresh attempts.
     async fn retry_job(&self, job_id: &str) -> Result<bool, StoreError>;
 

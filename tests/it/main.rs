@@ -21,6 +21,7 @@ mod intake;
 mod intake_rules;
 mod review_queue;
 mod sessions;
+mod sqlite_idle;
 mod sqlite_jobs;
 mod sqlite_locks;
 mod sqlite_wal;

@@ -159,16 +159,23 @@ impl QueueAdmin for Backend {
     }
 
     async fn runnable_jobs(&self, queues: &[&str]) -> Result<i64, StoreError> {
-        let now = Self::JOB_NOW;
         let sql = format!(
             "SELECT COUNT(*) FROM {} WHERE job_type IN ({})
-               AND (status IN ('Queued', 'Running')
-                    OR (status = 'Pending' AND (run_at IS NULL OR run_at <= {now}))
-                    OR (status = 'Failed' AND attempts < max_attempts AND (run_at IS NULL OR run_at <= {now})))",
+               AND (status IN ('Queued', 'Running') OR {})",
             Self::JOBS,
-            Self::IN_JSON_LIST
+            Self::IN_JSON_LIST,
+            to_take(Self::JOB_NOW)
         );
         Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(Json(queues)).fetch_one(&self.reads).await?)
+    }
+
+    async fn job_to_take(&self, queue: &str) -> Result<bool, StoreError> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE job_type = $1 AND ({}))",
+            Self::JOBS,
+            to_take(Self::JOB_NOW)
+        );
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(queue).fetch_one(&self.reads).await?)
     }
 
     async fn retry_job(&self, job_id: &str) -> Result<bool, StoreError> {
@@ -225,5 +232,14 @@ fn listing(filter: &WorkFilter, alias: &str) -> String {
     format!(
         "WHERE {} AND (CAST($2 AS TEXT) IS NULL OR {alias}status = $2) ORDER BY {alias}id LIMIT $3",
         equals_if(filter.appeal_id.as_deref(), &format!("{alias}appeal_id"), 1)
+    )
+}
+
+/// The jobs a queue's worker takes when it fetches (`now`: the present, as the job table
+/// keeps times): pending, or failed with attempts left, and due.
+fn to_take(now: &str) -> String {
+    format!(
+        "(status = 'Pending' AND (run_at IS NULL OR run_at <= {now}))
+         OR (status = 'Failed' AND attempts < max_attempts AND (run_at IS NULL OR run_at <= {now}))"
     )
 }
