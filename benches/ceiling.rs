@@ -13,7 +13,8 @@
 //! - `lateness` and `idle`: the real worker loop (`jobs::run`, system clock) — how late
 //!   timers armed while it runs fire (p99, target ≤ 100 ms), and the CPU it uses idle over
 //!   `APPEALFLOW_BENCH_IDLE_SECS` (default 60; target < 1 % of one core), against the
-//!   same process sleeping as long (ceiling/idle.rs).
+//!   same process sleeping as long; and the same span's CPU of an idle
+//!   `appealflow worker` process on the same database (ceiling/idle.rs).
 //!
 //! `cargo bench --bench ceiling` runs SQLite, and PostgreSQL when
 //! APPEALFLOW_TEST_POSTGRES_URL is set (fresh databases are created on that server).
