@@ -331,7 +331,7 @@ async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) -
         rt.passes.started.fetch_add(1, Ordering::SeqCst);
         // How long to sleep, and whether a pass follows the sleep whatever is due then
         // (a known timer falls due as it ends, or a failed pass is tried again).
-        let (mut wait, mut pass_after) = match fire_due(&rt, &stop).await {
+        let (wait, mut pass_after) = match fire_due(&rt, &stop).await {
             Ok(n) => {
                 rt.passes.fired.fetch_add(n, Ordering::SeqCst);
                 health.up(TIMERS);
@@ -355,35 +355,26 @@ async fn timer_loop(rt: Runtime, mut stop: tokio::sync::watch::Receiver<bool>) -
         };
         rt.passes.done.fetch_add(1, Ordering::SeqCst);
         rt.passes.changed.notify_waiters();
-        'sleeping: loop {
-            let mut sleep = std::pin::pin!(tokio::time::sleep(wait));
-            loop {
-                tokio::select! {
-                    _ = &mut sleep => {
-                        if pass_after {
-                            break 'sleeping;
-                        }
-                        // A poll: a timer armed by another process may be due by now.
-                        match due_now(&rt, &engine).await {
-                            None => break 'sleeping,
-                            Some(next) => {
-                                (wait, pass_after) = next;
-                                continue 'sleeping;
-                            }
-                        }
-                    }
-                    _ = rt.passes.wake.notified() => break 'sleeping,
-                    // A timer armed meanwhile may fall due before the sleep ends: sleep until
-                    // the earliest again (a pass only when one is due already).
-                    _ = engine.store().timer_armed() => match due_now(&rt, &engine).await {
-                        Some((next, known)) => {
-                            pass_after |= known;
-                            sleep.as_mut().reset(tokio::time::Instant::now() + next);
-                        }
-                        None => break 'sleeping,
-                    },
-                    _ = stop.changed() => return Ok(()),
+        let mut sleep = std::pin::pin!(tokio::time::sleep(wait));
+        loop {
+            // The sleep's end (a poll: a timer armed by another process may be due by
+            // now), or a timer armed meanwhile, which may fall due before the sleep ends.
+            let slept = tokio::select! {
+                _ = &mut sleep => true,
+                _ = engine.store().timer_armed() => false,
+                _ = rt.passes.wake.notified() => break,
+                _ = stop.changed() => return Ok(()),
+            };
+            if slept && pass_after {
+                break;
+            }
+            // A pass when a timer is due already, else sleep until the earliest again.
+            match due_now(&rt, &engine).await {
+                Some((next, known)) => {
+                    pass_after |= known;
+                    sleep.as_mut().reset(tokio::time::Instant::now() + next);
                 }
+                None => break,
             }
         }
     }

@@ -14,7 +14,7 @@ use appealflow::app::health::Health;
 use appealflow::engine::{ManualClock, SystemClock};
 use appealflow::jobs::WorkerSettings;
 use appealflow::startup::{DbOptions, WorkConfig};
-use appealflow::store::TimerStatus;
+use appealflow::store::{NotificationStatus, TimerStatus, WorkFilter};
 use appealflow::workflow::Fire;
 use sqlx::{Connection, SqliteConnection};
 
@@ -78,7 +78,7 @@ async fn an_idle_worker_goes_on_polling_while_another_connection_holds_the_write
 }
 
 #[tokio::test]
-async fn an_idle_worker_fires_a_timer_another_process_armed() {
+async fn an_idle_worker_fires_a_timer_and_sends_a_notice_another_process_wrote() {
     let db = common::sqlite().await;
     let (health, stop, worker) = idle_worker(&db).await;
 
@@ -105,6 +105,18 @@ async fn an_idle_worker_fires_a_timer_another_process_armed() {
     assert_eq!(expiry.status, TimerStatus::Fired, "the worker fired the claim's expiry: {expiry:?}");
     let late = expiry.settled_at.unwrap() - expiry.due_at;
     assert!(late < chrono::Duration::seconds(2), "fired {late} after it fell due (a poll is 20 ms)");
+    // The notice the other process enqueued with the appeal wakes nothing here either
+    // (and no heartbeat falls in the test): only the queue's read finds it to take.
+    let filter = WorkFilter { appeal_id: Some(appeal.id.clone()), ..WorkFilter::default() };
+    let received = loop {
+        let notices = db.store.notifications(&filter).await.unwrap();
+        let received = notices.into_iter().find(|n| n.template == "appeal_received").expect("the appeal's notice");
+        if received.status != NotificationStatus::Pending || Instant::now() > deadline {
+            break received;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(received.status, NotificationStatus::Sent, "the worker sent the other process's notice: {received:?}");
     assert!(health.problems().is_empty(), "{:?}", health.problems());
     stop.send(true).unwrap();
     worker.await.unwrap();

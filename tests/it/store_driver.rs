@@ -132,10 +132,14 @@ async fn the_worker_reads_one_notification_and_one_action_by_id_and_retries_only
 
 async fn queue_counts_runnable_jobs_and_retires_an_unknown_queue_as_nothing(db: TestDb) {
     assert_eq!(db.store.runnable_jobs(&[NOTIFICATIONS_QUEUE, ACTIONS_QUEUE]).await.unwrap(), 0);
+    assert!(!db.store.job_to_take(NOTIFICATIONS_QUEUE).await.unwrap(), "no job yet");
     let engine = engine(&db, Arc::new(ManualClock::new(monday_morning())));
     engine.create(&request("acme"), &applicant(), None).await.unwrap();
     assert_eq!(db.store.runnable_jobs(&[NOTIFICATIONS_QUEUE]).await.unwrap(), 1, "the notice's job");
     assert_eq!(db.store.runnable_jobs(&[ACTIONS_QUEUE]).await.unwrap(), 0);
+    // What wakes an idle SQLite worker's fetch: a job of that queue, and only of that one.
+    assert!(db.store.job_to_take(NOTIFICATIONS_QUEUE).await.unwrap(), "the notice's job is there to take");
+    assert!(!db.store.job_to_take(ACTIONS_QUEUE).await.unwrap(), "no action's job");
     assert_eq!(db.store.retire_queue("appealflow.no-such-queue").await.unwrap(), 0);
     assert_eq!(db.store.runnable_jobs(&[NOTIFICATIONS_QUEUE]).await.unwrap(), 1, "other queues untouched");
 }
